@@ -1,0 +1,78 @@
+//! Finding and dialling the server.
+//!
+//! The commands reach `pbs_server` over its Unix socket: `$CAPSTAN_SOCKET` if set, else
+//! `$PBS_HOME/capstan.sock` (`PBS_HOME` defaults to `/var/spool/capstan`). The server learns
+//! who we are from the socket's peer credentials, so nothing here sends an identity.
+
+use std::path::PathBuf;
+
+use capstan_proto::v1::batch_client::BatchClient;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tower::service_fn;
+
+/// Default Torque-style home when `PBS_HOME` is not set.
+pub const DEFAULT_PBS_HOME: &str = "/var/spool/capstan";
+
+/// Why the server could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to server {server} (socket {socket}): {source}")]
+    Unreachable {
+        server: String,
+        socket: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// `$PBS_HOME`, or Capstan's default.
+pub fn pbs_home() -> PathBuf {
+    std::env::var_os("PBS_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PBS_HOME))
+}
+
+/// The server's Unix socket path.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("CAPSTAN_SOCKET")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| pbs_home().join("capstan.sock"))
+}
+
+/// The server's name as the commands print it before they have asked the server:
+/// `$PBS_DEFAULT`, else the first line of `$PBS_HOME/server_name`, else `localhost`.
+pub fn default_server_name() -> String {
+    if let Ok(name) = std::env::var("PBS_DEFAULT") {
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    std::fs::read_to_string(pbs_home().join("server_name"))
+        .ok()
+        .and_then(|text| text.lines().next().map(|l| l.trim().to_string()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Dials the server's socket and returns a client for the `Batch` service.
+pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
+    let socket = socket_path();
+    let path = socket.clone();
+    // The URI is required by tonic but unused: the connector below always dials the socket.
+    let channel = Endpoint::from_static("http://capstan.invalid")
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .map_err(|source| ConnectError::Unreachable {
+            server: default_server_name(),
+            socket: socket.display().to_string(),
+            source,
+        })?;
+    Ok(BatchClient::new(channel))
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Capstan demo: builds everything, starts a two-site cluster on this machine (one pbs_server
+# and four pbs_mom on loopback: a1, a2 in site a; b1, b2 in site b), submits a sample job,
+# shows qstat, pbsnodes and the job's output, and leaves the cluster running.
+#
+#   ./demo.sh          build, (re)start the cluster, run the sample job
+#   ./demo.sh stop     stop the cluster this script started (by the PIDs it recorded)
+#
+# State lives in $CAPSTAN_DEMO_DIR (default: ./demo-cluster). Works as root and as an
+# ordinary user; as root the demo server allows root jobs (never the default).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")" && pwd)
+demo=${CAPSTAN_DEMO_DIR:-$repo/demo-cluster}
+port=${CAPSTAN_DEMO_PORT:-15001}
+bin=$repo/target/release
+
+stop_cluster() {
+    [ -f "$demo/pids" ] || return 0
+    while read -r pid; do
+        # Only a PID this script recorded, and only while it is still one of ours.
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+            grep -q -e pbs_server -e pbs_mom "/proc/$pid/cmdline" 2>/dev/null; then
+            kill "$pid"
+        fi
+    done <"$demo/pids"
+    rm -f "$demo/pids"
+}
+
+if [ "${1:-}" = stop ]; then
+    stop_cluster
+    echo "Capstan demo cluster stopped (state kept in $demo)."
+    exit 0
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "demo.sh: cargo is required (https://rustup.rs)" >&2
+    exit 1
+fi
+echo "==> Building Capstan (release)"
+cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+
+stop_cluster
+rm -rf "$demo"
+mkdir -p "$demo/server/server_priv" "$demo/work"
+chmod 755 "$demo" "$demo/server"
+cat >"$demo/server/server_priv/nodes" <<NODES
+# name  slots  site    properties
+a1      np=2   site=a  bigmem
+a2      np=2   site=a
+b1      np=2   site=b
+b2      np=2   site=b  fast
+NODES
+
+server_args=(--home "$demo/server" --mom-listen "127.0.0.1:$port")
+if [ "$(id -u)" = 0 ]; then
+    echo "==> Running as root: this demo server allows root jobs (--allow-root-jobs)."
+    server_args+=(--allow-root-jobs)
+fi
+echo "==> Starting pbs_server (MOM port 127.0.0.1:$port, state in $demo/server)"
+"$bin/pbs_server" "${server_args[@]}" >"$demo/server.log" 2>&1 &
+echo $! >>"$demo/pids"
+for node in a1 a2 b1 b2; do
+    mkdir -p "$demo/mom-$node"
+    "$bin/pbs_mom" --home "$demo/mom-$node" --server "127.0.0.1:$port" --node-name "$node" \
+        >"$demo/mom-$node.log" 2>&1 &
+    echo $! >>"$demo/pids"
+done
+
+export PBS_HOME=$demo/server
+export PATH=$bin:$PATH
+
+# Wait (bounded) until the four nodes report in.
+for _ in $(seq 1 200); do
+    up=$(pbsnodes -a 2>/dev/null | grep -c '^     state = free' || true)
+    [ "$up" = 4 ] && break
+    sleep 0.05
+done
+if [ "${up:-0}" != 4 ]; then
+    echo "demo.sh: the nodes did not come up; see $demo/*.log" >&2
+    pbsnodes -a >&2 || true
+    exit 1
+fi
+
+cat >"$demo/work/sample.sh" <<'JOB'
+#!/bin/bash
+#PBS -N sample
+#PBS -l nodes=2:ppn=1,walltime=00:05:00
+#PBS -j oe
+echo "Hello from $PBS_JOBID ($PBS_JOBNAME) in queue $PBS_QUEUE"
+echo "Mother superior: $(hostname) as node $(head -1 "$PBS_NODEFILE"), user $(id -un)"
+echo "PBS_NODEFILE ($PBS_NP slots on $PBS_NUM_NODES nodes):"
+sed 's/^/  /' "$PBS_NODEFILE"
+JOB
+cd "$demo/work"
+echo
+echo "\$ qsub sample.sh"
+id=$(qsub sample.sh)
+echo "$id"
+for _ in $(seq 1 200); do
+    state=$(qstat -f -1 "$id" | sed -n 's/^    job_state = //p')
+    [ "$state" = C ] && break
+    sleep 0.05
+done
+echo
+echo "\$ qstat -a"
+qstat -a
+echo
+echo "\$ pbsnodes -a"
+pbsnodes -a
+seq=${id%%.*}
+echo "\$ cat $demo/work/sample.o$seq"
+cat "$demo/work/sample.o$seq"
+cat <<DONE
+
+The demo cluster is running. To use it in this shell:
+    export PBS_HOME=$demo/server PATH=$bin:\$PATH
+    qsub job.sh; qstat; pbsnodes -a
+Stop it with: $repo/demo.sh stop
+DONE

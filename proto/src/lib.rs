@@ -1,0 +1,18 @@
+//! Capstan's wire contract.
+//!
+//! * [`v1`]: the generated gRPC types and service stubs from `proto/capstan.proto`.
+//!   They stay at the edges: the server's API layer, the MOM's session module and
+//!   the commands convert them to their own types at once.
+//! * [`pbse`]: Torque's PBSE error numbers and texts, shared by the server (which
+//!   decides the error) and the commands (which print it and exit with it).
+
+/// Generated types for package `capstan.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("capstan.v1");
+}
+
+pub mod pbse;
+
+/// Torque's version string, as `qstat --version` and `pbsnodes` report it.
+pub const PBS_VERSION: &str = "6.1.3.h5";

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs Capstan's checks and tests: formatting, clippy, unit tests, and the end-to-end tests
+# (real pbs_server/pbs_mom processes on loopback). This is the README's test command and
+# what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v useradd >/dev/null || need_apt+=(passwd)
+command -v ip >/dev/null || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v cargo >/dev/null || { echo "test.sh: cargo is required" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+# Each end-to-end test starts its own cluster; two at a time suits a 2-core machine.
+cargo test --workspace -- --test-threads=2

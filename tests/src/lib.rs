@@ -1,0 +1,499 @@
+//! Test bed for Capstan's end-to-end tests: real `pbs_server` and `pbs_mom` processes on
+//! loopback, driven by the real command binaries.
+//!
+//! A [`Cluster`] lives in a temporary directory of its own (server home, one home per MOM,
+//! the job work directory), starts one server and one MOM per node, and kills exactly the
+//! processes it started (by PID) when dropped. Waiting is always for a condition, polled a
+//! bounded number of times (see [`wait_until`]), never a bare sleep.
+//!
+//! When the tests run as root, commands run as an unprivileged user created for the purpose
+//! ([`TEST_USER`]), so jobs really run through the MOM's setuid path.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The unprivileged user commands run as when the tests run as root.
+pub const TEST_USER: &str = "capstantest";
+/// A second unprivileged user, for permission tests.
+pub const OTHER_USER: &str = "capstanother";
+/// The server name every test cluster uses, so job ids are predictable (`0.tsrv`).
+pub const SERVER_NAME: &str = "tsrv";
+
+/// Where the binaries are: `$CAPSTAN_BIN_DIR`, else the workspace's `target/debug`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAPSTAN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("debug")
+}
+
+fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A user the commands and jobs run as.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn lookup_user(name: &str) -> Option<User> {
+    let user = nix::unistd::User::from_name(name).ok().flatten()?;
+    Some(User {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        home: user.dir,
+    })
+}
+
+/// The user tests submit as: [`TEST_USER`] (created if missing) when root, else ourselves.
+pub fn test_user() -> User {
+    static USER: OnceLock<User> = OnceLock::new();
+    USER.get_or_init(|| {
+        if is_root() {
+            ensure_user(TEST_USER)
+        } else {
+            let uid = nix::unistd::getuid();
+            let user = nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .expect("current user has a passwd entry");
+            User {
+                name: user.name,
+                uid: uid.as_raw(),
+                gid: user.gid.as_raw(),
+                home: user.dir,
+            }
+        }
+    })
+    .clone()
+}
+
+/// A second user (root only); `None` when not root, and tests needing it skip with a message.
+pub fn other_user() -> Option<User> {
+    static USER: OnceLock<Option<User>> = OnceLock::new();
+    USER.get_or_init(|| is_root().then(|| ensure_user(OTHER_USER)))
+        .clone()
+}
+
+fn ensure_user(name: &str) -> User {
+    if let Some(user) = lookup_user(name) {
+        return user;
+    }
+    let status = Command::new("useradd")
+        .args(["--create-home", "--shell", "/bin/bash", name])
+        .status()
+        .expect("run useradd");
+    // Another test thread may have created it in between.
+    if !status.success() && lookup_user(name).is_none() {
+        panic!("useradd {name} failed: {status}");
+    }
+    lookup_user(name).expect("user exists after useradd")
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// One node line of the cluster's nodes file.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// The rest of the nodes-file line after the name: `np=2 site=a bigmem`.
+    pub attrs: String,
+}
+
+impl NodeSpec {
+    pub fn new(name: &str, attrs: &str) -> Self {
+        NodeSpec {
+            name: name.to_string(),
+            attrs: attrs.to_string(),
+        }
+    }
+}
+
+/// A running test cluster.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub work: PathBuf,
+    pub mom_port: u16,
+    pub nodes: Vec<NodeSpec>,
+    pub user: User,
+    server: Option<Child>,
+    moms: Vec<(String, Child)>,
+    server_args: Vec<String>,
+}
+
+impl Cluster {
+    /// A cluster of `nodes`, every MOM up and reporting before this returns.
+    pub fn start(nodes: &[NodeSpec]) -> Cluster {
+        Self::start_with(nodes, &[])
+    }
+
+    /// As [`Cluster::start`], with extra `pbs_server` arguments.
+    pub fn start_with(nodes: &[NodeSpec], server_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("capstan-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let root = dir.path().to_path_buf();
+        // The test user must reach the socket and its work directory.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod root");
+        let home = root.join("server");
+        fs::create_dir_all(home.join("server_priv")).expect("server_priv");
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod home");
+        let mut nodes_file = String::new();
+        for node in nodes {
+            nodes_file.push_str(&format!("{} {}\n", node.name, node.attrs));
+        }
+        fs::write(home.join("server_priv").join("nodes"), nodes_file).expect("nodes file");
+        let user = test_user();
+        let work = root.join("work");
+        fs::create_dir_all(&work).expect("work dir");
+        chown(&work, Some(user.uid), Some(user.gid)).expect("chown work");
+        let mut cluster = Cluster {
+            _dir: dir,
+            root,
+            home,
+            work,
+            mom_port: free_port(),
+            nodes: nodes.to_vec(),
+            user,
+            server: None,
+            moms: Vec::new(),
+            server_args: server_args.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start_server();
+        for node in nodes.to_vec() {
+            cluster.start_mom(&node.name);
+        }
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        assert!(
+            cluster.wait_nodes_up(&names, Duration::from_secs(20)),
+            "MOMs did not all report in:\n{}",
+            cluster.pbsnodes_text()
+        );
+        cluster
+    }
+
+    /// Starts (or restarts) `pbs_server` and waits until it answers `qstat`.
+    pub fn start_server(&mut self) {
+        let log = fs::File::create(self.root.join("server.log"))
+            .or_else(|_| {
+                fs::OpenOptions::new()
+                    .append(true)
+                    .open(self.root.join("server.log"))
+            })
+            .expect("server log");
+        let child = Command::new(bin("pbs_server"))
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--mom-listen")
+            .arg(format!("127.0.0.1:{}", self.mom_port))
+            .arg("--server-name")
+            .arg(SERVER_NAME)
+            .arg("--status-interval")
+            .arg("1")
+            .args(&self.server_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pbs_server");
+        self.server = Some(child);
+        let ready = wait_until(Duration::from_secs(20), || {
+            self.home.join("capstan.sock").exists() && self.run("qstat", &[]).status.success()
+        });
+        assert!(ready, "pbs_server did not come up:\n{}", self.server_log());
+    }
+
+    /// Starts the MOM for `node`.
+    pub fn start_mom(&mut self, node: &str) {
+        let mom_home = self.root.join(format!("mom-{node}"));
+        fs::create_dir_all(&mom_home).expect("mom home");
+        fs::set_permissions(&mom_home, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("mom-{node}.log")))
+            .expect("mom log");
+        let child = Command::new(bin("pbs_mom"))
+            .arg("--home")
+            .arg(&mom_home)
+            .arg("--server")
+            .arg(format!("127.0.0.1:{}", self.mom_port))
+            .arg("--node-name")
+            .arg(node)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pbs_mom");
+        self.moms.push((node.to_string(), child));
+    }
+
+    /// `kill -9` the server, as a crash would.
+    pub fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `kill -9` one MOM.
+    pub fn kill_mom(&mut self, node: &str) {
+        if let Some(pos) = self.moms.iter().position(|(n, _)| n == node) {
+            let (_, mut child) = self.moms.remove(pos);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn mom_log(&self, node: &str) -> String {
+        fs::read_to_string(self.root.join(format!("mom-{node}.log"))).unwrap_or_default()
+    }
+
+    fn command(&self, program: &str, user: Option<&User>) -> Command {
+        let mut cmd = Command::new(bin(program));
+        cmd.env("PBS_HOME", &self.home)
+            .env_remove("CAPSTAN_SOCKET")
+            .env_remove("PBS_DEFAULT")
+            .current_dir(&self.work);
+        if let Some(user) = user {
+            if is_root() && user.uid != 0 {
+                cmd.uid(user.uid).gid(user.gid);
+                cmd.env("HOME", &user.home)
+                    .env("USER", &user.name)
+                    .env("LOGNAME", &user.name);
+            }
+        }
+        cmd
+    }
+
+    /// Runs a command as the test user.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.run_as(&self.user.clone(), program, args)
+    }
+
+    /// Runs a command as `user`.
+    pub fn run_as(&self, user: &User, program: &str, args: &[&str]) -> Output {
+        self.command(program, Some(user))
+            .args(args)
+            .output()
+            .expect("run command")
+    }
+
+    /// Runs a command as root (the operator); only meaningful when the tests run as root.
+    pub fn run_as_root(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program, None)
+            .args(args)
+            .output()
+            .expect("run command")
+    }
+
+    /// Runs a command as the test user with `input` on stdin.
+    pub fn run_with_input(&self, program: &str, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(program, Some(&self.user.clone()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn command");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait command")
+    }
+
+    /// Writes a script into the work directory, owned by the test user.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.work.join(name);
+        fs::write(&path, body).expect("write script");
+        chown(&path, Some(self.user.uid), Some(self.user.gid)).expect("chown script");
+        path
+    }
+
+    /// `qsub ARGS SCRIPT` as the test user; returns the job id. Panics with stderr on failure.
+    pub fn qsub(&self, script_name: &str, body: &str, args: &[&str]) -> String {
+        self.script(script_name, body);
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(script_name);
+        let out = self.run("qsub", &all);
+        assert!(
+            out.status.success(),
+            "qsub {:?} failed: {}",
+            all,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!id.is_empty(), "qsub printed no job id");
+        id
+    }
+
+    /// One attribute of a job from `qstat -f -1`, as the root/test user sees it.
+    pub fn job_attr(&self, id: &str, attr: &str) -> Option<String> {
+        let out = self.run_as_root("qstat", &["-f", "-1", id]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("    {attr} = ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.to_string()))
+    }
+
+    pub fn job_state(&self, id: &str) -> Option<String> {
+        self.job_attr(id, "job_state")
+    }
+
+    /// Waits until the job reaches `state`; panics with logs when it does not.
+    pub fn wait_state(&self, id: &str, state: &str, timeout: Duration) {
+        let ok = wait_until(timeout, || self.job_state(id).as_deref() == Some(state));
+        assert!(
+            ok,
+            "job {id} did not reach {state} (now {:?})\nserver log:\n{}",
+            self.job_state(id),
+            tail(&self.server_log(), 40)
+        );
+    }
+
+    pub fn pbsnodes_text(&self) -> String {
+        String::from_utf8_lossy(&self.run_as_root("pbsnodes", &["-a"]).stdout).to_string()
+    }
+
+    /// The `state` attribute of a node.
+    pub fn node_state(&self, node: &str) -> Option<String> {
+        let out = self.run_as_root("pbsnodes", &[node]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("     state = ").map(|s| s.to_string()))
+    }
+
+    pub fn wait_nodes_up(&self, nodes: &[String], timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            nodes.iter().all(|n| {
+                self.node_state(n)
+                    .map(|s| !s.contains("down"))
+                    .unwrap_or(false)
+            })
+        })
+    }
+
+    /// Reads a file the job wrote (as root or the test user, whoever we are).
+    pub fn read(&self, path: impl AsRef<Path>) -> String {
+        fs::read_to_string(path.as_ref())
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.as_ref().display()))
+    }
+
+    /// Reads a file, or "" when it does not exist (yet).
+    pub fn read_opt(&self, path: impl AsRef<Path>) -> String {
+        fs::read_to_string(path.as_ref()).unwrap_or_default()
+    }
+
+    /// The sequence number of a job id (`12.tsrv` → `12`).
+    pub fn seq(id: &str) -> &str {
+        id.split('.').next().unwrap_or(id)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Only the processes this cluster started, by PID.
+        for (_, child) in self.moms.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last `n` lines of a log, for failure messages.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Exit code of a command (signals count as -1).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// A two-site cluster of four nodes as the demo uses: a1, a2 in site a; b1, b2 in site b.
+pub fn two_site_nodes() -> Vec<NodeSpec> {
+    vec![
+        NodeSpec::new("a1", "np=2 site=a bigmem"),
+        NodeSpec::new("a2", "np=2 site=a"),
+        NodeSpec::new("b1", "np=2 site=b"),
+        NodeSpec::new("b2", "np=2 site=b fast"),
+    ]
+}
+
+/// Whether `text` contains `needle`; a helper that prints both on failure.
+pub fn assert_contains(text: &str, needle: impl AsRef<OsStr>) {
+    let needle = needle.as_ref().to_string_lossy();
+    assert!(
+        text.contains(needle.as_ref()),
+        "expected to find {needle:?} in:\n{text}"
+    );
+}

@@ -1,0 +1,141 @@
+//! Job control and node administration: holds, releases, dependencies, who may act on a
+//! job, and taking nodes offline.
+
+use std::time::Duration;
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn holds_and_releases() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let held = c.qsub("held.sh", "echo ran\n", &["-h"]);
+    assert_eq!(c.job_state(&held).as_deref(), Some("H"));
+    assert_eq!(c.job_attr(&held, "Hold_Types").as_deref(), Some("u"));
+    // Bare sequence numbers work everywhere.
+    let seq = Cluster::seq(&held).to_string();
+    let out = c.run("qrls", &[&seq]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&held, "C", T);
+
+    // qhold on a queued job that cannot run yet (the only slot is busy).
+    let blocker = c.qsub("block.sh", "sleep 60\n", &[]);
+    c.wait_state(&blocker, "R", T);
+    let queued = c.qsub("q.sh", "true\n", &[]);
+    assert!(c.run("qhold", &[&queued]).status.success());
+    assert_eq!(c.job_state(&queued).as_deref(), Some("H"));
+    // Releasing a job that is not held is refused with Torque's words.
+    let out = c.run("qrls", &[&blocker]);
+    assert_eq!(code(&out), 70, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!("qrls: The requested state or substate can't be set from the job's current state (slot limit in effect). {blocker}\n")
+    );
+    // qhold of an unknown job prints nothing, exit 153.
+    let out = c.run("qhold", &["999"]);
+    assert_eq!(code(&out), 153);
+    assert_eq!(stderr(&out), "");
+    // qsig on a job that is not running.
+    let out = c.run("qsig", &["-s", "USR1", &queued]);
+    assert_eq!(code(&out), 170);
+    assert_eq!(stderr(&out), format!("qsig: Request invalid for state of job {queued}\n"));
+    // qdel of an unknown job.
+    let out = c.run("qdel", &["999"]);
+    assert_eq!(code(&out), 153);
+    assert_eq!(stderr(&out), format!("qdel: nonexistent job id: 999.{SERVER_NAME}\n"));
+    // qdel all removes the caller's remaining jobs.
+    let out = c.run("qdel", &["all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&blocker, "C", T);
+    c.wait_state(&queued, "C", T);
+}
+
+#[test]
+fn dependencies_release_or_delete_dependents() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let parent = c.qsub("parent.sh", "sleep 1\nexit 1\n", &[]);
+    let ok = c.qsub("ok.sh", "echo ok\n", &["-W", &format!("depend=afterok:{parent}")]);
+    let any_seq = Cluster::seq(&parent).to_string();
+    let any = c.qsub("any.sh", "echo any\n", &["-W", &format!("depend=afterany:{any_seq}")]);
+    assert_eq!(c.job_state(&ok).as_deref(), Some("H"));
+    assert_eq!(c.job_attr(&ok, "Hold_Types").as_deref(), Some("s"));
+    assert_eq!(c.job_attr(&ok, "depend"), Some(format!("afterok:{parent}")));
+    c.wait_state(&parent, "C", T);
+    c.wait_state(&any, "C", T);
+    assert_eq!(c.job_attr(&any, "exit_status").as_deref(), Some("0"));
+    c.wait_state(&ok, "C", T);
+    assert_eq!(c.job_attr(&ok, "exit_status").as_deref(), Some("271"));
+    assert_eq!(
+        c.job_attr(&ok, "comment"),
+        Some(format!("Job deleted as result of dependency on job {parent}"))
+    );
+    // A dependency on a job that does not exist is refused.
+    c.script("bad.sh", "true\n");
+    let out = c.run("qsub", &["-W", "depend=afterok:999", "bad.sh"]);
+    assert_eq!(code(&out), 208);
+    assert_eq!(stderr(&out), "qsub: submit error (Invalid Job Dependency)\n");
+}
+
+#[test]
+fn other_users_cannot_touch_a_job() {
+    let Some(other) = other_user() else {
+        eprintln!("skipped: needs root to create a second user");
+        return;
+    };
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let id = c.qsub("mine.sh", "sleep 60\n", &[]);
+    c.wait_state(&id, "R", T);
+    for (cmd, args) in [
+        ("qdel", vec![id.as_str()]),
+        ("qhold", vec![id.as_str()]),
+        ("qsig", vec!["-s", "USR1", id.as_str()]),
+    ] {
+        let out = c.run_as(&other, cmd, &args);
+        assert_eq!(code(&out), 159, "{cmd}: {}", stderr(&out));
+        assert_eq!(stderr(&out), format!("{cmd}: Unauthorized Request  {id}\n"));
+    }
+    let out = c.run("qrerun", &[&id]);
+    assert_eq!(code(&out), 159);
+    assert_eq!(
+        stderr(&out),
+        format!("qrerun: Unauthorized Request  MSG=additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR) {id}\n")
+    );
+    assert_eq!(c.job_state(&id).as_deref(), Some("R"));
+    // Root (the manager) may.
+    let out = c.run_as_root("qdel", &[&id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&id, "C", T);
+    // qsub as root is refused, as in Torque.
+    c.script("root.sh", "true\n");
+    let out = c.run_as_root("qsub", &["root.sh"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(stderr(&out), "qsub can not be run as root\n");
+}
+
+#[test]
+fn offline_nodes_take_no_work_until_cleared() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1 site=a fast")]);
+    let text = stdout(&c.run_as_root("pbsnodes", &["n1"]));
+    assert_contains(&text, "n1\n     state = free\n");
+    assert_contains(&text, "     np = 1\n");
+    assert_contains(&text, "     properties = fast\n");
+    assert_contains(&text, "     site = a\n");
+    assert_contains(&text, "     status = opsys=linux,");
+    let out = c.run_as_root("pbsnodes", &["-o", "-N", "disk check", "n1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(c.node_state("n1").as_deref(), Some("offline"));
+    let listed = stdout(&c.run_as_root("pbsnodes", &["-ln"]));
+    assert_eq!(listed, format!("{:<20} {:<26} {}\n", "n1", "offline", "disk check"));
+    let id = c.qsub("wait.sh", "true\n", &[]);
+    assert!(!wait_until(Duration::from_millis(500), || c.job_state(&id).as_deref() != Some("Q")));
+    let out = c.run_as_root("pbsnodes", &["-c", "n1"]);
+    assert!(out.status.success());
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.node_state("n1").as_deref(), Some("free"));
+    // Unknown nodes.
+    let out = c.run_as_root("pbsnodes", &["nosuch"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(stderr(&out), "pbsnodes: Unknown node  MSG=cannot locate specified node\n");
+}

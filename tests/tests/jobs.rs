@@ -1,0 +1,216 @@
+//! A job's life on a real cluster: submission, output files, environment, nodefile,
+//! multi-node slot accounting, and how jobs end (exit codes, qdel, qsig, walltime).
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn one_node() -> Vec<NodeSpec> {
+    vec![NodeSpec::new("n1", "np=2")]
+}
+
+#[test]
+fn job_runs_as_its_user_and_writes_torque_output_files() {
+    let c = Cluster::start(&one_node());
+    let id = c.qsub(
+        "hello.sh",
+        "#!/bin/bash\necho \"hello from $PBS_JOBID as $(id -un)\"\necho oops >&2\nexit 3\n",
+        &[],
+    );
+    assert_eq!(id, format!("0.{SERVER_NAME}"), "first job id");
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("3"));
+    let out = c.work.join("hello.sh.o0");
+    let err = c.work.join("hello.sh.e0");
+    assert_eq!(
+        c.read(&out),
+        format!("hello from {id} as {}\n", c.user.name)
+    );
+    assert_eq!(c.read(&err), "oops\n");
+    for file in [&out, &err] {
+        let meta = std::fs::metadata(file).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600, "{} mode", file.display());
+        assert_eq!(meta.uid(), c.user.uid, "{} owner", file.display());
+    }
+    assert_eq!(
+        c.job_attr(&id, "Job_Owner"),
+        Some(format!("{}@{}", c.user.name, hostname()))
+    );
+    assert_eq!(c.job_attr(&id, "euser").as_deref(), Some(c.user.name.as_str()));
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn stdin_script_is_named_stdin_and_join_and_paths_are_honoured() {
+    let c = Cluster::start(&one_node());
+    let out = c.run_with_input("qsub", &[], b"echo from stdin\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "Job_Name").as_deref(), Some("STDIN"));
+    let seq = Cluster::seq(&id);
+    assert_eq!(c.read(c.work.join(format!("STDIN.o{seq}"))), "from stdin\n");
+
+    // -j oe: one file with both streams; -o into a directory with a trailing slash.
+    let outdir = c.work.join("outdir");
+    std::fs::create_dir(&outdir).unwrap();
+    std::os::unix::fs::chown(&outdir, Some(c.user.uid), Some(c.user.gid)).unwrap();
+    let id = c.qsub(
+        "joined.sh",
+        "#PBS -N joined\n#PBS -j oe\necho out\necho err >&2\n",
+        &["-o", &format!("{}/", outdir.display())],
+    );
+    c.wait_state(&id, "C", T);
+    let seq = Cluster::seq(&id);
+    let joined = c.read(outdir.join(format!("joined.o{seq}")));
+    assert!(joined.contains("out\n") && joined.contains("err\n"), "{joined}");
+    assert!(!outdir.join(format!("joined.e{seq}")).exists());
+    assert!(!c.work.join(format!("joined.e{seq}")).exists());
+}
+
+#[test]
+fn job_environment_and_nodefile_follow_torque() {
+    let c = Cluster::start(&one_node());
+    let id = c.qsub(
+        "env.sh",
+        "#PBS -l nodes=1:ppn=2,walltime=00:02:00\n#PBS -N envjob\nenv | sort\necho UMASK=$(umask)\necho NODEFILE_BEGIN\ncat $PBS_NODEFILE\necho NODEFILE_END\n",
+        &["-v", "FOO=bar,BAZ=qux"],
+    );
+    c.wait_state(&id, "C", T);
+    let seq = Cluster::seq(&id);
+    let out = c.read(c.work.join(format!("envjob.o{seq}")));
+    let var = |name: &str| -> Option<String> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")).map(|v| v.to_string()))
+    };
+    assert_eq!(var("PBS_JOBID"), Some(id.clone()));
+    assert_eq!(var("PBS_JOBNAME").as_deref(), Some("envjob"));
+    assert_eq!(var("PBS_QUEUE").as_deref(), Some("batch"));
+    assert_eq!(var("PBS_O_QUEUE").as_deref(), Some("batch"));
+    assert_eq!(var("PBS_ENVIRONMENT").as_deref(), Some("PBS_BATCH"));
+    assert_eq!(var("PBS_NP").as_deref(), Some("2"));
+    assert_eq!(var("PBS_NUM_NODES").as_deref(), Some("1"));
+    assert_eq!(var("PBS_NUM_PPN").as_deref(), Some("2"));
+    assert_eq!(var("PBS_WALLTIME").as_deref(), Some("120"));
+    assert_eq!(var("PBS_NODENUM").as_deref(), Some("0"));
+    assert_eq!(var("PBS_O_WORKDIR"), Some(c.work.display().to_string()));
+    assert_eq!(var("PBS_O_SERVER").as_deref(), Some(SERVER_NAME));
+    assert_eq!(var("FOO").as_deref(), Some("bar"));
+    assert_eq!(var("BAZ").as_deref(), Some("qux"));
+    assert_eq!(var("ENVIRONMENT").as_deref(), Some("BATCH"));
+    assert_eq!(var("USER"), Some(c.user.name.clone()));
+    assert_eq!(var("HOME"), Some(c.user.home.display().to_string()));
+    assert_eq!(var("UMASK").as_deref(), Some("0077"));
+    let cookie = var("PBS_JOBCOOKIE").expect("PBS_JOBCOOKIE");
+    assert_eq!(cookie.len(), 32);
+    assert!(cookie
+        .chars()
+        .all(|ch| ch.is_ascii_digit() || ch.is_ascii_uppercase()));
+    assert!(var("PBS_NODEFILE").is_some());
+    assert!(var("LD_PRELOAD").is_none(), "MOM environment leaked");
+    let nodefile: Vec<&str> = out
+        .split("NODEFILE_BEGIN\n")
+        .nth(1)
+        .and_then(|rest| rest.split("NODEFILE_END").next())
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(nodefile, vec!["n1", "n1"]);
+    assert_eq!(c.job_attr(&id, "exec_host").as_deref(), Some("n1/0-1"));
+    // The job started in the user's home (no -d), Torque's default.
+    assert_eq!(var("PWD"), Some(c.user.home.display().to_string()));
+}
+
+#[test]
+fn multi_node_jobs_hold_slots_on_every_node() {
+    let c = Cluster::start(&two_site_nodes());
+    let first = c.qsub(
+        "mpi.sh",
+        "cat $PBS_NODEFILE > nodes.$PBS_JOBID\nsleep 30\n",
+        &["-l", "nodes=2:ppn=2", "-d", &c.work.display().to_string()],
+    );
+    c.wait_state(&first, "R", T);
+    let exec_host = c.job_attr(&first, "exec_host").unwrap();
+    let hosts: Vec<&str> = exec_host.split('+').collect();
+    assert_eq!(hosts.len(), 2, "{exec_host}");
+    for h in &hosts {
+        assert!(h.ends_with("/0-1"), "{exec_host}");
+    }
+    let nodefile_path = c.work.join(format!("nodes.{first}"));
+    assert!(wait_until(T, || c.read_opt(&nodefile_path).lines().count() == 4));
+    let mother = hosts[0].split('/').next().unwrap();
+    let sister = hosts[1].split('/').next().unwrap();
+    let lines: Vec<String> = c
+        .read(&nodefile_path)
+        .lines()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(lines, vec![mother, mother, sister, sister]);
+    // Slots are accounted on the sister too.
+    for node in [mother, sister] {
+        assert_eq!(c.node_state(node).as_deref(), Some("job-exclusive"));
+        let text = stdout(&c.run_as_root("pbsnodes", &[node]));
+        assert_contains(&text, format!("     jobs = 0-1/{first}\n"));
+    }
+    // Another 2x2 fits on the other two nodes; a third must wait.
+    let second = c.qsub("mpi2.sh", "sleep 30\n", &["-l", "nodes=2:ppn=2"]);
+    c.wait_state(&second, "R", T);
+    let third = c.qsub("mpi3.sh", "sleep 1\n", &["-l", "nodes=1:ppn=1"]);
+    assert!(!wait_until(Duration::from_millis(500), || c.job_state(&third).as_deref() == Some("R")));
+    assert_eq!(c.job_state(&third).as_deref(), Some("Q"));
+    // Freeing the first job's nodes lets the third run.
+    assert!(c.run("qdel", &[&first]).status.success());
+    c.wait_state(&third, "C", T);
+    assert_eq!(c.job_attr(&first, "exit_status").as_deref(), Some("271"));
+}
+
+#[test]
+fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
+    let c = Cluster::start(&vec![NodeSpec::new("n1", "np=4")]);
+    let deleted = c.qsub("del.sh", "sleep 60\n", &[]);
+    let signalled = c.qsub("sig.sh", "sleep 60\n", &[]);
+    let timed = c.qsub("wall.sh", "sleep 60\n", &["-l", "walltime=2"]);
+    for id in [&deleted, &signalled, &timed] {
+        c.wait_state(id, "R", T);
+    }
+    let out = c.run("qdel", &[&deleted]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let out = c.run("qsig", &["-s", "USR1", &signalled]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&deleted, "C", T);
+    c.wait_state(&signalled, "C", T);
+    c.wait_state(&timed, "C", T);
+    assert_eq!(c.job_attr(&deleted, "exit_status").as_deref(), Some("271"));
+    assert_eq!(c.job_attr(&signalled, "exit_status").as_deref(), Some("266"));
+    assert_eq!(c.job_attr(&timed, "exit_status").as_deref(), Some("-11"));
+    let err = c.read(c.work.join(format!("wall.sh.e{}", Cluster::seq(&timed))));
+    assert_contains(&err, "=>> PBS: job killed: walltime ");
+    assert_contains(&err, " exceeded limit 2\n");
+    // Walltime is enforced promptly, not on a 45 s poll.
+    let used = c.job_attr(&timed, "resources_used.walltime").unwrap();
+    assert!(
+        used.as_str() <= "00:00:05",
+        "walltime kill took too long: {used}"
+    );
+    // A completed job cannot be deleted again.
+    let out = c.run("qdel", &[&deleted]);
+    assert_eq!(code(&out), 170);
+    assert_eq!(
+        stderr(&out),
+        format!("qdel: Request invalid for state of job MSG=invalid state for job - COMPLETE {deleted}\n")
+    );
+}
+

@@ -1,0 +1,96 @@
+//! qstat and pbsnodes output on a live cluster, byte for byte where Torque is fixed.
+
+use std::time::Duration;
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn qstat_formats() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let done = c.qsub("first.sh", "true\n", &[]);
+    c.wait_state(&done, "C", T);
+    let held = c.qsub("a_rather_long_job_name.sh", "true\n", &["-h", "-l", "mem=100mb,walltime=00:30:00"]);
+    let user = &c.user.name;
+
+    let out = stdout(&c.run("qstat", &[]));
+    let expected = format!(
+        "Job ID                    Name             User            Time Use S Queue\n\
+         ------------------------- ---------------- --------------- -------- - -----\n\
+         {:<26} {:<16} {:<15} {:>8} {} {:<15}\n\
+         {:<26} {:<16} {:<15} {:>8} {} {:<15}\n",
+        done, "first.sh", user, "00:00:00", "C", "batch",
+        held, "...job_name.sh", user, "0", "H", "batch"
+    );
+    assert_eq!(out, expected);
+
+    let out = stdout(&c.run("qstat", &["-a", &held]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "");
+    assert_eq!(lines[1], format!("{SERVER_NAME}: "));
+    assert_eq!(
+        lines[2],
+        "                                                                                  Req'd       Req'd       Elap"
+    );
+    assert_eq!(
+        lines[3],
+        "Job ID                  Username    Queue    Jobname          SessID  NDS   TSK   Memory      Time    S   Time"
+    );
+    assert_eq!(
+        lines[5],
+        format!(
+            "{:<23} {:<11.11} {:<8} {:<16} {:>6} {:>5} {:>6} {:>9} {:>9} {} {:>9}",
+            held, user, "batch", "a_rather_long_jo", "--", "1", "1", "100mb", "00:30:00", "H", "--"
+        )
+    );
+
+    let full = stdout(&c.run("qstat", &["-f", &held]));
+    assert!(full.starts_with(&format!("Job Id: {held}\n    Job_Name = a_rather_long_job_name.sh\n    Job_Owner = {user}@")), "{full}");
+    assert_contains(&full, "    job_state = H\n");
+    assert_contains(&full, "    Resource_List.mem = 100mb\n");
+    assert_contains(&full, "    Resource_List.walltime = 00:30:00\n");
+    assert_contains(&full, "    Hold_Types = u\n");
+    assert!(full.ends_with("\n\n"));
+    for line in full.lines() {
+        assert!(line.len() <= 80, "unwrapped line in qstat -f: {line:?}");
+    }
+
+    let xml = stdout(&c.run("qstat", &["-x", &held]));
+    assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<Data><Job><Job_Id>"), "{xml}");
+    assert!(xml.ends_with("</Job></Data>\n"), "{xml}");
+    assert_contains(&xml, "<Resource_List><mem>100mb</mem>");
+
+    let q = stdout(&c.run("qstat", &["-Q"]));
+    assert_eq!(
+        q,
+        "Queue              Max    Tot   Ena   Str   Que   Run   Hld   Wat   Trn   Ext T   Cpt\n\
+         ----------------   ---   ----    --    --   ---   ---   ---   ---   ---   --- -   ---\n\
+         batch                0      2   yes   yes     0     0     1     0     0     0 E     1\n"
+    );
+    let b = stdout(&c.run("qstat", &["-B"]));
+    assert_eq!(
+        b,
+        format!(
+            "Server             Max   Tot   Que   Run   Hld   Wat   Trn   Ext   Com Status    \n\
+             ----------------   ---   ---   ---   ---   ---   ---   ---   ---   --- ----------\n\
+             {:<16}     0     2     0     0     1     0     0     0     1 Active    \n",
+            SERVER_NAME
+        )
+    );
+}
+
+#[test]
+fn qstat_with_many_jobs_stays_complete() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    c.script("h.sh", "true\n");
+    for _ in 0..50 {
+        assert!(c.run("qsub", &["-h", "h.sh"]).status.success());
+    }
+    let out = stdout(&c.run("qstat", &[]));
+    assert_eq!(out.lines().count(), 52);
+    let out = c.run("qdel", &["all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = stdout(&c.run("qstat", &["-i"]));
+    assert_eq!(out, "");
+}

@@ -1,0 +1,67 @@
+//! Crashes: the server killed with -9 mid-job, a MOM killed with -9.
+
+use std::time::Duration;
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn server_restart_keeps_queued_and_running_jobs() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let marker = c.work.join("release");
+    let running = c.qsub(
+        "running.sh",
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.1; done\necho finished\n",
+            marker.display()
+        ),
+        &[],
+    );
+    c.wait_state(&running, "R", T);
+    let queued = c.qsub("queued.sh", "echo second\n", &[]);
+    let held = c.qsub("held.sh", "true\n", &["-h"]);
+    c.kill_server();
+    c.start_server();
+    assert_eq!(c.job_state(&running).as_deref(), Some("R"));
+    assert_eq!(c.job_state(&queued).as_deref(), Some("Q"));
+    assert_eq!(c.job_state(&held).as_deref(), Some("H"));
+    // The job finishes while the MOM is reconnected to the new server: its result is recorded.
+    std::fs::write(&marker, "").unwrap();
+    c.wait_state(&running, "C", T);
+    assert_eq!(c.job_attr(&running, "exit_status").as_deref(), Some("0"));
+    assert_eq!(c.job_attr(&running, "start_count").as_deref(), Some("1"));
+    c.wait_state(&queued, "C", T);
+    let out = c.read(c.work.join(format!("running.sh.o{}", Cluster::seq(&running))));
+    assert_eq!(out, "finished\n", "ran exactly once");
+    // Numbering continues after the restart.
+    let next = c.qsub("next.sh", "true\n", &[]);
+    assert_eq!(next, format!("3.{SERVER_NAME}"));
+}
+
+#[test]
+fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
+    let rerunnable = c.qsub("re.sh", "sleep 300\n", &["-l", "nodes=n1"]);
+    let fixed = c.qsub("fixed.sh", "sleep 300\n", &["-r", "n", "-l", "nodes=n2"]);
+    c.wait_state(&rerunnable, "R", T);
+    c.wait_state(&fixed, "R", T);
+    c.kill_mom("n1");
+    c.kill_mom("n2");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            c.node_state("n1").is_some_and(|s| s.contains("down"))
+                && c.node_state("n2").is_some_and(|s| s.contains("down"))
+        }),
+        "nodes not marked down:\n{}",
+        c.pbsnodes_text()
+    );
+    c.wait_state(&rerunnable, "Q", T);
+    c.wait_state(&fixed, "C", T);
+    let status = c.job_attr(&fixed, "exit_status").unwrap();
+    assert!(status.starts_with('-'), "exit_status {status}");
+    // The MOM comes back and the requeued job runs again.
+    c.start_mom("n1");
+    c.wait_state(&rerunnable, "R", T);
+    assert_eq!(c.job_attr(&rerunnable, "start_count").as_deref(), Some("2"));
+}
