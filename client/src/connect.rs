@@ -27,6 +27,51 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// The OS error number behind the failure (`ECONNREFUSED`, `ENOENT` for a missing
+    /// socket, ...), if there is one.
+    pub fn errno(&self) -> Option<i32> {
+        let ConnectError::Unreachable { source, .. } = self;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(err) = cause {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(code) = io.raw_os_error() {
+                    return Some(code);
+                }
+            }
+            cause = err.source();
+        }
+        None
+    }
+
+    /// Torque's wording: `CMD: cannot connect to server NAME (errno=111) Connection refused`.
+    pub fn torque_message(&self, cmd: &str) -> String {
+        let ConnectError::Unreachable { server, .. } = self;
+        match self.errno() {
+            Some(code) => format!(
+                "{cmd}: cannot connect to server {server} (errno={code}) {}",
+                strerror(code)
+            ),
+            None => format!("{cmd}: cannot connect to server {server} ({self})"),
+        }
+    }
+
+    /// The exit status: Torque's commands exit with the error number they could not connect
+    /// with; Capstan does the same for OS errors (111 for a refused connection, 2 for a
+    /// missing socket) and uses 1 when there is none or it does not fit an exit status.
+    pub fn exit_code(&self) -> i32 {
+        match self.errno() {
+            Some(code) if (1..=255).contains(&code) => code,
+            _ => 1,
+        }
+    }
+}
+
+/// The C library's text for an error number (`strerror(3)`), without Rust's `(os error N)`.
+pub fn strerror(code: i32) -> &'static str {
+    nix::errno::Errno::from_raw(code).desc()
+}
+
 /// `$PBS_HOME`, or Capstan's default.
 pub fn pbs_home() -> PathBuf {
     std::env::var_os("PBS_HOME")
@@ -44,7 +89,8 @@ pub fn socket_path() -> PathBuf {
 }
 
 /// The server's name as the commands print it before they have asked the server:
-/// `$PBS_DEFAULT`, else the first line of `$PBS_HOME/server_name`, else `localhost`.
+/// `$PBS_DEFAULT`, else the first line of `$PBS_HOME/server_name`, else this host's short
+/// name (the server's own default name, so a one-host setup needs no configuration).
 pub fn default_server_name() -> String {
     if let Ok(name) = std::env::var("PBS_DEFAULT") {
         if !name.is_empty() {
@@ -54,6 +100,16 @@ pub fn default_server_name() -> String {
     std::fs::read_to_string(pbs_home().join("server_name"))
         .ok()
         .and_then(|text| text.lines().next().map(|l| l.trim().to_string()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(short_hostname)
+}
+
+/// This host's name up to the first dot (Torque prints short names: `vm`, not `vm.example`).
+pub fn short_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .map(|name| name.split('.').next().unwrap_or("").to_string())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
 }
@@ -75,4 +131,13 @@ pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
             source,
         })?;
     Ok(BatchClient::new(channel))
+}
+
+/// Runs `future` on a single-threaded runtime: a command makes a call or two and exits, so a
+/// thread pool would only cost start-up time.
+pub fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
 }

@@ -1,0 +1,237 @@
+//! Renderers for `qstat` and `pbsnodes`, byte-compatible with Torque 6.1.3.
+//!
+//! Everything here is a pure function from a small domain type ([`Object`]) to a `String`,
+//! so every format is tested against the samples in the compatibility reference without a
+//! server. The binaries convert the wire types once ([`Object::from`]), call a renderer
+//! and print the result.
+//!
+//! * [`wrap`]: Torque's `prt_attr` line wrapping used by every `-f` listing.
+//! * [`jobs`]: `qstat` job listings (default, alternative `-a`..., full `-f`, XML `-x`).
+//! * [`queues`]: `qstat -Q`, `-Q -f`, `-q`, `-B`, `-B -f`.
+//! * [`nodes`]: `pbsnodes` blocks, `-l`/`-ln` lines and `-x`.
+//! * [`xml`]: element writing and escaping for the `-x` outputs.
+
+pub mod jobs;
+pub mod nodes;
+pub mod queues;
+pub mod wrap;
+pub mod xml;
+
+use capstan_proto::v1 as pb;
+use chrono::TimeZone;
+
+/// How a value is rendered by the full listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Printed as is.
+    Text,
+    /// Epoch seconds: `ctime(3)` style in `qstat -f`, the number itself in XML.
+    Time,
+}
+
+/// One Torque attribute: `name` or `name.resource` = `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    /// Empty when the attribute has no resource part.
+    pub resource: String,
+    pub value: String,
+    pub kind: Kind,
+}
+
+impl Attribute {
+    /// A plain text attribute.
+    pub fn text(name: &str, value: &str) -> Self {
+        Self::res(name, "", value)
+    }
+
+    /// A text attribute with a resource part (`Resource_List.walltime`).
+    pub fn res(name: &str, resource: &str, value: &str) -> Self {
+        Attribute {
+            name: name.to_string(),
+            resource: resource.to_string(),
+            value: value.to_string(),
+            kind: Kind::Text,
+        }
+    }
+
+    /// A time attribute holding epoch seconds.
+    pub fn time(name: &str, epoch: i64) -> Self {
+        Attribute {
+            name: name.to_string(),
+            resource: String::new(),
+            value: epoch.to_string(),
+            kind: Kind::Time,
+        }
+    }
+}
+
+/// A job, queue, server or node: a name and its attributes in the server's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub name: String,
+    pub attrs: Vec<Attribute>,
+}
+
+impl Object {
+    pub fn new(name: &str, attrs: Vec<Attribute>) -> Self {
+        Object {
+            name: name.to_string(),
+            attrs,
+        }
+    }
+
+    /// The value of the first attribute `name` without a resource part.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_res(name, "")
+    }
+
+    /// The value of the first attribute `name.resource`.
+    pub fn get_res(&self, name: &str, resource: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.name == name && a.resource == resource)
+            .map(|a| a.value.as_str())
+    }
+}
+
+impl From<pb::StatObject> for Object {
+    fn from(o: pb::StatObject) -> Self {
+        Object {
+            name: o.name,
+            attrs: o.attrs.into_iter().map(Attribute::from).collect(),
+        }
+    }
+}
+
+impl From<pb::Attr> for Attribute {
+    fn from(a: pb::Attr) -> Self {
+        let kind = if a.kind == pb::AttrKind::Time as i32 {
+            Kind::Time
+        } else {
+            Kind::Text
+        };
+        Attribute {
+            name: a.name,
+            resource: a.resource,
+            value: a.value,
+            kind,
+        }
+    }
+}
+
+/// A server error as the commands print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// PBSE number.
+    pub code: i32,
+    /// What Torque prints after `MSG=`; may be empty.
+    pub detail: String,
+    /// The job, queue or node the error is about.
+    pub object: String,
+}
+
+impl From<pb::PbsError> for ServerError {
+    fn from(e: pb::PbsError) -> Self {
+        ServerError {
+            code: e.code,
+            detail: e.detail,
+            object: e.object,
+        }
+    }
+}
+
+impl ServerError {
+    /// Torque's `pbs_geterrmsg()` text: the PBSE text, plus ` MSG=detail` when the server
+    /// gave one. The PBSE texts keep their trailing spaces, which is where Torque's double
+    /// space before `MSG=` comes from (`Unknown node  MSG=cannot locate specified node`).
+    pub fn message(&self) -> String {
+        let text = capstan_proto::pbse::text(self.code);
+        if self.detail.is_empty() {
+            text.trim_end().to_string()
+        } else {
+            format!("{text} MSG={}", self.detail)
+        }
+    }
+
+    /// The process exit status Torque uses for this error.
+    pub fn exit_code(&self) -> i32 {
+        capstan_proto::pbse::exit_code(self.code)
+    }
+}
+
+/// `ctime(3)` without the newline: `Sat Nov 21 16:08:23 2026` (day padded with a space).
+pub fn ctime<Tz: TimeZone>(epoch: i64, tz: &Tz) -> Option<String>
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let t = tz.timestamp_opt(epoch, 0).single()?;
+    Some(t.format("%a %b %e %H:%M:%S %Y").to_string())
+}
+
+/// C `printf("%-W.Ps")`: cut to `precision` characters, pad on the right to `width`.
+pub(crate) fn left(s: &str, width: usize, precision: Option<usize>) -> String {
+    let cut = cut(s, precision);
+    let n = cut.chars().count();
+    format!("{cut}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// C `printf("%W.Ps")`: cut to `precision` characters, pad on the left to `width`.
+pub(crate) fn right(s: &str, width: usize, precision: Option<usize>) -> String {
+    let cut = cut(s, precision);
+    let n = cut.chars().count();
+    format!("{}{cut}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// The first `precision` characters of `s` (all of it for `None`).
+pub(crate) fn cut(s: &str, precision: Option<usize>) -> &str {
+    match precision {
+        Some(p) => match s.char_indices().nth(p) {
+            Some((i, _)) => &s[..i],
+            None => s,
+        },
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printf_helpers_pad_and_cut() {
+        assert_eq!(left("abc", 5, None), "abc  ");
+        assert_eq!(left("abcdef", 3, Some(3)), "abc");
+        assert_eq!(right(" -- ", 9, Some(9)), "      -- ");
+        assert_eq!(right("abcdef", 2, None), "abcdef");
+    }
+
+    #[test]
+    fn ctime_pads_the_day_with_a_space() {
+        // 2026-11-01 16:08:23 UTC
+        assert_eq!(
+            ctime(1_793_549_303, &chrono::Utc).as_deref(),
+            Some("Sun Nov  1 16:08:23 2026")
+        );
+    }
+
+    #[test]
+    fn error_messages_keep_torques_double_space() {
+        let e = ServerError {
+            code: capstan_proto::pbse::UNKNODE,
+            detail: "cannot locate specified node".into(),
+            object: "x".into(),
+        };
+        assert_eq!(
+            e.message(),
+            "Unknown node  MSG=cannot locate specified node"
+        );
+        let e = ServerError {
+            code: capstan_proto::pbse::UNKJOBID,
+            detail: String::new(),
+            object: "999.vm".into(),
+        };
+        assert_eq!(e.message(), "Unknown Job Id Error");
+        assert_eq!(e.exit_code(), 153);
+    }
+}

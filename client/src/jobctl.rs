@@ -1,0 +1,484 @@
+//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`.
+//!
+//! They share one shape (Torque's `qdel.c`, `qhold.c`, ...): getopt options, one or more job
+//! ids, one server request, and per failed job a line `CMD: TEXT[ MSG=DETAIL] JOBID` on
+//! stderr. The exit status is the last failure's PBSE number modulo 256 (Torque exits with
+//! the raw number), 0 when everything succeeded. Quirks kept from Torque 6.1.3: `qhold`,
+//! `qrls`, `qsig` and `qrerun` print nothing for an unknown job id (but still exit 153);
+//! `qdel` says `qdel: nonexistent job id: ID`; failures while expanding `qdel all` do not
+//! change the exit status. Usage errors print Torque's usage line and exit 2.
+//!
+//! Options are parsed by hand with getopt semantics ([`crate::getopt`]) because Torque's
+//! messages and usage lines must be reproduced exactly.
+
+use std::io::Write;
+
+use capstan_proto::pbse;
+use capstan_proto::v1::{JobActionRequest, JobActionResult, JobOp};
+
+use crate::connect;
+use crate::getopt::{getopt, Item};
+
+/// One of the job-control commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Qdel,
+    Qhold,
+    Qrls,
+    Qsig,
+    Qrerun,
+}
+
+impl Command {
+    /// The program name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Qdel => "qdel",
+            Command::Qhold => "qhold",
+            Command::Qrls => "qrls",
+            Command::Qsig => "qsig",
+            Command::Qrerun => "qrerun",
+        }
+    }
+
+    /// Torque's usage text (stderr, exit 2).
+    pub fn usage(self) -> &'static str {
+        match self {
+            Command::Qdel => {
+                "usage: qdel [{ -p | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -m, -p, and -W are mutually exclusive\n"
+            }
+            Command::Qhold => "usage: qhold [-h hold_list] [-t array_range] job_identifier...\n",
+            Command::Qrls => "usage: qrls [-h {uos}] [-t array_range] job_identifier...\n",
+            Command::Qsig => "usage: qsig [-a] [-s signal] job_identifier...\n",
+            Command::Qrerun => "usage: qrerun [-f] <JOBID>[ <JOBID>]...\n",
+        }
+    }
+
+    fn optstring(self) -> &'static str {
+        match self {
+            Command::Qdel => "m:pW:",
+            Command::Qhold | Command::Qrls => "h:t:",
+            Command::Qsig => "as:",
+            Command::Qrerun => "m:f",
+        }
+    }
+
+    fn op(self) -> JobOp {
+        match self {
+            Command::Qdel => JobOp::Delete,
+            Command::Qhold => JobOp::Hold,
+            Command::Qrls => JobOp::Release,
+            Command::Qsig => JobOp::Signal,
+            Command::Qrerun => JobOp::Rerun,
+        }
+    }
+}
+
+/// A command line that cannot be run: the lines to print before the usage text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    /// Complaints printed before the usage text (each ends in a newline).
+    pub preamble: String,
+}
+
+/// A parsed command line: the request to send, and the operands in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub command: Command,
+    pub hold_types: String,
+    pub signal: String,
+    pub ids: Vec<String>,
+}
+
+/// Parses `args` (without the program name) Torque's way.
+pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, UsageError> {
+    let name = command.name();
+    let parsed = getopt(args, command.optstring());
+    let mut preamble = String::new();
+    let mut errors = 0;
+    let mut extension_given = false;
+    let mut hold_types = String::new();
+    let mut signal = String::new();
+    for item in &parsed.items {
+        match item {
+            Item::Error(complaint) => {
+                preamble.push_str(&format!("{name}: {complaint}\n"));
+                errors += 1;
+            }
+            Item::Opt(letter, arg) => {
+                let arg = arg.as_deref().unwrap_or("");
+                match (command, letter) {
+                    // qdel -m/-p/-W and qrerun -m/-f are mutually exclusive "extensions";
+                    // Capstan accepts them (a delete is always a delete) but keeps Torque's checks.
+                    (Command::Qdel | Command::Qrerun, 'm') => {
+                        if extension_given || arg.contains('=') {
+                            errors += 1;
+                        }
+                        extension_given = true;
+                    }
+                    (Command::Qdel, 'p') | (Command::Qrerun, 'f') => {
+                        if extension_given {
+                            errors += 1;
+                        }
+                        extension_given = true;
+                    }
+                    (Command::Qdel, 'W') => {
+                        if extension_given {
+                            errors += 1;
+                        } else if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+                            preamble.push_str("qdel: illegal -W value\n");
+                            errors += 1;
+                        }
+                        extension_given = true;
+                    }
+                    (Command::Qhold | Command::Qrls, 'h') => {
+                        let value = arg.trim_start();
+                        if value.is_empty() || !value.chars().all(|c| matches!(c, 'u' | 'o' | 's'))
+                        {
+                            preamble.push_str(&format!("{name}: illegal -h value\n"));
+                            errors += 1;
+                        }
+                        hold_types = value.to_string();
+                    }
+                    (Command::Qhold | Command::Qrls, 't') => {
+                        if arg.is_empty() {
+                            preamble.push_str(&format!(
+                                "{name}: illegal -t value (array range cannot be zero length)\n"
+                            ));
+                        } else {
+                            preamble
+                                .push_str(&format!("{name}: job arrays are not supported yet\n"));
+                        }
+                        errors += 1;
+                    }
+                    (Command::Qsig, 'a') => {}
+                    (Command::Qsig, 's') => signal = arg.to_string(),
+                    _ => errors += 1,
+                }
+            }
+        }
+    }
+    if errors > 0 || parsed.operands.is_empty() {
+        return Err(UsageError { preamble });
+    }
+    Ok(Invocation {
+        command,
+        hold_types,
+        signal,
+        ids: parsed.operands,
+    })
+}
+
+/// Whether an operand means "every job" (`qdel all`).
+fn is_all(command: Command, id: &str) -> bool {
+    command == Command::Qdel && (id == "all" || id == "ALL")
+}
+
+/// The requests to send, in operand order: consecutive job ids go together; `qdel all` is a
+/// request of its own so its results can be told apart.
+pub fn requests(inv: &Invocation) -> Vec<(bool, JobActionRequest)> {
+    let mut out: Vec<(bool, JobActionRequest)> = Vec::new();
+    for id in &inv.ids {
+        let all = is_all(inv.command, id);
+        match out.last_mut() {
+            Some((false, req)) if !all => req.ids.push(id.clone()),
+            _ => out.push((
+                all,
+                JobActionRequest {
+                    op: inv.command.op() as i32,
+                    ids: vec![if all { "all".to_string() } else { id.clone() }],
+                    hold_types: inv.hold_types.clone(),
+                    signal: inv.signal.clone(),
+                },
+            )),
+        }
+    }
+    out
+}
+
+/// What to print and how to exit for one result. `from_all`: the result comes from
+/// expanding `qdel all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Text for stdout (Torque's `Deletion Error:` line for `qdel all`).
+    pub stdout: String,
+    /// Text for stderr.
+    pub stderr: String,
+    /// The exit status this result contributes (0: leaves the status alone).
+    pub exit_code: i32,
+}
+
+/// Torque's report of one job's failure (or nothing for a success).
+pub fn outcome(command: Command, result: &JobActionResult, from_all: bool) -> Outcome {
+    let mut out = Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: 0,
+    };
+    let Some(err) = result.error.as_ref().filter(|e| e.code != 0) else {
+        return out;
+    };
+    let name = command.name();
+    let id = if err.object.is_empty() {
+        result.id.as_str()
+    } else {
+        err.object.as_str()
+    };
+    let text = pbse::text(err.code);
+    let line = if err.detail.is_empty() {
+        format!("{name}: {text} {id}\n")
+    } else {
+        format!("{name}: {text} MSG={} {id}\n", err.detail)
+    };
+    if from_all {
+        // qdel_all skips jobs that vanished or are finishing, reports the rest, and never
+        // changes the exit status.
+        if err.code != pbse::UNKJOBID && err.code != pbse::BADSTATE {
+            out.stdout = format!("Deletion Error: {} ({text})\n", err.code);
+            out.stderr = line;
+        }
+        return out;
+    }
+    out.exit_code = pbse::exit_code(err.code);
+    if err.code == pbse::UNKJOBID {
+        if command == Command::Qdel {
+            out.stderr = format!("qdel: nonexistent job id: {id}\n");
+        }
+        return out;
+    }
+    out.stderr = line;
+    out
+}
+
+/// Runs a job-control command: `args` without the program name; returns the exit status.
+pub fn run(command: Command, args: &[String]) -> i32 {
+    let inv = match parse_args(command, args) {
+        Ok(inv) => inv,
+        Err(usage) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "{}{}", usage.preamble, command.usage());
+            return 2;
+        }
+    };
+    match connect::block_on(execute(&inv)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}: cannot start runtime: {e}", command.name());
+            1
+        }
+    }
+}
+
+async fn execute(inv: &Invocation) -> i32 {
+    let name = inv.command.name();
+    let mut client = match connect::connect().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("{}", e.torque_message(name));
+            return e.exit_code();
+        }
+    };
+    let mut exit_code = 0;
+    for (from_all, req) in requests(inv) {
+        let reply = match client.job_action(req).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                eprintln!(
+                    "{name}: {} MSG={}",
+                    pbse::text(pbse::SYSTEM),
+                    status.message()
+                );
+                exit_code = pbse::exit_code(pbse::SYSTEM);
+                continue;
+            }
+        };
+        for result in &reply.results {
+            let o = outcome(inv.command, result, from_all);
+            if !o.stdout.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(o.stdout.as_bytes());
+                let _ = stdout.flush();
+            }
+            if !o.stderr.is_empty() {
+                let _ = std::io::stderr().lock().write_all(o.stderr.as_bytes());
+            }
+            if o.exit_code != 0 {
+                exit_code = o.exit_code;
+            }
+        }
+    }
+    exit_code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_proto::v1::PbsError;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn failed(id: &str, code: i32, detail: &str) -> JobActionResult {
+        JobActionResult {
+            id: id.to_string(),
+            error: Some(PbsError {
+                code,
+                detail: detail.to_string(),
+                object: String::new(),
+            }),
+        }
+    }
+
+    fn report(command: Command, result: &JobActionResult) -> (String, i32) {
+        let o = outcome(command, result, false);
+        (o.stderr, o.exit_code)
+    }
+
+    #[test]
+    fn reference_section_5_messages() {
+        assert_eq!(
+            report(Command::Qdel, &failed("999.vm", pbse::UNKJOBID, "")),
+            ("qdel: nonexistent job id: 999.vm\n".to_string(), 153)
+        );
+        assert_eq!(
+            report(
+                Command::Qdel,
+                &failed("0.vm", pbse::BADSTATE, "invalid state for job - COMPLETE")
+            ),
+            (
+                "qdel: Request invalid for state of job MSG=invalid state for job - COMPLETE 0.vm\n"
+                    .to_string(),
+                170
+            )
+        );
+        assert_eq!(
+            report(
+                Command::Qhold,
+                &failed("0.vm", pbse::BADSTATE, "invalid state for job - COMPLETE")
+            ),
+            (
+                "qhold: Request invalid for state of job MSG=invalid state for job - COMPLETE 0.vm\n"
+                    .to_string(),
+                170
+            )
+        );
+        assert_eq!(
+            report(Command::Qhold, &failed("999.vm", pbse::UNKJOBID, "")),
+            (String::new(), 153)
+        );
+        assert_eq!(
+            report(Command::Qhold, &failed("25.vm", pbse::PERM, "")),
+            ("qhold: Unauthorized Request  25.vm\n".to_string(), 159)
+        );
+        assert_eq!(
+            report(Command::Qrls, &failed("25.vm", pbse::BAD_STATE_TRANSITION, "")),
+            (
+                "qrls: The requested state or substate can't be set from the job's current state (slot limit in effect). 25.vm\n"
+                    .to_string(),
+                70
+            )
+        );
+        assert_eq!(
+            report(Command::Qrls, &failed("25.vm", pbse::PERM, "")),
+            ("qrls: Unauthorized Request  25.vm\n".to_string(), 159)
+        );
+        assert_eq!(
+            report(Command::Qsig, &failed("18.vm", pbse::BADSTATE, "")),
+            (
+                "qsig: Request invalid for state of job 18.vm\n".to_string(),
+                170
+            )
+        );
+        assert_eq!(
+            report(
+                Command::Qrerun,
+                &failed(
+                    "14.vm",
+                    pbse::PERM,
+                    "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)"
+                )
+            ),
+            (
+                "qrerun: Unauthorized Request  MSG=additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR) 14.vm\n"
+                    .to_string(),
+                159
+            )
+        );
+        let ok = JobActionResult {
+            id: "1.vm".into(),
+            error: None,
+        };
+        assert_eq!(report(Command::Qdel, &ok), (String::new(), 0));
+    }
+
+    #[test]
+    fn error_object_names_the_job() {
+        let mut r = failed("999", pbse::UNKJOBID, "");
+        if let Some(e) = r.error.as_mut() {
+            e.object = "999.vm".into();
+        }
+        assert_eq!(
+            report(Command::Qdel, &r).0,
+            "qdel: nonexistent job id: 999.vm\n"
+        );
+    }
+
+    #[test]
+    fn qdel_all_failures() {
+        let o = outcome(Command::Qdel, &failed("3.vm", pbse::BADSTATE, "x"), true);
+        assert_eq!(
+            (o.stdout.as_str(), o.stderr.as_str(), o.exit_code),
+            ("", "", 0)
+        );
+        let o = outcome(Command::Qdel, &failed("3.vm", pbse::PERM, ""), true);
+        assert_eq!(o.stdout, "Deletion Error: 15007 (Unauthorized Request )\n");
+        assert_eq!(o.stderr, "qdel: Unauthorized Request  3.vm\n");
+        assert_eq!(o.exit_code, 0);
+    }
+
+    #[test]
+    fn option_parsing_and_usage() {
+        let inv = parse_args(Command::Qhold, &args(&["-h", "uo", "1", "2.vm"])).unwrap();
+        assert_eq!(inv.hold_types, "uo");
+        assert_eq!(inv.ids, vec!["1", "2.vm"]);
+        let inv = parse_args(Command::Qsig, &args(&["-s", "USR1", "14.vm"])).unwrap();
+        assert_eq!(inv.signal, "USR1");
+
+        let e = parse_args(Command::Qhold, &args(&["-h", "x", "1"])).unwrap_err();
+        assert_eq!(e.preamble, "qhold: illegal -h value\n");
+        let e = parse_args(Command::Qdel, &args(&["-Z", "1"])).unwrap_err();
+        assert_eq!(e.preamble, "qdel: invalid option -- 'Z'\n");
+        let e = parse_args(Command::Qsig, &args(&["-s"])).unwrap_err();
+        assert_eq!(e.preamble, "qsig: option requires an argument -- 's'\n");
+        let e = parse_args(Command::Qrerun, &args(&[])).unwrap_err();
+        assert_eq!(e.preamble, "");
+        assert!(parse_args(Command::Qdel, &args(&["-p", "-W", "5", "1"])).is_err());
+        assert!(parse_args(Command::Qdel, &args(&["-W", "x", "1"])).is_err());
+        assert!(parse_args(Command::Qdel, &args(&["-p", "1"])).is_ok());
+        assert_eq!(
+            Command::Qdel.usage(),
+            "usage: qdel [{ -p | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -m, -p, and -W are mutually exclusive\n"
+        );
+    }
+
+    #[test]
+    fn requests_group_ids_and_isolate_all() {
+        let inv = parse_args(Command::Qdel, &args(&["1", "2", "all", "3"])).unwrap();
+        let reqs = requests(&inv);
+        let shape: Vec<(bool, Vec<String>)> =
+            reqs.iter().map(|(all, r)| (*all, r.ids.clone())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (false, args(&["1", "2"])),
+                (true, args(&["all"])),
+                (false, args(&["3"])),
+            ]
+        );
+        assert!(reqs.iter().all(|(_, r)| r.op == JobOp::Delete as i32));
+        // `all` is only special for qdel.
+        let inv = parse_args(Command::Qhold, &args(&["all"])).unwrap();
+        assert!(!requests(&inv)[0].0);
+    }
+}

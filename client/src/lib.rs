@@ -1,0 +1,16 @@
+//! Torque's commands for Capstan.
+//!
+//! Each binary in `src/bin/` is thin: parse options the Torque way, call the server through
+//! [`connect`], and print with the pure renderers in [`format`] (qstat, pbsnodes), the qsub
+//! logic in [`qsub`], or the shared job-control helpers in [`jobctl`] (qdel, qhold, qrls,
+//! qsig, qrerun). Proto types stop here: renderers take attribute lists and return strings,
+//! so they are tested without a server.
+//!
+//! Options are parsed by hand ([`getopt`]) because Torque's exact diagnostics and usage
+//! texts are part of the interface scripts rely on.
+
+pub mod connect;
+pub mod format;
+pub mod getopt;
+pub mod jobctl;
+pub mod qsub;
