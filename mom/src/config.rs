@@ -1,0 +1,121 @@
+//! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
+//!
+//! Torque's file has one `$keyword value` per line (reference 11.2). Only the
+//! load thresholds change what this MOM does today; every other keyword is
+//! accepted and ignored so an existing Torque config file can be dropped in
+//! unchanged.
+
+use std::path::Path;
+
+/// Load thresholds that turn the node `busy` (Torque reference 9.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MomConfig {
+    /// Load at or above which the node reports `busy`.
+    pub max_load: Option<f64>,
+    /// Load below which a `busy` node reports `free` again.
+    pub ideal_load: Option<f64>,
+}
+
+impl MomConfig {
+    /// Parses the config text. Bad values are skipped and returned as warnings
+    /// (a typo in one line must not stop the MOM).
+    pub fn parse(text: &str) -> (MomConfig, Vec<String>) {
+        let mut cfg = MomConfig::default();
+        let mut warnings = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let key = words.next().unwrap_or("");
+            let value = words.next();
+            let slot = match key {
+                "$max_load" => &mut cfg.max_load,
+                "$ideal_load" => &mut cfg.ideal_load,
+                _ => continue,
+            };
+            match value.map(str::parse::<f64>) {
+                Some(Ok(v)) if v.is_finite() && v >= 0.0 => *slot = Some(v),
+                _ => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+            }
+        }
+        // Torque: setting only one of the two sets the other to the same value.
+        match (cfg.max_load, cfg.ideal_load) {
+            (Some(m), None) => cfg.ideal_load = Some(m),
+            (None, Some(i)) => cfg.max_load = Some(i),
+            _ => {}
+        }
+        (cfg, warnings)
+    }
+
+    /// Reads the file; a missing file is an empty config (Torque's MOM runs without one).
+    pub fn load(path: &Path) -> (MomConfig, Vec<String>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => MomConfig::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (MomConfig::default(), vec![]),
+            Err(e) => (
+                MomConfig::default(),
+                vec![format!("cannot read {}: {e}", path.display())],
+            ),
+        }
+    }
+
+    /// Torque's `check_busy` with hysteresis: only when `max_load` > 0, load ≥
+    /// max_load sets busy and load < ideal_load clears it; in between the
+    /// previous state holds.
+    pub fn busy(&self, was_busy: bool, load: f64) -> bool {
+        let max = match self.max_load {
+            Some(m) if m > 0.0 => m,
+            _ => return false,
+        };
+        let ideal = self.ideal_load.unwrap_or(max);
+        if load >= max {
+            true
+        } else if load < ideal {
+            false
+        } else {
+            was_busy
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_thresholds_and_ignores_other_keywords() {
+        let (c, w) = MomConfig::parse(
+            "$pbsserver vm\n$logevent 255\n$max_load 0.5 # comment\n  $ideal_load   0.3\nsize[fs=/tmp] 1\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.max_load, Some(0.5));
+        assert_eq!(c.ideal_load, Some(0.3));
+    }
+
+    #[test]
+    fn one_threshold_sets_the_other() {
+        let (c, _) = MomConfig::parse("$max_load 2\n");
+        assert_eq!((c.max_load, c.ideal_load), (Some(2.0), Some(2.0)));
+        let (c, _) = MomConfig::parse("$ideal_load 1.5\n");
+        assert_eq!((c.max_load, c.ideal_load), (Some(1.5), Some(1.5)));
+    }
+
+    #[test]
+    fn bad_values_warn_and_are_skipped() {
+        let (c, w) = MomConfig::parse("$max_load lots\n$ideal_load\n$max_load -1\n");
+        assert_eq!(c, MomConfig::default());
+        assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn busy_has_hysteresis() {
+        let (c, _) = MomConfig::parse("$max_load 0.5\n$ideal_load 0.3\n");
+        assert!(c.busy(false, 12.0));
+        assert!(c.busy(true, 0.4));
+        assert!(!c.busy(false, 0.4));
+        assert!(!c.busy(true, 0.2));
+        assert!(!MomConfig::default().busy(true, 100.0));
+    }
+}

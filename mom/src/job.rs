@@ -1,0 +1,114 @@
+//! The MOM's own types for a run: what the server asked for ([`RunSpec`]),
+//! what the MOM remembers about it on disk ([`RunRecord`]) and what it tells
+//! the session ([`Event`]). The session converts to and from the wire types;
+//! nothing below the session sees generated proto code.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Resources a run used (Torque's `resources_used`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cput_secs: u64,
+    pub mem_kb: u64,
+    pub vmem_kb: u64,
+    pub walltime_secs: u64,
+}
+
+/// How a run ended; kept on disk until the server acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub exit_status: i32,
+    pub used: Usage,
+    pub end_time: i64,
+    pub session_id: i32,
+    pub message: String,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Recorded, shell not yet known to be running. Found at MOM start, it means
+    /// the previous MOM died mid-launch.
+    Starting,
+    /// The shell runs in session `RunRecord::session_id`.
+    Running,
+    /// Finished; the result waits for the server's AckRunEnded.
+    Ended(RunResult),
+}
+
+/// The durable record of one run, `mom_priv/jobs/RUNID.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: u64,
+    pub job_id: String,
+    pub euser: String,
+    pub uid: u32,
+    /// Session id = process group id of the job's shell (0 before it runs).
+    pub session_id: i32,
+    pub start_time: i64,
+    pub walltime_limit_secs: u64,
+    /// The file the job's stderr goes to (walltime notice), once known.
+    pub stderr_target: Option<PathBuf>,
+    pub phase: Phase,
+    /// Pid of the run's supervisor process (0 before it runs).
+    #[serde(default)]
+    pub supervisor_pid: i32,
+    /// Signals, qdel and walltime kills the MOM delivered.
+    #[serde(default)]
+    pub interventions: crate::exit::Interventions,
+    /// Elapsed seconds when the walltime kill happened.
+    #[serde(default)]
+    pub walltime_elapsed: u64,
+}
+
+impl RunRecord {
+    pub fn is_ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended(_))
+    }
+}
+
+/// A request to start a run (the MOM's copy of `StartRun`).
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub run_id: u64,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_seq: String,
+    pub euser: String,
+    pub egroup: String,
+    pub script: Vec<u8>,
+    pub env: Vec<(String, String)>,
+    pub nodefile_hosts: Vec<String>,
+    pub output_path: String,
+    pub error_path: String,
+    pub join_path: String,
+    pub keep_files: String,
+    pub shell: String,
+    pub init_work_dir: String,
+    pub walltime_limit_secs: u64,
+    pub allow_root: bool,
+}
+
+/// What the runner reports to the server, through the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Started {
+        run_id: u64,
+        session_id: i32,
+        start_time: i64,
+    },
+    Ended {
+        run_id: u64,
+        result: RunResult,
+    },
+}
+
+/// A run this MOM holds, for Hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub run_id: u64,
+    pub job_id: String,
+    pub finished: bool,
+}

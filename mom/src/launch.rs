@@ -1,0 +1,683 @@
+//! Starting a job's shell as its user: the only `fork`/`exec` code in the MOM.
+//!
+//! Three steps, split so that the risky part runs in the smallest process:
+//!
+//! * [`prepare`] (in the MOM): everything that can allocate or read files:
+//!   user and group lookup, the output paths, the spool directory and script,
+//!   the node file, the environment. The result is an [`ExecPlan`].
+//! * [`launch`] (in the MOM): starts the run's supervisor (`pbs_mom
+//!   --capstan-supervise`, see `supervisor`), hands it the plan as JSON and
+//!   reads back the shell's pid.
+//! * [`spawn_job`] (in the supervisor): forks the shell. Between `fork` and
+//!   `exec` the child makes only async-signal-safe system calls on data
+//!   prepared before the fork.
+//!
+//! In the child, in order: `setsid` (the job gets its own session and process
+//! group, so signals reach all of it), `setgroups`/`setgid`/`setuid` (only when
+//! the MOM is root and the user differs), `umask 077`, then the output files
+//! are opened *as the user* with `O_NOFOLLOW` (so root never writes through a
+//! path the user controls), `chdir`, and `execve` of the login shell. If the
+//! shell cannot be exec'd the child writes Torque's message to its stderr file
+//! and exits 254, which is the job's exit status.
+//!
+//! Setup failures before exec are reported back through a close-on-exec pipe
+//! (one byte naming the step) plus the errno std's `Command` already carries.
+
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::unistd::{Gid, Group, Uid, User};
+use serde::{Deserialize, Serialize};
+
+use crate::job::RunSpec;
+use crate::layout::{safe_component, Layout};
+use crate::paths::{self, OutputRequest, Streams};
+
+/// Torque's MOM manager port, exported as `PBS_MOMPORT` for compatibility.
+const PBS_MOMPORT: &str = "15003";
+/// `PATH` when the job's environment does not carry one; the login shell's
+/// profile usually extends it.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Why a run could not be started; becomes `RunEnded{exit_status: -1, message}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LaunchError(pub String);
+
+/// A started run.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    /// Pid of the shell = its session id = its process group id.
+    pub pid: i32,
+    /// Pid of the supervisor that waits for the shell.
+    pub supervisor_pid: i32,
+    pub uid: u32,
+    pub streams: Streams,
+    pub start_time: i64,
+}
+
+/// The identity a job's process takes (only when the MOM switches user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Everything needed to exec a job's shell, resolved by the MOM and handed to
+/// the supervisor (as JSON on its stdin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPlan {
+    pub user_name: String,
+    pub uid: u32,
+    pub identity: Option<Identity>,
+    pub streams: Streams,
+    pub workdir: PathBuf,
+    pub shell: PathBuf,
+    pub script: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// Steps of the child's setup, sent back over the error pipe.
+#[repr(u8)]
+#[derive(Clone, Copy)]
+enum Step {
+    Setsid = 1,
+    Identity = 2,
+    Stdout = 3,
+    Stderr = 4,
+    Chdir = 5,
+}
+
+/// How the child opens its standard output and error.
+enum Opens {
+    Separate(CString, CString),
+    Both(CString),
+}
+
+/// Everything the child needs, prepared before `fork`.
+struct ChildPlan {
+    identity: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    opens: Opens,
+    workdir: CString,
+    shell: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    exec_fail_msg: Vec<u8>,
+    err_pipe: OwnedFd,
+}
+
+// SAFETY: the raw pointers point into the CStrings owned by the same struct,
+// whose heap buffers never move or change; the plan is only read.
+unsafe impl Send for ChildPlan {}
+// SAFETY: as above; no interior mutability.
+unsafe impl Sync for ChildPlan {}
+
+/// Resolves the user, writes the spool and node files, and starts the run's
+/// supervisor, which execs the shell and waits for it (see `supervisor`).
+/// Blocking: call it from a blocking thread.
+pub fn launch(
+    spec: &RunSpec,
+    layout: &Layout,
+    node_name: &str,
+    supervisor: &Path,
+) -> Result<Launched, LaunchError> {
+    let plan = prepare(spec, layout, node_name)?;
+    let json = serde_json::to_vec(&plan)
+        .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
+    let mut cmd = Command::new(supervisor);
+    cmd.env_clear()
+        .arg(crate::supervisor::SUPERVISE_ARG)
+        .arg(layout.exit_file(spec.run_id))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe. Its own session keeps the supervisor
+    // out of the MOM's terminal and process group: a Ctrl-C or a signal to the
+    // MOM's group must not take it (and the job's exit status) down.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let start_time = crate::status::now_secs();
+    let mut child = cmd.spawn().map_err(|e| {
+        LaunchError(format!(
+            "PBS: cannot start supervisor {}: {e}",
+            supervisor.display()
+        ))
+    })?;
+    let supervisor_pid = child.id() as i32;
+    let mut line = String::new();
+    let talk = (|| -> io::Result<()> {
+        let mut stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        stdin.write_all(&json)?;
+        drop(stdin);
+        let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line)?;
+        Ok(())
+    })();
+    let line = line.trim_end();
+    match (talk, line.split_once(' ')) {
+        (Ok(()), Some(("started", pid))) => match pid.parse::<i32>() {
+            Ok(pid) if pid > 1 => Ok(Launched {
+                pid,
+                supervisor_pid,
+                uid: plan.uid,
+                streams: plan.streams,
+                start_time,
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(LaunchError(format!("PBS: supervisor said {line:?}")))
+            }
+        },
+        (Ok(()), Some(("failed", why))) => {
+            let _ = child.wait();
+            Err(LaunchError(why.to_string()))
+        }
+        (talk, _) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(LaunchError(format!(
+                "PBS: job supervisor failed ({line:?}, {talk:?})"
+            )))
+        }
+    }
+}
+
+/// Resolves everything about a run before anything is forked: the user and
+/// group, output files, spool and node files, environment.
+pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecPlan, LaunchError> {
+    let fail = |m: String| Err(LaunchError(m));
+    if !safe_component(&spec.job_id) {
+        return fail(format!("invalid job id {:?}", spec.job_id));
+    }
+    let user = match User::from_name(&spec.euser) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return fail(format!(
+                "Bad UID for job execution: no user {:?} on {node_name}",
+                spec.euser
+            ))
+        }
+        Err(e) => return fail(format!("cannot look up user {:?}: {e}", spec.euser)),
+    };
+    if user.uid.is_root() && !spec.allow_root {
+        return fail("Bad UID for job execution: root jobs are not allowed".into());
+    }
+    let mom_uid = Uid::effective();
+    if !mom_uid.is_root() && user.uid != mom_uid {
+        return fail(format!(
+            "pbs_mom runs as uid {mom_uid} and cannot run jobs of user {} (uid {})",
+            user.name, user.uid
+        ));
+    }
+    let switch = mom_uid.is_root() && user.uid != mom_uid;
+    let gid = resolve_group(spec, &user, switch)?;
+    let identity = if switch {
+        let name = CString::new(user.name.as_str())
+            .map_err(|_| LaunchError(format!("bad user name {:?}", user.name)))?;
+        let groups = nix::unistd::getgrouplist(&name, gid)
+            .map_err(|e| LaunchError(format!("cannot list groups of {}: {e}", user.name)))?;
+        Some(Identity {
+            uid: user.uid.as_raw(),
+            gid: gid.as_raw(),
+            groups: groups.iter().map(|g| g.as_raw()).collect(),
+        })
+    } else {
+        None
+    };
+
+    let streams = paths::resolve(&OutputRequest {
+        output_path: &spec.output_path,
+        error_path: &spec.error_path,
+        join_path: &spec.join_path,
+        keep_files: &spec.keep_files,
+        job_name: &spec.job_name,
+        job_seq: &spec.job_seq,
+        home: &user.dir,
+    });
+
+    let script = write_spool(spec, layout, switch.then_some((user.uid, gid)))?;
+    write_nodefile(spec, layout, node_name)?;
+
+    let login_shell = if user.shell.as_os_str().is_empty() {
+        PathBuf::from("/bin/sh")
+    } else {
+        user.shell.clone()
+    };
+    let shell = if spec.shell.is_empty() {
+        login_shell.clone()
+    } else {
+        PathBuf::from(&spec.shell)
+    };
+    let workdir = if spec.init_work_dir.is_empty() {
+        user.dir.clone()
+    } else {
+        PathBuf::from(&spec.init_work_dir)
+    };
+    let env = build_env(spec, layout, &user, &login_shell);
+    Ok(ExecPlan {
+        user_name: user.name.clone(),
+        uid: user.uid.as_raw(),
+        identity,
+        streams,
+        workdir,
+        shell,
+        script,
+        env,
+    })
+}
+
+/// Forks and execs the job's shell as the plan says; returns its pid (= its
+/// session and process group id). Used by the supervisor.
+pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
+    let ExecPlan {
+        user_name,
+        uid,
+        identity,
+        streams,
+        workdir,
+        shell,
+        script,
+        env,
+    } = plan;
+    let argv = vec![
+        cstr(login_argv0(shell))?,
+        cstr(script.as_os_str().as_bytes())?,
+    ];
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").into_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opens = match streams {
+        Streams::Separate { stdout, stderr } => {
+            Opens::Separate(path_cstr(stdout)?, path_cstr(stderr)?)
+        }
+        Streams::IntoStdout(p) | Streams::IntoStderr(p) => Opens::Both(path_cstr(p)?),
+    };
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| LaunchError(format!("pipe: {e}")))?;
+    let child_plan = ChildPlan {
+        identity: identity.as_ref().map(|i| (i.uid, i.gid, i.groups.clone())),
+        opens,
+        workdir: path_cstr(workdir)?,
+        shell: path_cstr(shell)?,
+        argv_ptrs: ptrs(&argv),
+        _argv: argv,
+        envp_ptrs: ptrs(&envp),
+        _envp: envp,
+        exec_fail_msg: format!("PBS: exec of shell '{}' failed\n", shell.display()).into_bytes(),
+        err_pipe: err_write,
+    };
+
+    let mut cmd = Command::new(shell);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: child_setup only makes async-signal-safe calls on prepared data.
+    unsafe {
+        cmd.pre_exec(move || child_setup(&child_plan));
+    }
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copy of the pipe's write end
+    match spawned {
+        Ok(child) => Ok(child.id() as i32),
+        Err(e) => {
+            let mut step = [0u8; 1];
+            let got = std::fs::File::from(err_read).read(&mut step).unwrap_or(0);
+            let what = match (got, step[0]) {
+                (1, s) if s == Step::Setsid as u8 => "setsid failed".to_string(),
+                (1, s) if s == Step::Identity as u8 => {
+                    format!("cannot switch to user {user_name} (uid {uid})")
+                }
+                (1, s) if s == Step::Stdout as u8 => {
+                    format!("cannot open output file {}", out_path(streams).display())
+                }
+                (1, s) if s == Step::Stderr as u8 => format!(
+                    "cannot open error file {}",
+                    streams.stderr_target().display()
+                ),
+                (1, s) if s == Step::Chdir as u8 => {
+                    format!("cannot change to directory {}", workdir.display())
+                }
+                _ => "cannot start job shell".to_string(),
+            };
+            Err(LaunchError(format!("PBS: {what}: {e}")))
+        }
+    }
+}
+
+fn out_path(streams: &Streams) -> &Path {
+    match streams {
+        Streams::Separate { stdout, .. } => stdout,
+        Streams::IntoStdout(p) | Streams::IntoStderr(p) => p,
+    }
+}
+
+/// The job's group: `egroup` if given (the user must belong to it when the
+/// MOM switches identity), else the user's primary group.
+fn resolve_group(spec: &RunSpec, user: &User, switch: bool) -> Result<Gid, LaunchError> {
+    if spec.egroup.is_empty() || !switch {
+        return Ok(user.gid);
+    }
+    let group = match Group::from_name(&spec.egroup) {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            return Err(LaunchError(format!(
+                "Bad GID for job execution: no group {:?}",
+                spec.egroup
+            )))
+        }
+        Err(e) => {
+            return Err(LaunchError(format!(
+                "cannot look up group {:?}: {e}",
+                spec.egroup
+            )))
+        }
+    };
+    if group.gid != user.gid && !group.mem.contains(&user.name) {
+        return Err(LaunchError(format!(
+            "Bad GID for job execution: user {} is not in group {}",
+            user.name, group.name
+        )));
+    }
+    Ok(group.gid)
+}
+
+/// Writes the script to `jobs/JOBID/JOBID.SC`. The directory is created 0700
+/// by root, the script created exclusively in it, and only then is ownership
+/// handed to the user, so the user never controls a path root writes through.
+fn write_spool(
+    spec: &RunSpec,
+    layout: &Layout,
+    owner: Option<(Uid, Gid)>,
+) -> Result<PathBuf, LaunchError> {
+    let dir = layout.spool_dir(&spec.job_id);
+    let err = |what: &str, p: &Path, e: io::Error| {
+        LaunchError(format!("PBS: cannot {what} {}: {e}", p.display()))
+    };
+    remove_path(&dir).map_err(|e| err("remove old spool", &dir, e))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| err("create spool directory", &dir, e))?;
+    let script = layout.script(&spec.job_id);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o500)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&script)
+        .map_err(|e| err("create script", &script, e))?;
+    f.write_all(&spec.script)
+        .map_err(|e| err("write script", &script, e))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o500))
+        .map_err(|e| err("chmod script", &script, e))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(f.as_raw_fd(), Some(uid), Some(gid))
+            .map_err(|e| err("chown script", &script, e.into()))?;
+        nix::unistd::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| err("chown spool directory", &dir, e.into()))?;
+    }
+    Ok(script)
+}
+
+/// Writes `aux/JOBID`, one host per slot (root-owned, 0644, replaced atomically).
+fn write_nodefile(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<(), LaunchError> {
+    let path = layout.nodefile(&spec.job_id);
+    let tmp = layout.aux_dir().join(format!(".{}.tmp", spec.job_id));
+    let mut text = String::new();
+    if spec.nodefile_hosts.is_empty() {
+        text.push_str(node_name);
+        text.push('\n');
+    }
+    for h in &spec.nodefile_hosts {
+        text.push_str(h);
+        text.push('\n');
+    }
+    let write = || -> io::Result<()> {
+        remove_path(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        LaunchError(format!(
+            "PBS: cannot write node file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The job's environment, built from nothing (the MOM's own environment, e.g.
+/// LD_PRELOAD, must never leak into a job): the server's variables, then what
+/// only the MOM knows. `PATH` is the default only when the job did not bring one.
+pub fn build_env(
+    spec: &RunSpec,
+    layout: &Layout,
+    user: &User,
+    login_shell: &Path,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        if let Some(e) = env.iter_mut().find(|(n, _)| n == k) {
+            e.1 = v;
+        } else {
+            env.push((k.to_string(), v));
+        }
+    };
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            tracing::warn!(job = %spec.job_id, "skipping invalid environment variable {k:?}");
+            continue;
+        }
+        set(k, v.clone());
+    }
+    let has_path = spec.env.iter().any(|(k, _)| k == "PATH");
+    set("HOME", user.dir.display().to_string());
+    set("USER", user.name.clone());
+    set("LOGNAME", user.name.clone());
+    set("SHELL", login_shell.display().to_string());
+    if !has_path {
+        set("PATH", DEFAULT_PATH.into());
+    }
+    set("ENVIRONMENT", "BATCH".into());
+    set("PBS_NODEFILE", layout.nodefile_env(&spec.job_id, ""));
+    set("PBS_GPUFILE", layout.nodefile_env(&spec.job_id, "gpu"));
+    set("PBS_MICFILE", layout.nodefile_env(&spec.job_id, "mic"));
+    set("PBS_MOMPORT", PBS_MOMPORT.into());
+    set("PBS_NODENUM", "0".into());
+    set("PBS_TASKNUM", "1".into());
+    set("PBS_VNODENUM", "0".into());
+    env
+}
+
+/// Runs in the child between fork and exec. Only async-signal-safe calls.
+fn child_setup(plan: &ChildPlan) -> io::Result<()> {
+    let fail = |step: Step| -> io::Result<()> {
+        let err = io::Error::last_os_error();
+        let b = [step as u8];
+        // SAFETY: write(2) on a valid fd and a 1-byte buffer.
+        unsafe { libc::write(plan.err_pipe.as_raw_fd(), b.as_ptr().cast(), 1) };
+        Err(err)
+    };
+    // SAFETY: plain system calls on prepared, NUL-terminated data.
+    unsafe {
+        if libc::setsid() < 0 {
+            return fail(Step::Setsid);
+        }
+        if let Some((uid, gid, groups)) = &plan.identity {
+            if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
+                || libc::setgid(*gid) < 0
+                || libc::setuid(*uid) < 0
+            {
+                return fail(Step::Identity);
+            }
+        }
+        libc::umask(0o077);
+        let open = |p: &CString| {
+            libc::open(
+                p.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        match &plan.opens {
+            Opens::Separate(out, err) => {
+                let fd = open(out);
+                if fd < 0 || libc::dup2(fd, 1) < 0 {
+                    return fail(Step::Stdout);
+                }
+                libc::close(fd);
+                let fd = open(err);
+                if fd < 0 || libc::dup2(fd, 2) < 0 {
+                    return fail(Step::Stderr);
+                }
+                libc::close(fd);
+            }
+            Opens::Both(p) => {
+                let fd = open(p);
+                if fd < 0 || libc::dup2(fd, 1) < 0 || libc::dup2(fd, 2) < 0 {
+                    return fail(Step::Stdout);
+                }
+                libc::close(fd);
+            }
+        }
+        if libc::chdir(plan.workdir.as_ptr()) < 0 {
+            return fail(Step::Chdir);
+        }
+        libc::execve(
+            plan.shell.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
+        let m = &plan.exec_fail_msg;
+        libc::write(2, m.as_ptr().cast(), m.len());
+        libc::_exit(crate::exit::EXEC_SHELL_FAILED);
+    }
+}
+
+fn cstr(bytes: impl Into<Vec<u8>>) -> Result<CString, LaunchError> {
+    CString::new(bytes)
+        .map_err(|_| LaunchError("PBS: NUL byte in job argument or environment".into()))
+}
+
+fn path_cstr(p: &Path) -> Result<CString, LaunchError> {
+    cstr(p.as_os_str().as_bytes())
+}
+
+/// A NULL-terminated pointer array over `v` (for execve).
+fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Removes a file, symlink or directory tree if present (never follows a symlink).
+fn remove_path(p: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a job's spool directory and node file (after the server acked its last run).
+pub fn remove_job_files(layout: &Layout, job_id: &str) {
+    if !safe_component(job_id) {
+        return;
+    }
+    for p in [layout.spool_dir(job_id), layout.nodefile(job_id)] {
+        if let Err(e) = remove_path(&p) {
+            tracing::warn!("cannot remove {}: {e}", p.display());
+        }
+    }
+}
+
+/// Appends a MOM message (the walltime notice) to the job's stderr file. The
+/// file was created by the user, so root only writes to it if it is still a
+/// regular file owned by that user, opened without following a final symlink
+/// and without creating anything.
+pub fn append_to_user_file(path: &Path, uid: u32, text: &str) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() || meta.uid() != uid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not a regular file owned by the job's user",
+        ));
+    }
+    f.write_all(text.as_bytes())
+}
+
+/// argv[0] of a login shell: `-` + the shell's basename (`-bash`), which makes
+/// the shell read the user's profile as Torque's jobs do.
+pub fn login_argv0(shell: &Path) -> Vec<u8> {
+    let base = shell.file_name().unwrap_or(OsStr::new("sh"));
+    let mut v = b"-".to_vec();
+    v.extend_from_slice(base.as_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_is_login_style() {
+        assert_eq!(login_argv0(Path::new("/bin/bash")), b"-bash");
+    }
+
+    #[test]
+    fn env_starts_empty_and_mom_wins() {
+        let layout = Layout::new("/var/spool/capstan");
+        let user = User::from_uid(Uid::current())
+            .ok()
+            .flatten()
+            .expect("current user");
+        let spec = RunSpec {
+            job_id: "4.vm".into(),
+            env: vec![
+                ("PBS_JOBID".into(), "4.vm".into()),
+                ("HOME".into(), "/elsewhere".into()),
+                ("BAD=NAME".into(), "x".into()),
+            ],
+            ..Default::default()
+        };
+        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PBS_JOBID"), Some("4.vm"));
+        assert_eq!(get("HOME"), Some(user.dir.to_str().expect("utf8 home")));
+        assert_eq!(get("PATH"), Some(DEFAULT_PATH));
+        assert_eq!(get("PBS_NODEFILE"), Some("/var/spool/capstan/aux//4.vm"));
+        assert_eq!(get("PBS_MICFILE"), Some("/var/spool/capstan/aux//4.vmmic"));
+        assert_eq!(get("ENVIRONMENT"), Some("BATCH"));
+        assert_eq!(get("LD_PRELOAD"), None);
+        assert!(get("BAD=NAME").is_none());
+        assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
+    }
+}

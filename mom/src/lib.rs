@@ -1,0 +1,31 @@
+//! capstan-mom: the node agent behind `pbs_mom`.
+//!
+//! The binary is a thin shell around this library so that every concern can be
+//! tested on its own:
+//!
+//! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`).
+//! * [`layout`]: where the MOM keeps things under its home directory.
+//! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
+//! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
+//! * [`procfs`] and [`status`]: reading `/proc` for node status and per-job usage.
+//! * [`job`] and [`store`]: a run's durable record, kept until the server acknowledges it.
+//! * [`launch`]: starting a job's shell as its user (the only `fork`/`exec` code).
+//! * [`supervisor`]: the per-run process that waits for the shell and records
+//!   how it ended, so results survive a MOM restart.
+//! * [`runner`]: the set of runs this MOM holds: start, watch, signal, end, forget.
+//! * [`session`]: the stream to the server (dial, hello, reconnect with backoff).
+//! * [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
+
+pub mod config;
+pub mod exit;
+pub mod job;
+pub mod launch;
+pub mod layout;
+pub mod paths;
+pub mod procfs;
+pub mod runner;
+pub mod session;
+pub mod shutdown;
+pub mod status;
+pub mod store;
+pub mod supervisor;

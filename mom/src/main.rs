@@ -1,0 +1,145 @@
+//! `pbs_mom`: Capstan's node agent.
+//!
+//! `pbs_mom --home DIR --server HOST:PORT [--node-name NAME] [--log-level L]`
+//!
+//! Dials the server, reports node status, runs jobs as their users and keeps
+//! their results until the server has them. SIGTERM/SIGINT stop the MOM
+//! gracefully (jobs keep running and are adopted by the next MOM process);
+//! SIGHUP rereads `DIR/mom_priv/config`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use capstan_mom::layout::Layout;
+use capstan_mom::runner::Runner;
+use capstan_mom::session::{Session, SessionOptions};
+use capstan_mom::shutdown::{self, Shutdown};
+use capstan_mom::status::Collector;
+use capstan_mom::supervisor;
+use clap::Parser;
+use tokio::sync::{broadcast, mpsc};
+use tracing_subscriber::EnvFilter;
+
+/// Default port of the server's MOM listener.
+const DEFAULT_SERVER_PORT: u16 = 15001;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pbs_mom",
+    version,
+    about = "Capstan node agent (Torque-compatible pbs_mom)"
+)]
+struct Args {
+    /// MOM home directory (default: $PBS_HOME, else /var/spool/capstan).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Server's MOM listener, HOST:PORT (default: the name in DIR/server_name, port 15001).
+    #[arg(long)]
+    server: Option<String>,
+    /// Node name to report (default: the short host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Log filter, e.g. `info` or `capstan_mom=debug` (default: $RUST_LOG, else info).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    // A run's supervisor is this same binary (see capstan_mom::supervisor).
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new(supervisor::SUPERVISE_ARG)) {
+        let exit_file = PathBuf::from(argv.next().unwrap_or_default());
+        std::process::exit(supervisor::main(&exit_file));
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(run(args));
+    // Each running job has a blocking thread parked in wait4; dropping the
+    // runtime normally would wait for every job to finish. The jobs keep
+    // running and the next MOM adopts them, so do not wait.
+    runtime.shutdown_background();
+    result
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let filter = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).context("bad --log-level")?)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let home = args
+        .home
+        .or_else(|| std::env::var_os("PBS_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/spool/capstan"));
+    Layout::new(home.clone())
+        .ensure()
+        .with_context(|| format!("cannot create MOM directories under {}", home.display()))?;
+    // Jobs see paths under the home ($PBS_NODEFILE, their script) from their
+    // own working directory, so they must be absolute.
+    let home =
+        std::fs::canonicalize(&home).with_context(|| format!("resolving {}", home.display()))?;
+    let layout = Layout::new(home.clone());
+    let server = match args.server {
+        Some(s) => s,
+        None => {
+            let path = home.join("server_name");
+            let name = std::fs::read_to_string(&path)
+                .with_context(|| format!("no --server given and cannot read {}", path.display()))?;
+            format!("{}:{DEFAULT_SERVER_PORT}", name.trim())
+        }
+    };
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => short_hostname()?,
+    };
+    tracing::info!(home = %home.display(), %server, %node_name, "pbs_mom starting");
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    // /proc/self/exe still works after the binary is replaced by an upgrade.
+    let runner = Runner::new(
+        layout.clone(),
+        node_name.clone(),
+        events_tx,
+        PathBuf::from("/proc/self/exe"),
+    );
+    {
+        let r = runner.clone();
+        tokio::task::spawn_blocking(move || r.recover())
+            .await
+            .context("recovering run records")?;
+    }
+    let collector = Collector::new(layout.config());
+    let session = Session::new(
+        SessionOptions { server, node_name },
+        runner,
+        events_rx,
+        collector,
+    )?;
+
+    let (notify, _) = broadcast::channel::<()>(1);
+    let mut task = tokio::spawn(session.run(Shutdown::new(notify.subscribe())));
+    tokio::select! {
+        sig = shutdown::wait_for_signal() => {
+            let sig = sig.context("installing signal handlers")?;
+            tracing::info!("{sig} received: shutting down (running jobs keep running)");
+            drop(notify);
+            task.await.context("session task")?;
+        }
+        r = &mut task => r.context("session task")?,
+    }
+    Ok(())
+}
+
+fn short_hostname() -> anyhow::Result<String> {
+    let h = nix::unistd::gethostname().context("gethostname")?;
+    let h = h.to_string_lossy();
+    Ok(h.split('.').next().unwrap_or(&h).to_string())
+}

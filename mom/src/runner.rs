@@ -1,0 +1,642 @@
+//! The runs this MOM holds: start them, watch them, signal them, end them,
+//! and forget them once the server has their result.
+//!
+//! State lives in one map guarded by a std mutex (critical sections are short
+//! and never await). Every phase change is written to the run's record on disk
+//! *before* it is reported, so a result reported once can always be reported
+//! again after a crash (the server acknowledges with AckRunEnded).
+//!
+//! Each running job has:
+//! * a supervisor process (see `supervisor`) that waits for the shell and
+//!   writes `RUNID.exit`, and a waiter on a blocking thread that reaps the
+//!   supervisor and reads that file;
+//! * a walltime timer (a tokio sleep, so the limit is enforced promptly rather
+//!   than on a poll): SIGTERM to the process group, SIGKILL after a grace;
+//! * a `done` flag the timers watch so they stop when the job ends.
+//!
+//! Runs found running at MOM start (started by an earlier MOM process) are
+//! adopted: a once-a-second check looks for the supervisor's exit file (the
+//! real exit status) or for both the shell and the supervisor being gone
+//! (status unknown: -1 unless the MOM killed the job). What the MOM did to a
+//! run (qsig, qdel, walltime) is persisted in its record, so the exit status
+//! rules still apply after a restart. The MOM does not set PR_SET_PDEATHSIG: it
+//! fires when the forking *thread* exits, which in a thread pool would kill
+//! jobs at random, and jobs are meant to survive a MOM restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+
+use crate::exit::{self, Termination};
+use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
+use crate::launch;
+use crate::layout::Layout;
+use crate::procfs::{self, Proc};
+use crate::status::now_secs;
+use crate::store::Store;
+use crate::supervisor::{self, ExitRecord};
+
+/// Time between SIGTERM and SIGKILL when the walltime limit is hit.
+const WALLTIME_GRACE: Duration = Duration::from_secs(2);
+/// Torque's default kill_delay, used when the server sends 0.
+const DEFAULT_KILL_DELAY: u32 = 2;
+/// How often an adopted run (no waiter) is checked for its shell.
+const ORPHAN_POLL: Duration = Duration::from_secs(1);
+
+/// Live state of a running run (not persisted).
+struct Live {
+    pgid: i32,
+    done: watch::Sender<bool>,
+    cancelled: bool,
+    peak: Usage,
+}
+
+struct Entry {
+    record: RunRecord,
+    live: Option<Live>,
+}
+
+pub struct Runner {
+    layout: Layout,
+    node_name: String,
+    store: Store,
+    rt: Handle,
+    events: mpsc::UnboundedSender<Event>,
+    runs: Mutex<HashMap<u64, Entry>>,
+    page_kb: u64,
+    clock_ticks: u64,
+    /// The program started as each run's supervisor (pbs_mom itself).
+    supervisor: PathBuf,
+}
+
+impl Runner {
+    /// Must be called inside the tokio runtime (timers are spawned on it).
+    pub fn new(
+        layout: Layout,
+        node_name: String,
+        events: mpsc::UnboundedSender<Event>,
+        supervisor: PathBuf,
+    ) -> Arc<Runner> {
+        Arc::new(Runner {
+            store: Store::new(layout.clone()),
+            layout,
+            node_name,
+            rt: Handle::current(),
+            events,
+            runs: Mutex::new(HashMap::new()),
+            page_kb: procfs::page_kb(),
+            clock_ticks: procfs::clock_ticks(),
+            supervisor,
+        })
+    }
+
+    fn runs(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, record: &RunRecord) {
+        if let Err(e) = self.store.save(record) {
+            tracing::error!(run = record.run_id, job = %record.job_id, "cannot persist run record: {e}");
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // The receiver only goes away at shutdown; the record on disk is what counts.
+        let _ = self.events.send(event);
+    }
+
+    /// Loads the records left by an earlier MOM process (blocking). Runs
+    /// that were running are adopted (see the module comment).
+    pub fn recover(self: &Arc<Self>) {
+        let mut adopted = Vec::new();
+        for mut record in self.store.load_all() {
+            let run_id = record.run_id;
+            let mut live = None;
+            match record.phase {
+                Phase::Ended(_) => {}
+                Phase::Starting => {
+                    record.phase = Phase::Ended(
+                        self.unstarted_result("pbs_mom restarted while starting the job"),
+                    );
+                    self.save(&record);
+                }
+                Phase::Running => {
+                    tracing::info!(run = run_id, job = %record.job_id, session = record.session_id, "adopting running job");
+                    let (done, _) = watch::channel(false);
+                    adopted.push((run_id, record.clone(), done.subscribe(), done.subscribe()));
+                    live = Some(Live {
+                        pgid: record.session_id,
+                        done,
+                        cancelled: false,
+                        peak: Usage::default(),
+                    });
+                }
+            }
+            tracing::info!(run = run_id, job = %record.job_id, ended = record.is_ended(), "holding run from disk");
+            self.runs().insert(run_id, Entry { record, live });
+        }
+        // Watchers start once every entry is in the map (they may finish a run at once).
+        for (run_id, record, done1, done2) in adopted {
+            self.spawn_orphan_watch(run_id, record.session_id, record.supervisor_pid, done1);
+            if record.walltime_limit_secs > 0 {
+                self.spawn_walltime(
+                    run_id,
+                    record.session_id,
+                    record.start_time,
+                    record.walltime_limit_secs,
+                    done2,
+                );
+            }
+        }
+    }
+
+    /// Runs held, for Hello.
+    pub fn held(&self) -> Vec<Held> {
+        let mut v: Vec<Held> = self
+            .runs()
+            .values()
+            .map(|e| Held {
+                run_id: e.record.run_id,
+                job_id: e.record.job_id.clone(),
+                finished: e.record.is_ended(),
+            })
+            .collect();
+        v.sort_by_key(|h| h.run_id);
+        v
+    }
+
+    /// Results not yet acknowledged, to re-send after (re)connecting.
+    pub fn finished(&self) -> Vec<(u64, RunResult)> {
+        let mut v: Vec<(u64, RunResult)> = self
+            .runs()
+            .values()
+            .filter_map(|e| match &e.record.phase {
+                Phase::Ended(r) => Some((e.record.run_id, r.clone())),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    fn unstarted_result(&self, message: &str) -> RunResult {
+        RunResult {
+            exit_status: exit::JOB_EXEC_FAIL1,
+            used: Usage::default(),
+            end_time: now_secs(),
+            session_id: 0,
+            message: message.to_string(),
+        }
+    }
+
+    /// Starts a run (blocking: forks and writes files). A run id already held is ignored.
+    pub fn start(self: &Arc<Self>, spec: RunSpec) {
+        let run_id = spec.run_id;
+        let mut record = RunRecord {
+            run_id,
+            job_id: spec.job_id.clone(),
+            euser: spec.euser.clone(),
+            uid: 0,
+            session_id: 0,
+            start_time: now_secs(),
+            walltime_limit_secs: spec.walltime_limit_secs,
+            stderr_target: None,
+            phase: Phase::Starting,
+            supervisor_pid: 0,
+            interventions: Default::default(),
+            walltime_elapsed: 0,
+        };
+        let conflict = {
+            let mut runs = self.runs();
+            if runs.contains_key(&run_id) {
+                tracing::info!(run = run_id, job = %spec.job_id, "ignoring repeated StartRun");
+                return;
+            }
+            let busy = runs
+                .values()
+                .any(|e| e.record.job_id == spec.job_id && !e.record.is_ended());
+            runs.insert(
+                run_id,
+                Entry {
+                    record: record.clone(),
+                    live: None,
+                },
+            );
+            busy
+        };
+        self.save(&record);
+        let launched = if conflict {
+            Err(launch::LaunchError(format!(
+                "job {} already runs on this node",
+                spec.job_id
+            )))
+        } else {
+            launch::launch(&spec, &self.layout, &self.node_name, &self.supervisor)
+        };
+        let l = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(run = run_id, job = %spec.job_id, "cannot start job: {e}");
+                let result = self.unstarted_result(&e.0);
+                record.phase = Phase::Ended(result.clone());
+                if let Some(entry) = self.runs().get_mut(&run_id) {
+                    entry.record = record.clone();
+                }
+                self.save(&record);
+                self.emit(Event::Ended { run_id, result });
+                return;
+            }
+        };
+        tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
+        record.uid = l.uid;
+        record.session_id = l.pid;
+        record.start_time = l.start_time;
+        record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
+        record.supervisor_pid = l.supervisor_pid;
+        record.phase = Phase::Running;
+        let (done, _) = watch::channel(false);
+        let done_rx = done.subscribe();
+        if let Some(entry) = self.runs().get_mut(&run_id) {
+            entry.record = record.clone();
+            entry.live = Some(Live {
+                pgid: l.pid,
+                done,
+                cancelled: false,
+                peak: Usage::default(),
+            });
+        }
+        self.save(&record);
+        self.emit(Event::Started {
+            run_id,
+            session_id: l.pid,
+            start_time: l.start_time,
+        });
+        let runner = Arc::clone(self);
+        let supervisor_pid = l.supervisor_pid;
+        let exit_file = self.layout.exit_file(run_id);
+        self.rt.spawn_blocking(move || {
+            // Reaps the supervisor; its exit file says how the shell ended.
+            let _ = supervisor::wait_child(supervisor_pid);
+            runner.finish(run_id, supervisor::read_exit_file(&exit_file));
+        });
+        if spec.walltime_limit_secs > 0 {
+            self.spawn_walltime(
+                run_id,
+                l.pid,
+                l.start_time,
+                spec.walltime_limit_secs,
+                done_rx,
+            );
+        }
+    }
+
+    /// Ends a run whose shell is gone (blocking): sweeps what is left of its
+    /// session, works out the exit status, persists and reports the result.
+    fn finish(&self, run_id: u64, waited: Option<ExitRecord>) {
+        let (record, live) = {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                return;
+            };
+            let Some(live) = entry.live.take() else {
+                return;
+            };
+            (entry.record.clone(), live)
+        };
+        live.done.send_replace(true);
+        kill_session(live.pgid, Signal::SIGKILL, true);
+        let by_mom = record.interventions;
+        let exit_status = match waited {
+            Some(w) => exit::exit_status(Termination::from_wait_status(w.status), &by_mom),
+            None => exit::exit_status_unwaited(&by_mom),
+        };
+        let mut message = String::new();
+        if by_mom.walltime {
+            let text = exit::walltime_message(record.walltime_elapsed, record.walltime_limit_secs);
+            message = text.trim_start_matches("=>> PBS: ").trim_end().to_string();
+            if let Some(path) = &record.stderr_target {
+                if let Err(e) = launch::append_to_user_file(path, record.uid, &text) {
+                    tracing::warn!(
+                        run = run_id,
+                        "cannot append walltime notice to {}: {e}",
+                        path.display()
+                    );
+                }
+            }
+        } else if by_mom.deleted {
+            message = "job deleted".into();
+        } else if waited.is_none() {
+            message = "job's exit status was lost (its supervisor died)".into();
+        }
+        let now = now_secs();
+        let used = Usage {
+            cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
+            mem_kb: live.peak.mem_kb.max(waited.map_or(0, |w| w.maxrss_kb)),
+            vmem_kb: live.peak.vmem_kb,
+            walltime_secs: (now - record.start_time).max(0) as u64,
+        };
+        tracing::info!(run = run_id, job = %record.job_id, exit_status, ?used, "job ended");
+        if live.cancelled {
+            self.forget(run_id);
+            return;
+        }
+        let result = RunResult {
+            exit_status,
+            used,
+            end_time: now,
+            session_id: live.pgid,
+            message,
+        };
+        let record = {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                return;
+            };
+            entry.record.phase = Phase::Ended(result.clone());
+            entry.record.clone()
+        };
+        self.save(&record);
+        self.emit(Event::Ended { run_id, result });
+    }
+
+    /// Drops a run and its files (files only if no other held run uses the job's id).
+    fn forget(&self, run_id: u64) {
+        let (job_id, shared) = {
+            let mut runs = self.runs();
+            let Some(entry) = runs.remove(&run_id) else {
+                return;
+            };
+            let job_id = entry.record.job_id;
+            let shared = runs.values().any(|e| e.record.job_id == job_id);
+            (job_id, shared)
+        };
+        if let Err(e) = self.store.delete(run_id) {
+            tracing::error!(run = run_id, "cannot delete run record: {e}");
+        }
+        let _ = std::fs::remove_file(self.layout.exit_file(run_id));
+        if !shared {
+            launch::remove_job_files(&self.layout, &job_id);
+        }
+        tracing::info!(run = run_id, job = %job_id, "run forgotten");
+    }
+
+    /// SignalRun: `signal` to the run's process group, or qdel's
+    /// SIGTERM-then-SIGKILL when `delete`.
+    pub fn signal(self: &Arc<Self>, run_id: u64, sig: i32, delete: bool, kill_delay_secs: u32) {
+        let signal = if delete {
+            Signal::SIGTERM
+        } else {
+            match Signal::try_from(sig) {
+                Ok(s) => s,
+                Err(_) => {
+                    tracing::warn!(run = run_id, sig, "invalid signal number; ignored");
+                    return;
+                }
+            }
+        };
+        let (pgid, done, record) = {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                tracing::warn!(
+                    run = run_id,
+                    sig,
+                    delete,
+                    "signal for a run not held; ignored"
+                );
+                return;
+            };
+            let Some(live) = entry.live.as_ref() else {
+                tracing::warn!(
+                    run = run_id,
+                    sig,
+                    delete,
+                    "signal for a run that is not running; ignored"
+                );
+                return;
+            };
+            let (pgid, done) = (live.pgid, live.done.subscribe());
+            if delete {
+                entry.record.interventions.deleted = true;
+            } else {
+                entry.record.interventions.record_signal(sig);
+            }
+            (pgid, done, entry.record.clone())
+        };
+        // Persist first: after a MOM restart the exit status must still say
+        // "the MOM delivered this".
+        self.save(&record);
+        tracing::info!(run = run_id, pgid, %signal, delete, "signalling job");
+        kill_session(pgid, signal, false);
+        if delete {
+            let delay = if kill_delay_secs == 0 {
+                DEFAULT_KILL_DELAY
+            } else {
+                kill_delay_secs
+            };
+            self.rt
+                .spawn(escalate(pgid, Duration::from_secs(delay.into()), done));
+        }
+    }
+
+    /// CancelRuns: kill what still runs, forget everything named.
+    pub fn cancel(&self, run_ids: &[u64]) {
+        for &run_id in run_ids {
+            let running = {
+                let mut runs = self.runs();
+                match runs.get_mut(&run_id) {
+                    None => continue,
+                    Some(Entry {
+                        live: Some(live), ..
+                    }) => {
+                        live.cancelled = true;
+                        Some(live.pgid)
+                    }
+                    Some(_) => None,
+                }
+            };
+            match running {
+                Some(pgid) => {
+                    tracing::info!(
+                        run = run_id,
+                        pgid,
+                        "server cancelled running run: killing it"
+                    );
+                    kill_session(pgid, Signal::SIGKILL, true);
+                }
+                None => self.forget(run_id),
+            }
+        }
+    }
+
+    /// AckRunEnded: the server committed these results; forget them.
+    pub fn ack(&self, run_ids: &[u64]) {
+        for &run_id in run_ids {
+            let ended = self.runs().get(&run_id).map(|e| e.record.is_ended());
+            match ended {
+                Some(true) => self.forget(run_id),
+                Some(false) => {
+                    tracing::warn!(run = run_id, "ack for a run that has not ended; ignored")
+                }
+                None => tracing::debug!(run = run_id, "ack for a run not held"),
+            }
+        }
+    }
+
+    /// Samples usage of every running run from one `/proc` scan; returns the
+    /// running job ids and per-run usage (peaks so far) for the status report.
+    pub fn sample(&self, procs: &[Proc]) -> (Vec<String>, Vec<(u64, Usage)>) {
+        let now = now_secs();
+        let mut jobs = Vec::new();
+        let mut usage = Vec::new();
+        for entry in self.runs().values_mut() {
+            let Some(live) = entry.live.as_mut() else {
+                continue;
+            };
+            let t = procfs::session_totals(procs, live.pgid, self.page_kb);
+            live.peak.cput_secs = live
+                .peak
+                .cput_secs
+                .max(t.cpu_ticks / self.clock_ticks.max(1));
+            live.peak.mem_kb = live.peak.mem_kb.max(t.rss_kb);
+            live.peak.vmem_kb = live.peak.vmem_kb.max(t.vsize_kb);
+            live.peak.walltime_secs = (now - entry.record.start_time).max(0) as u64;
+            jobs.push(entry.record.job_id.clone());
+            usage.push((entry.record.run_id, live.peak));
+        }
+        jobs.sort();
+        jobs.dedup();
+        usage.sort_by_key(|(id, _)| *id);
+        (jobs, usage)
+    }
+
+    /// Kills the job at its walltime limit: SIGTERM, then SIGKILL after a grace.
+    fn spawn_walltime(
+        self: &Arc<Self>,
+        run_id: u64,
+        pgid: i32,
+        start_time: i64,
+        limit: u64,
+        mut done: watch::Receiver<bool>,
+    ) {
+        let runner = Arc::clone(self);
+        self.rt.spawn(async move {
+            let elapsed = (now_secs() - start_time).max(0) as u64;
+            // Torque kills when walltime *exceeds* the limit: one second past it.
+            let remaining = Duration::from_secs((limit + 1).saturating_sub(elapsed));
+            tokio::select! {
+                _ = tokio::time::sleep(remaining) => {}
+                _ = ended(&mut done) => return,
+            }
+            let elapsed = (now_secs() - start_time).max(0) as u64;
+            let record = {
+                let mut runs = runner.runs();
+                let Some(entry) = runs.get_mut(&run_id).filter(|e| e.live.is_some()) else {
+                    return;
+                };
+                entry.record.interventions.walltime = true;
+                entry.record.walltime_elapsed = elapsed;
+                entry.record.clone()
+            };
+            let r = Arc::clone(&runner);
+            let _ = tokio::task::spawn_blocking(move || r.save(&record)).await;
+            tracing::info!(
+                run = run_id,
+                pgid,
+                elapsed,
+                limit,
+                "walltime exceeded: killing job"
+            );
+            kill_session(pgid, Signal::SIGTERM, false);
+            escalate(pgid, WALLTIME_GRACE, done).await;
+        });
+    }
+
+    /// Watches an adopted run, which this process cannot wait for: done when
+    /// the supervisor's exit file appears, or when both the shell and the
+    /// supervisor are gone.
+    fn spawn_orphan_watch(
+        self: &Arc<Self>,
+        run_id: u64,
+        pgid: i32,
+        supervisor_pid: i32,
+        mut done: watch::Receiver<bool>,
+    ) {
+        let runner = Arc::clone(self);
+        let exit_file = self.layout.exit_file(run_id);
+        self.rt.spawn(async move {
+            let mut tick = tokio::time::interval(ORPHAN_POLL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let over = exit_file.exists()
+                            || (!session_alive(pgid) && !supervisor_alive(supervisor_pid));
+                        if over {
+                            let r = Arc::clone(&runner);
+                            let f = exit_file.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                r.finish(run_id, supervisor::read_exit_file(&f))
+                            })
+                            .await;
+                            return;
+                        }
+                    }
+                    _ = ended(&mut done) => return,
+                }
+            }
+        });
+    }
+}
+
+/// Resolves once the run's `done` flag is set (or its sender is gone).
+async fn ended(done: &mut watch::Receiver<bool>) {
+    let _ = done.wait_for(|d| *d).await;
+}
+
+/// SIGKILL to the group after `delay` unless the job ended first.
+async fn escalate(pgid: i32, delay: Duration, mut done: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {
+            tracing::info!(pgid, "job still alive after grace: SIGKILL");
+            kill_session(pgid, Signal::SIGKILL, false);
+        }
+        _ = ended(&mut done) => {}
+    }
+}
+
+/// Signals a job's process group; with `sweep`, also every process still in
+/// its session that moved to another group (blocking: scans /proc).
+fn kill_session(pgid: i32, sig: Signal, sweep: bool) {
+    if pgid <= 1 {
+        return;
+    }
+    let _ = signal::killpg(Pid::from_raw(pgid), sig);
+    if sweep {
+        for p in procfs::scan() {
+            if p.stat.session == pgid && p.stat.pgrp != pgid && p.stat.pid > 1 {
+                let _ = signal::kill(Pid::from_raw(p.stat.pid), sig);
+            }
+        }
+    }
+}
+
+/// Whether the supervisor `pid` still runs (a zombie, or a reused pid running
+/// something else, does not count).
+fn supervisor_alive(pid: i32) -> bool {
+    pid > 1
+        && procfs::stat_of(pid).is_some_and(|s| s.state != 'Z')
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| arg == supervisor::SUPERVISE_ARG.as_bytes())
+        })
+}
+
+/// Whether the session leader `pgid` still runs (a zombie does not count).
+fn session_alive(pgid: i32) -> bool {
+    pgid > 1 && procfs::stat_of(pgid).is_some_and(|s| s.session == pgid && s.state != 'Z')
+}

@@ -1,0 +1,340 @@
+//! The MOM's one connection to the server: a `MomSession.Session` stream that
+//! this MOM opens (the MOM dials; it never listens, so a worker behind NAT or
+//! a firewall needs one outbound rule).
+//!
+//! One connection: dial, send `Hello` (node name, version, the runs this MOM
+//! holds), read `Welcome`, re-send every unacknowledged `RunEnded`, then one
+//! `select!` loop over work from the server, the status timer, events from the
+//! runner and SIGHUP (config reload). Any stream error ends the connection and
+//! the MOM dials again with exponential backoff (100 ms doubling to 5 s, back
+//! to 100 ms after a connection that got as far as `Welcome`).
+//!
+//! Transport is plain HTTP/2 over TCP for now. TLS with a per-node certificate
+//! (the node's identity, design principle 3) is a later issue; until then the
+//! server has to trust the `node_name` in `Hello`.
+//!
+//! Wire types are converted to the MOM's own types here and nowhere else.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_proto::v1::{
+    mom_message, mom_session_client::MomSessionClient, server_message, HeldRun, Hello, MomMessage,
+    NodeStatus, ResourcesUsed, RunEnded, RunStarted, RunUsage, ServerMessage, StartRun,
+};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::job::{Event, Held, RunResult, RunSpec, Usage};
+use crate::procfs;
+use crate::runner::Runner;
+use crate::shutdown::Shutdown;
+use crate::status::{Collector, NodeReport};
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("bad server address: {0}")]
+    Address(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("server closed the stream")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where to connect and who we are.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// `HOST:PORT` of the server's MOM listener.
+    pub server: String,
+    pub node_name: String,
+}
+
+pub struct Session {
+    opts: SessionOptions,
+    runner: Arc<Runner>,
+    events: mpsc::UnboundedReceiver<Event>,
+    collector: Arc<Mutex<Collector>>,
+    hangup: Signal,
+}
+
+impl Session {
+    pub fn new(
+        opts: SessionOptions,
+        runner: Arc<Runner>,
+        events: mpsc::UnboundedReceiver<Event>,
+        collector: Collector,
+    ) -> Result<Session, SessionError> {
+        Ok(Session {
+            opts,
+            runner,
+            events,
+            collector: Arc::new(Mutex::new(collector)),
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Keeps a session open until shutdown, reconnecting as needed.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut backoff = BACKOFF_START;
+        while !shutdown.is_shutdown() {
+            let mut welcomed = false;
+            let result = tokio::select! {
+                r = self.serve(&mut welcomed) => r,
+                _ = shutdown.recv() => break,
+            };
+            if welcomed {
+                backoff = BACKOFF_START;
+            }
+            if let Err(e) = result {
+                tracing::warn!(server = %self.opts.server, "session ended: {e}; reconnecting in {backoff:?}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.recv() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        tracing::info!("session closed for shutdown");
+    }
+
+    /// One connection, from dial to the first error.
+    async fn serve(&mut self, welcomed: &mut bool) -> Result<(), SessionError> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.opts.server))
+            .map_err(|e| SessionError::Address(format!("{}: {e}", self.opts.server)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await?;
+        let mut client = MomSessionClient::new(channel);
+
+        // Events queued while disconnected are covered by Hello and the
+        // re-sent results below; drop them rather than send them twice.
+        while self.events.try_recv().is_ok() {}
+        let (tx, rx) = mpsc::channel::<MomMessage>(64);
+        let hello = Hello {
+            node_name: self.opts.node_name.clone(),
+            version: capstan_proto::PBS_VERSION.to_string(),
+            held_runs: self.runner.held().into_iter().map(held_to_wire).collect(),
+        };
+        let held = hello.held_runs.len();
+        send(&tx, mom_message::Kind::Hello(hello)).await?;
+        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| SessionError::Protocol("no Welcome from server".into()))??;
+        let welcome = match first.and_then(|m| m.kind) {
+            Some(server_message::Kind::Welcome(w)) => w,
+            Some(other) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )))
+            }
+            None => return Err(SessionError::Closed),
+        };
+        *welcomed = true;
+        tracing::info!(
+            server = %self.opts.server,
+            server_name = %welcome.server_name,
+            status_interval = welcome.status_interval_secs,
+            held,
+            "connected to server"
+        );
+        for (run_id, result) in self.runner.finished() {
+            send(&tx, ended_to_wire(run_id, result)).await?;
+        }
+        let period = Duration::from_secs(welcome.status_interval_secs.max(1).into());
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg? {
+                    Some(m) => self.handle(m).await,
+                    None => return Err(SessionError::Closed),
+                },
+                _ = tick.tick() => {
+                    let report = self.report().await;
+                    send(&tx, mom_message::Kind::Status(report)).await?;
+                }
+                Some(event) = self.events.recv() => {
+                    send(&tx, event_to_wire(event)).await?;
+                }
+                _ = self.hangup.recv() => {
+                    let c = Arc::clone(&self.collector);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        c.lock().unwrap_or_else(|p| p.into_inner()).reload()
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Acts on one message from the server. Never fails: a message the MOM
+    /// cannot use is logged and dropped (principle 8).
+    async fn handle(&mut self, msg: ServerMessage) {
+        let runner = Arc::clone(&self.runner);
+        let work: Box<dyn FnOnce() + Send> = match msg.kind {
+            Some(server_message::Kind::Start(s)) => {
+                tracing::info!(run = s.run_id, job = %s.job_id, "StartRun");
+                let spec = start_from_wire(s);
+                Box::new(move || runner.start(spec))
+            }
+            Some(server_message::Kind::Signal(s)) => {
+                tracing::info!(
+                    run = s.run_id,
+                    signal = s.signal,
+                    delete = s.delete,
+                    "SignalRun"
+                );
+                Box::new(move || runner.signal(s.run_id, s.signal, s.delete, s.kill_delay_secs))
+            }
+            Some(server_message::Kind::AckEnded(a)) => Box::new(move || runner.ack(&a.run_ids)),
+            Some(server_message::Kind::Cancel(c)) => {
+                tracing::info!(runs = ?c.run_ids, "CancelRuns");
+                Box::new(move || runner.cancel(&c.run_ids))
+            }
+            Some(server_message::Kind::Welcome(_)) => {
+                tracing::warn!("unexpected second Welcome; ignored");
+                return;
+            }
+            None => {
+                tracing::warn!("empty message from server; ignored");
+                return;
+            }
+        };
+        // Runner calls fork, wait and touch files: keep them off the async
+        // threads. Awaiting keeps the server's messages in order.
+        if let Err(e) = tokio::task::spawn_blocking(work).await {
+            tracing::error!("runner task failed: {e}");
+        }
+    }
+
+    async fn report(&self) -> NodeStatus {
+        let runner = Arc::clone(&self.runner);
+        let collector = Arc::clone(&self.collector);
+        let report = tokio::task::spawn_blocking(move || {
+            let procs = procfs::scan();
+            let (jobs, usage) = runner.sample(&procs);
+            collector
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .collect(&procs, jobs, usage)
+        })
+        .await
+        .unwrap_or_default();
+        status_to_wire(report)
+    }
+}
+
+async fn send(tx: &mpsc::Sender<MomMessage>, kind: mom_message::Kind) -> Result<(), SessionError> {
+    tx.send(MomMessage { kind: Some(kind) })
+        .await
+        .map_err(|_| SessionError::Closed)
+}
+
+fn held_to_wire(h: Held) -> HeldRun {
+    HeldRun {
+        run_id: h.run_id,
+        job_id: h.job_id,
+        finished: h.finished,
+    }
+}
+
+fn usage_to_wire(u: Usage) -> ResourcesUsed {
+    ResourcesUsed {
+        cput_secs: u.cput_secs,
+        mem_kb: u.mem_kb,
+        vmem_kb: u.vmem_kb,
+        walltime_secs: u.walltime_secs,
+    }
+}
+
+fn ended_to_wire(run_id: u64, r: RunResult) -> mom_message::Kind {
+    mom_message::Kind::Ended(RunEnded {
+        run_id,
+        exit_status: r.exit_status,
+        used: Some(usage_to_wire(r.used)),
+        end_time: r.end_time,
+        session_id: r.session_id,
+        message: r.message,
+    })
+}
+
+fn event_to_wire(e: Event) -> mom_message::Kind {
+    match e {
+        Event::Started {
+            run_id,
+            session_id,
+            start_time,
+        } => mom_message::Kind::Started(RunStarted {
+            run_id,
+            session_id,
+            start_time,
+        }),
+        Event::Ended { run_id, result } => ended_to_wire(run_id, result),
+    }
+}
+
+fn status_to_wire(r: NodeReport) -> NodeStatus {
+    NodeStatus {
+        opsys: r.opsys,
+        uname: r.uname,
+        sessions: r.sessions,
+        nusers: r.nusers,
+        idletime: r.idletime,
+        totmem_kb: r.totmem_kb,
+        availmem_kb: r.availmem_kb,
+        physmem_kb: r.physmem_kb,
+        ncpus: r.ncpus,
+        loadave: r.loadave,
+        netload: r.netload,
+        state: r.state,
+        jobs: r.jobs,
+        rectime: r.rectime,
+        usage: r
+            .usage
+            .into_iter()
+            .map(|(run_id, u)| RunUsage {
+                run_id,
+                used: Some(usage_to_wire(u)),
+            })
+            .collect(),
+    }
+}
+
+fn start_from_wire(s: StartRun) -> RunSpec {
+    RunSpec {
+        run_id: s.run_id,
+        job_id: s.job_id,
+        job_name: s.job_name,
+        job_seq: s.job_seq,
+        euser: s.euser,
+        egroup: s.egroup,
+        script: s.script,
+        env: s.env.into_iter().map(|e| (e.name, e.value)).collect(),
+        nodefile_hosts: s.nodefile_hosts,
+        output_path: s.output_path,
+        error_path: s.error_path,
+        join_path: s.join_path,
+        keep_files: s.keep_files,
+        shell: s.shell,
+        init_work_dir: s.init_work_dir,
+        walltime_limit_secs: s.walltime_limit_secs,
+        allow_root: s.allow_root,
+    }
+}
