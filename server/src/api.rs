@@ -1,0 +1,407 @@
+//! The Batch service the commands call, on the Unix socket.
+//!
+//! Why this module exists: it is the only place where proto types meet domain types (design
+//! principle 9), and the only place that decides who the caller is: the uid comes from the
+//! socket's peer credentials (tonic's `UdsConnectInfo`), never from a request field
+//! (principle 3). Every handler converts, takes the state lock, calls `jobs`/`attrs`, and
+//! converts back; listings are served from memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use capstan_proto::pbse;
+use capstan_proto::v1 as pb;
+use capstan_proto::v1::batch_server::Batch;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::attrs;
+use crate::dispatch::now_epoch;
+use crate::jobs::{self, Caller, JobOp, SubmitInput};
+use crate::model::{Attr, AttrKind, PbsError, StatObject};
+use crate::state::Shared;
+
+/// The Batch gRPC service.
+#[derive(Debug, Clone)]
+pub struct BatchService {
+    shared: Arc<Shared>,
+    /// uid → resolved identity (user database lookups are slow next to a 2 ms submit).
+    callers: Arc<Mutex<HashMap<u32, Caller>>>,
+}
+
+impl BatchService {
+    pub fn new(shared: Arc<Shared>) -> BatchService {
+        BatchService {
+            shared,
+            callers: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let uid = request
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|info| info.peer_cred)
+            .map(|cred| cred.uid())
+            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
+        if let Ok(cache) = self.callers.lock() {
+            if let Some(caller) = cache.get(&uid) {
+                return Ok(caller.clone());
+            }
+        }
+        let caller = resolve_uid(uid);
+        if let Ok(mut cache) = self.callers.lock() {
+            cache.insert(uid, caller.clone());
+        }
+        Ok(caller)
+    }
+}
+
+/// uid → user name and primary group name (numbers when the user database has no entry).
+pub fn resolve_uid(uid: u32) -> Caller {
+    use nix::unistd::{Gid, Group, Uid, User};
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(user)) => {
+            let group = Group::from_gid(Gid::from_raw(user.gid.as_raw()))
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_else(|| user.gid.to_string());
+            Caller {
+                uid,
+                user: user.name,
+                group,
+            }
+        }
+        _ => Caller {
+            uid,
+            user: uid.to_string(),
+            group: uid.to_string(),
+        },
+    }
+}
+
+fn error_to_proto(e: PbsError) -> pb::PbsError {
+    pb::PbsError {
+        code: e.code,
+        detail: e.detail,
+        object: e.object,
+    }
+}
+
+fn attr_to_proto(a: Attr) -> pb::Attr {
+    pb::Attr {
+        name: a.name,
+        resource: a.resource,
+        value: a.value,
+        kind: match a.kind {
+            AttrKind::Text => pb::AttrKind::Text as i32,
+            AttrKind::Time => pb::AttrKind::Time as i32,
+        },
+    }
+}
+
+fn object_to_proto(o: StatObject) -> pb::StatObject {
+    pb::StatObject {
+        name: o.name,
+        attrs: o.attrs.into_iter().map(attr_to_proto).collect(),
+    }
+}
+
+fn attr_from_proto(a: pb::Attr) -> Attr {
+    Attr {
+        name: a.name,
+        resource: a.resource,
+        value: a.value,
+        kind: AttrKind::Text,
+    }
+}
+
+fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -> pb::StatReply {
+    pb::StatReply {
+        server_name,
+        objects: objects.into_iter().map(object_to_proto).collect(),
+        errors: errors.into_iter().map(error_to_proto).collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl Batch for BatchService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitReply>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let input = SubmitInput {
+            attrs: req.attrs.into_iter().map(attr_from_proto).collect(),
+            script: req.script,
+            destination: req.destination,
+        };
+        let result = {
+            let mut core = self.shared.core.lock().await;
+            jobs::submit(&mut core, &caller, &input, now_epoch()).await
+        };
+        let reply = match result {
+            Ok(job_id) => {
+                self.shared.wake_scheduler();
+                pb::SubmitReply {
+                    job_id,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                info!(user = %caller.user, code = e.code, detail = %e.detail, "submission rejected");
+                pb::SubmitReply {
+                    job_id: String::new(),
+                    error: Some(error_to_proto(e)),
+                }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn stat_jobs(
+        &self,
+        request: Request<pb::StatJobsRequest>,
+    ) -> Result<Response<pb::StatReply>, Status> {
+        let operands = request.into_inner().operands;
+        // Until StatJobsRequest carries an attribute list, every attribute is returned.
+        let filter: Option<&attrs::AttrFilter> = None;
+        let core = self.shared.core.lock().await;
+        let state = &core.state;
+        let now = now_epoch();
+        let reverse = attrs::reverse_deps(state);
+        let server = state.server_name.clone();
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        if operands.is_empty() {
+            objects.extend(
+                state
+                    .jobs
+                    .values()
+                    .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
+            );
+        }
+        for operand in &operands {
+            let operand = operand.trim();
+            if operand.starts_with(|c: char| c.is_ascii_digit()) {
+                match jobs::parse_job_id(operand, &server).and_then(|s| state.jobs.get(&s)) {
+                    Some(job) => objects.push(attrs::job_attrs(job, state, &reverse, now, filter)),
+                    None => {
+                        let shown = match jobs::parse_job_id(operand, &server) {
+                            Some(seq) => format!("{seq}.{server}"),
+                            None => operand.to_string(),
+                        };
+                        errors.push(PbsError::new(pbse::UNKJOBID, "", shown));
+                    }
+                }
+                continue;
+            }
+            let queue = operand.split('@').next().unwrap_or_default();
+            if queue.is_empty() {
+                objects.extend(
+                    state
+                        .jobs
+                        .values()
+                        .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
+                );
+            } else if state.queue(queue).is_some() {
+                objects.extend(
+                    state
+                        .jobs
+                        .values()
+                        .filter(|j| j.queue == queue)
+                        .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
+                );
+            } else {
+                errors.push(PbsError::new(pbse::UNKQUE, "", queue));
+            }
+        }
+        let reply = reply(server, objects, errors);
+        drop(core);
+        Ok(Response::new(reply))
+    }
+
+    async fn stat_queues(
+        &self,
+        request: Request<pb::StatQueuesRequest>,
+    ) -> Result<Response<pb::StatReply>, Status> {
+        let names = request.into_inner().names;
+        let core = self.shared.core.lock().await;
+        let state = &core.state;
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        if names.is_empty() {
+            objects.extend(state.queues.iter().map(|q| attrs::queue_attrs(q, state)));
+        }
+        for name in &names {
+            let name = name.split('@').next().unwrap_or_default();
+            match state.queue(name) {
+                Some(q) => objects.push(attrs::queue_attrs(q, state)),
+                None => errors.push(PbsError::new(pbse::UNKQUE, "", name)),
+            }
+        }
+        Ok(Response::new(reply(
+            state.server_name.clone(),
+            objects,
+            errors,
+        )))
+    }
+
+    async fn stat_server(
+        &self,
+        _request: Request<pb::StatServerRequest>,
+    ) -> Result<Response<pb::StatReply>, Status> {
+        let core = self.shared.core.lock().await;
+        let object = attrs::server_attrs(&core.state, core.config.keep_completed);
+        Ok(Response::new(reply(
+            core.state.server_name.clone(),
+            vec![object],
+            vec![],
+        )))
+    }
+
+    async fn job_action(
+        &self,
+        request: Request<pb::JobActionRequest>,
+    ) -> Result<Response<pb::JobActionReply>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let op = match pb::JobOp::try_from(req.op) {
+            Ok(pb::JobOp::Delete) => JobOp::Delete,
+            Ok(pb::JobOp::Hold) => JobOp::Hold,
+            Ok(pb::JobOp::Release) => JobOp::Release,
+            Ok(pb::JobOp::Signal) => JobOp::Signal,
+            Ok(pb::JobOp::Rerun) => JobOp::Rerun,
+            _ => return Err(Status::invalid_argument("unknown job operation")),
+        };
+        let (results, wake) = {
+            let mut core = self.shared.core.lock().await;
+            jobs::job_action(
+                &mut core,
+                &caller,
+                op,
+                &req.ids,
+                &req.hold_types,
+                &req.signal,
+                now_epoch(),
+            )
+            .await
+        };
+        if wake {
+            self.shared.wake_scheduler();
+        }
+        Ok(Response::new(pb::JobActionReply {
+            results: results
+                .into_iter()
+                .map(|(id, error)| pb::JobActionResult {
+                    id,
+                    error: error.map(error_to_proto),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn stat_nodes(
+        &self,
+        request: Request<pb::StatNodesRequest>,
+    ) -> Result<Response<pb::StatReply>, Status> {
+        let names = request.into_inner().names;
+        let core = self.shared.core.lock().await;
+        let state = &core.state;
+        let server = state.server_name.as_str();
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        if names.is_empty() {
+            objects.extend(state.nodes.iter().map(|n| attrs::node_attrs(n, server)));
+        }
+        for name in &names {
+            match state.node(name) {
+                Some(n) => objects.push(attrs::node_attrs(n, server)),
+                None => errors.push(PbsError::new(
+                    pbse::UNKNODE,
+                    "cannot locate specified node",
+                    name.as_str(),
+                )),
+            }
+        }
+        Ok(Response::new(reply(server.to_string(), objects, errors)))
+    }
+
+    async fn modify_nodes(
+        &self,
+        request: Request<pb::ModifyNodesRequest>,
+    ) -> Result<Response<pb::ModifyNodesReply>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let op = pb::NodeOp::try_from(req.op).unwrap_or(pb::NodeOp::Unspecified);
+        let mut errors = Vec::new();
+        let mut core = self.shared.core.lock().await;
+        let mut changed = Vec::new();
+        for name in &req.names {
+            let Some(node) = core.state.node(name) else {
+                errors.push(PbsError::new(
+                    pbse::UNKNODE,
+                    "cannot locate specified node",
+                    name.as_str(),
+                ));
+                continue;
+            };
+            if !caller.is_root() {
+                errors.push(PbsError::new(
+                    pbse::PERM,
+                    "error in permissions (PERM_OPorMGR)",
+                    name.as_str(),
+                ));
+                continue;
+            }
+            let mut flags = node.flags.clone();
+            match op {
+                pb::NodeOp::Offline => flags.offline = true,
+                pb::NodeOp::Clear | pb::NodeOp::Reset => flags.offline = false,
+                pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => {}
+            }
+            if let Some(note) = &req.note {
+                flags.note = if note.is_empty() || note == "n" {
+                    None
+                } else {
+                    Some(note.clone())
+                };
+            }
+            if flags != node.flags {
+                changed.push((name.clone(), flags));
+            }
+        }
+        if !changed.is_empty() {
+            let committed = async {
+                let mut tx = core.store.begin().await?;
+                for (name, flags) in &changed {
+                    tx.save_node_flags(name, flags).await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            match committed {
+                Ok(()) => {
+                    for (name, flags) in changed {
+                        info!(node = %name, offline = flags.offline, note = ?flags.note, "node changed");
+                        if let Some(n) = core.state.node_mut(&name) {
+                            n.flags = flags;
+                        }
+                    }
+                    self.shared.wake_scheduler();
+                }
+                Err(e) => {
+                    tracing::warn!("node change not committed: {e}");
+                    errors.push(PbsError::new(pbse::SYSTEM, "", ""));
+                }
+            }
+        }
+        drop(core);
+        Ok(Response::new(pb::ModifyNodesReply {
+            errors: errors.into_iter().map(error_to_proto).collect(),
+        }))
+    }
+}

@@ -1,0 +1,762 @@
+//! Domain objects → ordered Torque attribute lists, exactly as `qstat -f` / `pbsnodes` print them.
+//!
+//! Why here and not in the commands: Torque prints attributes in the server's internal order,
+//! and tools parse that output; keeping the order (and the value spellings) in one server-side
+//! place means every command shows the same thing. Pure functions over the in-memory state.
+
+use std::collections::HashMap;
+
+use crate::model::{Attr, DepKind, HostSlots, Job, JobState, NodeStatus, Queue, StatObject};
+use crate::resources;
+use crate::state::{NodeRuntime, State, StateCounts};
+
+/// Compresses slot numbers into Torque's ranges: `[0,1]` → `0-1`, `[0,2]` → `0,2`.
+pub fn compress_slots(slots: &[u32]) -> String {
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if start == end {
+            parts.push(start.to_string());
+        } else {
+            parts.push(format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// `node/0-1+node2/0`.
+pub fn format_exec_host(hosts: &[HostSlots]) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("{}/{}", h.node, compress_slots(&h.slots)))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// For each job, the jobs depending on it: `(kind, dependent seq)` (for `beforeok:16.vm`).
+pub type ReverseDeps = HashMap<u64, Vec<(DepKind, u64)>>;
+
+/// Builds the reverse dependency index once per listing.
+pub fn reverse_deps(state: &State) -> ReverseDeps {
+    let mut map: ReverseDeps = HashMap::new();
+    for job in state.jobs.values() {
+        for dep in &job.depend {
+            map.entry(dep.seq).or_default().push((dep.kind, job.seq));
+        }
+    }
+    map
+}
+
+/// Groups `(name, id)` pairs by consecutive name: `afterok:1.vm:2.vm,afterany:3.vm`.
+fn group_deps(items: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    let mut last: Option<&str> = None;
+    for (name, id) in items {
+        if last == Some(*name) {
+            out.push(':');
+            out.push_str(id);
+        } else {
+            if last.is_some() {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push(':');
+            out.push_str(id);
+            last = Some(name);
+        }
+    }
+    out
+}
+
+/// The `depend` value of a job: its own conditions, then the jobs waiting on it.
+pub fn depend_string(job: &Job, reverse: &ReverseDeps, server: &str) -> String {
+    let mut items: Vec<(&str, String)> = job
+        .depend
+        .iter()
+        .map(|d| (d.kind.name(), format!("{}.{}", d.seq, server)))
+        .collect();
+    if let Some(children) = reverse.get(&job.seq) {
+        for (kind, child) in children {
+            items.push((kind.reverse_name(), format!("{child}.{server}")));
+        }
+    }
+    group_deps(&items)
+}
+
+fn bool_text(value: bool) -> &'static str {
+    if value {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// Which attributes a caller asked for (Torque's `pbs_statjob` attribute list): names such as
+/// `Job_Name` or `Resource_List` (all of its resources). Listing only what a command prints
+/// keeps a 5,000-job `qstat` small.
+#[derive(Debug, Clone, Default)]
+pub struct AttrFilter(Vec<String>);
+
+impl AttrFilter {
+    /// `None` (everything) for an empty list.
+    pub fn new(names: impl IntoIterator<Item = String>) -> Option<AttrFilter> {
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        names.dedup();
+        (!names.is_empty()).then_some(AttrFilter(names))
+    }
+
+    /// A scan: the lists are short (a command asks for a handful of names), and this runs
+    /// ~40 times per job per listing.
+    pub fn wants(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
+    }
+}
+
+/// Attribute sink that skips (and never allocates for) unwanted attributes.
+struct Out<'f> {
+    attrs: Vec<Attr>,
+    filter: Option<&'f AttrFilter>,
+}
+
+impl Out<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.filter.is_none_or(|f| f.wants(name))
+    }
+
+    fn text(&mut self, name: &str, value: impl Into<String>) {
+        if self.wants(name) {
+            self.attrs.push(Attr::text(name, value));
+        }
+    }
+
+    fn res(&mut self, name: &str, resource: &str, value: impl Into<String>) {
+        if self.wants(name) {
+            self.attrs.push(Attr::res(name, resource, value));
+        }
+    }
+
+    /// For values that cost something to compute.
+    fn lazy(&mut self, name: &str, value: impl FnOnce() -> String) {
+        if self.wants(name) {
+            self.attrs.push(Attr::text(name, value()));
+        }
+    }
+
+    fn time(&mut self, name: &str, epoch: i64) {
+        if self.wants(name) {
+            self.attrs.push(Attr::time(name, epoch));
+        }
+    }
+}
+
+/// A job's attributes in Torque's `qstat -f` order.
+pub fn job_attrs(
+    job: &Job,
+    state: &State,
+    reverse: &ReverseDeps,
+    now: i64,
+    filter: Option<&AttrFilter>,
+) -> StatObject {
+    let server = state.server_name.as_str();
+    let mut a = Out {
+        attrs: Vec::with_capacity(if filter.is_some() { 8 } else { 48 }),
+        filter,
+    };
+    a.text("Job_Name", &job.name);
+    a.text("Job_Owner", &job.owner);
+    if let Some(used) = job
+        .resources_used
+        .as_ref()
+        .filter(|_| a.wants("resources_used"))
+    {
+        a.res(
+            "resources_used",
+            "cput",
+            resources::format_duration(used.cput_secs),
+        );
+        a.res("resources_used", "vmem", format!("{}kb", used.vmem_kb));
+        a.res(
+            "resources_used",
+            "walltime",
+            resources::format_duration(used.walltime_secs),
+        );
+        a.res("resources_used", "mem", format!("{}kb", used.mem_kb));
+        a.res("resources_used", "energy_used", "0");
+    }
+    a.text("job_state", job.state.letter());
+    a.text("queue", &job.queue);
+    a.text("server", server);
+    if let Some(account) = &job.account {
+        a.text("Account_Name", account);
+    }
+    a.text("Checkpoint", &job.checkpoint);
+    a.time("ctime", job.ctime);
+    let depend = if a.wants("depend") {
+        depend_string(job, reverse, server)
+    } else {
+        String::new()
+    };
+    if !depend.is_empty() {
+        a.text("depend", depend);
+    }
+    a.text("Error_Path", &job.error_path);
+    if !job.exec_host.is_empty() && a.wants("exec_host") {
+        a.lazy("exec_host", || format_exec_host(&job.exec_host));
+    }
+    if let Some(t) = job.execution_time {
+        a.time("Execution_Time", t);
+    }
+    a.lazy("Hold_Types", || job.hold_types.letters());
+    a.text("Join_Path", &job.join_path);
+    a.text("Keep_Files", &job.keep_files);
+    a.text("Mail_Points", &job.mail_points);
+    if let Some(users) = &job.mail_users {
+        a.text("Mail_Users", users);
+    }
+    a.time("mtime", job.mtime);
+    a.text("Output_Path", &job.output_path);
+    a.lazy("Priority", || job.priority.to_string());
+    a.time("qtime", job.qtime);
+    a.text("Rerunable", bool_text(job.rerunable));
+    for (name, value) in &job.resources {
+        a.res("Resource_List", name, value);
+    }
+    if let Some(session) = job.session_id {
+        a.lazy("session_id", || session.to_string());
+    }
+    if let Some(shell) = &job.shell_path {
+        a.text("Shell_Path_List", shell);
+    }
+    a.text("Variable_List", &job.variable_list);
+    a.text("euser", &job.euser);
+    a.text("egroup", &job.egroup);
+    a.text("queue_type", "E");
+    if let Some(comment) = &job.comment {
+        a.text("comment", comment);
+    }
+    if let Some(t) = job.etime {
+        a.time("etime", t);
+    }
+    if job.state == JobState::Completed {
+        if let Some(status) = job.exit_status {
+            a.lazy("exit_status", || status.to_string());
+        }
+    }
+    if let Some(args) = &job.submit_args {
+        a.text("submit_args", args);
+    }
+    if let Some(t) = job.start_time {
+        a.time("start_time", t);
+    }
+    if job.state == JobState::Running && a.wants("Walltime.Remaining") {
+        if let (Some(limit), Some(start)) = (
+            job.resource("walltime").and_then(resources::parse_duration),
+            job.start_time,
+        ) {
+            let elapsed = (now - start).max(0) as u64;
+            let remaining = limit as i64 - elapsed as i64;
+            a.text("Walltime.Remaining", remaining.to_string());
+        }
+    }
+    if job.start_count > 0 {
+        a.lazy("start_count", || job.start_count.to_string());
+    }
+    a.text("fault_tolerant", "False");
+    if let Some(t) = job.comp_time {
+        a.time("comp_time", t);
+    }
+    a.text("job_radix", "0");
+    if let Some(total) = job.total_runtime {
+        a.lazy("total_runtime", || format!("{total:.6}"));
+    }
+    a.text("submit_host", &job.submit_host);
+    a.text("init_work_dir", &job.init_work_dir);
+    a.text("request_version", "1");
+    StatObject {
+        name: job.id(server),
+        attrs: a.attrs,
+    }
+}
+
+/// A queue's attributes in Torque's `qstat -Qf` order.
+pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
+    let counts = state.counts(Some(&queue.name));
+    let nodect: u64 = state
+        .jobs
+        .values()
+        .filter(|j| j.queue == queue.name && j.state == JobState::Running)
+        .map(|j| {
+            j.resource("nodect")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut a = vec![
+        Attr::text("queue_type", "Execution"),
+        Attr::text("total_jobs", counts.total().to_string()),
+        Attr::text("state_count", counts.torque_string()),
+    ];
+    for (name, value) in &queue.resources_default {
+        a.push(Attr::res("resources_default", name, value));
+    }
+    a.push(Attr::time("mtime", queue.mtime));
+    a.push(Attr::res(
+        "resources_assigned",
+        "nodect",
+        nodect.to_string(),
+    ));
+    a.push(Attr::text("enabled", bool_text(queue.enabled)));
+    a.push(Attr::text("started", bool_text(queue.started)));
+    StatObject {
+        name: queue.name.clone(),
+        attrs: a,
+    }
+}
+
+/// The server's attributes in Torque's `qstat -Bf` order.
+pub fn server_attrs(state: &State, keep_completed: u64) -> StatObject {
+    let counts: StateCounts = state.counts(None);
+    let name = state.server_name.as_str();
+    let mut a = vec![
+        Attr::text("server_state", "Active"),
+        Attr::text("scheduling", "True"),
+        Attr::text("total_jobs", counts.total().to_string()),
+        Attr::text("state_count", counts.torque_string()),
+        Attr::text("acl_hosts", name),
+        Attr::text("managers", format!("root@{name}")),
+        Attr::text("operators", format!("root@{name}")),
+    ];
+    if !state.default_queue.is_empty() {
+        a.push(Attr::text("default_queue", &state.default_queue));
+    }
+    a.extend([
+        Attr::text("log_events", "2047"),
+        Attr::text("mail_from", "adm"),
+        Attr::text("node_check_rate", "150"),
+        Attr::text("tcp_timeout", "300"),
+        Attr::text("job_stat_rate", "300"),
+        Attr::text("poll_jobs", "True"),
+        Attr::text("down_on_error", "True"),
+        Attr::text("mom_job_sync", "True"),
+        Attr::text("pbs_version", capstan_proto::PBS_VERSION),
+        Attr::text("keep_completed", keep_completed.to_string()),
+        Attr::text("next_job_number", state.next_job_number.to_string()),
+        Attr::text("moab_array_compatible", "True"),
+        Attr::text("nppcu", "1"),
+        Attr::text("timeout_for_job_delete", "120"),
+        Attr::text("timeout_for_job_requeue", "120"),
+        Attr::text("note_append_on_error", "True"),
+    ]);
+    StatObject {
+        name: name.to_string(),
+        attrs: a,
+    }
+}
+
+/// Torque's `status` string, keys in Torque's order.
+pub fn status_string(status: &NodeStatus) -> String {
+    let sessions = if status.sessions.is_empty() {
+        "? 0".to_string()
+    } else {
+        status
+            .sessions
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "opsys={},uname={},sessions={},nsessions={},nusers={},idletime={},totmem={}kb,availmem={}kb,physmem={}kb,ncpus={},loadave={:.2},gres=,netload={},state={},varattr= ,cpuclock=Fixed,version={},rectime={},jobs={}",
+        status.opsys,
+        status.uname,
+        sessions,
+        status.sessions.len(),
+        status.nusers,
+        status.idletime,
+        status.totmem_kb,
+        status.availmem_kb,
+        status.physmem_kb,
+        status.ncpus,
+        status.loadave,
+        status.netload,
+        if status.state.is_empty() { "free" } else { &status.state },
+        capstan_proto::PBS_VERSION,
+        status.rectime,
+        status.jobs.join(" "),
+    )
+}
+
+/// `0-1/48.vm,2/49.vm`: each job's slots on the node, ordered by first slot.
+pub fn node_jobs_string(node: &NodeRuntime, server: &str) -> String {
+    let mut order: Vec<u64> = Vec::new();
+    let mut slots: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (i, s) in node.slots.iter().enumerate() {
+        if let Some(seq) = s {
+            if !slots.contains_key(seq) {
+                order.push(*seq);
+            }
+            slots.entry(*seq).or_default().push(i as u32);
+        }
+    }
+    order
+        .iter()
+        .map(|seq| format!("{}/{}.{}", compress_slots(&slots[seq]), seq, server))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A node's attributes in `pbsnodes` order.
+pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
+    let mut a = vec![
+        Attr::text("state", node.state_string()),
+        Attr::text("power_state", "Running"),
+        Attr::text("np", node.def.np.to_string()),
+    ];
+    if !node.def.properties.is_empty() {
+        a.push(Attr::text("properties", node.def.properties.join(",")));
+    }
+    a.push(Attr::text("ntype", "cluster"));
+    a.push(Attr::text("site", &node.def.site));
+    let jobs = node_jobs_string(node, server);
+    if !jobs.is_empty() {
+        a.push(Attr::text("jobs", jobs));
+    }
+    if let Some(status) = &node.status {
+        if node.is_up() {
+            a.push(Attr::text("status", status_string(status)));
+        }
+    }
+    if let Some(note) = &node.flags.note {
+        a.push(Attr::text("note", note));
+    }
+    a.push(Attr::text("mom_service_port", "15002"));
+    a.push(Attr::text("mom_manager_port", "15003"));
+    if node.def.gpus > 0 {
+        a.push(Attr::text("gpus", node.def.gpus.to_string()));
+    }
+    StatObject {
+        name: node.def.name.clone(),
+        attrs: a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dependency, NodeDef, NodeFlags};
+    use std::time::Instant;
+
+    #[test]
+    fn slot_ranges_compress_like_torque() {
+        assert_eq!(compress_slots(&[0]), "0");
+        assert_eq!(compress_slots(&[0, 1]), "0-1");
+        assert_eq!(compress_slots(&[0, 2]), "0,2");
+        assert_eq!(compress_slots(&[3, 0, 1, 5, 6, 7]), "0-1,3,5-7");
+        let hosts = vec![
+            HostSlots {
+                node: "vm".into(),
+                slots: vec![0, 1],
+            },
+            HostSlots {
+                node: "vm2".into(),
+                slots: vec![0],
+            },
+        ];
+        assert_eq!(format_exec_host(&hosts), "vm/0-1+vm2/0");
+    }
+
+    #[test]
+    fn dependencies_group_by_kind() {
+        let items = vec![
+            ("afterok", "1.vm".to_string()),
+            ("afterok", "2.vm".to_string()),
+            ("afterany", "3.vm".to_string()),
+        ];
+        assert_eq!(group_deps(&items), "afterok:1.vm:2.vm,afterany:3.vm");
+        let _ = Dependency {
+            kind: DepKind::AfterOk,
+            seq: 1,
+            satisfied: false,
+        };
+    }
+
+    fn node(np: u32) -> NodeRuntime {
+        NodeRuntime::new(
+            NodeDef {
+                name: "vm".into(),
+                np,
+                site: "default".into(),
+                speed: 1.0,
+                gpus: 0,
+                properties: vec!["fast".into(), "ib".into()],
+            },
+            NodeFlags::default(),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn node_attrs_follow_pbsnodes_order() {
+        let mut n = node(3);
+        n.slots = vec![Some(48), Some(48), Some(49)];
+        n.flags.note = Some("maint".into());
+        let obj = node_attrs(&n, "vm");
+        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "state",
+                "power_state",
+                "np",
+                "properties",
+                "ntype",
+                "site",
+                "jobs",
+                "note",
+                "mom_service_port",
+                "mom_manager_port"
+            ]
+        );
+        assert_eq!(obj.attrs[0].value, "down");
+        assert_eq!(obj.attrs[3].value, "fast,ib");
+        assert_eq!(obj.attrs[6].value, "0-1/48.vm,2/49.vm");
+    }
+
+    fn test_state() -> State {
+        State {
+            server_name: "vm".into(),
+            next_job_number: 49,
+            default_queue: "batch".into(),
+            queues: vec![],
+            jobs: Default::default(),
+            nodes: vec![],
+            next_session_id: 1,
+        }
+    }
+
+    #[test]
+    fn running_job_attrs_follow_qstat_f_order() {
+        let mut job = crate::store::tests::sample_job(48);
+        job.state = JobState::Running;
+        job.resources = vec![
+            ("nodes".into(), "1:ppn=2".into()),
+            ("nodect".into(), "1".into()),
+            ("walltime".into(), "00:10:00".into()),
+        ];
+        job.exec_host = vec![HostSlots {
+            node: "vm".into(),
+            slots: vec![0, 1],
+        }];
+        job.session_id = Some(11493);
+        job.start_time = Some(100);
+        job.start_count = 1;
+        job.comment = Some("Job started on Sat Nov 21 at 16:08".into());
+        job.submit_args = Some("-N full job.sh".into());
+        let obj = job_attrs(&job, &test_state(), &ReverseDeps::new(), 104, None);
+        assert_eq!(obj.name, "48.vm");
+        let names: Vec<String> = obj
+            .attrs
+            .iter()
+            .map(|a| {
+                if a.resource.is_empty() {
+                    a.name.clone()
+                } else {
+                    format!("{}.{}", a.name, a.resource)
+                }
+            })
+            .collect();
+        let expected = [
+            "Job_Name",
+            "Job_Owner",
+            "job_state",
+            "queue",
+            "server",
+            "Checkpoint",
+            "ctime",
+            "Error_Path",
+            "exec_host",
+            "Hold_Types",
+            "Join_Path",
+            "Keep_Files",
+            "Mail_Points",
+            "mtime",
+            "Output_Path",
+            "Priority",
+            "qtime",
+            "Rerunable",
+            "Resource_List.nodes",
+            "Resource_List.nodect",
+            "Resource_List.walltime",
+            "session_id",
+            "Variable_List",
+            "euser",
+            "egroup",
+            "queue_type",
+            "comment",
+            "etime",
+            "submit_args",
+            "start_time",
+            "Walltime.Remaining",
+            "start_count",
+            "fault_tolerant",
+            "job_radix",
+            "submit_host",
+            "init_work_dir",
+            "request_version",
+        ];
+        assert_eq!(names, expected);
+        let value = |n: &str| {
+            obj.attrs
+                .iter()
+                .find(|a| a.name == n)
+                .map(|a| a.value.clone())
+                .unwrap()
+        };
+        assert_eq!(value("exec_host"), "vm/0-1");
+        assert_eq!(value("Walltime.Remaining"), "596");
+        assert_eq!(
+            obj.attrs.iter().find(|a| a.name == "ctime").unwrap().kind,
+            crate::model::AttrKind::Time
+        );
+    }
+
+    #[test]
+    fn filter_keeps_only_requested_attributes_in_order() {
+        let mut job = crate::store::tests::sample_job(3);
+        job.resources_used = Some(Default::default());
+        let filter = AttrFilter::new(
+            ["job_state", "Job_Name", "resources_used"]
+                .into_iter()
+                .map(String::from),
+        );
+        let obj = job_attrs(&job, &test_state(), &ReverseDeps::new(), 0, filter.as_ref());
+        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names[0], "Job_Name");
+        assert_eq!(names[1..6], ["resources_used"; 5]);
+        assert_eq!(names[6], "job_state");
+        assert_eq!(names.len(), 7);
+        assert!(AttrFilter::new(Vec::<String>::new()).is_none());
+    }
+
+    #[test]
+    fn completed_job_shows_usage_exit_status_and_times() {
+        let mut job = crate::store::tests::sample_job(0);
+        job.state = JobState::Completed;
+        job.resources_used = Some(crate::model::ResourcesUsed {
+            cput_secs: 0,
+            mem_kb: 0,
+            vmem_kb: 0,
+            walltime_secs: 0,
+        });
+        job.exit_status = Some(0);
+        job.start_time = Some(10);
+        job.start_count = 1;
+        job.comp_time = Some(10);
+        job.total_runtime = Some(0.056187);
+        let obj = job_attrs(&job, &test_state(), &ReverseDeps::new(), 20, None);
+        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            &names[..7],
+            &[
+                "Job_Name",
+                "Job_Owner",
+                "resources_used",
+                "resources_used",
+                "resources_used",
+                "resources_used",
+                "resources_used"
+            ]
+        );
+        let used: Vec<(&str, &str)> = obj.attrs[2..7]
+            .iter()
+            .map(|a| (a.resource.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            used,
+            vec![
+                ("cput", "00:00:00"),
+                ("vmem", "0kb"),
+                ("walltime", "00:00:00"),
+                ("mem", "0kb"),
+                ("energy_used", "0")
+            ]
+        );
+        let tail: Vec<&str> = names[names.len() - 9..].to_vec();
+        assert_eq!(
+            tail,
+            vec![
+                "start_time",
+                "start_count",
+                "fault_tolerant",
+                "comp_time",
+                "job_radix",
+                "total_runtime",
+                "submit_host",
+                "init_work_dir",
+                "request_version"
+            ]
+        );
+        assert!(names.contains(&"exit_status"));
+        assert!(!names.contains(&"Walltime.Remaining"));
+        let total = obj
+            .attrs
+            .iter()
+            .find(|a| a.name == "total_runtime")
+            .unwrap();
+        assert_eq!(total.value, "0.056187");
+    }
+
+    #[test]
+    fn node_state_strings() {
+        let mut n = node(2);
+        n.flags.offline = true;
+        assert_eq!(n.state_string(), "down,offline");
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        n.session = Some(crate::state::SessionHandle { id: 1, tx });
+        assert_eq!(n.state_string(), "offline");
+        n.flags.offline = false;
+        assert_eq!(n.state_string(), "free");
+        n.slots = vec![Some(1), Some(2)];
+        assert_eq!(n.state_string(), "job-exclusive");
+        n.status = Some(NodeStatus {
+            state: "busy".into(),
+            ..NodeStatus::default()
+        });
+        assert_eq!(n.state_string(), "job-exclusive,busy");
+    }
+
+    #[test]
+    fn status_string_uses_torque_keys() {
+        let status = NodeStatus {
+            opsys: "linux".into(),
+            uname: "Linux vm".into(),
+            sessions: vec![2274],
+            nusers: 1,
+            idletime: 5,
+            totmem_kb: 100,
+            availmem_kb: 50,
+            physmem_kb: 100,
+            ncpus: 2,
+            loadave: 3.44,
+            netload: 9,
+            state: "free".into(),
+            jobs: vec![],
+            rectime: 1795277301,
+        };
+        assert_eq!(
+            status_string(&status),
+            "opsys=linux,uname=Linux vm,sessions=2274,nsessions=1,nusers=1,idletime=5,totmem=100kb,availmem=50kb,physmem=100kb,ncpus=2,loadave=3.44,gres=,netload=9,state=free,varattr= ,cpuclock=Fixed,version=6.1.3.h5,rectime=1795277301,jobs="
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The server's settings, resolved once at start from the command line.
+//!
+//! Kept apart from `main.rs` so tests can build a server without parsing arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the running server needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PBS_HOME: holds `server_priv/`, `capstan.sock`, `server_name`.
+    pub home: PathBuf,
+    /// Where MOMs dial in.
+    pub mom_listen: SocketAddr,
+    /// The job-id suffix (`0.NAME`) and the host part of `Job_Owner`.
+    pub server_name: String,
+    /// Whether uid 0 may submit and run jobs.
+    pub allow_root_jobs: bool,
+    /// How often MOMs report; a node is down after three missed reports.
+    pub status_interval: Duration,
+    /// Seconds a completed job stays listed.
+    pub keep_completed: u64,
+    /// SQLite `synchronous=FULL` (default). Off only for throw-away test databases.
+    pub durable: bool,
+}
+
+impl Config {
+    /// A configuration with Capstan's defaults for `home`.
+    pub fn new(home: PathBuf, server_name: String) -> Config {
+        Config {
+            home,
+            mom_listen: SocketAddr::from(([0, 0, 0, 0], 15001)),
+            server_name,
+            allow_root_jobs: false,
+            status_interval: Duration::from_secs(5),
+            keep_completed: 300,
+            durable: true,
+        }
+    }
+
+    pub fn server_priv(&self) -> PathBuf {
+        self.home.join("server_priv")
+    }
+
+    pub fn nodes_file(&self) -> PathBuf {
+        self.server_priv().join("nodes")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.server_priv().join("capstan.db")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.home.join("capstan.sock")
+    }
+
+    pub fn server_name_file(&self) -> PathBuf {
+        self.home.join("server_name")
+    }
+
+    /// A node silent for this long is down.
+    pub fn node_timeout(&self) -> Duration {
+        self.status_interval * 3
+    }
+
+    /// How long a down node's runs wait for its MOM to come back before they are lost.
+    pub fn lost_grace(&self) -> Duration {
+        self.status_interval * 2
+    }
+}
+
+/// The machine's short host name (up to the first dot).
+pub fn short_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.split('.').next().unwrap_or_default().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

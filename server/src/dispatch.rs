@@ -1,0 +1,400 @@
+//! The scheduling loop: snapshot → `scheduler::schedule` → one commit → StartRun to MOMs.
+//!
+//! Why event-driven: a job should be running within milliseconds of `qsub` on an idle
+//! cluster, so a pass runs whenever something that could let a job start happens (submit, job
+//! end, release, node up or change), signalled through one `tokio::sync::Notify` (wake-ups
+//! coalesce; a permit is stored if the loop is busy, so none is lost). A periodic pass every
+//! [`SAFETY_PASS`] is only a safety net, and also starts `-a` jobs whose time has come and
+//! purges completed jobs past `keep_completed`.
+//!
+//! Order of effects in a pass (design principle 1): ALL runs of the pass (run rows, job state
+//! R, exec_host) are committed in ONE transaction, then memory is updated, then each mother
+//! superior gets its StartRun. A crash between commit and send leaves runs recorded as R that
+//! the MOM does not hold; reconciliation treats them as lost when the MOM reconnects.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::attrs::format_exec_host;
+use crate::jobs;
+use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
+use crate::resources;
+use crate::scheduler::{self, Decision, NodeView, PendingJob, Snapshot};
+use crate::shutdown::Shutdown;
+use crate::state::{Core, Shared, State};
+
+/// Interval of the safety-net pass.
+pub const SAFETY_PASS: Duration = Duration::from_secs(2);
+
+/// Epoch seconds now.
+pub fn now_epoch() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The nodes as the scheduler sees them. `live = false` describes every node as if idle
+/// and available (for submit-time feasibility).
+pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
+    state
+        .nodes
+        .iter()
+        .map(|n| NodeView {
+            name: n.def.name.clone(),
+            site: n.def.site.clone(),
+            np: n.def.np,
+            used: if live {
+                n.slots.iter().map(|s| s.is_some()).collect()
+            } else {
+                vec![false; n.slots.len()]
+            },
+            properties: n.def.properties.clone(),
+            available: !live || n.available(),
+            physmem_kb: n.status.as_ref().map(|s| s.physmem_kb).filter(|m| *m > 0),
+            speed: n.def.speed,
+        })
+        .collect()
+}
+
+/// Runs passes until shutdown.
+pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(SAFETY_PASS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let full = tokio::select! {
+            _ = shared.wake.notified() => false,
+            _ = tick.tick() => true,
+            _ = shutdown.recv() => return,
+        };
+        let mut core = shared.core.lock().await;
+        let now = now_epoch();
+        if full {
+            match jobs::purge_completed(&mut core, now).await {
+                Ok(0) => {}
+                Ok(n) => debug!(purged = n, "completed jobs purged"),
+                Err(e) => warn!(code = e.code, "purge failed"),
+            }
+        }
+        pass(&mut core, now, full).await;
+    }
+}
+
+fn has_capacity(state: &State) -> bool {
+    state
+        .nodes
+        .iter()
+        .any(|n| n.available() && n.slots.iter().any(|s| s.is_none()))
+}
+
+/// 32 upper-case hex digits, unpredictable enough for a job cookie.
+fn job_cookie(seq: u64, run_id: u64) -> String {
+    let mut out = String::with_capacity(32);
+    for salt in [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f] {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(seq ^ salt);
+        h.write_u64(run_id);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        out.push_str(&format!("{:016X}", h.finish()));
+    }
+    out
+}
+
+/// `HOST:/path` → `/path`.
+fn strip_host(path: &str) -> String {
+    match path.split_once(':') {
+        Some((host, rest)) if !host.contains('/') => rest.to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// What the mother superior needs to start this run.
+pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> StartRunSpec {
+    let server = state.server_name.as_str();
+    let vars = job.variables();
+    let np: usize = job.exec_host.iter().map(|h| h.slots.len()).sum();
+    let ppn = job.exec_host.first().map(|h| h.slots.len()).unwrap_or(1);
+    let walltime = job.resource("walltime").and_then(resources::parse_duration);
+    let init_dir = vars
+        .iter()
+        .find(|(n, _)| n == "PBS_O_INITDIR")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut env = vars;
+    env.push(("PBS_JOBID".into(), job.id(server)));
+    env.push(("PBS_JOBNAME".into(), job.name.clone()));
+    env.push(("PBS_QUEUE".into(), job.queue.clone()));
+    env.push(("PBS_ENVIRONMENT".into(), "PBS_BATCH".into()));
+    env.push(("PBS_JOBCOOKIE".into(), job_cookie(job.seq, run_id)));
+    env.push(("PBS_NP".into(), np.to_string()));
+    env.push(("PBS_NUM_NODES".into(), job.exec_host.len().to_string()));
+    env.push(("PBS_NUM_PPN".into(), ppn.to_string()));
+    if let Some(w) = walltime {
+        env.push(("PBS_WALLTIME".into(), w.to_string()));
+    }
+    env.push((
+        "PBS_VERSION".into(),
+        format!("TORQUE-{}", capstan_proto::PBS_VERSION),
+    ));
+    let nodefile_hosts = job
+        .exec_host
+        .iter()
+        .flat_map(|h| std::iter::repeat_n(h.node.clone(), h.slots.len()))
+        .collect();
+    StartRunSpec {
+        run_id,
+        job_id: job.id(server),
+        job_name: job.name.clone(),
+        job_seq: job.seq.to_string(),
+        euser: job.euser.clone(),
+        egroup: job.egroup.clone(),
+        script: job.script.clone(),
+        env,
+        nodefile_hosts,
+        output_path: strip_host(&job.output_path),
+        error_path: strip_host(&job.error_path),
+        join_path: job.join_path.clone(),
+        keep_files: job.keep_files.clone(),
+        shell: job.shell_path.clone().unwrap_or_default(),
+        init_work_dir: init_dir,
+        walltime_limit_secs: walltime.unwrap_or(0),
+        allow_root,
+    }
+}
+
+/// `Job started on Sat Nov 21 at 16:08`.
+fn started_comment(now: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_opt(now, 0).single() {
+        Some(t) => format!("Job started on {}", t.format("%a %b %d at %H:%M")),
+        None => "Job started".to_string(),
+    }
+}
+
+/// One scheduling pass. `full` also runs when no node has a free slot (to refresh the
+/// `comment` of waiting jobs).
+pub async fn pass(core: &mut Core, now: i64, full: bool) {
+    if !full && !has_capacity(&core.state) {
+        return;
+    }
+    let mut overlay: BTreeMap<u64, Job> = BTreeMap::new();
+    for job in jobs::due_waiting(&core.state, now) {
+        overlay.insert(job.seq, job);
+    }
+    let state = &core.state;
+    let mut pending = Vec::new();
+    for job in state.jobs.values() {
+        let job = overlay.get(&job.seq).unwrap_or(job);
+        if job.state != JobState::Queued {
+            continue;
+        }
+        let request = match &job.request {
+            Some(r) => r.clone(),
+            None => {
+                let map = job.resources.iter().cloned().collect();
+                match resources::slot_request(&map) {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                }
+            }
+        };
+        pending.push(PendingJob {
+            seq: job.seq,
+            queue_priority: 0,
+            priority: job.priority,
+            qtime: job.qtime,
+            request,
+            walltime_secs: job.resource("walltime").and_then(resources::parse_duration),
+        });
+    }
+    let decisions = if pending.is_empty() {
+        Vec::new()
+    } else {
+        let snapshot = Snapshot {
+            now,
+            jobs: pending,
+            nodes: node_views(state, true),
+        };
+        scheduler::schedule(&snapshot)
+    };
+
+    let mut starts: Vec<(u64, Vec<HostSlots>)> = Vec::new();
+    let mut claimed: HashSet<(String, u32)> = HashSet::new();
+    for decision in decisions {
+        match decision {
+            Decision::Start { seq, placement } => {
+                let valid = !placement.is_empty()
+                    && state.node(&placement[0].node).is_some_and(|n| n.is_up())
+                    && placement.iter().all(|p| {
+                        state.node(&p.node).is_some_and(|n| {
+                            p.slots.iter().all(|s| {
+                                n.slots.get(*s as usize) == Some(&None)
+                                    && claimed.insert((p.node.clone(), *s))
+                            })
+                        })
+                    });
+                if !valid {
+                    warn!(seq, "scheduler proposed an impossible placement; ignored");
+                    continue;
+                }
+                starts.push((
+                    seq,
+                    placement
+                        .into_iter()
+                        .map(|p| HostSlots {
+                            node: p.node,
+                            slots: p.slots,
+                        })
+                        .collect(),
+                ));
+            }
+            Decision::Wait { seq, reason } => {
+                let Some(job) = overlay.get(&seq).or_else(|| state.jobs.get(&seq)) else {
+                    continue;
+                };
+                if job.comment.as_deref() != Some(reason.as_str()) {
+                    let mut job = job.clone();
+                    job.comment = Some(reason);
+                    overlay.insert(seq, job);
+                }
+            }
+        }
+    }
+    if overlay.is_empty() && starts.is_empty() {
+        return;
+    }
+
+    let result: Result<Vec<u64>, crate::store::StoreError> = async {
+        let mut tx = core.store.begin().await?;
+        let mut started = Vec::new();
+        for (seq, hosts) in starts {
+            let Some(job) = overlay.get(&seq).or_else(|| core.state.jobs.get(&seq)) else {
+                continue;
+            };
+            let mut job = job.clone();
+            let exec_host = format_exec_host(&hosts);
+            let run_id = tx.insert_run(seq, &hosts[0].node, &exec_host, now).await?;
+            job.state = JobState::Running;
+            job.exec_host = hosts;
+            job.current_run = Some(run_id);
+            job.start_time = Some(now);
+            job.start_count += 1;
+            job.comment = Some(started_comment(now));
+            job.session_id = None;
+            job.resources_used = None;
+            job.exit_status = None;
+            job.comp_time = None;
+            job.total_runtime = None;
+            job.pending = None;
+            job.mtime = now;
+            started.push(seq);
+            overlay.insert(seq, job);
+        }
+        jobs::cascade(&core.state, &mut overlay, started.clone(), now);
+        for job in overlay.values() {
+            tx.save_job(job).await?;
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+    .await;
+    let started = match result {
+        Ok(started) => started,
+        Err(e) => {
+            warn!("scheduling pass not committed: {e}");
+            return;
+        }
+    };
+    core.state.apply_jobs(overlay.into_values().collect());
+    for seq in started {
+        let Some(job) = core.state.jobs.get(&seq) else {
+            continue;
+        };
+        let (Some(run_id), Some(ms)) = (job.current_run, job.mother_superior()) else {
+            continue;
+        };
+        let spec = start_spec(job, run_id, &core.state, core.config.allow_root_jobs);
+        debug!(job = %spec.job_id, run_id, node = ms, "dispatching run");
+        if let Some(node) = core.state.node(ms) {
+            if !node.send(ToMom::Start(Box::new(spec))) {
+                warn!(
+                    node = ms,
+                    run_id, "mother superior went away before StartRun was sent"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_is_32_upper_hex() {
+        let c = job_cookie(1, 2);
+        assert_eq!(c.len(), 32);
+        assert!(c
+            .chars()
+            .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn strip_host_keeps_the_path() {
+        assert_eq!(strip_host("vm:/home/u/x.o1"), "/home/u/x.o1");
+        assert_eq!(strip_host("/abs"), "/abs");
+    }
+
+    #[test]
+    fn start_spec_env_and_nodefile() {
+        let mut job = crate::store::tests::sample_job(45);
+        job.name = "pelog".into();
+        job.variable_list = "PBS_O_QUEUE=batch,PBS_O_WORKDIR=/home/u,PBS_O_INITDIR=/tmp".into();
+        job.resources = vec![("walltime".into(), "00:02:00".into())];
+        job.exec_host = vec![
+            HostSlots {
+                node: "a".into(),
+                slots: vec![0, 1],
+            },
+            HostSlots {
+                node: "b".into(),
+                slots: vec![3, 4],
+            },
+        ];
+        let state = State {
+            server_name: "vm".into(),
+            next_job_number: 46,
+            default_queue: "batch".into(),
+            queues: vec![],
+            jobs: BTreeMap::new(),
+            nodes: vec![],
+            next_session_id: 1,
+        };
+        let spec = start_spec(&job, 7, &state, false);
+        assert_eq!(spec.nodefile_hosts, vec!["a", "a", "b", "b"]);
+        assert_eq!(spec.init_work_dir, "/tmp");
+        assert_eq!(spec.walltime_limit_secs, 120);
+        assert!(spec
+            .env
+            .contains(&("PBS_WALLTIME".to_string(), "120".to_string())));
+        let get = |n: &str| {
+            spec.env
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(spec.env[0].0, "PBS_O_QUEUE");
+        assert_eq!(get("PBS_JOBID").as_deref(), Some("45.vm"));
+        assert_eq!(get("PBS_NP").as_deref(), Some("4"));
+        assert_eq!(get("PBS_NUM_NODES").as_deref(), Some("2"));
+        assert_eq!(get("PBS_NUM_PPN").as_deref(), Some("2"));
+        assert_eq!(get("PBS_VERSION").as_deref(), Some("TORQUE-6.1.3.h5"));
+        assert_eq!(get("PBS_ENVIRONMENT").as_deref(), Some("PBS_BATCH"));
+    }
+}

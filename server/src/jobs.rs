@@ -1,0 +1,1347 @@
+//! The job lifecycle: submit validation, delete, hold, release, signal, rerun, dependencies,
+//! run completion, node loss and the `keep_completed` purge.
+//!
+//! Why one module: these are the rules of Torque's job state machine, and they share one
+//! pattern: compute the changed jobs on clones (an "overlay"), let dependency consequences
+//! cascade through the overlay, commit the overlay in ONE transaction, and only then apply it
+//! to memory and talk to MOMs. A failed commit leaves memory untouched and answers
+//! PBSE_SYSTEM, so nothing is acknowledged that is not durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::model::{
+    Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction, ResourcesUsed,
+    ToMom,
+};
+use crate::resources::{self, ResourceError};
+use crate::scheduler;
+use crate::state::{Core, State};
+use crate::store::StoreTx;
+use capstan_proto::pbse;
+
+/// Who is asking, from the socket's peer credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub user: String,
+    pub group: String,
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// A submission, already converted from proto.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitInput {
+    pub attrs: Vec<Attr>,
+    pub script: Vec<u8>,
+    pub destination: String,
+}
+
+/// The job-control operations of `JobAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOp {
+    Delete,
+    Hold,
+    Release,
+    Signal,
+    Rerun,
+}
+
+/// Seconds between qdel's SIGTERM and SIGKILL.
+pub const KILL_DELAY_SECS: u32 = 2;
+/// Torque's exit status for a job deleted (256 + SIGTERM).
+pub const EXIT_DELETED: i32 = 271;
+/// JOB_EXEC_FAIL1: the run was lost.
+pub const EXIT_LOST: i32 = -1;
+
+fn system_error(e: impl std::fmt::Display) -> PbsError {
+    warn!("store failure: {e}");
+    PbsError::new(pbse::SYSTEM, "", "")
+}
+
+/// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
+/// is malformed or names another server.
+pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
+    let (seq, rest) = match id.split_once('.') {
+        Some((seq, rest)) => (seq, Some(rest)),
+        None => (id, None),
+    };
+    let seq: u64 = seq.parse().ok()?;
+    match rest {
+        None => Some(seq),
+        Some(rest) if rest == server_name => Some(seq),
+        Some(rest)
+            if rest.starts_with(&format!("{server_name}."))
+                || server_name.starts_with(&format!("{rest}.")) =>
+        {
+            Some(seq)
+        }
+        Some(_) => None,
+    }
+}
+
+/// `USR1`, `SIGUSR1` or a number → signal number.
+pub fn parse_signal(text: &str) -> Option<i32> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Some(libc::SIGTERM);
+    }
+    if let Ok(n) = text.parse::<i32>() {
+        return (0..=64).contains(&n).then_some(n);
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// Recomputes Q/H/W from holds and execution time (R and C are left alone).
+pub fn settle(job: &mut Job, now: i64) {
+    if matches!(job.state, JobState::Running | JobState::Completed) {
+        return;
+    }
+    let new = if job.hold_types.any() {
+        JobState::Held
+    } else if job.execution_time.is_some_and(|t| t > now) {
+        JobState::Waiting
+    } else {
+        JobState::Queued
+    };
+    if new == JobState::Queued && job.state != JobState::Queued {
+        job.etime = Some(now);
+    }
+    job.state = new;
+}
+
+/// What a dependency condition says about its parent right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepOutcome {
+    Pending,
+    Satisfied,
+    /// The condition can never be met: the dependent is deleted.
+    Failed,
+}
+
+/// Evaluates one condition. A parent that no longer exists (purged) counts as done.
+pub fn dep_outcome(kind: DepKind, parent: Option<&Job>) -> DepOutcome {
+    let Some(p) = parent else {
+        return DepOutcome::Satisfied;
+    };
+    let done = p.state == JobState::Completed;
+    match kind {
+        DepKind::After => {
+            if done || p.state == JobState::Running || p.start_count > 0 {
+                DepOutcome::Satisfied
+            } else {
+                DepOutcome::Pending
+            }
+        }
+        DepKind::AfterAny if done => DepOutcome::Satisfied,
+        DepKind::AfterOk if done => {
+            if p.exit_status == Some(0) {
+                DepOutcome::Satisfied
+            } else {
+                DepOutcome::Failed
+            }
+        }
+        DepKind::AfterNotOk if done => {
+            if p.exit_status == Some(0) {
+                DepOutcome::Failed
+            } else {
+                DepOutcome::Satisfied
+            }
+        }
+        _ => DepOutcome::Pending,
+    }
+}
+
+/// Applies the job's dependency conditions against `lookup`; returns true when the job
+/// changed. A failed condition deletes the job (C, 271, Torque's comment); all conditions met
+/// lift the system hold.
+pub fn evaluate_deps<'a>(
+    job: &mut Job,
+    lookup: impl Fn(u64) -> Option<&'a Job>,
+    now: i64,
+    server_name: &str,
+) -> bool {
+    if job.state == JobState::Completed || job.depend.iter().all(|d| d.satisfied) {
+        return false;
+    }
+    let mut changed = false;
+    for i in 0..job.depend.len() {
+        if job.depend[i].satisfied {
+            continue;
+        }
+        let dep = job.depend[i];
+        match dep_outcome(dep.kind, lookup(dep.seq)) {
+            DepOutcome::Pending => {}
+            DepOutcome::Satisfied => {
+                job.depend[i].satisfied = true;
+                changed = true;
+            }
+            DepOutcome::Failed => {
+                job.state = JobState::Completed;
+                job.exit_status = Some(EXIT_DELETED);
+                job.comp_time = Some(now);
+                job.mtime = now;
+                job.comment = Some(format!(
+                    "Job deleted as result of dependency on job {}.{}",
+                    dep.seq, server_name
+                ));
+                return true;
+            }
+        }
+    }
+    if changed && job.depend.iter().all(|d| d.satisfied) && job.hold_types.system {
+        job.hold_types.system = false;
+        settle(job, now);
+    }
+    if changed {
+        job.mtime = now;
+    }
+    changed
+}
+
+/// Propagates the consequences of `seeds` (jobs that started or ended) to their dependents,
+/// adding every changed dependent to `overlay` (and cascading further on deletions).
+pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>, now: i64) {
+    let waiting: Vec<u64> = state
+        .jobs
+        .values()
+        .filter(|j| j.state != JobState::Completed && j.depend.iter().any(|d| !d.satisfied))
+        .map(|j| j.seq)
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let mut work = seeds;
+    while let Some(parent) = work.pop() {
+        for &child_seq in &waiting {
+            let child = overlay
+                .get(&child_seq)
+                .or_else(|| state.jobs.get(&child_seq));
+            let Some(child) = child else { continue };
+            if !child.depend.iter().any(|d| d.seq == parent && !d.satisfied) {
+                continue;
+            }
+            let mut child = child.clone();
+            let changed = evaluate_deps(
+                &mut child,
+                |s| overlay.get(&s).or_else(|| state.jobs.get(&s)),
+                now,
+                &state.server_name,
+            );
+            if changed {
+                if child.state == JobState::Completed {
+                    work.push(child.seq);
+                }
+                overlay.insert(child.seq, child);
+            }
+        }
+    }
+}
+
+/// Writes every job of the overlay.
+async fn save_overlay(tx: &mut StoreTx, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
+    for job in overlay.values() {
+        tx.save_job(job).await.map_err(system_error)?;
+    }
+    Ok(())
+}
+
+fn resource_error(e: ResourceError) -> PbsError {
+    match e {
+        ResourceError::Unknown(name) => {
+            PbsError::new(pbse::UNKRESC, "", format!("Resource_List.{name}"))
+        }
+        ResourceError::IllegalValue(name) => {
+            PbsError::new(pbse::BADATVAL, "", format!("Resource_List.{name}"))
+        }
+        ResourceError::Syntax => PbsError::new(pbse::SYNTAX, "Invalid Syntax", ""),
+    }
+}
+
+fn bad_value(name: &str) -> PbsError {
+    PbsError::new(pbse::BADATVAL, "", name)
+}
+
+/// Parses `afterok:14[:15],afterany:16.vm` into conditions; every target must exist.
+fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> {
+    let bad = || PbsError::new(pbse::BADDEPEND, "", "");
+    let mut deps = Vec::new();
+    for clause in text.split(',').filter(|c| !c.is_empty()) {
+        let mut parts = clause.split(':');
+        let kind = parts.next().and_then(DepKind::parse).ok_or_else(bad)?;
+        let mut any = false;
+        for target in parts {
+            let seq = parse_job_id(target, &state.server_name).ok_or_else(bad)?;
+            if !state.jobs.contains_key(&seq) {
+                return Err(bad());
+            }
+            deps.push(Dependency {
+                kind,
+                seq,
+                satisfied: false,
+            });
+            any = true;
+        }
+        if !any {
+            return Err(bad());
+        }
+    }
+    Ok(deps)
+}
+
+/// `HOST:path` as stored: adds the host when missing, resolves relative paths against the
+/// working directory, and appends `NAME.oSEQ` to a directory (trailing `/`).
+fn output_path(given: Option<&str>, host: &str, workdir: &str, default_file: &str) -> String {
+    let Some(given) = given.filter(|g| !g.is_empty()) else {
+        return format!("{host}:{}/{default_file}", workdir.trim_end_matches('/'));
+    };
+    let (h, path) = match given.split_once(':') {
+        Some((h, p)) if !h.contains('/') => (h.to_string(), p.to_string()),
+        _ => (host.to_string(), given.to_string()),
+    };
+    let mut path = if path.starts_with('/') {
+        path
+    } else {
+        format!("{}/{}", workdir.trim_end_matches('/'), path)
+    };
+    if path.ends_with('/') {
+        path.push_str(default_file);
+    }
+    format!("{h}:{path}")
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "t" | "y" | "yes" | "1" => Some(true),
+        "false" | "f" | "n" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Builds and validates a job from a submission (no state change).
+fn build_job(
+    core: &Core,
+    caller: &Caller,
+    seq: u64,
+    input: &SubmitInput,
+    now: i64,
+) -> Result<Job, PbsError> {
+    let state = &core.state;
+    let server = state.server_name.as_str();
+    if input.script.is_empty() {
+        return Err(PbsError::new(pbse::IVALREQ, "empty job script", ""));
+    }
+    let queue_name = input
+        .destination
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let queue_name = if queue_name.is_empty() {
+        state.default_queue.clone()
+    } else {
+        queue_name
+    };
+    let Some(queue) = state.queue(&queue_name) else {
+        return Err(PbsError::new(pbse::UNKQUE, "requested queue not found", ""));
+    };
+
+    if !queue.enabled {
+        return Err(PbsError::new(
+            pbse::QUNOENB,
+            format!(
+                "queue is disabled: user {}@{}, queue {}",
+                caller.user, server, queue.name
+            ),
+            "",
+        ));
+    }
+
+    let mut name = "STDIN".to_string();
+    let mut given_resources: Vec<(String, String)> = Vec::new();
+    let mut out_given = None;
+    let mut err_given = None;
+    let mut variable_list = String::new();
+    let mut depend = Vec::new();
+    let mut holds = HoldTypes::default();
+    let mut submit_args = None;
+    let mut account = None;
+    let mut mail_users = None;
+    let mut shell_path = None;
+    let mut init_work_dir = None;
+    let mut submit_host = None;
+    let mut join_path = "n".to_string();
+    let mut keep_files = "n".to_string();
+    let mut mail_points = "a".to_string();
+    let mut priority = 0i64;
+    let mut rerunable = true;
+    let mut checkpoint = "u".to_string();
+    let mut execution_time = None;
+
+    for attr in &input.attrs {
+        let v = attr.value.as_str();
+        match attr.name.as_str() {
+            "Job_Name" => {
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
+                    return Err(bad_value("Job_Name"));
+                }
+                name = v.to_string();
+            }
+            "Resource_List" => {
+                let value = resources::normalize(&attr.resource, v).map_err(resource_error)?;
+                given_resources.retain(|(n, _)| n != &attr.resource);
+                given_resources.push((attr.resource.clone(), value));
+            }
+            "Output_Path" => out_given = Some(v.to_string()),
+            "Error_Path" => err_given = Some(v.to_string()),
+            "Variable_List" => variable_list = v.to_string(),
+            "depend" => depend = parse_depend(v, state)?,
+            "Hold_Types" => holds = HoldTypes::parse(v).ok_or_else(|| bad_value("Hold_Types"))?,
+            "submit_args" => submit_args = Some(v.to_string()),
+            "Account_Name" => account = Some(v.to_string()),
+            "Mail_Users" => mail_users = Some(v.to_string()),
+            "Shell_Path_List" => shell_path = Some(v.to_string()),
+            "init_work_dir" => init_work_dir = Some(v.to_string()),
+            "submit_host" => submit_host = Some(v.to_string()),
+            "Join_Path" => {
+                if !matches!(v, "n" | "oe" | "eo") {
+                    return Err(bad_value("Join_Path"));
+                }
+                join_path = v.to_string();
+            }
+            "Keep_Files" => {
+                if !matches!(v, "n" | "o" | "e" | "oe" | "eo") {
+                    return Err(bad_value("Keep_Files"));
+                }
+                keep_files = v.to_string();
+            }
+            "Mail_Points" => {
+                if !(v == "n" || (!v.is_empty() && v.chars().all(|c| "abe".contains(c)))) {
+                    return Err(bad_value("Mail_Points"));
+                }
+                mail_points = v.to_string();
+            }
+            "Priority" => {
+                priority = v
+                    .parse()
+                    .ok()
+                    .filter(|p| (-1024..=1023).contains(p))
+                    .ok_or_else(|| bad_value("Priority"))?;
+            }
+            "Rerunable" => rerunable = parse_bool(v).ok_or_else(|| bad_value("Rerunable"))?,
+            "Checkpoint" => checkpoint = v.to_string(),
+            "Execution_Time" => {
+                execution_time = Some(v.parse().map_err(|_| bad_value("Execution_Time"))?)
+            }
+            "job_array_request" => return Err(PbsError::new(pbse::BAD_ARRAY_REQ, "", "")),
+            // Accepted for compatibility; identity and these values are the server's.
+            "Job_Owner" | "fault_tolerant" | "job_radix" | "request_version" | "umask"
+            | "group_list" | "User_List" | "queue" => {}
+            _ => {
+                return Err(PbsError::new(
+                    pbse::NOATTR,
+                    "detected presence of an unknown attribute",
+                    "",
+                ))
+            }
+        }
+    }
+
+    // Queue defaults fill what was not given; nodect follows nodes.
+    let mut resources_list = given_resources;
+    for (n, v) in &queue.resources_default {
+        if !resources_list.iter().any(|(g, _)| g == n) {
+            resources_list.push((n.clone(), v.clone()));
+        }
+    }
+    let map: std::collections::BTreeMap<String, String> = resources_list.iter().cloned().collect();
+    let request = resources::slot_request(&map).map_err(resource_error)?;
+    let views = crate::dispatch::node_views(state, false);
+    if !scheduler::could_ever_fit(&request, &views) {
+        return Err(PbsError::new(
+            pbse::EXCQRESC,
+            "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
+            "",
+        ));
+    }
+    let nodect = ("nodect".to_string(), request.nodect().to_string());
+    match resources_list.iter().position(|(n, _)| n == "nodes") {
+        Some(i) => resources_list.insert(i + 1, nodect),
+        None => resources_list.push(nodect),
+    }
+
+    if !depend.is_empty() {
+        holds.system = true;
+    }
+    let vars = crate::model::split_variable_list(&variable_list);
+    let var = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let workdir = var("PBS_O_WORKDIR")
+        .or_else(|| init_work_dir.clone())
+        .unwrap_or_else(|| "/".to_string());
+    let host = submit_host
+        .clone()
+        .or_else(|| var("PBS_O_HOST"))
+        .unwrap_or_else(|| server.to_string());
+    let init_work_dir = init_work_dir
+        .or_else(|| var("PBS_O_INITDIR"))
+        .unwrap_or_else(|| workdir.clone());
+
+    let mut job = Job {
+        seq,
+        output_path: output_path(
+            out_given.as_deref(),
+            &host,
+            &workdir,
+            &format!("{name}.o{seq}"),
+        ),
+        error_path: output_path(
+            err_given.as_deref(),
+            &host,
+            &workdir,
+            &format!("{name}.e{seq}"),
+        ),
+        name,
+        owner: format!("{}@{}", caller.user, server),
+        uid: caller.uid,
+        euser: caller.user.clone(),
+        egroup: caller.group.clone(),
+        state: JobState::Queued,
+        queue: queue.name.clone(),
+        account,
+        checkpoint,
+        ctime: now,
+        mtime: now,
+        qtime: now,
+        etime: None,
+        depend,
+        exec_host: Vec::new(),
+        execution_time,
+        hold_types: holds,
+        join_path,
+        keep_files,
+        mail_points,
+        mail_users,
+        priority,
+        rerunable,
+        resources: resources_list,
+        session_id: None,
+        shell_path,
+        variable_list,
+        comment: None,
+        exit_status: None,
+        submit_args,
+        start_time: None,
+        start_count: 0,
+        comp_time: None,
+        total_runtime: None,
+        submit_host: host,
+        init_work_dir,
+        resources_used: None,
+        current_run: None,
+        pending: None,
+        request: Some(request),
+        script: Arc::new(input.script.clone()),
+    };
+    settle(&mut job, now);
+    if job.state == JobState::Queued {
+        job.etime = Some(now);
+    }
+    // Parents that already finished decide at once.
+    evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
+    Ok(job)
+}
+
+/// qsub: validates, stores and returns `SEQ.SERVER`. Rejections consume a sequence number.
+pub async fn submit(
+    core: &mut Core,
+    caller: &Caller,
+    input: &SubmitInput,
+    now: i64,
+) -> Result<String, PbsError> {
+    if caller.is_root() && !core.config.allow_root_jobs {
+        return Err(PbsError::new(pbse::BADUSER, "", ""));
+    }
+    let seq = core.state.next_job_number;
+    let next = seq + 1;
+    let built = build_job(core, caller, seq, input, now);
+    let mut tx = core.store.begin().await.map_err(system_error)?;
+    if let Ok(job) = &built {
+        tx.insert_job(job).await.map_err(system_error)?;
+    }
+    tx.set_next_job_number(next).await.map_err(system_error)?;
+    tx.commit().await.map_err(system_error)?;
+    core.state.next_job_number = next;
+    let job = built?;
+    let id = job.id(&core.state.server_name);
+    info!(job = %id, user = %caller.user, state = job.state.letter(), "job submitted");
+    core.state.jobs.insert(seq, job);
+    Ok(id)
+}
+
+/// One id's outcome in a `JobAction` reply.
+pub type ActionResult = (String, Option<PbsError>);
+
+/// What [`job_action`] asks the caller to do once the overlay is committed.
+struct Plan {
+    overlay: BTreeMap<u64, Job>,
+    seeds: Vec<u64>,
+    messages: Vec<(String, ToMom)>,
+    run_ends: Vec<(u64, i32)>,
+    freed_or_queued: bool,
+}
+
+/// qdel / qhold / qrls / qsig / qrerun on a list of ids (`all` for delete).
+pub async fn job_action(
+    core: &mut Core,
+    caller: &Caller,
+    op: JobOp,
+    ids: &[String],
+    hold_text: &str,
+    signal_text: &str,
+    now: i64,
+) -> (Vec<ActionResult>, bool) {
+    let server = core.state.server_name.clone();
+    let mut targets: Vec<(String, Option<u64>)> = Vec::new();
+    for id in ids {
+        if op == JobOp::Delete && id == "all" {
+            for job in core.state.jobs.values() {
+                if job.state != JobState::Completed && (caller.is_root() || job.uid == caller.uid) {
+                    targets.push((job.id(&server), Some(job.seq)));
+                }
+            }
+            continue;
+        }
+        let seq = parse_job_id(id, &server);
+        let shown = match seq {
+            Some(s) => format!("{s}.{server}"),
+            None => id.clone(),
+        };
+        targets.push((shown, seq));
+    }
+
+    let mut plan = Plan {
+        overlay: BTreeMap::new(),
+        seeds: Vec::new(),
+        messages: Vec::new(),
+        run_ends: Vec::new(),
+        freed_or_queued: false,
+    };
+    let mut results = Vec::with_capacity(targets.len());
+    for (shown, seq) in targets {
+        let outcome = match seq {
+            None => Err(PbsError::new(pbse::UNKJOBID, "", shown.clone())),
+            Some(seq) => act_on(
+                core,
+                caller,
+                op,
+                seq,
+                hold_text,
+                signal_text,
+                now,
+                &mut plan,
+            )
+            .map_err(|mut e| {
+                if e.object.is_empty() {
+                    e.object = shown.clone();
+                }
+                e
+            }),
+        };
+        results.push((shown, outcome.err()));
+    }
+
+    if plan.overlay.is_empty() {
+        send_messages(core, plan.messages);
+        return (results, false);
+    }
+    let seeds = std::mem::take(&mut plan.seeds);
+    cascade(&core.state, &mut plan.overlay, seeds, now);
+    let committed = async {
+        let mut tx = core.store.begin().await.map_err(system_error)?;
+        save_overlay(&mut tx, &plan.overlay).await?;
+        for (run, status) in &plan.run_ends {
+            tx.end_run(*run, now, *status).await.map_err(system_error)?;
+        }
+        tx.commit().await.map_err(system_error)
+    }
+    .await;
+    if let Err(e) = committed {
+        for r in results.iter_mut() {
+            if r.1.is_none() {
+                r.1 = Some(e.clone());
+            }
+        }
+        return (results, false);
+    }
+    core.state.apply_jobs(plan.overlay.into_values().collect());
+    send_messages(core, plan.messages);
+    (results, plan.freed_or_queued)
+}
+
+fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {
+    for (node, message) in messages {
+        if let Some(n) = core.state.node(&node) {
+            if !n.send(message) {
+                warn!(node = %node, "MOM session closed before a message could be sent");
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn act_on(
+    core: &Core,
+    caller: &Caller,
+    op: JobOp,
+    seq: u64,
+    hold_text: &str,
+    signal_text: &str,
+    now: i64,
+    plan: &mut Plan,
+) -> Result<(), PbsError> {
+    let state = &core.state;
+    let Some(current) = plan.overlay.get(&seq).or_else(|| state.jobs.get(&seq)) else {
+        return Err(PbsError::new(pbse::UNKJOBID, "", ""));
+    };
+    let mut job = current.clone();
+    let owner = caller.is_root() || caller.uid == job.uid;
+    if op == JobOp::Rerun && !caller.is_root() {
+        return Err(PbsError::new(
+            pbse::PERM,
+            "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)",
+            "",
+        ));
+    }
+    if !owner {
+        return Err(PbsError::new(pbse::PERM, "", ""));
+    }
+    if job.state == JobState::Completed && op != JobOp::Signal {
+        return Err(PbsError::new(
+            pbse::BADSTATE,
+            "invalid state for job - COMPLETE",
+            "",
+        ));
+    }
+    let ms_connected = job
+        .mother_superior()
+        .and_then(|n| state.node(n))
+        .is_some_and(|n| n.is_up());
+    match op {
+        JobOp::Delete => {
+            if job.state == JobState::Running {
+                if ms_connected {
+                    if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
+                        plan.messages.push((
+                            ms.to_string(),
+                            ToMom::Signal {
+                                run_id: run,
+                                signal: libc::SIGTERM,
+                                delete: true,
+                                kill_delay_secs: KILL_DELAY_SECS,
+                            },
+                        ));
+                    }
+                    job.pending = Some(PendingAction::Delete);
+                    job.mtime = now;
+                } else {
+                    if let Some(run) = job.current_run {
+                        plan.run_ends.push((run, EXIT_DELETED));
+                    }
+                    end_job(&mut job, EXIT_DELETED, now, None);
+                    plan.seeds.push(seq);
+                    plan.freed_or_queued = true;
+                }
+            } else {
+                job.state = JobState::Completed;
+                job.comp_time = Some(now);
+                job.mtime = now;
+                plan.seeds.push(seq);
+            }
+        }
+        JobOp::Hold => {
+            let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
+                .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+            if (holds.other || holds.system) && !caller.is_root() {
+                return Err(PbsError::new(pbse::PERM, "", ""));
+            }
+            job.hold_types.add(holds);
+            job.mtime = now;
+            settle(&mut job, now);
+        }
+        JobOp::Release => {
+            let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
+                .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+            if (holds.other || holds.system) && !caller.is_root() {
+                return Err(PbsError::new(pbse::PERM, "", ""));
+            }
+            if !job.hold_types.intersects(holds) {
+                return Err(PbsError::new(pbse::BAD_STATE_TRANSITION, "", ""));
+            }
+            job.hold_types.remove(holds);
+            job.mtime = now;
+            settle(&mut job, now);
+            plan.freed_or_queued = true;
+        }
+        JobOp::Signal => {
+            if job.state != JobState::Running {
+                return Err(PbsError::new(pbse::BADSTATE, "", ""));
+            }
+            let signal =
+                parse_signal(signal_text).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+            if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
+                plan.messages.push((
+                    ms.to_string(),
+                    ToMom::Signal {
+                        run_id: run,
+                        signal,
+                        delete: false,
+                        kill_delay_secs: 0,
+                    },
+                ));
+            }
+            return Ok(());
+        }
+        JobOp::Rerun => {
+            if job.state != JobState::Running {
+                return Err(PbsError::new(pbse::BADSTATE, "", ""));
+            }
+            if ms_connected {
+                if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
+                    plan.messages.push((
+                        ms.to_string(),
+                        ToMom::Signal {
+                            run_id: run,
+                            signal: libc::SIGTERM,
+                            delete: true,
+                            kill_delay_secs: KILL_DELAY_SECS,
+                        },
+                    ));
+                }
+                job.pending = Some(PendingAction::Requeue);
+                job.mtime = now;
+            } else {
+                if let Some(run) = job.current_run {
+                    plan.run_ends.push((run, EXIT_DELETED));
+                }
+                requeue(&mut job, now, None);
+                plan.freed_or_queued = true;
+            }
+        }
+    }
+    plan.overlay.insert(seq, job);
+    Ok(())
+}
+
+/// A run ended for good: C with its exit status.
+fn end_job(job: &mut Job, exit_status: i32, now: i64, comment: Option<String>) {
+    job.state = JobState::Completed;
+    job.exit_status = Some(exit_status);
+    job.comp_time = Some(now);
+    job.mtime = now;
+    job.current_run = None;
+    job.pending = None;
+    if let Some(start) = job.start_time {
+        job.total_runtime = Some((now - start).max(0) as f64);
+    }
+    if comment.is_some() {
+        job.comment = comment;
+    }
+}
+
+/// A run ended but the job runs again: back to Q (or H/W), no hosts.
+fn requeue(job: &mut Job, now: i64, comment: Option<String>) {
+    job.state = JobState::Queued;
+    job.exec_host.clear();
+    job.current_run = None;
+    job.pending = None;
+    job.session_id = None;
+    job.mtime = now;
+    job.qtime = now;
+    job.etime = Some(now);
+    settle(job, now);
+    if comment.is_some() {
+        job.comment = comment;
+    }
+}
+
+/// A MOM's report that a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub run_id: u64,
+    pub exit_status: i32,
+    pub used: Option<ResourcesUsed>,
+    pub end_time: i64,
+    pub session_id: i32,
+    pub message: String,
+}
+
+/// Commits the ends of a batch of runs (C or requeue) and resolves their dependents, in one
+/// transaction (group commit: a MOM that reports many ends at once pays one fsync).
+/// Idempotent: unknown or already-finished runs change nothing. Returns true when a job left
+/// R (slots were freed).
+pub async fn runs_ended(
+    core: &mut Core,
+    node: &str,
+    ends: &[RunEnd],
+    now: i64,
+) -> Result<bool, PbsError> {
+    let by_run: HashMap<u64, u64> = core
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Running)
+        .filter_map(|j| j.current_run.map(|r| (r, j.seq)))
+        .collect();
+    let mut overlay = BTreeMap::new();
+    let mut seeds = Vec::new();
+    let mut run_ends = Vec::new();
+    for end in ends {
+        // Unknown, lost or already finished runs: every path that ends a run also closes
+        // its run record, so there is nothing to write.
+        let Some(job) = by_run.get(&end.run_id).and_then(|s| core.state.jobs.get(s)) else {
+            continue;
+        };
+        if overlay.contains_key(&job.seq) {
+            continue;
+        }
+        if job.mother_superior() != Some(node) {
+            warn!(
+                node,
+                run = end.run_id,
+                "run end reported by a node that is not its mother superior"
+            );
+            continue;
+        }
+        let mut job = job.clone();
+        let id = job.id(&core.state.server_name);
+        if end.session_id > 0 {
+            job.session_id = Some(end.session_id);
+        }
+        if let Some(used) = end.used {
+            job.resources_used = Some(used);
+        } else if job.resources_used.is_none() {
+            job.resources_used = Some(ResourcesUsed::default());
+        }
+        let end_time = if end.end_time > 0 { end.end_time } else { now };
+        if job.pending == Some(PendingAction::Requeue) {
+            requeue(&mut job, now, None);
+            info!(job = %id, "job requeued");
+        } else {
+            end_job(&mut job, end.exit_status, end_time, None);
+            job.mtime = now;
+            info!(job = %id, exit_status = end.exit_status, "job completed");
+        }
+        if !end.message.is_empty() {
+            info!(job = %id, "{}", end.message);
+        }
+        run_ends.push((end.run_id, end_time, end.exit_status));
+        seeds.push(job.seq);
+        overlay.insert(job.seq, job);
+    }
+    if overlay.is_empty() {
+        return Ok(false);
+    }
+    cascade(&core.state, &mut overlay, seeds, now);
+    let mut tx = core.store.begin().await.map_err(system_error)?;
+    for (run, end_time, status) in run_ends {
+        tx.end_run(run, end_time, status)
+            .await
+            .map_err(system_error)?;
+    }
+    save_overlay(&mut tx, &overlay).await?;
+    tx.commit().await.map_err(system_error)?;
+    core.state.apply_jobs(overlay.into_values().collect());
+    Ok(true)
+}
+
+/// A MOM's report that a run started: memory only (nothing is acknowledged on it; the next
+/// commit of the job carries it).
+pub fn run_started(core: &mut Core, run_id: u64, session_id: i32, start_time: i64) {
+    if let Some(job) = core
+        .state
+        .jobs
+        .values_mut()
+        .find(|j| j.state == JobState::Running && j.current_run == Some(run_id))
+    {
+        job.session_id = Some(session_id);
+        if start_time > 0 {
+            job.start_time = Some(start_time);
+        }
+    }
+}
+
+/// Resource usage reported with a node's status (memory only).
+pub fn record_usage(core: &mut Core, usage: &[(u64, ResourcesUsed)]) {
+    if usage.is_empty() {
+        return;
+    }
+    let by_run: HashMap<u64, ResourcesUsed> = usage.iter().copied().collect();
+    for job in core.state.jobs.values_mut() {
+        if job.state == JobState::Running {
+            if let Some(used) = job.current_run.and_then(|r| by_run.get(&r)) {
+                job.resources_used = Some(*used);
+            }
+        }
+    }
+}
+
+/// Ends (or requeues, when Rerunable) the runs of `seqs`, lost with node `node`.
+pub async fn lose_jobs(
+    core: &mut Core,
+    seqs: &[u64],
+    node: &str,
+    now: i64,
+) -> Result<(), PbsError> {
+    let mut overlay = BTreeMap::new();
+    let mut run_ends = Vec::new();
+    let mut seeds = Vec::new();
+    for seq in seqs {
+        let Some(job) = core.state.jobs.get(seq) else {
+            continue;
+        };
+        if job.state != JobState::Running {
+            continue;
+        }
+        let mut job = job.clone();
+        if let Some(run) = job.current_run {
+            run_ends.push(run);
+        }
+        let id = job.id(&core.state.server_name);
+        match job.pending {
+            Some(PendingAction::Delete) => end_job(&mut job, EXIT_DELETED, now, None),
+            _ if job.rerunable || job.pending == Some(PendingAction::Requeue) => {
+                warn!(job = %id, node, "run lost; job requeued");
+                requeue(
+                    &mut job,
+                    now,
+                    Some(format!("Job requeued: node {node} went down")),
+                )
+            }
+            _ => {
+                warn!(job = %id, node, "run lost; job ended");
+                end_job(
+                    &mut job,
+                    EXIT_LOST,
+                    now,
+                    Some(format!("Job lost: node {node} went down")),
+                )
+            }
+        }
+        seeds.push(job.seq);
+        overlay.insert(job.seq, job);
+    }
+    if overlay.is_empty() {
+        return Ok(());
+    }
+    cascade(&core.state, &mut overlay, seeds, now);
+    let mut tx = core.store.begin().await.map_err(system_error)?;
+    for run in run_ends {
+        tx.end_run(run, now, EXIT_LOST)
+            .await
+            .map_err(system_error)?;
+    }
+    save_overlay(&mut tx, &overlay).await?;
+    tx.commit().await.map_err(system_error)?;
+    core.state.apply_jobs(overlay.into_values().collect());
+    Ok(())
+}
+
+/// The running jobs whose mother superior is `node`.
+pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
+    state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Running && j.mother_superior() == Some(node))
+        .map(|j| j.seq)
+        .collect()
+}
+
+/// Forgets completed jobs older than `keep_completed` seconds.
+pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsError> {
+    let keep = core.config.keep_completed as i64;
+    let old: Vec<u64> = core
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Completed && j.comp_time.unwrap_or(j.mtime) + keep <= now)
+        .map(|j| j.seq)
+        .collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = core.store.begin().await.map_err(system_error)?;
+    for seq in &old {
+        tx.delete_job(*seq).await.map_err(system_error)?;
+    }
+    tx.commit().await.map_err(system_error)?;
+    for seq in &old {
+        core.state.jobs.remove(seq);
+    }
+    Ok(old.len())
+}
+
+/// W jobs whose execution time has come: returns the changed jobs (for the dispatcher's
+/// transaction).
+pub fn due_waiting(state: &State, now: i64) -> Vec<Job> {
+    state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Waiting && j.execution_time.is_none_or(|t| t <= now))
+        .map(|j| {
+            let mut j = j.clone();
+            j.mtime = now;
+            settle(&mut j, now);
+            j
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(seq: u64, state: JobState) -> Job {
+        let mut j = crate::store::tests::sample_job(seq);
+        j.state = state;
+        j
+    }
+
+    async fn core_with_jobs(dir: &std::path::Path, jobs: Vec<Job>) -> Core {
+        let store = crate::store::Store::open(&dir.join("db"), false)
+            .await
+            .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for j in &jobs {
+            tx.insert_job(j).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut config = crate::config::Config::new(dir.to_path_buf(), "vm".into());
+        config.durable = false;
+        Core {
+            state: State {
+                server_name: "vm".into(),
+                next_job_number: 10,
+                default_queue: "batch".into(),
+                queues: vec![],
+                jobs: jobs.into_iter().map(|j| (j.seq, j)).collect(),
+                nodes: vec![],
+                next_session_id: 1,
+            },
+            store,
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    fn user(uid: u32) -> Caller {
+        Caller {
+            uid,
+            user: format!("u{uid}"),
+            group: "g".into(),
+        }
+    }
+
+    fn code(r: &ActionResult) -> Option<(i32, String)> {
+        r.1.as_ref().map(|e| (e.code, e.detail.clone()))
+    }
+
+    #[tokio::test]
+    async fn job_control_permissions_and_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mine = job(1, JobState::Queued);
+        mine.uid = 1000;
+        let mut theirs = job(2, JobState::Queued);
+        theirs.uid = 2000;
+        let mut done = job(3, JobState::Completed);
+        done.uid = 1000;
+        let mut core = core_with_jobs(dir.path(), vec![mine, theirs, done]).await;
+        let me = user(1000);
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["2"]), "", "", 5).await;
+        assert_eq!(code(&r[0]), Some((pbse::PERM, String::new())));
+        assert_eq!(r[0].0, "2.vm");
+        let (r, _) = job_action(&mut core, &me, JobOp::Hold, &ids(&["1"]), "o", "", 5).await;
+        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::PERM));
+        let (r, _) = job_action(&mut core, &me, JobOp::Rerun, &ids(&["1"]), "", "", 5).await;
+        assert_eq!(
+            code(&r[0]),
+            Some((
+                pbse::PERM,
+                "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)".into()
+            ))
+        );
+        let (r, _) = job_action(&mut core, &me, JobOp::Release, &ids(&["1"]), "", "", 5).await;
+        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BAD_STATE_TRANSITION));
+        let (r, _) = job_action(&mut core, &me, JobOp::Signal, &ids(&["1"]), "", "USR1", 5).await;
+        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BADSTATE));
+        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["3.vm"]), "", "", 5).await;
+        assert_eq!(
+            code(&r[0]),
+            Some((pbse::BADSTATE, "invalid state for job - COMPLETE".into()))
+        );
+
+        let (r, _) = job_action(&mut core, &me, JobOp::Hold, &ids(&["1"]), "", "", 5).await;
+        assert!(r[0].1.is_none());
+        assert_eq!(core.state.jobs[&1].state, JobState::Held);
+        assert_eq!(core.state.jobs[&1].hold_types.letters(), "u");
+        let (r, _) = job_action(&mut core, &me, JobOp::Release, &ids(&["1"]), "", "", 6).await;
+        assert!(r[0].1.is_none());
+        assert_eq!(core.state.jobs[&1].state, JobState::Queued);
+
+        // `all` takes only the caller's unfinished jobs; a queued job is C without exit status.
+        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["all"]), "", "", 7).await;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, "1.vm");
+        let deleted = &core.state.jobs[&1];
+        assert_eq!(deleted.state, JobState::Completed);
+        assert_eq!(deleted.exit_status, None);
+        assert_eq!(core.state.jobs[&2].state, JobState::Queued);
+
+        // Root may act on anyone's job; the change is in the store.
+        let (r, _) = job_action(&mut core, &user(0), JobOp::Hold, &ids(&["2"]), "o", "", 8).await;
+        assert!(r[0].1.is_none());
+        let loaded = core.store.load().await.unwrap();
+        let stored = loaded.jobs.iter().find(|j| j.seq == 2).unwrap();
+        assert_eq!(stored.hold_types.letters(), "o");
+        assert_eq!(stored.state, JobState::Held);
+    }
+
+    #[test]
+    fn job_ids_accept_short_and_qualified_forms() {
+        assert_eq!(parse_job_id("12", "vm"), Some(12));
+        assert_eq!(parse_job_id("12.vm", "vm"), Some(12));
+        assert_eq!(parse_job_id("12.vm.example.com", "vm"), Some(12));
+        assert_eq!(parse_job_id("12.other", "vm"), None);
+        assert_eq!(parse_job_id("x.vm", "vm"), None);
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("USR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("usr1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal(""), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("NOPE"), None);
+    }
+
+    #[test]
+    fn afterok_of_a_failed_job_deletes_the_dependent() {
+        let mut parent = job(14, JobState::Completed);
+        parent.exit_status = Some(1);
+        let mut child = job(16, JobState::Held);
+        child.hold_types.system = true;
+        child.depend = vec![Dependency {
+            kind: DepKind::AfterOk,
+            seq: 14,
+            satisfied: false,
+        }];
+        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert_eq!(child.state, JobState::Completed);
+        assert_eq!(child.exit_status, Some(271));
+        assert_eq!(
+            child.comment.as_deref(),
+            Some("Job deleted as result of dependency on job 14.vm")
+        );
+    }
+
+    #[test]
+    fn afterany_releases_the_dependent() {
+        let mut parent = job(14, JobState::Completed);
+        parent.exit_status = Some(1);
+        let mut child = job(17, JobState::Held);
+        child.hold_types.system = true;
+        child.depend = vec![Dependency {
+            kind: DepKind::AfterAny,
+            seq: 14,
+            satisfied: false,
+        }];
+        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert_eq!(child.state, JobState::Queued);
+        assert_eq!(child.hold_types.letters(), "n");
+        assert_eq!(child.etime, Some(5));
+    }
+
+    #[test]
+    fn user_hold_outlives_a_met_dependency() {
+        let mut parent = job(1, JobState::Completed);
+        parent.exit_status = Some(0);
+        let mut child = job(2, JobState::Held);
+        child.hold_types = HoldTypes::parse("us").unwrap();
+        child.depend = vec![Dependency {
+            kind: DepKind::AfterOk,
+            seq: 1,
+            satisfied: false,
+        }];
+        evaluate_deps(&mut child, |_| Some(&parent), 5, "vm");
+        assert_eq!(child.state, JobState::Held);
+        assert_eq!(child.hold_types.letters(), "u");
+    }
+
+    #[test]
+    fn pending_dependencies_keep_the_hold() {
+        let parent = job(1, JobState::Running);
+        for kind in [DepKind::AfterOk, DepKind::AfterAny, DepKind::AfterNotOk] {
+            assert_eq!(dep_outcome(kind, Some(&parent)), DepOutcome::Pending);
+        }
+        assert_eq!(
+            dep_outcome(DepKind::After, Some(&parent)),
+            DepOutcome::Satisfied
+        );
+        let mut ok = job(1, JobState::Completed);
+        ok.exit_status = Some(0);
+        assert_eq!(
+            dep_outcome(DepKind::AfterNotOk, Some(&ok)),
+            DepOutcome::Failed
+        );
+    }
+
+    #[test]
+    fn output_paths_follow_torque_rules() {
+        assert_eq!(
+            output_path(None, "vm", "/home/u", "job.sh.o3"),
+            "vm:/home/u/job.sh.o3"
+        );
+        assert_eq!(
+            output_path(Some("/tmp/out/"), "vm", "/home/u", "job.sh.o3"),
+            "vm:/tmp/out/job.sh.o3"
+        );
+        assert_eq!(
+            output_path(Some("h2:/tmp/x.txt"), "vm", "/home/u", "job.sh.o3"),
+            "h2:/tmp/x.txt"
+        );
+        assert_eq!(
+            output_path(Some("rel.txt"), "vm", "/home/u", "job.sh.o3"),
+            "vm:/home/u/rel.txt"
+        );
+    }
+
+    #[test]
+    fn settle_prefers_hold_then_wait() {
+        let mut j = job(1, JobState::Queued);
+        j.execution_time = Some(100);
+        settle(&mut j, 50);
+        assert_eq!(j.state, JobState::Waiting);
+        j.hold_types.user = true;
+        settle(&mut j, 50);
+        assert_eq!(j.state, JobState::Held);
+        j.hold_types.user = false;
+        settle(&mut j, 150);
+        assert_eq!(j.state, JobState::Queued);
+    }
+}

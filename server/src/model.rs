@@ -1,0 +1,473 @@
+//! The server's own domain types: jobs, queues, nodes, runs.
+//!
+//! Why a separate model: generated proto types stay at the API edge (`api.rs`), SQL rows stay
+//! private to `store.rs`; everything between works on these types. They derive serde because the
+//! store keeps most of a job as one JSON column (typed columns only for what it queries), so a
+//! new Torque attribute is a new field here, not a migration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::SlotRequest;
+
+/// Torque's job states (`job_state`). Transit, Exiting and Suspended are never entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    Queued,
+    Held,
+    Waiting,
+    Running,
+    Completed,
+}
+
+impl JobState {
+    /// The one-letter form `qstat` prints and the store indexes.
+    pub fn letter(self) -> &'static str {
+        match self {
+            JobState::Queued => "Q",
+            JobState::Held => "H",
+            JobState::Waiting => "W",
+            JobState::Running => "R",
+            JobState::Completed => "C",
+        }
+    }
+}
+
+/// `Hold_Types`: a set of `u` (user), `o` (operator), `s` (system) holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldTypes {
+    pub user: bool,
+    pub other: bool,
+    pub system: bool,
+}
+
+impl HoldTypes {
+    /// Parses letters from `{u, o, s, n}`; `None` on any other letter.
+    pub fn parse(text: &str) -> Option<HoldTypes> {
+        let mut holds = HoldTypes::default();
+        for c in text.chars() {
+            match c {
+                'u' => holds.user = true,
+                'o' => holds.other = true,
+                's' => holds.system = true,
+                'n' => {}
+                _ => return None,
+            }
+        }
+        Some(holds)
+    }
+
+    pub fn any(self) -> bool {
+        self.user || self.other || self.system
+    }
+
+    pub fn add(&mut self, other: HoldTypes) {
+        self.user |= other.user;
+        self.other |= other.other;
+        self.system |= other.system;
+    }
+
+    pub fn remove(&mut self, other: HoldTypes) {
+        self.user &= !other.user;
+        self.other &= !other.other;
+        self.system &= !other.system;
+    }
+
+    /// Whether `self` shares at least one hold with `other`.
+    pub fn intersects(self, other: HoldTypes) -> bool {
+        (self.user && other.user) || (self.other && other.other) || (self.system && other.system)
+    }
+
+    /// Torque's spelling: `n` when empty, else the letters in `u`, `o`, `s` order.
+    pub fn letters(self) -> String {
+        let mut s = String::new();
+        if self.user {
+            s.push('u');
+        }
+        if self.other {
+            s.push('o');
+        }
+        if self.system {
+            s.push('s');
+        }
+        if s.is_empty() {
+            s.push('n');
+        }
+        s
+    }
+}
+
+/// One `-W depend=` clause kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DepKind {
+    After,
+    AfterOk,
+    AfterNotOk,
+    AfterAny,
+}
+
+impl DepKind {
+    pub fn parse(text: &str) -> Option<DepKind> {
+        match text {
+            "after" => Some(DepKind::After),
+            "afterok" => Some(DepKind::AfterOk),
+            "afternotok" => Some(DepKind::AfterNotOk),
+            "afterany" => Some(DepKind::AfterAny),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DepKind::After => "after",
+            DepKind::AfterOk => "afterok",
+            DepKind::AfterNotOk => "afternotok",
+            DepKind::AfterAny => "afterany",
+        }
+    }
+
+    /// The name the parent job shows (`beforeok:16.vm`).
+    pub fn reverse_name(self) -> &'static str {
+        match self {
+            DepKind::After => "before",
+            DepKind::AfterOk => "beforeok",
+            DepKind::AfterNotOk => "beforenotok",
+            DepKind::AfterAny => "beforeany",
+        }
+    }
+}
+
+/// `afterok:14` = "this job waits for job 14 to succeed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub kind: DepKind,
+    pub seq: u64,
+    /// Set once the condition is met, so it is not evaluated again.
+    #[serde(default)]
+    pub satisfied: bool,
+}
+
+/// Slots held on one node, in exec_host order (the first entry is the mother superior).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSlots {
+    pub node: String,
+    pub slots: Vec<u32>,
+}
+
+/// What a MOM reported a run used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesUsed {
+    pub cput_secs: u64,
+    pub mem_kb: u64,
+    pub vmem_kb: u64,
+    pub walltime_secs: u64,
+}
+
+/// Something asked of a running job that completes when its run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingAction {
+    /// qdel: the job becomes C when the run ends.
+    Delete,
+    /// qrerun / node loss: the job goes back to Q when the run ends.
+    Requeue,
+}
+
+/// A job and all the Torque attributes it carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub seq: u64,
+    pub name: String,
+    pub owner: String,
+    pub uid: u32,
+    pub euser: String,
+    pub egroup: String,
+    pub state: JobState,
+    pub queue: String,
+    pub account: Option<String>,
+    pub checkpoint: String,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub qtime: i64,
+    pub etime: Option<i64>,
+    pub depend: Vec<Dependency>,
+    pub output_path: String,
+    pub error_path: String,
+    pub exec_host: Vec<HostSlots>,
+    pub execution_time: Option<i64>,
+    pub hold_types: HoldTypes,
+    pub join_path: String,
+    pub keep_files: String,
+    pub mail_points: String,
+    pub mail_users: Option<String>,
+    pub priority: i64,
+    pub rerunable: bool,
+    /// `Resource_List.*` in Torque's order (given, queue defaults, `nodect` after `nodes`).
+    pub resources: Vec<(String, String)>,
+    pub session_id: Option<i32>,
+    pub shell_path: Option<String>,
+    pub variable_list: String,
+    pub comment: Option<String>,
+    pub exit_status: Option<i32>,
+    pub submit_args: Option<String>,
+    pub start_time: Option<i64>,
+    pub start_count: u32,
+    pub comp_time: Option<i64>,
+    pub total_runtime: Option<f64>,
+    pub submit_host: String,
+    pub init_work_dir: String,
+    pub resources_used: Option<ResourcesUsed>,
+    /// The run in progress (state R), if any.
+    pub current_run: Option<u64>,
+    pub pending: Option<PendingAction>,
+    /// Derived from `resources` at submit and at load; never stored.
+    #[serde(skip)]
+    pub request: Option<SlotRequest>,
+    /// The script as submitted; stored in its own column, never in the JSON.
+    #[serde(skip)]
+    pub script: std::sync::Arc<Vec<u8>>,
+}
+
+impl Job {
+    /// `Resource_List.NAME`, if set.
+    pub fn resource(&self, name: &str) -> Option<&str> {
+        self.resources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The qualified id, `SEQ.SERVER`.
+    pub fn id(&self, server_name: &str) -> String {
+        format!("{}.{}", self.seq, server_name)
+    }
+
+    /// The node that runs the job's script, when running.
+    pub fn mother_superior(&self) -> Option<&str> {
+        self.exec_host.first().map(|h| h.node.as_str())
+    }
+
+    /// `Variable_List` split into `(name, value)` pairs, in order (`\,` unescaped).
+    pub fn variables(&self) -> Vec<(String, String)> {
+        split_variable_list(&self.variable_list)
+    }
+
+    /// One variable of `Variable_List`.
+    pub fn variable(&self, name: &str) -> Option<String> {
+        self.variables()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Splits a Torque `Variable_List` (`A=1,B=x\,y`) into pairs, honouring `\,` escapes.
+pub fn split_variable_list(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    let push = |item: &mut String, out: &mut Vec<(String, String)>| {
+        if !item.is_empty() {
+            let (name, value) = match item.split_once('=') {
+                Some((n, v)) => (n.to_string(), v.to_string()),
+                None => (item.clone(), String::new()),
+            };
+            out.push((name, value));
+        }
+        item.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                current.push(',');
+                chars.next();
+            }
+            ',' => push(&mut current, &mut out),
+            _ => current.push(c),
+        }
+    }
+    push(&mut current, &mut out);
+    out
+}
+
+/// A queue (only execution queues exist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queue {
+    pub name: String,
+    pub enabled: bool,
+    pub started: bool,
+    /// `resources_default.*`, in the order they were set.
+    pub resources_default: Vec<(String, String)>,
+    pub mtime: i64,
+}
+
+/// A node as the nodes file defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDef {
+    pub name: String,
+    pub np: u32,
+    pub site: String,
+    pub speed: f64,
+    pub gpus: u32,
+    pub properties: Vec<String>,
+}
+
+/// A MOM's last report about its node (kept in memory only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStatus {
+    pub opsys: String,
+    pub uname: String,
+    pub sessions: Vec<i32>,
+    pub nusers: u32,
+    pub idletime: u64,
+    pub totmem_kb: u64,
+    pub availmem_kb: u64,
+    pub physmem_kb: u64,
+    pub ncpus: u32,
+    pub loadave: f64,
+    pub netload: u64,
+    pub state: String,
+    pub jobs: Vec<String>,
+    pub rectime: i64,
+}
+
+/// The runtime flags of a node an administrator sets (persisted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFlags {
+    pub offline: bool,
+    pub note: Option<String>,
+}
+
+/// A Torque error answer: PBSE number, the `MSG=` detail, and what it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbsError {
+    pub code: i32,
+    pub detail: String,
+    pub object: String,
+}
+
+impl PbsError {
+    pub fn new(code: i32, detail: impl Into<String>, object: impl Into<String>) -> PbsError {
+        PbsError {
+            code,
+            detail: detail.into(),
+            object: object.into(),
+        }
+    }
+}
+
+/// Everything a MOM needs to start one run (the domain twin of the proto `StartRun`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRunSpec {
+    pub run_id: u64,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_seq: String,
+    pub euser: String,
+    pub egroup: String,
+    pub script: std::sync::Arc<Vec<u8>>,
+    pub env: Vec<(String, String)>,
+    pub nodefile_hosts: Vec<String>,
+    pub output_path: String,
+    pub error_path: String,
+    pub join_path: String,
+    pub keep_files: String,
+    pub shell: String,
+    pub init_work_dir: String,
+    pub walltime_limit_secs: u64,
+    pub allow_root: bool,
+}
+
+/// What the server sends a MOM over its session (converted to proto in `mom_session.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToMom {
+    Welcome {
+        server_name: String,
+        status_interval_secs: u32,
+    },
+    Start(Box<StartRunSpec>),
+    Signal {
+        run_id: u64,
+        signal: i32,
+        delete: bool,
+        kill_delay_secs: u32,
+    },
+    AckEnded(Vec<u64>),
+    Cancel(Vec<u64>),
+}
+
+/// How an attribute value is rendered by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKind {
+    Text,
+    /// Epoch seconds.
+    Time,
+}
+
+/// One output attribute (`name.resource = value`), the domain twin of the proto `Attr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub name: String,
+    pub resource: String,
+    pub value: String,
+    pub kind: AttrKind,
+}
+
+impl Attr {
+    pub fn text(name: &str, value: impl Into<String>) -> Attr {
+        Attr {
+            name: name.to_string(),
+            resource: String::new(),
+            value: value.into(),
+            kind: AttrKind::Text,
+        }
+    }
+
+    pub fn res(name: &str, resource: &str, value: impl Into<String>) -> Attr {
+        Attr {
+            name: name.to_string(),
+            resource: resource.to_string(),
+            value: value.into(),
+            kind: AttrKind::Text,
+        }
+    }
+
+    pub fn time(name: &str, epoch: i64) -> Attr {
+        Attr {
+            name: name.to_string(),
+            resource: String::new(),
+            value: epoch.to_string(),
+            kind: AttrKind::Time,
+        }
+    }
+}
+
+/// A named, ordered attribute list (a job, queue, server or node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatObject {
+    pub name: String,
+    pub attrs: Vec<Attr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_letters_round_trip() {
+        assert_eq!(HoldTypes::parse("n").unwrap().letters(), "n");
+        assert_eq!(HoldTypes::parse("su").unwrap().letters(), "us");
+        assert!(HoldTypes::parse("x").is_none());
+    }
+
+    #[test]
+    fn variable_list_honours_escaped_commas() {
+        let vars = split_variable_list("A=1,B=x\\,y,C=");
+        assert_eq!(
+            vars,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x,y".into()),
+                ("C".into(), "".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,476 @@
+//! The MomSession service: one long-lived bidirectional stream per pbs_mom.
+//!
+//! Why this shape (design principles 2, 3, 5):
+//! * The MOM dials; the server only ever talks to a MOM over the stream that MOM opened. The
+//!   registry is the `session` slot of each node in `state.rs`: an unbounded channel whose
+//!   receiver is this stream's response body, so senders never block under the state lock.
+//! * The node's identity is fixed once, by [`authenticate_node`], when the stream opens. Today
+//!   it trusts the Hello's node name if the nodes file lists it; the listener is plain TCP for
+//!   now, and TLS client certificates will replace the body of that one function later.
+//! * Reconciliation on Hello: held runs the server does not consider active on the node are
+//!   cancelled; runs the server thinks are running there but the MOM does not hold are lost
+//!   (requeued when Rerunable, else ended with -1). Finished-but-unacknowledged runs are left
+//!   alone: the MOM re-sends their RunEnded and gets an AckRunEnded once committed.
+//! * Status is memory only (no DB write per heartbeat). A node is down when its stream ends
+//!   or after three missed status intervals; its runs are declared lost only after a further
+//!   grace period ([`Config::lost_grace`](crate::config::Config::lost_grace)) without a
+//!   reconnect, which also covers MOMs that have not come back yet after a server restart.
+//! * A malformed message is logged and the session closed; nothing a peer sends can panic us.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_proto::v1::mom_session_server::MomSession;
+use capstan_proto::v1::{
+    mom_message, server_message, AckRunEnded, CancelRuns, EnvVar, Hello, MomMessage, ServerMessage,
+    SignalRun, StartRun, Welcome,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use crate::dispatch::now_epoch;
+use crate::jobs::{self, RunEnd};
+use crate::model::{JobState, NodeStatus, ResourcesUsed, ToMom};
+use crate::shutdown::Shutdown;
+use crate::state::{Core, SessionHandle, Shared, State};
+
+/// The MomSession gRPC service.
+#[derive(Debug, Clone)]
+pub struct MomService {
+    shared: Arc<Shared>,
+    shutdown: broadcast::Sender<()>,
+}
+
+impl MomService {
+    pub fn new(shared: Arc<Shared>, shutdown: broadcast::Sender<()>) -> MomService {
+        MomService { shared, shutdown }
+    }
+}
+
+/// Decides which node a session speaks for. The one place to swap in certificate identity.
+pub fn authenticate_node<T>(
+    _request: &Request<T>,
+    hello: &Hello,
+    state: &State,
+) -> Result<String, Status> {
+    let name = hello.node_name.trim();
+    if name.is_empty() {
+        return Err(Status::invalid_argument("Hello names no node"));
+    }
+    if state.node(name).is_none() {
+        return Err(Status::permission_denied(format!(
+            "node {name} is not in the server's nodes file"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+fn used_from_proto(u: Option<capstan_proto::v1::ResourcesUsed>) -> Option<ResourcesUsed> {
+    u.map(|u| ResourcesUsed {
+        cput_secs: u.cput_secs,
+        mem_kb: u.mem_kb,
+        vmem_kb: u.vmem_kb,
+        walltime_secs: u.walltime_secs,
+    })
+}
+
+fn status_from_proto(s: capstan_proto::v1::NodeStatus) -> NodeStatus {
+    NodeStatus {
+        opsys: s.opsys,
+        uname: s.uname,
+        sessions: s.sessions,
+        nusers: s.nusers,
+        idletime: s.idletime,
+        totmem_kb: s.totmem_kb,
+        availmem_kb: s.availmem_kb,
+        physmem_kb: s.physmem_kb,
+        ncpus: s.ncpus,
+        loadave: s.loadave,
+        netload: s.netload,
+        state: s.state,
+        jobs: s.jobs,
+        rectime: s.rectime,
+    }
+}
+
+/// Domain message → proto.
+pub fn to_proto(message: ToMom) -> ServerMessage {
+    let kind = match message {
+        ToMom::Welcome {
+            server_name,
+            status_interval_secs,
+        } => server_message::Kind::Welcome(Welcome {
+            server_name,
+            status_interval_secs,
+        }),
+        ToMom::Start(spec) => {
+            let spec = *spec;
+            server_message::Kind::Start(StartRun {
+                run_id: spec.run_id,
+                job_id: spec.job_id,
+                job_name: spec.job_name,
+                job_seq: spec.job_seq,
+                euser: spec.euser,
+                egroup: spec.egroup,
+                script: spec.script.as_ref().clone(),
+                env: spec
+                    .env
+                    .into_iter()
+                    .map(|(name, value)| EnvVar { name, value })
+                    .collect(),
+                nodefile_hosts: spec.nodefile_hosts,
+                output_path: spec.output_path,
+                error_path: spec.error_path,
+                join_path: spec.join_path,
+                keep_files: spec.keep_files,
+                shell: spec.shell,
+                init_work_dir: spec.init_work_dir,
+                walltime_limit_secs: spec.walltime_limit_secs,
+                allow_root: spec.allow_root,
+            })
+        }
+        ToMom::Signal {
+            run_id,
+            signal,
+            delete,
+            kill_delay_secs,
+        } => server_message::Kind::Signal(SignalRun {
+            run_id,
+            signal,
+            delete,
+            kill_delay_secs,
+        }),
+        ToMom::AckEnded(run_ids) => server_message::Kind::AckEnded(AckRunEnded { run_ids }),
+        ToMom::Cancel(run_ids) => server_message::Kind::Cancel(CancelRuns { run_ids }),
+    };
+    ServerMessage { kind: Some(kind) }
+}
+
+/// How long a new session may take to introduce itself.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<ServerMessage, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl MomSession for MomService {
+    type SessionStream = OutStream;
+
+    async fn session(
+        &self,
+        mut request: Request<Streaming<MomMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, request.get_mut().message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello received"))?
+            .map_err(|e| Status::invalid_argument(format!("reading Hello: {e}")))?;
+        let hello = match first.and_then(|m| m.kind) {
+            Some(mom_message::Kind::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        let node = {
+            let core = self.shared.core.lock().await;
+            authenticate_node(&request, &hello, &core.state).inspect_err(|e| {
+                warn!(node = %hello.node_name, "MOM session refused: {}", e.message());
+            })?
+        };
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session_id = register(&self.shared, &node, &hello, tx).await;
+        info!(node = %node, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
+        let shared = self.shared.clone();
+        let shutdown = Shutdown::new(self.shutdown.subscribe());
+        tokio::spawn(read_loop(shared, node, session_id, inbound, shutdown));
+        let out = UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Reconciles the MOM's held runs, registers the session, sends Welcome (and CancelRuns).
+async fn register(
+    shared: &Shared,
+    node: &str,
+    hello: &Hello,
+    tx: mpsc::UnboundedSender<ToMom>,
+) -> u64 {
+    let mut core = shared.core.lock().await;
+    let now = now_epoch();
+    let held: HashSet<u64> = hello.held_runs.iter().map(|r| r.run_id).collect();
+    let active: HashMap<u64, u64> = core
+        .state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Running && j.mother_superior() == Some(node))
+        .filter_map(|j| j.current_run.map(|r| (r, j.seq)))
+        .collect();
+    let lost: Vec<u64> = active
+        .iter()
+        .filter(|(run, _)| !held.contains(run))
+        .map(|(_, seq)| *seq)
+        .collect();
+    let cancel: Vec<u64> = hello
+        .held_runs
+        .iter()
+        .map(|r| r.run_id)
+        .filter(|r| !active.contains_key(r))
+        .collect();
+    if !lost.is_empty() {
+        warn!(
+            node,
+            count = lost.len(),
+            "runs missing on reconnecting MOM are lost"
+        );
+        if let Err(e) = jobs::lose_jobs(&mut core, &lost, node, now).await {
+            warn!(node, code = e.code, "could not record lost runs");
+        }
+    }
+    let session_id = core.state.next_session_id;
+    core.state.next_session_id += 1;
+    let server_name = core.state.server_name.clone();
+    let interval = core.config.status_interval.as_secs().max(1) as u32;
+    let _ = tx.send(ToMom::Welcome {
+        server_name,
+        status_interval_secs: interval,
+    });
+    if !cancel.is_empty() {
+        info!(node, runs = ?cancel, "cancelling runs the server does not expect");
+        let _ = tx.send(ToMom::Cancel(cancel));
+    }
+    // A qdel/qrerun committed before the MOM went away may never have reached it.
+    for job in core.state.jobs.values() {
+        if let (Some(run), Some(_)) = (job.current_run, job.pending) {
+            if job.state == JobState::Running
+                && job.mother_superior() == Some(node)
+                && held.contains(&run)
+            {
+                let _ = tx.send(ToMom::Signal {
+                    run_id: run,
+                    signal: libc::SIGTERM,
+                    delete: true,
+                    kill_delay_secs: jobs::KILL_DELAY_SECS,
+                });
+            }
+        }
+    }
+    if let Some(n) = core.state.node_mut(node) {
+        n.session = Some(SessionHandle { id: session_id, tx });
+        n.last_seen = Instant::now();
+        n.down_since = None;
+    }
+    shared.wake_scheduler();
+    session_id
+}
+
+/// Why a session is being closed by the server.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("session replaced by a newer one")]
+    Superseded,
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+}
+
+/// Most messages taken from the stream before they are handled under one lock.
+const MAX_BATCH: usize = 256;
+
+async fn read_loop(
+    shared: Arc<Shared>,
+    node: String,
+    session_id: u64,
+    mut inbound: Streaming<MomMessage>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let first = tokio::select! {
+            m = inbound.message() => m,
+            _ = shutdown.recv() => break,
+        };
+        let mut batch = Vec::new();
+        let mut closing: Option<String> = None;
+        match first {
+            Ok(Some(message)) => batch.push(message),
+            Ok(None) => closing = Some("MOM closed its session".into()),
+            Err(status) => closing = Some(format!("MOM session failed: {}", status.message())),
+        }
+        // Take whatever else already arrived, so a burst of results shares one commit.
+        while closing.is_none() && batch.len() < MAX_BATCH {
+            match tokio::time::timeout(Duration::ZERO, inbound.message()).await {
+                Ok(Ok(Some(message))) => batch.push(message),
+                Ok(Ok(None)) => closing = Some("MOM closed its session".into()),
+                Ok(Err(status)) => {
+                    closing = Some(format!("MOM session failed: {}", status.message()))
+                }
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = handle_batch(&shared, &node, session_id, batch).await {
+                warn!(node = %node, "closing MOM session: {e}");
+                break;
+            }
+        }
+        if let Some(reason) = closing {
+            info!(node = %node, "{reason}");
+            break;
+        }
+    }
+    let mut core = shared.core.lock().await;
+    if let Some(n) = core.state.node_mut(&node) {
+        if n.session.as_ref().is_some_and(|s| s.id == session_id) {
+            n.session = None;
+            n.down_since = Some(Instant::now());
+            info!(node = %node, "node down");
+        }
+    }
+}
+
+/// Commits a group of run ends and acknowledges them (all of them: unknown or repeated
+/// ends are acknowledged too, so the MOM can forget them).
+async fn flush_ends(shared: &Shared, core: &mut Core, node: &str, ends: &mut Vec<RunEnd>) {
+    if ends.is_empty() {
+        return;
+    }
+    match jobs::runs_ended(core, node, ends, now_epoch()).await {
+        Ok(freed) => {
+            if let Some(n) = core.state.node(node) {
+                n.send(ToMom::AckEnded(ends.iter().map(|e| e.run_id).collect()));
+            }
+            if freed {
+                shared.wake_scheduler();
+            }
+        }
+        Err(e) => {
+            // Not acknowledged: the MOM keeps the results and re-sends them.
+            warn!(node, code = e.code, "run ends not committed");
+        }
+    }
+    ends.clear();
+}
+
+async fn handle_batch(
+    shared: &Shared,
+    node: &str,
+    session_id: u64,
+    batch: Vec<MomMessage>,
+) -> Result<(), SessionEnd> {
+    let mut core = shared.core.lock().await;
+    let core = &mut *core;
+    let mut ends: Vec<RunEnd> = Vec::new();
+    for message in batch {
+        let Some(n) = core.state.node_mut(node) else {
+            return Err(SessionEnd::Superseded);
+        };
+        if n.session.as_ref().is_none_or(|s| s.id != session_id) {
+            return Err(SessionEnd::Superseded);
+        }
+        n.last_seen = Instant::now();
+        match message.kind {
+            Some(mom_message::Kind::Ended(ended)) => {
+                ends.push(RunEnd {
+                    run_id: ended.run_id,
+                    exit_status: ended.exit_status,
+                    used: used_from_proto(ended.used),
+                    end_time: ended.end_time,
+                    session_id: ended.session_id,
+                    message: ended.message,
+                });
+                continue;
+            }
+            None => {
+                flush_ends(shared, core, node, &mut ends).await;
+                return Err(SessionEnd::Protocol("message without content"));
+            }
+            Some(mom_message::Kind::Hello(_)) => {
+                flush_ends(shared, core, node, &mut ends).await;
+                return Err(SessionEnd::Protocol("second Hello"));
+            }
+            Some(mom_message::Kind::Status(status)) => {
+                let usage: Vec<(u64, ResourcesUsed)> = status
+                    .usage
+                    .iter()
+                    .filter_map(|u| used_from_proto(u.used).map(|used| (u.run_id, used)))
+                    .collect();
+                let status = status_from_proto(status);
+                let was_busy = n.is_busy();
+                n.status = Some(status);
+                let changed = was_busy != n.is_busy();
+                jobs::record_usage(core, &usage);
+                if changed {
+                    shared.wake_scheduler();
+                }
+            }
+            Some(mom_message::Kind::Started(started)) => {
+                // Ends queued before this start belong to other runs; keep order anyway.
+                flush_ends(shared, core, node, &mut ends).await;
+                jobs::run_started(core, started.run_id, started.session_id, started.start_time);
+            }
+        }
+    }
+    flush_ends(shared, core, node, &mut ends).await;
+    Ok(())
+}
+
+/// Marks silent nodes down and loses the runs of nodes down for longer than the grace period.
+pub async fn watch_nodes(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let period = (shared.config.status_interval / 2)
+        .clamp(Duration::from_millis(200), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        let mut core = shared.core.lock().await;
+        let timeout = core.config.node_timeout();
+        let grace = core.config.lost_grace();
+        let mut to_lose: Vec<(String, Vec<u64>)> = Vec::new();
+        for n in core.state.nodes.iter_mut() {
+            if n.is_up() && n.last_seen.elapsed() > timeout {
+                warn!(node = %n.def.name, "no status for {:?}; node down", timeout);
+                n.session = None;
+                n.down_since = Some(Instant::now());
+            }
+        }
+        for n in core.state.nodes.iter() {
+            if !n.is_up() && n.down_since.is_some_and(|t| t.elapsed() > grace) {
+                let seqs = jobs::jobs_on_node(&core.state, &n.def.name);
+                if !seqs.is_empty() {
+                    to_lose.push((n.def.name.clone(), seqs));
+                }
+            }
+        }
+        // Runs on nodes no longer in the nodes file can never be reconciled.
+        let mut orphans: HashMap<String, Vec<u64>> = HashMap::new();
+        for job in core.state.jobs.values() {
+            if let Some(ms) = job.mother_superior() {
+                if job.state == JobState::Running && core.state.node(ms).is_none() {
+                    orphans.entry(ms.to_string()).or_default().push(job.seq);
+                }
+            }
+        }
+        to_lose.extend(orphans);
+        let mut changed = false;
+        for (node, seqs) in to_lose {
+            match jobs::lose_jobs(&mut core, &seqs, &node, now_epoch()).await {
+                Ok(()) => changed = true,
+                Err(e) => warn!(node = %node, code = e.code, "could not record lost runs"),
+            }
+        }
+        if changed {
+            shared.wake_scheduler();
+        }
+    }
+}
+
+/// Closes every session (drops the senders so the response streams end) for shutdown.
+pub async fn close_all(shared: &Shared) {
+    let mut core = shared.core.lock().await;
+    for n in core.state.nodes.iter_mut() {
+        n.session = None;
+    }
+}

@@ -1,0 +1,221 @@
+//! Start-up, the two listeners, and orderly shutdown.
+//!
+//! Start-up order matters: the nodes file and the database are read and the in-memory state
+//! built BEFORE the socket exists, so a command that can connect always sees the loaded state;
+//! `pbs_server ready` is logged once both listeners are bound.
+//!
+//! Listeners:
+//! * the Batch service on the Unix socket `DIR/capstan.sock` (mode 0666: every user may
+//!   connect; identity comes from SO_PEERCRED, see `api.rs`);
+//! * the MomSession service on `--mom-listen`, plain TCP for now. TLS with client
+//!   certificates is a later step; the identity hook for it is `mom_session::authenticate_node`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use capstan_proto::v1::batch_server::BatchServer;
+use capstan_proto::v1::mom_session_server::MomSessionServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{broadcast, Mutex, Notify};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+use crate::api::BatchService;
+use crate::config::Config;
+use crate::dispatch::{self, now_epoch};
+use crate::model::{JobState, NodeFlags, Queue};
+use crate::mom_session::{self, MomService};
+use crate::nodes_file;
+use crate::resources;
+use crate::shutdown::Shutdown;
+use crate::state::{Core, NodeRuntime, Shared, State};
+use crate::store::Store;
+
+/// Largest request accepted (a job script travels inside Submit).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Name of the queue a fresh server creates (Torque's `torque.setup`).
+pub const DEFAULT_QUEUE: &str = "batch";
+
+/// Builds the shared state from the nodes file and the database (creating the default
+/// queue on first start).
+pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
+    std::fs::create_dir_all(config.server_priv())
+        .with_context(|| format!("creating {}", config.server_priv().display()))?;
+    let defs = nodes_file::load(&config.nodes_file())?;
+    if defs.is_empty() {
+        warn!(file = %config.nodes_file().display(), "no nodes defined");
+    }
+    let store = Store::open(&config.db_path(), config.durable)
+        .await
+        .with_context(|| format!("opening {}", config.db_path().display()))?;
+    let loaded = store.load().await?;
+    let now = now_epoch();
+
+    let mut queues = loaded.queues;
+    let mut default_queue = loaded.default_queue.unwrap_or_default();
+    if queues.is_empty() {
+        let batch = Queue {
+            name: DEFAULT_QUEUE.to_string(),
+            enabled: true,
+            started: true,
+            resources_default: vec![
+                ("walltime".to_string(), "01:00:00".to_string()),
+                ("nodes".to_string(), "1".to_string()),
+            ],
+            mtime: now,
+        };
+        let mut tx = store.begin().await?;
+        tx.save_queue(&batch).await?;
+        tx.set_default_queue(DEFAULT_QUEUE).await?;
+        tx.set_next_job_number(loaded.next_job_number.unwrap_or(0))
+            .await?;
+        tx.commit().await?;
+        info!("first start: created queue batch");
+        queues.push(batch);
+        default_queue = DEFAULT_QUEUE.to_string();
+    }
+
+    let started = Instant::now();
+    let nodes = defs
+        .into_iter()
+        .map(|def| {
+            let flags = loaded
+                .node_flags
+                .get(&def.name)
+                .cloned()
+                .unwrap_or_else(NodeFlags::default);
+            NodeRuntime::new(def, flags, started)
+        })
+        .collect();
+    let mut state = State {
+        server_name: config.server_name.clone(),
+        next_job_number: loaded.next_job_number.unwrap_or(0),
+        default_queue,
+        queues,
+        jobs: BTreeMap::new(),
+        nodes,
+        next_session_id: 1,
+    };
+    let mut jobs = loaded.jobs;
+    for job in jobs.iter_mut() {
+        if job.state != JobState::Completed {
+            let map = job.resources.iter().cloned().collect();
+            job.request = resources::slot_request(&map).ok();
+        }
+    }
+    state.apply_jobs(jobs);
+    info!(
+        jobs = state.jobs.len(),
+        nodes = state.nodes.len(),
+        next_job_number = state.next_job_number,
+        "state loaded"
+    );
+    Ok(Arc::new(Shared {
+        core: Mutex::new(Core {
+            state,
+            store,
+            config: config.clone(),
+        }),
+        config,
+        wake: Notify::new(),
+    }))
+}
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.home)
+        .with_context(|| format!("creating {}", config.home.display()))?;
+    std::fs::write(
+        config.server_name_file(),
+        format!("{}\n", config.server_name),
+    )
+    .with_context(|| format!("writing {}", config.server_name_file().display()))?;
+    let shared = load_state(config.clone()).await?;
+
+    let socket = config.socket_path();
+    match std::fs::remove_file(&socket) {
+        Ok(()) => info!(socket = %socket.display(), "removed stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", socket.display())),
+    }
+    let uds =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    let tcp = TcpListener::bind(config.mom_listen)
+        .await
+        .with_context(|| format!("binding MOM listener {}", config.mom_listen))?;
+    let mom_addr = tcp.local_addr()?;
+
+    let (notify_shutdown, _) = broadcast::channel::<()>(1);
+    let dispatcher = tokio::spawn(dispatch::run(
+        shared.clone(),
+        Shutdown::new(notify_shutdown.subscribe()),
+    ));
+    let watchdog = tokio::spawn(mom_session::watch_nodes(
+        shared.clone(),
+        Shutdown::new(notify_shutdown.subscribe()),
+    ));
+
+    let batch = BatchService::new(shared.clone());
+    let mut batch_shutdown = Shutdown::new(notify_shutdown.subscribe());
+    let batch_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BatchServer::new(batch).max_decoding_message_size(MAX_MESSAGE))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(uds), async move {
+                batch_shutdown.recv().await
+            }),
+    );
+    let mom = MomService::new(shared.clone(), notify_shutdown.clone());
+    let mut mom_shutdown = Shutdown::new(notify_shutdown.subscribe());
+    let mom_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(config.status_interval))
+            .http2_keepalive_timeout(Some(config.status_interval * 2))
+            .add_service(MomSessionServer::new(mom))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(tcp)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(config.status_interval * 2)),
+                async move { mom_shutdown.recv().await },
+            ),
+    );
+    info!(
+        server = %config.server_name,
+        socket = %socket.display(),
+        mom_listen = %mom_addr,
+        "pbs_server ready"
+    );
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = notify_shutdown.send(());
+    mom_session::close_all(&shared).await;
+    let wait = async {
+        let _ = dispatcher.await;
+        let _ = watchdog.await;
+        if let Ok(Err(e)) = batch_server.await {
+            warn!("batch listener: {e}");
+        }
+        if let Ok(Err(e)) = mom_server.await {
+            warn!("MOM listener: {e}");
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .is_err()
+    {
+        warn!("listeners did not stop within 5 s; exiting anyway");
+    }
+    shared.core.lock().await.store.close().await;
+    let _ = std::fs::remove_file(&socket);
+    info!("pbs_server stopped");
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! The in-memory cache of the database, and the lock that serialises every change.
+//!
+//! Why: answering `qstat` for thousands of jobs and building a scheduling snapshot must not
+//! touch SQLite, so the whole state lives in memory, loaded once at start. SQLite stays the
+//! source of truth: every mutation runs under the one [`Shared::core`] lock, commits to the
+//! store FIRST, then applies to memory, then is acknowledged or acted on. Holding one async
+//! lock across the commit is deliberate: it gives the single writer SQLite wants and makes
+//! "commit, then apply" atomic with respect to every reader.
+//!
+//! Node liveness (status, sessions, slot usage) is memory only: it is rebuilt from the MOMs
+//! that reconnect, never written per heartbeat.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, Mutex, Notify};
+
+use crate::config::Config;
+use crate::model::{HostSlots, Job, JobState, NodeDef, NodeFlags, NodeStatus, Queue, ToMom};
+use crate::store::Store;
+
+/// The sending half of one MOM session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    /// Distinguishes a replaced session from its successor.
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<ToMom>,
+}
+
+/// A node: its definition, persisted flags, and what is known about it right now.
+#[derive(Debug)]
+pub struct NodeRuntime {
+    pub def: NodeDef,
+    pub flags: NodeFlags,
+    /// `slots[i]` = the job holding slot i.
+    pub slots: Vec<Option<u64>>,
+    pub status: Option<NodeStatus>,
+    pub session: Option<SessionHandle>,
+    pub last_seen: Instant,
+    /// When the node was last seen going down (server start counts as going down).
+    pub down_since: Option<Instant>,
+}
+
+impl NodeRuntime {
+    pub fn new(def: NodeDef, flags: NodeFlags, now: Instant) -> NodeRuntime {
+        NodeRuntime {
+            slots: vec![None; def.np as usize],
+            def,
+            flags,
+            status: None,
+            session: None,
+            last_seen: now,
+            down_since: Some(now),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.session.is_some()
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.state == "busy")
+    }
+
+    /// May take new work.
+    pub fn available(&self) -> bool {
+        self.is_up() && !self.flags.offline && !self.is_busy()
+    }
+
+    pub fn used_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Torque's `state` string: `down`, `offline`, `job-exclusive`, `busy`, `free`, comma-joined.
+    pub fn state_string(&self) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        if !self.is_up() {
+            parts.push("down");
+        }
+        if self.flags.offline {
+            parts.push("offline");
+        }
+        if self.is_up() {
+            if !self.slots.is_empty() && self.used_slots() == self.slots.len() {
+                parts.push("job-exclusive");
+            }
+            if self.is_busy() {
+                parts.push("busy");
+            }
+        }
+        if parts.is_empty() {
+            "free".to_string()
+        } else {
+            parts.join(",")
+        }
+    }
+
+    /// Sends to the MOM if connected; false when there is no session (or it just closed).
+    pub fn send(&self, message: ToMom) -> bool {
+        match &self.session {
+            Some(session) => session.tx.send(message).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Counts per state, for `state_count` and the summary listings.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StateCounts {
+    pub queued: usize,
+    pub held: usize,
+    pub waiting: usize,
+    pub running: usize,
+    pub complete: usize,
+}
+
+impl StateCounts {
+    pub fn add(&mut self, state: JobState) {
+        match state {
+            JobState::Queued => self.queued += 1,
+            JobState::Held => self.held += 1,
+            JobState::Waiting => self.waiting += 1,
+            JobState::Running => self.running += 1,
+            JobState::Completed => self.complete += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.queued + self.held + self.waiting + self.running + self.complete
+    }
+
+    /// `Transit:0 Queued:N Held:N Waiting:N Running:N Exiting:0 Complete:N ` (trailing space).
+    pub fn torque_string(&self) -> String {
+        format!(
+            "Transit:0 Queued:{} Held:{} Waiting:{} Running:{} Exiting:0 Complete:{} ",
+            self.queued, self.held, self.waiting, self.running, self.complete
+        )
+    }
+}
+
+/// The cluster as the server knows it.
+#[derive(Debug)]
+pub struct State {
+    pub server_name: String,
+    pub next_job_number: u64,
+    pub default_queue: String,
+    pub queues: Vec<Queue>,
+    pub jobs: BTreeMap<u64, Job>,
+    /// In nodes-file order.
+    pub nodes: Vec<NodeRuntime>,
+    pub next_session_id: u64,
+}
+
+impl State {
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeRuntime> {
+        self.nodes.iter().find(|n| n.def.name == name)
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeRuntime> {
+        self.nodes.iter_mut().find(|n| n.def.name == name)
+    }
+
+    pub fn counts(&self, queue: Option<&str>) -> StateCounts {
+        let mut counts = StateCounts::default();
+        for job in self.jobs.values() {
+            if queue.is_none_or(|q| q == job.queue) {
+                counts.add(job.state);
+            }
+        }
+        counts
+    }
+
+    /// Marks the job's exec_host slots as held by it.
+    pub fn occupy(&mut self, seq: u64, exec_host: &[HostSlots]) {
+        for host in exec_host {
+            if let Some(node) = self.node_mut(&host.node) {
+                for slot in &host.slots {
+                    if let Some(s) = node.slots.get_mut(*slot as usize) {
+                        *s = Some(seq);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees every slot the job holds.
+    pub fn release(&mut self, seq: u64, exec_host: &[HostSlots]) {
+        for host in exec_host {
+            if let Some(node) = self.node_mut(&host.node) {
+                for s in node.slots.iter_mut() {
+                    if *s == Some(seq) {
+                        *s = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces jobs in memory with their committed versions, keeping slot usage in step.
+    pub fn apply_jobs(&mut self, jobs: Vec<Job>) {
+        for job in jobs {
+            if let Some(old) = self.jobs.get(&job.seq) {
+                if old.state == JobState::Running && job.state != JobState::Running {
+                    let host = old.exec_host.clone();
+                    self.release(job.seq, &host);
+                }
+            }
+            if job.state == JobState::Running {
+                let host = job.exec_host.clone();
+                self.occupy(job.seq, &host);
+            }
+            self.jobs.insert(job.seq, job);
+        }
+    }
+}
+
+/// What every task shares: the locked state with its store, and the scheduler's wake-up.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub core: Mutex<Core>,
+    /// Woken on submit, job end, release, node up/change: runs a scheduling pass.
+    pub wake: Notify,
+}
+
+/// The state and its store, changed only together under [`Shared::core`].
+#[derive(Debug)]
+pub struct Core {
+    pub state: State,
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+impl Shared {
+    /// Asks the dispatcher for a pass (coalesces with any pending request).
+    pub fn wake_scheduler(&self) {
+        self.wake.notify_one();
+    }
+}

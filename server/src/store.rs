@@ -1,0 +1,516 @@
+//! The SQLite store: the cluster's source of truth. All SQL lives here and only here.
+//!
+//! Why it looks like this:
+//! * WAL mode with `synchronous=FULL` by default: a transaction that returned from `commit` is on
+//!   disk, so a `qsub` that printed an id survives `kill -9` of the server (design principle 1).
+//! * One connection: the server has one writer (the state lock in `state.rs` serialises every
+//!   change), so a pool would only add lock contention inside SQLite.
+//! * Typed columns for what is looked up (`seq`, `state`, run ids), one JSON column for the rest
+//!   of an object; row structs are private and become domain types before leaving the module.
+//! * Changes go through [`StoreTx`]: callers build one transaction per logical change (a submit,
+//!   a scheduling pass with all its runs, a run's end with its dependents) and commit it before
+//!   they touch memory or answer anyone.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::model::{Job, NodeFlags, Queue};
+
+/// A database failure; the server logs it and answers PBSE_SYSTEM.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt {what} record {key}: {message}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+/// Everything the server loads at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// `None` on a fresh database.
+    pub next_job_number: Option<u64>,
+    pub default_queue: Option<String>,
+    pub queues: Vec<Queue>,
+    /// Jobs in sequence order, scripts attached.
+    pub jobs: Vec<Job>,
+    pub node_flags: HashMap<String, NodeFlags>,
+}
+
+/// A run as recorded (for reconciliation and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: u64,
+    pub job_seq: u64,
+    pub mother_superior: String,
+    pub exec_host: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub exit_status: Option<i32>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    seq: i64,
+    data: String,
+    script: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    run_id: i64,
+    job_seq: i64,
+    mother_superior: String,
+    exec_host: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    exit_status: Option<i64>,
+}
+
+impl From<RunRow> for RunRecord {
+    fn from(r: RunRow) -> RunRecord {
+        RunRecord {
+            run_id: r.run_id as u64,
+            job_seq: r.job_seq as u64,
+            mother_superior: r.mother_superior,
+            exec_host: r.exec_host,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            exit_status: r.exit_status.map(|s| s as i32),
+        }
+    }
+}
+
+/// Handle on the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies the embedded migrations.
+    /// `durable = false` lowers `synchronous` to NORMAL (still crash-safe for the database
+    /// itself, but the last commits may be lost on power failure); only for tests.
+    pub async fn open(path: &Path, durable: bool) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Reads the whole state.
+    pub async fn load(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        let kv = sqlx::query("SELECT key, value FROM server_kv")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in kv {
+            let key: String = row.try_get("key")?;
+            let value: String = row.try_get("value")?;
+            match key.as_str() {
+                "next_job_number" => {
+                    loaded.next_job_number =
+                        Some(value.parse().map_err(|_| StoreError::Corrupt {
+                            what: "server",
+                            key: key.clone(),
+                            message: format!("not a number: {value}"),
+                        })?)
+                }
+                "default_queue" => loaded.default_queue = Some(value),
+                _ => {}
+            }
+        }
+        let queues = sqlx::query("SELECT name, data FROM queues ORDER BY rowid")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in queues {
+            let name: String = row.try_get("name")?;
+            let data: String = row.try_get("data")?;
+            let queue: Queue = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+                what: "queue",
+                key: name,
+                message: e.to_string(),
+            })?;
+            loaded.queues.push(queue);
+        }
+        let jobs: Vec<JobRow> = sqlx::query_as("SELECT seq, data, script FROM jobs ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in jobs {
+            let mut job: Job =
+                serde_json::from_str(&row.data).map_err(|e| StoreError::Corrupt {
+                    what: "job",
+                    key: row.seq.to_string(),
+                    message: e.to_string(),
+                })?;
+            job.script = Arc::new(row.script);
+            loaded.jobs.push(job);
+        }
+        let nodes = sqlx::query("SELECT name, offline, note FROM nodes")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in nodes {
+            let name: String = row.try_get("name")?;
+            let offline: i64 = row.try_get("offline")?;
+            let note: Option<String> = row.try_get("note")?;
+            loaded.node_flags.insert(
+                name,
+                NodeFlags {
+                    offline: offline != 0,
+                    note,
+                },
+            );
+        }
+        Ok(loaded)
+    }
+
+    /// All runs of a job, oldest first.
+    pub async fn runs_of_job(&self, seq: u64) -> Result<Vec<RunRecord>, StoreError> {
+        let rows: Vec<RunRow> = sqlx::query_as(
+            "SELECT run_id, job_seq, mother_superior, exec_host, started_at, ended_at, exit_status \
+             FROM runs WHERE job_seq = ? ORDER BY run_id",
+        )
+        .bind(seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(RunRecord::from).collect())
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(StoreTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    /// Closes the pool (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One transaction; dropped without [`StoreTx::commit`] it rolls back.
+pub struct StoreTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+fn job_json(job: &Job) -> Result<String, StoreError> {
+    serde_json::to_string(job).map_err(|e| StoreError::Corrupt {
+        what: "job",
+        key: job.seq.to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl StoreTx {
+    /// Stores a new job with its script.
+    pub async fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
+            .bind(job.seq as i64)
+            .bind(job.state.letter())
+            .bind(&job.queue)
+            .bind(job_json(job)?)
+            .bind(job.script.as_slice())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Rewrites an existing job's attributes (the script never changes).
+    pub async fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?")
+            .bind(job.state.letter())
+            .bind(&job.queue)
+            .bind(job_json(job)?)
+            .bind(job.seq as i64)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets purged jobs.
+    pub async fn delete_job(&mut self, seq: u64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM jobs WHERE seq = ?")
+            .bind(seq as i64)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
+        self.set_kv("next_job_number", &next.to_string()).await
+    }
+
+    pub async fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
+        self.set_kv("default_queue", queue).await
+    }
+
+    async fn set_kv(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO server_kv (key, value) VALUES (?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn save_queue(&mut self, queue: &Queue) -> Result<(), StoreError> {
+        let data = serde_json::to_string(queue).map_err(|e| StoreError::Corrupt {
+            what: "queue",
+            key: queue.name.clone(),
+            message: e.to_string(),
+        })?;
+        sqlx::query(
+            "INSERT INTO queues (name, data) VALUES (?, ?) \
+             ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+        )
+        .bind(&queue.name)
+        .bind(data)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn save_node_flags(
+        &mut self,
+        name: &str,
+        flags: &NodeFlags,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO nodes (name, offline, note) VALUES (?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET offline = excluded.offline, note = excluded.note",
+        )
+        .bind(name)
+        .bind(flags.offline as i64)
+        .bind(flags.note.as_deref())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a new run and returns its id.
+    pub async fn insert_run(
+        &mut self,
+        job_seq: u64,
+        mother_superior: &str,
+        exec_host: &str,
+        started_at: i64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO runs (job_seq, mother_superior, exec_host, started_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(job_seq as i64)
+        .bind(mother_superior)
+        .bind(exec_host)
+        .bind(started_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(result.last_insert_rowid() as u64)
+    }
+
+    /// Records how a run ended (idempotent: a second end keeps the first).
+    pub async fn end_run(
+        &mut self,
+        run_id: u64,
+        ended_at: i64,
+        exit_status: i32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET ended_at = ?, exit_status = ? WHERE run_id = ? AND ended_at IS NULL",
+        )
+        .bind(ended_at)
+        .bind(exit_status as i64)
+        .bind(run_id as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{HoldTypes, JobState};
+
+    pub(crate) fn sample_job(seq: u64) -> Job {
+        Job {
+            seq,
+            name: "job.sh".into(),
+            owner: "u@vm".into(),
+            uid: 1000,
+            euser: "u".into(),
+            egroup: "u".into(),
+            state: JobState::Queued,
+            queue: "batch".into(),
+            account: None,
+            checkpoint: "u".into(),
+            ctime: 1,
+            mtime: 1,
+            qtime: 1,
+            etime: Some(1),
+            depend: vec![],
+            output_path: "vm:/tmp/job.sh.o0".into(),
+            error_path: "vm:/tmp/job.sh.e0".into(),
+            exec_host: vec![],
+            execution_time: None,
+            hold_types: HoldTypes::default(),
+            join_path: "n".into(),
+            keep_files: "n".into(),
+            mail_points: "a".into(),
+            mail_users: None,
+            priority: 0,
+            rerunable: true,
+            resources: vec![("walltime".into(), "01:00:00".into())],
+            session_id: None,
+            shell_path: None,
+            variable_list: "PBS_O_WORKDIR=/tmp".into(),
+            comment: None,
+            exit_status: None,
+            submit_args: None,
+            start_time: None,
+            start_count: 0,
+            comp_time: None,
+            total_runtime: None,
+            submit_host: "vm".into(),
+            init_work_dir: "/tmp".into(),
+            resources_used: None,
+            current_run: None,
+            pending: None,
+            request: None,
+            script: Arc::new(b"echo hi\n".to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_job_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capstan.db");
+        {
+            let store = Store::open(&path, true).await.unwrap();
+            let mut tx = store.begin().await.unwrap();
+            tx.insert_job(&sample_job(0)).await.unwrap();
+            tx.set_next_job_number(1).await.unwrap();
+            tx.commit().await.unwrap();
+            // No close: simulate the process dying right after the acknowledgement.
+            std::mem::forget(store);
+        }
+        let store = Store::open(&path, true).await.unwrap();
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.next_job_number, Some(1));
+        assert_eq!(loaded.jobs.len(), 1);
+        assert_eq!(loaded.jobs[0].name, "job.sh");
+        assert_eq!(loaded.jobs[0].script.as_slice(), b"echo hi\n");
+    }
+
+    #[tokio::test]
+    async fn uncommitted_changes_are_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        {
+            let mut tx = store.begin().await.unwrap();
+            tx.insert_job(&sample_job(3)).await.unwrap();
+        }
+        assert!(store.load().await.unwrap().jobs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn runs_get_increasing_ids_and_end_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_job(&sample_job(0)).await.unwrap();
+        let a = tx.insert_run(0, "n1", "n1/0", 10).await.unwrap();
+        let b = tx.insert_run(0, "n1", "n1/0", 20).await.unwrap();
+        tx.end_run(a, 15, 0).await.unwrap();
+        tx.end_run(a, 99, 7).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(b > a);
+        let runs = store.runs_of_job(0).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].ended_at, Some(15));
+        assert_eq!(runs[0].exit_status, Some(0));
+        assert_eq!(runs[1].ended_at, None);
+    }
+
+    #[tokio::test]
+    async fn saves_queues_flags_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut job = sample_job(5);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_job(&job).await.unwrap();
+        tx.save_queue(&Queue {
+            name: "batch".into(),
+            enabled: true,
+            started: true,
+            resources_default: vec![("nodes".into(), "1".into())],
+            mtime: 7,
+        })
+        .await
+        .unwrap();
+        tx.set_default_queue("batch").await.unwrap();
+        tx.save_node_flags(
+            "n1",
+            &NodeFlags {
+                offline: true,
+                note: Some("maint".into()),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        job.state = JobState::Completed;
+        job.exit_status = Some(3);
+        let mut tx = store.begin().await.unwrap();
+        tx.save_job(&job).await.unwrap();
+        tx.commit().await.unwrap();
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.default_queue.as_deref(), Some("batch"));
+        assert_eq!(loaded.queues[0].resources_default.len(), 1);
+        assert_eq!(loaded.jobs[0].state, JobState::Completed);
+        assert_eq!(loaded.jobs[0].exit_status, Some(3));
+        assert!(loaded.node_flags["n1"].offline);
+        let mut tx = store.begin().await.unwrap();
+        tx.delete_job(5).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.load().await.unwrap().jobs.is_empty());
+    }
+}
