@@ -12,6 +12,9 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
+/// Largest reply the commands accept (256 MiB): far above any real cluster's listing.
+const MAX_REPLY_BYTES: usize = 256 << 20;
+
 /// Default Torque-style home when `PBS_HOME` is not set.
 pub const DEFAULT_PBS_HOME: &str = "/var/spool/capstan";
 
@@ -120,6 +123,10 @@ pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
     let path = socket.clone();
     // The URI is required by tonic but unused: the connector below always dials the socket.
     let channel = Endpoint::from_static("http://capstan.invalid")
+        // Large flow-control windows: a big listing arrives in one go instead of in
+        // 64 KiB steps, each waiting for a window update.
+        .initial_stream_window_size(Some(16 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .connect_with_connector(service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
@@ -130,7 +137,8 @@ pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
             socket: socket.display().to_string(),
             source,
         })?;
-    Ok(BatchClient::new(channel))
+    // A full `qstat -f` of thousands of jobs is larger than tonic's 4 MiB default.
+    Ok(BatchClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
 }
 
 /// Runs `future` on a single-threaded runtime: a command makes a call or two and exits, so a

@@ -218,9 +218,13 @@ impl Runner {
                 tracing::info!(run = run_id, job = %spec.job_id, "ignoring repeated StartRun");
                 return;
             }
-            let busy = runs
-                .values()
-                .any(|e| e.record.job_id == spec.job_id && !e.record.is_ended());
+            // A run the server cancelled is being killed and no longer counts: the server
+            // may restart the same job here right after cancelling its old run.
+            let busy = runs.values().any(|e| {
+                e.record.job_id == spec.job_id
+                    && !e.record.is_ended()
+                    && !e.live.as_ref().is_some_and(|live| live.cancelled)
+            });
             runs.insert(
                 run_id,
                 Entry {

@@ -72,12 +72,14 @@ pub fn resolve_uid(uid: u32) -> Caller {
                 uid,
                 user: user.name,
                 group,
+                host: crate::config::short_hostname(),
             }
         }
         _ => Caller {
             uid,
             user: uid.to_string(),
             group: uid.to_string(),
+            host: crate::config::short_hostname(),
         },
     }
 }
@@ -166,9 +168,10 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::StatJobsRequest>,
     ) -> Result<Response<pb::StatReply>, Status> {
-        let operands = request.into_inner().operands;
-        // Until StatJobsRequest carries an attribute list, every attribute is returned.
-        let filter: Option<&attrs::AttrFilter> = None;
+        let request = request.into_inner();
+        let operands = request.operands;
+        let wanted = attrs::AttrFilter::new(request.attributes);
+        let filter = wanted.as_ref();
         let core = self.shared.core.lock().await;
         let state = &core.state;
         let now = now_epoch();
@@ -349,7 +352,7 @@ impl Batch for BatchService {
                 ));
                 continue;
             };
-            if !caller.is_root() {
+            if !caller.is_manager() {
                 errors.push(PbsError::new(
                     pbse::PERM,
                     "error in permissions (PERM_OPorMGR)",

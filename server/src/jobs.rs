@@ -28,11 +28,20 @@ pub struct Caller {
     pub uid: u32,
     pub user: String,
     pub group: String,
+    /// The host the identity was established on (`Job_Owner = user@host`). Callers on the
+    /// Unix socket are on the server's own host.
+    pub host: String,
 }
 
 impl Caller {
     pub fn is_root(&self) -> bool {
         self.uid == 0
+    }
+
+    /// Torque's managers: root, and the account `pbs_server` itself runs as (so a cluster
+    /// an ordinary user started for themselves can be administered by them).
+    pub fn is_manager(&self) -> bool {
+        self.is_root() || self.uid == nix::unistd::geteuid().as_raw()
     }
 }
 
@@ -516,7 +525,7 @@ fn build_job(
             &format!("{name}.e{seq}"),
         ),
         name,
-        owner: format!("{}@{}", caller.user, server),
+        owner: format!("{}@{}", caller.user, caller.host),
         uid: caller.uid,
         euser: caller.user.clone(),
         egroup: caller.group.clone(),
@@ -620,7 +629,9 @@ pub async fn job_action(
     for id in ids {
         if op == JobOp::Delete && id == "all" {
             for job in core.state.jobs.values() {
-                if job.state != JobState::Completed && (caller.is_root() || job.uid == caller.uid) {
+                if job.state != JobState::Completed
+                    && (caller.is_manager() || job.uid == caller.uid)
+                {
                     targets.push((job.id(&server), Some(job.seq)));
                 }
             }
@@ -719,8 +730,8 @@ fn act_on(
         return Err(PbsError::new(pbse::UNKJOBID, "", ""));
     };
     let mut job = current.clone();
-    let owner = caller.is_root() || caller.uid == job.uid;
-    if op == JobOp::Rerun && !caller.is_root() {
+    let owner = caller.is_manager() || caller.uid == job.uid;
+    if op == JobOp::Rerun && !caller.is_manager() {
         return Err(PbsError::new(
             pbse::PERM,
             "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)",
@@ -776,7 +787,7 @@ fn act_on(
         JobOp::Hold => {
             let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
                 .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            if (holds.other || holds.system) && !caller.is_root() {
+            if (holds.other || holds.system) && !caller.is_manager() {
                 return Err(PbsError::new(pbse::PERM, "", ""));
             }
             job.hold_types.add(holds);
@@ -786,7 +797,7 @@ fn act_on(
         JobOp::Release => {
             let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
                 .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            if (holds.other || holds.system) && !caller.is_root() {
+            if (holds.other || holds.system) && !caller.is_manager() {
                 return Err(PbsError::new(pbse::PERM, "", ""));
             }
             if !job.hold_types.intersects(holds) {
@@ -1152,6 +1163,7 @@ mod tests {
             uid,
             user: format!("u{uid}"),
             group: "g".into(),
+            host: "h".into(),
         }
     }
 

@@ -448,7 +448,15 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Only the processes this cluster started, by PID.
+        // Jobs outlive a MOM on purpose (a restarted MOM adopts them), so end them through
+        // the server first; then stop only the processes this cluster started, by PID.
+        if self.server.is_some() {
+            let _ = self.run_as_root("qdel", &["all"]);
+            wait_until(Duration::from_secs(10), || {
+                let out = self.run_as_root("qstat", &["-r"]);
+                out.status.success() && out.stdout.is_empty()
+            });
+        }
         for (_, child) in self.moms.iter_mut() {
             let _ = child.kill();
             let _ = child.wait();

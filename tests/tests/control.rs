@@ -39,11 +39,17 @@ fn holds_and_releases() {
     // qsig on a job that is not running.
     let out = c.run("qsig", &["-s", "USR1", &queued]);
     assert_eq!(code(&out), 170);
-    assert_eq!(stderr(&out), format!("qsig: Request invalid for state of job {queued}\n"));
+    assert_eq!(
+        stderr(&out),
+        format!("qsig: Request invalid for state of job {queued}\n")
+    );
     // qdel of an unknown job.
     let out = c.run("qdel", &["999"]);
     assert_eq!(code(&out), 153);
-    assert_eq!(stderr(&out), format!("qdel: nonexistent job id: 999.{SERVER_NAME}\n"));
+    assert_eq!(
+        stderr(&out),
+        format!("qdel: nonexistent job id: 999.{SERVER_NAME}\n")
+    );
     // qdel all removes the caller's remaining jobs.
     let out = c.run("qdel", &["all"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -55,9 +61,17 @@ fn holds_and_releases() {
 fn dependencies_release_or_delete_dependents() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
     let parent = c.qsub("parent.sh", "sleep 1\nexit 1\n", &[]);
-    let ok = c.qsub("ok.sh", "echo ok\n", &["-W", &format!("depend=afterok:{parent}")]);
+    let ok = c.qsub(
+        "ok.sh",
+        "echo ok\n",
+        &["-W", &format!("depend=afterok:{parent}")],
+    );
     let any_seq = Cluster::seq(&parent).to_string();
-    let any = c.qsub("any.sh", "echo any\n", &["-W", &format!("depend=afterany:{any_seq}")]);
+    let any = c.qsub(
+        "any.sh",
+        "echo any\n",
+        &["-W", &format!("depend=afterany:{any_seq}")],
+    );
     assert_eq!(c.job_state(&ok).as_deref(), Some("H"));
     assert_eq!(c.job_attr(&ok, "Hold_Types").as_deref(), Some("s"));
     assert_eq!(c.job_attr(&ok, "depend"), Some(format!("afterok:{parent}")));
@@ -68,13 +82,18 @@ fn dependencies_release_or_delete_dependents() {
     assert_eq!(c.job_attr(&ok, "exit_status").as_deref(), Some("271"));
     assert_eq!(
         c.job_attr(&ok, "comment"),
-        Some(format!("Job deleted as result of dependency on job {parent}"))
+        Some(format!(
+            "Job deleted as result of dependency on job {parent}"
+        ))
     );
     // A dependency on a job that does not exist is refused.
     c.script("bad.sh", "true\n");
     let out = c.run("qsub", &["-W", "depend=afterok:999", "bad.sh"]);
     assert_eq!(code(&out), 208);
-    assert_eq!(stderr(&out), "qsub: submit error (Invalid Job Dependency)\n");
+    assert_eq!(
+        stderr(&out),
+        "qsub: submit error (Invalid Job Dependency)\n"
+    );
 }
 
 #[test]
@@ -116,6 +135,11 @@ fn other_users_cannot_touch_a_job() {
 #[test]
 fn offline_nodes_take_no_work_until_cleared() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=1 site=a fast")]);
+    // `status` appears once the MOM's first report is in.
+    assert!(wait_until(T, || stdout(
+        &c.run_as_root("pbsnodes", &["n1"])
+    )
+    .contains("     status = ")));
     let text = stdout(&c.run_as_root("pbsnodes", &["n1"]));
     assert_contains(&text, "n1\n     state = free\n");
     assert_contains(&text, "     np = 1\n");
@@ -127,9 +151,15 @@ fn offline_nodes_take_no_work_until_cleared() {
     assert_eq!(stdout(&out), "");
     assert_eq!(c.node_state("n1").as_deref(), Some("offline"));
     let listed = stdout(&c.run_as_root("pbsnodes", &["-ln"]));
-    assert_eq!(listed, format!("{:<20} {:<26} {}\n", "n1", "offline", "disk check"));
+    assert_eq!(
+        listed,
+        format!("{:<20} {:<26} {}\n", "n1", "offline", "disk check")
+    );
     let id = c.qsub("wait.sh", "true\n", &[]);
-    assert!(!wait_until(Duration::from_millis(500), || c.job_state(&id).as_deref() != Some("Q")));
+    assert!(!wait_until(Duration::from_millis(500), || c
+        .job_state(&id)
+        .as_deref()
+        != Some("Q")));
     let out = c.run_as_root("pbsnodes", &["-c", "n1"]);
     assert!(out.status.success());
     c.wait_state(&id, "C", T);
@@ -137,5 +167,8 @@ fn offline_nodes_take_no_work_until_cleared() {
     // Unknown nodes.
     let out = c.run_as_root("pbsnodes", &["nosuch"]);
     assert_eq!(code(&out), 1);
-    assert_eq!(stderr(&out), "pbsnodes: Unknown node  MSG=cannot locate specified node\n");
+    assert_eq!(
+        stderr(&out),
+        "pbsnodes: Unknown node  MSG=cannot locate specified node\n"
+    );
 }

@@ -53,13 +53,21 @@ fn submit_errors_match_torque_and_leave_the_server_unchanged() {
         (vec!["-p", "5000"], "[qsub: illegal -p value]"),
         (vec!["-a", "notatime"], "[qsub: illegal -a value]"),
         (vec!["-d", "/nonexistent/dir"], "[qsub: illegal -d value]"),
-        (vec!["-W", "depend=bogus:1"], "[qsub: illegal -W dependency value: 'bogus:1']"),
+        (
+            vec!["-W", "depend=bogus:1"],
+            "[qsub: illegal -W dependency value: 'bogus:1']",
+        ),
     ] {
         let mut all = args.clone();
         all.push("job.sh");
         let out = c.run("qsub", &all);
         assert_eq!(code(&out), 2, "qsub {all:?}: {}", stderr(&out));
-        assert_eq!(stderr(&out), format!("{message}\n\n{USAGE}"), "qsub {all:?}");
+        // Torque prints "[%s]\n\n%s%s\n": the message, a blank line, the usage, a newline.
+        assert_eq!(
+            stderr(&out),
+            format!("{message}\n\n{USAGE}\n"),
+            "qsub {all:?}"
+        );
     }
 
     // A malformed directive is an error too.
@@ -92,7 +100,10 @@ fn qstat_errors_and_empty_listing() {
     assert_eq!(stdout(&out), "");
     assert_eq!(code(&out), 0);
     let out = c.run("qstat", &["999"]);
-    assert_eq!(stderr(&out), format!("qstat: Unknown Job Id Error 999.{SERVER_NAME}\n"));
+    assert_eq!(
+        stderr(&out),
+        format!("qstat: Unknown Job Id Error 999.{SERVER_NAME}\n")
+    );
     assert_eq!(code(&out), 153);
     let out = c.run("qstat", &["nosuchq@tsrv"]);
     assert_eq!(stderr(&out), "qstat: Unknown queue destination nosuchq\n");

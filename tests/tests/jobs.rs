@@ -39,7 +39,10 @@ fn job_runs_as_its_user_and_writes_torque_output_files() {
         c.job_attr(&id, "Job_Owner"),
         Some(format!("{}@{}", c.user.name, hostname()))
     );
-    assert_eq!(c.job_attr(&id, "euser").as_deref(), Some(c.user.name.as_str()));
+    assert_eq!(
+        c.job_attr(&id, "euser").as_deref(),
+        Some(c.user.name.as_str())
+    );
 }
 
 fn hostname() -> String {
@@ -75,7 +78,10 @@ fn stdin_script_is_named_stdin_and_join_and_paths_are_honoured() {
     c.wait_state(&id, "C", T);
     let seq = Cluster::seq(&id);
     let joined = c.read(outdir.join(format!("joined.o{seq}")));
-    assert!(joined.contains("out\n") && joined.contains("err\n"), "{joined}");
+    assert!(
+        joined.contains("out\n") && joined.contains("err\n"),
+        "{joined}"
+    );
     assert!(!outdir.join(format!("joined.e{seq}")).exists());
     assert!(!c.work.join(format!("joined.e{seq}")).exists());
 }
@@ -168,7 +174,10 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     let second = c.qsub("mpi2.sh", "sleep 30\n", &["-l", "nodes=2:ppn=2"]);
     c.wait_state(&second, "R", T);
     let third = c.qsub("mpi3.sh", "sleep 1\n", &["-l", "nodes=1:ppn=1"]);
-    assert!(!wait_until(Duration::from_millis(500), || c.job_state(&third).as_deref() == Some("R")));
+    assert!(!wait_until(Duration::from_millis(500), || c
+        .job_state(&third)
+        .as_deref()
+        == Some("R")));
     assert_eq!(c.job_state(&third).as_deref(), Some("Q"));
     // Freeing the first job's nodes lets the third run.
     assert!(c.run("qdel", &[&first]).status.success());
@@ -194,7 +203,10 @@ fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
     c.wait_state(&signalled, "C", T);
     c.wait_state(&timed, "C", T);
     assert_eq!(c.job_attr(&deleted, "exit_status").as_deref(), Some("271"));
-    assert_eq!(c.job_attr(&signalled, "exit_status").as_deref(), Some("266"));
+    assert_eq!(
+        c.job_attr(&signalled, "exit_status").as_deref(),
+        Some("266")
+    );
     assert_eq!(c.job_attr(&timed, "exit_status").as_deref(), Some("-11"));
     let err = c.read(c.work.join(format!("wall.sh.e{}", Cluster::seq(&timed))));
     assert_contains(&err, "=>> PBS: job killed: walltime ");
@@ -213,4 +225,3 @@ fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
         format!("qdel: Request invalid for state of job MSG=invalid state for job - COMPLETE {deleted}\n")
     );
 }
-

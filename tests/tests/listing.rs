@@ -11,7 +11,11 @@ fn qstat_formats() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
     let done = c.qsub("first.sh", "true\n", &[]);
     c.wait_state(&done, "C", T);
-    let held = c.qsub("a_rather_long_job_name.sh", "true\n", &["-h", "-l", "mem=100mb,walltime=00:30:00"]);
+    let held = c.qsub(
+        "a_rather_long_job_name.sh",
+        "true\n",
+        &["-h", "-l", "mem=100mb,walltime=00:30:00"],
+    );
     let user = &c.user.name;
 
     let out = stdout(&c.run("qstat", &[]));
@@ -20,8 +24,18 @@ fn qstat_formats() {
          ------------------------- ---------------- --------------- -------- - -----\n\
          {:<26} {:<16} {:<15} {:>8} {} {:<15}\n\
          {:<26} {:<16} {:<15} {:>8} {} {:<15}\n",
-        done, "first.sh", user, "00:00:00", "C", "batch",
-        held, "...job_name.sh", user, "0", "H", "batch"
+        done,
+        "first.sh",
+        user,
+        "00:00:00",
+        "C",
+        "batch",
+        held,
+        "...g_job_name.sh",
+        user,
+        "0",
+        "H",
+        "batch"
     );
     assert_eq!(out, expected);
 
@@ -41,12 +55,27 @@ fn qstat_formats() {
         lines[5],
         format!(
             "{:<23} {:<11.11} {:<8} {:<16} {:>6} {:>5} {:>6} {:>9} {:>9} {} {:>9}",
-            held, user, "batch", "a_rather_long_jo", "--", "1", "1", "100mb", "00:30:00", "H", "--"
+            held,
+            user,
+            "batch",
+            "a_rather_long_jo",
+            " -- ",
+            "1",
+            "1",
+            "100mb",
+            "00:30:00",
+            "H",
+            " -- "
         )
     );
 
     let full = stdout(&c.run("qstat", &["-f", &held]));
-    assert!(full.starts_with(&format!("Job Id: {held}\n    Job_Name = a_rather_long_job_name.sh\n    Job_Owner = {user}@")), "{full}");
+    assert!(
+        full.starts_with(&format!(
+            "Job Id: {held}\n    Job_Name = a_rather_long_job_name.sh\n    Job_Owner = {user}@"
+        )),
+        "{full}"
+    );
     assert_contains(&full, "    job_state = H\n");
     assert_contains(&full, "    Resource_List.mem = 100mb\n");
     assert_contains(&full, "    Resource_List.walltime = 00:30:00\n");
@@ -57,7 +86,10 @@ fn qstat_formats() {
     }
 
     let xml = stdout(&c.run("qstat", &["-x", &held]));
-    assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<Data><Job><Job_Id>"), "{xml}");
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\"?>\n<Data><Job><Job_Id>"),
+        "{xml}"
+    );
     assert!(xml.ends_with("</Job></Data>\n"), "{xml}");
     assert_contains(&xml, "<Resource_List><mem>100mb</mem>");
 

@@ -32,7 +32,10 @@ fn server_restart_keeps_queued_and_running_jobs() {
     assert_eq!(c.job_attr(&running, "exit_status").as_deref(), Some("0"));
     assert_eq!(c.job_attr(&running, "start_count").as_deref(), Some("1"));
     c.wait_state(&queued, "C", T);
-    let out = c.read(c.work.join(format!("running.sh.o{}", Cluster::seq(&running))));
+    let out = c.read(
+        c.work
+            .join(format!("running.sh.o{}", Cluster::seq(&running))),
+    );
     assert_eq!(out, "finished\n", "ran exactly once");
     // Numbering continues after the restart.
     let next = c.qsub("next.sh", "true\n", &[]);
@@ -60,8 +63,11 @@ fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     c.wait_state(&fixed, "C", T);
     let status = c.job_attr(&fixed, "exit_status").unwrap();
     assert!(status.starts_with('-'), "exit_status {status}");
-    // The MOM comes back and the requeued job runs again.
+    // The MOMs come back: the requeued job runs again, and n2 is told to drop the run the
+    // server has ended, so nothing runs twice.
     c.start_mom("n1");
+    c.start_mom("n2");
     c.wait_state(&rerunnable, "R", T);
     assert_eq!(c.job_attr(&rerunnable, "start_count").as_deref(), Some("2"));
+    assert_eq!(c.job_state(&fixed).as_deref(), Some("C"));
 }

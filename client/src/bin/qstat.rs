@@ -57,6 +57,7 @@ struct Alt {
 
 impl Alt {
     /// Whether any alternative-display option was given (Torque's `alt_opt != 0`).
+    /// `-1` alone is not one: it only modifies `-n` (hosts on the row) or `-f` (no wrapping).
     fn any(&self) -> bool {
         self.a
             || self.i
@@ -68,7 +69,6 @@ impl Alt {
             || self.big_r
             || self.g
             || self.m
-            || self.one
     }
 }
 
@@ -296,6 +296,28 @@ fn exit_for(errors: &[ServerError]) -> ExitCode {
     }
 }
 
+/// The attributes a listing prints, so the server sends only those (Torque's `attrl`);
+/// `-f` and `-x` print everything.
+fn wanted_attributes(o: &Options) -> Vec<String> {
+    const DEFAULT: &[&str] = &[
+        "Job_Name",
+        "Job_Owner",
+        "resources_used",
+        "job_state",
+        "queue",
+        "queue_type",
+    ];
+    const ALT_EXTRA: &[&str] = &["session_id", "Resource_List", "exec_host", "comment"];
+    if o.full || o.xml {
+        return Vec::new();
+    }
+    let mut names: Vec<&str> = DEFAULT.to_vec();
+    if o.alt.any() {
+        names.extend_from_slice(ALT_EXTRA);
+    }
+    names.into_iter().map(String::from).collect()
+}
+
 fn split_reply(reply: StatReply) -> (String, Vec<Object>, Vec<ServerError>) {
     (
         reply.server_name,
@@ -308,6 +330,7 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
     let reply = client
         .stat_jobs(StatJobsRequest {
             operands: o.operands.clone(),
+            attributes: wanted_attributes(o),
         })
         .await
         .map_err(Failure::Rpc)?
