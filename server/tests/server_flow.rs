@@ -163,6 +163,7 @@ async fn stat(c: &mut BatchClient<Channel>, id: &str) -> Vec<(String, String)> {
     let reply = c
         .stat_jobs(pb::StatJobsRequest {
             operands: vec![id.into()],
+            attributes: vec![],
         })
         .await
         .unwrap()
@@ -572,7 +573,10 @@ async fn perf_smoke() {
     for _ in 0..3 {
         let t = std::time::Instant::now();
         let reply = c
-            .stat_jobs(pb::StatJobsRequest { operands: vec![] })
+            .stat_jobs(pb::StatJobsRequest {
+                operands: vec![],
+                attributes: vec![],
+            })
             .await
             .unwrap()
             .into_inner();

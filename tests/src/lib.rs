@@ -208,7 +208,7 @@ impl Cluster {
             server_args: server_args.iter().map(|s| s.to_string()).collect(),
         };
         cluster.start_server();
-        for node in nodes.to_vec() {
+        for node in nodes {
             cluster.start_mom(&node.name);
         }
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();

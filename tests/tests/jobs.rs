@@ -187,7 +187,7 @@ fn multi_node_jobs_hold_slots_on_every_node() {
 
 #[test]
 fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
-    let c = Cluster::start(&vec![NodeSpec::new("n1", "np=4")]);
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=4")]);
     let deleted = c.qsub("del.sh", "sleep 60\n", &[]);
     let signalled = c.qsub("sig.sh", "sleep 60\n", &[]);
     let timed = c.qsub("wall.sh", "sleep 60\n", &["-l", "walltime=2"]);
