@@ -32,9 +32,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 mkdir -p "$dir/server/server_priv" "$dir/work"
 chmod 755 "$dir/server"
 printf 'a1 np=2 site=a\na2 np=2 site=a\nb1 np=2 site=b\nb2 np=2 site=b\n' >"$dir/server/server_priv/nodes"
-extra=()
-[ "$(id -u)" = 0 ] && extra+=(--allow-root-jobs)
-RUST_LOG=warn "$bin/pbs_server" --home "$dir/server" --mom-listen "127.0.0.1:$port" "${extra[@]}" \
+RUST_LOG=warn "$bin/pbs_server" --home "$dir/server" --mom-listen "127.0.0.1:$port" \
     >"$dir/server.log" 2>&1 &
 pids+=($!)
 for n in a1 a2 b1 b2; do
@@ -44,6 +42,14 @@ for n in a1 a2 b1 b2; do
     pids+=($!)
 done
 export PBS_HOME=$dir/server PATH=$bin:$PATH
+# Jobs run as an ordinary user, as on a real cluster: when we are root, the measurements
+# run as a dedicated unprivileged user (created if missing).
+as_user=()
+if [ "$(id -u)" = 0 ]; then
+    id capstanbench >/dev/null 2>&1 || useradd --create-home --shell /bin/bash capstanbench
+    chown capstanbench "$dir/work"
+    as_user=(runuser -u capstanbench --)
+fi
 cd "$dir/work"
 for _ in $(seq 1 400); do
     [ "$(pbsnodes -a 2>/dev/null | grep -c '^     state = free' || true)" = 4 ] && break
@@ -51,57 +57,9 @@ for _ in $(seq 1 400); do
 done
 [ "$(pbsnodes -a | grep -c '^     state = free')" = 4 ] || { echo "nodes did not come up" >&2; exit 1; }
 
-now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-
-# 1. Sequential qsub (held jobs, so the scheduler does not compete for the CPU).
-echo 'true' >held.sh
-t0=$(now_us)
-for _ in $(seq 1 "$n_qsub"); do qsub -h held.sh >/dev/null; done
-t1=$(now_us)
-qsub_ms=$(awk -v d=$((t1 - t0)) -v n="$n_qsub" 'BEGIN {printf "%.2f", d / n / 1000}')
-qdel all >/dev/null
-
-# 2. qsub -> running latency on an idle cluster.
-cat >lat.sh <<'JOB'
-#!/bin/bash
-echo "${EPOCHREALTIME/./}" > "$PBS_O_WORKDIR/started.$PBS_JOBID"
-JOB
-lats=()
-for _ in $(seq 1 "$n_lat"); do
-    id=$(qsub -j oe -o /dev/null lat.sh)
-    t_ret=$(now_us)
-    for _ in $(seq 1 5000); do [ -s "started.$id" ] && break; sleep 0.001; done
-    t_run=$(cat "started.$id")
-    lats+=("$(( (t_run - t_ret) ))")
-    for _ in $(seq 1 2000); do [ "$(qstat "$id" | awk 'NR==3 {print $5}')" = C ] && break; sleep 0.005; done
-done
-lat_ms=$(printf '%s\n' "${lats[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
-
-# 3. Drain: submit held trivial jobs, release them all at once, time until all complete.
-ids=()
-for _ in $(seq 1 "$n_drain"); do ids+=("$(qsub -h -j oe -o /dev/null held.sh)"); done
-t0=$(now_us)
-qrls "${ids[@]}"
-last=${ids[-1]}
-for _ in $(seq 1 60000); do
-    left=$(qstat "${ids[@]}" 2>/dev/null | awk 'NR>2 && $5 != "C"' | wc -l)
-    [ "$left" = 0 ] && break
-    sleep 0.02
-done
-t1=$(now_us)
-drain_s=$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", d / 1e6}')
-drain_rate=$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f", n / (d / 1e6)}')
-
-# 4. qstat with n_qstat jobs known (completed drain jobs plus held ones).
-known=$(qstat | tail -n +3 | wc -l)
-for _ in $(seq 1 $((n_qstat - known))); do qsub -h held.sh >/dev/null; done
-known=$(qstat | tail -n +3 | wc -l)
-qts=()
-for _ in $(seq 1 "$qstat_reps"); do
-    a=$(now_us); qstat >/dev/null; b=$(now_us); qts+=("$((b - a))")
-done
-qstat_ms=$(printf '%s\n' "${qts[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
+results=$("${as_user[@]}" env PBS_HOME="$PBS_HOME" PATH="$PATH" N_QSUB=$n_qsub N_LAT=$n_lat \
+    N_DRAIN=$n_drain N_QSTAT=$n_qstat QSTAT_REPS=$qstat_reps bash "$repo/bench/measure.sh")
+eval "$results"
 
 cat <<TABLE
 

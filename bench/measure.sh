@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The measurements of bench/throughput.sh, run in the job work directory as the submitting
+# user against the cluster throughput.sh started. Prints shell assignments of the results.
+set -euo pipefail
+n_qsub=$N_QSUB n_lat=$N_LAT n_drain=$N_DRAIN n_qstat=$N_QSTAT qstat_reps=$QSTAT_REPS
+
+now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# 1. Sequential qsub (held jobs, so the scheduler does not compete for the CPU).
+echo 'true' >held.sh
+t0=$(now_us)
+for _ in $(seq 1 "$n_qsub"); do qsub -h held.sh >/dev/null; done
+t1=$(now_us)
+qsub_ms=$(awk -v d=$((t1 - t0)) -v n="$n_qsub" 'BEGIN {printf "%.2f", d / n / 1000}')
+qdel all >/dev/null
+
+# 2. qsub -> running latency on an idle cluster.
+cat >lat.sh <<'JOB'
+#!/bin/bash
+echo "${EPOCHREALTIME/./}" > "$PBS_O_WORKDIR/started.$PBS_JOBID"
+JOB
+lats=()
+for _ in $(seq 1 "$n_lat"); do
+    id=$(qsub -j oe -o /dev/null lat.sh)
+    t_ret=$(now_us)
+    for _ in $(seq 1 5000); do [ -s "started.$id" ] && break; sleep 0.001; done
+    t_run=$(cat "started.$id")
+    lats+=("$(( (t_run - t_ret) ))")
+    for _ in $(seq 1 2000); do [ "$(qstat "$id" | awk 'NR==3 {print $5}')" = C ] && break; sleep 0.005; done
+done
+lat_ms=$(printf '%s\n' "${lats[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
+
+# 3. Drain: submit held trivial jobs, release them all at once, time until all complete.
+ids=()
+for _ in $(seq 1 "$n_drain"); do ids+=("$(qsub -h -j oe -o /dev/null held.sh)"); done
+t0=$(now_us)
+qrls "${ids[@]}"
+last=${ids[-1]}
+for _ in $(seq 1 60000); do
+    left=$(qstat "${ids[@]}" 2>/dev/null | awk 'NR>2 && $5 != "C"' | wc -l)
+    [ "$left" = 0 ] && break
+    sleep 0.02
+done
+t1=$(now_us)
+drain_s=$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", d / 1e6}')
+drain_rate=$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f", n / (d / 1e6)}')
+
+# 4. qstat with n_qstat jobs known (completed drain jobs plus held ones).
+known=$(qstat | tail -n +3 | wc -l)
+for _ in $(seq 1 $((n_qstat - known))); do qsub -h held.sh >/dev/null; done
+known=$(qstat | tail -n +3 | wc -l)
+qts=()
+for _ in $(seq 1 "$qstat_reps"); do
+    a=$(now_us); qstat >/dev/null; b=$(now_us); qts+=("$((b - a))")
+done
+qstat_ms=$(printf '%s\n' "${qts[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
+
+echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate known=$known qstat_ms=$qstat_ms"
