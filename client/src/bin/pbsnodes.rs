@@ -143,18 +143,6 @@ enum Failure {
     Exit(u8),
 }
 
-/// The OS error number behind a transport error, if there is one in its source chain.
-fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        cur = e.source();
-    }
-    None
-}
-
 fn emit(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -308,9 +296,10 @@ async fn main() -> ExitCode {
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Exit(code)) => ExitCode::from(code),
-        Err(Failure::Connect(ConnectError::Unreachable { server, source, .. })) => {
+        Err(Failure::Connect(err)) => {
             if !quiet {
-                let errno = os_error(&source).unwrap_or(libc::ECONNREFUSED);
+                let ConnectError::Unreachable { server, .. } = &err;
+                let errno = err.errno().unwrap_or(libc::ECONNREFUSED);
                 eprintln!(
                     "pbsnodes: cannot connect to server {server}, error={errno} ({})",
                     nix::errno::Errno::from_raw(errno).desc()

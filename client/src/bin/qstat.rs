@@ -247,13 +247,7 @@ enum Failure {
 impl Failure {
     fn report(&self) -> ExitCode {
         match self {
-            Failure::Connect(ConnectError::Unreachable { server, source, .. }) => {
-                let errno = os_error(source).unwrap_or(libc::ECONNREFUSED);
-                eprintln!(
-                    "qstat: cannot connect to server {server} (errno={errno}) {}",
-                    nix::errno::Errno::from_raw(errno).desc()
-                );
-            }
+            Failure::Connect(err) => eprintln!("{}", err.torque_message("qstat")),
             Failure::Rpc(status) => {
                 eprintln!(
                     "qstat: cannot connect to server {} (errno=0) {}",
@@ -264,18 +258,6 @@ impl Failure {
         }
         ExitCode::from(1)
     }
-}
-
-/// The OS error number behind a transport error, if there is one in its source chain.
-fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        cur = e.source();
-    }
-    None
 }
 
 /// Prints a rendered block to stdout.
