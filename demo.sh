@@ -33,12 +33,15 @@ if [ "${1:-}" = stop ]; then
     exit 0
 fi
 
-if ! command -v cargo >/dev/null; then
-    echo "demo.sh: cargo is required (https://rustup.rs)" >&2
+if command -v cargo >/dev/null; then
+    echo "==> Building Capstan (release)"
+    cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+elif [ -x "$bin/pbs_server" ]; then
+    echo "==> cargo not found: using the existing build in $bin"
+else
+    echo "demo.sh: cargo is required to build Capstan (https://rustup.rs)" >&2
     exit 1
 fi
-echo "==> Building Capstan (release)"
-cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
 
 stop_cluster
 rm -rf "$demo"
@@ -109,6 +112,8 @@ echo
 echo "\$ pbsnodes -a"
 pbsnodes -a
 seq=${id%%.*}
+stop_cmd="$repo/demo.sh stop"
+[ "$demo" = "$repo/demo-cluster" ] || stop_cmd="CAPSTAN_DEMO_DIR=$demo $stop_cmd"
 echo "\$ cat $demo/work/sample.o$seq"
 cat "$demo/work/sample.o$seq"
 cat <<DONE
@@ -116,5 +121,5 @@ cat <<DONE
 The demo cluster is running. To use it in this shell:
     export PBS_HOME=$demo/server PATH=$bin:\$PATH
     qsub job.sh; qstat; pbsnodes -a
-Stop it with: $repo/demo.sh stop
+Stop it with: $stop_cmd
 DONE
