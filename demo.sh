@@ -55,16 +55,26 @@ b1      np=2   site=b
 b2      np=2   site=b  fast
 NODES
 
+# Enrol every node: the server's CA (created on first use in server/server_priv/ca/) issues
+# a certificate naming the node, and the node installs it (the bundle is deleted). The MOMs
+# then talk to the server over TLS 1.3 with mutual authentication, as in production.
+echo "==> Enrolling a1 a2 b1 b2 (pbs_server enroll NODE; pbs_mom install-cert BUNDLE)"
+for node in a1 a2 b1 b2; do
+    mkdir -p "$demo/mom-$node"
+    { "$bin/pbs_server" --home "$demo/server" enroll "$node" --out "$demo/$node.bundle" &&
+        "$bin/pbs_mom" --home "$demo/mom-$node" install-cert "$demo/$node.bundle"; } \
+        2>>"$demo/enroll.log" || { echo "demo.sh: enrolling $node failed; see $demo/enroll.log" >&2; exit 1; }
+done
+
 server_args=(--home "$demo/server" --mom-listen "127.0.0.1:$port")
 if [ "$(id -u)" = 0 ]; then
     echo "==> Running as root: this demo server allows root jobs (--allow-root-jobs)."
     server_args+=(--allow-root-jobs)
 fi
-echo "==> Starting pbs_server (MOM port 127.0.0.1:$port, state in $demo/server)"
+echo "==> Starting pbs_server (MOM port 127.0.0.1:$port over TLS, state in $demo/server)"
 "$bin/pbs_server" "${server_args[@]}" >"$demo/server.log" 2>&1 &
 echo $! >>"$demo/pids"
 for node in a1 a2 b1 b2; do
-    mkdir -p "$demo/mom-$node"
     "$bin/pbs_mom" --home "$demo/mom-$node" --server "127.0.0.1:$port" --node-name "$node" \
         >"$demo/mom-$node.log" 2>&1 &
     echo $! >>"$demo/pids"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Capstan throughput benchmark, on this machine, against a fresh demo-shaped cluster
-# (one pbs_server, four pbs_mom: a1 a2 b1 b2, np=2 each) in a temporary directory.
+# (one pbs_server, four pbs_mom: a1 a2 b1 b2, np=2 each, enrolled and talking TLS 1.3 as in
+# production) in a temporary directory.
 #
 # Measures:
 #   1. sequential qsub: N held jobs submitted one after another (each durable on return)
@@ -32,11 +33,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 mkdir -p "$dir/server/server_priv" "$dir/work"
 chmod 755 "$dir/server"
 printf 'a1 np=2 site=a\na2 np=2 site=a\nb1 np=2 site=b\nb2 np=2 site=b\n' >"$dir/server/server_priv/nodes"
+for n in a1 a2 b1 b2; do   # enrol: the MOMs use TLS 1.3 with client certificates
+    mkdir -p "$dir/mom-$n"
+    "$bin/pbs_server" --home "$dir/server" enroll "$n" --out "$dir/$n.bundle" 2>/dev/null
+    "$bin/pbs_mom" --home "$dir/mom-$n" install-cert "$dir/$n.bundle" 2>/dev/null
+done
 RUST_LOG=warn "$bin/pbs_server" --home "$dir/server" --mom-listen "127.0.0.1:$port" \
     >"$dir/server.log" 2>&1 &
 pids+=($!)
 for n in a1 a2 b1 b2; do
-    mkdir -p "$dir/mom-$n"
     RUST_LOG=warn "$bin/pbs_mom" --home "$dir/mom-$n" --server "127.0.0.1:$port" --node-name "$n" \
         >"$dir/mom-$n.log" 2>&1 &
     pids+=($!)

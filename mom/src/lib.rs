@@ -29,3 +29,4 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+pub mod tls;

@@ -1,6 +1,11 @@
 //! `pbs_mom`: Capstan's node agent.
 //!
 //! `pbs_mom --home DIR --server HOST:PORT [--node-name NAME] [--log-level L]`
+//! `pbs_mom --home DIR install-cert BUNDLE` (enrolment; see `tls.rs`)
+//!
+//! The MOM speaks to the server over TLS 1.3 with the certificate installed by
+//! `install-cert`; it refuses to start without one unless given the loudly
+//! named `--insecure-plaintext-moms` (single-host demos only).
 //!
 //! Dials the server, reports node status, runs jobs as their users and keeps
 //! their results until the server has them. SIGTERM/SIGINT stop the MOM
@@ -36,12 +41,26 @@ struct Args {
     /// Server's MOM listener, HOST:PORT (default: the name in DIR/server_name, port 15001).
     #[arg(long)]
     server: Option<String>,
-    /// Node name to report (default: the short host name).
+    /// Node name to report (default: the name in this node's certificate; with
+    /// --insecure-plaintext-moms, the short host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// DANGER: dial the server over plain TCP without a certificate (the server must run
+    /// with the same flag). For a single-host demo only; never across a network.
+    #[arg(long)]
+    insecure_plaintext_moms: bool,
     /// Log filter, e.g. `info` or `capstan_mom=debug` (default: $RUST_LOG, else info).
     #[arg(long)]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Install the enrolment bundle made by `pbs_server enroll NODE` (key, certificate and
+    /// CA into DIR/mom_priv/tls/, private to root) and delete the bundle. `-` reads stdin.
+    InstallCert { bundle: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +106,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let home =
         std::fs::canonicalize(&home).with_context(|| format!("resolving {}", home.display()))?;
     let layout = Layout::new(home.clone());
+    if let Some(Command::InstallCert { bundle }) = &args.command {
+        let node = capstan_mom::tls::install(&layout.mom_priv(), bundle)?;
+        tracing::info!(
+            node = %node,
+            dir = %layout.mom_priv().join("tls").display(),
+            "certificate installed; the bundle was deleted"
+        );
+        return Ok(());
+    }
+    let (tls, cert_name) = if args.insecure_plaintext_moms {
+        tracing::warn!(
+            "--insecure-plaintext-moms: talking to the server over PLAIN TCP with no \
+             certificate; anyone on the path can read and forge this node's traffic. \
+             Single-host demos only."
+        );
+        (None, None)
+    } else {
+        let creds = capstan_mom::tls::load(&layout.mom_priv())?;
+        (Some(creds.client_config()), Some(creds.node_name.clone()))
+    };
     let server = match args.server {
         Some(s) => s,
         None => {
@@ -96,10 +135,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!("{}:{DEFAULT_SERVER_PORT}", name.trim())
         }
     };
-    let node_name = match args.node_name {
-        Some(n) => n,
-        None => short_hostname()?,
+    let node_name = match (args.node_name, &cert_name) {
+        (Some(n), _) => n,
+        (None, Some(c)) => c.clone(),
+        (None, None) => short_hostname()?,
     };
+    if let Some(c) = &cert_name {
+        if *c != node_name {
+            tracing::warn!(
+                certificate = %c,
+                %node_name,
+                "--node-name differs from the name in this node's certificate; the server \
+                 will refuse the session"
+            );
+        }
+    }
     tracing::info!(home = %home.display(), %server, %node_name, "pbs_mom starting");
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -118,7 +168,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let collector = Collector::new(layout.config());
     let session = Session::new(
-        SessionOptions { server, node_name },
+        SessionOptions {
+            server,
+            node_name,
+            tls,
+        },
         runner,
         events_rx,
         collector,

@@ -9,9 +9,10 @@
 //! the MOM dials again with exponential backoff (100 ms doubling to 5 s, back
 //! to 100 ms after a connection that got as far as `Welcome`).
 //!
-//! Transport is plain HTTP/2 over TCP for now. TLS with a per-node certificate
-//! (the node's identity, design principle 3) is a later issue; until then the
-//! server has to trust the `node_name` in `Hello`.
+//! Transport is HTTP/2 over TLS 1.3: the MOM presents the certificate the
+//! server's CA issued for this node (its identity, design principle 3; see
+//! `tls.rs`) and accepts only a server certificate from that CA. Plain TCP only
+//! with `--insecure-plaintext-moms`.
 //!
 //! Wire types are converted to the MOM's own types here and nowhere else.
 
@@ -25,7 +26,7 @@ use capstan_proto::v1::{
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::job::{Event, Held, RunResult, RunSpec, Usage};
 use crate::procfs;
@@ -42,7 +43,7 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum SessionError {
     #[error("bad server address: {0}")]
     Address(String),
-    #[error("transport: {0}")]
+    #[error("transport: {}", chain(.0))]
     Transport(#[from] tonic::transport::Error),
     #[error("server: {0}")]
     Status(#[from] tonic::Status),
@@ -60,6 +61,8 @@ pub struct SessionOptions {
     /// `HOST:PORT` of the server's MOM listener.
     pub server: String,
     pub node_name: String,
+    /// TLS settings; `None` only with `--insecure-plaintext-moms`.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 pub struct Session {
@@ -112,8 +115,17 @@ impl Session {
 
     /// One connection, from dial to the first error.
     async fn serve(&mut self, welcomed: &mut bool) -> Result<(), SessionError> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.opts.server))
-            .map_err(|e| SessionError::Address(format!("{}: {e}", self.opts.server)))?
+        let scheme = if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.opts.server))
+            .map_err(|e| SessionError::Address(format!("{}: {e}", self.opts.server)))?;
+        if let Some(tls) = &self.opts.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
@@ -239,6 +251,18 @@ impl Session {
         .unwrap_or_default();
         status_to_wire(report)
     }
+}
+
+/// An error with its causes ("transport error: ... : invalid peer certificate: ...").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 async fn send(tx: &mpsc::Sender<MomMessage>, kind: mom_message::Kind) -> Result<(), SessionError> {

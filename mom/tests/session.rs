@@ -91,6 +91,9 @@ async fn hello_welcome_run_ack_reconnect() {
         SessionOptions {
             server: addr.to_string(),
             node_name: "node1".into(),
+            // The protocol is what is tested here; TLS is covered end to end in
+            // tests/tests/security.rs.
+            tls: None,
         },
         Arc::clone(&runner),
         erx,

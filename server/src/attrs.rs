@@ -416,6 +416,15 @@ pub fn node_jobs_string(node: &NodeRuntime, server: &str) -> String {
         .join(",")
 }
 
+/// `2.0`, `1.5`: speeds always show a decimal point.
+pub fn format_speed(speed: f64) -> String {
+    if speed.fract() == 0.0 {
+        format!("{speed:.1}")
+    } else {
+        format!("{speed}")
+    }
+}
+
 /// A node's attributes in `pbsnodes` order.
 pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
     let mut a = vec![
@@ -428,6 +437,13 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
     }
     a.push(Attr::text("ntype", "cluster"));
     a.push(Attr::text("site", &node.def.site));
+    a.push(Attr::text("speed", format_speed(node.def.speed)));
+    if !node.def.dedicated {
+        a.push(Attr::text("dedicated", "False"));
+    }
+    if let Some(window) = &node.def.window {
+        a.push(Attr::text("window", window.to_string()));
+    }
     let jobs = node_jobs_string(node, server);
     if !jobs.is_empty() {
         a.push(Attr::text("jobs", jobs));
@@ -498,6 +514,8 @@ mod tests {
                 np,
                 site: "default".into(),
                 speed: 1.0,
+                dedicated: true,
+                window: None,
                 gpus: 0,
                 properties: vec!["fast".into(), "ib".into()],
             },
@@ -522,6 +540,7 @@ mod tests {
                 "properties",
                 "ntype",
                 "site",
+                "speed",
                 "jobs",
                 "note",
                 "mom_service_port",
@@ -530,7 +549,9 @@ mod tests {
         );
         assert_eq!(obj.attrs[0].value, "down");
         assert_eq!(obj.attrs[3].value, "fast,ib");
-        assert_eq!(obj.attrs[6].value, "0-1/48.vm,2/49.vm");
+        assert_eq!(obj.attrs[6].value, "1.0");
+        assert_eq!(obj.attrs[7].value, "0-1/48.vm,2/49.vm");
+        assert_eq!(format_speed(1.5), "1.5");
     }
 
     fn test_state() -> State {

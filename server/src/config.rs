@@ -23,6 +23,18 @@ pub struct Config {
     pub keep_completed: u64,
     /// SQLite `synchronous=FULL` (default). Off only for throw-away test databases.
     pub durable: bool,
+    /// MOM listener in plain TCP, trusting the node name in Hello. Single-host demos only;
+    /// never the default (`--insecure-plaintext-moms`).
+    pub insecure_plaintext_moms: bool,
+    /// Scheduler: how much slower a job runs across sites (`--site-span-penalty`).
+    pub site_span_penalty: f64,
+    /// Scheduler: the longest a parallel job waits for one site (`--site-max-wait`).
+    pub site_max_wait: u64,
+    /// Priority: weight per hour a job waited, and of the owner's fair-share usage (0..1).
+    pub priority_weight_age: f64,
+    pub priority_weight_fairshare: f64,
+    /// Seconds for fair-share usage to halve.
+    pub fairshare_half_life: u64,
 }
 
 impl Config {
@@ -36,6 +48,12 @@ impl Config {
             status_interval: Duration::from_secs(5),
             keep_completed: 300,
             durable: true,
+            insecure_plaintext_moms: false,
+            site_span_penalty: 1.5,
+            site_max_wait: 86_400,
+            priority_weight_age: 0.0,
+            priority_weight_fairshare: 0.0,
+            fairshare_half_life: 7 * 86_400,
         }
     }
 
@@ -49,6 +67,11 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.server_priv().join("capstan.db")
+    }
+
+    /// Node names or certificate serials that may no longer connect (read per connection).
+    pub fn revoked_file(&self) -> PathBuf {
+        self.server_priv().join("revoked")
     }
 
     pub fn socket_path(&self) -> PathBuf {

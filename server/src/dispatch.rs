@@ -23,7 +23,11 @@ use crate::attrs::format_exec_host;
 use crate::jobs;
 use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
 use crate::resources;
-use crate::scheduler::{self, Decision, NodeView, PendingJob, Snapshot};
+use crate::scheduler::fairshare::Usage;
+use crate::scheduler::priority::Weights;
+use crate::scheduler::{
+    self, Decision, NodeSlots, NodeView, PendingJob, RunningJob, Settings, Snapshot, Span,
+};
 use crate::shutdown::Shutdown;
 use crate::state::{Core, Shared, State};
 
@@ -54,12 +58,77 @@ pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
             available: !live || n.available(),
             physmem_kb: n.status.as_ref().map(|s| s.physmem_kb).filter(|m| *m > 0),
             speed: n.def.speed,
+            dedicated: n.def.dedicated,
+            window: n.def.window.clone(),
+            load: n
+                .status
+                .as_ref()
+                .filter(|_| live && n.def.np > 0)
+                .map(|s| s.loadave / f64::from(n.def.np))
+                .unwrap_or(0.0),
         })
         .collect()
 }
 
+/// `-l place=...` → the job's say on sites: `group=site` never spans, `free` spans freely.
+pub fn span_of(place: Option<&str>) -> Span {
+    let Some(place) = place else {
+        return Span::Default;
+    };
+    if place.split(':').any(|p| p == "group=site") {
+        Span::Never
+    } else if place.split(':').any(|p| p == "free") {
+        Span::Free
+    } else {
+        Span::Default
+    }
+}
+
+/// Running jobs with the time their slots are due back (start + walltime).
+fn running_jobs(state: &State) -> Vec<RunningJob> {
+    state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Running && !j.exec_host.is_empty())
+        .map(|j| {
+            let walltime = j
+                .resource("walltime")
+                .and_then(resources::parse_duration)
+                .filter(|w| *w > 0)
+                .unwrap_or(scheduler::DEFAULT_WALLTIME);
+            RunningJob {
+                seq: j.seq,
+                expected_end: j.start_time.unwrap_or(0) + walltime as i64,
+                placement: j
+                    .exec_host
+                    .iter()
+                    .map(|h| NodeSlots {
+                        node: h.node.clone(),
+                        slots: h.slots.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The local time zone's offset from UTC at `now`, in seconds (lending windows are local).
+fn utc_offset(now: i64) -> i64 {
+    use chrono::{Offset, TimeZone};
+    chrono::Local
+        .timestamp_opt(now, 0)
+        .single()
+        .map(|t| i64::from(t.offset().fix().local_minus_utc()))
+        .unwrap_or(0)
+}
+
 /// Runs passes until shutdown.
+///
+/// Fair-share usage is kept here, in memory, decayed and charged at every pass: it starts
+/// from zero when the server starts (not persisted).
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let half_life = shared.core.lock().await.config.fairshare_half_life;
+    let mut usage = Usage::new(half_life);
     let mut tick = tokio::time::interval(SAFETY_PASS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,7 +146,18 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
                 Err(e) => warn!(code = e.code, "purge failed"),
             }
         }
-        pass(&mut core, now, full).await;
+        usage.advance(
+            now,
+            core.state
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| {
+                    let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
+                    (j.euser.as_str(), slots as u32)
+                }),
+        );
+        pass(&mut core, now, full, &usage).await;
     }
 }
 
@@ -179,7 +259,7 @@ fn started_comment(now: i64) -> String {
 
 /// One scheduling pass. `full` also runs when no node has a free slot (to refresh the
 /// `comment` of waiting jobs).
-pub async fn pass(core: &mut Core, now: i64, full: bool) {
+pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
     if !full && !has_capacity(&core.state) {
         return;
     }
@@ -211,6 +291,9 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             qtime: job.qtime,
             request,
             walltime_secs: job.resource("walltime").and_then(resources::parse_duration),
+            site: job.resource("site").map(str::to_string),
+            span: span_of(job.resource("place")),
+            usage_share: usage.share(&job.euser),
         });
     }
     let decisions = if pending.is_empty() {
@@ -220,15 +303,31 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             now,
             jobs: pending,
             nodes: node_views(state, true),
+            running: running_jobs(state),
+            settings: Settings {
+                site_span_penalty: core.config.site_span_penalty,
+                max_wait_secs: core.config.site_max_wait as i64,
+                utc_offset_secs: utc_offset(now),
+                weights: Weights {
+                    age_per_hour: core.config.priority_weight_age,
+                    fairshare: core.config.priority_weight_fairshare,
+                    ..Weights::default()
+                },
+            },
         };
         scheduler::schedule(&snapshot)
     };
 
-    let mut starts: Vec<(u64, Vec<HostSlots>)> = Vec::new();
+    let mut starts: Vec<(u64, String, Vec<HostSlots>)> = Vec::new();
     let mut claimed: HashSet<(String, u32)> = HashSet::new();
     for decision in decisions {
         match decision {
-            Decision::Start { seq, placement } => {
+            Decision::Start {
+                seq,
+                placement,
+                site,
+                score,
+            } => {
                 let valid = !placement.is_empty()
                     && state.node(&placement[0].node).is_some_and(|n| n.is_up())
                     && placement.iter().all(|p| {
@@ -245,6 +344,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
                 }
                 starts.push((
                     seq,
+                    format!(" on site {site} (score {score:.2})"),
                     placement
                         .into_iter()
                         .map(|p| HostSlots {
@@ -273,7 +373,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
     let result: Result<Vec<u64>, crate::store::StoreError> = async {
         let mut tx = core.store.begin().await?;
         let mut started = Vec::new();
-        for (seq, hosts) in starts {
+        for (seq, why, hosts) in starts {
             let Some(job) = overlay.get(&seq).or_else(|| core.state.jobs.get(&seq)) else {
                 continue;
             };
@@ -285,7 +385,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             job.current_run = Some(run_id);
             job.start_time = Some(now);
             job.start_count += 1;
-            job.comment = Some(started_comment(now));
+            job.comment = Some(started_comment(now) + &why);
             job.session_id = None;
             job.resources_used = None;
             job.exit_status = None;
@@ -343,6 +443,21 @@ mod tests {
         assert!(c
             .chars()
             .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn place_becomes_the_span_rule() {
+        let cases = [
+            (None, Span::Default),
+            (Some("scatter"), Span::Default),
+            (Some("group=site"), Span::Never),
+            (Some("scatter:excl:group=site"), Span::Never),
+            (Some("free"), Span::Free),
+            (Some("free:excl"), Span::Free),
+        ];
+        for (place, want) in cases {
+            assert_eq!(span_of(place), want, "{place:?}");
+        }
     }
 
     #[test]

@@ -41,3 +41,4 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;

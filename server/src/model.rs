@@ -306,6 +306,10 @@ pub struct NodeDef {
     pub np: u32,
     pub site: String,
     pub speed: f64,
+    /// `dedicated=false`: a borrowed workstation.
+    pub dedicated: bool,
+    /// `window=mon-fri@19:00-07:00,sat-sun`: when it is lent.
+    pub window: Option<crate::scheduler::Window>,
     pub gpus: u32,
     pub properties: Vec<String>,
 }

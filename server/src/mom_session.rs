@@ -4,9 +4,13 @@
 //! * The MOM dials; the server only ever talks to a MOM over the stream that MOM opened. The
 //!   registry is the `session` slot of each node in `state.rs`: an unbounded channel whose
 //!   receiver is this stream's response body, so senders never block under the state lock.
-//! * The node's identity is fixed once, by [`authenticate_node`], when the stream opens. Today
-//!   it trusts the Hello's node name if the nodes file lists it; the listener is plain TCP for
-//!   now, and TLS client certificates will replace the body of that one function later.
+//! * The node's identity is fixed once, by [`authenticate_node`], when the stream opens: it is
+//!   the name in the MOM's TLS client certificate (verified against the cluster CA by the
+//!   listener, `tls.rs`). A Hello claiming another node, a revoked certificate, or a node the
+//!   nodes file does not list is refused and logged. A new session for a node that already
+//!   has one replaces it (a restarted MOM must not wait for the old stream to time out); only
+//!   a holder of that node's key can do so. An open session whose certificate is revoked is
+//!   closed within [`REVOCATION_CHECK`].
 //! * Reconciliation on Hello: held runs the server does not consider active on the node are
 //!   cancelled; runs the server thinks are running there but the MOM does not hold are lost
 //!   (requeued when Rerunable, else ended with -1). Finished-but-unacknowledged runs are left
@@ -33,11 +37,13 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::config::Config;
 use crate::dispatch::now_epoch;
 use crate::jobs::{self, RunEnd};
 use crate::model::{JobState, NodeStatus, ResourcesUsed, ToMom};
 use crate::shutdown::Shutdown;
 use crate::state::{Core, SessionHandle, Shared, State};
+use crate::tls;
 
 /// The MomSession gRPC service.
 #[derive(Debug, Clone)]
@@ -52,22 +58,46 @@ impl MomService {
     }
 }
 
-/// Decides which node a session speaks for. The one place to swap in certificate identity.
+/// Decides which node a session speaks for: the node its TLS client certificate names.
+///
+/// Refused (each with the reason, logged by the caller): no verified certificate (unless the
+/// listener runs with `--insecure-plaintext-moms`, where the Hello's name is trusted), a
+/// certificate whose name or serial is in `DIR/server_priv/revoked`, a certificate naming a
+/// node the nodes file does not list, and a Hello claiming any other node than the certificate.
 pub fn authenticate_node<T>(
-    _request: &Request<T>,
+    request: &Request<T>,
     hello: &Hello,
     state: &State,
+    config: &Config,
 ) -> Result<String, Status> {
-    let name = hello.node_name.trim();
-    if name.is_empty() {
-        return Err(Status::invalid_argument("Hello names no node"));
-    }
-    if state.node(name).is_none() {
+    let claimed = hello.node_name.trim();
+    let name = if config.insecure_plaintext_moms {
+        if claimed.is_empty() {
+            return Err(Status::invalid_argument("Hello names no node"));
+        }
+        claimed.to_string()
+    } else {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let peer = tls::peer_identity(&certs).map_err(Status::unauthenticated)?;
+        if let Some(reason) = tls::is_revoked(&config.revoked_file(), &peer) {
+            return Err(Status::permission_denied(format!("revoked: {reason}")));
+        }
+        if !claimed.is_empty() && claimed != peer.name {
+            return Err(Status::permission_denied(format!(
+                "certificate names node {} but Hello claims {claimed}",
+                peer.name
+            )));
+        }
+        peer.name
+    };
+    if state.node(&name).is_none() {
         return Err(Status::permission_denied(format!(
             "node {name} is not in the server's nodes file"
         )));
     }
-    Ok(name.to_string())
+    Ok(name)
 }
 
 fn used_from_proto(u: Option<capstan_proto::v1::ResourcesUsed>) -> Option<ResourcesUsed> {
@@ -172,19 +202,27 @@ impl MomSession for MomService {
             Some(mom_message::Kind::Hello(h)) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let node = {
             let core = self.shared.core.lock().await;
-            authenticate_node(&request, &hello, &core.state).inspect_err(|e| {
-                warn!(node = %hello.node_name, "MOM session refused: {}", e.message());
+            authenticate_node(&request, &hello, &core.state, &core.config).inspect_err(|e| {
+                warn!(claimed = %hello.node_name, peer = %peer, "MOM session refused: {}", e.message());
             })?
         };
+        // Kept to re-check revocation while the session lasts.
+        let cert = request
+            .peer_certs()
+            .and_then(|c| tls::peer_identity(&c).ok());
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         let session_id = register(&self.shared, &node, &hello, tx).await;
-        info!(node = %node, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
+        info!(node = %node, peer = %peer, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
         let shared = self.shared.clone();
         let shutdown = Shutdown::new(self.shutdown.subscribe());
-        tokio::spawn(read_loop(shared, node, session_id, inbound, shutdown));
+        tokio::spawn(read_loop(shared, node, cert, session_id, inbound, shutdown));
         let out = UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
         Ok(Response::new(Box::pin(out)))
     }
@@ -257,6 +295,9 @@ async fn register(
         }
     }
     if let Some(n) = core.state.node_mut(node) {
+        if n.session.is_some() {
+            warn!(node, "a new session replaces the node's existing one");
+        }
         n.session = Some(SessionHandle { id: session_id, tx });
         n.last_seen = Instant::now();
         n.down_since = None;
@@ -277,17 +318,33 @@ enum SessionEnd {
 /// Most messages taken from the stream before they are handled under one lock.
 const MAX_BATCH: usize = 256;
 
+/// How often an open session re-reads `DIR/server_priv/revoked`.
+const REVOCATION_CHECK: Duration = Duration::from_secs(2);
+
 async fn read_loop(
     shared: Arc<Shared>,
     node: String,
+    cert: Option<tls::PeerIdentity>,
     session_id: u64,
     mut inbound: Streaming<MomMessage>,
     mut shutdown: Shutdown,
 ) {
+    let mut revocation = tokio::time::interval(REVOCATION_CHECK);
+    revocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             m = inbound.message() => m,
             _ = shutdown.recv() => break,
+            _ = revocation.tick() => {
+                if let Some(reason) = cert
+                    .as_ref()
+                    .and_then(|c| tls::is_revoked(&shared.config.revoked_file(), c))
+                {
+                    warn!(node = %node, "closing MOM session: revoked: {reason}");
+                    break;
+                }
+                continue;
+            }
         };
         let mut batch = Vec::new();
         let mut closing: Option<String> = None;

@@ -1,4 +1,5 @@
-//! Parser for `server_priv/nodes`, Torque's node list, plus Capstan's `site=` and `speed=`.
+//! Parser for `server_priv/nodes`, Torque's node list, plus Capstan's `site=`, `speed=`,
+//! `dedicated=false` and `window=mon-fri@19:00-07:00,sat-sun` (see `scheduler::window`).
 //!
 //! Administrators describe nodes the Torque way (`node01 np=4 bigmem`), so the file stays the
 //! place where nodes are defined; the database only keeps what changes at run time (offline,
@@ -7,6 +8,7 @@
 use std::path::Path;
 
 use crate::model::NodeDef;
+use crate::scheduler::Window;
 
 /// A line the server cannot accept.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -29,7 +31,8 @@ pub fn load(path: &Path) -> Result<Vec<NodeDef>, NodesFileError> {
     }
 }
 
-/// Parses `name [np=N] [site=NAME] [speed=F] [gpus=N] [key=value ...] [prop ...]` lines.
+/// Parses `name [np=N] [site=NAME] [speed=F] [dedicated=false] [window=W] [gpus=N]
+/// [key=value ...] [prop ...]` lines.
 /// `#` starts a comment; Torque keys Capstan does not use (`mom_service_port=`, `TTL=`, ...)
 /// are accepted and ignored. A repeated name is an error.
 pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
@@ -54,6 +57,8 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
             np: 1,
             site: "default".to_string(),
             speed: 1.0,
+            dedicated: true,
+            window: None,
             gpus: 0,
             properties: Vec::new(),
         };
@@ -83,6 +88,18 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
                         .ok()
                         .filter(|s: &f64| s.is_finite() && *s > 0.0)
                         .ok_or_else(|| invalid(format!("bad speed value `{v}`")))?;
+                }
+                Some(("dedicated", v)) => {
+                    node.dedicated = match v.to_ascii_lowercase().as_str() {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        _ => return Err(invalid(format!("bad dedicated value `{v}`"))),
+                    };
+                }
+                Some(("window", v)) => {
+                    node.window = Some(
+                        Window::parse(v).map_err(|e| invalid(format!("bad window `{v}`: {e}")))?,
+                    );
                 }
                 Some((_, _)) => {}
                 None => node.properties.push(word.to_string()),
@@ -128,6 +145,37 @@ mod tests {
         ));
         assert!(parse("a np=0").is_err());
         assert!(parse("a speed=-1").is_err());
+    }
+
+    #[test]
+    fn dedicated_and_window_table() {
+        // (line, dedicated, window text, ok)
+        let cases: &[(&str, bool, Option<&str>, bool)] = &[
+            ("ws", true, None, true),
+            ("ws dedicated=false", false, None, true),
+            (
+                "ws dedicated=no window=mon-fri@19:00-07:00,sat-sun",
+                false,
+                Some("mon-fri@19:00-07:00,sat-sun"),
+                true,
+            ),
+            ("ws dedicated=maybe", true, None, false),
+            ("ws window=someday", true, None, false),
+        ];
+        for (line, dedicated, window, ok) in cases {
+            match parse(line) {
+                Ok(nodes) => {
+                    assert!(ok, "{line}");
+                    assert_eq!(nodes[0].dedicated, *dedicated, "{line}");
+                    assert_eq!(
+                        nodes[0].window.as_ref().map(|w| w.to_string()).as_deref(),
+                        *window,
+                        "{line}"
+                    );
+                }
+                Err(_) => assert!(!ok, "{line}"),
+            }
+        }
     }
 
     #[test]

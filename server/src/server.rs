@@ -7,8 +7,9 @@
 //! Listeners:
 //! * the Batch service on the Unix socket `DIR/capstan.sock` (mode 0666: every user may
 //!   connect; identity comes from SO_PEERCRED, see `api.rs`);
-//! * the MomSession service on `--mom-listen`, plain TCP for now. TLS with client
-//!   certificates is a later step; the identity hook for it is `mom_session::authenticate_node`.
+//! * the MomSession service on `--mom-listen`: TLS 1.3 with a client certificate issued by
+//!   the cluster CA (see `tls.rs`); the node's identity is read from that certificate in
+//!   `mom_session::authenticate_node`. Plain TCP only with `--insecure-plaintext-moms`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,7 +22,7 @@ use capstan_proto::v1::batch_server::BatchServer;
 use capstan_proto::v1::mom_session_server::MomSessionServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, Mutex, Notify};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
@@ -35,6 +36,7 @@ use crate::resources;
 use crate::shutdown::Shutdown;
 use crate::state::{Core, NodeRuntime, Shared, State};
 use crate::store::Store;
+use crate::tls;
 
 /// Largest request accepted (a job script travels inside Submit).
 pub const MAX_MESSAGE: usize = 64 << 20;
@@ -138,6 +140,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     )
     .with_context(|| format!("writing {}", config.server_name_file().display()))?;
     let shared = load_state(config.clone()).await?;
+    let tls_config = if config.insecure_plaintext_moms {
+        if !config.mom_listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--insecure-plaintext-moms is for a single-host demo: --mom-listen must be a \
+                 loopback address (127.0.0.1), not {}",
+                config.mom_listen
+            );
+        }
+        warn!(
+            "--insecure-plaintext-moms: the MOM listener is PLAIN TCP and trusts the node name \
+             each MOM claims; anyone who can reach {} can pose as any node. Single-host demos only.",
+            config.mom_listen
+        );
+        None
+    } else {
+        let ca = tls::ensure_ca(&config.server_priv(), &config.server_name)?;
+        Some(tls::server_config(&ca, &config.server_name)?)
+    };
 
     let socket = config.socket_path();
     match std::fs::remove_file(&socket) {
@@ -175,22 +195,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
     let mom = MomService::new(shared.clone(), notify_shutdown.clone());
     let mut mom_shutdown = Shutdown::new(notify_shutdown.subscribe());
-    let mom_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(config.status_interval))
-            .http2_keepalive_timeout(Some(config.status_interval * 2))
-            .add_service(MomSessionServer::new(mom))
-            .serve_with_incoming_shutdown(
+    let mom_builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(config.status_interval))
+        .http2_keepalive_timeout(Some(config.status_interval * 2))
+        .add_service(MomSessionServer::new(mom));
+    let mom_server = match &tls_config {
+        None => tokio::spawn(
+            mom_builder.serve_with_incoming_shutdown(
                 TcpIncoming::from(tcp)
                     .with_nodelay(Some(true))
                     .with_keepalive(Some(config.status_interval * 2)),
                 async move { mom_shutdown.recv().await },
             ),
-    );
+        ),
+        Some(tls) => {
+            let incoming = tls::spawn_acceptor(tcp, tls.clone());
+            tokio::spawn(
+                mom_builder
+                    .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
+                        mom_shutdown.recv().await
+                    }),
+            )
+        }
+    };
     info!(
         server = %config.server_name,
         socket = %socket.display(),
         mom_listen = %mom_addr,
+        mom_transport = if tls_config.is_some() { "TLS 1.3, client certificates required" } else { "PLAINTEXT (insecure)" },
         "pbs_server ready"
     );
 

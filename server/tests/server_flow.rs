@@ -1,5 +1,6 @@
 //! In-process tests of the whole server: real SQLite file, real Unix socket, a scripted MOM
-//! over TCP. No external processes.
+//! over TLS with a certificate from the server's CA (issued here as `pbs_server enroll`
+//! would). No external processes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,11 +9,12 @@ use capstan_proto::v1 as pb;
 use capstan_proto::v1::batch_client::BatchClient;
 use capstan_proto::v1::mom_session_client::MomSessionClient;
 use capstan_server::config::Config;
+use capstan_server::tls;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tower::service_fn;
 
 struct Running {
@@ -20,6 +22,7 @@ struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     mom_port: u16,
     socket: PathBuf,
+    home: PathBuf,
 }
 
 impl Running {
@@ -66,6 +69,7 @@ async fn launch_with(home: &Path, status_interval: Duration) -> Running {
         task,
         mom_port: port,
         socket,
+        home: home.to_path_buf(),
     }
 }
 
@@ -90,10 +94,33 @@ struct Mom {
 }
 
 impl Mom {
-    async fn connect(port: u16, node: &str, held: Vec<pb::HeldRun>) -> Result<Mom, tonic::Status> {
-        let mut c = MomSessionClient::connect(format!("http://127.0.0.1:{port}"))
+    async fn connect(
+        server: &Running,
+        node: &str,
+        held: Vec<pb::HeldRun>,
+    ) -> Result<Mom, tonic::Status> {
+        // Enrol `node` with the server's CA (created by the server at start).
+        let server_priv = server.home.join("server_priv");
+        let ca = tls::ensure_ca(&server_priv, "vm").unwrap();
+        let issued = tls::issue_node(
+            &ca,
+            &tls::CaPaths::new(&server_priv),
+            node,
+            time::OffsetDateTime::now_utc() + time::Duration::days(1),
+        )
+        .unwrap();
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca.cert_pem))
+            .identity(Identity::from_pem(&issued.cert_pem, &issued.key_pem))
+            .domain_name("vm");
+        let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", server.mom_port))
+            .unwrap()
+            .tls_config(config)
+            .unwrap()
+            .connect()
             .await
             .unwrap();
+        let mut c = MomSessionClient::new(channel);
         let (tx, rx) = mpsc::channel(16);
         tx.send(msg(pb::mom_message::Kind::Hello(pb::Hello {
             node_name: node.into(),
@@ -206,7 +233,7 @@ async fn job_runs_to_completion_and_survives_restart() {
         "vm\n"
     );
     let mut c = client(&server.socket).await;
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
 
     let reply = submit(
         &mut c,
@@ -407,14 +434,14 @@ async fn job_runs_to_completion_and_survives_restart() {
 async fn unknown_node_is_refused_and_reconnect_reconciles() {
     let dir = setup("n1 np=1\n");
     let server = launch(dir.path()).await;
-    let err = Mom::connect(server.mom_port, "intruder", vec![])
+    let err = Mom::connect(&server, "intruder", vec![])
         .await
         .err()
         .expect("unknown node must be refused");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
     let mut c = client(&server.socket).await;
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
     assert_eq!(submit(&mut c, vec![]).await.job_id, "0.vm");
     let start = match mom.next().await {
         pb::server_message::Kind::Start(s) => s,
@@ -423,7 +450,7 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
     drop(mom);
     // The MOM comes back holding the run plus one the server never heard of.
     let mut mom = Mom::connect(
-        server.mom_port,
+        &server,
         "n1",
         vec![
             pb::HeldRun {
@@ -463,7 +490,7 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
     // Reconnect holding the run: the pending delete is sent again.
     drop(mom);
     let mut mom = Mom::connect(
-        server.mom_port,
+        &server,
         "n1",
         vec![pb::HeldRun {
             run_id: start.run_id,
@@ -479,7 +506,7 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
     }
     // Reconnect without the run: it is lost; the pending delete ends the job.
     drop(mom);
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
     let attrs = stat(&mut c, "0").await;
     assert_eq!(
         get(&attrs, "job_state"),
@@ -496,7 +523,7 @@ async fn lost_node_requeues_rerunable_jobs_and_ends_the_others() {
     let dir = setup("n1 np=2\n");
     let server = launch_with(dir.path(), Duration::from_millis(200)).await;
     let mut c = client(&server.socket).await;
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
     assert_eq!(submit(&mut c, vec![]).await.job_id, "0.vm");
     assert!(matches!(
         mom.next().await,
@@ -540,7 +567,7 @@ async fn lost_node_requeues_rerunable_jobs_and_ends_the_others() {
     assert_eq!(nodes.objects[0].attrs[0].value, "down");
     assert_eq!(nodes.errors[0].code, 15064);
     // The node comes back: the requeued job starts again with start_count 2.
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
     match mom.next().await {
         pb::server_message::Kind::Start(s) => assert_eq!(s.job_id, "0.vm"),
         other => panic!("expected StartRun, got {other:?}"),
@@ -611,7 +638,7 @@ async fn perf_drain() {
             .error
             .is_none());
     }
-    let mut mom = Mom::connect(server.mom_port, "n1", vec![]).await.unwrap();
+    let mut mom = Mom::connect(&server, "n1", vec![]).await.unwrap();
     // Latency on an idle cluster: submit returns → StartRun at the MOM.
     let mut probe = client(&server.socket).await;
     let r = submit(&mut probe, vec![]).await;

@@ -8,6 +8,10 @@
 //!
 //! When the tests run as root, commands run as an unprivileged user created for the purpose
 //! ([`TEST_USER`]), so jobs really run through the MOM's setuid path.
+//!
+//! MOMs talk to the server over mutually authenticated TLS, as in production: before a MOM
+//! first starts, the cluster enrols its node (`pbs_server enroll NODE`, then
+//! `pbs_mom install-cert BUNDLE`), see [`Cluster::enroll`].
 
 use std::ffi::OsStr;
 use std::fs;
@@ -161,6 +165,9 @@ pub struct Cluster {
     pub home: PathBuf,
     pub work: PathBuf,
     pub mom_port: u16,
+    /// The address the server's MOM listener binds and MOMs dial (127.0.0.1 unless a test
+    /// chooses another of its own, e.g. a veth address in a namespace it made).
+    pub mom_host: String,
     pub nodes: Vec<NodeSpec>,
     pub user: User,
     server: Option<Child>,
@@ -176,6 +183,18 @@ impl Cluster {
 
     /// As [`Cluster::start`], with extra `pbs_server` arguments.
     pub fn start_with(nodes: &[NodeSpec], server_args: &[&str]) -> Cluster {
+        let all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        Self::start_custom(nodes, server_args, "127.0.0.1", &all)
+    }
+
+    /// The general form: the server's MOM listener on `mom_host`, and MOMs started (and
+    /// waited for) only for the nodes in `local_moms`; the test starts the others itself.
+    pub fn start_custom(
+        nodes: &[NodeSpec],
+        server_args: &[&str],
+        mom_host: &str,
+        local_moms: &[&str],
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("capstan-test-")
             .tempdir()
@@ -201,6 +220,7 @@ impl Cluster {
             home,
             work,
             mom_port: free_port(),
+            mom_host: mom_host.to_string(),
             nodes: nodes.to_vec(),
             user,
             server: None,
@@ -208,10 +228,10 @@ impl Cluster {
             server_args: server_args.iter().map(|s| s.to_string()).collect(),
         };
         cluster.start_server();
-        for node in nodes {
-            cluster.start_mom(&node.name);
+        for node in local_moms {
+            cluster.start_mom(node);
         }
-        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let names: Vec<String> = local_moms.iter().map(|n| n.to_string()).collect();
         assert!(
             cluster.wait_nodes_up(&names, Duration::from_secs(20)),
             "MOMs did not all report in:\n{}",
@@ -233,7 +253,7 @@ impl Cluster {
             .arg("--home")
             .arg(&self.home)
             .arg("--mom-listen")
-            .arg(format!("127.0.0.1:{}", self.mom_port))
+            .arg(self.mom_addr())
             .arg("--server-name")
             .arg(SERVER_NAME)
             .arg("--status-interval")
@@ -251,29 +271,106 @@ impl Cluster {
         assert!(ready, "pbs_server did not come up:\n{}", self.server_log());
     }
 
-    /// Starts the MOM for `node`.
+    /// `HOST:PORT` of the server's MOM listener.
+    pub fn mom_addr(&self) -> String {
+        format!("{}:{}", self.mom_host, self.mom_port)
+    }
+
+    /// The home directory of `node`'s MOM.
+    pub fn mom_home(&self, node: &str) -> PathBuf {
+        self.root.join(format!("mom-{node}"))
+    }
+
+    /// Runs `pbs_server --home SERVER_HOME enroll NODE` (extra arguments after it) and installs
+    /// the bundle into `mom_home` with `pbs_mom install-cert`, as an administrator would.
+    /// Panics with the commands' output on failure.
+    pub fn enroll_into(&self, server_home: &Path, node: &str, mom_home: &Path, extra: &[&str]) {
+        fs::create_dir_all(mom_home).expect("mom home");
+        fs::set_permissions(mom_home, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bundle = self.root.join(format!("{node}-{}.bundle", free_port()));
+        let out = Command::new(bin("pbs_server"))
+            .arg("--home")
+            .arg(server_home)
+            .args(["--server-name", SERVER_NAME, "enroll", node, "--out"])
+            .arg(&bundle)
+            .args(extra)
+            .output()
+            .expect("run pbs_server enroll");
+        assert!(out.status.success(), "enroll {node}: {}", stderr(&out));
+        let out = Command::new(bin("pbs_mom"))
+            .arg("--home")
+            .arg(mom_home)
+            .arg("install-cert")
+            .arg(&bundle)
+            .output()
+            .expect("run pbs_mom install-cert");
+        assert!(
+            out.status.success(),
+            "install-cert {node}: {}",
+            stderr(&out)
+        );
+        assert!(!bundle.exists(), "install-cert must delete the bundle");
+    }
+
+    /// Enrols `node` with this cluster's server into its usual MOM home.
+    pub fn enroll(&self, node: &str) {
+        self.enroll_into(&self.home, node, &self.mom_home(node), &[]);
+    }
+
+    /// Starts the MOM for `node`, enrolling it first if it has no certificate yet.
     pub fn start_mom(&mut self, node: &str) {
-        let mom_home = self.root.join(format!("mom-{node}"));
-        fs::create_dir_all(&mom_home).expect("mom home");
-        fs::set_permissions(&mom_home, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mom_home = self.mom_home(node);
+        if !mom_home.join("mom_priv/tls/node.crt").exists() {
+            self.enroll(node);
+        }
+        let args: Vec<String> = vec!["--node-name".into(), node.into()];
+        self.spawn_mom(node, &mom_home, &args, None);
+    }
+
+    /// Starts a `pbs_mom` with its home at `mom_home` dialling this cluster's server, with
+    /// `args` added, logging to `mom-LABEL.log`; `wrapper` runs it under another command
+    /// (e.g. `ip netns exec NS`). The process is killed by PID with the cluster.
+    pub fn spawn_mom(
+        &mut self,
+        label: &str,
+        mom_home: &Path,
+        args: &[String],
+        wrapper: Option<&[&str]>,
+    ) {
+        fs::create_dir_all(mom_home).expect("mom home");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.root.join(format!("mom-{node}.log")))
+            .open(self.root.join(format!("mom-{label}.log")))
             .expect("mom log");
-        let child = Command::new(bin("pbs_mom"))
+        let mut cmd = match wrapper {
+            Some([program, rest @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin("pbs_mom"));
+                c
+            }
+            _ => Command::new(bin("pbs_mom")),
+        };
+        let child = cmd
             .arg("--home")
-            .arg(&mom_home)
+            .arg(mom_home)
             .arg("--server")
-            .arg(format!("127.0.0.1:{}", self.mom_port))
-            .arg("--node-name")
-            .arg(node)
+            .arg(self.mom_addr())
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn pbs_mom");
-        self.moms.push((node.to_string(), child));
+        self.moms.push((label.to_string(), child));
+    }
+
+    /// How many lines of the server log contain `needle`.
+    pub fn server_log_count(&self, needle: &str) -> usize {
+        self.server_log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     /// `kill -9` the server, as a crash would.

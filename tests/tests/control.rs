@@ -172,3 +172,53 @@ fn offline_nodes_take_no_work_until_cleared() {
         "pbsnodes: Unknown node  MSG=cannot locate specified node\n"
     );
 }
+
+#[test]
+fn manager_reruns_a_running_job_and_execution_time_waits() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let marker = c.work.join("runs");
+    let id = c.qsub(
+        "rerun.sh",
+        &format!("echo run >> {}\nsleep 60\n", marker.display()),
+        &[],
+    );
+    c.wait_state(&id, "R", T);
+    assert!(wait_until(T, || c.read_opt(&marker).lines().count() == 1));
+    if is_root() {
+        // Root is a manager: qrerun requeues the job and it starts again.
+        let out = c.run_as_root("qrerun", &[&id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(wait_until(T, || c.read_opt(&marker).lines().count() == 2));
+        c.wait_state(&id, "R", T);
+        assert_eq!(c.job_attr(&id, "start_count").as_deref(), Some("2"));
+    }
+    // -a: a job with an execution time in the future waits in state W.
+    c.script("later.sh", "true\n");
+    let out = c.run("qsub", &["-a", "2359", "later.sh"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let later = stdout(&out).trim().to_string();
+    let now = chrono_free_minutes_of_day();
+    if now < 23 * 60 + 58 {
+        assert_eq!(c.job_state(&later).as_deref(), Some("W"));
+        assert!(c.job_attr(&later, "Execution_Time").is_some());
+    }
+    // -z: nothing on stdout, the job exists all the same.
+    let out = c.run("qsub", &["-z", "-h", "later.sh"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+    let listed = stdout(&c.run("qstat", &[]));
+    assert_eq!(listed.lines().count(), 2 + 3, "{listed}");
+}
+
+/// Minutes since local midnight, from `date` (the test crate has no date library).
+fn chrono_free_minutes_of_day() -> u32 {
+    let out = std::process::Command::new("date")
+        .arg("+%H %M")
+        .output()
+        .expect("date");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .split_whitespace()
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    parts.next().unwrap_or(0) * 60 + parts.next().unwrap_or(0)
+}

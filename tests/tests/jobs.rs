@@ -225,3 +225,17 @@ fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
         format!("qdel: Request invalid for state of job MSG=invalid state for job - COMPLETE {deleted}\n")
     );
 }
+
+#[test]
+fn keep_files_writes_into_home() {
+    let c = Cluster::start(&one_node());
+    let id = c.qsub("keep.sh", "echo kept\n", &["-k", "oe", "-N", "keepjob"]);
+    c.wait_state(&id, "C", T);
+    let seq = Cluster::seq(&id);
+    let kept = c.user.home.join(format!("keepjob.o{seq}"));
+    assert_eq!(c.read(&kept), "kept\n");
+    assert!(c.user.home.join(format!("keepjob.e{seq}")).exists());
+    assert!(!c.work.join(format!("keepjob.o{seq}")).exists());
+    let _ = std::fs::remove_file(kept);
+    let _ = std::fs::remove_file(c.user.home.join(format!("keepjob.e{seq}")));
+}

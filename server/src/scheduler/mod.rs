@@ -1,61 +1,87 @@
 //! Placement: a pure function from a [`Snapshot`] to [`Decision`]s.
 //!
 //! No I/O, no clock reads, no database: the server builds the snapshot, calls [`schedule`],
-//! then persists and dispatches the decisions. The same code runs in the simulator.
+//! then persists and dispatches the decisions. The same code runs in the simulator
+//! (`capstan-sim`), on virtual time.
 //!
 //! # The pipeline
 //!
-//! One pass, in the shape of Nomad's scheduler stack and the Kubernetes framework:
+//! One pass, in the shape of Nomad's scheduler stack and the Kubernetes framework with its
+//! placement (node-set) extension:
 //!
 //! ```text
-//!  jobs ──> ordering (priority.rs) ──> for each job, for each chunk:
-//!                                        nodes ──> filters ──> ranking ──> selection
-//!                                                  (hard:      (soft:      (select.rs:
-//!                                                   NodeFilter) NodeScorer)  distinct nodes,
-//!                                                                            all chunks or none)
+//!  jobs ──> ordering ──> for each job:
+//!           (priority)     candidate sets (sites.rs): one per allowed site, and a cross-site
+//!                          set only when the job and the policy allow spanning
+//!                            └─ per set: nodes ──> filters ──> ranking ──> selection
+//!                                                  (NodeFilter) (NodeScorer) (select.rs)
+//!                          set scorers (SetScorer) rank the sets that found room; the best
+//!                          starts. None: the site policy compares waiting for one site
+//!                          (a reservation from running jobs' walltimes) with spanning now.
+//!           EASY backfill: the first job that waits holds a reservation (backfill.rs); later
+//!           jobs may only use its nodes if they end before it starts.
 //! ```
 //!
 //! * **Ordering** ([`priority`]): queue priority, then `-p`, then submission time, then job
-//!   number. Jobs are considered strictly in that order; one that cannot start gets a
-//!   [`Decision::Wait`] and later, smaller jobs may still start (Torque `pbs_sched` FIFO
-//!   behaviour; no reservation for the blocked job yet — EASY backfill is a later rule).
+//!   number.
 //! * **Filters** ([`NodeFilter`]): hard per-node checks, each in its own module, listed
 //!   cheapest first in [`Pipeline::standard`]: [`node_state`], [`slots`], [`host`],
-//!   [`properties`], [`memory`]. A filter sees the node as it stands in this pass
-//!   ([`NodeState`]: slots taken by jobs started earlier in the same pass are already gone).
-//! * **Ranking** ([`rank`]): soft [`NodeScorer`]s give each feasible node a score in `0..=1`;
-//!   with no scorer the order is the nodes' own order, i.e. first fit.
-//! * **Selection** ([`select`]): picks distinct nodes for every chunk of the job (a multi-chunk
-//!   job gets all its chunks or nothing), takes the lowest free slot indices on each, and
-//!   commits them so the next job sees them taken. `procs=N` fills nodes in rank order.
+//!   [`properties`], [`memory`], [`lending`] (owner windows), [`backfill`] (reservations).
+//!   A filter sees the node as it stands in this pass ([`NodeState`]).
+//! * **Candidate sets** ([`sites`]): a multi-node job runs inside one site whenever one site can
+//!   hold it; the [`SitePolicy`] decides what happens when none can.
+//! * **Ranking** ([`rank`]): soft [`NodeScorer`]s order the feasible nodes inside a set
+//!   ([`dedicated`], [`speed`], [`load`]). Ties keep the nodes' own order, so identical nodes
+//!   are filled first fit, as Torque does.
+//! * **Set scoring** ([`SetScorer`]): whole candidate sets are scored ([`site_packing`],
+//!   [`speed`] homogeneity, [`dedicated`] share); the mean is the score a start reports.
+//! * **Selection** ([`select`]): picks distinct nodes for every chunk of the job (all chunks or
+//!   none), takes the lowest free slot indices on each, and commits them.
+//!
+//! Every decision carries its reasons: a [`Decision::Wait`] has the `comment` text, a
+//! [`Decision::Start`] the site(s) and the winning score.
 //!
 //! # Adding a rule
 //!
 //! A hard rule is a new module with a type implementing [`NodeFilter`] plus table tests, and
-//! one line in [`Pipeline::standard`]. A soft rule (site affinity, speed, ...) is a new module
-//! implementing [`NodeScorer`], added to the `scorers` list there. Nothing else changes:
-//! [`could_ever_fit`] runs the same filters against an idealised, empty, all-up cluster, so a
-//! new hard rule is honoured at submission time too. A filter or scorer that reads job fields
-//! other than its request and walltime must extend the failure cache key in [`Pipeline::run`].
-//!
-//! SEAM (lead): the types and signatures are fixed; the scheduler helper implements the
-//! pipeline (feasibility filters → ordering → selection, each rule its own module).
+//! one line in [`Pipeline::standard`]. A soft rule is a new module implementing [`NodeScorer`]
+//! (node order inside a set) or [`SetScorer`] (choice between sets), added to the lists there.
+//! Baseline policies for the simulator are other [`Pipeline`] constructors, not other loops.
+//! A filter or scorer that reads job fields other than its request, walltime, site and span
+//! must extend the failure cache key in [`Pipeline::run`].
 
+pub mod backfill;
+pub mod dedicated;
+pub mod fairshare;
 pub mod host;
+pub mod lending;
+pub mod load;
 pub mod memory;
 pub mod node_state;
 pub mod priority;
 pub mod properties;
 pub mod rank;
 pub mod select;
+pub mod site_packing;
+pub mod sites;
 pub mod slots;
+pub mod speed;
+pub mod window;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+#[cfg(test)]
 use std::collections::HashSet;
 
 use crate::resources::{Chunk, SlotRequest};
 
+pub use lending::Lending;
 pub use rank::NodeScorer;
+pub use sites::SitePolicy;
+pub use window::Window;
+
+/// Walltime assumed for a job that has none (the queue default normally supplies one).
+pub const DEFAULT_WALLTIME: u64 = 3600;
 
 /// Everything the scheduler may look at.
 #[derive(Debug, Clone)]
@@ -65,6 +91,45 @@ pub struct Snapshot {
     /// Jobs eligible to start (state Q, not held, dependencies met, execution time reached).
     pub jobs: Vec<PendingJob>,
     pub nodes: Vec<NodeView>,
+    /// Jobs holding slots, with the time they are expected to end at the latest.
+    pub running: Vec<RunningJob>,
+    pub settings: Settings,
+}
+
+/// Cluster-wide scheduler settings (server settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// How much slower a job runs when its nodes span sites (the inter-site link).
+    pub site_span_penalty: f64,
+    /// The longest a job waits for one site before it spans instead.
+    pub max_wait_secs: i64,
+    /// Local time = epoch + this (lending windows are in local time).
+    pub utc_offset_secs: i64,
+    /// How queue priority, `-p`, age and fair share combine into a job's priority.
+    pub weights: priority::Weights,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            site_span_penalty: 1.5,
+            max_wait_secs: 86_400,
+            utc_offset_secs: 0,
+            weights: priority::Weights::default(),
+        }
+    }
+}
+
+/// A job's own say on sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Span {
+    /// The scheduler decides (one site preferred, spanning when it finishes earlier).
+    #[default]
+    Default,
+    /// `-l place=group=site`: never span.
+    Never,
+    /// `-l place=free`: the job does not care; any nodes anywhere.
+    Free,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +142,34 @@ pub struct PendingJob {
     pub qtime: i64,
     pub request: SlotRequest,
     pub walltime_secs: Option<u64>,
+    /// `-l site=NAME`: that site only.
+    pub site: Option<String>,
+    pub span: Span,
+    /// The owner's part of recent cluster use (`fairshare::Usage::share`), `0..=1`.
+    pub usage_share: f64,
+}
+
+impl PendingJob {
+    /// The walltime used for reservations and windows.
+    pub fn walltime(&self) -> u64 {
+        self.walltime_secs
+            .filter(|w| *w > 0)
+            .unwrap_or(DEFAULT_WALLTIME)
+    }
+
+    /// Could the job's nodes be in more than one place?
+    pub fn multi_node(&self) -> bool {
+        self.request.procs || self.request.nodect() > 1
+    }
+}
+
+/// A job that holds slots now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    pub seq: u64,
+    /// When its slots are expected back at the latest (start + walltime).
+    pub expected_end: i64,
+    pub placement: Vec<NodeSlots>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +183,14 @@ pub struct NodeView {
     /// Up, reporting, not offline, not busy: may take new work.
     pub available: bool,
     pub physmem_kb: Option<u64>,
+    /// Relative speed (1.0 = reference).
     pub speed: f64,
+    /// False for a borrowed workstation.
+    pub dedicated: bool,
+    /// When a non-dedicated node is lent (`None`: always).
+    pub window: Option<Window>,
+    /// Load average per slot (0 = idle).
+    pub load: f64,
 }
 
 /// Slots taken on one node, in exec_host order.
@@ -102,11 +202,25 @@ pub struct NodeSlots {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Start the job on these nodes; the first is the mother superior.
-    Start { seq: u64, placement: Vec<NodeSlots> },
+    /// Start the job on these nodes; the first is the mother superior. `site` names the
+    /// site (`a`, or `a+b` when it spans) and `score` is the mean set score that won.
+    Start {
+        seq: u64,
+        placement: Vec<NodeSlots>,
+        site: String,
+        score: f64,
+    },
     /// The job stays queued; `reason` becomes its `comment` (Torque words, e.g.
     /// `Not Running: Not enough of the right type of nodes are available`).
     Wait { seq: u64, reason: String },
+}
+
+impl Decision {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Decision::Start { seq, .. } | Decision::Wait { seq, .. } => *seq,
+        }
+    }
 }
 
 /// The comment Torque's scheduler leaves on a job that does not fit right now.
@@ -127,14 +241,27 @@ pub struct NodeState<'a> {
     pub available: bool,
     /// Free slots left in this pass.
     pub free: u32,
+    /// The time a job placed now would start (the pass's `now`, or a future time when the
+    /// scheduler computes a reservation).
+    pub now: i64,
+    /// Owner availability at `now`.
+    pub lending: Lending,
+    /// A waiting job holds `reserved_slots` of this node from this time on (EASY backfill).
+    pub reserved_from: Option<i64>,
+    pub reserved_slots: u32,
     /// Per slot index `0..np`: taken (by a running job or earlier in this pass).
     used: Vec<bool>,
 }
 
 impl<'a> NodeState<'a> {
-    /// The node as the snapshot reports it. Slot flags beyond `np` are ignored and missing
-    /// ones count as free, so a node whose `np` changed under running jobs stays usable.
+    /// The node as the snapshot reports it, at time 0 UTC (for rule tests).
     pub fn current(view: &'a NodeView) -> Self {
+        Self::at(view, 0, 0)
+    }
+
+    /// The node as the snapshot reports it, at `now`. Slot flags beyond `np` are ignored and
+    /// missing ones count as free, so a node whose `np` changed under running jobs stays usable.
+    pub fn at(view: &'a NodeView, now: i64, utc_offset: i64) -> Self {
         let used: Vec<bool> = (0..view.np as usize)
             .map(|i| view.used.get(i).copied().unwrap_or(false))
             .collect();
@@ -143,18 +270,31 @@ impl<'a> NodeState<'a> {
             view,
             available: view.available,
             free,
+            now,
+            lending: Lending::of(view, now, utc_offset),
+            reserved_from: None,
+            reserved_slots: 0,
             used,
         }
     }
 
-    /// The node empty and up: what [`could_ever_fit`] judges against.
+    /// The node empty, up and lent: what [`could_ever_fit`] judges against.
     pub fn idealised(view: &'a NodeView) -> Self {
         NodeState {
             view,
             available: true,
             free: view.np,
+            now: 0,
+            lending: Lending::Dedicated,
+            reserved_from: None,
+            reserved_slots: 0,
             used: vec![false; view.np as usize],
         }
+    }
+
+    /// Seconds the job would run here (its walltime at this node's speed).
+    pub fn duration(&self, job: &PendingJob) -> i64 {
+        (job.walltime() as f64 / self.view.speed.max(1e-6)).ceil() as i64
     }
 
     /// Marks the `count` lowest free slots taken and returns their indices. Lowest first keeps
@@ -186,25 +326,85 @@ pub trait NodeFilter: Send + Sync {
         -> Result<(), Reason>;
 }
 
-/// The composed rules: which filters, which scorers, in which order.
+/// A soft rule over a whole candidate set (the nodes one placement would use).
+pub trait SetScorer: Send + Sync {
+    /// Short stable name, for logs and explanations.
+    fn name(&self) -> &'static str;
+    /// `0.0` (worst) to `1.0` (best) for placing `job` on `picks` (node index, slots).
+    fn score(&self, job: &PendingJob, cluster: &select::Cluster<'_>, picks: &[(usize, u32)])
+        -> f64;
+}
+
+/// The composed rules: which filters, which scorers, which site policy.
 pub struct Pipeline {
     pub filters: Vec<Box<dyn NodeFilter>>,
     pub scorers: Vec<Box<dyn NodeScorer>>,
+    pub set_scorers: Vec<Box<dyn SetScorer>>,
+    pub sites: SitePolicy,
+    /// EASY backfill: the first waiting job holds a reservation.
+    pub backfill: bool,
+    /// Refuse placements whose whole set (at its slowest speed, with the span penalty) would
+    /// outlast a lending window: owners come first.
+    pub guard_windows: bool,
 }
 
 impl Pipeline {
-    /// The rules Capstan runs today, cheapest filters first so that most nodes are refused by
-    /// a flag or a counter before any string comparison. No scorers yet: first fit.
+    /// Capstan's policy. Cheapest filters first so that most nodes are refused by a flag or a
+    /// counter before any string comparison.
     pub fn standard() -> Self {
         Pipeline {
-            filters: vec![
-                Box::new(node_state::Available),
-                Box::new(slots::FreeSlots),
-                Box::new(host::HostName),
-                Box::new(properties::Properties),
-                Box::new(memory::Memory),
+            filters: Self::filters(true),
+            scorers: vec![
+                Box::new(dedicated::Dedicated),
+                Box::new(speed::Fast),
+                Box::new(load::LightlyLoaded),
             ],
+            set_scorers: vec![
+                Box::new(site_packing::SitePacking),
+                Box::new(speed::Homogeneous),
+                Box::new(dedicated::Dedicated),
+            ],
+            sites: SitePolicy::Capstan,
+            backfill: true,
+            guard_windows: true,
+        }
+    }
+
+    /// The hard rules; `overrun` also keeps jobs off lent nodes whose window ends before them.
+    pub fn filters(overrun: bool) -> Vec<Box<dyn NodeFilter>> {
+        vec![
+            Box::new(node_state::Available),
+            Box::new(slots::FreeSlots),
+            Box::new(lending::LendingWindow { overrun }),
+            Box::new(backfill::Reserved),
+            Box::new(host::HostName),
+            Box::new(properties::Properties),
+            Box::new(memory::Memory),
+        ]
+    }
+
+    /// Baseline: Torque's `pbs_sched` FIFO first fit, sites ignored, no reservation.
+    pub fn fifo_first_fit() -> Self {
+        Pipeline {
+            filters: Self::filters(false),
             scorers: Vec::new(),
+            set_scorers: Vec::new(),
+            sites: SitePolicy::Ignore,
+            backfill: false,
+            guard_windows: false,
+        }
+    }
+
+    /// Baselines with sites: first fit inside sites, backfill, a fixed span rule
+    /// (HTCondor/PBS `do_not_span_psets`, Slurm `--switches@N`, PBS default).
+    pub fn baseline(sites: SitePolicy) -> Self {
+        Pipeline {
+            filters: Self::filters(false),
+            scorers: Vec::new(),
+            set_scorers: Vec::new(),
+            sites,
+            backfill: true,
+            guard_windows: false,
         }
     }
 
@@ -220,34 +420,135 @@ impl Pipeline {
             .try_for_each(|f| f.feasible(job, chunk, node))
     }
 
+    /// Mean set score of a placement (1.0 with no set scorers).
+    pub fn set_score(
+        &self,
+        job: &PendingJob,
+        cluster: &select::Cluster<'_>,
+        picks: &[(usize, u32)],
+    ) -> f64 {
+        if self.set_scorers.is_empty() {
+            return 1.0;
+        }
+        let sum: f64 = self
+            .set_scorers
+            .iter()
+            .map(|s| {
+                let v = s.score(job, cluster, picks);
+                if v.is_nan() {
+                    0.0
+                } else {
+                    v.clamp(0.0, 1.0)
+                }
+            })
+            .sum();
+        sum / self.set_scorers.len() as f64
+    }
+
     /// One scheduling pass: one decision per pending job, in the order jobs were considered.
     pub fn run(&self, snapshot: &Snapshot) -> Vec<Decision> {
-        let mut cluster = select::Cluster::current(&snapshot.nodes);
-        // Within a pass capacity only shrinks, so a request that failed once fails again:
-        // remember it and answer later identical jobs (job arrays, parameter sweeps) at once.
-        let mut failed: HashSet<(&SlotRequest, Option<u64>)> = HashSet::new();
+        let now = snapshot.now;
+        let settings = &snapshot.settings;
+        let mut cluster = select::Cluster::at(&snapshot.nodes, now, settings.utc_offset_secs);
+        let index: HashMap<&str, usize> = snapshot
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let mut releases: Vec<backfill::Release> = snapshot
+            .running
+            .iter()
+            .flat_map(|r| {
+                let index = &index;
+                r.placement.iter().filter_map(move |p| {
+                    Some(backfill::Release {
+                        // A job past its expected end is about to end.
+                        end: r.expected_end.max(now + 1),
+                        node: *index.get(p.node.as_str())?,
+                        slots: p.slots.len() as u32,
+                    })
+                })
+            })
+            .collect();
+        // Within a pass capacity only shrinks, so a request that fits nowhere once fits
+        // nowhere again: remember it and answer later identical jobs (job arrays) at once.
+        type Key<'k> = (&'k SlotRequest, Option<u64>, Option<&'k str>, Span);
+        let mut failed: HashMap<Key<'_>, String> = HashMap::new();
+        let mut reserved = !self.backfill;
         let mut decisions = Vec::with_capacity(snapshot.jobs.len());
-        for index in priority::order(&snapshot.jobs) {
-            let job = &snapshot.jobs[index];
-            let key = (&job.request, job.walltime_secs);
-            let placement = if !cluster.might_fit(&job.request) || failed.contains(&key) {
-                None
-            } else {
-                cluster.place(self, job)
-            };
-            decisions.push(match placement {
-                Some(placement) => Decision::Start {
-                    seq: job.seq,
-                    placement,
+        for i in priority::order(&snapshot.jobs, now, &settings.weights) {
+            let job = &snapshot.jobs[i];
+            let key = (
+                &job.request,
+                job.walltime_secs,
+                job.site.as_deref(),
+                job.span,
+            );
+            let outcome = match failed.get(&key) {
+                Some(reason) if reserved => sites::Outcome::Wait {
+                    reason: reason.clone(),
+                    reservation: None,
+                    cacheable: false,
                 },
-                None => {
-                    failed.insert(key);
-                    Decision::Wait {
-                        seq: job.seq,
-                        reason: NOT_ENOUGH_NODES.to_string(),
+                _ => sites::decide(self, &cluster, &releases, job, now, settings),
+            };
+            match outcome {
+                sites::Outcome::Start {
+                    picks,
+                    spanned,
+                    score,
+                } => {
+                    let speed = speed::slowest(&cluster, &picks);
+                    let mut duration = job.walltime() as f64 / speed;
+                    if spanned {
+                        duration *= settings.site_span_penalty;
                     }
+                    let end = now + duration.ceil() as i64;
+                    releases.extend(picks.iter().map(|&(node, slots)| backfill::Release {
+                        end,
+                        node,
+                        slots,
+                    }));
+                    let site = sites::label(&cluster, &picks);
+                    let placement = cluster.commit(picks);
+                    decisions.push(Decision::Start {
+                        seq: job.seq,
+                        placement,
+                        site,
+                        score,
+                    });
                 }
-            });
+                sites::Outcome::Wait {
+                    mut reason,
+                    reservation,
+                    cacheable,
+                } => {
+                    if cacheable {
+                        failed.insert(key, reason.clone());
+                    }
+                    if !reserved {
+                        let reservation = reservation.or_else(|| {
+                            backfill::earliest(self, &cluster, &releases, job, settings)
+                        });
+                        if let Some(r) = reservation {
+                            reserved = true;
+                            if reason == NOT_ENOUGH_NODES {
+                                reason = format!(
+                                    "{NOT_ENOUGH_NODES} (expected start in {} s on site {})",
+                                    (r.start - now).max(0),
+                                    sites::label(&cluster, &r.picks)
+                                );
+                            }
+                            r.apply(&mut cluster);
+                        }
+                    }
+                    decisions.push(Decision::Wait {
+                        seq: job.seq,
+                        reason,
+                    });
+                }
+            }
         }
         decisions
     }
@@ -261,12 +562,15 @@ impl Pipeline {
             qtime: 0,
             request: request.clone(),
             walltime_secs: None,
+            site: None,
+            span: Span::Free,
+            usage_share: 0.0,
         };
         select::Cluster::idealised(nodes).find(self, &job).is_some()
     }
 }
 
-/// One scheduling pass.
+/// One scheduling pass with Capstan's policy.
 pub fn schedule(snapshot: &Snapshot) -> Vec<Decision> {
     Pipeline::standard().run(snapshot)
 }
@@ -293,7 +597,15 @@ pub(crate) mod testutil {
             available: true,
             physmem_kb: None,
             speed: 1.0,
+            dedicated: true,
+            window: None,
+            load: 0.0,
         }
+    }
+
+    pub fn in_site(mut node: NodeView, site: &str) -> NodeView {
+        node.site = site.to_string();
+        node
     }
 
     pub fn with_props(mut node: NodeView, props: &[&str]) -> NodeView {
@@ -366,6 +678,9 @@ pub(crate) mod testutil {
             qtime: 1_000 + seq as i64,
             request,
             walltime_secs: None,
+            site: None,
+            span: Span::Default,
+            usage_share: 0.0,
         }
     }
 }
@@ -380,6 +695,8 @@ mod tests {
             now: 1_700_000_000,
             jobs,
             nodes,
+            running: Vec::new(),
+            settings: Settings::default(),
         }
     }
 
@@ -393,7 +710,38 @@ mod tests {
                     slots: s.to_vec(),
                 })
                 .collect(),
+            site: "default".to_string(),
+            score: 0.0,
         }
+    }
+
+    /// Decisions without scores, and wait reasons cut at Torque's text (reservations add
+    /// an expected start after it).
+    fn plain(decisions: Vec<Decision>) -> Vec<Decision> {
+        decisions
+            .into_iter()
+            .map(|d| match d {
+                Decision::Start {
+                    seq,
+                    placement,
+                    site,
+                    ..
+                } => Decision::Start {
+                    seq,
+                    placement,
+                    site,
+                    score: 0.0,
+                },
+                Decision::Wait { seq, reason } => Decision::Wait {
+                    seq,
+                    reason: reason
+                        .split(" (expected start")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+            })
+            .collect()
     }
 
     fn wait(seq: u64) -> Decision {
@@ -602,8 +950,11 @@ mod tests {
             },
         ];
         for case in cases {
-            let got = schedule(&snapshot(case.jobs, case.nodes));
+            let got = plain(schedule(&snapshot(case.jobs.clone(), case.nodes.clone())));
             assert_eq!(got, case.want, "{}", case.name);
+            // The FIFO baseline keeps Torque's behaviour on these single-site cases.
+            let fifo = plain(Pipeline::fifo_first_fit().run(&snapshot(case.jobs, case.nodes)));
+            assert_eq!(fifo, case.want, "fifo: {}", case.name);
         }
     }
 
@@ -619,12 +970,7 @@ mod tests {
             .collect();
         let nodes = (0..5).map(|i| node(&format!("n{i}"), 4)).collect();
         let got = schedule(&snapshot(jobs, nodes));
-        let mut seqs: Vec<u64> = got
-            .iter()
-            .map(|d| match d {
-                Decision::Start { seq, .. } | Decision::Wait { seq, .. } => *seq,
-            })
-            .collect();
+        let mut seqs: Vec<u64> = got.iter().map(Decision::seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (0..50).collect::<Vec<_>>());
         // No slot handed out twice.

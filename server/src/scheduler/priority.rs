@@ -1,34 +1,66 @@
 //! Job ordering: which pending job is considered first.
 //!
 //! Torque's `pbs_sched` (FIFO) sorts by queue priority, then job priority (`qsub -p`), then
-//! submission order. Placement walks jobs in this order, so it is the whole of today's fairness
-//! policy; fair share or age boosts would be further keys here, each with its own test.
+//! submission order. Capstan combines the same keys, plus age and fair share, into one value,
+//! `queue × w_queue + p × w_priority + age_hours × w_age − usage_share × w_fairshare`, each
+//! weight a server setting ([`Weights`]). The default weights (queue far above `-p`, no age,
+//! no fair share) give exactly Torque's order; ties fall back to submission time, then job
+//! number, so a pass is deterministic.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 
 use super::PendingJob;
 
+/// Weights of the priority terms (server settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub queue: f64,
+    pub priority: f64,
+    /// Per hour waited.
+    pub age_per_hour: f64,
+    /// Subtracted times the owner's share of recent use (`0..=1`).
+    pub fairshare: f64,
+}
+
+impl Default for Weights {
+    /// Torque's order: any queue priority step outweighs the whole `-p` range.
+    fn default() -> Self {
+        Weights {
+            queue: 10_000.0,
+            priority: 1.0,
+            age_per_hour: 0.0,
+            fairshare: 0.0,
+        }
+    }
+}
+
+/// The combined priority of `job` at `now` (higher runs first).
+pub fn value(job: &PendingJob, now: i64, w: &Weights) -> f64 {
+    let age_hours = (now - job.qtime).max(0) as f64 / 3600.0;
+    job.queue_priority as f64 * w.queue
+        + job.priority as f64 * w.priority
+        + age_hours * w.age_per_hour
+        - job.usage_share.clamp(0.0, 1.0) * w.fairshare
+}
+
 /// Compares two jobs: the one that should be considered first is `Less`.
-///
-/// Keys: queue priority (higher first), `-p` priority (higher first), qtime (older first),
-/// job number (lower first). The job number makes the order total, so a pass is deterministic
-/// even when jobs share a second of qtime.
-pub fn compare(a: &PendingJob, b: &PendingJob) -> Ordering {
-    let key = |j: &PendingJob| {
-        (
-            Reverse(j.queue_priority),
-            Reverse(j.priority),
-            j.qtime,
-            j.seq,
-        )
-    };
-    key(a).cmp(&key(b))
+pub fn compare(a: &PendingJob, b: &PendingJob, now: i64, w: &Weights) -> Ordering {
+    value(b, now, w)
+        .total_cmp(&value(a, now, w))
+        .then(a.qtime.cmp(&b.qtime))
+        .then(a.seq.cmp(&b.seq))
 }
 
 /// Indices into `jobs` in the order they are to be considered.
-pub fn order(jobs: &[PendingJob]) -> Vec<usize> {
+pub fn order(jobs: &[PendingJob], now: i64, w: &Weights) -> Vec<usize> {
+    let values: Vec<f64> = jobs.iter().map(|j| value(j, now, w)).collect();
     let mut indices: Vec<usize> = (0..jobs.len()).collect();
-    indices.sort_by(|&a, &b| compare(&jobs[a], &jobs[b]));
+    indices.sort_by(|&a, &b| {
+        values[b]
+            .total_cmp(&values[a])
+            .then(jobs[a].qtime.cmp(&jobs[b].qtime))
+            .then(jobs[a].seq.cmp(&jobs[b].seq))
+    });
     indices
 }
 
@@ -83,8 +115,53 @@ mod tests {
         ];
         for (name, spec, want) in cases {
             let jobs: Vec<PendingJob> = spec.iter().map(|&(s, q, p, t)| pj(s, q, p, t)).collect();
-            let got: Vec<u64> = order(&jobs).into_iter().map(|i| jobs[i].seq).collect();
+            let got: Vec<u64> = order(&jobs, 0, &Weights::default())
+                .into_iter()
+                .map(|i| jobs[i].seq)
+                .collect();
             assert_eq!(got, *want, "{name}");
         }
+    }
+
+    #[test]
+    fn age_and_fairshare_table() {
+        let w = Weights {
+            age_per_hour: 10.0,
+            fairshare: 100.0,
+            ..Weights::default()
+        };
+        let heavy = |seq, qtime, p| PendingJob {
+            usage_share: 0.9,
+            ..pj(seq, 0, p, qtime)
+        };
+        // (name, jobs, expected seq order) at now = 36000
+        let cases: Vec<(&str, Vec<PendingJob>, Vec<u64>)> = vec![
+            (
+                "fair share lowers the heavy user",
+                vec![heavy(1, 0, 0), pj(2, 0, 0, 30_000)],
+                vec![2, 1],
+            ),
+            (
+                "ten hours of age outweigh a share of 0.9",
+                vec![heavy(1, 0, 0), pj(2, 0, 0, 36_000)],
+                vec![1, 2],
+            ),
+            (
+                "-p still counts",
+                vec![pj(1, 0, 0, 0), pj(2, 0, 200, 36_000)],
+                vec![2, 1],
+            ),
+        ];
+        for (name, jobs, want) in cases {
+            let got: Vec<u64> = order(&jobs, 36_000, &w)
+                .into_iter()
+                .map(|i| jobs[i].seq)
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+        assert_eq!(
+            compare(&pj(1, 1, 0, 0), &pj(2, 0, 1023, 0), 0, &Weights::default()),
+            Ordering::Less
+        );
     }
 }

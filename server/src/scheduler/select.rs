@@ -30,10 +30,9 @@ use crate::resources::{Chunk, SlotRequest};
 /// Marks "no unit" / "no node" in the matcher's index arrays.
 const NONE: usize = usize::MAX;
 
-/// The nodes as this pass sees them, plus counters over the available ones.
-#[derive(Debug, Clone)]
-pub struct Cluster<'a> {
-    nodes: Vec<NodeState<'a>>,
+/// Counters over the available nodes of one site.
+#[derive(Debug, Clone, Default)]
+struct Counters {
     /// Free-slot count → number of available nodes with exactly that many free slots. The
     /// largest key bounds the `ppn` any job can get in this pass.
     by_free: BTreeMap<u32, u32>,
@@ -41,49 +40,10 @@ pub struct Cluster<'a> {
     total_free: u64,
     /// Available nodes with at least one free slot.
     open_nodes: usize,
-    /// Indices of the available nodes with a free slot, in snapshot order. Only these are
-    /// offered to the filters: every unit needs at least one slot on an available node, so no
-    /// rule could accept the others, and within a pass a closed node never reopens. Once the
-    /// cluster is nearly full, scans get short.
-    open: Vec<usize>,
 }
 
-impl<'a> Cluster<'a> {
-    /// The cluster as the snapshot reports it.
-    pub fn current(views: &'a [NodeView]) -> Self {
-        Self::from_states(views.iter().map(NodeState::current).collect())
-    }
-
-    /// Every node up and empty: for [`could_ever_fit`](super::could_ever_fit).
-    pub fn idealised(views: &'a [NodeView]) -> Self {
-        Self::from_states(views.iter().map(NodeState::idealised).collect())
-    }
-
-    fn from_states(nodes: Vec<NodeState<'a>>) -> Self {
-        let mut cluster = Cluster {
-            nodes,
-            by_free: BTreeMap::new(),
-            total_free: 0,
-            open_nodes: 0,
-            open: Vec::new(),
-        };
-        for i in 0..cluster.nodes.len() {
-            if cluster.nodes[i].available {
-                cluster.count(cluster.nodes[i].free, 1);
-                if cluster.nodes[i].free > 0 {
-                    cluster.open.push(i);
-                }
-            }
-        }
-        cluster
-    }
-
-    /// The nodes in snapshot order.
-    pub fn nodes(&self) -> &[NodeState<'a>] {
-        &self.nodes
-    }
-
-    /// Adds (`delta` = 1) or removes (-1) one available node with `free` slots from counters.
+impl Counters {
+    /// Adds (`delta` = 1) or removes (-1) one available node with `free` slots.
     fn count(&mut self, free: u32, delta: i32) {
         if delta > 0 {
             *self.by_free.entry(free).or_insert(0) += 1;
@@ -100,44 +60,195 @@ impl<'a> Cluster<'a> {
             self.open_nodes -= usize::from(free > 0);
         }
     }
+}
 
-    /// A quick necessary condition: false means the request cannot fit now, without scanning.
+/// The nodes as this pass sees them, indexed by site, plus counters over the available ones.
+///
+/// Nodes are grouped by site (sites numbered in order of first appearance), so a candidate
+/// set "site a" scans only site a's open nodes: a pass costs about jobs × open nodes, not
+/// jobs × sites × nodes.
+#[derive(Debug, Clone)]
+pub struct Cluster<'a> {
+    nodes: Vec<NodeState<'a>>,
+    /// Site names by site index.
+    sites: Vec<&'a str>,
+    /// Per node: its site index.
+    site_of: Vec<usize>,
+    /// Per site: total `np` of its nodes (available or not).
+    site_slots: Vec<u64>,
+    counters: Vec<Counters>,
+    /// Per site: indices of the available nodes with a free slot, in snapshot order. Only
+    /// these are offered to the filters: every unit needs at least one slot on an available
+    /// node, so no rule could accept the others, and within a pass a closed node never
+    /// reopens. Once the cluster is nearly full, scans get short.
+    open: Vec<Vec<usize>>,
+}
+
+impl<'a> Cluster<'a> {
+    /// The cluster as the snapshot reports it (at time 0, UTC: for tests of counting rules).
+    pub fn current(views: &'a [NodeView]) -> Self {
+        Self::from_states(views.iter().map(NodeState::current).collect())
+    }
+
+    /// The cluster as the snapshot reports it at `now` (local offset `utc_offset`).
+    pub fn at(views: &'a [NodeView], now: i64, utc_offset: i64) -> Self {
+        Self::from_states(
+            views
+                .iter()
+                .map(|v| NodeState::at(v, now, utc_offset))
+                .collect(),
+        )
+    }
+
+    /// Every node up and empty: for [`could_ever_fit`](super::could_ever_fit).
+    pub fn idealised(views: &'a [NodeView]) -> Self {
+        Self::from_states(views.iter().map(NodeState::idealised).collect())
+    }
+
+    /// Builds the indexes over `nodes`.
+    pub fn from_states(nodes: Vec<NodeState<'a>>) -> Self {
+        let mut sites: Vec<&'a str> = Vec::new();
+        let mut site_of = Vec::with_capacity(nodes.len());
+        for n in &nodes {
+            let name = n.view.site.as_str();
+            let index = match sites.iter().position(|s| *s == name) {
+                Some(i) => i,
+                None => {
+                    sites.push(name);
+                    sites.len() - 1
+                }
+            };
+            site_of.push(index);
+        }
+        let mut cluster = Cluster {
+            counters: vec![Counters::default(); sites.len()],
+            open: vec![Vec::new(); sites.len()],
+            site_slots: vec![0; sites.len()],
+            nodes,
+            sites,
+            site_of,
+        };
+        for i in 0..cluster.nodes.len() {
+            let site = cluster.site_of[i];
+            cluster.site_slots[site] += u64::from(cluster.nodes[i].view.np);
+            if cluster.nodes[i].available {
+                cluster.counters[site].count(cluster.nodes[i].free, 1);
+                if cluster.nodes[i].free > 0 {
+                    cluster.open[site].push(i);
+                }
+            }
+        }
+        cluster
+    }
+
+    /// The nodes in snapshot order.
+    pub fn nodes(&self) -> &[NodeState<'a>] {
+        &self.nodes
+    }
+
+    /// Mutable access for pass-level marks (reservations); slot counts stay with [`Self::place`].
+    pub fn node_mut(&mut self, i: usize) -> &mut NodeState<'a> {
+        &mut self.nodes[i]
+    }
+
+    /// Site names by index.
+    pub fn sites(&self) -> &[&'a str] {
+        &self.sites
+    }
+
+    /// Site index of node `i`.
+    pub fn site_of(&self, i: usize) -> usize {
+        self.site_of[i]
+    }
+
+    /// Index of the site called `name`.
+    pub fn site_index(&self, name: &str) -> Option<usize> {
+        self.sites.iter().position(|s| *s == name)
+    }
+
+    /// All site indices.
+    pub fn all_sites(&self) -> Vec<usize> {
+        (0..self.sites.len()).collect()
+    }
+
+    /// Total slots of a site (all its nodes).
+    pub fn site_slots(&self, site: usize) -> u64 {
+        self.site_slots[site]
+    }
+
+    /// Free slots on the available nodes of a site now (in this pass).
+    pub fn site_free(&self, site: usize) -> u64 {
+        self.counters[site].total_free
+    }
+
+    fn open_in<'s>(&'s self, scope: &'s [usize]) -> impl Iterator<Item = usize> + 's {
+        scope
+            .iter()
+            .flat_map(move |&s| self.open[s].iter().copied())
+    }
+
+    fn open_len(&self, scope: &[usize]) -> usize {
+        scope.iter().map(|&s| self.open[s].len()).sum()
+    }
+
+    /// A quick necessary condition over the whole cluster: false means the request cannot
+    /// fit now, without scanning.
     pub fn might_fit(&self, request: &SlotRequest) -> bool {
-        if self.total_free == 0 || u64::from(request.total_slots()) > self.total_free {
+        self.might_fit_in(&self.all_sites(), request)
+    }
+
+    /// [`Self::might_fit`] restricted to the sites in `scope`.
+    pub fn might_fit_in(&self, scope: &[usize], request: &SlotRequest) -> bool {
+        let total_free: u64 = scope.iter().map(|&s| self.counters[s].total_free).sum();
+        if total_free == 0 || u64::from(request.total_slots()) > total_free {
             return false;
         }
         if request.procs {
             return true;
         }
-        let max_free = self.by_free.keys().next_back().copied().unwrap_or(0);
+        let max_free = scope
+            .iter()
+            .filter_map(|&s| self.counters[s].by_free.keys().next_back().copied())
+            .max()
+            .unwrap_or(0);
+        let open_nodes: usize = scope.iter().map(|&s| self.counters[s].open_nodes).sum();
         let max_ppn = request.chunks.iter().map(|c| c.ppn).max().unwrap_or(0);
-        max_ppn <= max_free && request.nodect() as usize <= self.open_nodes
+        max_ppn <= max_free && request.nodect() as usize <= open_nodes
     }
 
-    /// Finds room for `job` and takes it. `None`: the job does not fit now; nothing changed.
+    /// Finds room for `job` anywhere and takes it. `None`: the job does not fit now; nothing
+    /// changed.
     pub fn place(&mut self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<NodeSlots>> {
         let picks = self.find(pipeline, job)?;
+        Some(self.commit(picks))
+    }
+
+    /// Takes the slots of a choice made by [`Self::find_in`].
+    pub fn commit(&mut self, picks: Vec<(usize, u32)>) -> Vec<NodeSlots> {
         let placement: Vec<NodeSlots> = picks
             .into_iter()
             .map(|(i, slots)| self.take(i, slots))
             .collect();
-        if self.open.len() != self.open_nodes {
-            let nodes = &self.nodes;
-            self.open.retain(|&i| nodes[i].free > 0);
+        for site in 0..self.open.len() {
+            if self.open[site].len() != self.counters[site].open_nodes {
+                let nodes = &self.nodes;
+                self.open[site].retain(|&i| nodes[i].free > 0);
+            }
         }
-        Some(placement)
+        placement
     }
 
     /// Takes `count` slots on node `i`, keeping the counters right.
     fn take(&mut self, i: usize, count: u32) -> NodeSlots {
         let before = self.nodes[i].free;
         let available = self.nodes[i].available;
+        let site = self.site_of[i];
         if available {
-            self.count(before, -1);
+            self.counters[site].count(before, -1);
         }
         let slots = self.nodes[i].take_lowest(count);
         if available {
-            self.count(self.nodes[i].free, 1);
+            self.counters[site].count(self.nodes[i].free, 1);
         }
         NodeSlots {
             node: self.nodes[i].view.name.clone(),
@@ -148,16 +259,26 @@ impl<'a> Cluster<'a> {
     /// Chooses nodes for `job` without taking them: `(node index, slot count)` in exec_host
     /// order, each node once. `None` when the request cannot be met (or is empty).
     pub fn find(&self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<(usize, u32)>> {
+        self.find_in(pipeline, job, &self.all_sites())
+    }
+
+    /// [`Self::find`] using only the nodes of the sites in `scope` (a candidate set).
+    pub fn find_in(
+        &self,
+        pipeline: &Pipeline,
+        job: &PendingJob,
+        scope: &[usize],
+    ) -> Option<Vec<(usize, u32)>> {
         let chunks = &job.request.chunks;
         if chunks.is_empty() {
             return None;
         }
         if job.request.procs {
-            self.find_procs(pipeline, job)
+            self.find_procs(pipeline, job, scope)
         } else if let [chunk] = chunks.as_slice() {
-            self.find_single(pipeline, job, chunk)
+            self.find_single(pipeline, job, chunk, scope)
         } else {
-            self.find_matching(pipeline, job)
+            self.find_matching(pipeline, job, scope)
         }
     }
 
@@ -169,10 +290,11 @@ impl<'a> Cluster<'a> {
         job: &PendingJob,
         chunk: &Chunk,
         enough: usize,
+        scope: &[usize],
     ) -> Vec<usize> {
         let first_fit = pipeline.scorers.is_empty();
         let mut out = Vec::new();
-        for &i in &self.open {
+        for i in self.open_in(scope) {
             if first_fit && out.len() >= enough {
                 break;
             }
@@ -190,12 +312,13 @@ impl<'a> Cluster<'a> {
         pipeline: &Pipeline,
         job: &PendingJob,
         chunk: &Chunk,
+        scope: &[usize],
     ) -> Option<Vec<(usize, u32)>> {
         let count = chunk.count as usize;
-        if count == 0 || count > self.open.len() {
+        if count == 0 || count > self.open_len(scope) {
             return None;
         }
-        let nodes = self.candidates(pipeline, job, chunk, count);
+        let nodes = self.candidates(pipeline, job, chunk, count, scope);
         (nodes.len() >= count).then(|| {
             nodes[..count]
                 .iter()
@@ -205,7 +328,12 @@ impl<'a> Cluster<'a> {
     }
 
     /// `procs`: units of `ppn` slots (1 for `procs=N`) packed onto nodes in rank order.
-    fn find_procs(&self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<(usize, u32)>> {
+    fn find_procs(
+        &self,
+        pipeline: &Pipeline,
+        job: &PendingJob,
+        scope: &[usize],
+    ) -> Option<Vec<(usize, u32)>> {
         // Slots this job has tentatively taken per node, for requests with several chunks.
         let mut taken: BTreeMap<usize, u32> = BTreeMap::new();
         let mut order: Vec<usize> = Vec::new();
@@ -215,14 +343,12 @@ impl<'a> Cluster<'a> {
             // First fit may stop scanning once the chunk is placed; ranking needs every node.
             let nodes: Box<dyn Iterator<Item = usize> + '_> = if pipeline.scorers.is_empty() {
                 Box::new(
-                    self.open
-                        .iter()
-                        .copied()
+                    self.open_in(scope)
                         .filter(|&i| pipeline.feasible(job, chunk, &self.nodes[i]).is_ok()),
                 )
             } else {
                 Box::new(
-                    self.candidates(pipeline, job, chunk, usize::MAX)
+                    self.candidates(pipeline, job, chunk, usize::MAX, scope)
                         .into_iter(),
                 )
             };
@@ -254,20 +380,25 @@ impl<'a> Cluster<'a> {
     }
 
     /// Several chunks: every unit its own node, found by bipartite matching.
-    fn find_matching(&self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<(usize, u32)>> {
+    fn find_matching(
+        &self,
+        pipeline: &Pipeline,
+        job: &PendingJob,
+        scope: &[usize],
+    ) -> Option<Vec<(usize, u32)>> {
         let chunks = &job.request.chunks;
         let units = job.request.nodect() as usize;
-        if units == 0 || units > self.open.len() {
+        if units == 0 || units > self.open_len(scope) {
             return None;
         }
         if pipeline.scorers.is_empty() {
-            if let Some(picks) = self.find_greedy(pipeline, job) {
+            if let Some(picks) = self.find_greedy(pipeline, job, scope) {
                 return Some(picks);
             }
         }
         let adj: Vec<Vec<usize>> = chunks
             .iter()
-            .map(|c| self.candidates(pipeline, job, c, usize::MAX))
+            .map(|c| self.candidates(pipeline, job, c, usize::MAX, scope))
             .collect();
         let unit_chunk: Vec<usize> = chunks
             .iter()
@@ -291,12 +422,17 @@ impl<'a> Cluster<'a> {
     /// First fit chunk by chunk, each node once, stopping each scan as soon as the chunk has
     /// its nodes. Usually succeeds, and then spares the full scans matching needs; when it
     /// fails, a cleverer assignment may still exist, so the caller falls back to matching.
-    fn find_greedy(&self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<(usize, u32)>> {
+    fn find_greedy(
+        &self,
+        pipeline: &Pipeline,
+        job: &PendingJob,
+        scope: &[usize],
+    ) -> Option<Vec<(usize, u32)>> {
         let mut picked: HashSet<usize> = HashSet::new();
         let mut picks = Vec::new();
         for chunk in &job.request.chunks {
             let mut needed = chunk.count;
-            for &i in &self.open {
+            for i in self.open_in(scope) {
                 if needed == 0 {
                     break;
                 }
@@ -517,8 +653,8 @@ mod tests {
         ];
         let pipeline = Pipeline::standard();
         let mut cluster = Cluster::current(&views);
-        assert_eq!(cluster.total_free, 3);
-        assert_eq!(cluster.open_nodes, 2);
+        assert_eq!(cluster.counters[0].total_free, 3);
+        assert_eq!(cluster.counters[0].open_nodes, 2);
         assert!(
             !cluster.might_fit(&nodes_req(vec![chunk(1, 3)])),
             "no node has 3 free"
@@ -544,11 +680,11 @@ mod tests {
                 },
             ])
         );
-        assert_eq!(cluster.total_free, 1);
-        assert_eq!(cluster.open_nodes, 1);
-        assert_eq!(cluster.open, vec![0]);
-        assert_eq!(cluster.by_free.get(&1), Some(&1));
-        assert_eq!(cluster.by_free.get(&0), Some(&1));
+        assert_eq!(cluster.counters[0].total_free, 1);
+        assert_eq!(cluster.counters[0].open_nodes, 1);
+        assert_eq!(cluster.open, vec![vec![0]]);
+        assert_eq!(cluster.counters[0].by_free.get(&1), Some(&1));
+        assert_eq!(cluster.counters[0].by_free.get(&0), Some(&1));
 
         // A failing multi-chunk job takes nothing.
         let before = cluster.clone();
@@ -559,7 +695,10 @@ mod tests {
             ),
             None
         );
-        assert_eq!(cluster.total_free, before.total_free);
+        assert_eq!(
+            cluster.counters[0].total_free,
+            before.counters[0].total_free
+        );
         assert_eq!(cluster.nodes()[0].free, before.nodes()[0].free);
     }
 
