@@ -9,14 +9,25 @@
 #   3. drain: 1000 trivial jobs released at once, until the last is complete
 #   4. qstat with 5000 jobs known
 #
-#   bench/throughput.sh [--quick]     (--quick: smaller counts, for a smoke run)
+#   bench/throughput.sh [--quick] [--no-reference]
+#     --quick: smaller counts, for a smoke run
+#     --no-reference: skip the Slurm reference (bench/slurm_reference.sh, Slurm from Debian's
+#       packages on the same machine, same counts), run after Capstan's own measurements;
+#       ratios are Capstan against that same-run reference.
 #
 # Needs bash >= 5 (EPOCHREALTIME). Stops only the processes it started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CAPSTAN_BIN_DIR:-$repo/target/release}
 n_qsub=1000; n_lat=30; n_drain=1000; n_qstat=5000; qstat_reps=30
-if [ "${1:-}" = --quick ]; then n_qsub=100; n_lat=5; n_drain=100; n_qstat=500; qstat_reps=5; fi
+quick=() reference=1
+for arg in "$@"; do
+    case $arg in
+        --quick) quick=(--quick); n_qsub=100; n_lat=5; n_drain=100; n_qstat=500; qstat_reps=5 ;;
+        --no-reference) reference= ;;
+        *) echo "usage: $0 [--quick] [--no-reference]" >&2; exit 2 ;;
+    esac
+done
 
 [ -x "$bin/pbs_server" ] || cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
 dir=$(mktemp -d /tmp/capstan-bench.XXXXXX)
@@ -66,14 +77,32 @@ results=$("${as_user[@]}" env PBS_HOME="$PBS_HOME" PATH="$PATH" N_QSUB=$n_qsub N
     N_DRAIN=$n_drain N_QSTAT=$n_qstat QSTAT_REPS=$qstat_reps bash "$repo/bench/measure.sh")
 eval "$results"
 
+# Stop Capstan before the reference runs, so the two never share the CPU.
+cd "$repo"
+cleanup
+trap - EXIT
+slurm_qsub_ms=- slurm_latency_ms=- slurm_drain_jobs_per_s=- slurm_qstat_ms=-
+ref_note="reference skipped (--no-reference)"
+if [ -n "$reference" ]; then
+    if ref=$("$repo/bench/slurm_reference.sh" "${quick[@]}" 2>"/tmp/capstan-slurm-ref.$$.log"); then
+        eval "$(printf '%s\n' "$ref" | grep -E '^slurm_[a-z_]+=[0-9.]+$')"
+        ref_note=$(printf '%s\n' "$ref" | grep '^Slurm ' || true)
+    else
+        ref_note="Slurm reference unavailable (see /tmp/capstan-slurm-ref.$$.log)"
+    fi
+fi
+# ratio A B: how many times better Capstan is (lower-is-better: B/A; rate: A/B).
+ratio() { awk -v a="$1" -v b="$2" -v inv="$3" 'BEGIN { if (a+0 <= 0 || b+0 <= 0) { print "-"; exit }
+    r = inv ? a / b : b / a; printf "%.1fx", r }'; }
+
 cat <<TABLE
 
-Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on loopback
-| measure                               | Capstan      | target    | Slurm 22.05* | Torque 6.1.3* |
-|---------------------------------------|--------------|-----------|--------------|---------------|
-| sequential qsub, ms per call (n=$n_qsub)  | $qsub_ms | <= 2      | 11           | 8-25          |
-| qsub returned -> job running, ms (median of $n_lat) | $lat_ms | <= 20 | 1900 | ~1000 |
-| drain $n_drain trivial jobs, jobs/s       | $drain_rate ($drain_s s) | >= 500 | 44 | < 10 |
-| qstat with $known jobs, ms (median of $qstat_reps) | $qstat_ms | <= 15 | - | 19-28 (1,240 jobs) |
-* reference figures quoted in the issue (measured earlier on this kind of machine), not re-measured by this script.
+Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on loopback, TLS
+| measure | Capstan | Slurm (same run) | Capstan vs Slurm | target |
+|---|---|---|---|---|
+| sequential qsub, ms per call (n=$n_qsub) | $qsub_ms | $slurm_qsub_ms | $(ratio "$qsub_ms" "$slurm_qsub_ms" 0) faster | <= 2 |
+| qsub returned -> job running, ms (median of $n_lat) | $lat_ms | $slurm_latency_ms | $(ratio "$lat_ms" "$slurm_latency_ms" 0) faster | <= 20 |
+| drain $n_drain trivial jobs, jobs/s | $drain_rate ($drain_s s) | $slurm_drain_jobs_per_s | $(ratio "$drain_rate" "$slurm_drain_jobs_per_s" 1) the rate | >= 500 |
+| qstat with $known jobs, ms (median of $qstat_reps) | $qstat_ms | $slurm_qstat_ms | $(ratio "$qstat_ms" "$slurm_qstat_ms" 0) faster | <= 15 |
+$ref_note
 TABLE
