@@ -227,6 +227,13 @@ pub fn job_attrs(
     a.time("mtime", job.mtime);
     a.text("Output_Path", &job.output_path);
     a.lazy("Priority", || job.priority.to_string());
+    // Not a Torque attribute: the combined priority (queue, `-p`, age, fair share) the
+    // scheduler ordered this queued job by at its last pass.
+    if job.state == JobState::Queued {
+        if let Some(p) = state.learning.priorities.get(&job.seq) {
+            a.lazy("start_priority", || format!("{p:.2}"));
+        }
+    }
     a.time("qtime", job.qtime);
     a.text("Rerunable", bool_text(job.rerunable));
     for (name, value) in &job.resources {
@@ -438,6 +445,9 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
     a.push(Attr::text("ntype", "cluster"));
     a.push(Attr::text("site", &node.def.site));
     a.push(Attr::text("speed", format_speed(node.def.speed)));
+    if let Some(learned) = node.learned_speed {
+        a.push(Attr::text("learned_speed", format!("{learned:.2}")));
+    }
     if !node.def.dedicated {
         a.push(Attr::text("dedicated", "False"));
     }
@@ -552,6 +562,35 @@ mod tests {
         assert_eq!(obj.attrs[6].value, "1.0");
         assert_eq!(obj.attrs[7].value, "0-1/48.vm,2/49.vm");
         assert_eq!(format_speed(1.5), "1.5");
+        n.learned_speed = Some(1.926);
+        let obj = node_attrs(&n, "vm");
+        assert_eq!(obj.attrs[6].name, "speed");
+        assert_eq!(obj.attrs[7].name, "learned_speed");
+        assert_eq!(obj.attrs[7].value, "1.93");
+    }
+
+    #[test]
+    fn queued_jobs_show_their_start_priority() {
+        let mut state = test_state();
+        state.learning.priorities.insert(48, 12.5);
+        let mut job = crate::store::tests::sample_job(48);
+        let names = |job: &Job, state: &State| -> Vec<(String, String)> {
+            job_attrs(job, state, &ReverseDeps::new(), 0, None)
+                .attrs
+                .into_iter()
+                .map(|a| (a.name, a.value))
+                .collect()
+        };
+        let attrs = names(&job, &state);
+        let at = attrs.iter().position(|a| a.0 == "start_priority").unwrap();
+        assert_eq!(attrs[at - 1].0, "Priority");
+        assert_eq!(attrs[at].1, "12.50");
+        job.state = JobState::Running;
+        assert!(!names(&job, &state).iter().any(|a| a.0 == "start_priority"));
+        job.state = JobState::Queued;
+        assert!(!names(&job, &test_state())
+            .iter()
+            .any(|a| a.0 == "start_priority"));
     }
 
     fn test_state() -> State {
@@ -563,6 +602,7 @@ mod tests {
             jobs: Default::default(),
             nodes: vec![],
             next_session_id: 1,
+            learning: Default::default(),
         }
     }
 

@@ -23,8 +23,7 @@ use crate::attrs::format_exec_host;
 use crate::jobs;
 use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
 use crate::resources;
-use crate::scheduler::fairshare::Usage;
-use crate::scheduler::priority::Weights;
+use crate::scheduler::priority::{self, Weights};
 use crate::scheduler::{
     self, Decision, NodeSlots, NodeView, PendingJob, RunningJob, Settings, Snapshot, Span,
 };
@@ -57,7 +56,7 @@ pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
             properties: n.def.properties.clone(),
             available: !live || n.available(),
             physmem_kb: n.status.as_ref().map(|s| s.physmem_kb).filter(|m| *m > 0),
-            speed: n.def.speed,
+            speed: n.speed(),
             dedicated: n.def.dedicated,
             window: n.def.window.clone(),
             load: n
@@ -124,11 +123,9 @@ fn utc_offset(now: i64) -> i64 {
 
 /// Runs passes until shutdown.
 ///
-/// Fair-share usage is kept here, in memory, decayed and charged at every pass: it starts
-/// from zero when the server starts (not persisted).
+/// Fair-share usage (`State::learning`) is decayed and charged in memory at every pass; it is
+/// saved to the store when a job completes (`jobs::runs_ended`) and restored at start.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let half_life = shared.core.lock().await.config.fairshare_half_life;
-    let mut usage = Usage::new(half_life);
     let mut tick = tokio::time::interval(SAFETY_PASS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -146,18 +143,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
                 Err(e) => warn!(code = e.code, "purge failed"),
             }
         }
-        usage.advance(
-            now,
-            core.state
-                .jobs
-                .values()
-                .filter(|j| j.state == JobState::Running)
-                .map(|j| {
-                    let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
-                    (j.euser.as_str(), slots as u32)
-                }),
-        );
-        pass(&mut core, now, full, &usage).await;
+        core.state.learning.fairshare = core.state.fairshare_at(now);
+        pass(&mut core, now, full).await;
     }
 }
 
@@ -258,8 +245,8 @@ fn started_comment(now: i64) -> String {
 }
 
 /// One scheduling pass. `full` also runs when no node has a free slot (to refresh the
-/// `comment` of waiting jobs).
-pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
+/// `comment` of waiting jobs, and their `start_priority`).
+pub async fn pass(core: &mut Core, now: i64, full: bool) {
     if !full && !has_capacity(&core.state) {
         return;
     }
@@ -267,6 +254,13 @@ pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
     for job in jobs::due_waiting(&core.state, now) {
         overlay.insert(job.seq, job);
     }
+    let weights = Weights {
+        age_per_hour: core.config.priority_weight_age,
+        fairshare: core.config.priority_weight_fairshare,
+        ..Weights::default()
+    };
+    let usage = &core.state.learning.fairshare;
+    let mut priorities = std::collections::HashMap::new();
     let state = &core.state;
     let mut pending = Vec::new();
     for job in state.jobs.values() {
@@ -296,6 +290,9 @@ pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
             usage_share: usage.share(&job.euser),
         });
     }
+    for job in &pending {
+        priorities.insert(job.seq, priority::value(job, now, &weights));
+    }
     let decisions = if pending.is_empty() {
         Vec::new()
     } else {
@@ -308,11 +305,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
                 site_span_penalty: core.config.site_span_penalty,
                 max_wait_secs: core.config.site_max_wait as i64,
                 utc_offset_secs: utc_offset(now),
-                weights: Weights {
-                    age_per_hour: core.config.priority_weight_age,
-                    fairshare: core.config.priority_weight_fairshare,
-                    ..Weights::default()
-                },
+                weights,
             },
         };
         scheduler::schedule(&snapshot)
@@ -366,6 +359,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool, usage: &Usage) {
             }
         }
     }
+    core.state.learning.priorities = priorities;
     if overlay.is_empty() && starts.is_empty() {
         return;
     }
@@ -490,6 +484,7 @@ mod tests {
             jobs: BTreeMap::new(),
             nodes: vec![],
             next_session_id: 1,
+            learning: Default::default(),
         };
         let spec = start_spec(&job, 7, &state, false);
         assert_eq!(spec.nodefile_hosts, vec!["a", "a", "b", "b"]);

@@ -890,6 +890,27 @@ fn requeue(job: &mut Job, now: i64, comment: Option<String>) {
     }
 }
 
+/// Learned-speed evidence from a run that just ended: (node, shape, walltime secs, end),
+/// only for a normal end (exit status 0, nothing pending) on a single node.
+fn speed_sample(job: &Job, exit_status: i32, end_time: i64) -> Option<(String, String, u64, i64)> {
+    if exit_status != 0 || job.pending.is_some() || job.exec_host.len() != 1 {
+        return None;
+    }
+    let walltime = job
+        .resources_used
+        .map(|u| u.walltime_secs)
+        .filter(|w| *w > 0)
+        .or_else(|| job.start_time.map(|s| (end_time - s).max(0) as u64))
+        .filter(|w| *w > 0)?;
+    let shape = scheduler::speed_learning::shape_key(
+        &job.name,
+        job.resource("nodes"),
+        job.resource("ppn"),
+        job.resource("walltime").and_then(resources::parse_duration),
+    );
+    Some((job.exec_host[0].node.clone(), shape, walltime, end_time))
+}
+
 /// A MOM's report that a run ended.
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
@@ -921,6 +942,7 @@ pub async fn runs_ended(
     let mut overlay = BTreeMap::new();
     let mut seeds = Vec::new();
     let mut run_ends = Vec::new();
+    let mut samples = Vec::new();
     for end in ends {
         // Unknown, lost or already finished runs: every path that ends a run also closes
         // its run record, so there is nothing to write.
@@ -953,6 +975,9 @@ pub async fn runs_ended(
             requeue(&mut job, now, None);
             info!(job = %id, "job requeued");
         } else {
+            if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
+                samples.push(sample);
+            }
             end_job(&mut job, end.exit_status, end_time, None);
             job.mtime = now;
             info!(job = %id, exit_status = end.exit_status, "job completed");
@@ -968,6 +993,8 @@ pub async fn runs_ended(
         return Ok(false);
     }
     cascade(&core.state, &mut overlay, seeds, now);
+    // Fair share charged up to this end (the ending jobs still count as running here).
+    let usage = core.state.fairshare_at(now);
     let mut tx = core.store.begin().await.map_err(system_error)?;
     for (run, end_time, status) in run_ends {
         tx.end_run(run, end_time, status)
@@ -975,8 +1002,27 @@ pub async fn runs_ended(
             .map_err(system_error)?;
     }
     save_overlay(&mut tx, &overlay).await?;
+    let (rows, as_of) = usage.saved();
+    tx.save_fairshare(&rows, as_of.unwrap_or(now))
+        .await
+        .map_err(system_error)?;
+    for (node, shape, walltime, ended_at) in &samples {
+        tx.insert_speed_sample(node, shape, *walltime, *ended_at)
+            .await
+            .map_err(system_error)?;
+    }
     tx.commit().await.map_err(system_error)?;
     core.state.apply_jobs(overlay.into_values().collect());
+    core.state.learning.fairshare = usage;
+    if !samples.is_empty() {
+        for (node, shape, walltime, _) in &samples {
+            core.state
+                .learning
+                .speed_samples
+                .add(shape, node, *walltime);
+        }
+        core.state.refresh_learned_speeds();
+    }
     Ok(true)
 }
 
@@ -1125,6 +1171,7 @@ pub fn due_waiting(state: &State, now: i64) -> Vec<Job> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::HostSlots;
 
     fn job(seq: u64, state: JobState) -> Job {
         let mut j = crate::store::tests::sample_job(seq);
@@ -1152,6 +1199,7 @@ mod tests {
                 jobs: jobs.into_iter().map(|j| (j.seq, j)).collect(),
                 nodes: vec![],
                 next_session_id: 1,
+                learning: Default::default(),
             },
             store,
             config: std::sync::Arc::new(config),
@@ -1169,6 +1217,52 @@ mod tests {
 
     fn code(r: &ActionResult) -> Option<(i32, String)> {
         r.1.as_ref().map(|e| (e.code, e.detail.clone()))
+    }
+
+    #[tokio::test]
+    async fn a_normal_end_saves_a_speed_sample_and_fair_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = |seq: u64, node: &str, run: u64| {
+            let mut j = job(seq, JobState::Running);
+            j.exec_host = vec![HostSlots {
+                node: node.into(),
+                slots: vec![0],
+            }];
+            j.current_run = Some(run);
+            j.start_time = Some(100);
+            j
+        };
+        let mut two_nodes = running(3, "n1", 30);
+        two_nodes.exec_host.push(HostSlots {
+            node: "n2".into(),
+            slots: vec![0],
+        });
+        let jobs = vec![running(1, "n1", 10), running(2, "n2", 20), two_nodes];
+        let mut core = core_with_jobs(dir.path(), jobs).await;
+        core.state.learning.fairshare.advance(100, []);
+        let end = |run_id, exit_status| RunEnd {
+            run_id,
+            exit_status,
+            end_time: 160,
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n1", &[end(10, 0), end(30, 0)], 160)
+            .await
+            .unwrap());
+        assert!(runs_ended(&mut core, "n2", &[end(20, 1)], 160)
+            .await
+            .unwrap());
+        let loaded = core.store.load().await.unwrap();
+        // Only job 1: job 2 failed, job 3 spans two nodes.
+        assert_eq!(loaded.speed_samples.len(), 1);
+        let (shape, node, walltime) = &loaded.speed_samples[0];
+        assert_eq!((node.as_str(), *walltime), ("n1", 60));
+        assert!(shape.starts_with("job.sh|"), "{shape}");
+        // Three jobs of user u held 1 + 1 + 2 slots for 60 s.
+        assert_eq!(loaded.fairshare.len(), 1);
+        let (user, usage, as_of) = &loaded.fairshare[0];
+        assert_eq!((user.as_str(), *as_of), ("u", 160));
+        assert!((usage - 240.0).abs() < 1.0, "{usage}");
     }
 
     #[tokio::test]

@@ -33,8 +33,9 @@ use crate::model::{JobState, NodeFlags, Queue};
 use crate::mom_session::{self, MomService};
 use crate::nodes_file;
 use crate::resources;
+use crate::scheduler::fairshare::Usage;
 use crate::shutdown::Shutdown;
-use crate::state::{Core, NodeRuntime, Shared, State};
+use crate::state::{Core, Learning, NodeRuntime, Shared, State};
 use crate::store::Store;
 use crate::tls;
 
@@ -103,7 +104,15 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         jobs: BTreeMap::new(),
         nodes,
         next_session_id: 1,
+        learning: Learning {
+            fairshare: Usage::restore(config.fairshare_half_life, &loaded.fairshare, now),
+            ..Learning::default()
+        },
     };
+    for (shape, node, walltime) in &loaded.speed_samples {
+        state.learning.speed_samples.add(shape, node, *walltime);
+    }
+    state.refresh_learned_speeds();
     let mut jobs = loaded.jobs;
     for job in jobs.iter_mut() {
         if job.state != JobState::Completed {

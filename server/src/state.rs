@@ -10,7 +10,7 @@
 //! Node liveness (status, sessions, slot usage) is memory only: it is rebuilt from the MOMs
 //! that reconnect, never written per heartbeat.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, Mutex, Notify};
 
 use crate::config::Config;
 use crate::model::{HostSlots, Job, JobState, NodeDef, NodeFlags, NodeStatus, Queue, ToMom};
+use crate::scheduler::fairshare::Usage;
+use crate::scheduler::speed_learning::Samples;
 use crate::store::Store;
 
 /// The sending half of one MOM session.
@@ -40,6 +42,9 @@ pub struct NodeRuntime {
     pub last_seen: Instant,
     /// When the node was last seen going down (server start counts as going down).
     pub down_since: Option<Instant>,
+    /// Speed learned from completed jobs, when there is enough evidence
+    /// ([`crate::scheduler::speed_learning`]); the scheduler uses it over `def.speed`.
+    pub learned_speed: Option<f64>,
 }
 
 impl NodeRuntime {
@@ -52,7 +57,13 @@ impl NodeRuntime {
             session: None,
             last_seen: now,
             down_since: Some(now),
+            learned_speed: None,
         }
+    }
+
+    /// The speed the scheduler uses: learned when known, else the nodes file's `speed=`.
+    pub fn speed(&self) -> f64 {
+        self.learned_speed.unwrap_or(self.def.speed)
     }
 
     pub fn is_up(&self) -> bool {
@@ -150,6 +161,17 @@ pub struct State {
     /// In nodes-file order.
     pub nodes: Vec<NodeRuntime>,
     pub next_session_id: u64,
+    pub learning: Learning,
+}
+
+/// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
+/// from the store at start and saved when jobs complete), and each queued job's combined
+/// priority at the last pass (memory only; `qstat -f` shows it as `start_priority`).
+#[derive(Debug, Clone, Default)]
+pub struct Learning {
+    pub fairshare: Usage,
+    pub speed_samples: Samples,
+    pub priorities: HashMap<u64, f64>,
 }
 
 impl State {
@@ -173,6 +195,31 @@ impl State {
             }
         }
         counts
+    }
+
+    /// Fair-share usage charged up to `now` for the slots running jobs hold (a copy: the
+    /// caller stores it, after any commit).
+    pub fn fairshare_at(&self, now: i64) -> Usage {
+        let mut usage = self.learning.fairshare.clone();
+        usage.advance(
+            now,
+            self.jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| {
+                    let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
+                    (j.euser.as_str(), slots as u32)
+                }),
+        );
+        usage
+    }
+
+    /// Recomputes every node's learned speed from the samples.
+    pub fn refresh_learned_speeds(&mut self) {
+        let speeds = self.learning.speed_samples.speeds();
+        for node in &mut self.nodes {
+            node.learned_speed = speeds.get(&node.def.name).copied();
+        }
     }
 
     /// Marks the job's exec_host slots as held by it.

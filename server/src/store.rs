@@ -49,7 +49,14 @@ pub struct Loaded {
     /// Jobs in sequence order, scripts attached.
     pub jobs: Vec<Job>,
     pub node_flags: HashMap<String, NodeFlags>,
+    /// Learned-speed evidence, oldest first: (shape, node, walltime secs).
+    pub speed_samples: Vec<(String, String, u64)>,
+    /// Fair share: (user, decayed slot-seconds, epoch they are decayed to).
+    pub fairshare: Vec<(String, f64, i64)>,
 }
+
+/// Samples kept per (node, shape) in `speed_samples`.
+pub const SPEED_SAMPLES_KEPT: i64 = 20;
 
 /// A run as recorded (for reconciliation and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +197,28 @@ impl Store {
                     note,
                 },
             );
+        }
+        let samples =
+            sqlx::query("SELECT shape, node, walltime_secs FROM speed_samples ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        for row in samples {
+            let walltime: i64 = row.try_get("walltime_secs")?;
+            loaded.speed_samples.push((
+                row.try_get("shape")?,
+                row.try_get("node")?,
+                walltime.max(0) as u64,
+            ));
+        }
+        let usage = sqlx::query("SELECT username, usage, as_of FROM fairshare_usage")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in usage {
+            loaded.fairshare.push((
+                row.try_get("username")?,
+                row.try_get("usage")?,
+                row.try_get("as_of")?,
+            ));
         }
         Ok(loaded)
     }
@@ -359,6 +388,58 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Records a learned-speed sample, keeping the newest [`SPEED_SAMPLES_KEPT`] per
+    /// (node, shape).
+    pub async fn insert_speed_sample(
+        &mut self,
+        node: &str,
+        shape: &str,
+        walltime_secs: u64,
+        ended_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO speed_samples (node, shape, walltime_secs, ended_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(node)
+        .bind(shape)
+        .bind(walltime_secs as i64)
+        .bind(ended_at)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM speed_samples WHERE node = ? AND shape = ? AND id NOT IN \
+             (SELECT id FROM speed_samples WHERE node = ? AND shape = ? ORDER BY id DESC LIMIT ?)",
+        )
+        .bind(node)
+        .bind(shape)
+        .bind(node)
+        .bind(shape)
+        .bind(SPEED_SAMPLES_KEPT)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Saves users' decayed fair-share usage as of `as_of`.
+    pub async fn save_fairshare(
+        &mut self,
+        usage: &[(String, f64)],
+        as_of: i64,
+    ) -> Result<(), StoreError> {
+        for (user, value) in usage {
+            sqlx::query(
+                "INSERT INTO fairshare_usage (username, usage, as_of) VALUES (?, ?, ?) \
+                 ON CONFLICT(username) DO UPDATE SET usage = excluded.usage, as_of = excluded.as_of",
+            )
+            .bind(user)
+            .bind(value)
+            .bind(as_of)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
@@ -512,5 +593,48 @@ pub(crate) mod tests {
         tx.delete_job(5).await.unwrap();
         tx.commit().await.unwrap();
         assert!(store.load().await.unwrap().jobs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn learning_survives_reopen_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path, false).await.unwrap();
+            let mut tx = store.begin().await.unwrap();
+            for w in 1..=(SPEED_SAMPLES_KEPT as u64 + 3) {
+                tx.insert_speed_sample("n1", "s", w, 100).await.unwrap();
+            }
+            tx.insert_speed_sample("n2", "s", 7, 100).await.unwrap();
+            tx.save_fairshare(&[("ann".into(), 10.0)], 50)
+                .await
+                .unwrap();
+            tx.save_fairshare(&[("ann".into(), 12.5), ("bob".into(), 1.0)], 60)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            store.close().await;
+        }
+        let loaded = Store::open(&path, false)
+            .await
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        let n1: Vec<u64> = loaded
+            .speed_samples
+            .iter()
+            .filter(|s| s.1 == "n1")
+            .map(|s| s.2)
+            .collect();
+        assert_eq!(n1.len(), SPEED_SAMPLES_KEPT as usize);
+        assert_eq!(n1[0], 4);
+        assert!(loaded.speed_samples.contains(&("s".into(), "n2".into(), 7)));
+        let mut usage = loaded.fairshare;
+        usage.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            usage,
+            vec![("ann".to_string(), 12.5, 60), ("bob".to_string(), 1.0, 60)]
+        );
     }
 }

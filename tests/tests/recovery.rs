@@ -71,3 +71,42 @@ fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     assert_eq!(c.job_attr(&rerunnable, "start_count").as_deref(), Some("2"));
     assert_eq!(c.job_state(&fixed).as_deref(), Some("C"));
 }
+
+#[test]
+fn learned_speed_and_fair_share_survive_a_restart() {
+    let mut c = Cluster::start_with(
+        &[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")],
+        &["--priority-weight-fairshare", "100"],
+    );
+    // The same job shape on both nodes, three times each: enough evidence for both.
+    for _ in 0..3 {
+        let a = c.qsub("same.sh", "sleep 1\n", &[]);
+        let b = c.qsub("same.sh", "sleep 1\n", &[]);
+        c.wait_state(&a, "C", T);
+        c.wait_state(&b, "C", T);
+    }
+    let learned = |c: &Cluster| {
+        c.pbsnodes_text()
+            .lines()
+            .filter(|l| l.starts_with("     learned_speed = "))
+            .count()
+    };
+    assert_eq!(learned(&c), 2, "{}", c.pbsnodes_text());
+    c.kill_server();
+    c.start_server();
+    assert!(c.wait_nodes_up(&["n1".into(), "n2".into()], T));
+    assert_eq!(learned(&c), 2, "{}", c.pbsnodes_text());
+    // Only this user ran anything: a share of 1, restored from the store, costs 100 points.
+    for n in ["n1", "n2"] {
+        assert!(c.run_as_root("pbsnodes", &["-o", n]).status.success());
+    }
+    let id = c.qsub("waits.sh", "true\n", &[]);
+    assert!(
+        wait_until(T, || c.job_attr(&id, "start_priority").is_some()),
+        "no start_priority"
+    );
+    assert_eq!(
+        c.job_attr(&id, "start_priority").as_deref(),
+        Some("-100.00")
+    );
+}

@@ -23,7 +23,8 @@
 //! ```
 //!
 //! * **Ordering** ([`priority`]): queue priority, then `-p`, then submission time, then job
-//!   number.
+//!   number, combined with age and [`fairshare`] into one value (`qstat -f`'s
+//!   `start_priority` for queued jobs).
 //! * **Filters** ([`NodeFilter`]): hard per-node checks, each in its own module, listed
 //!   cheapest first in [`Pipeline::standard`]: [`node_state`], [`slots`], [`host`],
 //!   [`properties`], [`memory`], [`lending`] (owner windows), [`backfill`] (reservations).
@@ -32,7 +33,8 @@
 //!   hold it; the [`SitePolicy`] decides what happens when none can.
 //! * **Ranking** ([`rank`]): soft [`NodeScorer`]s order the feasible nodes inside a set
 //!   ([`dedicated`], [`speed`], [`load`]). Ties keep the nodes' own order, so identical nodes
-//!   are filled first fit, as Torque does.
+//!   are filled first fit, as Torque does. A node's speed is the one learned from completed
+//!   jobs ([`speed_learning`]) when there is enough evidence, else its configured `speed=`.
 //! * **Set scoring** ([`SetScorer`]): whole candidate sets are scored ([`site_packing`],
 //!   [`speed`] homogeneity, [`dedicated`] share); the mean is the score a start reports.
 //! * **Selection** ([`select`]): picks distinct nodes for every chunk of the job (all chunks or
@@ -66,6 +68,7 @@ pub mod site_packing;
 pub mod sites;
 pub mod slots;
 pub mod speed;
+pub mod speed_learning;
 pub mod window;
 
 use std::borrow::Cow;
