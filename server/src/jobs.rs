@@ -605,6 +605,23 @@ pub async fn submit(
 /// One id's outcome in a `JobAction` reply.
 pub type ActionResult = (String, Option<PbsError>);
 
+/// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
+/// whole job, SIGKILL after `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
+/// server does when the run's end is reported (see `PendingAction`).
+fn end_current_run(plan: &mut Plan, job: &Job) {
+    if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
+        plan.messages.push((
+            ms.to_string(),
+            ToMom::Signal {
+                run_id: run,
+                signal: libc::SIGTERM,
+                delete: true,
+                kill_delay_secs: KILL_DELAY_SECS,
+            },
+        ));
+    }
+}
+
 /// What [`job_action`] asks the caller to do once the overlay is committed.
 struct Plan {
     overlay: BTreeMap<u64, Job>,
@@ -756,17 +773,7 @@ fn act_on(
         JobOp::Delete => {
             if job.state == JobState::Running {
                 if ms_connected {
-                    if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
-                        plan.messages.push((
-                            ms.to_string(),
-                            ToMom::Signal {
-                                run_id: run,
-                                signal: libc::SIGTERM,
-                                delete: true,
-                                kill_delay_secs: KILL_DELAY_SECS,
-                            },
-                        ));
-                    }
+                    end_current_run(plan, &job);
                     job.pending = Some(PendingAction::Delete);
                     job.mtime = now;
                 } else {
@@ -832,17 +839,7 @@ fn act_on(
                 return Err(PbsError::new(pbse::BADSTATE, "", ""));
             }
             if ms_connected {
-                if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
-                    plan.messages.push((
-                        ms.to_string(),
-                        ToMom::Signal {
-                            run_id: run,
-                            signal: libc::SIGTERM,
-                            delete: true,
-                            kill_delay_secs: KILL_DELAY_SECS,
-                        },
-                    ));
-                }
+                end_current_run(plan, &job);
                 job.pending = Some(PendingAction::Requeue);
                 job.mtime = now;
             } else {

@@ -143,14 +143,6 @@ enum Failure {
     Exit(u8),
 }
 
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`pbsnodes | head`) is not an error worth a message.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 /// Torque's `statnode()`: the nodes for one operand (`""` = all); an error is printed and
 /// ends the command with status 1, an empty answer with `No nodes found` and status 2.
 async fn stat(
@@ -225,18 +217,18 @@ async fn run(o: Options) -> Result<(), Failure> {
                         // Torque prints each operand's nodes as it goes, except XML,
                         // which is written once at the end.
                         if o.action == Action::List {
-                            emit(&nodes::list(&nodes, which, o.list_notes));
+                            capstan_client::format::emit(&nodes::list(&nodes, which, o.list_notes));
                         } else if o.xml {
                             found.extend(nodes);
                         } else {
-                            emit(&nodes::blocks(&nodes));
+                            capstan_client::format::emit(&nodes::blocks(&nodes));
                         }
                     }
                     Err(f) => return Err(f),
                 }
             }
             if o.xml {
-                emit(&nodes::xml(&found));
+                capstan_client::format::emit(&nodes::xml(&found));
             }
         }
         _ => {}

@@ -260,15 +260,6 @@ impl Failure {
     }
 }
 
-/// Prints a rendered block to stdout.
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`qstat | head`) is not an error worth a message.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 /// Exit status for a list of server errors: the last one's, as Torque exits with the
 /// status of its last failed request; success when there is none.
 fn exit_for(errors: &[ServerError]) -> ExitCode {
@@ -354,7 +345,7 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
     } else {
         jobs::default_listing(&selected, true)
     };
-    emit(&text);
+    capstan_client::format::emit(&text);
 
     for e in &errors {
         if e.code == pbse::UNKQUE {
@@ -418,7 +409,7 @@ async fn queues_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<E
         if !objects.is_empty() {
             header = false;
         }
-        emit(&text);
+        capstan_client::format::emit(&text);
         for e in &errors {
             let object = if e.object.is_empty() {
                 name.as_str()
@@ -452,7 +443,7 @@ async fn servers_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<
         if !objects.is_empty() {
             header = false;
         }
-        emit(&text);
+        capstan_client::format::emit(&text);
         let operand = o.operands.get(i).map(String::as_str).unwrap_or("");
         for e in &errors {
             eprintln!("qstat: {} {operand}", e.message());

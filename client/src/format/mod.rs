@@ -194,6 +194,15 @@ pub(crate) fn cut(s: &str, precision: Option<usize>) -> &str {
     }
 }
 
+/// Prints a rendered block to stdout. A closed pipe (`qstat | head`) is not an error worth a
+/// message, so write errors are ignored, as Torque's `printf` ignores them.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
