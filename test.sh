@@ -18,4 +18,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 # Each end-to-end test starts its own cluster; two at a time suits a 2-core machine.
-cargo test --workspace -- --test-threads=2
+# (--all-targets: every unit and integration test; the crates have no doc tests.)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
