@@ -11,3 +11,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 cargo build --release -q -p capstan-server --bin capstan-sim
 "$repo/target/release/capstan-sim" --bench
+# How the cost grows with jobs x sites (the per-site index should keep it at most linear).
+echo
+echo "scaling (Capstan policy, best of 3 per cell):"
+for sites in 1 2 4; do
+    for jobs in 5000 10000 20000; do
+        "$repo/target/release/capstan-sim" --bench --bench-jobs "$jobs" --bench-sites "$sites" |
+            grep '^Capstan:'
+    done
+done
