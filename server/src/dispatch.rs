@@ -320,6 +320,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
                 placement,
                 site,
                 score,
+                scores,
             } => {
                 let valid = !placement.is_empty()
                     && state.node(&placement[0].node).is_some_and(|n| n.is_up())
@@ -337,7 +338,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
                 }
                 starts.push((
                     seq,
-                    format!(" on site {site} (score {score:.2})"),
+                    start_note(&site, score, &scores),
                     placement
                         .into_iter()
                         .map(|p| HostSlots {
@@ -426,6 +427,19 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
     }
 }
 
+/// What a start adds to Torque's `Job started on ...` comment: the site and the scores that
+/// won, e.g. ` on site a (score 0.83: site-packing 1.00, speed-homogeneity 0.50, dedicated 1.00)`.
+fn start_note(site: &str, score: f64, scores: &[(&'static str, f64)]) -> String {
+    if scores.is_empty() {
+        return format!(" on site {site} (score {score:.2})");
+    }
+    let parts: Vec<String> = scores
+        .iter()
+        .map(|(name, value)| format!("{name} {value:.2}"))
+        .collect();
+    format!(" on site {site} (score {score:.2}: {})", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,5 +520,14 @@ mod tests {
         assert_eq!(get("PBS_NUM_PPN").as_deref(), Some("2"));
         assert_eq!(get("PBS_VERSION").as_deref(), Some("TORQUE-6.1.3.h5"));
         assert_eq!(get("PBS_ENVIRONMENT").as_deref(), Some("PBS_BATCH"));
+    }
+
+    #[test]
+    fn start_note_names_every_scorer() {
+        assert_eq!(
+            super::start_note("a", 0.75, &[("site-packing", 1.0), ("dedicated", 0.5)]),
+            " on site a (score 0.75: site-packing 1.00, dedicated 0.50)"
+        );
+        assert_eq!(super::start_note("b", 1.0, &[]), " on site b (score 1.00)");
     }
 }

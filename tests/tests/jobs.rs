@@ -151,6 +151,14 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     let exec_host = c.job_attr(&first, "exec_host").unwrap();
     let hosts: Vec<&str> = exec_host.split('+').collect();
     assert_eq!(hosts.len(), 2, "{exec_host}");
+    // Both nodes come from one site, and the comment says which and why it won.
+    let site_of = |node: &str| if node.starts_with('a') { "a" } else { "b" };
+    let site = site_of(hosts[0]);
+    assert_eq!(site_of(hosts[1]), site, "{exec_host} spans sites");
+    let comment = c.job_attr(&first, "comment").unwrap();
+    assert!(comment.starts_with("Job started on "), "{comment}");
+    assert_contains(&comment, format!(" on site {site} (score "));
+    assert_contains(&comment, "site-packing ");
     for h in &hosts {
         assert!(h.ends_with("/0-1"), "{exec_host}");
     }

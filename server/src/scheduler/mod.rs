@@ -41,7 +41,7 @@
 //!   none), takes the lowest free slot indices on each, and commits them.
 //!
 //! Every decision carries its reasons: a [`Decision::Wait`] has the `comment` text, a
-//! [`Decision::Start`] the site(s) and the winning score.
+//! [`Decision::Start`] the site(s), the winning score and each set scorer's part of it.
 //!
 //! # Adding a rule
 //!
@@ -206,12 +206,14 @@ pub struct NodeSlots {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Start the job on these nodes; the first is the mother superior. `site` names the
-    /// site (`a`, or `a+b` when it spans) and `score` is the mean set score that won.
+    /// site (`a`, or `a+b` when it spans), `score` is the mean set score that won and
+    /// `scores` each set scorer's part of it, so the job's comment can say why it won.
     Start {
         seq: u64,
         placement: Vec<NodeSlots>,
         site: String,
         score: f64,
+        scores: Vec<(&'static str, f64)>,
     },
     /// The job stays queued; `reason` becomes its `comment` (Torque words, e.g.
     /// `Not Running: Not enough of the right type of nodes are available`).
@@ -423,6 +425,23 @@ impl Pipeline {
             .try_for_each(|f| f.feasible(job, chunk, node))
     }
 
+    /// Each set scorer's value for a placement, in pipeline order (clamped to 0..1; a NaN
+    /// counts as 0).
+    pub fn set_score_parts(
+        &self,
+        job: &PendingJob,
+        cluster: &select::Cluster<'_>,
+        picks: &[(usize, u32)],
+    ) -> Vec<(&'static str, f64)> {
+        self.set_scorers
+            .iter()
+            .map(|s| {
+                let v = s.score(job, cluster, picks);
+                (s.name(), if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) })
+            })
+            .collect()
+    }
+
     /// Mean set score of a placement (1.0 with no set scorers).
     pub fn set_score(
         &self,
@@ -430,22 +449,11 @@ impl Pipeline {
         cluster: &select::Cluster<'_>,
         picks: &[(usize, u32)],
     ) -> f64 {
-        if self.set_scorers.is_empty() {
+        let parts = self.set_score_parts(job, cluster, picks);
+        if parts.is_empty() {
             return 1.0;
         }
-        let sum: f64 = self
-            .set_scorers
-            .iter()
-            .map(|s| {
-                let v = s.score(job, cluster, picks);
-                if v.is_nan() {
-                    0.0
-                } else {
-                    v.clamp(0.0, 1.0)
-                }
-            })
-            .sum();
-        sum / self.set_scorers.len() as f64
+        parts.iter().map(|(_, v)| v).sum::<f64>() / parts.len() as f64
     }
 
     /// One scheduling pass: one decision per pending job, in the order jobs were considered.
@@ -514,12 +522,14 @@ impl Pipeline {
                         slots,
                     }));
                     let site = sites::label(&cluster, &picks);
+                    let scores = self.set_score_parts(job, &cluster, &picks);
                     let placement = cluster.commit(picks);
                     decisions.push(Decision::Start {
                         seq: job.seq,
                         placement,
                         site,
                         score,
+                        scores,
                     });
                 }
                 sites::Outcome::Wait {
@@ -715,6 +725,7 @@ mod tests {
                 .collect(),
             site: "default".to_string(),
             score: 0.0,
+            scores: Vec::new(),
         }
     }
 
@@ -734,6 +745,7 @@ mod tests {
                     placement,
                     site,
                     score: 0.0,
+                    scores: Vec::new(),
                 },
                 Decision::Wait { seq, reason } => Decision::Wait {
                     seq,
