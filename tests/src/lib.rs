@@ -504,6 +504,23 @@ impl Cluster {
         );
     }
 
+    /// Waits until the scheduler has considered the job and decided it must wait (it writes
+    /// a `Not Running: ...` comment), then checks it is still queued. Returns the comment.
+    pub fn wait_held_back(&self, id: &str) -> String {
+        let decided = wait_until(Duration::from_secs(30), || {
+            self.job_attr(id, "comment")
+                .is_some_and(|c| c.starts_with("Not Running"))
+        });
+        assert!(
+            decided,
+            "job {id} got no wait decision (state {:?}, comment {:?})",
+            self.job_state(id),
+            self.job_attr(id, "comment")
+        );
+        assert_eq!(self.job_state(id).as_deref(), Some("Q"), "job {id}");
+        self.job_attr(id, "comment").unwrap_or_default()
+    }
+
     pub fn pbsnodes_text(&self) -> String {
         String::from_utf8_lossy(&self.run_as_root("pbsnodes", &["-a"]).stdout).to_string()
     }

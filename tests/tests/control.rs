@@ -156,10 +156,7 @@ fn offline_nodes_take_no_work_until_cleared() {
         format!("{:<20} {:<26} {}\n", "n1", "offline", "disk check")
     );
     let id = c.qsub("wait.sh", "true\n", &[]);
-    assert!(!wait_until(Duration::from_millis(500), || c
-        .job_state(&id)
-        .as_deref()
-        != Some("Q")));
+    c.wait_held_back(&id);
     let out = c.run_as_root("pbsnodes", &["-c", "n1"]);
     assert!(out.status.success());
     c.wait_state(&id, "C", T);

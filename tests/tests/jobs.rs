@@ -182,11 +182,7 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     let second = c.qsub("mpi2.sh", "sleep 30\n", &["-l", "nodes=2:ppn=2"]);
     c.wait_state(&second, "R", T);
     let third = c.qsub("mpi3.sh", "sleep 1\n", &["-l", "nodes=1:ppn=1"]);
-    assert!(!wait_until(Duration::from_millis(500), || c
-        .job_state(&third)
-        .as_deref()
-        == Some("R")));
-    assert_eq!(c.job_state(&third).as_deref(), Some("Q"));
+    c.wait_held_back(&third);
     // Freeing the first job's nodes lets the third run.
     assert!(c.run("qdel", &[&first]).status.success());
     c.wait_state(&third, "C", T);

@@ -202,8 +202,7 @@ fn another_nodes_certificate_is_refused() {
     assert_refused(&c, "certificate names node n1 but Hello claims n2");
     // No work for n2 went anywhere: a job asking for two nodes cannot start.
     let id = c.qsub("two.sh", "true\n", &["-l", "nodes=2"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(c.job_state(&id).as_deref(), Some("Q"));
+    c.wait_held_back(&id);
     // The real n2 comes back and the job runs.
     c.start_mom("n2");
     c.wait_state(&id, "C", T);
