@@ -1073,42 +1073,4 @@ mod tests {
         }
         assert!(!could_ever_fit(&nodes_req(vec![chunk(1, 1)]), &[]));
     }
-
-    /// Not a measurement (see design.md "Measuring"): a guard that a pass over a large
-    /// backlog stays far from quadratic blow-up. Run with `--ignored` in release builds.
-    #[test]
-    #[ignore]
-    fn large_pass_is_fast() {
-        let nodes: Vec<NodeView> = (0..1000)
-            .map(|i| {
-                with_props(
-                    node(&format!("n{i:04}"), 16),
-                    if i % 10 == 0 { &["bigmem"] } else { &[] },
-                )
-            })
-            .collect();
-        let jobs: Vec<PendingJob> = (0..10_000u64)
-            .map(|i| {
-                let req = match i % 4 {
-                    0 => nodes_req(vec![chunk(1 + (i % 7) as u32, 1 + (i % 16) as u32)]),
-                    1 => procs_req(1 + (i % 33) as u32),
-                    2 => nodes_req(vec![prop_chunk(1, 2, &["bigmem"]), chunk(1, 3)]),
-                    _ => nodes_req(vec![host_chunk(
-                        &format!("n{:04}", i % 1000),
-                        1 + (i % 5) as u32,
-                    )]),
-                };
-                PendingJob {
-                    priority: (i % 11) as i64,
-                    ..job(i, req)
-                }
-            })
-            .collect();
-        let snap = snapshot(jobs, nodes);
-        let started = std::time::Instant::now();
-        let got = schedule(&snap);
-        let elapsed = started.elapsed();
-        assert_eq!(got.len(), 10_000);
-        assert!(elapsed.as_millis() < 1000, "pass took {elapsed:?}");
-    }
 }
