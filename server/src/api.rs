@@ -352,7 +352,7 @@ impl Batch for BatchService {
                 ));
                 continue;
             };
-            if !caller.is_manager() {
+            if !core.state.server_attrs.is_op_or_mgr(&caller) {
                 errors.push(PbsError::new(
                     pbse::PERM,
                     "error in permissions (PERM_OPorMGR)",

@@ -603,6 +603,7 @@ mod tests {
             nodes: vec![],
             next_session_id: 1,
             learning: Default::default(),
+            server_attrs: Default::default(),
         }
     }
 

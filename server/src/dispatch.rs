@@ -499,6 +499,7 @@ mod tests {
             nodes: vec![],
             next_session_id: 1,
             learning: Default::default(),
+            server_attrs: Default::default(),
         };
         let spec = start_spec(&job, 7, &state, false);
         assert_eq!(spec.nodefile_hosts, vec!["a", "a", "b", "b"]);

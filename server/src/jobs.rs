@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::authz::Privilege;
 use crate::model::{
     Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction, ResourcesUsed,
     ToMom,
@@ -38,10 +39,9 @@ impl Caller {
         self.uid == 0
     }
 
-    /// Torque's managers: root, and the account `pbs_server` itself runs as (so a cluster
-    /// an ordinary user started for themselves can be administered by them).
-    pub fn is_manager(&self) -> bool {
-        self.is_root() || self.uid == nix::unistd::geteuid().as_raw()
+    /// `user@host`, as ACLs and `managers`/`operators` match it.
+    pub fn user_at_host(&self) -> String {
+        format!("{}@{}", self.user, self.host)
     }
 }
 
@@ -642,12 +642,13 @@ pub async fn job_action(
     now: i64,
 ) -> (Vec<ActionResult>, bool) {
     let server = core.state.server_name.clone();
+    let privilege = core.state.server_attrs.privilege(caller);
     let mut targets: Vec<(String, Option<u64>)> = Vec::new();
     for id in ids {
         if op == JobOp::Delete && id == "all" {
             for job in core.state.jobs.values() {
                 if job.state != JobState::Completed
-                    && (caller.is_manager() || job.uid == caller.uid)
+                    && (privilege >= Privilege::Operator || job.uid == caller.uid)
                 {
                     targets.push((job.id(&server), Some(job.seq)));
                 }
@@ -747,8 +748,9 @@ fn act_on(
         return Err(PbsError::new(pbse::UNKJOBID, "", ""));
     };
     let mut job = current.clone();
-    let owner = caller.is_manager() || caller.uid == job.uid;
-    if op == JobOp::Rerun && !caller.is_manager() {
+    let privilege = state.server_attrs.privilege(caller);
+    let owner = privilege >= Privilege::Operator || caller.uid == job.uid;
+    if op == JobOp::Rerun && privilege < Privilege::Operator {
         return Err(PbsError::new(
             pbse::PERM,
             "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)",
@@ -794,7 +796,10 @@ fn act_on(
         JobOp::Hold => {
             let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
                 .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            if (holds.other || holds.system) && !caller.is_manager() {
+            // Torque: `o` holds need an operator, `s` holds a manager.
+            if (holds.other && privilege < Privilege::Operator)
+                || (holds.system && privilege < Privilege::Manager)
+            {
                 return Err(PbsError::new(pbse::PERM, "", ""));
             }
             job.hold_types.add(holds);
@@ -804,7 +809,10 @@ fn act_on(
         JobOp::Release => {
             let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
                 .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            if (holds.other || holds.system) && !caller.is_manager() {
+            // Torque: `o` holds need an operator, `s` holds a manager.
+            if (holds.other && privilege < Privilege::Operator)
+                || (holds.system && privilege < Privilege::Manager)
+            {
                 return Err(PbsError::new(pbse::PERM, "", ""));
             }
             if !job.hold_types.intersects(holds) {
@@ -1197,6 +1205,7 @@ mod tests {
                 nodes: vec![],
                 next_session_id: 1,
                 learning: Default::default(),
+                server_attrs: crate::authz::ServerAttrs::first_start("h", None),
             },
             store,
             config: std::sync::Arc::new(config),
@@ -1206,7 +1215,11 @@ mod tests {
     fn user(uid: u32) -> Caller {
         Caller {
             uid,
-            user: format!("u{uid}"),
+            user: if uid == 0 {
+                "root".into()
+            } else {
+                format!("u{uid}")
+            },
             group: "g".into(),
             host: "h".into(),
         }
@@ -1315,7 +1328,7 @@ mod tests {
         assert_eq!(deleted.exit_status, None);
         assert_eq!(core.state.jobs[&2].state, JobState::Queued);
 
-        // Root may act on anyone's job; the change is in the store.
+        // Root on the server host (a manager) may act on anyone's job; the change is stored.
         let (r, _) = job_action(&mut core, &user(0), JobOp::Hold, &ids(&["2"]), "o", "", 8).await;
         assert!(r[0].1.is_none());
         let loaded = core.store.load().await.unwrap();

@@ -14,6 +14,7 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
+//! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
 //! * [`dispatch`]: the event-driven scheduling loop around [`scheduler::schedule`].
 //! * [`attrs`]: domain objects → Torque attribute lists in Torque's order.
 //! * [`nodes_file`]: the `server_priv/nodes` parser.
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod attrs;
+pub mod authz;
 pub mod config;
 pub mod dispatch;
 pub mod jobs;

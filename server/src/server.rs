@@ -27,6 +27,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::api::BatchService;
+use crate::authz::ServerAttrs;
 use crate::config::Config;
 use crate::dispatch::{self, now_epoch};
 use crate::model::{JobState, NodeFlags, Queue};
@@ -84,6 +85,24 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         default_queue = DEFAULT_QUEUE.to_string();
     }
 
+    // Databases from before server attributes existed get what a first start would write.
+    let server_attrs = match loaded.server_attrs {
+        Some(attrs) => attrs,
+        None => {
+            let server_user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name);
+            let attrs =
+                ServerAttrs::first_start(&crate::config::short_hostname(), server_user.as_deref());
+            let mut tx = store.begin().await?;
+            tx.save_server_attrs(&attrs).await?;
+            tx.commit().await?;
+            info!(managers = ?attrs.managers, "server attributes initialised");
+            attrs
+        }
+    };
+
     let started = Instant::now();
     let nodes = defs
         .into_iter()
@@ -108,6 +127,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             fairshare: Usage::restore(config.fairshare_half_life, &loaded.fairshare, now),
             ..Learning::default()
         },
+        server_attrs,
     };
     for (shape, node, walltime) in &loaded.speed_samples {
         state.learning.speed_samples.add(shape, node, *walltime);

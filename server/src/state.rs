@@ -162,6 +162,8 @@ pub struct State {
     pub nodes: Vec<NodeRuntime>,
     pub next_session_id: u64,
     pub learning: Learning,
+    /// Server security attributes (`managers`, `operators`, `submit_hosts`, ...).
+    pub server_attrs: crate::authz::ServerAttrs,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::authz::ServerAttrs;
 use crate::model::{Job, NodeFlags, Queue};
 
 /// A database failure; the server logs it and answers PBSE_SYSTEM.
@@ -45,6 +46,8 @@ pub struct Loaded {
     /// `None` on a fresh database.
     pub next_job_number: Option<u64>,
     pub default_queue: Option<String>,
+    /// `None` on a database written before server attributes existed.
+    pub server_attrs: Option<ServerAttrs>,
     pub queues: Vec<Queue>,
     /// Jobs in sequence order, scripts attached.
     pub jobs: Vec<Job>,
@@ -154,6 +157,16 @@ impl Store {
                         })?)
                 }
                 "default_queue" => loaded.default_queue = Some(value),
+                "server_attrs" => {
+                    loaded.server_attrs =
+                        Some(
+                            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt {
+                                what: "server",
+                                key: key.clone(),
+                                message: e.to_string(),
+                            })?,
+                        )
+                }
                 _ => {}
             }
         }
@@ -302,6 +315,15 @@ impl StoreTx {
 
     pub async fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
         self.set_kv("default_queue", queue).await
+    }
+
+    pub async fn save_server_attrs(&mut self, attrs: &ServerAttrs) -> Result<(), StoreError> {
+        let json = serde_json::to_string(attrs).map_err(|e| StoreError::Corrupt {
+            what: "server",
+            key: "server_attrs".into(),
+            message: e.to_string(),
+        })?;
+        self.set_kv("server_attrs", &json).await
     }
 
     async fn set_kv(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
