@@ -24,6 +24,10 @@ pub struct RunResult {
     pub end_time: i64,
     pub session_id: i32,
     pub message: String,
+    /// Torque's "Unable to copy file ..." text for each output file that could
+    /// not be delivered (kept in `undelivered/`).
+    #[serde(default)]
+    pub copy_errors: Vec<String>,
 }
 
 /// Where a run is in its life.
@@ -61,6 +65,9 @@ pub struct RunRecord {
     /// Elapsed seconds when the walltime kill happened.
     #[serde(default)]
     pub walltime_elapsed: u64,
+    /// What to copy where once the job ends (spooled output).
+    #[serde(default)]
+    pub delivery: crate::deliver::DeliveryPlan,
 }
 
 impl RunRecord {

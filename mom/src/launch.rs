@@ -16,7 +16,10 @@
 //! group, so signals reach all of it), `setgroups`/`setgid`/`setuid` (only when
 //! the MOM is root and the user differs), `umask 077`, then the output files
 //! are opened *as the user* with `O_NOFOLLOW` (so root never writes through a
-//! path the user controls), `chdir`, and `execve` of the login shell. If the
+//! path the user controls): the spool files `JOBID.OU`/`.ER` in the job's own
+//! spool directory, or the `$HOME` file for a stream kept with `-k` (see
+//! `paths::spool`; the copy to the requested path happens after the job, as the
+//! user, in `deliver`), `chdir`, and `execve` of the login shell. If the
 //! shell cannot be exec'd the child writes Torque's message to its stderr file
 //! and exits 254, which is the job's exit status.
 //!
@@ -35,6 +38,7 @@ use std::process::{Command, Stdio};
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
 
+use crate::deliver::{self, DeliveryPlan};
 use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
 use crate::paths::{self, OutputRequest, Streams};
@@ -58,8 +62,11 @@ pub struct Launched {
     /// Pid of the supervisor that waits for the shell.
     pub supervisor_pid: i32,
     pub uid: u32,
+    /// What the job's shell opened (spool files, or `$HOME` files with `-k`).
     pub streams: Streams,
     pub start_time: i64,
+    /// What to copy where when the job ends.
+    pub delivery: DeliveryPlan,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -82,6 +89,9 @@ pub struct ExecPlan {
     pub shell: PathBuf,
     pub script: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Used by the MOM after the job ends; the supervisor ignores it.
+    #[serde(default)]
+    pub delivery: DeliveryPlan,
 }
 
 /// Steps of the child's setup, sent back over the error pipe.
@@ -177,6 +187,7 @@ pub fn launch(
                 uid: plan.uid,
                 streams: plan.streams,
                 start_time,
+                delivery: plan.delivery,
             }),
             _ => {
                 let _ = child.kill();
@@ -241,7 +252,7 @@ pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecP
         None
     };
 
-    let streams = paths::resolve(&OutputRequest {
+    let final_streams = paths::resolve(&OutputRequest {
         output_path: &spec.output_path,
         error_path: &spec.error_path,
         join_path: &spec.join_path,
@@ -250,9 +261,24 @@ pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecP
         job_seq: &spec.job_seq,
         home: &user.dir,
     });
+    let spooled = paths::spool(
+        &final_streams,
+        &spec.keep_files,
+        &layout.spool_dir(&spec.job_id),
+        &spec.job_id,
+    );
+    let delivery = DeliveryPlan {
+        job_id: spec.job_id.clone(),
+        user_name: user.name.clone(),
+        uid: user.uid.as_raw(),
+        identity: identity.clone(),
+        dest_prefix: deliver::dest_prefix(&user.name, &spec.env),
+        files: spooled.deliveries,
+    };
 
-    let script = write_spool(spec, layout, switch.then_some((user.uid, gid)))?;
-    write_nodefile(spec, layout, node_name)?;
+    let owner = switch.then_some((user.uid, gid));
+    let script = write_spool(spec, layout, owner)?;
+    write_nodefile(spec, layout, node_name, owner)?;
 
     let login_shell = if user.shell.as_os_str().is_empty() {
         PathBuf::from("/bin/sh")
@@ -274,11 +300,12 @@ pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecP
         user_name: user.name.clone(),
         uid: user.uid.as_raw(),
         identity,
-        streams,
+        streams: spooled.open,
         workdir,
         shell,
         script,
         env,
+        delivery,
     })
 }
 
@@ -294,6 +321,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
         shell,
         script,
         env,
+        delivery: _,
     } = plan;
     let argv = vec![
         cstr(login_argv0(shell))?,
@@ -436,8 +464,14 @@ fn write_spool(
     Ok(script)
 }
 
-/// Writes `aux/JOBID`, one host per slot (root-owned, 0644, replaced atomically).
-fn write_nodefile(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<(), LaunchError> {
+/// Writes `aux/JOBID`, one host per slot: created by root in root's directory,
+/// replaced atomically, readable only by the job's user (owner, 0600) and root.
+fn write_nodefile(
+    spec: &RunSpec,
+    layout: &Layout,
+    node_name: &str,
+    owner: Option<(Uid, Gid)>,
+) -> Result<(), LaunchError> {
     let path = layout.nodefile(&spec.job_id);
     let tmp = layout.aux_dir().join(format!(".{}.tmp", spec.job_id));
     let mut text = String::new();
@@ -454,10 +488,14 @@ fn write_nodefile(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<()
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if let Some((uid, gid)) = owner {
+            nix::unistd::fchown(f.as_raw_fd(), Some(uid), Some(gid))?;
+        }
         std::fs::rename(&tmp, &path)
     };
     write().map_err(|e| {

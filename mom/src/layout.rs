@@ -5,8 +5,11 @@
 //! DIR/mom_priv/config           Torque-style config ($max_load, $ideal_load)
 //! DIR/mom_priv/jobs/      0711  run records RUNID.json, supervisor results RUNID.exit,
 //!                               per-job spool dirs JOBID/
-//! DIR/mom_priv/jobs/JOBID/ 0700 owned by the job's user: the script JOBID.SC
-//! DIR/aux/                0755  node files: DIR/aux/JOBID
+//! DIR/mom_priv/jobs/JOBID/ 0700 owned by the job's user: the script JOBID.SC,
+//!                               the job's spooled stdout/stderr JOBID.OU, JOBID.ER
+//! DIR/aux/                0755  node files: DIR/aux/JOBID (0600, owned by the job's user)
+//! DIR/undelivered/        0711  output that could not be copied to its path:
+//!                               JOBID.OU / JOBID.ER, 0600, owned by the job's user
 //! ```
 //!
 //! `jobs/` is traversable but not listable so a user can reach their own
@@ -65,6 +68,11 @@ impl Layout {
         self.spool_dir(job_id).join(format!("{job_id}.SC"))
     }
 
+    /// Where output that could not be delivered is kept (Torque's `undelivered/`).
+    pub fn undelivered_dir(&self) -> PathBuf {
+        self.home.join("undelivered")
+    }
+
     pub fn nodefile(&self, job_id: &str) -> PathBuf {
         self.aux_dir().join(job_id)
     }
@@ -81,6 +89,7 @@ impl Layout {
             (self.mom_priv(), 0o751),
             (self.jobs_dir(), 0o711),
             (self.aux_dir(), 0o755),
+            (self.undelivered_dir(), 0o711),
         ] {
             if !dir.exists() {
                 std::fs::DirBuilder::new()

@@ -17,6 +17,7 @@
 //! * [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
 
 pub mod config;
+pub mod deliver;
 pub mod exit;
 pub mod job;
 pub mod launch;

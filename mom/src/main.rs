@@ -70,6 +70,12 @@ fn main() -> anyhow::Result<()> {
         let exit_file = PathBuf::from(argv.next().unwrap_or_default());
         std::process::exit(supervisor::main(&exit_file));
     }
+    // So is the copy helper that delivers output as the job's user (capstan_mom::deliver).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(capstan_mom::deliver::DELIVER_ARG))
+    {
+        std::process::exit(capstan_mom::deliver::helper_main());
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

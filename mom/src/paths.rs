@@ -3,9 +3,13 @@
 //! every case is unit-tested without running a job.
 //!
 //! The server stores the paths as `HOST:/abs/path` and sends them without the
-//! host. Capstan writes the files in place (Torque's `$usecp` local-copy setup):
-//! there is no spool-and-copy-back step, so a job's output is where the user
-//! asked for it as soon as it is written.
+//! host. As Torque does, a job writes its streams into the MOM's spool (here the
+//! job's own spool directory, `mom_priv/jobs/JOBID/JOBID.OU`/`.ER`, 0700 and
+//! owned by the user) and the MOM copies them to the requested paths when the
+//! job ends (a local copy, Torque's `$usecp` setup), as the user (see
+//! `deliver`). A stream kept with `-k` is written straight into `$HOME`.
+//! [`spool`] turns the final destinations into what the job opens and what is
+//! copied where afterwards.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +69,49 @@ pub fn resolve(req: &OutputRequest<'_>) -> Streams {
         "eo" => Streams::IntoStderr(stderr),
         _ => Streams::Separate { stdout, stderr },
     }
+}
+
+/// One stream to copy from the spool to where the user asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The spool file the job wrote.
+    pub spool: PathBuf,
+    /// The requested path.
+    pub dest: PathBuf,
+}
+
+/// What the job's shell opens, and what is copied after it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    pub open: Streams,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Torque's spool suffixes: `.OU` for stdout (and `-j oe`), `.ER` for stderr (and `-j eo`).
+pub fn spool(final_streams: &Streams, keep_files: &str, spool_dir: &Path, job_id: &str) -> Spooled {
+    let mut deliveries = Vec::new();
+    let mut route = |dest: &Path, kept: bool, suffix: &str| -> PathBuf {
+        if kept {
+            return dest.to_path_buf();
+        }
+        let spool = spool_dir.join(format!("{job_id}.{suffix}"));
+        deliveries.push(Delivery {
+            spool: spool.clone(),
+            dest: dest.to_path_buf(),
+        });
+        spool
+    };
+    let keep_o = keep_files.contains('o');
+    let keep_e = keep_files.contains('e');
+    let open = match final_streams {
+        Streams::Separate { stdout, stderr } => Streams::Separate {
+            stdout: route(stdout, keep_o, "OU"),
+            stderr: route(stderr, keep_e, "ER"),
+        },
+        Streams::IntoStdout(p) => Streams::IntoStdout(route(p, keep_o, "OU")),
+        Streams::IntoStderr(p) => Streams::IntoStderr(route(p, keep_e, "ER")),
+    };
+    Spooled { open, deliveries }
 }
 
 fn place(given: &str, default_name: &str, keep: bool, home: &Path) -> PathBuf {
@@ -153,6 +200,40 @@ mod tests {
         assert_eq!(s, sep("/home/u/a.out", "/w/a.err"));
         let s = resolve(&req("/w/a.out", "/w/a.err", "n", "e"));
         assert_eq!(s, sep("/w/a.out", "/home/u/a.err"));
+    }
+
+    #[test]
+    fn streams_are_spooled_unless_kept() {
+        let spool_dir = Path::new("/m/jobs/12.vm");
+        let s = spool(&sep("/w/a.out", "/w/a.err"), "n", spool_dir, "12.vm");
+        assert_eq!(
+            s.open,
+            sep("/m/jobs/12.vm/12.vm.OU", "/m/jobs/12.vm/12.vm.ER")
+        );
+        assert_eq!(
+            s.deliveries,
+            vec![
+                Delivery {
+                    spool: "/m/jobs/12.vm/12.vm.OU".into(),
+                    dest: "/w/a.out".into()
+                },
+                Delivery {
+                    spool: "/m/jobs/12.vm/12.vm.ER".into(),
+                    dest: "/w/a.err".into()
+                },
+            ]
+        );
+        let s = spool(&sep("/home/u/a.out", "/w/a.err"), "o", spool_dir, "12.vm");
+        assert_eq!(s.open, sep("/home/u/a.out", "/m/jobs/12.vm/12.vm.ER"));
+        assert_eq!(s.deliveries.len(), 1);
+        let s = spool(
+            &Streams::IntoStderr("/w/a.err".into()),
+            "n",
+            spool_dir,
+            "12.vm",
+        );
+        assert_eq!(s.open, Streams::IntoStderr("/m/jobs/12.vm/12.vm.ER".into()));
+        assert_eq!(s.deliveries[0].dest, Path::new("/w/a.err"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ use nix::unistd::Pid;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
+use crate::deliver;
 use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
@@ -192,6 +193,7 @@ impl Runner {
             end_time: now_secs(),
             session_id: 0,
             message: message.to_string(),
+            copy_errors: Vec::new(),
         }
     }
 
@@ -211,6 +213,7 @@ impl Runner {
             supervisor_pid: 0,
             interventions: Default::default(),
             walltime_elapsed: 0,
+            delivery: Default::default(),
         };
         let conflict = {
             let mut runs = self.runs();
@@ -263,6 +266,7 @@ impl Runner {
         record.start_time = l.start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor_pid;
+        record.delivery = l.delivery.clone();
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
@@ -338,6 +342,9 @@ impl Runner {
         } else if waited.is_none() {
             message = "job's exit status was lost (its supervisor died)".into();
         }
+        // Torque's post-job file processing: the spooled output to its paths,
+        // as the user; what cannot be copied is kept and reported.
+        let copy_errors = deliver::deliver(&record.delivery, &self.layout, &self.supervisor);
         let now = now_secs();
         let used = Usage {
             cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
@@ -356,6 +363,7 @@ impl Runner {
             end_time: now,
             session_id: live.pgid,
             message,
+            copy_errors,
         };
         let record = {
             let mut runs = self.runs();

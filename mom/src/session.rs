@@ -296,6 +296,7 @@ fn ended_to_wire(run_id: u64, r: RunResult) -> mom_message::Kind {
         end_time: r.end_time,
         session_id: r.session_id,
         message: r.message,
+        copy_errors: r.copy_errors,
     })
 }
 

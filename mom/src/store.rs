@@ -6,6 +6,7 @@
 //! record, never half of one.
 
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use crate::job::RunRecord;
@@ -47,6 +48,7 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(io_err)?;
         f.write_all(&bytes).map_err(io_err)?;
@@ -120,6 +122,7 @@ mod tests {
             supervisor_pid: 0,
             interventions: Default::default(),
             walltime_elapsed: 0,
+            delivery: Default::default(),
         };
         store.save(&r).expect("save");
         r.phase = Phase::Ended(RunResult {
@@ -128,6 +131,7 @@ mod tests {
             end_time: 2,
             session_id: 5,
             message: String::new(),
+            copy_errors: Vec::new(),
         });
         store.save(&r).expect("save");
         std::fs::write(layout.jobs_dir().join("10.json"), b"{broken").expect("write");

@@ -312,6 +312,7 @@ async fn adopts_a_running_job_after_restart() {
         supervisor_pid: 0,
         interventions: Default::default(),
         walltime_elapsed: 0,
+        delivery: Default::default(),
     };
     capstan_mom::store::Store::new(f.layout.clone())
         .save(&record)
@@ -382,21 +383,45 @@ async fn root_mom_switches_to_the_jobs_user() {
         (nobody.uid.as_raw(), 0o700)
     );
 
-    // A user's symlink in place of the stderr file is not followed.
+    // A user's symlink in place of the stderr file is not followed: the job
+    // runs, its stderr is kept in undelivered/ and the result says so.
     let target = f.work.join("victim");
     std::fs::write(&target, "keep\n").expect("victim");
     std::os::unix::fs::symlink(&target, f.work.join("job.sh.e13")).expect("symlink");
-    let mut spec = f.spec(13, "13", "echo x\n");
+    let mut spec = f.spec(13, "13", "echo x\necho y >&2\n");
     spec.euser = "nobody".into();
     f.start(spec).await;
     let r = f.ended(13).await;
-    assert_eq!(r.exit_status, -1, "{r:?}");
-    assert!(
-        r.message.contains("cannot open error file"),
-        "{}",
-        r.message
-    );
+    assert_eq!(r.exit_status, 0, "{r:?}");
+    assert_eq!(f.read("job.sh.o13"), "x\n");
     assert_eq!(std::fs::read_to_string(&target).expect("victim"), "keep\n");
+    let kept = f.layout.undelivered_dir().join("13.vm.ER");
+    assert_eq!(r.copy_errors.len(), 1, "{r:?}");
+    let text = &r.copy_errors[0];
+    assert!(
+        text.starts_with(&format!(
+            "Unable to copy file {} to ",
+            f.layout.spool_dir("13.vm").join("13.vm.ER").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("job.sh.e13': Too many levels of symbolic links\n*** end error output\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "Output retained on that host in: {}",
+            kept.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&kept).expect("kept"), "y\n");
+    let meta = std::fs::symlink_metadata(&kept).expect("kept meta");
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (nobody.uid.as_raw(), 0o600)
+    );
 
     // root jobs are refused unless the server allows them.
     let mut spec = f.spec(14, "14", "true\n");

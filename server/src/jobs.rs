@@ -925,6 +925,8 @@ pub struct RunEnd {
     pub end_time: i64,
     pub session_id: i32,
     pub message: String,
+    /// The job's comment from now on (output the MOM could not deliver).
+    pub comment: Option<String>,
 }
 
 /// Commits the ends of a batch of runs (C or requeue) and resolves their dependents, in one
@@ -977,13 +979,13 @@ pub async fn runs_ended(
         }
         let end_time = if end.end_time > 0 { end.end_time } else { now };
         if job.pending == Some(PendingAction::Requeue) {
-            requeue(&mut job, now, None);
+            requeue(&mut job, now, end.comment.clone());
             info!(job = %id, "job requeued");
         } else {
             if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
                 samples.push(sample);
             }
-            end_job(&mut job, end.exit_status, end_time, None);
+            end_job(&mut job, end.exit_status, end_time, end.comment.clone());
             job.mtime = now;
             info!(job = %id, exit_status = end.exit_status, "job completed");
         }

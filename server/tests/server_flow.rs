@@ -304,6 +304,7 @@ async fn job_runs_to_completion_and_survives_restart() {
         end_time: 0,
         session_id: 4242,
         message: String::new(),
+        copy_errors: Vec::new(),
     }))
     .await;
     match mom.next().await {

@@ -1,0 +1,407 @@
+//! Copying a finished job's spooled output to the paths the user asked for,
+//! and keeping what cannot be copied (Torque's post-job file processing).
+//!
+//! The copy runs *as the job's user*: the MOM re-executes itself
+//! (`pbs_mom --capstan-deliver`) with the user's uid, primary group and
+//! supplementary groups, so the kernel decides what the user may write, and
+//! every open uses `O_NOFOLLOW`: a symlink planted at the destination is never
+//! written through (not by root, not even as the user). The helper gets the
+//! list of copies as JSON on stdin and answers one result per copy on stdout.
+//!
+//! A copy that fails leaves the spool file to the MOM, which moves it (as root,
+//! without following anything, checking after the move that what arrived is a
+//! regular file of the job's user) to `DIR/undelivered/JOBID.OU`/`.ER`
+//! (directory 0711, file 0600, owned by the user) and reports Torque's text:
+//!
+//! ```text
+//! Unable to copy file SPOOL to USER@HOST:PATH
+//! *** error from copy
+//! cannot create regular file 'PATH': Permission denied
+//! *** end error output
+//! Output retained on that host in: DIR/undelivered/JOBID.OU
+//! ```
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::launch::Identity;
+use crate::layout::Layout;
+use crate::paths::Delivery;
+
+/// First argument that turns `pbs_mom` into the copy helper.
+pub const DELIVER_ARG: &str = "--capstan-deliver";
+
+/// Everything needed after the job ends to deliver its output; persisted in
+/// the run record so a restarted MOM delivers adopted runs' output too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPlan {
+    pub job_id: String,
+    pub user_name: String,
+    pub uid: u32,
+    /// The identity the copy runs as (`None` when the MOM is not root: it
+    /// already is the job's user).
+    pub identity: Option<Identity>,
+    /// `USER@HOST:` as Torque prints before a destination path.
+    pub dest_prefix: String,
+    pub files: Vec<Delivery>,
+}
+
+/// Why the copy helper itself could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("cannot start the copy helper {program}: {source}")]
+    Spawn { program: PathBuf, source: io::Error },
+    #[error("copy helper failed: {0}")]
+    Helper(String),
+}
+
+/// Copies every spooled file of `plan` to its destination as the user and
+/// returns Torque's message for each file that could not be delivered (empty
+/// when all went well). Blocking.
+pub fn deliver(plan: &DeliveryPlan, layout: &Layout, helper: &Path) -> Vec<String> {
+    let mut pending = Vec::new();
+    let mut messages = Vec::new();
+    for d in &plan.files {
+        match std::fs::symlink_metadata(&d.spool) {
+            Ok(_) => pending.push(d.clone()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Already moved to undelivered/ by a MOM that stopped before
+                // reporting, or removed by the user during the run.
+                let kept = undelivered_path(layout, &d.spool);
+                if kept.exists() {
+                    messages.push(torque_message(
+                        plan,
+                        d,
+                        "pbs_mom restarted during the copy",
+                        Some(&kept),
+                    ));
+                } else {
+                    tracing::warn!(job = %plan.job_id, "spool file {} is gone; nothing to copy", d.spool.display());
+                }
+            }
+            Err(e) => {
+                messages.push(torque_message(plan, d, &e.to_string(), None));
+            }
+        }
+    }
+    if pending.is_empty() {
+        return messages;
+    }
+    let results = match run_helper(plan, &pending, helper) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(job = %plan.job_id, "{e}");
+            vec![Some(e.to_string()); pending.len()]
+        }
+    };
+    for (d, result) in pending.iter().zip(results) {
+        let Some(error) = result else {
+            tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
+            continue;
+        };
+        let kept = retain(layout, plan.uid, &d.spool);
+        match &kept {
+            Ok(path) => {
+                tracing::warn!(job = %plan.job_id, "cannot copy {} to {}: {error}; kept in {}", d.spool.display(), d.dest.display(), path.display())
+            }
+            Err(e) => {
+                tracing::error!(job = %plan.job_id, "cannot copy {} to {}: {error}; and cannot keep it: {e}", d.spool.display(), d.dest.display())
+            }
+        }
+        messages.push(torque_message(plan, d, &error, kept.ok().as_deref()));
+    }
+    messages
+}
+
+fn torque_message(plan: &DeliveryPlan, d: &Delivery, error: &str, kept: Option<&Path>) -> String {
+    let mut m = format!(
+        "Unable to copy file {} to {}{}\n*** error from copy\n{error}\n*** end error output",
+        d.spool.display(),
+        plan.dest_prefix,
+        d.dest.display()
+    );
+    if let Some(k) = kept {
+        m.push_str(&format!(
+            "\nOutput retained on that host in: {}",
+            k.display()
+        ));
+    }
+    m
+}
+
+fn undelivered_path(layout: &Layout, spool: &Path) -> PathBuf {
+    let name = spool
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    layout.undelivered_dir().join(name)
+}
+
+/// Moves a spool file into `undelivered/` (root's directory, so once there the
+/// user cannot swap it), then checks that what arrived is a regular file owned
+/// by `uid` with one link, and makes it 0600. Anything else is removed: the
+/// spool directory belongs to the user, who could have replaced the file by a
+/// symlink or a link to another file between the check and the move.
+fn retain(layout: &Layout, uid: u32, spool: &Path) -> io::Result<PathBuf> {
+    let dest = undelivered_path(layout, spool);
+    let meta = std::fs::symlink_metadata(spool)?;
+    if !meta.file_type().is_file() || meta.uid() != uid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "spool file is not a regular file of the job's user",
+        ));
+    }
+    std::fs::rename(spool, &dest)?;
+    let checked = (|| -> io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&dest)?;
+        let m = f.metadata()?;
+        if !m.file_type().is_file() || m.uid() != uid || m.nlink() != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "spool file changed: not a regular file of the job's user",
+            ));
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+    })();
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&dest);
+        return Err(e);
+    }
+    Ok(dest)
+}
+
+/// Starts the helper as the job's user and exchanges JSON with it.
+fn run_helper(
+    plan: &DeliveryPlan,
+    files: &[Delivery],
+    helper: &Path,
+) -> Result<Vec<Option<String>>, DeliverError> {
+    let input = serde_json::to_vec(files).map_err(|e| DeliverError::Helper(e.to_string()))?;
+    let mut cmd = Command::new(helper);
+    cmd.env_clear()
+        .arg(DELIVER_ARG)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(id) = &plan.identity {
+        let (uid, gid, groups) = (id.uid, id.gid, id.groups.clone());
+        // SAFETY: only async-signal-safe calls on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
+                    || libc::setgid(gid) < 0
+                    || libc::setuid(uid) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+    } else {
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().map_err(|source| DeliverError::Spawn {
+        program: helper.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    let talk = (|| -> io::Result<()> {
+        let mut stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        stdin.write_all(&input)?;
+        drop(stdin);
+        child
+            .stdout
+            .take()
+            .ok_or(io::ErrorKind::BrokenPipe)?
+            .read_to_end(&mut out)?;
+        Ok(())
+    })();
+    let status = child.wait();
+    talk.map_err(|e| DeliverError::Helper(e.to_string()))?;
+    let results: Vec<Option<String>> = serde_json::from_slice(&out)
+        .map_err(|e| DeliverError::Helper(format!("{e} (exit {status:?})")))?;
+    if results.len() != files.len() {
+        return Err(DeliverError::Helper(format!(
+            "{} results for {} files",
+            results.len(),
+            files.len()
+        )));
+    }
+    Ok(results)
+}
+
+/// Helper entry point (`pbs_mom --capstan-deliver`), already running as the
+/// job's user: copies each file and prints the results; returns the exit code.
+pub fn helper_main() -> i32 {
+    let mut input = Vec::new();
+    let files: Vec<Delivery> = match io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&input).map_err(|e| e.to_string()))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bad copy list: {e}");
+            return 1;
+        }
+    };
+    let results: Vec<Option<String>> = files.iter().map(|d| copy_one(d).err()).collect();
+    let mut out = io::stdout();
+    match serde_json::to_writer(&mut out, &results) {
+        Ok(()) => {
+            let _ = out.flush();
+            0
+        }
+        Err(_) => 1,
+    }
+}
+
+/// One copy, in `cp`'s words on failure. `/dev/null` is never copied to
+/// (Torque skips it as well).
+fn copy_one(d: &Delivery) -> Result<(), String> {
+    if d.dest == Path::new("/dev/null") {
+        return Ok(());
+    }
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&d.spool)
+        .map_err(|e| {
+            format!(
+                "cannot open '{}' for reading: {}",
+                d.spool.display(),
+                errno_text(&e)
+            )
+        })?;
+    // O_NONBLOCK: a FIFO planted at the destination must not hang the copy.
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&d.dest)
+        .map_err(|e| {
+            format!(
+                "cannot create regular file '{}': {}",
+                d.dest.display(),
+                errno_text(&e)
+            )
+        })?;
+    io::copy(&mut src, &mut dst)
+        .and_then(|_| dst.flush())
+        .map_err(|e| format!("error writing '{}': {}", d.dest.display(), errno_text(&e)))
+}
+
+/// `strerror` text without Rust's " (os error N)".
+fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    }
+}
+
+/// `USER@HOST:` for messages: the submission host from `PBS_O_HOST` when the
+/// job carries it.
+pub fn dest_prefix(user: &str, env: &[(String, String)]) -> String {
+    match env.iter().find(|(k, _)| k == "PBS_O_HOST") {
+        Some((_, host)) if !host.is_empty() => format!("{user}@{host}:"),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(dir: &Path, dest: &str) -> Delivery {
+        Delivery {
+            spool: dir.join("1.vm.OU"),
+            dest: dir.join(dest),
+        }
+    }
+
+    #[test]
+    fn copies_and_refuses_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("1.vm.OU"), "out\n").expect("spool");
+        copy_one(&d(dir.path(), "a.out")).expect("copy");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.out")).expect("read"),
+            "out\n"
+        );
+        std::fs::write(dir.path().join("victim"), "keep\n").expect("victim");
+        std::os::unix::fs::symlink(dir.path().join("victim"), dir.path().join("link"))
+            .expect("symlink");
+        let err = copy_one(&d(dir.path(), "link")).expect_err("symlink refused");
+        assert!(err.starts_with("cannot create regular file '"), "{err}");
+        assert!(
+            err.ends_with("link': Too many levels of symbolic links"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("victim")).expect("read"),
+            "keep\n"
+        );
+        let err = copy_one(&d(dir.path(), "no/such/dir")).expect_err("missing dir");
+        assert!(err.ends_with(": No such file or directory"), "{err}");
+    }
+
+    #[test]
+    fn message_is_torques() {
+        let plan = DeliveryPlan {
+            dest_prefix: "u@h:".into(),
+            ..Default::default()
+        };
+        let del = Delivery {
+            spool: "/s/1.vm.OU".into(),
+            dest: "/x/out".into(),
+        };
+        assert_eq!(
+            torque_message(&plan, &del, "boom", Some(Path::new("/u/1.vm.OU"))),
+            "Unable to copy file /s/1.vm.OU to u@h:/x/out\n*** error from copy\nboom\n*** end error output\nOutput retained on that host in: /u/1.vm.OU"
+        );
+        assert_eq!(
+            dest_prefix("u", &[("PBS_O_HOST".into(), "h".into())]),
+            "u@h:"
+        );
+        assert_eq!(dest_prefix("u", &[]), "");
+    }
+
+    #[test]
+    fn retains_only_regular_files_of_the_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        layout.ensure().expect("ensure");
+        let uid = nix::unistd::getuid().as_raw();
+        let spool = dir.path().join("1.vm.OU");
+        std::fs::write(&spool, "out\n").expect("spool");
+        let kept = retain(&layout, uid, &spool).expect("retained");
+        assert_eq!(kept, layout.undelivered_dir().join("1.vm.OU"));
+        let meta = std::fs::metadata(&kept).expect("meta");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert!(!spool.exists());
+        std::os::unix::fs::symlink("/etc/passwd", &spool).expect("symlink");
+        assert!(retain(&layout, uid, &spool).is_err());
+    }
+}
