@@ -17,16 +17,26 @@ pub const IVALREQ: i32 = 15004;
 pub const UNKREQ: i32 = 15005;
 /// Unauthorized Request.
 pub const PERM: i32 = 15007;
-/// Internal Server Error.
-pub const SYSTEM: i32 = 15010;
+/// Access from host not allowed, or unknown host.
+pub const BADHOST: i32 = 15010;
+/// Internal Server Error (Torque 6's PBSE_SYSTEM number).
+pub const SYSTEM: i32 = 15012;
 /// Illegal attribute or resource value.
 pub const BADATVAL: i32 = 15016;
+/// Cannot modify attribute while job running.
+pub const MODATRRUN: i32 = 15017;
 /// Request invalid for state of job.
 pub const BADSTATE: i32 = 15018;
 /// Unknown queue.
 pub const UNKQUE: i32 = 15020;
 /// Queue is not enabled.
 pub const QUNOENB: i32 = 15023;
+/// Queue already exists.
+pub const QUEEXIST: i32 = 15027;
+/// Cannot delete busy queue.
+pub const QUEBUSY: i32 = 15029;
+/// Feature/function not supported.
+pub const NOSUP: i32 = 15031;
 /// Bad UID for job execution.
 pub const BADUSER: i32 = 15025;
 /// Unknown resource type.
@@ -63,8 +73,13 @@ pub fn text(code: i32) -> &'static str {
         IVALREQ => "Invalid request",
         UNKREQ => "Unknown request",
         PERM => "Unauthorized Request ",
+        BADHOST => "Access from host not allowed, or unknown host",
         SYSTEM => "Internal Server Error",
+        QUEEXIST => "Queue already exists",
+        QUEBUSY => "Cannot delete busy queue",
+        NOSUP => "Feature/function not supported",
         BADATVAL => "Illegal attribute or resource value for",
+        MODATRRUN => "Cannot modify attribute while job running",
         BADSTATE => "Request invalid for state of job",
         UNKQUE => "Unknown queue",
         QUNOENB => "Queue is not enabled",

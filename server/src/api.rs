@@ -1,26 +1,30 @@
-//! The Batch service the commands call, on the Unix socket.
+//! The Batch service the commands call, on the Unix socket (and, from login nodes' agents,
+//! on the TLS listener).
 //!
 //! Why this module exists: it is the only place where proto types meet domain types (design
 //! principle 9), and the only place that decides who the caller is: the uid comes from the
 //! socket's peer credentials (tonic's `UdsConnectInfo`), never from a request field
-//! (principle 3). Every handler converts, takes the state lock, calls `jobs`/`attrs`, and
+//! (principle 3); on TLS, from a submit host's certificate, whose agent vouches for the user. Every handler converts, takes the state lock, calls `jobs`/`attrs`, and
 //! converts back; listings are served from memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use capstan_proto::pbse;
+use capstan_proto::remote;
 use capstan_proto::v1 as pb;
 use capstan_proto::v1::batch_server::Batch;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::attrs;
 use crate::dispatch::now_epoch;
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
+use crate::manage;
 use crate::model::{Attr, AttrKind, PbsError, StatObject};
 use crate::state::Shared;
+use crate::tls;
 
 /// The Batch gRPC service.
 #[derive(Debug, Clone)]
@@ -38,24 +42,128 @@ impl BatchService {
         }
     }
 
-    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let uid = request
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|info| info.peer_cred)
-            .map(|cred| cred.uid())
-            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
-        if let Ok(cache) = self.callers.lock() {
-            if let Some(caller) = cache.get(&uid) {
-                return Ok(caller.clone());
+    /// Who is asking. On the Unix socket: the peer credentials' uid (any assertion header is
+    /// ignored). On the TLS listener: the user a submit host's agent asserts, from a host
+    /// whose certificate names it and which `submit_hosts` lists; anything else is refused
+    /// with Torque's PBSE_BADHOST / PBSE_BADUSER and logged.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
+            let uid = info
+                .peer_cred
+                .map(|cred| cred.uid())
+                .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
+            if let Ok(cache) = self.callers.lock() {
+                if let Some(caller) = cache.get(&uid) {
+                    return Ok(caller.clone());
+                }
             }
+            let caller = resolve_uid(uid);
+            if let Ok(mut cache) = self.callers.lock() {
+                cache.insert(uid, caller.clone());
+            }
+            return Ok(caller);
         }
-        let caller = resolve_uid(uid);
-        if let Ok(mut cache) = self.callers.lock() {
-            cache.insert(uid, caller.clone());
-        }
-        Ok(caller)
+        self.remote_caller(request).await
     }
+
+    /// The TLS path of [`BatchService::caller`].
+    async fn remote_caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        let refuse = |code: i32, host: &str, reason: String| {
+            warn!(peer = %peer, host, "remote request refused: {reason}");
+            remote::refusal(
+                tonic::Code::PermissionDenied,
+                code,
+                format!("{} ({reason})", pbse::text(code).trim_end()),
+            )
+        };
+        let Some(certs) = request.peer_certs() else {
+            return Err(refuse(
+                pbse::BADHOST,
+                "",
+                "no client certificate (commands from other hosts go through trqauthd over TLS)"
+                    .to_string(),
+            ));
+        };
+        let host = tls::peer_identity(&certs).map_err(|e| refuse(pbse::BADHOST, "", e))?;
+        if let Some(reason) = tls::is_revoked(&self.shared.config.revoked_file(), &host) {
+            return Err(refuse(
+                pbse::BADHOST,
+                &host.name,
+                format!("revoked: {reason}"),
+            ));
+        }
+        let submit_host = self
+            .shared
+            .core
+            .lock()
+            .await
+            .state
+            .server_attrs
+            .is_submit_host(&host.name);
+        if !submit_host {
+            return Err(refuse(
+                pbse::BADHOST,
+                &host.name,
+                format!("host {} is not in submit_hosts", host.name),
+            ));
+        }
+        let asserted = request
+            .metadata()
+            .get(remote::ASSERTED_USER)
+            .ok_or_else(|| refuse(pbse::BADUSER, &host.name, "no user asserted".to_string()))?
+            .to_str()
+            .map_err(|_| {
+                refuse(
+                    pbse::BADUSER,
+                    &host.name,
+                    "unreadable user name".to_string(),
+                )
+            })?;
+        resolve_user_name(asserted, &host.name).map_err(|reason| {
+            refuse(
+                pbse::BADUSER,
+                &host.name,
+                format!("asserted user {asserted:?}: {reason}"),
+            )
+        })
+    }
+}
+
+/// Whether `name` can be a user name (POSIX portable characters, not an option).
+fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '$'))
+}
+
+/// A user asserted by `host`'s agent → the caller, through this host's user database (the
+/// cluster shares one, as under Torque).
+pub fn resolve_user_name(name: &str, host: &str) -> Result<Caller, String> {
+    use nix::unistd::{Gid, Group, User};
+    if !valid_user_name(name) {
+        return Err("not a user name".to_string());
+    }
+    let user = User::from_name(name)
+        .map_err(|e| format!("user database: {e}"))?
+        .ok_or_else(|| "no such user on the server".to_string())?;
+    let group = Group::from_gid(Gid::from_raw(user.gid.as_raw()))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| user.gid.to_string());
+    Ok(Caller {
+        uid: user.uid.as_raw(),
+        user: user.name,
+        group,
+        host: host.to_string(),
+    })
 }
 
 /// uid → user name and primary group name (numbers when the user database has no entry).
@@ -134,7 +242,7 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let input = SubmitInput {
             attrs: req.attrs.into_iter().map(attr_from_proto).collect(),
@@ -168,6 +276,7 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::StatJobsRequest>,
     ) -> Result<Response<pb::StatReply>, Status> {
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let operands = request.operands;
         let wanted = attrs::AttrFilter::new(request.attributes);
@@ -177,6 +286,11 @@ impl Batch for BatchService {
         let now = now_epoch();
         let reverse = attrs::reverse_deps(state);
         let server = state.server_name.clone();
+        // Torque's `query_other_jobs`: unless it is True, users see only their own jobs
+        // (listings skip the others; naming one is PBSE_PERM). Operators see everything.
+        let sees_all =
+            state.server_attrs.query_other_jobs || state.server_attrs.is_op_or_mgr(&caller);
+        let visible = |job: &&crate::model::Job| sees_all || job.uid == caller.uid;
         let mut objects = Vec::new();
         let mut errors = Vec::new();
         if operands.is_empty() {
@@ -184,6 +298,7 @@ impl Batch for BatchService {
                 state
                     .jobs
                     .values()
+                    .filter(visible)
                     .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
             );
         }
@@ -191,7 +306,10 @@ impl Batch for BatchService {
             let operand = operand.trim();
             if operand.starts_with(|c: char| c.is_ascii_digit()) {
                 match jobs::parse_job_id(operand, &server).and_then(|s| state.jobs.get(&s)) {
-                    Some(job) => objects.push(attrs::job_attrs(job, state, &reverse, now, filter)),
+                    Some(job) if visible(&job) => {
+                        objects.push(attrs::job_attrs(job, state, &reverse, now, filter))
+                    }
+                    Some(job) => errors.push(PbsError::new(pbse::PERM, "", job.id(&server))),
                     None => {
                         let shown = match jobs::parse_job_id(operand, &server) {
                             Some(seq) => format!("{seq}.{server}"),
@@ -208,6 +326,7 @@ impl Batch for BatchService {
                     state
                         .jobs
                         .values()
+                        .filter(visible)
                         .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
                 );
             } else if state.queue(queue).is_some() {
@@ -216,6 +335,7 @@ impl Batch for BatchService {
                         .jobs
                         .values()
                         .filter(|j| j.queue == queue)
+                        .filter(visible)
                         .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
                 );
             } else {
@@ -270,7 +390,7 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::JobActionRequest>,
     ) -> Result<Response<pb::JobActionReply>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let op = match pb::JobOp::try_from(req.op) {
             Ok(pb::JobOp::Delete) => JobOp::Delete,
@@ -337,7 +457,7 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::ModifyNodesRequest>,
     ) -> Result<Response<pb::ModifyNodesReply>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let op = pb::NodeOp::try_from(req.op).unwrap_or(pb::NodeOp::Unspecified);
         let mut errors = Vec::new();
@@ -405,6 +525,74 @@ impl Batch for BatchService {
         drop(core);
         Ok(Response::new(pb::ModifyNodesReply {
             errors: errors.into_iter().map(error_to_proto).collect(),
+        }))
+    }
+
+    async fn manage(
+        &self,
+        request: Request<pb::ManageRequest>,
+    ) -> Result<Response<pb::ManageReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let command = match pb::ManageCommand::try_from(req.command) {
+            Ok(pb::ManageCommand::Create) => manage::Command::Create,
+            Ok(pb::ManageCommand::Delete) => manage::Command::Delete,
+            Ok(pb::ManageCommand::Set) => manage::Command::Set,
+            Ok(pb::ManageCommand::Unset) => manage::Command::Unset,
+            _ => return Err(Status::invalid_argument("unknown qmgr command")),
+        };
+        let object = match pb::ManageObject::try_from(req.object) {
+            Ok(pb::ManageObject::Server) => manage::Object::Server,
+            Ok(pb::ManageObject::Queue) => manage::Object::Queue(req.name),
+            Ok(pb::ManageObject::Node) => manage::Object::Node(req.name),
+            _ => return Err(Status::invalid_argument("unknown qmgr object")),
+        };
+        let attrs: Vec<manage::ManageAttr> = req
+            .attrs
+            .into_iter()
+            .map(|a| manage::ManageAttr {
+                op: match pb::ManageOp::try_from(a.op) {
+                    Ok(pb::ManageOp::Incr) => manage::Op::Incr,
+                    Ok(pb::ManageOp::Decr) => manage::Op::Decr,
+                    _ => manage::Op::Set,
+                },
+                name: a.name,
+                resource: a.resource,
+                value: a.value,
+            })
+            .collect();
+        let result = {
+            let mut core = self.shared.core.lock().await;
+            manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await
+        };
+        if result.is_ok() {
+            // A queue started, scheduling switched on or a priority changed: look again.
+            self.shared.wake_scheduler();
+        }
+        Ok(Response::new(pb::ManageReply {
+            error: result.err().map(error_to_proto),
+        }))
+    }
+
+    async fn alter(
+        &self,
+        request: Request<pb::AlterRequest>,
+    ) -> Result<Response<pb::JobActionReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let attrs: Vec<Attr> = req.attrs.into_iter().map(attr_from_proto).collect();
+        let result = {
+            let mut core = self.shared.core.lock().await;
+            jobs::alter(&mut core, &caller, &req.id, &attrs, now_epoch()).await
+        };
+        if matches!(result, Ok(true)) {
+            self.shared.wake_scheduler();
+        }
+        Ok(Response::new(pb::JobActionReply {
+            results: vec![pb::JobActionResult {
+                id: req.id,
+                error: result.err().map(error_to_proto),
+            }],
         }))
     }
 }

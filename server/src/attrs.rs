@@ -314,6 +314,21 @@ pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
         Attr::text("total_jobs", counts.total().to_string()),
         Attr::text("state_count", counts.torque_string()),
     ];
+    if queue.priority != 0 {
+        a.push(Attr::text("priority", queue.priority.to_string()));
+    }
+    for (attr, enabled, list) in [
+        ("acl_host", queue.acl_host_enable, &queue.acl_hosts),
+        ("acl_user", queue.acl_user_enable, &queue.acl_users),
+        ("acl_group", queue.acl_group_enable, &queue.acl_groups),
+    ] {
+        if enabled {
+            a.push(Attr::text(&format!("{attr}_enable"), "True"));
+        }
+        if !list.is_empty() {
+            a.push(Attr::text(&format!("{attr}s"), list.join(",")));
+        }
+    }
     for (name, value) in &queue.resources_default {
         a.push(Attr::res("resources_default", name, value));
     }
@@ -335,15 +350,27 @@ pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
 pub fn server_attrs(state: &State, keep_completed: u64) -> StatObject {
     let counts: StateCounts = state.counts(None);
     let name = state.server_name.as_str();
+    let security = &state.server_attrs;
     let mut a = vec![
         Attr::text("server_state", "Active"),
-        Attr::text("scheduling", "True"),
+        Attr::text("scheduling", bool_text(security.scheduling)),
         Attr::text("total_jobs", counts.total().to_string()),
         Attr::text("state_count", counts.torque_string()),
         Attr::text("acl_hosts", name),
-        Attr::text("managers", format!("root@{name}")),
-        Attr::text("operators", format!("root@{name}")),
     ];
+    // Torque lists only attributes that are set.
+    for (attr, list) in [
+        ("managers", &security.managers),
+        ("operators", &security.operators),
+        ("submit_hosts", &security.submit_hosts),
+    ] {
+        if !list.is_empty() {
+            a.push(Attr::text(attr, list.join(",")));
+        }
+    }
+    if security.query_other_jobs {
+        a.push(Attr::text("query_other_jobs", "True"));
+    }
     if !state.default_queue.is_empty() {
         a.push(Attr::text("default_queue", &state.default_queue));
     }
@@ -454,6 +481,12 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
     if let Some(window) = &node.def.window {
         a.push(Attr::text("window", window.to_string()));
     }
+    if !node.def.access.users.is_empty() {
+        a.push(Attr::text("acl_users", node.def.access.users.join(",")));
+    }
+    if !node.def.access.groups.is_empty() {
+        a.push(Attr::text("acl_groups", node.def.access.groups.join(",")));
+    }
     let jobs = node_jobs_string(node, server);
     if !jobs.is_empty() {
         a.push(Attr::text("jobs", jobs));
@@ -528,6 +561,7 @@ mod tests {
                 window: None,
                 gpus: 0,
                 properties: vec!["fast".into(), "ib".into()],
+                access: Default::default(),
             },
             NodeFlags::default(),
             Instant::now(),

@@ -12,6 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::Caller;
+use crate::model::{PbsError, Queue};
+use capstan_proto::pbse;
 
 /// Torque's privilege levels, in increasing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +93,46 @@ impl ServerAttrs {
     pub fn is_submit_host(&self, host: &str) -> bool {
         acl_host_match(&self.submit_hosts, host)
     }
+}
+
+/// A queue's submission ACLs, checked as Torque's `svr_chkque` does (host, then group, then
+/// user) and refused in its words. The host is the one the caller's identity was established
+/// on (the server's own, or a submit host's certificate), never a value from the request.
+pub fn check_queue_acls(queue: &Queue, caller: &Caller) -> Result<(), PbsError> {
+    let owner = caller.user_at_host();
+    if queue.acl_host_enable && !acl_host_match(&queue.acl_hosts, &caller.host) {
+        return Err(PbsError::new(
+            pbse::BADHOST,
+            format!(
+                "host ACL rejected the submitting host: user {owner}, queue {}, host {}",
+                queue.name, caller.host
+            ),
+            "",
+        ));
+    }
+    if queue.acl_group_enable
+        && !acl_group_match(&queue.acl_groups, std::slice::from_ref(&caller.group))
+    {
+        return Err(PbsError::new(
+            pbse::PERM,
+            format!(
+                "group ACL is not satisfied: user {owner}, queue {}",
+                queue.name
+            ),
+            "",
+        ));
+    }
+    if queue.acl_user_enable && !acl_user_match(&queue.acl_users, &owner) {
+        return Err(PbsError::new(
+            pbse::PERM,
+            format!(
+                "user ACL rejected the submitting user: user {owner}, queue {}",
+                queue.name
+            ),
+            "",
+        ));
+    }
+    Ok(())
 }
 
 /// Torque's `ACL_User` rule: an entry `user` matches that user from any host; `user@host`
@@ -213,6 +255,39 @@ mod tests {
         assert!(acl_host_match(&acl, "ws9.lab.example"));
         assert!(!acl_host_match(&acl, "login10"));
         assert!(!acl_host_match(&acl, "evil.example"));
+    }
+
+    #[test]
+    fn queue_acls_refuse_in_torque_words() {
+        let mut q = Queue::new("lab", 0);
+        let alice = caller("alice", "vm");
+        assert!(check_queue_acls(&q, &alice).is_ok());
+        q.acl_user_enable = true;
+        q.acl_users = list(&["bob"]);
+        let e = check_queue_acls(&q, &alice).unwrap_err();
+        assert_eq!(e.code, pbse::PERM);
+        assert_eq!(
+            e.detail,
+            "user ACL rejected the submitting user: user alice@vm, queue lab"
+        );
+        q.acl_users.push("alice@vm".into());
+        assert!(check_queue_acls(&q, &alice).is_ok());
+        q.acl_group_enable = true;
+        q.acl_groups = list(&["physics"]);
+        let e = check_queue_acls(&q, &alice).unwrap_err();
+        assert_eq!(
+            e.detail,
+            "group ACL is not satisfied: user alice@vm, queue lab"
+        );
+        q.acl_groups.push("alice".into());
+        q.acl_host_enable = true;
+        q.acl_hosts = list(&["login1"]);
+        let e = check_queue_acls(&q, &alice).unwrap_err();
+        assert_eq!(e.code, pbse::BADHOST);
+        assert_eq!(
+            e.detail,
+            "host ACL rejected the submitting host: user alice@vm, queue lab, host vm"
+        );
     }
 
     #[test]

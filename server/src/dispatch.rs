@@ -23,6 +23,7 @@ use crate::attrs::format_exec_host;
 use crate::jobs;
 use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
 use crate::resources;
+use crate::scheduler::access::Owner;
 use crate::scheduler::priority::{self, Weights};
 use crate::scheduler::{
     self, Decision, NodeSlots, NodeView, PendingJob, RunningJob, Settings, Snapshot, Span,
@@ -65,6 +66,7 @@ pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
                 .filter(|_| live && n.def.np > 0)
                 .map(|s| s.loadave / f64::from(n.def.np))
                 .unwrap_or(0.0),
+            access: n.def.access.clone(),
         })
         .collect()
 }
@@ -263,11 +265,21 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
     let mut priorities = std::collections::HashMap::new();
     let state = &core.state;
     let mut pending = Vec::new();
+    // `qmgr -c 'set server scheduling = False'` stops new starts; a stopped queue keeps its
+    // jobs queued.
+    let queue_priority: std::collections::HashMap<&str, Option<i64>> = state
+        .queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.started.then_some(q.priority)))
+        .collect();
     for job in state.jobs.values() {
         let job = overlay.get(&job.seq).unwrap_or(job);
-        if job.state != JobState::Queued {
+        if job.state != JobState::Queued || !state.server_attrs.scheduling {
             continue;
         }
+        let Some(Some(queue_priority)) = queue_priority.get(job.queue.as_str()).copied() else {
+            continue;
+        };
         let request = match &job.request {
             Some(r) => r.clone(),
             None => {
@@ -280,7 +292,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
         };
         pending.push(PendingJob {
             seq: job.seq,
-            queue_priority: 0,
+            queue_priority,
             priority: job.priority,
             qtime: job.qtime,
             request,
@@ -288,6 +300,10 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             site: job.resource("site").map(str::to_string),
             span: span_of(job.resource("place")),
             usage_share: usage.share(&job.euser),
+            owner: Owner {
+                user: job.euser.clone(),
+                group: job.egroup.clone(),
+            },
         });
     }
     for job in &pending {

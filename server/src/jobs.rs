@@ -374,12 +374,15 @@ fn build_job(
         return Err(PbsError::new(
             pbse::QUNOENB,
             format!(
-                "queue is disabled: user {}@{}, queue {}",
-                caller.user, server, queue.name
+                "queue is disabled: user {}, queue {}",
+                caller.user_at_host(),
+                queue.name
             ),
             "",
         ));
     }
+
+    crate::authz::check_queue_acls(queue, caller)?;
 
     let mut name = "STDIN".to_string();
     let mut given_resources: Vec<(String, String)> = Vec::new();
@@ -481,7 +484,11 @@ fn build_job(
     let map: std::collections::BTreeMap<String, String> = resources_list.iter().cloned().collect();
     let request = resources::slot_request(&map).map_err(resource_error)?;
     let views = crate::dispatch::node_views(state, false);
-    if !scheduler::could_ever_fit(&request, &views) {
+    let owner = scheduler::access::Owner {
+        user: caller.user.clone(),
+        group: caller.group.clone(),
+    };
+    if !scheduler::could_ever_fit(&request, &owner, &views) {
         return Err(PbsError::new(
             pbse::EXCQRESC,
             "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
@@ -720,6 +727,168 @@ pub async fn job_action(
     core.state.apply_jobs(plan.overlay.into_values().collect());
     send_messages(core, plan.messages);
     (results, plan.freed_or_queued)
+}
+
+/// qalter: changes attributes of a queued, held or waiting job (and the harmless ones of a
+/// running job). Only the owner, operators and managers may; a running job's resources are
+/// fixed for users (Torque answers PBSE_PERM), and its output paths for everyone
+/// (PBSE_MODATRRUN). Returns whether the scheduler should look again.
+pub async fn alter(
+    core: &mut Core,
+    caller: &Caller,
+    id: &str,
+    attrs: &[Attr],
+    now: i64,
+) -> Result<bool, PbsError> {
+    let state = &core.state;
+    let server = state.server_name.as_str();
+    let Some(seq) = parse_job_id(id, server) else {
+        return Err(PbsError::new(pbse::UNKJOBID, "", id));
+    };
+    let shown = format!("{seq}.{server}");
+    let Some(current) = state.jobs.get(&seq) else {
+        return Err(PbsError::new(pbse::UNKJOBID, "", shown));
+    };
+    let privilege = state.server_attrs.privilege(caller);
+    if privilege < Privilege::Operator && current.uid != caller.uid {
+        return Err(PbsError::new(pbse::PERM, "", shown));
+    }
+    if current.state == JobState::Completed {
+        return Err(PbsError::new(pbse::BADSTATE, "", shown));
+    }
+    let running = current.state == JobState::Running;
+    let mut job = current.clone();
+    let mut resources_changed = false;
+    for attr in attrs {
+        let v = attr.value.as_str();
+        let fail = |e: PbsError| {
+            let mut e = e;
+            e.object = shown.clone();
+            e
+        };
+        match attr.name.as_str() {
+            "Job_Name" => {
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
+                    return Err(fail(bad_value("Job_Name")));
+                }
+                job.name = v.to_string();
+            }
+            "Resource_List" => {
+                if running {
+                    // Torque lets managers stretch a running job's limits; Capstan's MOM
+                    // fixes them at start, so nobody may, and users get Torque's answer.
+                    return Err(if privilege < Privilege::Operator {
+                        PbsError::new(pbse::PERM, "", shown)
+                    } else {
+                        PbsError::new(
+                            pbse::MODATRRUN,
+                            "resources of a running job are fixed at start in Capstan",
+                            shown,
+                        )
+                    });
+                }
+                let value = resources::normalize(&attr.resource, v)
+                    .map_err(|_| PbsError::new(pbse::BADATVAL, "", shown.clone()))?;
+                job.resources.retain(|(n, _)| n != &attr.resource);
+                job.resources.push((attr.resource.clone(), value));
+                resources_changed = true;
+            }
+            "Output_Path" | "Error_Path" | "Join_Path" | "Keep_Files" if running => {
+                return Err(PbsError::new(pbse::MODATRRUN, "", shown));
+            }
+            "Output_Path" => job.output_path = v.to_string(),
+            "Error_Path" => job.error_path = v.to_string(),
+            "Join_Path" => {
+                if !matches!(v, "n" | "oe" | "eo") {
+                    return Err(fail(bad_value("Join_Path")));
+                }
+                job.join_path = v.to_string();
+            }
+            "Keep_Files" => {
+                if !matches!(v, "n" | "o" | "e" | "oe" | "eo") {
+                    return Err(fail(bad_value("Keep_Files")));
+                }
+                job.keep_files = v.to_string();
+            }
+            "Mail_Points" => {
+                if !(v == "n" || (!v.is_empty() && v.chars().all(|c| "abe".contains(c)))) {
+                    return Err(fail(bad_value("Mail_Points")));
+                }
+                job.mail_points = v.to_string();
+            }
+            "Mail_Users" => job.mail_users = Some(v.to_string()),
+            "Account_Name" => job.account = Some(v.to_string()),
+            "Priority" => {
+                job.priority = v
+                    .parse()
+                    .ok()
+                    .filter(|p| (-1024..=1023).contains(p))
+                    .ok_or_else(|| fail(bad_value("Priority")))?;
+            }
+            "Rerunable" => {
+                job.rerunable = parse_bool(v).ok_or_else(|| fail(bad_value("Rerunable")))?
+            }
+            "Execution_Time" => {
+                job.execution_time = Some(v.parse().map_err(|_| fail(bad_value("Execution_Time")))?)
+            }
+            "Hold_Types" => {
+                let holds = HoldTypes::parse(v).ok_or_else(|| fail(bad_value("Hold_Types")))?;
+                if (holds.other && privilege < Privilege::Operator)
+                    || (holds.system && privilege < Privilege::Manager)
+                {
+                    return Err(PbsError::new(pbse::PERM, "", shown));
+                }
+                job.hold_types = holds;
+            }
+            "Shell_Path_List" => job.shell_path = Some(v.to_string()),
+            _ => {
+                return Err(PbsError::new(
+                    pbse::NOATTR,
+                    format!("qalter cannot change {}", attr.name),
+                    shown,
+                ))
+            }
+        }
+    }
+    if resources_changed {
+        let map: std::collections::BTreeMap<String, String> = job
+            .resources
+            .iter()
+            .filter(|(n, _)| n != "nodect")
+            .cloned()
+            .collect();
+        let request = resources::slot_request(&map)
+            .map_err(|_| PbsError::new(pbse::BADATVAL, "", shown.clone()))?;
+        let views = crate::dispatch::node_views(state, false);
+        let owner = scheduler::access::Owner {
+            user: job.euser.clone(),
+            group: job.egroup.clone(),
+        };
+        if !scheduler::could_ever_fit(&request, &owner, &views) {
+            return Err(PbsError::new(
+                pbse::EXCQRESC,
+                "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
+                shown,
+            ));
+        }
+        job.resources.retain(|(n, _)| n != "nodect");
+        let nodect = ("nodect".to_string(), request.nodect().to_string());
+        match job.resources.iter().position(|(n, _)| n == "nodes") {
+            Some(i) => job.resources.insert(i + 1, nodect),
+            None => job.resources.push(nodect),
+        }
+        job.request = Some(request);
+    }
+    job.mtime = now;
+    if !running {
+        settle(&mut job, now);
+    }
+    let mut tx = core.store.begin().await.map_err(system_error)?;
+    tx.save_job(&job).await.map_err(system_error)?;
+    tx.commit().await.map_err(system_error)?;
+    info!(job = %shown, by = %caller.user_at_host(), "job altered");
+    core.state.apply_jobs(vec![job]);
+    Ok(!running)
 }
 
 fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {

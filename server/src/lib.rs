@@ -14,6 +14,7 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
+//! * [`manage`]: qmgr's create/delete/set/unset on the server and queues.
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
 //! * [`dispatch`]: the event-driven scheduling loop around [`scheduler::schedule`].
 //! * [`attrs`]: domain objects → Torque attribute lists in Torque's order.
@@ -34,6 +35,7 @@ pub mod authz;
 pub mod config;
 pub mod dispatch;
 pub mod jobs;
+pub mod manage;
 pub mod model;
 pub mod mom_session;
 pub mod nodes_file;

@@ -297,6 +297,44 @@ pub struct Queue {
     /// `resources_default.*`, in the order they were set.
     pub resources_default: Vec<(String, String)>,
     pub mtime: i64,
+    /// `priority`: the scheduler orders jobs by it before anything else.
+    #[serde(default)]
+    pub priority: i64,
+    /// `acl_user_enable` / `acl_users`: who may submit here (Torque's `ACL_User` matching).
+    #[serde(default)]
+    pub acl_user_enable: bool,
+    #[serde(default)]
+    pub acl_users: Vec<String>,
+    /// `acl_group_enable` / `acl_groups`: the submitter's group must be listed.
+    #[serde(default)]
+    pub acl_group_enable: bool,
+    #[serde(default)]
+    pub acl_groups: Vec<String>,
+    /// `acl_host_enable` / `acl_hosts`: the submitting host must be listed.
+    #[serde(default)]
+    pub acl_host_enable: bool,
+    #[serde(default)]
+    pub acl_hosts: Vec<String>,
+}
+
+impl Queue {
+    /// A queue as `qmgr -c 'create queue NAME'` leaves it: execution, disabled, stopped.
+    pub fn new(name: &str, mtime: i64) -> Queue {
+        Queue {
+            name: name.to_string(),
+            enabled: false,
+            started: false,
+            resources_default: Vec::new(),
+            mtime,
+            priority: 0,
+            acl_user_enable: false,
+            acl_users: Vec::new(),
+            acl_group_enable: false,
+            acl_groups: Vec::new(),
+            acl_host_enable: false,
+            acl_hosts: Vec::new(),
+        }
+    }
 }
 
 /// A node as the nodes file defines it.
@@ -312,6 +350,8 @@ pub struct NodeDef {
     pub window: Option<crate::scheduler::Window>,
     pub gpus: u32,
     pub properties: Vec<String>,
+    /// `acl_users=` / `acl_groups=`: who may use the node (empty: everyone).
+    pub access: crate::scheduler::access::NodeAccess,
 }
 
 /// A MOM's last report about its node (kept in memory only).

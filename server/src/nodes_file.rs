@@ -32,7 +32,7 @@ pub fn load(path: &Path) -> Result<Vec<NodeDef>, NodesFileError> {
 }
 
 /// Parses `name [np=N] [site=NAME] [speed=F] [dedicated=false] [window=W] [gpus=N]
-/// [key=value ...] [prop ...]` lines.
+/// [acl_users=U,...] [acl_groups=G,...] [key=value ...] [prop ...]` lines.
 /// `#` starts a comment; Torque keys Capstan does not use (`mom_service_port=`, `TTL=`, ...)
 /// are accepted and ignored. A repeated name is an error.
 pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
@@ -61,6 +61,7 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
             window: None,
             gpus: 0,
             properties: Vec::new(),
+            access: Default::default(),
         };
         for word in words {
             match word.split_once('=') {
@@ -101,6 +102,10 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
                         Window::parse(v).map_err(|e| invalid(format!("bad window `{v}`: {e}")))?,
                     );
                 }
+                Some(("acl_users", v)) => node.access.users = name_list(v, "acl_users", &invalid)?,
+                Some(("acl_groups", v)) => {
+                    node.access.groups = name_list(v, "acl_groups", &invalid)?
+                }
                 Some((_, _)) => {}
                 None => node.properties.push(word.to_string()),
             }
@@ -111,6 +116,20 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
         nodes.push(node);
     }
     Ok(nodes)
+}
+
+/// `a,b,c` → names; an empty list or an empty name is a mistake worth stopping for, since it
+/// would silently open or close a lent node.
+fn name_list(
+    value: &str,
+    key: &str,
+    invalid: &dyn Fn(String) -> NodesFileError,
+) -> Result<Vec<String>, NodesFileError> {
+    let names: Vec<String> = value.split(',').map(str::to_string).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err(invalid(format!("bad {key} value `{value}`")));
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -355,6 +355,14 @@ impl StoreTx {
         Ok(())
     }
 
+    pub async fn delete_queue(&mut self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM queues WHERE name = ?")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     pub async fn save_node_flags(
         &mut self,
         name: &str,
@@ -581,11 +589,10 @@ pub(crate) mod tests {
         let mut tx = store.begin().await.unwrap();
         tx.insert_job(&job).await.unwrap();
         tx.save_queue(&Queue {
-            name: "batch".into(),
             enabled: true,
             started: true,
             resources_default: vec![("nodes".into(), "1".into())],
-            mtime: 7,
+            ..Queue::new("batch", 7)
         })
         .await
         .unwrap();

@@ -306,6 +306,7 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                         site: None,
                         span: Span::Default,
                         usage_share: 0.0,
+                        owner: Default::default(),
                     })
                     .collect(),
                 nodes: nodes.clone(),
@@ -458,6 +459,7 @@ fn views(text: &str) -> anyhow::Result<Vec<NodeView>> {
             dedicated: d.dedicated,
             window: d.window,
             load: 0.0,
+            access: d.access,
         })
         .collect())
 }
@@ -524,6 +526,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
             dedicated: i % 5 != 0,
             window: None,
             load: f64::from(i % 7) / 10.0,
+            access: Default::default(),
         });
     }
     let mut rng = Rng(7);
@@ -553,6 +556,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 site: None,
                 span: Span::Default,
                 usage_share: 0.0,
+                owner: Default::default(),
             }
         })
         .collect();

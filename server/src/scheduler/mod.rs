@@ -52,6 +52,7 @@
 //! A filter or scorer that reads job fields other than its request, walltime, site and span
 //! must extend the failure cache key in [`Pipeline::run`].
 
+pub mod access;
 pub mod backfill;
 pub mod dedicated;
 pub mod fairshare;
@@ -150,6 +151,8 @@ pub struct PendingJob {
     pub span: Span,
     /// The owner's part of recent cluster use (`fairshare::Usage::share`), `0..=1`.
     pub usage_share: f64,
+    /// Whose job it is (restricted nodes admit only some users and groups).
+    pub owner: access::Owner,
 }
 
 impl PendingJob {
@@ -194,6 +197,8 @@ pub struct NodeView {
     pub window: Option<Window>,
     /// Load average per slot (0 = idle).
     pub load: f64,
+    /// `acl_users=` / `acl_groups=` from the nodes file.
+    pub access: access::NodeAccess,
 }
 
 /// Slots taken on one node, in exec_host order.
@@ -385,6 +390,7 @@ impl Pipeline {
             Box::new(host::HostName),
             Box::new(properties::Properties),
             Box::new(memory::Memory),
+            Box::new(access::Access),
         ]
     }
 
@@ -567,7 +573,12 @@ impl Pipeline {
     }
 
     /// See [`could_ever_fit`].
-    pub fn could_ever_fit(&self, request: &SlotRequest, nodes: &[NodeView]) -> bool {
+    pub fn could_ever_fit(
+        &self,
+        request: &SlotRequest,
+        owner: &access::Owner,
+        nodes: &[NodeView],
+    ) -> bool {
         let job = PendingJob {
             seq: 0,
             queue_priority: 0,
@@ -578,6 +589,7 @@ impl Pipeline {
             site: None,
             span: Span::Free,
             usage_share: 0.0,
+            owner: owner.clone(),
         };
         select::Cluster::idealised(nodes).find(self, &job).is_some()
     }
@@ -589,10 +601,10 @@ pub fn schedule(snapshot: &Snapshot) -> Vec<Decision> {
 }
 
 /// Could the request ever be satisfied by these nodes, ignoring current load and state
-/// (np, properties, host names, memory)? False → qsub is refused with PBSE_EXCQRESC
-/// `cannot locate feasible nodes ...`.
-pub fn could_ever_fit(request: &SlotRequest, nodes: &[NodeView]) -> bool {
-    Pipeline::standard().could_ever_fit(request, nodes)
+/// (np, properties, host names, memory, who may use the node)? False → qsub is refused with
+/// PBSE_EXCQRESC `cannot locate feasible nodes ...`.
+pub fn could_ever_fit(request: &SlotRequest, owner: &access::Owner, nodes: &[NodeView]) -> bool {
+    Pipeline::standard().could_ever_fit(request, owner, nodes)
 }
 
 /// Builders shared by the rule modules' tests.
@@ -613,6 +625,7 @@ pub(crate) mod testutil {
             dedicated: true,
             window: None,
             load: 0.0,
+            access: Default::default(),
         }
     }
 
@@ -694,6 +707,7 @@ pub(crate) mod testutil {
             site: None,
             span: Span::Default,
             usage_share: 0.0,
+            owner: Default::default(),
         }
     }
 }
@@ -1069,8 +1083,16 @@ mod tests {
             ("procs beyond total np", procs_req(12), false),
         ];
         for (name, req, want) in cases {
-            assert_eq!(could_ever_fit(&req, &cluster), want, "{name}");
+            assert_eq!(
+                could_ever_fit(&req, &Default::default(), &cluster),
+                want,
+                "{name}"
+            );
         }
-        assert!(!could_ever_fit(&nodes_req(vec![chunk(1, 1)]), &[]));
+        assert!(!could_ever_fit(
+            &nodes_req(vec![chunk(1, 1)]),
+            &Default::default(),
+            &[]
+        ));
     }
 }

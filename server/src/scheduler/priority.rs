@@ -132,6 +132,7 @@ mod tests {
         };
         let heavy = |seq, qtime, p| PendingJob {
             usage_share: 0.9,
+            owner: Default::default(),
             ..pj(seq, 0, p, qtime)
         };
         // (name, jobs, expected seq order) at now = 36000

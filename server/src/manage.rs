@@ -1,0 +1,621 @@
+//! `qmgr`'s changes: create/delete queues and set/unset server and queue attributes
+//! (Torque's `pbs_manager` request).
+//!
+//! Why its own module: these are administrative rules with their own permission model
+//! (operators may run the cluster, only managers may change who is trusted) and their own
+//! error words. The change is computed on copies, committed in one transaction, and only then
+//! applied to memory, like every other change (see `jobs.rs`).
+//!
+//! Capstan names every attribute Torque shows. Attributes Capstan does not implement as
+//! settable (`log_events`, `mail_from`, `acl_hosts` on the server, ...) are refused with
+//! PBSE_NOSUP and a reason, never silently accepted; nodes come from `server_priv/nodes`.
+
+use tracing::info;
+
+use crate::authz::{Privilege, ServerAttrs};
+use crate::jobs::Caller;
+use crate::model::{PbsError, Queue};
+use crate::resources;
+use crate::state::Core;
+use capstan_proto::pbse;
+
+/// What qmgr asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Create,
+    Delete,
+    Set,
+    Unset,
+}
+
+/// What it is asked of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Server,
+    Queue(String),
+    Node(String),
+}
+
+/// `=`, `+=`, `-=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Set,
+    Incr,
+    Decr,
+}
+
+/// One `name[.resource] OP value` of a qmgr command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManageAttr {
+    pub name: String,
+    pub resource: String,
+    pub value: String,
+    pub op: Op,
+}
+
+/// Server attributes Torque shows that are fixed in Capstan, with where the setting lives.
+const SERVER_FIXED: &[(&str, &str)] = &[
+    (
+        "acl_hosts",
+        "the server is reached through its socket or submit_hosts agents",
+    ),
+    (
+        "acl_host_enable",
+        "the server is reached through its socket or submit_hosts agents",
+    ),
+    ("keep_completed", "set with pbs_server --keep-completed"),
+    ("log_events", "logging is set with RUST_LOG"),
+    (
+        "mail_from",
+        "Capstan records mail options but sends no mail",
+    ),
+    (
+        "node_check_rate",
+        "node liveness follows pbs_server --status-interval",
+    ),
+    ("tcp_timeout", "not used by Capstan's transport"),
+    ("job_stat_rate", "MOMs push status; nothing is polled"),
+    ("poll_jobs", "MOMs push status; nothing is polled"),
+    ("down_on_error", "always true in Capstan"),
+    ("mom_job_sync", "always true in Capstan"),
+    ("moab_array_compatible", "job arrays are not built"),
+    ("nppcu", "not used by Capstan"),
+    ("timeout_for_job_delete", "not used by Capstan"),
+    ("timeout_for_job_requeue", "not used by Capstan"),
+    ("note_append_on_error", "not used by Capstan"),
+];
+
+/// Attributes only the server computes.
+const SERVER_READ_ONLY: &[&str] = &[
+    "server_state",
+    "total_jobs",
+    "state_count",
+    "pbs_version",
+    "next_job_number",
+    "resources_assigned",
+    "net_counter",
+];
+const QUEUE_READ_ONLY: &[&str] = &["total_jobs", "state_count", "mtime", "resources_assigned"];
+
+/// Longest queue name Torque accepts (PBS_MAXQUEUENAME).
+const MAX_QUEUE_NAME: usize = 15;
+
+fn perm_error(object: &str) -> PbsError {
+    PbsError::new(pbse::PERM, "error in permissions (PERM_OPorMGR)", object)
+}
+
+/// Applies one qmgr command. On error nothing has changed.
+pub async fn manage(
+    core: &mut Core,
+    caller: &Caller,
+    command: Command,
+    object: Object,
+    attrs: &[ManageAttr],
+    now: i64,
+) -> Result<(), PbsError> {
+    let privilege = core.state.server_attrs.privilege(caller);
+    let shown = match &object {
+        Object::Server => String::new(),
+        Object::Queue(name) | Object::Node(name) => name.clone(),
+    };
+    if privilege < Privilege::Operator {
+        return Err(perm_error(&shown));
+    }
+    match object {
+        Object::Server => manage_server(core, caller, command, attrs, privilege).await,
+        Object::Queue(name) => {
+            manage_queue(core, caller, command, &name, attrs, privilege, now).await
+        }
+        Object::Node(name) => Err(PbsError::new(
+            pbse::NOSUP,
+            "nodes are defined in server_priv/nodes; use pbsnodes -o/-c/-N for their state",
+            name,
+        )),
+    }
+}
+
+fn store_error(e: impl std::fmt::Display) -> PbsError {
+    tracing::warn!("store failure: {e}");
+    PbsError::new(pbse::SYSTEM, "", "")
+}
+
+async fn manage_server(
+    core: &mut Core,
+    caller: &Caller,
+    command: Command,
+    attrs: &[ManageAttr],
+    privilege: Privilege,
+) -> Result<(), PbsError> {
+    if matches!(command, Command::Create | Command::Delete) {
+        return Err(PbsError::new(
+            pbse::IVALREQ,
+            "the server cannot be created or deleted",
+            "",
+        ));
+    }
+    let mut next = core.state.server_attrs.clone();
+    let mut default_queue = core.state.default_queue.clone();
+    for attr in attrs {
+        apply_server_attr(
+            &mut next,
+            &mut default_queue,
+            command,
+            attr,
+            privilege,
+            &core.state.queues,
+        )?;
+    }
+    let mut tx = core.store.begin().await.map_err(store_error)?;
+    tx.save_server_attrs(&next).await.map_err(store_error)?;
+    if default_queue != core.state.default_queue {
+        tx.set_default_queue(&default_queue)
+            .await
+            .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)?;
+    info!(by = %caller.user_at_host(), ?attrs, "server attributes changed");
+    core.state.server_attrs = next;
+    core.state.default_queue = default_queue;
+    Ok(())
+}
+
+fn apply_server_attr(
+    attrs: &mut ServerAttrs,
+    default_queue: &mut String,
+    command: Command,
+    attr: &ManageAttr,
+    privilege: Privilege,
+    queues: &[Queue],
+) -> Result<(), PbsError> {
+    let name = attr.name.as_str();
+    let manager_only = |p: Privilege| -> Result<(), PbsError> {
+        if p < Privilege::Manager {
+            Err(PbsError::new(pbse::ATTRRO, name, ""))
+        } else {
+            Ok(())
+        }
+    };
+    match name {
+        "managers" | "operators" | "submit_hosts" => {
+            manager_only(privilege)?;
+            let list = match name {
+                "managers" => &mut attrs.managers,
+                "operators" => &mut attrs.operators,
+                _ => &mut attrs.submit_hosts,
+            };
+            apply_list(list, command, attr)?;
+        }
+        "query_other_jobs" => {
+            manager_only(privilege)?;
+            attrs.query_other_jobs = bool_value(command, attr, false)?;
+        }
+        "scheduling" => attrs.scheduling = bool_value(command, attr, true)?,
+        "default_queue" => {
+            manager_only(privilege)?;
+            if command == Command::Unset {
+                default_queue.clear();
+            } else if queues.iter().any(|q| q.name == attr.value) {
+                *default_queue = attr.value.clone();
+            } else {
+                return Err(PbsError::new(
+                    pbse::UNKQUE,
+                    format!("cannot locate queue {}", attr.value),
+                    attr.value.as_str(),
+                ));
+            }
+        }
+        _ if SERVER_READ_ONLY.contains(&name) => {
+            return Err(PbsError::new(pbse::ATTRRO, name, ""));
+        }
+        _ => {
+            if let Some((_, why)) = SERVER_FIXED.iter().find(|(n, _)| *n == name) {
+                return Err(PbsError::new(pbse::NOSUP, format!("{name}: {why}"), ""));
+            }
+            return Err(PbsError::new(pbse::NOATTR, name, ""));
+        }
+    }
+    Ok(())
+}
+
+async fn manage_queue(
+    core: &mut Core,
+    caller: &Caller,
+    command: Command,
+    name: &str,
+    attrs: &[ManageAttr],
+    privilege: Privilege,
+    now: i64,
+) -> Result<(), PbsError> {
+    let existing = core.state.queue(name).cloned();
+    match command {
+        Command::Create => {
+            if privilege < Privilege::Manager {
+                return Err(perm_error(name));
+            }
+            if existing.is_some() {
+                return Err(PbsError::new(pbse::QUEEXIST, "", name));
+            }
+            if !valid_queue_name(name) {
+                return Err(PbsError::new(
+                    pbse::BADATVAL,
+                    format!("invalid queue name {name}"),
+                    name,
+                ));
+            }
+            let mut queue = Queue::new(name, now);
+            for attr in attrs {
+                apply_queue_attr(&mut queue, Command::Set, attr, privilege)?;
+            }
+            let mut tx = core.store.begin().await.map_err(store_error)?;
+            tx.save_queue(&queue).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            info!(by = %caller.user_at_host(), queue = name, "queue created");
+            core.state.queues.push(queue);
+            Ok(())
+        }
+        Command::Delete => {
+            if privilege < Privilege::Manager {
+                return Err(perm_error(name));
+            }
+            if existing.is_none() {
+                return Err(unknown_queue(name));
+            }
+            // Torque refuses while any job, even a completed one, is in the queue.
+            if core.state.jobs.values().any(|j| j.queue == name) {
+                return Err(PbsError::new(pbse::QUEBUSY, "", name));
+            }
+            let clears_default = core.state.default_queue == name;
+            let mut tx = core.store.begin().await.map_err(store_error)?;
+            tx.delete_queue(name).await.map_err(store_error)?;
+            if clears_default {
+                tx.set_default_queue("").await.map_err(store_error)?;
+            }
+            tx.commit().await.map_err(store_error)?;
+            info!(by = %caller.user_at_host(), queue = name, "queue deleted");
+            core.state.queues.retain(|q| q.name != name);
+            if clears_default {
+                core.state.default_queue.clear();
+            }
+            Ok(())
+        }
+        Command::Set | Command::Unset => {
+            let Some(mut queue) = existing else {
+                return Err(unknown_queue(name));
+            };
+            for attr in attrs {
+                apply_queue_attr(&mut queue, command, attr, privilege)?;
+            }
+            queue.mtime = now;
+            let mut tx = core.store.begin().await.map_err(store_error)?;
+            tx.save_queue(&queue).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            info!(by = %caller.user_at_host(), queue = name, ?attrs, "queue attributes changed");
+            if let Some(slot) = core.state.queues.iter_mut().find(|q| q.name == name) {
+                *slot = queue;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn unknown_queue(name: &str) -> PbsError {
+    PbsError::new(pbse::UNKQUE, format!("cannot locate queue {name}"), name)
+}
+
+/// Torque's rule: up to 15 characters, a letter or digit first, then letters, digits, `_`
+/// and `-`.
+fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn apply_queue_attr(
+    queue: &mut Queue,
+    command: Command,
+    attr: &ManageAttr,
+    privilege: Privilege,
+) -> Result<(), PbsError> {
+    let name = attr.name.as_str();
+    match name {
+        "queue_type" => {
+            if command == Command::Set && !"execution".starts_with(&attr.value.to_ascii_lowercase())
+                || attr.value.is_empty() && command == Command::Set
+            {
+                return Err(PbsError::new(
+                    pbse::NOSUP,
+                    "only execution queues exist in Capstan (routing queues are not built)",
+                    queue.name.as_str(),
+                ));
+            }
+        }
+        "enabled" => queue.enabled = bool_value(command, attr, false)?,
+        "started" => queue.started = bool_value(command, attr, false)?,
+        "priority" => {
+            queue.priority = match command {
+                Command::Unset => 0,
+                _ => attr
+                    .value
+                    .trim()
+                    .parse()
+                    .map_err(|_| PbsError::new(pbse::BADATVAL, "", queue.name.as_str()))?,
+            }
+        }
+        "resources_default" => {
+            if attr.resource.is_empty() {
+                return Err(PbsError::new(pbse::BADATVAL, "", queue.name.as_str()));
+            }
+            queue.resources_default.retain(|(r, _)| *r != attr.resource);
+            if command != Command::Unset {
+                let value = resources::normalize(&attr.resource, &attr.value).map_err(|e| {
+                    let code = match e {
+                        resources::ResourceError::Unknown(_) => pbse::UNKRESC,
+                        _ => pbse::BADATVAL,
+                    };
+                    PbsError::new(code, "", queue.name.as_str())
+                })?;
+                queue.resources_default.push((attr.resource.clone(), value));
+            }
+        }
+        "acl_user_enable" | "acl_group_enable" | "acl_host_enable" => {
+            if privilege < Privilege::Manager {
+                return Err(PbsError::new(pbse::ATTRRO, name, queue.name.as_str()));
+            }
+            let value = bool_value(command, attr, false)?;
+            match name {
+                "acl_user_enable" => queue.acl_user_enable = value,
+                "acl_group_enable" => queue.acl_group_enable = value,
+                _ => queue.acl_host_enable = value,
+            }
+        }
+        "acl_users" | "acl_groups" | "acl_hosts" => {
+            if privilege < Privilege::Manager {
+                return Err(PbsError::new(pbse::ATTRRO, name, queue.name.as_str()));
+            }
+            let list = match name {
+                "acl_users" => &mut queue.acl_users,
+                "acl_groups" => &mut queue.acl_groups,
+                _ => &mut queue.acl_hosts,
+            };
+            apply_list(list, command, attr)?;
+        }
+        _ if QUEUE_READ_ONLY.contains(&name) => {
+            return Err(PbsError::new(pbse::ATTRRO, name, queue.name.as_str()));
+        }
+        _ => return Err(PbsError::new(pbse::NOATTR, name, queue.name.as_str())),
+    }
+    Ok(())
+}
+
+/// `=` replaces the list, `+=` appends entries not yet present, `-=` removes entries; values
+/// are comma-separated. `unset` empties it.
+fn apply_list(list: &mut Vec<String>, command: Command, attr: &ManageAttr) -> Result<(), PbsError> {
+    if command == Command::Unset {
+        list.clear();
+        return Ok(());
+    }
+    let entries: Vec<String> = attr
+        .value
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() && attr.op != Op::Set {
+        return Err(PbsError::new(pbse::BADATVAL, "", ""));
+    }
+    match attr.op {
+        Op::Set => *list = entries,
+        Op::Incr => {
+            for e in entries {
+                if !list.contains(&e) {
+                    list.push(e);
+                }
+            }
+        }
+        Op::Decr => list.retain(|e| !entries.contains(e)),
+    }
+    Ok(())
+}
+
+/// Torque's boolean spellings (`True`, `true`, `t`, `1`, `y`, ... and their negatives); `unset`
+/// restores `default`.
+fn bool_value(command: Command, attr: &ManageAttr, default: bool) -> Result<bool, PbsError> {
+    if command == Command::Unset {
+        return Ok(default);
+    }
+    match attr.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "y" | "yes" | "1" => Ok(true),
+        "false" | "f" | "n" | "no" | "0" => Ok(false),
+        _ => Err(PbsError::new(pbse::BADATVAL, "", "")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, value: &str, op: Op) -> ManageAttr {
+        ManageAttr {
+            name: name.into(),
+            resource: String::new(),
+            value: value.into(),
+            op,
+        }
+    }
+
+    #[test]
+    fn list_operators_replace_add_and_remove() {
+        let mut list = vec!["root@vm".to_string()];
+        apply_list(
+            &mut list,
+            Command::Set,
+            &set("managers", "alice@vm", Op::Incr),
+        )
+        .unwrap();
+        apply_list(
+            &mut list,
+            Command::Set,
+            &set("managers", "alice@vm,bob@*", Op::Incr),
+        )
+        .unwrap();
+        assert_eq!(list, ["root@vm", "alice@vm", "bob@*"]);
+        apply_list(
+            &mut list,
+            Command::Set,
+            &set("managers", "alice@vm", Op::Decr),
+        )
+        .unwrap();
+        assert_eq!(list, ["root@vm", "bob@*"]);
+        apply_list(
+            &mut list,
+            Command::Set,
+            &set("managers", "carol@vm", Op::Set),
+        )
+        .unwrap();
+        assert_eq!(list, ["carol@vm"]);
+        apply_list(&mut list, Command::Unset, &set("managers", "", Op::Set)).unwrap();
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn security_attributes_need_a_manager() {
+        let mut attrs = ServerAttrs::default();
+        let mut dq = String::from("batch");
+        let e = apply_server_attr(
+            &mut attrs,
+            &mut dq,
+            Command::Set,
+            &set("managers", "mallory@vm", Op::Incr),
+            Privilege::Operator,
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, pbse::ATTRRO);
+        assert!(attrs.managers.is_empty());
+        // Operators run the cluster: scheduling is theirs.
+        apply_server_attr(
+            &mut attrs,
+            &mut dq,
+            Command::Set,
+            &set("scheduling", "false", Op::Set),
+            Privilege::Operator,
+            &[],
+        )
+        .unwrap();
+        assert!(!attrs.scheduling);
+    }
+
+    #[test]
+    fn unknown_fixed_and_read_only_attributes_are_refused_in_torque_words() {
+        let mut attrs = ServerAttrs::default();
+        let mut dq = String::new();
+        let mut try_set = |name: &str| {
+            apply_server_attr(
+                &mut attrs,
+                &mut dq,
+                Command::Set,
+                &set(name, "1", Op::Set),
+                Privilege::Manager,
+                &[],
+            )
+            .unwrap_err()
+            .code
+        };
+        assert_eq!(try_set("nosuchattr"), pbse::NOATTR);
+        assert_eq!(try_set("total_jobs"), pbse::ATTRRO);
+        assert_eq!(try_set("log_events"), pbse::NOSUP);
+    }
+
+    #[test]
+    fn queue_attributes_validate_values() {
+        let mut q = Queue::new("short", 0);
+        apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("enabled", "True", Op::Set),
+            Privilege::Operator,
+        )
+        .unwrap();
+        assert!(q.enabled);
+        let bad = apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("enabled", "maybe", Op::Set),
+            Privilege::Manager,
+        );
+        assert_eq!(bad.unwrap_err().code, pbse::BADATVAL);
+        let route = apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("queue_type", "route", Op::Set),
+            Privilege::Manager,
+        );
+        assert_eq!(route.unwrap_err().code, pbse::NOSUP);
+        apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("queue_type", "e", Op::Set),
+            Privilege::Manager,
+        )
+        .unwrap();
+        let acl = apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("acl_users", "alice", Op::Set),
+            Privilege::Operator,
+        );
+        assert_eq!(acl.unwrap_err().code, pbse::ATTRRO);
+        apply_queue_attr(
+            &mut q,
+            Command::Set,
+            &set("acl_users", "alice,bob@login1", Op::Set),
+            Privilege::Manager,
+        )
+        .unwrap();
+        assert_eq!(q.acl_users, ["alice", "bob@login1"]);
+        let mut walltime = set("resources_default", "1:00:00", Op::Set);
+        walltime.resource = "walltime".into();
+        apply_queue_attr(&mut q, Command::Set, &walltime, Privilege::Operator).unwrap();
+        assert_eq!(
+            q.resources_default,
+            [("walltime".to_string(), "01:00:00".to_string())]
+        );
+        walltime.value = "soon".into();
+        assert!(apply_queue_attr(&mut q, Command::Set, &walltime, Privilege::Operator).is_err());
+    }
+
+    #[test]
+    fn queue_names_follow_torque() {
+        assert!(valid_queue_name("batch"));
+        assert!(valid_queue_name("gpu-long_2"));
+        assert!(!valid_queue_name("-x"));
+        assert!(!valid_queue_name("a.b"));
+        assert!(!valid_queue_name("averyveryverylongname"));
+    }
+}
