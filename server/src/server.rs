@@ -58,6 +58,20 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
     let store = Store::open(&config.db_path(), config.durable)
         .await
         .with_context(|| format!("opening {}", config.db_path().display()))?;
+    // Job scripts and environments live in the database: server_priv and the database
+    // files are the server's alone (0700/0600), whatever umask created them.
+    for (path, mode) in [
+        (config.server_priv(), 0o700),
+        (config.db_path(), 0o600),
+        (config.server_priv().join("capstan.db-wal"), 0o600),
+        (config.server_priv().join("capstan.db-shm"), 0o600),
+    ] {
+        if path.exists() {
+            let perms = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode);
+            std::fs::set_permissions(&path, perms)
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
     let loaded = store.load().await?;
     let now = now_epoch();
 
