@@ -463,3 +463,29 @@ fn daemon_state_is_private() {
     assert_eq!(mode(&server_priv), 0o700, "server_priv");
     assert_eq!(mode(&server_priv.join("capstan.db")) & 0o077, 0, "database");
 }
+
+/// Root's jobs are refused unless the server was started with `--allow-root-jobs` (the MOM
+/// refuses a root run the server did not allow as well: `mom/tests/run_jobs.rs`).
+#[test]
+fn root_jobs_are_refused_unless_the_server_allows_them() {
+    if skip_unless_root("root_jobs_are_refused_unless_the_server_allows_them") {
+        return;
+    }
+    let c = Cluster::start(&one_node());
+    let script = c.script("asroot.sh", "id -u\n");
+    let out = c.run_as_root("qsub", &[&script.display().to_string()]);
+    assert_ne!(code(&out), 0, "root's job accepted: {}", stdout(&out));
+    // The server answers PBSE_BADUSER; qsub prints Torque's client-side words for it.
+    assert_eq!(stderr(&out), "qsub can not be run as root\n");
+    assert!(stdout(&out).trim().is_empty());
+    drop(c);
+
+    let c = Cluster::start_with(&one_node(), &["--allow-root-jobs"]);
+    let script = c.script("asroot.sh", "id -u\n");
+    let out = c.run_as_root("qsub", &[&script.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    c.wait_state(&id, "C", T);
+    let output = c.work.join(format!("asroot.sh.o{}", Cluster::seq(&id)));
+    assert_eq!(c.read(&output), "0\n");
+}
