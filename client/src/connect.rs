@@ -1,12 +1,17 @@
 //! Finding and dialling the server.
 //!
-//! The commands reach `pbs_server` over its Unix socket: `$CAPSTAN_SOCKET` if set, else
-//! `$PBS_HOME/capstan.sock` (`PBS_HOME` defaults to `/var/spool/capstan`). The server learns
-//! who we are from the socket's peer credentials, so nothing here sends an identity.
+//! The server is named as Torque's commands name it: `$PBS_DEFAULT`, else the first line of
+//! `$PBS_HOME/server_name` (`PBS_HOME` defaults to `/var/spool/capstan`). The commands reach
+//! it over a Unix socket: `$CAPSTAN_SOCKET` if set; else the server's own socket
+//! `$PBS_HOME/capstan.sock` when the server runs on this host; else the login node's
+//! authentication agent, `$PBS_HOME/trqauthd.sock`, which forwards to the server over TLS.
+//! Either way the listener learns who we are from the socket's peer credentials, so nothing
+//! here sends an identity.
 
 use std::path::PathBuf;
 
 use capstan_proto::v1::batch_client::BatchClient;
+use capstan_proto::{pbse, remote};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -28,13 +33,26 @@ pub enum ConnectError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The server (or the agent on its behalf) refused us before looking at the request: a
+    /// host not in `submit_hosts`, an unknown user, or the agent could not reach the server.
+    /// Torque reports these at connection time, as this does.
+    #[error("cannot connect to server {server}: {message}")]
+    Refused {
+        server: String,
+        /// A PBSE number (150xx) or an OS error number.
+        errno: i32,
+        message: String,
+    },
 }
 
 impl ConnectError {
     /// The OS error number behind the failure (`ECONNREFUSED`, `ENOENT` for a missing
     /// socket, ...), if there is one.
     pub fn errno(&self) -> Option<i32> {
-        let ConnectError::Unreachable { source, .. } = self;
+        let source = match self {
+            ConnectError::Unreachable { source, .. } => source,
+            ConnectError::Refused { errno, .. } => return Some(*errno),
+        };
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
         while let Some(err) = cause {
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -47,13 +65,42 @@ impl ConnectError {
         None
     }
 
-    /// Torque's wording: `CMD: cannot connect to server NAME (errno=111) Connection refused`.
+    /// The server's name as the error reports it.
+    pub fn server(&self) -> &str {
+        match self {
+            ConnectError::Unreachable { server, .. } | ConnectError::Refused { server, .. } => {
+                server
+            }
+        }
+    }
+
+    /// The text for [`ConnectError::errno`]: Torque's PBSE text or the C library's.
+    pub fn reason(code: i32) -> &'static str {
+        if code >= 15000 {
+            pbse::text(code).trim_end()
+        } else {
+            strerror(code)
+        }
+    }
+
+    /// The refusal a failed call carries (see `capstan_proto::remote`), if it is one.
+    pub fn from_status(status: &tonic::Status) -> Option<ConnectError> {
+        Some(ConnectError::Refused {
+            server: default_server_name(),
+            errno: remote::refusal_errno(status)?,
+            message: status.message().to_string(),
+        })
+    }
+
+    /// Torque's wording: `CMD: cannot connect to server NAME (errno=111) Connection refused`,
+    /// `CMD: cannot connect to server NAME (errno=15010) Access from host not allowed, or
+    /// unknown host`.
     pub fn torque_message(&self, cmd: &str) -> String {
-        let ConnectError::Unreachable { server, .. } = self;
+        let server = self.server();
         match self.errno() {
             Some(code) => format!(
                 "{cmd}: cannot connect to server {server} (errno={code}) {}",
-                strerror(code)
+                Self::reason(code)
             ),
             None => format!("{cmd}: cannot connect to server {server} ({self})"),
         }
@@ -64,6 +111,7 @@ impl ConnectError {
     /// missing socket) and uses 1 when there is none or it does not fit an exit status.
     pub fn exit_code(&self) -> i32 {
         match self.errno() {
+            Some(code) if code >= 15000 => pbse::exit_code(code),
             Some(code) if (1..=255).contains(&code) => code,
             _ => 1,
         }
@@ -83,12 +131,20 @@ pub fn pbs_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PBS_HOME))
 }
 
-/// The server's Unix socket path.
+/// The server's Unix socket path (`$CAPSTAN_SOCKET` overrides it).
 pub fn socket_path() -> PathBuf {
     std::env::var_os("CAPSTAN_SOCKET")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| pbs_home().join("capstan.sock"))
+}
+
+/// Name of the login-node agent's socket in `$PBS_HOME`.
+pub const AGENT_SOCKET: &str = "trqauthd.sock";
+
+/// The login-node agent's socket, `$PBS_HOME/trqauthd.sock`.
+pub fn agent_socket_path() -> PathBuf {
+    pbs_home().join(AGENT_SOCKET)
 }
 
 /// The server's name as the commands print it before they have asked the server:
@@ -117,12 +173,50 @@ pub fn short_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Dials the server's socket and returns a client for the `Batch` service.
+/// The socket to dial and, if that fails, the one to try next: `$CAPSTAN_SOCKET` alone when
+/// set; else the server's own socket when it exists on this host (then the agent's, if it
+/// exists too); else the agent's socket when it exists; else the server's (so the error
+/// names what a one-host setup expects).
+pub fn candidate_sockets() -> (PathBuf, Option<PathBuf>) {
+    if std::env::var_os("CAPSTAN_SOCKET").is_some_and(|v| !v.is_empty()) {
+        return (socket_path(), None);
+    }
+    let server = socket_path();
+    let agent = agent_socket_path();
+    match (server.exists(), agent.exists()) {
+        (true, true) => (server, Some(agent)),
+        (false, true) => (agent, None),
+        _ => (server, None),
+    }
+}
+
+/// Dials the server (its own socket, else the agent's; see [`candidate_sockets`]) and returns
+/// a client for the `Batch` service. When none answers, the first failure is reported.
 pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
-    let socket = socket_path();
-    let path = socket.clone();
+    // A full `qstat -f` of thousands of jobs is larger than tonic's 4 MiB default.
+    let client = |channel| BatchClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
+    let (socket, fallback) = candidate_sockets();
+    let error = match dial(&socket).await {
+        Ok(channel) => return Ok(client(channel)),
+        Err(source) => ConnectError::Unreachable {
+            server: default_server_name(),
+            socket: socket.display().to_string(),
+            source,
+        },
+    };
+    if let Some(fallback) = fallback {
+        if let Ok(channel) = dial(&fallback).await {
+            return Ok(client(channel));
+        }
+    }
+    Err(error)
+}
+
+/// A channel over the Unix socket at `socket`.
+async fn dial(socket: &std::path::Path) -> Result<Channel, tonic::transport::Error> {
+    let path = socket.to_path_buf();
     // The URI is required by tonic but unused: the connector below always dials the socket.
-    let channel = Endpoint::from_static("http://capstan.invalid")
+    Endpoint::from_static("http://capstan.invalid")
         // Large flow-control windows: a big listing arrives in one go instead of in
         // 64 KiB steps, each waiting for a window update.
         .initial_stream_window_size(Some(16 << 20))
@@ -132,13 +226,6 @@ pub async fn connect() -> Result<BatchClient<Channel>, ConnectError> {
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|source| ConnectError::Unreachable {
-            server: default_server_name(),
-            socket: socket.display().to_string(),
-            source,
-        })?;
-    // A full `qstat -f` of thousands of jobs is larger than tonic's 4 MiB default.
-    Ok(BatchClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
 }
 
 /// Runs `future` on a single-threaded runtime: a command makes a call or two and exits, so a

@@ -283,6 +283,11 @@ async fn execute(inv: &Invocation) -> i32 {
         let reply = match client.job_action(req).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
+                // A refusal (host not in submit_hosts, ...) reads as Torque reports it.
+                if let Some(err) = crate::connect::ConnectError::from_status(&status) {
+                    eprintln!("{}", err.torque_message(name));
+                    return err.exit_code();
+                }
                 eprintln!(
                     "{name}: {} MSG={}",
                     pbse::text(pbse::SYSTEM),

@@ -5,6 +5,8 @@
 //!   the commands convert them to their own types at once.
 //! * [`pbse`]: Torque's PBSE error numbers and texts, shared by the server (which
 //!   decides the error) and the commands (which print it and exit with it).
+//! * [`enrolment`]: the enrolment bundle and installed host credentials (MOMs, login nodes).
+//! * [`remote`]: the user assertion a login node's agent adds, and refusal error numbers.
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -12,7 +14,9 @@ pub mod v1 {
     tonic::include_proto!("capstan.v1");
 }
 
+pub mod enrolment;
 pub mod pbse;
+pub mod remote;
 
 /// Torque's version string, as `qstat --version` and `pbsnodes` report it.
 pub const PBS_VERSION: &str = "6.1.3.h5";

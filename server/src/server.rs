@@ -10,6 +10,9 @@
 //! * the MomSession service on `--mom-listen`: TLS 1.3 with a client certificate issued by
 //!   the cluster CA (see `tls.rs`); the node's identity is read from that certificate in
 //!   `mom_session::authenticate_node`. Plain TCP only with `--insecure-plaintext-moms`.
+//! * the Batch service on the same TLS listener, for login nodes' agents (`trqauthd`), which
+//!   assert users; `api::BatchService::caller` accepts that only from a host in
+//!   `submit_hosts` whose certificate names it. Never on plain TCP.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -67,7 +70,8 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         (config.server_priv().join("capstan.db-shm"), 0o600),
     ] {
         if path.exists() {
-            let perms = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode);
+            let perms =
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode);
             std::fs::set_permissions(&path, perms)
                 .with_context(|| format!("making {} private", path.display()))?;
         }
@@ -77,16 +81,16 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
 
     let mut queues = loaded.queues;
     let mut default_queue = loaded.default_queue.unwrap_or_default();
-    if queues.is_empty() {
+    // First start only: an administrator who later deletes every queue keeps none.
+    if queues.is_empty() && loaded.next_job_number.is_none() {
         let batch = Queue {
-            name: DEFAULT_QUEUE.to_string(),
             enabled: true,
             started: true,
             resources_default: vec![
                 ("walltime".to_string(), "01:00:00".to_string()),
                 ("nodes".to_string(), "1".to_string()),
             ],
-            mtime: now,
+            ..Queue::new(DEFAULT_QUEUE, now)
         };
         let mut tx = store.begin().await?;
         tx.save_queue(&batch).await?;
@@ -238,11 +242,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
     let mom = MomService::new(shared.clone(), notify_shutdown.clone());
     let mut mom_shutdown = Shutdown::new(notify_shutdown.subscribe());
-    let mom_builder = tonic::transport::Server::builder()
+    let mut mom_builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(config.status_interval))
-        .http2_keepalive_timeout(Some(config.status_interval * 2))
-        .add_service(MomSessionServer::new(mom));
+        .http2_keepalive_timeout(Some(config.status_interval * 2));
+    let mom_builder = mom_builder.add_service(MomSessionServer::new(mom));
     let mom_server = match &tls_config {
+        // Plain TCP carries no certificate, so it never serves commands: no host could be
+        // told apart from another, let alone be trusted to assert users.
         None => tokio::spawn(
             mom_builder.serve_with_incoming_shutdown(
                 TcpIncoming::from(tcp)
@@ -253,8 +259,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         ),
         Some(tls) => {
             let incoming = tls::spawn_acceptor(tcp, tls.clone());
+            // Login nodes' agents (`trqauthd`) speak Batch on this listener, asserting users;
+            // `BatchService::caller` accepts that only from certificates of submit hosts.
+            let remote_batch = BatchService::new(shared.clone());
             tokio::spawn(
                 mom_builder
+                    .add_service(
+                        BatchServer::new(remote_batch).max_decoding_message_size(MAX_MESSAGE),
+                    )
                     .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
                         mom_shutdown.recv().await
                     }),

@@ -45,7 +45,7 @@ const CA_DAYS: i64 = 3650;
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First line of an enrolment bundle.
-pub const BUNDLE_MAGIC: &str = "# Capstan node enrolment bundle";
+pub use capstan_proto::enrolment::BUNDLE_MAGIC;
 
 /// Where the CA's files are.
 #[derive(Debug, Clone)]
@@ -252,24 +252,16 @@ pub fn issue_node(
     })
 }
 
-/// The text of an enrolment bundle.
+/// The text of an enrolment bundle (format: `capstan_proto::enrolment`).
 pub fn bundle_text(node: &str, server_name: &str, ca: &Ca, issued: &Issued) -> String {
-    format!(
-        "{BUNDLE_MAGIC} (SECRET: holds the node's private key; delete after install)\n\
-         node: {node}\nserver_name: {server_name}\nserial: {}\n{}{}{}",
-        issued.serial,
-        ensure_nl(&issued.cert_pem),
-        ensure_nl(&ca.cert_pem),
-        ensure_nl(&issued.key_pem),
+    capstan_proto::enrolment::render(
+        node,
+        server_name,
+        &issued.serial,
+        &issued.cert_pem,
+        &ca.cert_pem,
+        &issued.key_pem,
     )
-}
-
-fn ensure_nl(s: &str) -> String {
-    if s.ends_with('\n') {
-        s.to_string()
-    } else {
-        format!("{s}\n")
-    }
 }
 
 /// `pbs_server enroll`: issues a node certificate and writes the bundle to `out`

@@ -619,3 +619,128 @@ pub fn assert_contains(text: &str, needle: impl AsRef<OsStr>) {
         "expected to find {needle:?} in:\n{text}"
     );
 }
+
+/// A network namespace with a veth link to this one, standing for another host: the host end
+/// gets `10.OCTET.ID.1/30`, the namespace end `.2`. Deleted on drop (also on panic), with
+/// its veth pair. Tests that need one skip (with the reason) when it cannot be made.
+pub struct NetNs {
+    pub name: String,
+    host_if: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+}
+
+impl NetNs {
+    fn ip(args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Makes a namespace whose interface names start with `tag` (two letters, so names stay
+    /// within 15 characters) on the private network `10.OCTET.x.y`; `Err` (with the reason)
+    /// when not root, `ip` is missing or the kernel refuses.
+    pub fn create(tag: &str, octet: u8) -> Result<NetNs, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if !is_root() {
+            return Err("needs root".into());
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            return Err("`ip` (iproute2) is not installed".into());
+        }
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() + n * 7) % 250 + 1;
+        let ns = NetNs {
+            name: format!("capstan-{tag}{}-{n}", std::process::id()),
+            host_if: format!("{tag}h{id}"),
+            host_ip: format!("10.{octet}.{id}.1"),
+            ns_ip: format!("10.{octet}.{id}.2"),
+        };
+        let ns_if = format!("{tag}n{id}");
+        let ok = Self::ip(&["netns", "add", &ns.name])
+            && Self::ip(&[
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns_if,
+            ])
+            && Self::ip(&["link", "set", &ns_if, "netns", &ns.name])
+            && Self::ip(&[
+                "addr",
+                "add",
+                &format!("{}/30", ns.host_ip),
+                "dev",
+                &ns.host_if,
+            ])
+            && Self::ip(&["link", "set", &ns.host_if, "up"])
+            && Self::ip(&[
+                "netns",
+                "exec",
+                &ns.name,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/30", ns.ns_ip),
+                "dev",
+                &ns_if,
+            ])
+            && Self::ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"])
+            && Self::ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        if !ok {
+            return Err("could not create the namespace and veth link".into());
+        }
+        Ok(ns)
+    }
+
+    /// `program` (a path) to run inside the namespace, as `user` when given (entering the
+    /// namespace needs root, so the child enters it first and then drops to the user's uid,
+    /// primary gid and no supplementary groups), else as root.
+    pub fn command(&self, program: impl AsRef<OsStr>, user: Option<&User>) -> Command {
+        use std::os::fd::AsRawFd;
+        let ns = fs::File::open(Path::new("/run/netns").join(&self.name))
+            .expect("open the namespace");
+        let ids = user.map(|u| (u.uid, u.gid));
+        let mut cmd = Command::new(program);
+        if let Some(user) = user {
+            cmd.env("HOME", &user.home)
+                .env("USER", &user.name)
+                .env("LOGNAME", &user.name);
+        }
+        // SAFETY: only async-signal-safe calls (setns, setgroups, setgid, setuid) between fork
+        // and exec; `ns` stays open in the parent until the Command is dropped.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some((uid, gid)) = ids {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

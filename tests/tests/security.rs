@@ -331,93 +331,9 @@ fn plaintext_is_explicit_loud_and_loopback_only() {
     assert_contains(&c.mom_log("plain"), "PLAIN TCP");
 }
 
-/// A network namespace with a veth link to this one, deleted on drop (also on panic).
-struct NetNs {
-    name: String,
-    host_if: String,
-    pub host_ip: String,
-    pub ns_ip: String,
-}
-
-impl NetNs {
-    fn ip(args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(args)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-
-    /// `None` (with the reason) when not root or `ip` is missing.
-    fn create() -> Result<NetNs, String> {
-        if !is_root() {
-            return Err("needs root".into());
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            return Err("`ip` (iproute2) is not installed".into());
-        }
-        let id = std::process::id() % 250 + 1;
-        let ns = NetNs {
-            name: format!("capstan-t{}", std::process::id()),
-            host_if: format!("cvh{id}"),
-            host_ip: format!("10.254.{id}.1"),
-            ns_ip: format!("10.254.{id}.2"),
-        };
-        let ns_if = format!("cvn{id}");
-        let ok = Self::ip(&["netns", "add", &ns.name])
-            && Self::ip(&[
-                "link",
-                "add",
-                &ns.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ns_if,
-            ])
-            && Self::ip(&["link", "set", &ns_if, "netns", &ns.name])
-            && Self::ip(&[
-                "addr",
-                "add",
-                &format!("{}/30", ns.host_ip),
-                "dev",
-                &ns.host_if,
-            ])
-            && Self::ip(&["link", "set", &ns.host_if, "up"])
-            && Self::ip(&[
-                "netns",
-                "exec",
-                &ns.name,
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/30", ns.ns_ip),
-                "dev",
-                &ns_if,
-            ])
-            && Self::ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"])
-            && Self::ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
-        if !ok {
-            return Err("could not create the namespace and veth link".into());
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 #[test]
 fn mom_in_another_network_namespace_joins_over_tls() {
-    let ns = match NetNs::create() {
+    let ns = match NetNs::create("cv", 254) {
         Ok(ns) => ns,
         Err(why) => {
             eprintln!("skipped: cross-host test {why}");

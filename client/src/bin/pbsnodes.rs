@@ -285,16 +285,23 @@ async fn main() -> ExitCode {
         Parse::Exit(code) => return code,
     };
     let quiet = options.quiet;
-    match run(options).await {
+    // A refusal (host not in submit_hosts, ...) is reported as Torque reports it: at connect.
+    let result = run(options).await.map_err(|f| match f {
+        Failure::Rpc(status) => ConnectError::from_status(&status)
+            .map(Failure::Connect)
+            .unwrap_or(Failure::Rpc(status)),
+        other => other,
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Exit(code)) => ExitCode::from(code),
         Err(Failure::Connect(err)) => {
             if !quiet {
-                let ConnectError::Unreachable { server, .. } = &err;
                 let errno = err.errno().unwrap_or(libc::ECONNREFUSED);
                 eprintln!(
-                    "pbsnodes: cannot connect to server {server}, error={errno} ({})",
-                    nix::errno::Errno::from_raw(errno).desc()
+                    "pbsnodes: cannot connect to server {}, error={errno} ({})",
+                    err.server(),
+                    ConnectError::reason(errno)
                 );
             }
             ExitCode::from(1)

@@ -248,6 +248,12 @@ impl Failure {
     fn report(&self) -> ExitCode {
         match self {
             Failure::Connect(err) => eprintln!("{}", err.torque_message("qstat")),
+            // A refusal (host not in submit_hosts, ...) reads as Torque reports it: at connect.
+            Failure::Rpc(status) if ConnectError::from_status(status).is_some() => {
+                if let Some(err) = ConnectError::from_status(status) {
+                    eprintln!("{}", err.torque_message("qstat"));
+                }
+            }
             Failure::Rpc(status) => {
                 eprintln!(
                     "qstat: cannot connect to server {} (errno=0) {}",

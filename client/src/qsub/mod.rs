@@ -222,6 +222,10 @@ async fn submit(req: capstan_proto::v1::SubmitRequest) -> Result<String, QsubErr
         .submit(req)
         .await
         .map_err(|status| {
+            // A refusal (host not in submit_hosts, ...) reads as Torque reports it: at connect.
+            if let Some(err) = connect::ConnectError::from_status(&status) {
+                return QsubError::fatal(err.torque_message("qsub"), err.exit_code());
+            }
             QsubError::fatal(
                 format!(
                     "qsub: submit error ({} MSG={})",
