@@ -145,6 +145,28 @@ impl LoginSite {
         assert!(out.status.success(), "qmgr: {}", stderr(&out));
     }
 
+    /// `capstan-forge tls`: from the login namespace, as `user` (root when `None`), dial the
+    /// server's TLS listener presenting the certificate in `cert_dir` (none when `None`) and
+    /// submit asserting `asserted`.
+    fn forge_tls(&self, user: Option<&User>, cert_dir: Option<&Path>, asserted: &str) -> Output {
+        let ca = self.c.root.join("ca.crt");
+        if !ca.exists() {
+            fs::copy(self.c.home.join("server_priv/ca/ca.crt"), &ca).expect("copy the CA");
+            fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).expect("chmod ca.crt");
+        }
+        let script = self.c.script("forged.sh", "id -un\n");
+        let cert_dir = cert_dir.map_or("-".into(), |d| d.to_string_lossy().to_string());
+        self.ns
+            .command(forge(), user)
+            .args(["tls", &self.c.mom_addr(), SERVER_NAME])
+            .arg(&ca)
+            .arg(cert_dir)
+            .arg(asserted)
+            .arg(script)
+            .output()
+            .expect("run capstan-forge")
+    }
+
     /// Jobs the server holds, as root on the server host.
     fn server_job_count(&self) -> usize {
         let out = self.c.run_as_root("qstat", &[]);
@@ -295,27 +317,7 @@ fn login_node_secrets_and_impostors_are_refused() {
     assert_contains(&stderr(&out), "Permission denied");
 
     // A TLS client without a certificate, from the login node, is dropped in the handshake.
-    let ca = site.c.root.join("ca.crt");
-    fs::copy(site.c.home.join("server_priv/ca/ca.crt"), &ca).expect("copy the CA certificate");
-    fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).expect("chmod ca.crt");
-    site.c.script("forged.sh", "id -un\n");
-    let addr = site.c.mom_addr();
-    let ca_path = ca.to_string_lossy().to_string();
-    let script = site.c.work.join("forged.sh").to_string_lossy().to_string();
-    let out = site
-        .ns
-        .command(forge(), Some(&user))
-        .args([
-            "tls",
-            &addr,
-            SERVER_NAME,
-            &ca_path,
-            "-",
-            &user.name,
-            &script,
-        ])
-        .output()
-        .expect("run capstan-forge");
+    let out = site.forge_tls(Some(&user), None, &user.name);
     assert!(
         !out.status.success(),
         "no certificate, yet: {}",
@@ -329,26 +331,8 @@ fn login_node_secrets_and_impostors_are_refused() {
     );
 
     // A MOM's certificate (n1 is a node, not a submit host) cannot assert users.
-    let mom_tls = site
-        .c
-        .mom_home("n1")
-        .join("mom_priv/tls")
-        .to_string_lossy()
-        .to_string();
-    let out = site
-        .ns
-        .command(forge(), None)
-        .args([
-            "tls",
-            &addr,
-            SERVER_NAME,
-            &ca_path,
-            &mom_tls,
-            &user.name,
-            &script,
-        ])
-        .output()
-        .expect("run capstan-forge");
+    let mom_tls = site.c.mom_home("n1").join("mom_priv/tls");
+    let out = site.forge_tls(None, Some(&mom_tls), &user.name);
     assert!(
         !out.status.success(),
         "n1 asserted a user: {}",
@@ -361,21 +345,7 @@ fn login_node_secrets_and_impostors_are_refused() {
     );
 
     // The genuine agent's certificate asserting an unknown user is refused too.
-    let tls_dir = tls.to_string_lossy().to_string();
-    let out = site
-        .ns
-        .command(forge(), None)
-        .args([
-            "tls",
-            &addr,
-            SERVER_NAME,
-            &ca_path,
-            &tls_dir,
-            "nosuchuser",
-            &script,
-        ])
-        .output()
-        .expect("run capstan-forge");
+    let out = site.forge_tls(None, Some(&tls), "nosuchuser");
     assert!(
         !out.status.success(),
         "unknown user accepted: {}",
@@ -397,4 +367,34 @@ fn login_node_secrets_and_impostors_are_refused() {
     );
     assert_contains(&site.c.server_log(), "revoked: node login1 is listed in");
     assert_eq!(site.server_job_count(), 0);
+}
+
+#[test]
+fn the_plaintext_listener_serves_no_commands() {
+    // With --insecure-plaintext-moms there is no certificate to tell hosts apart, so the MOM
+    // listener does not serve Batch at all: an assertion over it reaches nothing.
+    let c = Cluster::start_custom(
+        &[NodeSpec::new("n1", "np=1")],
+        &["--insecure-plaintext-moms"],
+        "127.0.0.1",
+        &[],
+    );
+    let script = c.script("forged.sh", "id -un\n");
+    let out = Command::new(forge())
+        .args(["plain", &c.mom_addr(), "root"])
+        .arg(script)
+        .output()
+        .expect("run capstan-forge");
+    assert!(
+        !out.status.success(),
+        "plain TCP took a command: {}",
+        stdout(&out)
+    );
+    assert_contains(&stderr(&out), "Unimplemented");
+    let out = c.run_as_root("qstat", &[]);
+    assert!(
+        out.status.success() && stdout(&out).is_empty(),
+        "{}",
+        stdout(&out)
+    );
 }

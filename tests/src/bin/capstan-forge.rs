@@ -10,6 +10,9 @@
 //! TLS listener itself, presenting the certificate installed in CERT_DIR (a MOM's `mom_priv/tls`
 //! or an agent's `trqauthd_priv`; `-`: none) and asserting USER, as a stolen key or a
 //! home-made agent would. A refusal prints `capstan-forge: refused errno=N: MESSAGE`.
+//!
+//! `capstan-forge plain HOST:PORT USER SCRIPT` does the same over plain TCP (the MOM listener
+//! of a server started with `--insecure-plaintext-moms`).
 
 use capstan_proto::remote;
 use capstan_proto::v1::batch_client::BatchClient;
@@ -56,7 +59,8 @@ fn forged_request(script: &str, user: &str) -> tonic::Request<SubmitRequest> {
 fn usage() -> ! {
     eprintln!(
         "usage: capstan-forge SOCKET SCRIPT\n       \
-         capstan-forge tls HOST:PORT SERVER_NAME CA_FILE CERT_DIR|- USER SCRIPT"
+         capstan-forge tls HOST:PORT SERVER_NAME CA_FILE CERT_DIR|- USER SCRIPT\n       \
+         capstan-forge plain HOST:PORT USER SCRIPT"
     );
     std::process::exit(2);
 }
@@ -89,10 +93,24 @@ async fn over_tls(args: &[String]) -> Result<capstan_proto::v1::SubmitReply, Str
         .map_err(describe)
 }
 
+async fn over_plain_tcp(args: &[String]) -> Result<capstan_proto::v1::SubmitReply, String> {
+    let [addr, user, script] = args else { usage() };
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e:?}"))?;
+    BatchClient::new(channel)
+        .submit(forged_request(script, user))
+        .await
+        .map(|r| r.into_inner())
+        .map_err(describe)
+}
+
 fn describe(status: tonic::Status) -> String {
     match remote::refusal_errno(&status) {
         Some(errno) => format!("refused errno={errno}: {}", status.message()),
-        None => status.to_string(),
+        None => format!("{:?}: {}", status.code(), status.message()),
     }
 }
 
@@ -101,6 +119,7 @@ fn main() {
     let reply = capstan_client::connect::block_on(async move {
         match args.first().map(String::as_str) {
             Some("tls") => over_tls(&args[1..]).await,
+            Some("plain") => over_plain_tcp(&args[1..]).await,
             _ => {
                 let [socket, script] = &args[..] else { usage() };
                 std::env::set_var("CAPSTAN_SOCKET", socket);
