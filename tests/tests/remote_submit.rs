@@ -268,15 +268,37 @@ fn a_login_node_submits_through_its_agent() {
         "removed a user assertion the client sent",
     );
 
-    // The agent reconnects by itself when the server restarts.
+    // While the server is down the agent answers with Torque's connect failure; it
+    // reconnects by itself when the server is back.
     let mut site = site;
     site.c.kill_server();
+    let out = site.login_run(&user, "qstat", &[]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "qstat: cannot connect to server tsrv (errno=111) Connection refused"
+    );
     site.c.start_server();
     assert!(
         wait_until(T, || site.login_run(&user, "qstat", &[]).status.success()),
         "qstat through the agent after a server restart:\n{}",
         tail(&site.agent.log(), 20)
     );
+
+    // SIGTERM: the agent stops and removes its socket.
+    let pid = nix::unistd::Pid::from_raw(site.agent.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM trqauthd");
+    let mut status = None;
+    assert!(
+        wait_until(T, || {
+            status = site.agent.child.try_wait().expect("wait trqauthd");
+            status.is_some()
+        }),
+        "trqauthd did not stop on SIGTERM"
+    );
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}");
+    assert!(!site.agent.home.join("trqauthd.sock").exists());
+    assert_contains(&site.agent.log(), "trqauthd stopped");
 }
 
 #[test]
