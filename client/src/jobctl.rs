@@ -210,6 +210,11 @@ pub struct Outcome {
 
 /// Torque's report of one job's failure (or nothing for a success).
 pub fn outcome(command: Command, result: &JobActionResult, from_all: bool) -> Outcome {
+    outcome_for(command.name(), result, from_all)
+}
+
+/// [`outcome`] for any command by name (qalter shares the job-control wording).
+pub fn outcome_for(name: &str, result: &JobActionResult, from_all: bool) -> Outcome {
     let mut out = Outcome {
         stdout: String::new(),
         stderr: String::new(),
@@ -218,7 +223,6 @@ pub fn outcome(command: Command, result: &JobActionResult, from_all: bool) -> Ou
     let Some(err) = result.error.as_ref().filter(|e| e.code != 0) else {
         return out;
     };
-    let name = command.name();
     let id = if err.object.is_empty() {
         result.id.as_str()
     } else {
@@ -241,7 +245,7 @@ pub fn outcome(command: Command, result: &JobActionResult, from_all: bool) -> Ou
     }
     out.exit_code = pbse::exit_code(err.code);
     if err.code == pbse::UNKJOBID {
-        if command == Command::Qdel {
+        if name == "qdel" {
             out.stderr = format!("qdel: nonexistent job id: {id}\n");
         }
         return out;

@@ -272,12 +272,29 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
         .iter()
         .map(|q| (q.name.as_str(), q.started.then_some(q.priority)))
         .collect();
+    // Jobs the administrator holds back get a comment saying so, as waiting jobs do.
+    let mut held_back = Vec::new();
     for job in state.jobs.values() {
         let job = overlay.get(&job.seq).unwrap_or(job);
-        if job.state != JobState::Queued || !state.server_attrs.scheduling {
+        if job.state != JobState::Queued {
+            continue;
+        }
+        if !state.server_attrs.scheduling {
+            held_back.push(Decision::Wait {
+                seq: job.seq,
+                reason: "Not Running: scheduling is off (server attribute scheduling = False)"
+                    .to_string(),
+            });
             continue;
         }
         let Some(Some(queue_priority)) = queue_priority.get(job.queue.as_str()).copied() else {
+            held_back.push(Decision::Wait {
+                seq: job.seq,
+                reason: format!(
+                    "Not Running: queue {} is stopped (started = False)",
+                    job.queue
+                ),
+            });
             continue;
         };
         let request = match &job.request {
@@ -326,6 +343,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
         };
         scheduler::schedule(&snapshot)
     };
+    let decisions = decisions.into_iter().chain(held_back);
 
     let mut starts: Vec<(u64, String, Vec<HostSlots>)> = Vec::new();
     let mut claimed: HashSet<(String, u32)> = HashSet::new();

@@ -97,6 +97,22 @@ const SERVER_READ_ONLY: &[&str] = &[
 ];
 const QUEUE_READ_ONLY: &[&str] = &["total_jobs", "state_count", "mtime", "resources_assigned"];
 
+/// Torque queue attributes Capstan has not built (limits, routing); refused, never ignored.
+const QUEUE_NOT_BUILT: &[&str] = &[
+    "acl_logic_or",
+    "disallowed_types",
+    "from_route_only",
+    "keep_completed",
+    "kill_delay",
+    "max_queuable",
+    "max_running",
+    "max_user_queuable",
+    "max_user_run",
+    "resources_max",
+    "resources_min",
+    "route_destinations",
+];
+
 /// Longest queue name Torque accepts (PBS_MAXQUEUENAME).
 const MAX_QUEUE_NAME: usize = 15;
 
@@ -345,9 +361,9 @@ fn apply_queue_attr(
     let name = attr.name.as_str();
     match name {
         "queue_type" => {
-            if command == Command::Set && !"execution".starts_with(&attr.value.to_ascii_lowercase())
-                || attr.value.is_empty() && command == Command::Set
-            {
+            // Unique prefixes of `execution` (`e`, `exec`, ...), as Torque accepts them.
+            let value = attr.value.to_ascii_lowercase();
+            if command == Command::Set && (value.is_empty() || !"execution".starts_with(&value)) {
                 return Err(PbsError::new(
                     pbse::NOSUP,
                     "only execution queues exist in Capstan (routing queues are not built)",
@@ -407,6 +423,13 @@ fn apply_queue_attr(
         }
         _ if QUEUE_READ_ONLY.contains(&name) => {
             return Err(PbsError::new(pbse::ATTRRO, name, queue.name.as_str()));
+        }
+        _ if QUEUE_NOT_BUILT.contains(&name) => {
+            return Err(PbsError::new(
+                pbse::NOSUP,
+                format!("{name} is not built in Capstan"),
+                queue.name.as_str(),
+            ));
         }
         _ => return Err(PbsError::new(pbse::NOATTR, name, queue.name.as_str())),
     }

@@ -703,8 +703,8 @@ impl NetNs {
     /// primary gid and no supplementary groups), else as root.
     pub fn command(&self, program: impl AsRef<OsStr>, user: Option<&User>) -> Command {
         use std::os::fd::AsRawFd;
-        let ns = fs::File::open(Path::new("/run/netns").join(&self.name))
-            .expect("open the namespace");
+        let ns =
+            fs::File::open(Path::new("/run/netns").join(&self.name)).expect("open the namespace");
         let ids = user.map(|u| (u.uid, u.gid));
         let mut cmd = Command::new(program);
         if let Some(user) = user {

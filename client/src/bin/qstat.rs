@@ -358,7 +358,8 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
             // Torque words a bad destination operand this way (`nosuchq@vm` -> `nosuchq`).
             let queue = e.object.split('@').next().unwrap_or("");
             eprintln!("qstat: Unknown queue destination {queue}");
-        } else if e.code == pbse::UNKJOBID {
+        } else if e.code == pbse::UNKJOBID || e.detail.is_empty() {
+            // Torque prints the raw text: `qstat: Unauthorized Request  12.vm` (two spaces).
             eprintln!("qstat: {} {}", pbse::text(e.code), e.object);
         } else {
             eprintln!("qstat: {} {}", e.message(), e.object);

@@ -173,7 +173,7 @@ fn load_script(source: &ScriptSource) -> Result<Vec<u8>, QsubError> {
 }
 
 /// The submission environment as [`Context`] wants it.
-fn current_context() -> Context {
+pub fn current_context() -> Context {
     let env: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| {
             (

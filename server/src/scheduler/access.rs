@@ -21,14 +21,12 @@ impl NodeAccess {
     }
 
     pub fn admits(&self, owner: &Owner) -> bool {
-        self.is_open()
-            || self.users.iter().any(|u| *u == owner.user)
-            || self.groups.iter().any(|g| *g == owner.group)
+        self.is_open() || self.users.contains(&owner.user) || self.groups.contains(&owner.group)
     }
 }
 
 /// The job's owner as node restrictions see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Owner {
     pub user: String,
     pub group: String,

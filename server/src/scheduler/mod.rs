@@ -490,7 +490,14 @@ impl Pipeline {
             .collect();
         // Within a pass capacity only shrinks, so a request that fits nowhere once fits
         // nowhere again: remember it and answer later identical jobs (job arrays) at once.
-        type Key<'k> = (&'k SlotRequest, Option<u64>, Option<&'k str>, Span);
+        // The owner is part of the key: restricted nodes (`access`) admit some users only.
+        type Key<'k> = (
+            &'k SlotRequest,
+            Option<u64>,
+            Option<&'k str>,
+            Span,
+            &'k access::Owner,
+        );
         let mut failed: HashMap<Key<'_>, String> = HashMap::new();
         let mut reserved = !self.backfill;
         let mut decisions = Vec::with_capacity(snapshot.jobs.len());
@@ -501,6 +508,7 @@ impl Pipeline {
                 job.walltime_secs,
                 job.site.as_deref(),
                 job.span,
+                &job.owner,
             );
             let outcome = match failed.get(&key) {
                 Some(reason) if reserved => sites::Outcome::Wait {
@@ -778,6 +786,21 @@ mod tests {
             seq,
             reason: NOT_ENOUGH_NODES.to_string(),
         }
+    }
+
+    #[test]
+    fn another_users_failure_does_not_decide_for_a_restricted_nodes_owner() {
+        // ws1 is lent to alice only; n1 is busy. Bob's job waits; alice's identical request
+        // must still be evaluated (not answered from bob's cached failure) and start on ws1.
+        let mut ws1 = node("ws1", 1);
+        ws1.access.users = vec!["alice".into()];
+        let n1 = with_used(node("n1", 1), &[0]);
+        let mut bob = job(1, nodes_req(vec![chunk(1, 1)]));
+        bob.owner.user = "bob".into();
+        let mut alice = job(2, nodes_req(vec![chunk(1, 1)]));
+        alice.owner.user = "alice".into();
+        let decisions = plain(schedule(&snapshot(vec![bob, alice], vec![ws1, n1])));
+        assert_eq!(decisions, vec![wait(1), start(2, &[("ws1", &[0])])]);
     }
 
     #[test]

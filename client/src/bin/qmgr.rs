@@ -1,0 +1,320 @@
+//! `qmgr`: administer the server and its queues (Torque-compatible).
+//!
+//! `qmgr -c 'DIRECTIVE'` runs one directive; without `-c`, directives are read from standard
+//! input, one per line (a prompt is shown when it is a terminal). Options: `-a` stop at the
+//! first error, `-e` echo each directive, `-n` check syntax only, `-z` no error messages.
+//! The language and layouts are in `capstan_client::qmgr`; the server decides permissions.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use capstan_client::connect::{self, ConnectError};
+use capstan_client::format::{emit, Object, ServerError};
+use capstan_client::getopt::{getopt, Item};
+use capstan_client::qmgr::{self, AttrOp, Directive, ObjectKind, Verb};
+use capstan_proto::v1::batch_client::BatchClient;
+use capstan_proto::v1::{
+    ManageAttr, ManageCommand, ManageObject, ManageOp, ManageRequest, StatNodesRequest,
+    StatQueuesRequest, StatServerRequest,
+};
+use tonic::transport::Channel;
+
+const USAGE: &str = "Usage: qmgr [-a] [-c command] [-e] [-n] [-z] [server...]\n";
+
+/// qmgr's exit status when a directive fails.
+const EXIT_ERROR: i32 = 2;
+
+struct Options {
+    abort_on_error: bool,
+    echo: bool,
+    syntax_only: bool,
+    quiet: bool,
+    command: Option<String>,
+}
+
+fn main() {
+    let args = capstan_client::getopt::args();
+    let parsed = getopt(&args, "ac:enz");
+    let mut o = Options {
+        abort_on_error: false,
+        echo: false,
+        syntax_only: false,
+        quiet: false,
+        command: None,
+    };
+    let mut bad = false;
+    for item in parsed.items {
+        match item {
+            Item::Opt('a', _) => o.abort_on_error = true,
+            Item::Opt('c', arg) => o.command = arg,
+            Item::Opt('e', _) => o.echo = true,
+            Item::Opt('n', _) => o.syntax_only = true,
+            Item::Opt('z', _) => o.quiet = true,
+            Item::Opt(..) => bad = true,
+            Item::Error(msg) => {
+                eprintln!("qmgr: {msg}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        eprint!("{USAGE}");
+        std::process::exit(EXIT_ERROR);
+    }
+    let code = match connect::block_on(run(o)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("qmgr: cannot start: {e}");
+            EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Runs every directive; the exit status is that of the last failure (0 if none).
+async fn run(o: Options) -> i32 {
+    let lines: Box<dyn Iterator<Item = String>> = match &o.command {
+        Some(c) => Box::new(std::iter::once(c.clone())),
+        None => {
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            Box::new(Prompted {
+                lines: stdin.lock().lines(),
+                interactive,
+            })
+        }
+    };
+    let mut client: Option<BatchClient<Channel>> = None;
+    let mut status = 0;
+    for line in lines {
+        let word = line.trim().to_ascii_lowercase();
+        if word == "quit" || word == "exit" || word == "q" {
+            break;
+        }
+        if word == "help" || word == "?" {
+            print!("{}", HELP);
+            continue;
+        }
+        if o.echo {
+            println!("{}", line.trim());
+        }
+        let directive = match qmgr::parse(&line) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                if !o.quiet {
+                    eprint!("{}", e.message());
+                }
+                status = EXIT_ERROR;
+                if o.abort_on_error {
+                    break;
+                }
+                continue;
+            }
+        };
+        if o.syntax_only {
+            continue;
+        }
+        if client.is_none() {
+            match connect::connect().await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    eprintln!("{}", e.torque_message("qmgr"));
+                    return connect_exit(&e);
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { break };
+        if let Err(message) = execute(c, &directive).await {
+            if !o.quiet {
+                eprintln!("{message}");
+            }
+            status = EXIT_ERROR;
+            if o.abort_on_error {
+                break;
+            }
+        }
+    }
+    status
+}
+
+fn connect_exit(e: &ConnectError) -> i32 {
+    e.exit_code()
+}
+
+const HELP: &str = "\
+Directives: create|delete|set|unset|list|print  server|queue|node  [name[,name...]]  [attr OP value[, ...]]
+  OP is =, += (add to a list) or -= (remove from a list).
+  e.g.  set server managers += alice@login1
+        create queue lab
+        set queue lab acl_user_enable = true, acl_users = alice,bob
+        print server
+quit or exit leaves qmgr.
+";
+
+/// Standard input as directives, with Torque's `Qmgr: ` prompt on a terminal.
+struct Prompted<L> {
+    lines: L,
+    interactive: bool,
+}
+
+impl<L: Iterator<Item = std::io::Result<String>>> Iterator for Prompted<L> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if self.interactive {
+            print!("Qmgr: ");
+            let _ = std::io::stdout().flush();
+        }
+        self.lines.next()?.ok()
+    }
+}
+
+/// `qmgr obj=NAME svr=default: MESSAGE`, Torque's error line for a refused directive.
+fn server_error(object: &str, e: ServerError) -> String {
+    let object = if e.object.is_empty() {
+        object
+    } else {
+        &e.object
+    };
+    format!("qmgr obj={object} svr=default: {}", e.message())
+}
+
+async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(), String> {
+    let rpc = |s: tonic::Status| match ConnectError::from_status(&s) {
+        Some(e) => e.torque_message("qmgr"),
+        None => format!("qmgr: {}", s.message()),
+    };
+    match d.verb {
+        Verb::List | Verb::Print => {
+            let (objects, queues) = stat(client, d).await.map_err(rpc)?;
+            let objects = objects?;
+            let text = match (d.verb, d.object) {
+                (Verb::List, kind) => qmgr::list(kind, &objects, &chrono::Local),
+                (Verb::Print, ObjectKind::Server) => {
+                    let queues = queues?;
+                    objects
+                        .iter()
+                        .map(|s| qmgr::print_server(s, &queues))
+                        .collect()
+                }
+                (Verb::Print, ObjectKind::Queue) => objects.iter().map(qmgr::print_queue).collect(),
+                (Verb::Print, ObjectKind::Node) => objects.iter().map(qmgr::print_node).collect(),
+                _ => String::new(),
+            };
+            emit(&text);
+            Ok(())
+        }
+        Verb::Create | Verb::Delete | Verb::Set | Verb::Unset => {
+            let command = match d.verb {
+                Verb::Create => ManageCommand::Create,
+                Verb::Delete => ManageCommand::Delete,
+                Verb::Set => ManageCommand::Set,
+                _ => ManageCommand::Unset,
+            };
+            let object = match d.object {
+                ObjectKind::Server => ManageObject::Server,
+                ObjectKind::Queue => ManageObject::Queue,
+                ObjectKind::Node => ManageObject::Node,
+            };
+            let names = if d.names.is_empty() {
+                vec![String::new()]
+            } else {
+                d.names.clone()
+            };
+            for name in names {
+                let reply = client
+                    .manage(ManageRequest {
+                        command: command as i32,
+                        object: object as i32,
+                        name: name.clone(),
+                        attrs: d
+                            .attrs
+                            .iter()
+                            .map(|a| ManageAttr {
+                                name: a.name.clone(),
+                                resource: a.resource.clone(),
+                                value: a.value.clone(),
+                                op: match a.op {
+                                    AttrOp::Set => ManageOp::Set,
+                                    AttrOp::Incr => ManageOp::Incr,
+                                    AttrOp::Decr => ManageOp::Decr,
+                                } as i32,
+                            })
+                            .collect(),
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if let Some(e) = reply.error {
+                    return Err(server_error(&name, ServerError::from(e)));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+type Objects = Result<Vec<Object>, String>;
+
+/// The objects a list/print names (all of their kind when none is named), and for `print
+/// server` the queues too. An unknown name is Torque's `Unknown queue`/`Unknown node` line.
+async fn stat(
+    client: &mut BatchClient<Channel>,
+    d: &Directive,
+) -> Result<(Objects, Objects), tonic::Status> {
+    let from_reply = |objects: Vec<capstan_proto::v1::StatObject>,
+                      errors: Vec<capstan_proto::v1::PbsError>|
+     -> Objects {
+        if let Some(e) = errors.into_iter().next() {
+            let e = ServerError::from(e);
+            let object = e.object.clone();
+            return Err(server_error(&object, e));
+        }
+        Ok(objects.into_iter().map(Object::from).collect())
+    };
+    match d.object {
+        ObjectKind::Server => {
+            let server = client.stat_server(StatServerRequest {}).await?.into_inner();
+            let server = from_reply(server.objects, server.errors);
+            let queues = if d.verb == Verb::Print {
+                let q = client
+                    .stat_queues(StatQueuesRequest { names: vec![] })
+                    .await?
+                    .into_inner();
+                from_reply(q.objects, q.errors)
+            } else {
+                Ok(Vec::new())
+            };
+            Ok((server, queues))
+        }
+        ObjectKind::Queue => {
+            let q = client
+                .stat_queues(StatQueuesRequest {
+                    names: d.names.clone(),
+                })
+                .await?
+                .into_inner();
+            let errors = q
+                .errors
+                .into_iter()
+                .map(|mut e| {
+                    // Torque: `Unknown queue MSG=cannot locate queue NAME`.
+                    if e.detail.is_empty() {
+                        e.detail = format!("cannot locate queue {}", e.object);
+                    }
+                    e
+                })
+                .collect();
+            Ok((from_reply(q.objects, errors), Ok(Vec::new())))
+        }
+        ObjectKind::Node => {
+            let n = client
+                .stat_nodes(StatNodesRequest {
+                    names: d.names.clone(),
+                })
+                .await?
+                .into_inner();
+            Ok((from_reply(n.objects, n.errors), Ok(Vec::new())))
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Administration and authorization: qmgr, managers/operators, `query_other_jobs`, queue
+//! ACLs, node restrictions, qalter, and `scheduling`.
+//!
+//! Most tests need two real users and root (the default manager), so they skip with a
+//! message when not run as root.
+
+use std::time::Duration;
+
+use std::process::Output;
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// The server host's short name: the host part of `managers = root@HOST` and `Job_Owner`.
+fn host() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .into_string()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Needs root and the second user; prints why a test is skipped.
+fn root_and_other() -> Option<User> {
+    let other = other_user();
+    if other.is_none() {
+        eprintln!("skipped: needs root to create a second user");
+    }
+    other
+}
+
+/// `qsub` as `user` of a script written into the work directory for them.
+fn qsub_as(c: &Cluster, user: &User, name: &str, body: &str, args: &[&str]) -> Output {
+    let path = c.work.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
+    let mut all = args.to_vec();
+    all.push(name);
+    c.run_as(user, "qsub", &all)
+}
+
+fn qmgr_ok(c: &Cluster, command: &str) {
+    let out = c.run_as_root("qmgr", &["-c", command]);
+    assert!(
+        out.status.success(),
+        "qmgr -c '{command}': {}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
+    let Some(_) = root_and_other() else { return };
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let h = host();
+
+    // The server after first start: torque.setup's queue and managers.
+    let printed = stdout(&c.run_as_root("qmgr", &["-c", "print server"]));
+    assert_contains(&printed, "#\n# Create queues and set their attributes.\n#\n#\n# Create and define queue batch\n#\ncreate queue batch\nset queue batch queue_type = Execution\nset queue batch resources_default.walltime = 01:00:00\nset queue batch resources_default.nodes = 1\nset queue batch enabled = True\nset queue batch started = True\n#\n# Set server attributes.\n#\nset server scheduling = True\n");
+    assert_contains(&printed, format!("set server managers = root@{h}\n"));
+    assert_contains(&printed, format!("set server operators = root@{h}\n"));
+    assert_contains(&printed, "set server default_queue = batch\n");
+
+    qmgr_ok(&c, "create queue lab");
+    qmgr_ok(
+        &c,
+        "set queue lab enabled = true, started = true, resources_default.walltime = 2:00:00",
+    );
+    qmgr_ok(&c, "set queue lab priority = 10");
+    let listed = stdout(&c.run_as_root("qmgr", &["-c", "list queue lab"]));
+    assert_contains(
+        &listed,
+        "Queue lab\n\tqueue_type = Execution\n\ttotal_jobs = 0\n",
+    );
+    assert_contains(&listed, "\tpriority = 10\n");
+    assert_contains(&listed, "\tresources_default.walltime = 02:00:00\n");
+    assert_contains(&listed, "\tenabled = True\n\tstarted = True\n\n");
+    // Values are normalised; qstat -Q sees the same queue.
+    let q = stdout(&c.run("qstat", &["-Q", "lab"]));
+    assert_contains(&q, "lab ");
+
+    // Errors, exit 2, nothing changed.
+    let cases: &[(&str, String)] = &[
+        (
+            "set server nosuchattr = 1",
+            "qmgr: Syntax error - cannot locate attribute\nset server nosuchattr = 1\n           ^\n"
+                .to_string(),
+        ),
+        (
+            "frobnicate server",
+            "qmgr: Illegal operation: frobnicate\nTry 'help' if you are having trouble.\n"
+                .to_string(),
+        ),
+        (
+            "list queue nosuch",
+            "qmgr obj=nosuch svr=default: Unknown queue MSG=cannot locate queue nosuch\n"
+                .to_string(),
+        ),
+        (
+            "create queue lab",
+            "qmgr obj=lab svr=default: Queue already exists\n".to_string(),
+        ),
+        (
+            "set queue lab enabled = maybe",
+            "qmgr obj=lab svr=default: Illegal attribute or resource value for\n".to_string(),
+        ),
+        (
+            "set server log_events = 255",
+            "qmgr obj= svr=default: Feature/function not supported MSG=log_events: logging is set with RUST_LOG\n"
+                .to_string(),
+        ),
+    ];
+    for (command, want) in cases {
+        let out = c.run_as_root("qmgr", &["-c", command]);
+        assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
+        assert_eq!(&stderr(&out), want, "{command}");
+    }
+
+    // An ordinary user may look but not touch.
+    let out = c.run("qmgr", &["-c", "set server scheduling = false"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "qmgr obj= svr=default: Unauthorized Request  MSG=error in permissions (PERM_OPorMGR)\n"
+    );
+    let out = c.run("qmgr", &["-c", "list queue lab"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), listed);
+
+    // A queue with jobs in it (even completed) is busy.
+    let id = c.qsub("lab.sh", "true\n", &["-q", "lab"]);
+    c.wait_state(&id, "C", T);
+    let out = c.run_as_root("qmgr", &["-c", "delete queue lab"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "qmgr obj=lab svr=default: Cannot delete busy queue\n"
+    );
+    qmgr_ok(&c, "create queue empty");
+    qmgr_ok(&c, "delete queue empty");
+
+    // Directives from standard input, as `qmgr < setup.txt`.
+    let script = c.work.join("setup.qmgr");
+    std::fs::write(
+        &script,
+        "# site setup\ncreate queue night\nset queue night enabled = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin_dir().join("qmgr"))
+        .env("PBS_HOME", &c.home)
+        .stdin(std::fs::File::open(&script).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&c.run_as_root("qmgr", &["-c", "list queue night"]));
+    assert_contains(&listed, "\tenabled = True\n");
+
+    // Settings survive a restart (they are in the database).
+    c.kill_server();
+    c.start_server();
+    let listed = stdout(&c.run_as_root("qmgr", &["-c", "list queue lab"]));
+    assert_contains(&listed, "\tpriority = 10\n");
+}
+
+#[test]
+fn operators_act_on_every_job_and_managers_decide_who_they_are() {
+    let Some(other) = root_and_other() else {
+        return;
+    };
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let h = host();
+    let id = c.qsub("held.sh", "true\n", &["-h"]);
+
+    let out = c.run_as(&other, "qdel", &[&id]);
+    assert_eq!(code(&out), 159);
+    assert_eq!(stderr(&out), format!("qdel: Unauthorized Request  {id}\n"));
+    // Only a manager may make operators.
+    let out = c.run_as(
+        &other,
+        "qmgr",
+        &["-c", &format!("set server operators += {}@{h}", other.name)],
+    );
+    assert_eq!(code(&out), 2);
+    qmgr_ok(&c, &format!("set server operators += {}@{h}", other.name));
+    let printed = stdout(&c.run_as_root("qmgr", &["-c", "print server"]));
+    assert_contains(
+        &printed,
+        format!(
+            "set server operators = root@{h}\nset server operators += {}@{h}\n",
+            other.name
+        ),
+    );
+    // An operator may hold (o) and delete another user's job, but not make managers.
+    let out = c.run_as(&other, "qhold", &["-h", "o", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(c.job_attr(&id, "Hold_Types").as_deref(), Some("uo"));
+    let out = c.run_as(
+        &other,
+        "qmgr",
+        &["-c", &format!("set server managers += {}@{h}", other.name)],
+    );
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "qmgr obj= svr=default: Cannot set attribute, read only or insufficient permission  MSG=managers\n"
+    );
+    let out = c.run_as(&other, "qdel", &[&id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&id, "C", T);
+    // Removing them takes the rights away again.
+    qmgr_ok(&c, &format!("set server operators -= {}@{h}", other.name));
+    let id2 = c.qsub("held2.sh", "true\n", &["-h"]);
+    let out = c.run_as(&other, "qdel", &[&id2]);
+    assert_eq!(code(&out), 159);
+}
+
+#[test]
+fn query_other_jobs_decides_who_sees_what() {
+    let Some(other) = root_and_other() else {
+        return;
+    };
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let id = c.qsub("mine.sh", "true\n", &["-h"]);
+    // Torque's default: users see their own jobs only.
+    let out = c.run_as(&other, "qstat", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let out = c.run_as(&other, "qstat", &["-f", &id]);
+    assert_eq!(code(&out), 159);
+    assert_eq!(stderr(&out), format!("qstat: Unauthorized Request  {id}\n"));
+    // The owner and the operators see it.
+    assert_contains(&stdout(&c.run("qstat", &[])), Cluster::seq(&id));
+    assert_contains(&stdout(&c.run_as_root("qstat", &[])), Cluster::seq(&id));
+    qmgr_ok(&c, "set server query_other_jobs = true");
+    assert_contains(&stdout(&c.run_as(&other, "qstat", &[])), Cluster::seq(&id));
+    let out = c.run_as(&other, "qstat", &["-f", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Seeing is not touching.
+    let out = c.run_as(&other, "qrls", &[&id]);
+    assert_eq!(code(&out), 159);
+}
+
+#[test]
+fn queue_acls_refuse_submissions_in_torques_words() {
+    let Some(other) = root_and_other() else {
+        return;
+    };
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let h = host();
+    let me = test_user();
+    qmgr_ok(&c, "create queue lab");
+    qmgr_ok(&c, "set queue lab enabled = true, started = true");
+    qmgr_ok(
+        &c,
+        &format!(
+            "set queue lab acl_user_enable = true, acl_users = {}",
+            other.name
+        ),
+    );
+
+    let out = qsub_as(&c, &me, "a.sh", "true\n", &["-q", "lab"]);
+    assert_eq!(code(&out), 159, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "qsub: submit error (Unauthorized Request  MSG=user ACL rejected the submitting user: user {}@{h}, queue lab)\n",
+            me.name
+        )
+    );
+    let out = qsub_as(&c, &other, "b.sh", "true\n", &["-q", "lab"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The refused submission left nothing behind.
+    let all = stdout(&c.run_as_root("qstat", &[]));
+    assert_eq!(
+        all.lines().filter(|l| l.contains("a.sh")).count(),
+        0,
+        "{all}"
+    );
+
+    // Groups: the submitter's primary group must be listed.
+    qmgr_ok(&c, "set queue lab acl_user_enable = false");
+    qmgr_ok(
+        &c,
+        "set queue lab acl_group_enable = true, acl_groups = nosuchgroup",
+    );
+    let out = qsub_as(&c, &other, "c.sh", "true\n", &["-q", "lab"]);
+    assert_eq!(code(&out), 159, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        format!(
+            "group ACL is not satisfied: user {}@{h}, queue lab",
+            other.name
+        ),
+    );
+    qmgr_ok(&c, "unset queue lab acl_group_enable");
+
+    // Hosts: the host the identity was proven on, not what the client claims.
+    qmgr_ok(
+        &c,
+        "set queue lab acl_host_enable = true, acl_hosts = login9",
+    );
+    let out = qsub_as(&c, &other, "d.sh", "true\n", &["-q", "lab"]);
+    assert_eq!(code(&out), 162, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        format!(
+            "Access from host not allowed, or unknown host MSG=host ACL rejected the submitting host: user {}@{h}, queue lab, host {h}",
+            other.name
+        ),
+    );
+    qmgr_ok(&c, &format!("set queue lab acl_hosts += {h}"));
+    let out = qsub_as(&c, &other, "e.sh", "true\n", &["-q", "lab"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn restricted_nodes_take_only_their_users_jobs() {
+    let Some(other) = root_and_other() else {
+        return;
+    };
+    let c = Cluster::start(&[
+        NodeSpec::new("ws1", &format!("np=1 acl_users={}", other.name)),
+        NodeSpec::new("n1", "np=1"),
+    ]);
+    let text = stdout(&c.run_as_root("pbsnodes", &["ws1"]));
+    assert_contains(&text, format!("     acl_users = {}\n", other.name));
+    // The test user's two jobs: one runs on n1, the other waits rather than use ws1.
+    let first = c.qsub("one.sh", "sleep 30\n", &[]);
+    c.wait_state(&first, "R", T);
+    assert_eq!(c.job_attr(&first, "exec_host").as_deref(), Some("n1/0"));
+    let second = c.qsub("two.sh", "true\n", &[]);
+    c.wait_held_back(&second);
+    assert_eq!(c.job_state(&second).as_deref(), Some("Q"));
+    // Asking for the restricted node by name can never be satisfied for this user.
+    c.script("ws.sh", "true\n");
+    let out = c.run("qsub", &["-l", "nodes=ws1", "ws.sh"]);
+    assert_eq!(code(&out), 190, "{}", stderr(&out));
+    // Its owner's job runs there.
+    // (-k oe: their output goes to their home; the test's work directory is not theirs.)
+    let out = qsub_as(&c, &other, "theirs.sh", "true\n", &["-k", "oe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs = stdout(&out).trim().to_string();
+    c.wait_state(&theirs, "C", T);
+    assert_eq!(c.job_attr(&theirs, "exec_host").as_deref(), Some("ws1/0"));
+    let out = c.run_as_root("qdel", &[&first]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&second, "C", T);
+}
+
+#[test]
+fn qalter_changes_what_the_owner_may_change() {
+    let other = other_user();
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let id = c.qsub("alter.sh", "true\n", &["-h"]);
+    let out = c.run("qalter", &["-N", "renamed", "-l", "walltime=00:05:00", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(c.job_attr(&id, "Job_Name").as_deref(), Some("renamed"));
+    assert_eq!(
+        c.job_attr(&id, "Resource_List.walltime").as_deref(),
+        Some("00:05:00")
+    );
+    let out = c.run("qalter", &["-l", "walltime=xyz", &id]);
+    assert_eq!(code(&out), 168);
+    assert_eq!(
+        stderr(&out),
+        format!("qalter: Illegal attribute or resource value for {id}\n")
+    );
+    let out = c.run("qalter", &["-N", "x", "999"]);
+    assert_eq!(code(&out), 153);
+    assert_eq!(stderr(&out), "");
+    let out = c.run("qalter", &["-N", "bad name", &id]);
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "qalter: illegal -N value\n");
+    if let Some(other) = other {
+        let out = c.run_as(&other, "qalter", &["-N", "mine", &id]);
+        assert_eq!(code(&out), 159);
+        assert_eq!(
+            stderr(&out),
+            format!("qalter: Unauthorized Request  {id}\n")
+        );
+        assert_eq!(c.job_attr(&id, "Job_Name").as_deref(), Some("renamed"));
+    }
+    // A running job's resources are fixed for its owner.
+    let running = c.qsub("run.sh", "sleep 30\n", &[]);
+    c.wait_state(&running, "R", T);
+    if is_root() {
+        let out = c.run("qalter", &["-l", "walltime=00:50:00", &running]);
+        assert_eq!(code(&out), 159);
+        assert_eq!(
+            stderr(&out),
+            format!("qalter: Unauthorized Request  {running}\n")
+        );
+    }
+    let out = c.run_as_root("qdel", &[&running]);
+    assert!(out.status.success());
+    c.wait_state(&running, "C", T);
+    let out = c.run("qalter", &["-N", "late", &running]);
+    assert_eq!(code(&out), 170);
+}
+
+#[test]
+fn scheduling_false_and_stopped_queues_hold_back_new_starts() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the default manager)");
+        return;
+    }
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    qmgr_ok(&c, "set server scheduling = false");
+    let id = c.qsub("later.sh", "true\n", &[]);
+    // The scheduler says why it waits instead of starting it.
+    let comment = c.wait_held_back(&id);
+    assert_eq!(
+        comment,
+        "Not Running: scheduling is off (server attribute scheduling = False)"
+    );
+    qmgr_ok(&c, "set server scheduling = true");
+    c.wait_state(&id, "C", T);
+    qmgr_ok(&c, "set queue batch started = false");
+    let id = c.qsub("stopped.sh", "true\n", &[]);
+    assert_eq!(
+        c.wait_held_back(&id),
+        "Not Running: queue batch is stopped (started = False)"
+    );
+    qmgr_ok(&c, "set queue batch started = true");
+    c.wait_state(&id, "C", T);
+}
