@@ -481,25 +481,7 @@ fn build_job(
             resources_list.push((n.clone(), v.clone()));
         }
     }
-    let map: std::collections::BTreeMap<String, String> = resources_list.iter().cloned().collect();
-    let request = resources::slot_request(&map).map_err(resource_error)?;
-    let views = crate::dispatch::node_views(state, false);
-    let owner = scheduler::access::Owner {
-        user: caller.user.clone(),
-        group: caller.group.clone(),
-    };
-    if !scheduler::could_ever_fit(&request, &owner, &views) {
-        return Err(PbsError::new(
-            pbse::EXCQRESC,
-            "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
-            "",
-        ));
-    }
-    let nodect = ("nodect".to_string(), request.nodect().to_string());
-    match resources_list.iter().position(|(n, _)| n == "nodes") {
-        Some(i) => resources_list.insert(i + 1, nodect),
-        None => resources_list.push(nodect),
-    }
+    let request = feasible_request(state, &mut resources_list, &caller.user, &caller.group)?;
 
     if !depend.is_empty() {
         holds.system = true;
@@ -580,6 +562,37 @@ fn build_job(
     // Parents that already finished decide at once.
     evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
     Ok(job)
+}
+
+/// The placement request of a (normalised) Resource_List, refused with PBSE_EXCQRESC when no
+/// node could ever hold it for this owner; sets `nodect` right after `nodes`, as Torque shows it.
+fn feasible_request(
+    state: &State,
+    resources_list: &mut Vec<(String, String)>,
+    user: &str,
+    group: &str,
+) -> Result<resources::SlotRequest, PbsError> {
+    resources_list.retain(|(n, _)| n != "nodect");
+    let map: std::collections::BTreeMap<String, String> = resources_list.iter().cloned().collect();
+    let request = resources::slot_request(&map).map_err(resource_error)?;
+    let views = crate::dispatch::node_views(state, false);
+    let owner = scheduler::access::Owner {
+        user: user.to_string(),
+        group: group.to_string(),
+    };
+    if !scheduler::could_ever_fit(&request, &owner, &views) {
+        return Err(PbsError::new(
+            pbse::EXCQRESC,
+            "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
+            "",
+        ));
+    }
+    let nodect = ("nodect".to_string(), request.nodect().to_string());
+    match resources_list.iter().position(|(n, _)| n == "nodes") {
+        Some(i) => resources_list.insert(i + 1, nodect),
+        None => resources_list.push(nodect),
+    }
+    Ok(request)
 }
 
 /// qsub: validates, stores and returns `SEQ.SERVER`. Rejections consume a sequence number.
@@ -851,32 +864,21 @@ pub async fn alter(
         }
     }
     if resources_changed {
-        let map: std::collections::BTreeMap<String, String> = job
-            .resources
-            .iter()
-            .filter(|(n, _)| n != "nodect")
-            .cloned()
-            .collect();
-        let request = resources::slot_request(&map)
-            .map_err(|_| PbsError::new(pbse::BADATVAL, "", shown.clone()))?;
-        let views = crate::dispatch::node_views(state, false);
-        let owner = scheduler::access::Owner {
-            user: job.euser.clone(),
-            group: job.egroup.clone(),
-        };
-        if !scheduler::could_ever_fit(&request, &owner, &views) {
-            return Err(PbsError::new(
-                pbse::EXCQRESC,
-                "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
-                shown,
-            ));
-        }
-        job.resources.retain(|(n, _)| n != "nodect");
-        let nodect = ("nodect".to_string(), request.nodect().to_string());
-        match job.resources.iter().position(|(n, _)| n == "nodes") {
-            Some(i) => job.resources.insert(i + 1, nodect),
-            None => job.resources.push(nodect),
-        }
+        let (user, group) = (job.euser.clone(), job.egroup.clone());
+        let request = feasible_request(state, &mut job.resources, &user, &group).map_err(|e| {
+            // qalter names the job, not the attribute: `Illegal attribute ... for 18.vm`.
+            let code = if e.code == pbse::EXCQRESC {
+                e.code
+            } else {
+                pbse::BADATVAL
+            };
+            let detail = if code == pbse::EXCQRESC {
+                e.detail
+            } else {
+                String::new()
+            };
+            PbsError::new(code, detail, shown.clone())
+        })?;
         job.request = Some(request);
     }
     job.mtime = now;

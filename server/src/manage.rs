@@ -171,7 +171,24 @@ async fn manage_server(
     }
     let mut next = core.state.server_attrs.clone();
     let mut default_queue = core.state.default_queue.clone();
-    for attr in attrs {
+    // What `print server` shows for the fixed and computed attributes: setting one to the
+    // value it already has is accepted, so a saved `print server` can be replayed.
+    let shown = crate::attrs::server_attrs(&core.state, core.config.keep_completed);
+    let attrs: Vec<&ManageAttr> = attrs
+        .iter()
+        .filter(|a| {
+            let fixed = SERVER_FIXED.iter().any(|(n, _)| *n == a.name)
+                || SERVER_READ_ONLY.contains(&a.name.as_str());
+            let unchanged = command == Command::Set
+                && a.op == Op::Set
+                && shown
+                    .attrs
+                    .iter()
+                    .any(|s| s.name == a.name && s.resource == a.resource && s.value == a.value);
+            !(fixed && unchanged)
+        })
+        .collect();
+    for attr in attrs.iter().copied() {
         apply_server_attr(
             &mut next,
             &mut default_queue,

@@ -160,6 +160,27 @@ fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
     let listed = stdout(&c.run_as_root("qmgr", &["-c", "list queue night"]));
     assert_contains(&listed, "\tenabled = True\n");
 
+    // A saved `print server` replays (queues exist already, so their `create` lines go).
+    let saved: String = stdout(&c.run_as_root("qmgr", &["-c", "print server"]))
+        .lines()
+        .filter(|l| !l.starts_with("create queue"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let replay = c.work.join("replay.qmgr");
+    std::fs::write(&replay, &saved).unwrap();
+    let out = std::process::Command::new(bin_dir().join("qmgr"))
+        .env("PBS_HOME", &c.home)
+        .stdin(std::fs::File::open(&replay).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after: String = stdout(&c.run_as_root("qmgr", &["-c", "print server"]))
+        .lines()
+        .filter(|l| !l.starts_with("create queue"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(after, saved, "replaying print server changed the settings");
+
     // Settings survive a restart (they are in the database).
     c.kill_server();
     c.start_server();
