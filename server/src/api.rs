@@ -284,7 +284,12 @@ impl Batch for BatchService {
         let core = self.shared.core.lock().await;
         let state = &core.state;
         let now = now_epoch();
-        let reverse = attrs::reverse_deps(state);
+        // Dependents of every job: only when `depend` is printed (qstat -f), not for listings.
+        let reverse = if filter.is_none_or(|f| f.wants("depend")) {
+            attrs::reverse_deps(state)
+        } else {
+            Default::default()
+        };
         let server = state.server_name.clone();
         // Torque's `query_other_jobs`: unless it is True, users see only their own jobs
         // (listings skip the others; naming one is PBSE_PERM). Operators see everything.

@@ -97,7 +97,8 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
     if jobs.is_empty() {
         return String::new();
     }
-    let mut out = String::new();
+    // About 80 bytes a row.
+    let mut out = String::with_capacity(DEFAULT_HEADER.len() + jobs.len() * 84);
     if header {
         out.push_str(DEFAULT_HEADER);
     }
@@ -116,18 +117,34 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
             .get("queue")
             .map(|q| cut(q.split('@').next().unwrap_or(""), Some(15)))
             .unwrap_or("");
-        // `%-26s %-16s %-15s %8s %1s %-15s`
-        out.push_str(&format!(
-            "{} {} {} {} {} {}\n",
-            left(&short_job_id(&job.name), 26, None),
-            left(&name, 16, None),
-            left(&owner, 15, None),
-            right(&time_use, 8, None),
-            right(state, 1, None),
-            left(queue, 15, None),
-        ));
+        // `%-26s %-16s %-15s %8s %1s %-15s`, written in place: this loop runs once per job
+        // of a listing that may hold thousands.
+        push_padded(&mut out, &short_job_id(&job.name), 26, false);
+        out.push(' ');
+        push_padded(&mut out, &name, 16, false);
+        out.push(' ');
+        push_padded(&mut out, &owner, 15, false);
+        out.push(' ');
+        push_padded(&mut out, &time_use, 8, true);
+        out.push(' ');
+        push_padded(&mut out, state, 1, true);
+        out.push(' ');
+        push_padded(&mut out, queue, 15, false);
+        out.push('\n');
     }
     out
+}
+
+/// C `printf("%-Ws")` (or `%Ws` when `right_align`) appended to `out`.
+fn push_padded(out: &mut String, s: &str, width: usize, right_align: bool) {
+    let pad = width.saturating_sub(s.chars().count());
+    if right_align {
+        out.extend(std::iter::repeat_n(' ', pad));
+        out.push_str(s);
+    } else {
+        out.push_str(s);
+        out.extend(std::iter::repeat_n(' ', pad));
+    }
 }
 
 /// The job id as the default listing shows it: cut after the first component of the
