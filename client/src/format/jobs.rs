@@ -137,13 +137,14 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
 
 /// C `printf("%-Ws")` (or `%Ws` when `right_align`) appended to `out`.
 fn push_padded(out: &mut String, s: &str, width: usize, right_align: bool) {
-    let pad = width.saturating_sub(s.chars().count());
+    const SPACES: &str = "                                "; // 32: wider than any column
+    let pad = &SPACES[..width.saturating_sub(s.chars().count()).min(SPACES.len())];
     if right_align {
-        out.extend(std::iter::repeat_n(' ', pad));
+        out.push_str(pad);
         out.push_str(s);
     } else {
         out.push_str(s);
-        out.extend(std::iter::repeat_n(' ', pad));
+        out.push_str(pad);
     }
 }
 
