@@ -12,11 +12,6 @@
 //! Options are parsed by hand ([`getopt`]) because Torque's exact diagnostics and usage
 //! texts are part of the interface scripts rely on.
 
-/// mimalloc instead of glibc's malloc: a 5,000-job `qstat` decodes ~30,000 small strings, and
-/// glibc's allocator spent a quarter of the command's time in malloc/free and page faults.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod agent;
 pub mod connect;
 pub mod format;

@@ -29,12 +29,6 @@
 //! * A run is recorded (with its id) before its StartRun leaves the server.
 //! * Heartbeats never write to the database.
 
-/// mimalloc instead of glibc's malloc: listings build and encode tens of thousands of small
-/// strings per call, and glibc's allocator (malloc/free, heap growth page faults) was a
-/// quarter of the server's time in a 5,000-job `qstat`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod api;
 pub mod attrs;
 pub mod authz;
