@@ -70,11 +70,6 @@ pub const EXIT_DELETED: i32 = 271;
 /// JOB_EXEC_FAIL1: the run was lost.
 pub const EXIT_LOST: i32 = -1;
 
-fn system_error(e: impl std::fmt::Display) -> PbsError {
-    warn!("store failure: {e}");
-    PbsError::new(pbse::SYSTEM, "", "")
-}
-
 /// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
 /// is malformed or names another server.
 pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
@@ -265,7 +260,7 @@ pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>,
 /// Writes every job of the overlay.
 async fn save_overlay(tx: &mut StoreTx, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
     for job in overlay.values() {
-        tx.save_job(job).await.map_err(system_error)?;
+        tx.save_job(job).await.map_err(PbsError::system)?;
     }
     Ok(())
 }
@@ -608,12 +603,14 @@ pub async fn submit(
     let seq = core.state.next_job_number;
     let next = seq + 1;
     let built = build_job(core, caller, seq, input, now);
-    let mut tx = core.store.begin().await.map_err(system_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     if let Ok(job) = &built {
-        tx.insert_job(job).await.map_err(system_error)?;
+        tx.insert_job(job).await.map_err(PbsError::system)?;
     }
-    tx.set_next_job_number(next).await.map_err(system_error)?;
-    tx.commit().await.map_err(system_error)?;
+    tx.set_next_job_number(next)
+        .await
+        .map_err(PbsError::system)?;
+    tx.commit().await.map_err(PbsError::system)?;
     core.state.next_job_number = next;
     let job = built?;
     let id = job.id(&core.state.server_name);
@@ -721,12 +718,14 @@ pub async fn job_action(
     let seeds = std::mem::take(&mut plan.seeds);
     cascade(&core.state, &mut plan.overlay, seeds, now);
     let committed = async {
-        let mut tx = core.store.begin().await.map_err(system_error)?;
+        let mut tx = core.store.begin().await.map_err(PbsError::system)?;
         save_overlay(&mut tx, &plan.overlay).await?;
         for (run, status) in &plan.run_ends {
-            tx.end_run(*run, now, *status).await.map_err(system_error)?;
+            tx.end_run(*run, now, *status)
+                .await
+                .map_err(PbsError::system)?;
         }
-        tx.commit().await.map_err(system_error)
+        tx.commit().await.map_err(PbsError::system)
     }
     .await;
     if let Err(e) = committed {
@@ -885,9 +884,9 @@ pub async fn alter(
     if !running {
         settle(&mut job, now);
     }
-    let mut tx = core.store.begin().await.map_err(system_error)?;
-    tx.save_job(&job).await.map_err(system_error)?;
-    tx.commit().await.map_err(system_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    tx.save_job(&job).await.map_err(PbsError::system)?;
+    tx.commit().await.map_err(PbsError::system)?;
     info!(job = %shown, by = %caller.user_at_host(), "job altered");
     core.state.apply_jobs(vec![job]);
     Ok(!running)
@@ -1173,23 +1172,23 @@ pub async fn runs_ended(
     cascade(&core.state, &mut overlay, seeds, now);
     // Fair share charged up to this end (the ending jobs still count as running here).
     let usage = core.state.fairshare_at(now);
-    let mut tx = core.store.begin().await.map_err(system_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     for (run, end_time, status) in run_ends {
         tx.end_run(run, end_time, status)
             .await
-            .map_err(system_error)?;
+            .map_err(PbsError::system)?;
     }
     save_overlay(&mut tx, &overlay).await?;
     let (rows, as_of) = usage.saved();
     tx.save_fairshare(&rows, as_of.unwrap_or(now))
         .await
-        .map_err(system_error)?;
+        .map_err(PbsError::system)?;
     for (node, shape, walltime, ended_at) in &samples {
         tx.insert_speed_sample(node, shape, *walltime, *ended_at)
             .await
-            .map_err(system_error)?;
+            .map_err(PbsError::system)?;
     }
-    tx.commit().await.map_err(system_error)?;
+    tx.commit().await.map_err(PbsError::system)?;
     core.state.apply_jobs(overlay.into_values().collect());
     core.state.learning.fairshare = usage;
     if !samples.is_empty() {
@@ -1284,14 +1283,14 @@ pub async fn lose_jobs(
         return Ok(());
     }
     cascade(&core.state, &mut overlay, seeds, now);
-    let mut tx = core.store.begin().await.map_err(system_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     for run in run_ends {
         tx.end_run(run, now, EXIT_LOST)
             .await
-            .map_err(system_error)?;
+            .map_err(PbsError::system)?;
     }
     save_overlay(&mut tx, &overlay).await?;
-    tx.commit().await.map_err(system_error)?;
+    tx.commit().await.map_err(PbsError::system)?;
     core.state.apply_jobs(overlay.into_values().collect());
     Ok(())
 }
@@ -1319,11 +1318,11 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     if old.is_empty() {
         return Ok(0);
     }
-    let mut tx = core.store.begin().await.map_err(system_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     for seq in &old {
-        tx.delete_job(*seq).await.map_err(system_error)?;
+        tx.delete_job(*seq).await.map_err(PbsError::system)?;
     }
-    tx.commit().await.map_err(system_error)?;
+    tx.commit().await.map_err(PbsError::system)?;
     for seq in &old {
         core.state.jobs.remove(seq);
     }

@@ -150,11 +150,6 @@ pub async fn manage(
     }
 }
 
-fn store_error(e: impl std::fmt::Display) -> PbsError {
-    tracing::warn!("store failure: {e}");
-    PbsError::new(pbse::SYSTEM, "", "")
-}
-
 async fn manage_server(
     core: &mut Core,
     caller: &Caller,
@@ -198,14 +193,16 @@ async fn manage_server(
             &core.state.queues,
         )?;
     }
-    let mut tx = core.store.begin().await.map_err(store_error)?;
-    tx.save_server_attrs(&next).await.map_err(store_error)?;
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    tx.save_server_attrs(&next)
+        .await
+        .map_err(PbsError::system)?;
     if default_queue != core.state.default_queue {
         tx.set_default_queue(&default_queue)
             .await
-            .map_err(store_error)?;
+            .map_err(PbsError::system)?;
     }
-    tx.commit().await.map_err(store_error)?;
+    tx.commit().await.map_err(PbsError::system)?;
     info!(by = %caller.user_at_host(), ?attrs, "server attributes changed");
     core.state.server_attrs = next;
     core.state.default_queue = default_queue;
@@ -299,9 +296,9 @@ async fn manage_queue(
             for attr in attrs {
                 apply_queue_attr(&mut queue, Command::Set, attr, privilege)?;
             }
-            let mut tx = core.store.begin().await.map_err(store_error)?;
-            tx.save_queue(&queue).await.map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+            tx.save_queue(&queue).await.map_err(PbsError::system)?;
+            tx.commit().await.map_err(PbsError::system)?;
             info!(by = %caller.user_at_host(), queue = name, "queue created");
             core.state.queues.push(queue);
             Ok(())
@@ -318,12 +315,12 @@ async fn manage_queue(
                 return Err(PbsError::new(pbse::QUEBUSY, "", name));
             }
             let clears_default = core.state.default_queue == name;
-            let mut tx = core.store.begin().await.map_err(store_error)?;
-            tx.delete_queue(name).await.map_err(store_error)?;
+            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+            tx.delete_queue(name).await.map_err(PbsError::system)?;
             if clears_default {
-                tx.set_default_queue("").await.map_err(store_error)?;
+                tx.set_default_queue("").await.map_err(PbsError::system)?;
             }
-            tx.commit().await.map_err(store_error)?;
+            tx.commit().await.map_err(PbsError::system)?;
             info!(by = %caller.user_at_host(), queue = name, "queue deleted");
             core.state.queues.retain(|q| q.name != name);
             if clears_default {
@@ -339,9 +336,9 @@ async fn manage_queue(
                 apply_queue_attr(&mut queue, command, attr, privilege)?;
             }
             queue.mtime = now;
-            let mut tx = core.store.begin().await.map_err(store_error)?;
-            tx.save_queue(&queue).await.map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+            tx.save_queue(&queue).await.map_err(PbsError::system)?;
+            tx.commit().await.map_err(PbsError::system)?;
             info!(by = %caller.user_at_host(), queue = name, ?attrs, "queue attributes changed");
             if let Some(slot) = core.state.queues.iter_mut().find(|q| q.name == name) {
                 *slot = queue;

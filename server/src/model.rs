@@ -401,6 +401,12 @@ impl PbsError {
             object: object.into(),
         }
     }
+
+    /// A store failure, logged here and answered with PBSE_SYSTEM (nothing has changed).
+    pub fn system(e: impl std::fmt::Display) -> PbsError {
+        tracing::warn!("store failure: {e}");
+        PbsError::new(capstan_proto::pbse::SYSTEM, "", "")
+    }
 }
 
 /// Everything a MOM needs to start one run (the domain twin of the proto `StartRun`).
