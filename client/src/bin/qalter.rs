@@ -55,13 +55,7 @@ fn run(args: &[String]) -> i32 {
             }
             Item::Opt(letter, arg) => {
                 if let Err(e) = opts.apply(*letter, arg.as_deref().unwrap_or(""), &ctx) {
-                    let text = e.stderr_text();
-                    let first = text.lines().next().unwrap_or_default();
-                    let message = first
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .replacen("qsub:", "qalter:", 1);
-                    return usage(Some(&message));
+                    return usage(Some(e.for_command("qalter").message()));
                 }
             }
         }

@@ -60,6 +60,26 @@ impl QsubError {
         }
     }
 
+    /// The error's one line, without the brackets and usage text around a usage error.
+    pub fn message(&self) -> &str {
+        match self {
+            QsubError::Usage { message, .. } | QsubError::Fatal { message, .. } => message,
+        }
+    }
+
+    /// The same error as another command that shares qsub's option rules (`qalter`)
+    /// reports it: a message's leading `qsub:` becomes `COMMAND:`; the rest, which may
+    /// quote what the user typed, is left alone.
+    pub fn for_command(mut self, command: &str) -> Self {
+        let message = match &mut self {
+            QsubError::Usage { message, .. } | QsubError::Fatal { message, .. } => message,
+        };
+        if let Some(rest) = message.strip_prefix("qsub:") {
+            *message = format!("{command}:{rest}");
+        }
+        self
+    }
+
     /// Everything qsub writes to stderr for this error.
     pub fn stderr_text(&self) -> String {
         match self {
@@ -218,6 +238,17 @@ mod tests {
             "qsub: submit error (Bad UID for job execution)\n"
         );
         assert_eq!(q.exit_code(), 177);
+    }
+
+    #[test]
+    fn another_command_renames_only_the_prefix() {
+        let q = QsubError::usage("qsub: illegal -N value").for_command("qalter");
+        assert_eq!(q.message(), "qalter: illegal -N value");
+        assert_eq!(q.exit_code(), 2);
+        let text = "Cannot find an attr=value pair in comma separated value 'qsub:x]'";
+        let q = QsubError::fatal(text, 1).for_command("qalter");
+        assert_eq!(q.message(), text);
+        assert_eq!(q.exit_code(), 1);
     }
 
     #[test]
