@@ -6,37 +6,8 @@
 //! restarted MOM adopts them (see `runner`).
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::broadcast;
 
-/// Listens for the shutdown notice.
-#[derive(Debug)]
-pub struct Shutdown {
-    is_shutdown: bool,
-    notify: broadcast::Receiver<()>,
-}
-
-impl Shutdown {
-    pub fn new(notify: broadcast::Receiver<()>) -> Shutdown {
-        Shutdown {
-            is_shutdown: false,
-            notify,
-        }
-    }
-
-    pub fn is_shutdown(&self) -> bool {
-        self.is_shutdown
-    }
-
-    /// Waits for the notice (returns at once if it was already seen).
-    pub async fn recv(&mut self) {
-        if self.is_shutdown {
-            return;
-        }
-        // Err (closed or lagged) also means: shut down.
-        let _ = self.notify.recv().await;
-        self.is_shutdown = true;
-    }
-}
+pub use capstan_proto::shutdown::Shutdown;
 
 /// Waits for SIGTERM or SIGINT; returns the signal's name.
 pub async fn wait_for_signal() -> std::io::Result<&'static str> {

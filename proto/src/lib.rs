@@ -7,6 +7,7 @@
 //!   decides the error) and the commands (which print it and exit with it).
 //! * [`enrolment`]: the enrolment bundle and installed host credentials (MOMs, login nodes).
 //! * [`remote`]: the user assertion a login node's agent adds, and refusal error numbers.
+//! * [`shutdown`]: the daemons' shutdown notice (one broadcast channel, a listener per task).
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -17,6 +18,7 @@ pub mod v1 {
 pub mod enrolment;
 pub mod pbse;
 pub mod remote;
+pub mod shutdown;
 
 /// Torque's version string, as `qstat --version` and `pbsnodes` report it.
 pub const PBS_VERSION: &str = "6.1.3.h5";

@@ -4,37 +4,7 @@
 //! each MOM session) to stop; [`Shutdown`] remembers whether the signal was already seen so a
 //! task can check it more than once. [`signal`] resolves on SIGTERM or SIGINT.
 
-use tokio::sync::broadcast;
-
-/// Listens for the server's shutdown notice.
-#[derive(Debug)]
-pub struct Shutdown {
-    is_shutdown: bool,
-    notify: broadcast::Receiver<()>,
-}
-
-impl Shutdown {
-    pub fn new(notify: broadcast::Receiver<()>) -> Shutdown {
-        Shutdown {
-            is_shutdown: false,
-            notify,
-        }
-    }
-
-    pub fn is_shutdown(&self) -> bool {
-        self.is_shutdown
-    }
-
-    /// Waits for the notice (returns at once if it was already received). A dropped sender
-    /// counts as a notice.
-    pub async fn recv(&mut self) {
-        if self.is_shutdown {
-            return;
-        }
-        let _ = self.notify.recv().await;
-        self.is_shutdown = true;
-    }
-}
+pub use capstan_proto::shutdown::Shutdown;
 
 /// Resolves when the process receives SIGTERM or SIGINT.
 pub async fn signal() {

@@ -1,0 +1,37 @@
+//! Graceful shutdown, mini-redis style, shared by `pbs_server` and `pbs_mom`.
+//!
+//! `main` owns a `broadcast` sender and drops it (or sends) on SIGTERM/SIGINT; every
+//! long-lived task holds a [`Shutdown`] and winds down at its next `select!`. [`Shutdown`]
+//! remembers whether the notice was already seen, so a task can check it more than once.
+
+use tokio::sync::broadcast;
+
+/// Listens for the shutdown notice.
+#[derive(Debug)]
+pub struct Shutdown {
+    is_shutdown: bool,
+    notify: broadcast::Receiver<()>,
+}
+
+impl Shutdown {
+    pub fn new(notify: broadcast::Receiver<()>) -> Shutdown {
+        Shutdown {
+            is_shutdown: false,
+            notify,
+        }
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.is_shutdown
+    }
+
+    /// Waits for the notice (returns at once if it was already seen). A dropped sender, or a
+    /// lagged receiver, counts as a notice.
+    pub async fn recv(&mut self) {
+        if self.is_shutdown {
+            return;
+        }
+        let _ = self.notify.recv().await;
+        self.is_shutdown = true;
+    }
+}
