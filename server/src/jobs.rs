@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use crate::authz::Privilege;
 use crate::model::{
-    Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction, ResourcesUsed,
-    ToMom,
+    parse_bool, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction,
+    ResourcesUsed, ToMom,
 };
 use crate::resources::{self, ResourceError};
 use crate::scheduler;
@@ -327,14 +327,6 @@ fn output_path(given: Option<&str>, host: &str, workdir: &str, default_file: &st
         path.push_str(default_file);
     }
     format!("{h}:{path}")
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "t" | "y" | "yes" | "1" => Some(true),
-        "false" | "f" | "n" | "no" | "0" => Some(false),
-        _ => None,
-    }
 }
 
 /// Builds and validates a job from a submission (no state change).

@@ -486,11 +486,7 @@ fn bool_value(command: Command, attr: &ManageAttr, default: bool) -> Result<bool
     if command == Command::Unset {
         return Ok(default);
     }
-    match attr.value.trim().to_ascii_lowercase().as_str() {
-        "true" | "t" | "y" | "yes" | "1" => Ok(true),
-        "false" | "f" | "n" | "no" | "0" => Ok(false),
-        _ => Err(PbsError::new(pbse::BADATVAL, "", "")),
-    }
+    crate::model::parse_bool(attr.value.trim()).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))
 }
 
 #[cfg(test)]

@@ -393,6 +393,15 @@ pub struct PbsError {
     pub object: String,
 }
 
+/// Torque's boolean spellings (`True`, `t`, `y`, `1`, ... and their negatives), any case.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "t" | "y" | "yes" | "1" => Some(true),
+        "false" | "f" | "n" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 impl PbsError {
     pub fn new(code: i32, detail: impl Into<String>, object: impl Into<String>) -> PbsError {
         PbsError {
