@@ -10,7 +10,8 @@ use capstan_client::connect::{self, ConnectError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_client::jobctl::outcome_for;
 use capstan_client::qsub::options::JobOptions;
-use capstan_proto::v1::{AlterRequest, Attr, AttrKind, JobActionResult};
+use capstan_client::qsub::request::text_attr;
+use capstan_proto::v1::{AlterRequest, Attr, JobActionResult};
 
 /// Torque 6.1's qalter option string.
 const OPTSTRING: &str = "a:A:c:e:h:j:k:l:m:M:N:o:p:r:S:u:v:W:";
@@ -82,15 +83,6 @@ fn run(args: &[String]) -> i32 {
             eprintln!("qalter: cannot start runtime: {e}");
             1
         }
-    }
-}
-
-fn text_attr(name: &str, resource: &str, value: &str) -> Attr {
-    Attr {
-        name: name.to_string(),
-        resource: resource.to_string(),
-        value: value.to_string(),
-        kind: AttrKind::Text as i32,
     }
 }
 

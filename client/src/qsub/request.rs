@@ -66,7 +66,8 @@ pub fn variable_list(opts: &JobOptions, ctx: &Context) -> String {
         .join(",")
 }
 
-fn attr(name: &str, resource: &str, value: &str) -> Attr {
+/// A text attribute as the server takes it: `name` or `name.resource` = `value`.
+pub fn text_attr(name: &str, resource: &str, value: &str) -> Attr {
     Attr {
         name: name.to_string(),
         resource: resource.to_string(),
@@ -85,7 +86,7 @@ pub fn build_request(
 ) -> SubmitRequest {
     let mut attrs: Vec<Attr> = Vec::new();
     for (name, value) in &opts.attrs {
-        attrs.push(attr(name, "", value));
+        attrs.push(text_attr(name, "", value));
     }
     // With -j oe (eo) Torque copies the output (error) path to the other one, so that
     // qstat shows where the joined stream really goes.
@@ -97,17 +98,17 @@ pub fn build_request(
     if let Some((target, path)) = join_copy {
         match attrs.iter_mut().find(|a| a.name == target) {
             Some(a) => a.value = path.to_string(),
-            None => attrs.push(attr(target, "", path)),
+            None => attrs.push(text_attr(target, "", path)),
         }
     }
     for (resource, value) in &opts.resources {
-        attrs.push(attr("Resource_List", resource, value));
+        attrs.push(text_attr("Resource_List", resource, value));
     }
-    attrs.push(attr("Variable_List", "", &variable_list(opts, ctx)));
-    attrs.push(attr("submit_args", "", &args.join(" ")));
-    attrs.push(attr("submit_host", "", &ctx.host));
+    attrs.push(text_attr("Variable_List", "", &variable_list(opts, ctx)));
+    attrs.push(text_attr("submit_args", "", &args.join(" ")));
+    attrs.push(text_attr("submit_host", "", &ctx.host));
     let init_work_dir = opts.init_dir.as_deref().unwrap_or(&ctx.cwd);
-    attrs.push(attr("init_work_dir", "", init_work_dir));
+    attrs.push(text_attr("init_work_dir", "", init_work_dir));
     SubmitRequest {
         attrs,
         script,
