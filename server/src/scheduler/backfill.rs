@@ -63,8 +63,8 @@ impl NodeFilter for Reserved {
     ) -> Result<(), Reason> {
         match node.reserved_from {
             Some(from)
-                if node.now + node.duration(job) > from
-                    && node.free < chunk.ppn.max(1) + node.reserved_slots =>
+                if node.now.saturating_add(node.duration(job)) > from
+                    && node.free < chunk.ppn.max(1).saturating_add(node.reserved_slots) =>
             {
                 Err("slots reserved for a waiting job".into())
             }

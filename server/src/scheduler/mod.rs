@@ -529,7 +529,7 @@ impl Pipeline {
                     if spanned {
                         duration *= settings.site_span_penalty;
                     }
-                    let end = now + duration.ceil() as i64;
+                    let end = now.saturating_add(duration.ceil() as i64);
                     releases.extend(picks.iter().map(|&(node, slots)| backfill::Release {
                         end,
                         node,
@@ -801,6 +801,34 @@ mod tests {
         alice.owner.user = "alice".into();
         let decisions = plain(schedule(&snapshot(vec![bob, alice], vec![ws1, n1])));
         assert_eq!(decisions, vec![wait(1), start(2, &[("ws1", &[0])])]);
+    }
+
+    #[test]
+    fn the_longest_walltime_qsub_accepts_does_not_overflow_end_times() {
+        // `walltime=9223372036854775806` parses (Torque keeps durations in a C long), but
+        // now + that is past i64::MAX: end times saturate instead of overflowing.
+        let huge = crate::resources::parse_duration("9223372036854775806");
+        let with_wall = |seq, ppn, walltime_secs| PendingJob {
+            walltime_secs,
+            ..job(seq, nodes_req(vec![chunk(1, ppn)]))
+        };
+        // Started: its expected end (a release for later reservations) is computed.
+        let got = plain(schedule(&snapshot(
+            vec![with_wall(1, 1, huge), with_wall(2, 1, huge)],
+            vec![node("vm", 1)],
+        )));
+        assert_eq!(got, vec![start(1, &[("vm", &[0])]), wait(2)]);
+        // Behind a reservation: the backfill filter asks whether it ends before the reserved
+        // start, and it does not.
+        let got = plain(schedule(&snapshot(
+            vec![
+                with_wall(1, 1, Some(1000)),
+                with_wall(2, 2, Some(1000)),
+                with_wall(3, 1, huge),
+            ],
+            vec![node("vm", 2)],
+        )));
+        assert_eq!(got, vec![start(1, &[("vm", &[0])]), wait(2), wait(3)]);
     }
 
     #[test]
