@@ -281,6 +281,52 @@ fn bad_value(name: &str) -> PbsError {
     PbsError::new(pbse::BADATVAL, "", name)
 }
 
+/// `Job_Name`: not empty, no white space, no `/`.
+fn valid_job_name(v: &str) -> Result<String, PbsError> {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(bad_value("Job_Name"));
+    }
+    Ok(v.to_string())
+}
+
+/// `Join_Path`: `n`, `oe` or `eo`.
+fn valid_join_path(v: &str) -> Result<String, PbsError> {
+    if !matches!(v, "n" | "oe" | "eo") {
+        return Err(bad_value("Join_Path"));
+    }
+    Ok(v.to_string())
+}
+
+/// `Keep_Files`: `n`, `o`, `e`, `oe` or `eo`.
+fn valid_keep_files(v: &str) -> Result<String, PbsError> {
+    if !matches!(v, "n" | "o" | "e" | "oe" | "eo") {
+        return Err(bad_value("Keep_Files"));
+    }
+    Ok(v.to_string())
+}
+
+/// `Mail_Points`: `n`, or letters of `abe`.
+fn valid_mail_points(v: &str) -> Result<String, PbsError> {
+    if !(v == "n" || (!v.is_empty() && v.chars().all(|c| "abe".contains(c)))) {
+        return Err(bad_value("Mail_Points"));
+    }
+    Ok(v.to_string())
+}
+
+/// `Priority`: -1024 to 1023.
+fn valid_priority(v: &str) -> Result<i64, PbsError> {
+    v.parse()
+        .ok()
+        .filter(|p| (-1024..=1023).contains(p))
+        .ok_or_else(|| bad_value("Priority"))
+}
+
+/// Torque: `o` holds need an operator, `s` holds a manager.
+fn may_set_holds(holds: HoldTypes, privilege: Privilege) -> bool {
+    !((holds.other && privilege < Privilege::Operator)
+        || (holds.system && privilege < Privilege::Manager))
+}
+
 /// Parses `afterok:14[:15],afterany:16.vm` into conditions; every target must exist.
 fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> {
     let bad = || PbsError::new(pbse::BADDEPEND, "", "");
@@ -395,12 +441,7 @@ fn build_job(
     for attr in &input.attrs {
         let v = attr.value.as_str();
         match attr.name.as_str() {
-            "Job_Name" => {
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
-                    return Err(bad_value("Job_Name"));
-                }
-                name = v.to_string();
-            }
+            "Job_Name" => name = valid_job_name(v)?,
             "Resource_List" => {
                 let value = resources::normalize(&attr.resource, v).map_err(resource_error)?;
                 given_resources.retain(|(n, _)| n != &attr.resource);
@@ -417,31 +458,10 @@ fn build_job(
             "Shell_Path_List" => shell_path = Some(v.to_string()),
             "init_work_dir" => init_work_dir = Some(v.to_string()),
             "submit_host" => submit_host = Some(v.to_string()),
-            "Join_Path" => {
-                if !matches!(v, "n" | "oe" | "eo") {
-                    return Err(bad_value("Join_Path"));
-                }
-                join_path = v.to_string();
-            }
-            "Keep_Files" => {
-                if !matches!(v, "n" | "o" | "e" | "oe" | "eo") {
-                    return Err(bad_value("Keep_Files"));
-                }
-                keep_files = v.to_string();
-            }
-            "Mail_Points" => {
-                if !(v == "n" || (!v.is_empty() && v.chars().all(|c| "abe".contains(c)))) {
-                    return Err(bad_value("Mail_Points"));
-                }
-                mail_points = v.to_string();
-            }
-            "Priority" => {
-                priority = v
-                    .parse()
-                    .ok()
-                    .filter(|p| (-1024..=1023).contains(p))
-                    .ok_or_else(|| bad_value("Priority"))?;
-            }
+            "Join_Path" => join_path = valid_join_path(v)?,
+            "Keep_Files" => keep_files = valid_keep_files(v)?,
+            "Mail_Points" => mail_points = valid_mail_points(v)?,
+            "Priority" => priority = valid_priority(v)?,
             "Rerunable" => rerunable = parse_bool(v).ok_or_else(|| bad_value("Rerunable"))?,
             "Checkpoint" => checkpoint = v.to_string(),
             "Execution_Time" => {
@@ -771,12 +791,7 @@ pub async fn alter(
             e
         };
         match attr.name.as_str() {
-            "Job_Name" => {
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
-                    return Err(fail(bad_value("Job_Name")));
-                }
-                job.name = v.to_string();
-            }
+            "Job_Name" => job.name = valid_job_name(v).map_err(fail)?,
             "Resource_List" => {
                 if running {
                     // Torque lets managers stretch a running job's limits; Capstan's MOM
@@ -802,33 +817,12 @@ pub async fn alter(
             }
             "Output_Path" => job.output_path = v.to_string(),
             "Error_Path" => job.error_path = v.to_string(),
-            "Join_Path" => {
-                if !matches!(v, "n" | "oe" | "eo") {
-                    return Err(fail(bad_value("Join_Path")));
-                }
-                job.join_path = v.to_string();
-            }
-            "Keep_Files" => {
-                if !matches!(v, "n" | "o" | "e" | "oe" | "eo") {
-                    return Err(fail(bad_value("Keep_Files")));
-                }
-                job.keep_files = v.to_string();
-            }
-            "Mail_Points" => {
-                if !(v == "n" || (!v.is_empty() && v.chars().all(|c| "abe".contains(c)))) {
-                    return Err(fail(bad_value("Mail_Points")));
-                }
-                job.mail_points = v.to_string();
-            }
+            "Join_Path" => job.join_path = valid_join_path(v).map_err(fail)?,
+            "Keep_Files" => job.keep_files = valid_keep_files(v).map_err(fail)?,
+            "Mail_Points" => job.mail_points = valid_mail_points(v).map_err(fail)?,
             "Mail_Users" => job.mail_users = Some(v.to_string()),
             "Account_Name" => job.account = Some(v.to_string()),
-            "Priority" => {
-                job.priority = v
-                    .parse()
-                    .ok()
-                    .filter(|p| (-1024..=1023).contains(p))
-                    .ok_or_else(|| fail(bad_value("Priority")))?;
-            }
+            "Priority" => job.priority = valid_priority(v).map_err(fail)?,
             "Rerunable" => {
                 job.rerunable = parse_bool(v).ok_or_else(|| fail(bad_value("Rerunable")))?
             }
@@ -837,9 +831,7 @@ pub async fn alter(
             }
             "Hold_Types" => {
                 let holds = HoldTypes::parse(v).ok_or_else(|| fail(bad_value("Hold_Types")))?;
-                if (holds.other && privilege < Privilege::Operator)
-                    || (holds.system && privilege < Privilege::Manager)
-                {
+                if !may_set_holds(holds, privilege) {
                     return Err(PbsError::new(pbse::PERM, "", shown));
                 }
                 job.hold_types = holds;
@@ -956,27 +948,13 @@ fn act_on(
             }
         }
         JobOp::Hold => {
-            let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
-                .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            // Torque: `o` holds need an operator, `s` holds a manager.
-            if (holds.other && privilege < Privilege::Operator)
-                || (holds.system && privilege < Privilege::Manager)
-            {
-                return Err(PbsError::new(pbse::PERM, "", ""));
-            }
+            let holds = requested_holds(hold_text, privilege)?;
             job.hold_types.add(holds);
             job.mtime = now;
             settle(&mut job, now);
         }
         JobOp::Release => {
-            let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
-                .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
-            // Torque: `o` holds need an operator, `s` holds a manager.
-            if (holds.other && privilege < Privilege::Operator)
-                || (holds.system && privilege < Privilege::Manager)
-            {
-                return Err(PbsError::new(pbse::PERM, "", ""));
-            }
+            let holds = requested_holds(hold_text, privilege)?;
             if !job.hold_types.intersects(holds) {
                 return Err(PbsError::new(pbse::BAD_STATE_TRANSITION, "", ""));
             }
@@ -1023,6 +1001,16 @@ fn act_on(
     }
     plan.overlay.insert(seq, job);
     Ok(())
+}
+
+/// qhold/qrls's hold types (`u` when none are given), refused when the caller may not touch them.
+fn requested_holds(hold_text: &str, privilege: Privilege) -> Result<HoldTypes, PbsError> {
+    let holds = HoldTypes::parse(if hold_text.is_empty() { "u" } else { hold_text })
+        .ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+    if !may_set_holds(holds, privilege) {
+        return Err(PbsError::new(pbse::PERM, "", ""));
+    }
+    Ok(holds)
 }
 
 /// A run ended for good: C with its exit status.
