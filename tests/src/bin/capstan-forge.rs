@@ -79,24 +79,26 @@ async fn over_tls(args: &[String]) -> Result<capstan_proto::v1::SubmitReply, Str
             .map_err(|e| e.to_string())?
             .client_config()
     };
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| e.to_string())?
         .tls_config(tls)
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect: {e:?}"))?;
-    BatchClient::new(channel)
-        .submit(forged_request(script, user))
-        .await
-        .map(|r| r.into_inner())
-        .map_err(describe)
+        .map_err(|e| e.to_string())?;
+    submit_forged(endpoint, script, user).await
 }
 
 async fn over_plain_tcp(args: &[String]) -> Result<capstan_proto::v1::SubmitReply, String> {
     let [addr, user, script] = args else { usage() };
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
+    submit_forged(endpoint, script, user).await
+}
+
+/// Dials `endpoint` and submits the forged request asserting `user`.
+async fn submit_forged(
+    endpoint: Endpoint,
+    script: &str,
+    user: &str,
+) -> Result<capstan_proto::v1::SubmitReply, String> {
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| format!("cannot connect: {e:?}"))?;
