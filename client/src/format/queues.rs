@@ -91,25 +91,27 @@ pub fn server_full(servers: &[Object], linesize: usize) -> String {
     full("Server", servers, linesize)
 }
 
+/// One row of C `printf` `%Ws` columns separated by single spaces: a negative width is
+/// left-aligned (`%-16s`), a positive one right-aligned (`%5s`).
+fn printf_row(cols: &[&str], widths: &[isize]) -> String {
+    let mut out = String::new();
+    for (i, (col, &width)) in cols.iter().zip(widths).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if width < 0 {
+            out.push_str(&left(col, width.unsigned_abs(), None));
+        } else {
+            out.push_str(&right(col, width.unsigned_abs(), None));
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// `%-16s %5s %6s %5s %5s %5s %5s %5s %5s %5s %5s %-1s %5s`
-#[allow(clippy::too_many_arguments)]
 fn queue_row(cols: [&str; 13]) -> String {
-    format!(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {}\n",
-        left(cols[0], 16, None),
-        right(cols[1], 5, None),
-        right(cols[2], 6, None),
-        right(cols[3], 5, None),
-        right(cols[4], 5, None),
-        right(cols[5], 5, None),
-        right(cols[6], 5, None),
-        right(cols[7], 5, None),
-        right(cols[8], 5, None),
-        right(cols[9], 5, None),
-        right(cols[10], 5, None),
-        left(cols[11], 1, None),
-        right(cols[12], 5, None),
-    )
+    printf_row(&cols, &[-16, 5, 6, 5, 5, 5, 5, 5, 5, 5, 5, -1, 5])
 }
 
 /// `qstat -Q`: header (when `header`) and one row per queue; nothing for no queues.
@@ -227,20 +229,7 @@ pub fn queue_limits(server: &str, queues: &[Object]) -> String {
 
 /// `%-16s %5s %5s %5s %5s %5s %5s %5s %5s %5s %-10s`
 fn server_row(cols: [&str; 11]) -> String {
-    format!(
-        "{} {} {} {} {} {} {} {} {} {} {}\n",
-        left(cols[0], 16, None),
-        right(cols[1], 5, None),
-        right(cols[2], 5, None),
-        right(cols[3], 5, None),
-        right(cols[4], 5, None),
-        right(cols[5], 5, None),
-        right(cols[6], 5, None),
-        right(cols[7], 5, None),
-        right(cols[8], 5, None),
-        right(cols[9], 5, None),
-        left(cols[10], 10, None),
-    )
+    printf_row(&cols, &[-16, 5, 5, 5, 5, 5, 5, 5, 5, 5, -10])
 }
 
 /// `qstat -B`: header (when `header`) and one row per server.
