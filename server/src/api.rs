@@ -146,43 +146,40 @@ fn valid_user_name(name: &str) -> bool {
 /// A user asserted by `host`'s agent → the caller, through this host's user database (the
 /// cluster shares one, as under Torque).
 pub fn resolve_user_name(name: &str, host: &str) -> Result<Caller, String> {
-    use nix::unistd::{Gid, Group, User};
+    use nix::unistd::User;
     if !valid_user_name(name) {
         return Err("not a user name".to_string());
     }
     let user = User::from_name(name)
         .map_err(|e| format!("user database: {e}"))?
         .ok_or_else(|| "no such user on the server".to_string())?;
-    let group = Group::from_gid(Gid::from_raw(user.gid.as_raw()))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
-        .unwrap_or_else(|| user.gid.to_string());
     Ok(Caller {
         uid: user.uid.as_raw(),
+        group: primary_group(&user),
         user: user.name,
-        group,
         host: host.to_string(),
     })
 }
 
+/// The name of `user`'s primary group (its number when the group database has no entry).
+fn primary_group(user: &nix::unistd::User) -> String {
+    nix::unistd::Group::from_gid(user.gid)
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| user.gid.to_string())
+}
+
 /// uid → user name and primary group name (numbers when the user database has no entry).
 pub fn resolve_uid(uid: u32) -> Caller {
-    use nix::unistd::{Gid, Group, Uid, User};
+    use nix::unistd::{Uid, User};
     match User::from_uid(Uid::from_raw(uid)) {
-        Ok(Some(user)) => {
-            let group = Group::from_gid(Gid::from_raw(user.gid.as_raw()))
-                .ok()
-                .flatten()
-                .map(|g| g.name)
-                .unwrap_or_else(|| user.gid.to_string());
-            Caller {
-                uid,
-                user: user.name,
-                group,
-                host: crate::config::short_hostname(),
-            }
-        }
+        Ok(Some(user)) => Caller {
+            uid,
+            group: primary_group(&user),
+            user: user.name,
+            host: crate::config::short_hostname(),
+        },
         _ => Caller {
             uid,
             user: uid.to_string(),
