@@ -49,8 +49,8 @@
 //! one line in [`Pipeline::standard`]. A soft rule is a new module implementing [`NodeScorer`]
 //! (node order inside a set) or [`SetScorer`] (choice between sets), added to the lists there.
 //! Baseline policies for the simulator are other [`Pipeline`] constructors, not other loops.
-//! A filter or scorer that reads job fields other than its request, walltime, site and span
-//! must extend the failure cache key in [`Pipeline::run`].
+//! A new field of [`PendingJob`] must be placed in or out of the failure cache key
+//! (`PendingJob::feasibility_key`); the compiler asks.
 
 pub mod access;
 pub mod backfill;
@@ -155,7 +155,49 @@ pub struct PendingJob {
     pub owner: access::Owner,
 }
 
+/// What a job's chance of fitting in a pass depends on: identical keys fit or fail alike.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FeasibilityKey<'j> {
+    request: &'j SlotRequest,
+    walltime_secs: Option<u64>,
+    site: Option<&'j str>,
+    span: Span,
+    owner: &'j access::Owner,
+}
+
 impl PendingJob {
+    /// The key of [`Pipeline::run`]'s failure cache.
+    ///
+    /// Why every job field that is not pure ordering, rather than only the fields today's
+    /// filters read (say, no owner unless some node is restricted): the cache pays off for
+    /// job arrays, whose elements share request, walltime and owner anyway, so a narrower key
+    /// would win almost nothing, and it would have to be kept in step with every filter,
+    /// scorer and site rule by hand. The pattern below is exhaustive on purpose: a new field
+    /// does not compile until it is put in the key or among the ordering fields. Those are
+    /// left out because no cacheable failure depends on them: `qtime` is read only by the
+    /// `WaitThenSpan` policy, whose waits are not cached.
+    fn feasibility_key(&self) -> FeasibilityKey<'_> {
+        let PendingJob {
+            seq: _,
+            queue_priority: _,
+            priority: _,
+            qtime: _,
+            usage_share: _,
+            request,
+            walltime_secs,
+            site,
+            span,
+            owner,
+        } = self;
+        FeasibilityKey {
+            request,
+            walltime_secs: *walltime_secs,
+            site: site.as_deref(),
+            span: *span,
+            owner,
+        }
+    }
+
     /// The walltime used for reservations and windows.
     pub fn walltime(&self) -> u64 {
         self.walltime_secs
@@ -490,26 +532,12 @@ impl Pipeline {
             .collect();
         // Within a pass capacity only shrinks, so a request that fits nowhere once fits
         // nowhere again: remember it and answer later identical jobs (job arrays) at once.
-        // The owner is part of the key: restricted nodes (`access`) admit some users only.
-        type Key<'k> = (
-            &'k SlotRequest,
-            Option<u64>,
-            Option<&'k str>,
-            Span,
-            &'k access::Owner,
-        );
-        let mut failed: HashMap<Key<'_>, String> = HashMap::new();
+        let mut failed: HashMap<FeasibilityKey<'_>, String> = HashMap::new();
         let mut reserved = !self.backfill;
         let mut decisions = Vec::with_capacity(snapshot.jobs.len());
         for i in priority::order(&snapshot.jobs, now, &settings.weights) {
             let job = &snapshot.jobs[i];
-            let key = (
-                &job.request,
-                job.walltime_secs,
-                job.site.as_deref(),
-                job.span,
-                &job.owner,
-            );
+            let key = job.feasibility_key();
             let outcome = match failed.get(&key) {
                 Some(reason) if reserved => sites::Outcome::Wait {
                     reason: reason.clone(),
