@@ -249,18 +249,14 @@ impl Failure {
         match self {
             Failure::Connect(err) => eprintln!("{}", err.torque_message("qstat")),
             // A refusal (host not in submit_hosts, ...) reads as Torque reports it: at connect.
-            Failure::Rpc(status) if ConnectError::from_status(status).is_some() => {
-                if let Some(err) = ConnectError::from_status(status) {
-                    eprintln!("{}", err.torque_message("qstat"));
-                }
-            }
-            Failure::Rpc(status) => {
-                eprintln!(
+            Failure::Rpc(status) => match ConnectError::from_status(status) {
+                Some(err) => eprintln!("{}", err.torque_message("qstat")),
+                None => eprintln!(
                     "qstat: cannot connect to server {} (errno=0) {}",
                     connect::default_server_name(),
                     status.message()
-                );
-            }
+                ),
+            },
         }
         ExitCode::from(1)
     }
