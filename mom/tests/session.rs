@@ -47,19 +47,24 @@ fn msg(kind: server_message::Kind) -> Result<ServerMessage, Status> {
     Ok(ServerMessage { kind: Some(kind) })
 }
 
-/// Next message that is not a status heartbeat.
+/// Next message that is not a status heartbeat, within 20 s (heartbeats do not extend it).
 async fn next_event(inbound: &mut Streaming<MomMessage>) -> mom_message::Kind {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), inbound.message())
-            .await
-            .expect("message in time")
-            .expect("stream ok")
-            .expect("stream open");
-        match m.kind.expect("kind") {
-            mom_message::Kind::Status(_) => continue,
-            other => return other,
+    let next = async {
+        loop {
+            let m = inbound
+                .message()
+                .await
+                .expect("stream ok")
+                .expect("stream open");
+            match m.kind.expect("kind") {
+                mom_message::Kind::Status(_) => continue,
+                other => return other,
+            }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(20), next)
+        .await
+        .expect("message in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
