@@ -71,6 +71,26 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The record of a run about to be launched, started at `start_time`; what the launch
+    /// learns (uid, session, supervisor, delivery) is filled in once it succeeds.
+    pub fn starting(spec: &RunSpec, start_time: i64) -> RunRecord {
+        RunRecord {
+            run_id: spec.run_id,
+            job_id: spec.job_id.clone(),
+            euser: spec.euser.clone(),
+            uid: 0,
+            session_id: 0,
+            start_time,
+            walltime_limit_secs: spec.walltime_limit_secs,
+            stderr_target: None,
+            phase: Phase::Starting,
+            supervisor_pid: 0,
+            interventions: Default::default(),
+            walltime_elapsed: 0,
+            delivery: Default::default(),
+        }
+    }
+
     pub fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended(_))
     }

@@ -200,21 +200,7 @@ impl Runner {
     /// Starts a run (blocking: forks and writes files). A run id already held is ignored.
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let run_id = spec.run_id;
-        let mut record = RunRecord {
-            run_id,
-            job_id: spec.job_id.clone(),
-            euser: spec.euser.clone(),
-            uid: 0,
-            session_id: 0,
-            start_time: now_secs(),
-            walltime_limit_secs: spec.walltime_limit_secs,
-            stderr_target: None,
-            phase: Phase::Starting,
-            supervisor_pid: 0,
-            interventions: Default::default(),
-            walltime_elapsed: 0,
-            delivery: Default::default(),
-        };
+        let mut record = RunRecord::starting(&spec, now_secs());
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {

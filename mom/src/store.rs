@@ -101,7 +101,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Phase, RunResult, Usage};
+    use crate::job::{Phase, RunResult, RunSpec, Usage};
 
     #[test]
     fn round_trip_and_delete() {
@@ -109,20 +109,15 @@ mod tests {
         let layout = Layout::new(dir.path());
         layout.ensure().expect("ensure");
         let store = Store::new(layout.clone());
-        let mut r = RunRecord {
+        let spec = RunSpec {
             run_id: 9,
             job_id: "3.vm".into(),
             euser: "u".into(),
+            ..Default::default()
+        };
+        let mut r = RunRecord {
             uid: 1000,
-            session_id: 0,
-            start_time: 1,
-            walltime_limit_secs: 0,
-            stderr_target: None,
-            phase: Phase::Starting,
-            supervisor_pid: 0,
-            interventions: Default::default(),
-            walltime_elapsed: 0,
-            delivery: Default::default(),
+            ..RunRecord::starting(&spec, 1)
         };
         store.save(&r).expect("save");
         r.phase = Phase::Ended(RunResult {
