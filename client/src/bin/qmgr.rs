@@ -119,7 +119,7 @@ async fn run(o: Options) -> i32 {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     eprintln!("{}", e.torque_message("qmgr"));
-                    return connect_exit(&e);
+                    return e.exit_code();
                 }
             }
         }
@@ -135,10 +135,6 @@ async fn run(o: Options) -> i32 {
         }
     }
     status
-}
-
-fn connect_exit(e: &ConnectError) -> i32 {
-    e.exit_code()
 }
 
 const HELP: &str = "\
