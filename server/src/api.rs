@@ -293,16 +293,21 @@ impl Batch for BatchService {
         let sees_all =
             state.server_attrs.query_other_jobs || state.server_attrs.is_op_or_mgr(&caller);
         let visible = |job: &&crate::model::Job| sees_all || job.uid == caller.uid;
-        let mut objects = Vec::new();
-        let mut errors = Vec::new();
-        if operands.is_empty() {
+        // Appends the visible jobs of one queue, or of all of them.
+        let list = |objects: &mut Vec<StatObject>, queue: Option<&str>| {
             objects.extend(
                 state
                     .jobs
                     .values()
+                    .filter(|j| queue.is_none_or(|q| j.queue == q))
                     .filter(visible)
                     .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
-            );
+            )
+        };
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        if operands.is_empty() {
+            list(&mut objects, None);
         }
         for operand in &operands {
             let operand = operand.trim();
@@ -312,34 +317,19 @@ impl Batch for BatchService {
                         objects.push(attrs::job_attrs(job, state, &reverse, now, filter))
                     }
                     Some(job) => errors.push(PbsError::new(pbse::PERM, "", job.id(&server))),
-                    None => {
-                        let shown = match jobs::parse_job_id(operand, &server) {
-                            Some(seq) => format!("{seq}.{server}"),
-                            None => operand.to_string(),
-                        };
-                        errors.push(PbsError::new(pbse::UNKJOBID, "", shown));
-                    }
+                    None => errors.push(PbsError::new(
+                        pbse::UNKJOBID,
+                        "",
+                        jobs::shown_job_id(operand, &server),
+                    )),
                 }
                 continue;
             }
             let queue = operand.split('@').next().unwrap_or_default();
             if queue.is_empty() {
-                objects.extend(
-                    state
-                        .jobs
-                        .values()
-                        .filter(visible)
-                        .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
-                );
+                list(&mut objects, None);
             } else if state.queue(queue).is_some() {
-                objects.extend(
-                    state
-                        .jobs
-                        .values()
-                        .filter(|j| j.queue == queue)
-                        .filter(visible)
-                        .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
-                );
+                list(&mut objects, Some(queue));
             } else {
                 errors.push(PbsError::new(pbse::UNKQUE, "", queue));
             }

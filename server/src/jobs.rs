@@ -91,6 +91,14 @@ pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
     }
 }
 
+/// A job id as replies name it: `SEQ.SERVER` when it parses, else as given.
+pub fn shown_job_id(id: &str, server_name: &str) -> String {
+    match parse_job_id(id, server_name) {
+        Some(seq) => format!("{seq}.{server_name}"),
+        None => id.to_string(),
+    }
+}
+
 /// `USR1`, `SIGUSR1` or a number → signal number.
 pub fn parse_signal(text: &str) -> Option<i32> {
     let text = text.trim();
@@ -684,12 +692,7 @@ pub async fn job_action(
             }
             continue;
         }
-        let seq = parse_job_id(id, &server);
-        let shown = match seq {
-            Some(s) => format!("{s}.{server}"),
-            None => id.clone(),
-        };
-        targets.push((shown, seq));
+        targets.push((shown_job_id(id, &server), parse_job_id(id, &server)));
     }
 
     let mut plan = Plan {
