@@ -284,7 +284,7 @@ async fn forward(
     match channel.oneshot(request).await {
         Ok(response) => response,
         Err(e) => {
-            let errno = os_errno(&e).unwrap_or(libc::ECONNREFUSED);
+            let errno = crate::connect::os_errno(&e).unwrap_or(libc::ECONNREFUSED);
             warn!(server, errno, "cannot reach the server: {e}");
             remote::refusal(
                 tonic::Code::Unavailable,
@@ -294,21 +294,6 @@ async fn forward(
             .into_http()
         }
     }
-}
-
-/// The OS error number somewhere in `error`'s chain.
-fn os_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cause = Some(error);
-    while let Some(err) = cause {
-        if let Some(code) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::raw_os_error)
-        {
-            return Some(code);
-        }
-        cause = err.source();
-    }
-    None
 }
 
 #[cfg(test)]

@@ -53,16 +53,7 @@ impl ConnectError {
             ConnectError::Unreachable { source, .. } => source,
             ConnectError::Refused { errno, .. } => return Some(*errno),
         };
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
-        while let Some(err) = cause {
-            if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if let Some(code) = io.raw_os_error() {
-                    return Some(code);
-                }
-            }
-            cause = err.source();
-        }
-        None
+        os_errno(source)
     }
 
     /// The server's name as the error reports it.
@@ -116,6 +107,21 @@ impl ConnectError {
             _ => 1,
         }
     }
+}
+
+/// The OS error number somewhere in `error`'s chain of causes.
+pub(crate) fn os_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(error);
+    while let Some(err) = cause {
+        if let Some(code) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// The C library's text for an error number (`strerror(3)`), without Rust's `(os error N)`.
