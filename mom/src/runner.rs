@@ -526,7 +526,7 @@ impl Runner {
         self.rt.spawn(async move {
             let elapsed = (now_secs() - start_time).max(0) as u64;
             // Torque kills when walltime *exceeds* the limit: one second past it.
-            let remaining = Duration::from_secs((limit + 1).saturating_sub(elapsed));
+            let remaining = Duration::from_secs(limit.saturating_add(1).saturating_sub(elapsed));
             tokio::select! {
                 _ = tokio::time::sleep(remaining) => {}
                 _ = ended(&mut done) => return,
