@@ -451,70 +451,18 @@ impl Batch for BatchService {
     ) -> Result<Response<pb::ModifyNodesReply>, Status> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
-        let op = pb::NodeOp::try_from(req.op).unwrap_or(pb::NodeOp::Unspecified);
-        let mut errors = Vec::new();
-        let mut core = self.shared.core.lock().await;
-        let mut changed = Vec::new();
-        for name in &req.names {
-            let Some(node) = core.state.node(name) else {
-                errors.push(PbsError::new(
-                    pbse::UNKNODE,
-                    "cannot locate specified node",
-                    name.as_str(),
-                ));
-                continue;
-            };
-            if !core.state.server_attrs.is_op_or_mgr(&caller) {
-                errors.push(PbsError::new(
-                    pbse::PERM,
-                    "error in permissions (PERM_OPorMGR)",
-                    name.as_str(),
-                ));
-                continue;
-            }
-            let mut flags = node.flags.clone();
-            match op {
-                pb::NodeOp::Offline => flags.offline = true,
-                pb::NodeOp::Clear | pb::NodeOp::Reset => flags.offline = false,
-                pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => {}
-            }
-            if let Some(note) = &req.note {
-                flags.note = if note.is_empty() || note == "n" {
-                    None
-                } else {
-                    Some(note.clone())
-                };
-            }
-            if flags != node.flags {
-                changed.push((name.clone(), flags));
-            }
+        let offline = match pb::NodeOp::try_from(req.op).unwrap_or(pb::NodeOp::Unspecified) {
+            pb::NodeOp::Offline => Some(true),
+            pb::NodeOp::Clear | pb::NodeOp::Reset => Some(false),
+            pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => None,
+        };
+        let (errors, changed) = {
+            let mut core = self.shared.core.lock().await;
+            manage::modify_nodes(&mut core, &caller, &req.names, offline, req.note.as_deref()).await
+        };
+        if changed {
+            self.shared.wake_scheduler();
         }
-        if !changed.is_empty() {
-            let committed = async {
-                let mut tx = core.store.begin().await?;
-                for (name, flags) in &changed {
-                    tx.save_node_flags(name, flags).await?;
-                }
-                tx.commit().await
-            }
-            .await;
-            match committed {
-                Ok(()) => {
-                    for (name, flags) in changed {
-                        info!(node = %name, offline = flags.offline, note = ?flags.note, "node changed");
-                        if let Some(n) = core.state.node_mut(&name) {
-                            n.flags = flags;
-                        }
-                    }
-                    self.shared.wake_scheduler();
-                }
-                Err(e) => {
-                    tracing::warn!("node change not committed: {e}");
-                    errors.push(PbsError::new(pbse::SYSTEM, "", ""));
-                }
-            }
-        }
-        drop(core);
         Ok(Response::new(pb::ModifyNodesReply {
             errors: errors.into_iter().map(error_to_proto).collect(),
         }))

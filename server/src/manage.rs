@@ -348,6 +348,66 @@ async fn manage_queue(
     }
 }
 
+/// pbsnodes -o/-c/-r/-N: sets or clears `offline` (`None` leaves it) and the note (empty or
+/// `n` removes it) of each named node, for operators and managers. The changes are committed
+/// in one transaction, then applied. Returns the per-node errors and whether anything changed.
+pub async fn modify_nodes(
+    core: &mut Core,
+    caller: &Caller,
+    names: &[String],
+    offline: Option<bool>,
+    note: Option<&str>,
+) -> (Vec<PbsError>, bool) {
+    let mut errors = Vec::new();
+    let mut changed = Vec::new();
+    for name in names {
+        let Some(node) = core.state.node(name) else {
+            errors.push(PbsError::new(
+                pbse::UNKNODE,
+                "cannot locate specified node",
+                name.as_str(),
+            ));
+            continue;
+        };
+        if !core.state.server_attrs.is_op_or_mgr(caller) {
+            errors.push(perm_error(name));
+            continue;
+        }
+        let mut flags = node.flags.clone();
+        if let Some(offline) = offline {
+            flags.offline = offline;
+        }
+        if let Some(note) = note {
+            flags.note = (!note.is_empty() && note != "n").then(|| note.to_string());
+        }
+        if flags != node.flags {
+            changed.push((name.clone(), flags));
+        }
+    }
+    if changed.is_empty() {
+        return (errors, false);
+    }
+    let committed = async {
+        let mut tx = core.store.begin().await?;
+        for (name, flags) in &changed {
+            tx.save_node_flags(name, flags).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = committed {
+        errors.push(PbsError::system(format!("node change not committed: {e}")));
+        return (errors, false);
+    }
+    for (name, flags) in changed {
+        info!(node = %name, offline = flags.offline, note = ?flags.note, "node changed");
+        if let Some(n) = core.state.node_mut(&name) {
+            n.flags = flags;
+        }
+    }
+    (errors, true)
+}
+
 fn unknown_queue(name: &str) -> PbsError {
     PbsError::new(pbse::UNKQUE, format!("cannot locate queue {name}"), name)
 }
