@@ -11,8 +11,6 @@
 //! zeros (`encode_l`), and node specs verbatim. Where Torque is laxer than necessary (it ignores
 //! garbage after a size's unit, accepts hex sizes through `strtol`, or `walltime=:`) we refuse:
 //! a typo must not silently become a different request.
-//!
-//! SEAM (lead): signatures are fixed; the scheduler helper implements the bodies and tests.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +39,19 @@ pub struct Chunk {
     pub ppn: u32,
     pub properties: Vec<String>,
     pub mem_kb: Option<u64>,
+}
+
+impl Chunk {
+    /// `count` units of `ppn` slots each, asking for no host, property or memory.
+    pub fn new(count: u32, ppn: u32) -> Chunk {
+        Chunk {
+            count,
+            host: None,
+            ppn,
+            properties: Vec::new(),
+            mem_kb: None,
+        }
+    }
 }
 
 /// What a job asks of the nodes: a list of chunks (`nodes=2:ppn=2+node05`, `select=2:ncpus=4`,
@@ -179,13 +190,7 @@ pub fn slot_request(resources: &BTreeMap<String, String>) -> Result<SlotRequest,
             .filter(|n| *n > 0)
             .ok_or_else(|| illegal("procs"))?;
         return Ok(SlotRequest {
-            chunks: vec![Chunk {
-                count: n,
-                host: None,
-                ppn: 1,
-                properties: Vec::new(),
-                mem_kb: None,
-            }],
+            chunks: vec![Chunk::new(n, 1)],
             procs: true,
         });
     }
@@ -202,13 +207,7 @@ pub fn slot_request(resources: &BTreeMap<String, String>) -> Result<SlotRequest,
         None => 1,
     };
     Ok(SlotRequest {
-        chunks: vec![Chunk {
-            count: 1,
-            host: None,
-            ppn,
-            properties: Vec::new(),
-            mem_kb: None,
-        }],
+        chunks: vec![Chunk::new(1, ppn)],
         procs: false,
     })
 }
@@ -405,11 +404,8 @@ fn parse_node_chunk(text: &str) -> Result<Chunk, ResourceError> {
         return Err(ResourceError::Syntax);
     };
     let mut chunk = Chunk {
-        count,
         host,
-        ppn: 1,
-        properties: Vec::new(),
-        mem_kb: None,
+        ..Chunk::new(count, 1)
     };
     let mut seen_ppn = false;
     let mut seen_gpus = false;
@@ -452,13 +448,7 @@ fn parse_select_chunk(text: &str) -> Option<Chunk> {
         }
         _ => 1,
     };
-    let mut chunk = Chunk {
-        count,
-        host: None,
-        ppn: 1,
-        properties: Vec::new(),
-        mem_kb: None,
-    };
+    let mut chunk = Chunk::new(count, 1);
     let mut any = false;
     for item in items {
         let (key, value) = item.split_once('=')?;

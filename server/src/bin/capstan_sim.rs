@@ -111,16 +111,6 @@ struct SimJob {
     walltime: u64,
 }
 
-fn chunk(count: u32, ppn: u32) -> Chunk {
-    Chunk {
-        count,
-        host: None,
-        ppn,
-        properties: Vec::new(),
-        mem_kb: None,
-    }
-}
-
 /// Seeded workload: Poisson arrivals scaled to `load`, serial jobs of 1-4 slots and parallel
 /// jobs of 2..(largest site) whole nodes, log-uniform run times from 5 min to 4 h, walltimes
 /// over-estimated 1-4x and rounded up to 15 minutes, as users do.
@@ -137,12 +127,12 @@ fn generate(args: &Args, nodes: &[NodeView]) -> Vec<SimJob> {
         .map(|_| {
             let request = if rng.unit() < args.parallel {
                 SlotRequest {
-                    chunks: vec![chunk(rng.range(2, largest_site), ppn)],
+                    chunks: vec![Chunk::new(rng.range(2, largest_site), ppn)],
                     procs: false,
                 }
             } else {
                 SlotRequest {
-                    chunks: vec![chunk(1, rng.range(1, 4.min(ppn)))],
+                    chunks: vec![Chunk::new(1, rng.range(1, 4.min(ppn)))],
                     procs: false,
                 }
             };
@@ -195,7 +185,7 @@ fn read_swf(text: &str) -> Vec<SimJob> {
         out.push(SimJob {
             submit: T0 + submit as i64,
             request: SlotRequest {
-                chunks: vec![chunk(procs as u32, 1)],
+                chunks: vec![Chunk::new(procs as u32, 1)],
                 procs: true,
             },
             base_runtime: run as i64,
@@ -534,15 +524,15 @@ fn bench(n_jobs: u64, n_sites: u32) {
         .map(|i| {
             let request = match i % 4 {
                 0 | 1 => SlotRequest {
-                    chunks: vec![chunk(1, rng.range(1, 8))],
+                    chunks: vec![Chunk::new(1, rng.range(1, 8))],
                     procs: false,
                 },
                 2 => SlotRequest {
-                    chunks: vec![chunk(rng.range(2, 64), rng.range(1, 16))],
+                    chunks: vec![Chunk::new(rng.range(2, 64), rng.range(1, 16))],
                     procs: false,
                 },
                 _ => SlotRequest {
-                    chunks: vec![chunk(rng.range(1, 64), 1)],
+                    chunks: vec![Chunk::new(rng.range(1, 64), 1)],
                     procs: true,
                 },
             };

@@ -695,13 +695,7 @@ pub(crate) mod testutil {
     }
 
     pub fn chunk(count: u32, ppn: u32) -> Chunk {
-        Chunk {
-            count,
-            host: None,
-            ppn,
-            properties: Vec::new(),
-            mem_kb: None,
-        }
+        Chunk::new(count, ppn)
     }
 
     pub fn host_chunk(host: &str, ppn: u32) -> Chunk {
