@@ -133,16 +133,16 @@ fn parse_bundle(text: &str) -> Result<Bundle, EnrolError> {
         .find(|(l, _)| l.ends_with("PRIVATE KEY"))
         .map(|(_, b)| b.clone())
         .ok_or(EnrolError::Damaged("it holds no private key"))?;
-    if certs.len() != 2 {
+    let [cert_pem, ca_pem] = certs[..] else {
         return Err(EnrolError::Damaged(
             "it must hold the host certificate and the CA certificate",
         ));
-    }
+    };
     Ok(Bundle {
         node,
         server_name,
-        cert_pem: certs[0].clone(),
-        ca_pem: certs[1].clone(),
+        cert_pem: cert_pem.clone(),
+        ca_pem: ca_pem.clone(),
         key_pem: key,
     })
 }
