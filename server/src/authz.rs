@@ -74,7 +74,7 @@ impl ServerAttrs {
     /// The caller's privilege: Manager if `managers` matches `user@host`, else Operator if
     /// `operators` does, else User.
     pub fn privilege(&self, caller: &Caller) -> Privilege {
-        let who = format!("{}@{}", caller.user, caller.host);
+        let who = caller.user_at_host();
         if acl_user_match(&self.managers, &who) {
             Privilege::Manager
         } else if acl_user_match(&self.operators, &who) {

@@ -529,7 +529,7 @@ fn build_job(
             &format!("{name}.e{seq}"),
         ),
         name,
-        owner: format!("{}@{}", caller.user, caller.host),
+        owner: caller.user_at_host(),
         uid: caller.uid,
         euser: caller.user.clone(),
         egroup: caller.group.clone(),
