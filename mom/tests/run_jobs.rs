@@ -299,20 +299,17 @@ async fn adopts_a_running_job_after_restart() {
     }
     let mut child = cmd.spawn().expect("spawn sleep");
     let pid = child.id() as i32;
-    let record = RunRecord {
+    let spec = RunSpec {
         run_id: 11,
         job_id: "10.vm".into(),
         euser: current_user(),
+        ..Default::default()
+    };
+    let record = RunRecord {
         uid: nix::unistd::Uid::current().as_raw(),
         session_id: pid,
-        start_time: capstan_mom::status::now_secs(),
-        walltime_limit_secs: 0,
-        stderr_target: None,
         phase: Phase::Running,
-        supervisor_pid: 0,
-        interventions: Default::default(),
-        walltime_elapsed: 0,
-        delivery: Default::default(),
+        ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
     capstan_mom::store::Store::new(f.layout.clone())
         .save(&record)
