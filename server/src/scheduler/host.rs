@@ -55,7 +55,6 @@ mod tests {
 
     #[test]
     fn table() {
-        let j = job(0, nodes_req(vec![chunk(1, 1)]));
         /// (name, host asked, node name, node properties, feasible)
         type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a [&'a str], bool);
         let cases: &[Case<'_>] = &[
@@ -107,9 +106,7 @@ mod tests {
                 ..chunk(1, 1)
             };
             assert_eq!(
-                HostName
-                    .feasible(&j, &c, &NodeState::current(&view))
-                    .is_ok(),
+                admits(&HostName, &c, &NodeState::current(&view)),
                 *want,
                 "{name}"
             );

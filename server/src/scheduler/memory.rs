@@ -36,7 +36,6 @@ mod tests {
 
     #[test]
     fn table() {
-        let j = job(0, nodes_req(vec![chunk(1, 1)]));
         let cases: &[(&str, Option<u64>, Option<u64>, bool)] = &[
             ("nothing asked", None, Some(1024), true),
             ("nothing known", Some(1 << 30), None, true),
@@ -52,7 +51,7 @@ mod tests {
                 ..chunk(1, 1)
             };
             assert_eq!(
-                Memory.feasible(&j, &c, &NodeState::current(&view)).is_ok(),
+                admits(&Memory, &c, &NodeState::current(&view)),
                 *want,
                 "{name}"
             );

@@ -726,6 +726,13 @@ pub(crate) mod testutil {
         }
     }
 
+    /// Does `filter` let a plain one-slot job put one unit of `chunk` on `node`? (For the
+    /// filters that read only the chunk and the node.)
+    pub fn admits(filter: &dyn NodeFilter, chunk: &Chunk, node: &NodeState<'_>) -> bool {
+        let j = job(0, nodes_req(vec![Chunk::new(1, 1)]));
+        filter.feasible(&j, chunk, node).is_ok()
+    }
+
     pub fn job(seq: u64, request: SlotRequest) -> PendingJob {
         PendingJob {
             seq,

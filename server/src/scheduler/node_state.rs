@@ -38,7 +38,6 @@ mod tests {
 
     #[test]
     fn table() {
-        let j = job(0, nodes_req(vec![chunk(1, 1)]));
         let c = chunk(1, 1);
         let cases = [
             ("up", node("a", 1), true),
@@ -46,17 +45,13 @@ mod tests {
         ];
         for (name, view, want) in cases {
             assert_eq!(
-                Available
-                    .feasible(&j, &c, &NodeState::current(&view))
-                    .is_ok(),
+                admits(&Available, &c, &NodeState::current(&view)),
                 want,
                 "{name}"
             );
             // could_ever_fit ignores state.
             assert!(
-                Available
-                    .feasible(&j, &c, &NodeState::idealised(&view))
-                    .is_ok(),
+                admits(&Available, &c, &NodeState::idealised(&view)),
                 "{name}"
             );
         }

@@ -40,7 +40,6 @@ mod tests {
 
     #[test]
     fn table() {
-        let j = job(0, nodes_req(vec![chunk(1, 1)]));
         let cases: &[(&str, &[&str], &[&str], bool)] = &[
             ("no properties asked", &[], &[], true),
             ("no properties asked, node has some", &["fast"], &[], true),
@@ -59,9 +58,7 @@ mod tests {
             let view = with_props(node("a", 1), have);
             let c = prop_chunk(1, 1, want_props);
             assert_eq!(
-                Properties
-                    .feasible(&j, &c, &NodeState::current(&view))
-                    .is_ok(),
+                admits(&Properties, &c, &NodeState::current(&view)),
                 *want,
                 "{name}"
             );

@@ -39,7 +39,6 @@ mod tests {
 
     #[test]
     fn table() {
-        let j = job(0, nodes_req(vec![chunk(1, 1)]));
         // (name, node, ppn, feasible now, feasible ever)
         let cases = [
             ("empty node, ppn fits", node("a", 4), 4, true, true),
@@ -64,16 +63,12 @@ mod tests {
         for (name, view, ppn, now, ever) in cases {
             let c = chunk(1, ppn);
             assert_eq!(
-                FreeSlots
-                    .feasible(&j, &c, &NodeState::current(&view))
-                    .is_ok(),
+                admits(&FreeSlots, &c, &NodeState::current(&view)),
                 now,
                 "{name}"
             );
             assert_eq!(
-                FreeSlots
-                    .feasible(&j, &c, &NodeState::idealised(&view))
-                    .is_ok(),
+                admits(&FreeSlots, &c, &NodeState::idealised(&view)),
                 ever,
                 "{name}"
             );
