@@ -392,10 +392,7 @@ pub fn job_attrs(
         a.time(at!("start_time"), t);
     }
     if job.state == JobState::Running && a.wants(at!("Walltime.Remaining")) {
-        if let (Some(limit), Some(start)) = (
-            job.resource("walltime").and_then(resources::parse_duration),
-            job.start_time,
-        ) {
+        if let (Some(limit), Some(start)) = (job.walltime_secs(), job.start_time) {
             let elapsed = (now - start).max(0) as u64;
             let remaining = limit as i64 - elapsed as i64;
             a.text(at!("Walltime.Remaining"), remaining.to_string());

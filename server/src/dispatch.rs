@@ -93,8 +93,7 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
         .filter(|j| j.state == JobState::Running && !j.exec_host.is_empty())
         .map(|j| {
             let walltime = j
-                .resource("walltime")
-                .and_then(resources::parse_duration)
+                .walltime_secs()
                 .filter(|w| *w > 0)
                 .unwrap_or(scheduler::DEFAULT_WALLTIME);
             RunningJob {
@@ -189,7 +188,7 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
     let vars = job.variables();
     let np: usize = job.exec_host.iter().map(|h| h.slots.len()).sum();
     let ppn = job.exec_host.first().map(|h| h.slots.len()).unwrap_or(1);
-    let walltime = job.resource("walltime").and_then(resources::parse_duration);
+    let walltime = job.walltime_secs();
     let init_dir = vars
         .iter()
         .find(|(n, _)| n == "PBS_O_INITDIR")
@@ -313,7 +312,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             priority: job.priority,
             qtime: job.qtime,
             request,
-            walltime_secs: job.resource("walltime").and_then(resources::parse_duration),
+            walltime_secs: job.walltime_secs(),
             site: job.resource("site").map(str::to_string),
             span: span_of(job.resource("place")),
             usage_share: usage.share(&job.euser),

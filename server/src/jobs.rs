@@ -1064,7 +1064,7 @@ fn speed_sample(job: &Job, exit_status: i32, end_time: i64) -> Option<(String, S
         &job.name,
         job.resource("nodes"),
         job.resource("ppn"),
-        job.resource("walltime").and_then(resources::parse_duration),
+        job.walltime_secs(),
     );
     Some((job.exec_host[0].node.clone(), shape, walltime, end_time))
 }

@@ -235,6 +235,12 @@ impl Job {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `Resource_List.walltime` in seconds, when given and well formed.
+    pub fn walltime_secs(&self) -> Option<u64> {
+        self.resource("walltime")
+            .and_then(crate::resources::parse_duration)
+    }
+
     /// The qualified id, `SEQ.SERVER`.
     pub fn id(&self, server_name: &str) -> String {
         // Built by hand: listings call this once per job, and `format!` was a visible cost.
