@@ -26,8 +26,9 @@
 //!   number, combined with age and [`fairshare`] into one value (`qstat -f`'s
 //!   `start_priority` for queued jobs).
 //! * **Filters** ([`NodeFilter`]): hard per-node checks, each in its own module, listed
-//!   cheapest first in [`Pipeline::standard`]: [`node_state`], [`slots`], [`host`],
-//!   [`properties`], [`memory`], [`lending`] (owner windows), [`backfill`] (reservations).
+//!   cheapest first in [`Pipeline::filters`]: [`node_state`], [`slots`], [`lending`] (owner
+//!   windows), [`backfill`] (reservations), [`host`], [`properties`], [`memory`], [`access`]
+//!   (nodes restricted to some users or groups).
 //!   A filter sees the node as it stands in this pass ([`NodeState`]).
 //! * **Candidate sets** ([`sites`]): a multi-node job runs inside one site whenever one site can
 //!   hold it; the [`SitePolicy`] decides what happens when none can.

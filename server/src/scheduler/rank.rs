@@ -3,11 +3,11 @@
 //! This is the scoring hook of the pipeline. Each [`NodeScorer`] gives a feasible node a score
 //! in `0.0..=1.0` (Nomad's normalised scores, Kubernetes' Score plugins); nodes are offered in
 //! descending mean score, ties kept in the nodes' own order. With no scorer the order is the
-//! nodes' own order, which makes selection plain first fit — today's behaviour, and the
-//! cheapest: selection may then stop at the first nodes that fit instead of scoring them all.
+//! nodes' own order, which makes selection plain first fit (the baselines), and the cheapest:
+//! selection may then stop at the first nodes that fit instead of scoring them all.
 //!
-//! Site affinity, speed weighting and owner availability are planned as scorers: one module
-//! each, added to [`Pipeline::standard`](super::Pipeline::standard).
+//! Scorers are one module each, listed in [`Pipeline::standard`](super::Pipeline::standard)
+//! (today [`dedicated`](super::dedicated), [`speed`](super::speed), [`load`](super::load)).
 
 use super::{NodeState, PendingJob};
 use crate::resources::Chunk;
