@@ -343,6 +343,8 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::StatQueuesRequest>,
     ) -> Result<Response<pb::StatReply>, Status> {
+        // Anyone may list queues, but on TLS only through a submit host.
+        self.caller(&request).await?;
         let names = request.into_inner().names;
         let core = self.shared.core.lock().await;
         let state = &core.state;
@@ -367,8 +369,9 @@ impl Batch for BatchService {
 
     async fn stat_server(
         &self,
-        _request: Request<pb::StatServerRequest>,
+        request: Request<pb::StatServerRequest>,
     ) -> Result<Response<pb::StatReply>, Status> {
+        self.caller(&request).await?;
         let core = self.shared.core.lock().await;
         let object = attrs::server_attrs(&core.state, core.config.keep_completed);
         Ok(Response::new(reply(
@@ -423,6 +426,7 @@ impl Batch for BatchService {
         &self,
         request: Request<pb::StatNodesRequest>,
     ) -> Result<Response<pb::StatReply>, Status> {
+        self.caller(&request).await?;
         let names = request.into_inner().names;
         let core = self.shared.core.lock().await;
         let state = &core.state;

@@ -88,6 +88,31 @@ async fn client(socket: &Path) -> BatchClient<Channel> {
     BatchClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 
+/// A TLS channel to the MOM listener with a certificate for `node`, enrolled with the server's
+/// CA (created by the server at start) as `pbs_server enroll` would.
+async fn tls_channel(server: &Running, node: &str) -> Channel {
+    let server_priv = server.home.join("server_priv");
+    let ca = tls::ensure_ca(&server_priv, "vm").unwrap();
+    let issued = tls::issue_node(
+        &ca,
+        &tls::CaPaths::new(&server_priv),
+        node,
+        time::OffsetDateTime::now_utc() + time::Duration::days(1),
+    )
+    .unwrap();
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert_pem))
+        .identity(Identity::from_pem(&issued.cert_pem, &issued.key_pem))
+        .domain_name("vm");
+    Endpoint::from_shared(format!("https://127.0.0.1:{}", server.mom_port))
+        .unwrap()
+        .tls_config(config)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 struct Mom {
     tx: mpsc::Sender<pb::MomMessage>,
     rx: tonic::Streaming<pb::ServerMessage>,
@@ -99,28 +124,7 @@ impl Mom {
         node: &str,
         held: Vec<pb::HeldRun>,
     ) -> Result<Mom, tonic::Status> {
-        // Enrol `node` with the server's CA (created by the server at start).
-        let server_priv = server.home.join("server_priv");
-        let ca = tls::ensure_ca(&server_priv, "vm").unwrap();
-        let issued = tls::issue_node(
-            &ca,
-            &tls::CaPaths::new(&server_priv),
-            node,
-            time::OffsetDateTime::now_utc() + time::Duration::days(1),
-        )
-        .unwrap();
-        let config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&ca.cert_pem))
-            .identity(Identity::from_pem(&issued.cert_pem, &issued.key_pem))
-            .domain_name("vm");
-        let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", server.mom_port))
-            .unwrap()
-            .tls_config(config)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut c = MomSessionClient::new(channel);
+        let mut c = MomSessionClient::new(tls_channel(server, node).await);
         let (tx, rx) = mpsc::channel(16);
         tx.send(msg(pb::mom_message::Kind::Hello(pb::Hello {
             node_name: node.into(),
@@ -428,6 +432,32 @@ async fn job_runs_to_completion_and_survives_restart() {
         .into_inner();
     assert_eq!(queues.objects.len(), 1);
     assert_eq!(queues.objects[0].name, "batch");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_over_tls_need_a_submit_host() {
+    let dir = setup("n1 np=1\n");
+    let server = launch(dir.path()).await;
+    // A worker's certificate is valid for its MOM session, but n1 is not in submit_hosts.
+    let mut c = BatchClient::new(tls_channel(&server, "n1").await);
+    let refused = |r: Result<tonic::Response<pb::StatReply>, tonic::Status>| match r {
+        Ok(reply) => panic!(
+            "listing served to a non-submit host: {:?}",
+            reply.into_inner()
+        ),
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert_eq!(
+                capstan_proto::remote::refusal_errno(&status),
+                Some(capstan_proto::pbse::BADHOST)
+            );
+        }
+    };
+    refused(c.stat_jobs(pb::StatJobsRequest::default()).await);
+    refused(c.stat_queues(pb::StatQueuesRequest::default()).await);
+    refused(c.stat_server(pb::StatServerRequest::default()).await);
+    refused(c.stat_nodes(pb::StatNodesRequest::default()).await);
     server.stop().await;
 }
 
