@@ -98,7 +98,11 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
                 .unwrap_or(scheduler::DEFAULT_WALLTIME);
             RunningJob {
                 seq: j.seq,
-                expected_end: j.start_time.unwrap_or(0) + walltime as i64,
+                // Saturating: qsub accepts walltimes up to i64::MAX seconds.
+                expected_end: j
+                    .start_time
+                    .unwrap_or(0)
+                    .saturating_add(i64::try_from(walltime).unwrap_or(i64::MAX)),
                 placement: j
                     .exec_host
                     .iter()
