@@ -818,8 +818,24 @@ pub async fn alter(
             "Output_Path" | "Error_Path" | "Join_Path" | "Keep_Files" if running => {
                 return Err(PbsError::new(pbse::MODATRRUN, "", shown));
             }
-            "Output_Path" => job.output_path = v.to_string(),
-            "Error_Path" => job.error_path = v.to_string(),
+            "Output_Path" | "Error_Path" => {
+                // The same rules as at submission: relative to the submission directory, and
+                // a directory (trailing `/`) gets Torque's `NAME.oSEQ` / `NAME.eSEQ`.
+                let workdir = job
+                    .variable("PBS_O_WORKDIR")
+                    .unwrap_or_else(|| job.init_work_dir.clone());
+                let (letter, target) = if attr.name == "Output_Path" {
+                    ('o', &mut job.output_path)
+                } else {
+                    ('e', &mut job.error_path)
+                };
+                *target = output_path(
+                    Some(v),
+                    &job.submit_host,
+                    &workdir,
+                    &format!("{}.{letter}{seq}", job.name),
+                );
+            }
             "Join_Path" => job.join_path = valid_join_path(v).map_err(fail)?,
             "Keep_Files" => job.keep_files = valid_keep_files(v).map_err(fail)?,
             "Mail_Points" => job.mail_points = valid_mail_points(v).map_err(fail)?,

@@ -386,6 +386,17 @@ fn qalter_changes_what_the_owner_may_change() {
         c.job_attr(&id, "Resource_List.walltime").as_deref(),
         Some("00:05:00")
     );
+    // A directory gets Torque's NAME.oSEQ, as at submission.
+    let out = c.run("qalter", &["-o", "/tmp/qalter-out/", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        c.job_attr(&id, "Output_Path"),
+        Some(format!(
+            "{}:/tmp/qalter-out/renamed.o{}",
+            host(),
+            Cluster::seq(&id)
+        ))
+    );
     let out = c.run("qalter", &["-l", "walltime=xyz", &id]);
     assert_eq!(code(&out), 168);
     assert_eq!(
