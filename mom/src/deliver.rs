@@ -1,17 +1,26 @@
 //! Copying a finished job's spooled output to the paths the user asked for,
 //! and keeping what cannot be copied (Torque's post-job file processing).
 //!
-//! The copy runs *as the job's user*: the MOM re-executes itself
-//! (`pbs_mom --capstan-deliver`) with the user's uid, primary group and
-//! supplementary groups, so the kernel decides what the user may write, and
+//! The copy runs *as the job's user*, in a process that switches to the user's
+//! uid, primary group and supplementary groups (`setgroups`, `setgid`,
+//! `setuid`, umask 077), so the kernel decides what the user may write, and
 //! every open uses `O_NOFOLLOW`: a symlink planted at the destination is never
-//! written through (not by root, not even as the user). The helper gets the
-//! list of copies as JSON on stdin and answers one result per copy on stdout.
+//! written through (not by root, not even as the user). That process is, in
+//! the normal case, a child the run's supervisor forks once the job has ended
+//! ([`copy_in_child`]: the supervisor is single-threaded, so no exec is needed).
+//! For a run this MOM process did not start (adopted after a restart), or when
+//! that path fails, the MOM re-executes itself as the user instead
+//! (`pbs_mom --capstan-deliver`, [`copy_with_helper`]), which gets the list of
+//! copies as JSON on stdin and answers one result per copy on stdout. Forking
+//! the MOM itself without an exec is not an option: it is multi-threaded.
 //!
-//! A copy that fails leaves the spool file to the MOM, which moves it (as root,
-//! without following anything, checking after the move that what arrived is a
-//! regular file of the job's user) to `DIR/undelivered/JOBID.OU`/`.ER`
-//! (directory 0711, file 0600, owned by the user) and reports Torque's text:
+//! [`deliver`] does what is common to both: the checks before, skipping
+//! `/dev/null` (nothing to copy, so no process at all), and what follows a
+//! failed copy. A copy that fails leaves the spool file to the MOM, which
+//! moves it (as root, without following anything, checking after the move
+//! that what arrived is a regular file of the job's user) to
+//! `DIR/undelivered/JOBID.OU`/`.ER` (directory 0711, file 0600, owned by the
+//! user) and reports Torque's text:
 //!
 //! ```text
 //! Unable to copy file SPOOL to USER@HOST:PATH
@@ -21,7 +30,10 @@
 //! Output retained on that host in: DIR/undelivered/JOBID.OU
 //! ```
 
+use std::ffi::CStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -51,19 +63,29 @@ pub struct DeliveryPlan {
     pub files: Vec<Delivery>,
 }
 
-/// Why the copy helper itself could not run.
+/// One result per copy, in order: `None` when the file was copied, else the
+/// copy's error in `cp`'s words.
+pub type CopyResults = Vec<Option<String>>;
+
+/// Why the copying process itself could not run or answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error("cannot start the copy helper {program}: {source}")]
     Spawn { program: PathBuf, source: io::Error },
     #[error("copy helper failed: {0}")]
     Helper(String),
+    #[error("job supervisor: {0}")]
+    Supervisor(String),
 }
 
-/// Copies every spooled file of `plan` to its destination as the user and
-/// returns Torque's message for each file that could not be delivered (empty
-/// when all went well). Blocking.
-pub fn deliver(plan: &DeliveryPlan, layout: &Layout, helper: &Path) -> Vec<String> {
+/// Copies every spooled file of `plan` to its destination as the user, with
+/// `copy` (one of the two ways in the module comment), and returns Torque's
+/// message for each file that could not be delivered (empty when all went
+/// well). `copy` is not called when nothing needs copying. Blocking.
+pub fn deliver<C>(plan: &DeliveryPlan, layout: &Layout, copy: C) -> Vec<String>
+where
+    C: FnOnce(&[Delivery]) -> Result<CopyResults, DeliverError>,
+{
     let mut pending = Vec::new();
     let mut messages = Vec::new();
     for d in &plan.files {
@@ -89,17 +111,23 @@ pub fn deliver(plan: &DeliveryPlan, layout: &Layout, helper: &Path) -> Vec<Strin
             }
         }
     }
-    if pending.is_empty() {
-        return messages;
+    // `/dev/null` is never copied to (Torque skips it too), so it needs no process.
+    let to_copy: Vec<Delivery> = pending.iter().filter(|d| !is_null(d)).cloned().collect();
+    let mut copied = if to_copy.is_empty() {
+        Vec::new()
+    } else {
+        copy_all(plan, &to_copy, copy)
     }
-    let results = match run_helper(plan, &pending, helper) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(job = %plan.job_id, "{e}");
-            vec![Some(e.to_string()); pending.len()]
-        }
-    };
-    for (d, result) in pending.iter().zip(results) {
+    .into_iter();
+    for d in &pending {
+        let result = if is_null(d) {
+            None
+        } else {
+            // As many results as files (copy_all).
+            copied
+                .next()
+                .unwrap_or_else(|| Some("no result from the copy".into()))
+        };
         let Some(error) = result else {
             tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
             continue;
@@ -178,12 +206,121 @@ fn retain(layout: &Layout, uid: u32, spool: &Path) -> io::Result<PathBuf> {
     Ok(dest)
 }
 
-/// Starts the helper as the job's user and exchanges JSON with it.
-fn run_helper(
+/// Runs `copy` on `files`; one result per file, whatever happens.
+fn copy_all<C>(plan: &DeliveryPlan, files: &[Delivery], copy: C) -> CopyResults
+where
+    C: FnOnce(&[Delivery]) -> Result<CopyResults, DeliverError>,
+{
+    let results = copy(files).and_then(|r| {
+        if r.len() == files.len() {
+            Ok(r)
+        } else {
+            Err(DeliverError::Helper(format!(
+                "{} results for {} files",
+                r.len(),
+                files.len()
+            )))
+        }
+    });
+    results.unwrap_or_else(|e| {
+        tracing::error!(job = %plan.job_id, "{e}");
+        vec![Some(e.to_string()); files.len()]
+    })
+}
+
+fn is_null(d: &Delivery) -> bool {
+    d.dest == Path::new("/dev/null")
+}
+
+/// Copies `files` in a child of the calling process that switches to
+/// `identity` first (as the helper does), and collects its results through a
+/// pipe. Used by the run's supervisor, after the job has ended.
+///
+/// The caller must be single-threaded (the supervisor is): then the forked
+/// child is a complete copy of it, may allocate and run the same copy code as
+/// the helper, and needs no exec, which is what makes this path cheap.
+pub fn copy_in_child(
+    identity: Option<&Identity>,
+    files: &[Delivery],
+) -> Result<CopyResults, DeliverError> {
+    let failed = |what: &str, e: nix::Error| DeliverError::Helper(format!("{what}: {e}"));
+    let (from_child, to_parent) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed("pipe", e))?;
+    // SAFETY: the caller is single-threaded (see above), so the child may do
+    // anything the parent could; it never returns from this function.
+    match unsafe { nix::unistd::fork() }.map_err(|e| failed("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(from_child);
+            // A panic must not unwind into the supervisor's code in this process.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                copy_child(identity, files, to_parent)
+            }))
+            .unwrap_or(3);
+            // SAFETY: _exit ends the child without running the parent's
+            // destructors or flushing its buffers twice.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(to_parent);
+            let mut out = Vec::new();
+            let read = File::from(from_child).read_to_end(&mut out);
+            let status = loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            read.map_err(|e| DeliverError::Helper(e.to_string()))?;
+            if out.is_empty() {
+                // copy_child's exit code says which step failed.
+                return Err(DeliverError::Helper(format!(
+                    "the copy process gave no results ({status:?})"
+                )));
+            }
+            serde_json::from_slice(&out)
+                .map_err(|e| DeliverError::Helper(format!("{e} (exit {status:?})")))
+        }
+    }
+}
+
+/// The forked copier: gives up the supervisor's pipes to the MOM, becomes the
+/// user, copies, writes the results. Returns its exit code: 2 when it could
+/// not set itself up (nothing written), 1 when the results could not be sent.
+fn copy_child(identity: Option<&Identity>, files: &[Delivery], results: OwnedFd) -> i32 {
+    const DEV_NULL: &CStr = c"/dev/null";
+    // SAFETY: plain system calls on valid, NUL-terminated data.
+    unsafe {
+        let null = libc::open(DEV_NULL.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 {
+            return 2;
+        }
+        libc::close(null);
+        if libc::chdir(c"/".as_ptr()) < 0 {
+            return 2;
+        }
+        if let Some(id) = identity {
+            if libc::setgroups(id.groups.len() as _, id.groups.as_ptr()) < 0
+                || libc::setgid(id.gid) < 0
+                || libc::setuid(id.uid) < 0
+            {
+                return 2;
+            }
+        }
+        libc::umask(0o077);
+    }
+    let out: CopyResults = files.iter().map(|d| copy_one(d).err()).collect();
+    match serde_json::to_writer(File::from(results), &out) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Starts the exec'd helper as the job's user and exchanges JSON with it.
+pub fn copy_with_helper(
     plan: &DeliveryPlan,
     files: &[Delivery],
     helper: &Path,
-) -> Result<Vec<Option<String>>, DeliverError> {
+) -> Result<CopyResults, DeliverError> {
     let input = serde_json::to_vec(files).map_err(|e| DeliverError::Helper(e.to_string()))?;
     let mut cmd = Command::new(helper);
     cmd.env_clear()
@@ -234,16 +371,7 @@ fn run_helper(
     })();
     let status = child.wait();
     talk.map_err(|e| DeliverError::Helper(e.to_string()))?;
-    let results: Vec<Option<String>> = serde_json::from_slice(&out)
-        .map_err(|e| DeliverError::Helper(format!("{e} (exit {status:?})")))?;
-    if results.len() != files.len() {
-        return Err(DeliverError::Helper(format!(
-            "{} results for {} files",
-            results.len(),
-            files.len()
-        )));
-    }
-    Ok(results)
+    serde_json::from_slice(&out).map_err(|e| DeliverError::Helper(format!("{e} (exit {status:?})")))
 }
 
 /// Helper entry point (`pbs_mom --capstan-deliver`), already running as the
@@ -386,6 +514,58 @@ mod tests {
             "u@h:"
         );
         assert_eq!(dest_prefix("u", &[]), "");
+    }
+
+    #[test]
+    fn copies_through_the_given_way_and_keeps_what_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path().join("home"));
+        layout.ensure().expect("ensure");
+        let spool = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "x\n").expect("spool");
+            p
+        };
+        let plan = DeliveryPlan {
+            job_id: "1.vm".into(),
+            uid: nix::unistd::getuid().as_raw(),
+            files: vec![
+                Delivery {
+                    spool: spool("1.vm.OU"),
+                    dest: "/dev/null".into(),
+                },
+                Delivery {
+                    spool: spool("1.vm.ER"),
+                    dest: dir.path().join("err"),
+                },
+            ],
+            ..Default::default()
+        };
+        // /dev/null never reaches the copier; nothing to copy, no call at all.
+        let only_null = DeliveryPlan {
+            files: plan.files[..1].to_vec(),
+            ..plan.clone()
+        };
+        let none: Vec<String> = deliver(&only_null, &layout, |_| panic!("no copy needed"));
+        assert!(none.is_empty());
+        let ok = deliver(&plan, &layout, |files| {
+            assert_eq!(files, &plan.files[1..]);
+            Ok(vec![None])
+        });
+        assert!(ok.is_empty());
+        // A copy that fails is kept in undelivered/ and reported.
+        let failed = deliver(&plan, &layout, |_| Ok(vec![Some("boom".into())]));
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].contains("\nboom\n"), "{failed:?}");
+        assert!(layout.undelivered_dir().join("1.vm.ER").exists());
+        // A copier that answers for the wrong number of files failed for each.
+        std::fs::write(dir.path().join("1.vm.ER"), "x\n").expect("spool again");
+        let miscounted = deliver(&plan, &layout, |_| Ok(vec![None, None]));
+        assert_eq!(miscounted.len(), 1);
+        assert!(
+            miscounted[0].contains("copy helper failed: 2 results for 1 files"),
+            "{miscounted:?}"
+        );
     }
 
     #[test]

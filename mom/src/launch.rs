@@ -7,7 +7,11 @@
 //!   the node file, the environment. The result is an [`ExecPlan`].
 //! * [`launch`] (in the MOM): starts the run's supervisor (`pbs_mom
 //!   --capstan-supervise`, see `supervisor`), hands it the plan as JSON and
-//!   reads back the shell's pid.
+//!   reads back the shell's pid. The supervisor is started with nothing that
+//!   needs code between fork and exec (no `pre_exec`, uid, gid or groups), so
+//!   std's `Command` uses `posix_spawn` (a vfork-like clone) instead of
+//!   forking the multi-threaded MOM, whose page tables make a fork costly;
+//!   the supervisor then calls `setsid` itself.
 //! * [`spawn_job`] (in the supervisor): forks the shell. Between `fork` and
 //!   `exec` the child makes only async-signal-safe system calls on data
 //!   prepared before the fork.
@@ -42,6 +46,7 @@ use crate::deliver::{self, DeliveryPlan};
 use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
 use crate::paths::{self, OutputRequest, Streams};
+use crate::supervisor::{Link, Started};
 
 /// Torque's MOM manager port, exported as `PBS_MOMPORT` for compatibility.
 const PBS_MOMPORT: &str = "15003";
@@ -55,7 +60,7 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 pub struct LaunchError(pub String);
 
 /// A started run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Launched {
     /// Pid of the shell = its session id = its process group id.
     pub pid: i32,
@@ -67,6 +72,8 @@ pub struct Launched {
     pub start_time: i64,
     /// What to copy where when the job ends.
     pub delivery: DeliveryPlan,
+    /// The pipes to the supervisor, for the rest of the run (see `supervisor`).
+    pub link: Link,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -89,7 +96,8 @@ pub struct ExecPlan {
     pub shell: PathBuf,
     pub script: PathBuf,
     pub env: Vec<(String, String)>,
-    /// Used by the MOM after the job ends; the supervisor ignores it.
+    /// What to copy after the job ends. The MOM keeps it; the supervisor uses
+    /// only its `identity` (the MOM tells it which files to copy).
     #[serde(default)]
     pub delivery: DeliveryPlan,
 }
@@ -143,6 +151,9 @@ pub fn launch(
     let plan = prepare(spec, layout, node_name)?;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
+    // Keep this Command on std's posix_spawn path (see the module comment):
+    // no pre_exec, uid, gid or groups. The program is a path and the
+    // environment is empty, so no PATH search is needed either.
     let mut cmd = Command::new(supervisor);
     cmd.env_clear()
         .arg(crate::supervisor::SUPERVISE_ARG)
@@ -150,17 +161,6 @@ pub fn launch(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe. Its own session keeps the supervisor
-    // out of the MOM's terminal and process group: a Ctrl-C or a signal to the
-    // MOM's group must not take it (and the job's exit status) down.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let start_time = crate::status::now_secs();
     let mut child = cmd.spawn().map_err(|e| {
         LaunchError(format!(
@@ -169,42 +169,30 @@ pub fn launch(
         ))
     })?;
     let supervisor_pid = child.id() as i32;
-    let mut line = String::new();
-    let talk = (|| -> io::Result<()> {
-        let mut stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
-        stdin.write_all(&json)?;
-        drop(stdin);
-        let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;
-        io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line)?;
-        Ok(())
-    })();
-    let line = line.trim_end();
-    match (talk, line.split_once(' ')) {
-        (Ok(()), Some(("started", pid))) => match pid.parse::<i32>() {
-            Ok(pid) if pid > 1 => Ok(Launched {
-                pid,
-                supervisor_pid,
-                uid: plan.uid,
-                streams: plan.streams,
-                start_time,
-                delivery: plan.delivery,
-            }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(LaunchError(format!("PBS: supervisor said {line:?}")))
-            }
-        },
-        (Ok(()), Some(("failed", why))) => {
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(LaunchError("PBS: job supervisor has no pipes".into()));
+    };
+    let mut link = Link::new(stdin, stdout);
+    match link.start(&json) {
+        Ok(Started::Shell(pid)) => Ok(Launched {
+            pid,
+            supervisor_pid,
+            uid: plan.uid,
+            streams: plan.streams,
+            start_time,
+            delivery: plan.delivery,
+            link,
+        }),
+        Ok(Started::Failed(why)) => {
             let _ = child.wait();
-            Err(LaunchError(why.to_string()))
+            Err(LaunchError(why))
         }
-        (talk, _) => {
+        Err(talk) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(LaunchError(format!(
-                "PBS: job supervisor failed ({line:?}, {talk:?})"
-            )))
+            Err(LaunchError(format!("PBS: job supervisor failed ({talk})")))
         }
     }
 }

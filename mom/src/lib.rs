@@ -10,8 +10,11 @@
 //! * [`procfs`] and [`status`]: reading `/proc` for node status and per-job usage.
 //! * [`job`] and [`store`]: a run's durable record, kept until the server acknowledges it.
 //! * [`launch`]: starting a job's shell as its user (the only `fork`/`exec` code).
-//! * [`supervisor`]: the per-run process that waits for the shell and records
-//!   how it ended, so results survive a MOM restart.
+//! * [`supervisor`]: the per-run process that waits for the shell, records
+//!   how it ended (so results survive a MOM restart) and copies the output.
+//! * [`leftovers`]: what a job leaves behind, found and killed by its
+//!   supervisor (a child subreaper) instead of by a `/proc` sweep.
+//! * [`deliver`]: the output copied to its paths as the user.
 //! * [`runner`]: the set of runs this MOM holds: start, watch, signal, end, forget.
 //! * [`session`]: the stream to the server (dial, hello, reconnect with backoff).
 //! * [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
@@ -22,6 +25,7 @@ pub mod exit;
 pub mod job;
 pub mod launch;
 pub mod layout;
+pub mod leftovers;
 pub mod paths;
 pub mod procfs;
 pub mod runner;

@@ -70,7 +70,8 @@ fn main() -> anyhow::Result<()> {
         let exit_file = PathBuf::from(argv.next().unwrap_or_default());
         std::process::exit(supervisor::main(&exit_file));
     }
-    // So is the copy helper that delivers output as the job's user (capstan_mom::deliver).
+    // So is the copy helper that delivers output as the job's user when the
+    // supervisor cannot (adopted runs; see capstan_mom::deliver).
     if std::env::args_os().nth(1).as_deref()
         == Some(std::ffi::OsStr::new(capstan_mom::deliver::DELIVER_ARG))
     {

@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 pub struct ProcStat {
     pub pid: i32,
     pub state: char,
+    pub ppid: i32,
     pub pgrp: i32,
     pub session: i32,
     pub tty_nr: i32,
@@ -45,6 +46,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     Some(ProcStat {
         pid,
         state,
+        ppid: num(4)? as i32,
         pgrp: num(5)? as i32,
         session: num(6)? as i32,
         tty_nr: num(7)? as i32,
@@ -142,6 +144,7 @@ mod tests {
         let s = parse_stat(STAT).expect("parse");
         assert_eq!(s.pid, 4242);
         assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
         assert_eq!(s.pgrp, 4242);
         assert_eq!(s.session, 4242);
         assert_eq!(s.tty_nr, 34816);

@@ -7,9 +7,11 @@
 //! again after a crash (the server acknowledges with AckRunEnded).
 //!
 //! Each running job has:
-//! * a supervisor process (see `supervisor`) that waits for the shell and
-//!   writes `RUNID.exit`, and a waiter on a blocking thread that reaps the
-//!   supervisor and reads that file;
+//! * a supervisor process (see `supervisor`) that waits for the shell, clears
+//!   what the job left behind, writes `RUNID.exit` and copies the output, and
+//!   a waiter on a blocking thread that holds the pipes to it (the `Link`,
+//!   never in the map: reading it blocks until the job ends), runs `finish`
+//!   when the supervisor says `exited`, and reaps it;
 //! * a walltime timer (a tokio sleep, so the limit is enforced promptly rather
 //!   than on a poll): SIGTERM to the process group, SIGKILL after a grace;
 //! * a `done` flag the timers watch so they stop when the job ends.
@@ -19,9 +21,14 @@
 //! real exit status) or for both the shell and the supervisor being gone
 //! (status unknown: -1 unless the MOM killed the job). What the MOM did to a
 //! run (qsig, qdel, walltime) is persisted in its record, so the exit status
-//! rules still apply after a restart. The MOM does not set PR_SET_PDEATHSIG: it
-//! fires when the forking *thread* exits, which in a thread pool would kill
-//! jobs at random, and jobs are meant to survive a MOM restart.
+//! rules still apply after a restart. An adopted run has no pipes to its
+//! supervisor, so its output is copied by the exec'd helper (see `deliver`),
+//! and what is left of its session is swept by the MOM, as for any run whose
+//! supervisor did not say it cleared everything.
+//!
+//! The MOM does not set PR_SET_PDEATHSIG: it fires when the forking *thread*
+//! exits, which in a thread pool would kill jobs at random, and jobs are meant
+//! to survive a MOM restart.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,10 +45,11 @@ use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
 use crate::layout::Layout;
+use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
 use crate::store::Store;
-use crate::supervisor::{self, ExitRecord};
+use crate::supervisor::{self, ExitRecord, Link};
 
 /// Time between SIGTERM and SIGKILL when the walltime limit is hit.
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
@@ -252,7 +260,7 @@ impl Runner {
         record.start_time = l.start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor_pid;
-        record.delivery = l.delivery.clone();
+        record.delivery = l.delivery;
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
@@ -274,10 +282,24 @@ impl Runner {
         let runner = Arc::clone(self);
         let supervisor_pid = l.supervisor_pid;
         let exit_file = self.layout.exit_file(run_id);
+        let mut link = l.link;
         self.rt.spawn_blocking(move || {
-            // Reaps the supervisor; its exit file says how the shell ended.
-            let _ = supervisor::wait_child(supervisor_pid);
-            runner.finish(run_id, supervisor::read_exit_file(&exit_file));
+            if link.exited() {
+                // The exit file is written; the supervisor waits for its go-ahead.
+                runner.finish(
+                    run_id,
+                    supervisor::read_exit_file(&exit_file),
+                    Some(&mut link),
+                );
+                // EOF tells a supervisor that was given nothing to copy to exit.
+                drop(link);
+                let _ = supervisor::wait_child(supervisor_pid);
+            } else {
+                // Gone without a word (killed?): what it wrote is final once it is reaped.
+                drop(link);
+                let _ = supervisor::wait_child(supervisor_pid);
+                runner.finish(run_id, supervisor::read_exit_file(&exit_file), None);
+            }
         });
         if spec.walltime_limit_secs > 0 {
             self.spawn_walltime(
@@ -291,8 +313,10 @@ impl Runner {
     }
 
     /// Ends a run whose shell is gone (blocking): sweeps what is left of its
-    /// session, works out the exit status, persists and reports the result.
-    fn finish(&self, run_id: u64, waited: Option<ExitRecord>) {
+    /// session unless the supervisor cleared it, works out the exit status,
+    /// delivers the output (through the supervisor when `link` is given, else
+    /// with the exec'd helper), persists and reports the result.
+    fn finish(&self, run_id: u64, waited: Option<ExitRecord>, link: Option<&mut Link>) {
         let (record, live) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
@@ -304,7 +328,15 @@ impl Runner {
             (entry.record.clone(), live)
         };
         live.done.send_replace(true);
-        kill_session(live.pgid, Signal::SIGKILL, true);
+        // A supervisor that saw the job end (we hold its pipes) and found
+        // nothing left, or killed and reaped what was, leaves nothing to sweep:
+        // no /proc scan, and no signal to a process group whose id may already
+        // be reused. Adopted runs, lost supervisors and older supervisors'
+        // records (`Unknown`) are swept as before.
+        let cleared = link.is_some() && waited.is_some_and(|w| w.leftovers.all_gone());
+        if !cleared {
+            kill_session(live.pgid, Signal::SIGKILL, true);
+        }
         let by_mom = record.interventions;
         let exit_status = match waited {
             Some(w) => exit::exit_status(Termination::from_wait_status(w.status), &by_mom),
@@ -329,8 +361,20 @@ impl Runner {
             message = "job's exit status was lost (its supervisor died)".into();
         }
         // Torque's post-job file processing: the spooled output to its paths,
-        // as the user; what cannot be copied is kept and reported.
-        let copy_errors = deliver::deliver(&record.delivery, &self.layout, &self.supervisor);
+        // as the user; what cannot be copied is kept and reported. After the
+        // walltime notice, which must be in the copy.
+        let helper = |files: &[Delivery]| {
+            deliver::copy_with_helper(&record.delivery, files, &self.supervisor)
+        };
+        let copy_errors = deliver::deliver(&record.delivery, &self.layout, |files| {
+            let Some(link) = link else {
+                return helper(files);
+            };
+            link.deliver(files).or_else(|e| {
+                tracing::warn!(run = run_id, job = %record.job_id, "cannot deliver through the supervisor: {e}; using the copy helper");
+                helper(files)
+            })
+        });
         let now = now_secs();
         let used = Usage {
             cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
@@ -578,7 +622,7 @@ impl Runner {
                             let r = Arc::clone(&runner);
                             let f = exit_file.clone();
                             let _ = tokio::task::spawn_blocking(move || {
-                                r.finish(run_id, supervisor::read_exit_file(&f))
+                                r.finish(run_id, supervisor::read_exit_file(&f), None)
                             })
                             .await;
                             return;

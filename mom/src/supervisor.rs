@@ -1,27 +1,66 @@
 //! The per-run supervisor: a small process (`pbs_mom` re-executed with
-//! [`SUPERVISE_ARG`]) that execs the job's shell, waits for it and writes how
-//! it ended to `mom_priv/jobs/RUNID.exit`.
+//! [`SUPERVISE_ARG`]) that execs the job's shell, waits for it, clears what
+//! the job left behind, writes how it ended to `mom_priv/jobs/RUNID.exit` and
+//! then copies the job's output to its destinations as the user.
 //!
 //! Why a separate process: only a process's parent can learn its exit status
 //! and rusage. If the MOM itself were the parent, a MOM restart (upgrade,
 //! crash, `kill -9`) would orphan every running job and lose its exit status.
-//! The supervisor is started in its own session, so it outlives the MOM, and
+//! The supervisor runs in its own session (it calls `setsid` first: the MOM
+//! starts it with `posix_spawn`, which is much cheaper than forking the
+//! multi-threaded MOM but cannot start a session), so it outlives the MOM, and
 //! the next MOM reads the result from the file. It is single-threaded and runs
-//! no async runtime, so forking the job from it is simple.
+//! no async runtime, so it may fork freely: the job's shell, and the child
+//! that copies the output (no exec needed, unlike from the MOM; see
+//! `deliver::copy_in_child`).
 //!
-//! Protocol with the MOM: the [`ExecPlan`] as JSON on stdin; one line on
-//! stdout, `started PID` or `failed MESSAGE`; then the exit file.
+//! It is also the job's child subreaper, so it knows whether the job left any
+//! process behind and kills those before it reports the end (see `leftovers`).
+//!
+//! Protocol with the MOM, one line at a time (MOM → supervisor on its stdin,
+//! supervisor → MOM on its stdout):
+//!
+//! ```text
+//! → the ExecPlan as JSON
+//! ← started PID | failed MESSAGE
+//!      ... the job runs; its leftovers are cleared; the exit file is written ...
+//! ← exited
+//! → deliver [Delivery...]          (or EOF: nothing to copy, or the MOM is gone)
+//! ← delivered [null | "error"...]  | failed MESSAGE
+//! ```
+//!
+//! The MOM appends its walltime notice to the stderr file between `exited`
+//! and `deliver`, so the notice is in what gets copied. EOF at the go-ahead
+//! means "exit without copying": either the MOM had nothing to copy, or it
+//! died; then the exit file is already written, the next MOM adopts the run
+//! and delivers with the exec'd copy helper, so output is never lost. The MOM
+//! falls back to that helper whenever this path fails.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deliver::{self, CopyResults, DeliverError};
 use crate::launch::{self, ExecPlan};
+use crate::leftovers::{self, Leftovers};
+use crate::paths::Delivery;
 
 /// First argument that turns `pbs_mom` into a supervisor.
 pub const SUPERVISE_ARG: &str = "--capstan-supervise";
+
+/// The words of the protocol (see the module comment).
+mod word {
+    pub const STARTED: &str = "started";
+    pub const FAILED: &str = "failed";
+    pub const EXITED: &str = "exited";
+    pub const DELIVER: &str = "deliver";
+    pub const DELIVERED: &str = "delivered";
+}
+
+/// Longest line the MOM reads from a supervisor (a JSON list of copy errors).
+const MAX_LINE: u64 = 1 << 20;
 
 /// How the job's shell ended, as `wait4` reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,38 +71,198 @@ pub struct ExitRecord {
     pub cput_secs: u64,
     /// Peak resident set of the largest of them, kB.
     pub maxrss_kb: u64,
+    /// What the job left behind and whether the supervisor cleared it
+    /// (`Unknown` in files written by older supervisors).
+    #[serde(default)]
+    pub leftovers: Leftovers,
 }
 
 /// Supervisor entry point; returns the process exit code.
 pub fn main(exit_file: &Path) -> i32 {
-    let mut input = Vec::new();
     let mut out = io::stdout();
-    let plan: ExecPlan = match io::stdin()
-        .read_to_end(&mut input)
+    // First: a session of our own keeps the supervisor (and the job's exit
+    // status) out of the MOM's terminal and process group, so a Ctrl-C or a
+    // signal to the MOM's group does not take it down. The MOM cannot do this
+    // for us: posix_spawn, which it uses, has no setsid.
+    if let Err(e) = nix::unistd::setsid() {
+        let _ = writeln!(
+            out,
+            "{} PBS: supervisor cannot start a session: {e}",
+            word::FAILED
+        );
+        return 1;
+    }
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    let plan: ExecPlan = match input
+        .read_line(&mut line)
         .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice(&input).map_err(|e| e.to_string()))
+        .and_then(|_| serde_json::from_str(&line).map_err(|e| e.to_string()))
     {
         Ok(p) => p,
         Err(e) => {
-            let _ = writeln!(out, "failed PBS: bad job plan: {e}");
+            let _ = writeln!(out, "{} PBS: bad job plan: {e}", word::FAILED);
             return 1;
         }
     };
+    // Without it the job's orphans would go to init, and only a /proc sweep
+    // by the MOM could find them: say so in the record rather than fail the job.
+    let reaper = leftovers::become_subreaper().is_ok();
     let pid = match launch::spawn_job(&plan) {
         Ok(pid) => pid,
         Err(e) => {
-            let _ = writeln!(out, "failed {}", e.0.replace('\n', " "));
+            let _ = writeln!(out, "{} {}", word::FAILED, one_line(&e.0));
             return 0;
         }
     };
-    let _ = writeln!(out, "started {pid}");
+    let _ = writeln!(out, "{} {pid}", word::STARTED);
     let _ = out.flush();
-    let Some(record) = wait_child(pid) else {
+    let Some(mut record) = wait_child(pid) else {
         return 1;
     };
-    match write_exit_file(exit_file, &record) {
-        Ok(()) => 0,
-        Err(_) => 1,
+    if reaper {
+        record.leftovers = leftovers::clear(pid, leftovers::PATIENCE);
+    }
+    if write_exit_file(exit_file, &record).is_err() {
+        return 1;
+    }
+    let identity = plan.delivery.identity.as_ref();
+    // An error here means the MOM is gone (EPIPE): the next one delivers.
+    let _ = serve_mom(&mut input, &mut out, |files| {
+        deliver::copy_in_child(identity, files)
+    });
+    0
+}
+
+/// The supervisor's side after the exit file is written: says `exited`, waits
+/// for the MOM's go-ahead and, if it comes, copies with `copy` and reports.
+pub fn serve_mom<R, W, C>(input: &mut R, out: &mut W, copy: C) -> io::Result<()>
+where
+    R: BufRead,
+    W: Write,
+    C: FnOnce(&[Delivery]) -> Result<CopyResults, DeliverError>,
+{
+    writeln!(out, "{}", word::EXITED)?;
+    out.flush()?;
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Ok(());
+    }
+    let Some(json) = line.trim_end().strip_prefix(word::DELIVER) else {
+        return Ok(());
+    };
+    let answer = match serde_json::from_str::<Vec<Delivery>>(json.trim_start()) {
+        Err(e) => format!("{} bad copy list: {e}", word::FAILED),
+        Ok(files) => match copy(&files).and_then(|r| {
+            serde_json::to_string(&r).map_err(|e| DeliverError::Helper(e.to_string()))
+        }) {
+            Ok(results) => format!("{} {results}", word::DELIVERED),
+            Err(e) => format!("{} {}", word::FAILED, one_line(&e.to_string())),
+        },
+    };
+    writeln!(out, "{answer}")?;
+    out.flush()
+}
+
+fn one_line(text: &str) -> String {
+    text.replace('\n', " ")
+}
+
+/// The MOM's end of the pipes to one supervisor. It lives in the run's waiter
+/// thread (reading blocks until the job ends), never in the runner's map.
+pub struct Link {
+    to: Box<dyn Write + Send>,
+    from: Box<dyn BufRead + Send>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+/// What the supervisor answered to the job plan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    /// The shell runs with this pid.
+    Shell(i32),
+    /// It could not be started; Torque's message.
+    Failed(String),
+}
+
+impl Link {
+    /// `to` is the supervisor's stdin, `from` its stdout.
+    pub fn new(to: impl Write + Send + 'static, from: impl Read + Send + 'static) -> Link {
+        Link {
+            to: Box::new(to),
+            from: Box::new(io::BufReader::new(from)),
+        }
+    }
+
+    /// Sends the job plan and reads the supervisor's answer.
+    pub fn start(&mut self, plan_json: &[u8]) -> Result<Started, String> {
+        let sent = self
+            .to
+            .write_all(plan_json)
+            .and_then(|()| self.to.write_all(b"\n"))
+            .and_then(|()| self.to.flush());
+        // Its answer, even if sending failed: a supervisor that stopped early
+        // says why.
+        let line = match (self.line(), sent) {
+            (Ok(Some(l)), _) => l,
+            (line, sent) => return Err(format!("{line:?}, {sent:?}")),
+        };
+        match line.split_once(' ') {
+            Some((word::STARTED, pid)) => match pid.parse::<i32>() {
+                Ok(pid) if pid > 1 => Ok(Started::Shell(pid)),
+                _ => Err(format!("supervisor said {line:?}")),
+            },
+            Some((word::FAILED, why)) => Ok(Started::Failed(why.to_string())),
+            _ => Err(format!("supervisor said {line:?}")),
+        }
+    }
+
+    /// Blocks until the supervisor says the job has ended and its exit file
+    /// is written (true), or until it is gone without saying so (false).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.line(), Ok(Some(l)) if l == word::EXITED)
+    }
+
+    /// Has the supervisor copy `files` as the job's user; one result per file
+    /// (`None`: copied; `Some`: the copy's error).
+    pub fn deliver(&mut self, files: &[Delivery]) -> Result<CopyResults, DeliverError> {
+        let gone = |e: io::Error| DeliverError::Supervisor(e.to_string());
+        let list = serde_json::to_string(files).map_err(|e| DeliverError::Helper(e.to_string()))?;
+        writeln!(self.to, "{} {list}", word::DELIVER).map_err(gone)?;
+        self.to.flush().map_err(gone)?;
+        let line = self
+            .line()
+            .map_err(gone)?
+            .ok_or_else(|| DeliverError::Supervisor("it exited without an answer".into()))?;
+        match line.split_once(' ') {
+            Some((word::DELIVERED, json)) => serde_json::from_str(json)
+                .map_err(|e| DeliverError::Supervisor(format!("bad answer: {e}"))),
+            Some((word::FAILED, why)) => Err(DeliverError::Supervisor(why.to_string())),
+            _ => Err(DeliverError::Supervisor(format!("it said {line:?}"))),
+        }
+    }
+
+    /// One line without its newline; `None` at EOF.
+    fn line(&mut self) -> io::Result<Option<String>> {
+        let mut line = String::new();
+        let n = (&mut self.from).take(MAX_LINE).read_line(&mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !line.ends_with('\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "line from the supervisor too long or cut short",
+            ));
+        }
+        line.pop();
+        Ok(Some(line))
     }
 }
 
@@ -81,6 +280,7 @@ pub fn wait_child(pid: i32) -> Option<ExitRecord> {
                 status,
                 cput_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
                 maxrss_kb: ru.ru_maxrss.max(0) as u64,
+                leftovers: Leftovers::Unknown,
             });
         }
         if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -113,6 +313,8 @@ pub fn read_exit_file(path: &Path) -> Option<ExitRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::path::PathBuf;
 
     #[test]
     fn exit_file_round_trip() {
@@ -123,10 +325,20 @@ mod tests {
             status: 7 << 8,
             cput_secs: 1,
             maxrss_kb: 2048,
+            leftovers: Leftovers::Killed,
         };
         write_exit_file(&path, &r).expect("write");
         write_exit_file(&path, &r).expect("overwrite");
         assert_eq!(read_exit_file(&path), Some(r));
+    }
+
+    #[test]
+    fn reads_an_older_supervisors_exit_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("6.exit");
+        std::fs::write(&path, r#"{"status":0,"cput_secs":3,"maxrss_kb":10}"#).expect("write");
+        let r = read_exit_file(&path).expect("read");
+        assert_eq!((r.cput_secs, r.leftovers), (3, Leftovers::Unknown));
     }
 
     #[test]
@@ -142,5 +354,125 @@ mod tests {
             crate::exit::Termination::Exited(4)
         );
         assert_eq!(wait_child(child.id() as i32), None);
+    }
+
+    /// A link to a supervisor side played by `serve` on a thread, over real pipes.
+    fn linked<F>(serve: F) -> (Link, std::thread::JoinHandle<io::Result<()>>)
+    where
+        F: FnOnce(&mut io::BufReader<File>, &mut File) -> io::Result<()> + Send + 'static,
+    {
+        let (mom_reads, sup_writes) = nix::unistd::pipe().expect("pipe");
+        let (sup_reads, mom_writes) = nix::unistd::pipe().expect("pipe");
+        let link = Link::new(File::from(mom_writes), File::from(mom_reads));
+        let t = std::thread::spawn(move || {
+            let mut input = io::BufReader::new(File::from(sup_reads));
+            let mut out = File::from(sup_writes);
+            serve(&mut input, &mut out)
+        });
+        (link, t)
+    }
+
+    fn files() -> Vec<Delivery> {
+        vec![
+            Delivery {
+                spool: PathBuf::from("/s/1.vm.OU"),
+                dest: PathBuf::from("/w/out"),
+            },
+            Delivery {
+                spool: PathBuf::from("/s/1.vm.ER"),
+                dest: PathBuf::from("/w/err"),
+            },
+        ]
+    }
+
+    #[test]
+    fn delivers_through_the_supervisor() {
+        let (mut link, t) = linked(|input, out| {
+            serve_mom(input, out, |got| {
+                assert_eq!(got, files().as_slice());
+                Ok(vec![
+                    None,
+                    Some("cannot create regular file '/w/err': Permission denied".into()),
+                ])
+            })
+        });
+        assert!(link.exited());
+        let results = link.deliver(&files()).expect("delivered");
+        assert_eq!(
+            results,
+            vec![
+                None,
+                Some("cannot create regular file '/w/err': Permission denied".into())
+            ]
+        );
+        t.join().expect("join").expect("served");
+    }
+
+    #[test]
+    fn a_failed_copy_is_an_error_for_the_mom() {
+        let (mut link, t) = linked(|input, out| {
+            serve_mom(input, out, |_| {
+                Err(DeliverError::Helper("fork\nfailed".into()))
+            })
+        });
+        assert!(link.exited());
+        let err = link.deliver(&files()).expect_err("failed");
+        assert_eq!(
+            err.to_string(),
+            "job supervisor: copy helper failed: fork failed"
+        );
+        t.join().expect("join").expect("served");
+    }
+
+    #[test]
+    fn eof_at_the_go_ahead_means_no_copy() {
+        let (mut link, t) =
+            linked(|input, out| serve_mom(input, out, |_| panic!("nothing must be copied")));
+        assert!(link.exited());
+        drop(link);
+        t.join().expect("join").expect("served");
+    }
+
+    #[test]
+    fn a_supervisor_gone_mid_way_is_reported() {
+        // Gone before "exited": the MOM reaps it and reads the exit file itself.
+        let (mut link, t) = linked(|_, _| Ok(()));
+        t.join().expect("join").expect("served");
+        assert!(!link.exited());
+        // Gone after "exited", before answering: the MOM falls back to its helper.
+        let (mut link, t) = linked(|_, out| writeln!(out, "exited"));
+        t.join().expect("join").expect("served");
+        assert!(link.exited());
+        assert!(matches!(
+            link.deliver(&files()),
+            Err(DeliverError::Supervisor(_))
+        ));
+    }
+
+    #[test]
+    fn start_reads_the_pid_or_the_failure() {
+        let (mut link, t) = linked(|input, out| {
+            let mut plan = String::new();
+            input.read_line(&mut plan)?;
+            assert_eq!(plan, "{\"x\":1}\n");
+            writeln!(out, "started 4242")
+        });
+        assert_eq!(link.start(b"{\"x\":1}"), Ok(Started::Shell(4242)));
+        t.join().expect("join").expect("served");
+        let (mut link, t) = linked(|input, out| {
+            input.read_line(&mut String::new())?;
+            writeln!(out, "failed PBS: no such user")
+        });
+        assert_eq!(
+            link.start(b"{}"),
+            Ok(Started::Failed("PBS: no such user".into()))
+        );
+        t.join().expect("join").expect("served");
+        let (mut link, t) = linked(|input, out| {
+            input.read_line(&mut String::new())?;
+            writeln!(out, "started 1")
+        });
+        assert!(link.start(b"{}").is_err());
+        t.join().expect("join").expect("served");
     }
 }

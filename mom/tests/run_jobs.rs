@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use capstan_mom::job::{Event, RunResult, RunSpec};
 use capstan_mom::layout::Layout;
+use capstan_mom::leftovers::Leftovers;
 use capstan_mom::runner::Runner;
 use tokio::sync::mpsc;
 
@@ -153,6 +154,10 @@ async fn runs_a_job_with_torque_environment() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
+    // The shell left nothing behind, and its supervisor said so (no sweep).
+    let exit = capstan_mom::supervisor::read_exit_file(&f.layout.exit_file(1)).expect("exit file");
+    assert_eq!(exit.leftovers, Leftovers::Nothing);
+
     // The result is held on disk until acknowledged; a repeat is ignored.
     assert!(f.layout.record(1).exists());
     f.start(f.spec(1, "0", "exit 9\n")).await;
@@ -166,6 +171,40 @@ async fn runs_a_job_with_torque_environment() {
     assert!(!f.layout.nodefile("0.vm").exists());
     assert!(!f.layout.spool_dir("0.vm").exists());
     assert!(f.runner.held().is_empty());
+}
+
+/// What a job leaves running is killed when its shell exits, by its
+/// supervisor (the orphans' subreaper): in the job's process group, in another
+/// session (`setsid`), orphaned while the shell still ran, in another process
+/// group (job control). The job still ends promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_are_killed_when_the_shell_exits() {
+    let mut f = fixture();
+    let pids = f.work.join("pids");
+    let script = format!(
+        "sleep 300 &\necho $! >>{p}\nsetsid sleep 300 &\necho $! >>{p}\n(sleep 300 & echo $! >>{p}) &\nwait $!\nbash -c 'set -m; sleep 300 & echo $! >>{p}'\necho out\nexit 6\n",
+        p = pids.display()
+    );
+    let t0 = std::time::Instant::now();
+    f.start(f.spec(15, "15", &script)).await;
+    let r = f.ended(15).await;
+    assert_eq!(r.exit_status, 6, "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(f.read("job.sh.o15"), "out\n");
+    let left: Vec<i32> = f
+        .read("pids")
+        .lines()
+        .map(|l| l.parse().expect("pid"))
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+    for pid in left {
+        assert!(
+            capstan_mom::procfs::stat_of(pid).is_none(),
+            "process {pid} of the job is still there"
+        );
+    }
+    let exit = capstan_mom::supervisor::read_exit_file(&f.layout.exit_file(15)).expect("exit file");
+    assert_eq!(exit.leftovers, Leftovers::Killed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,171 @@
+//! What a job leaves behind when its shell exits, cleared by the run's
+//! supervisor (see `supervisor`) before it reports the end.
+//!
+//! Torque's MOM kills every process of a job's session when the job ends.
+//! Finding them means reading all of `/proc`, which on a busy node costs more
+//! than the rest of ending a job, and nearly every job leaves nothing behind.
+//! So the supervisor makes itself a *child subreaper*
+//! (`PR_SET_CHILD_SUBREAPER`) before it starts the shell: every process the
+//! job orphans (a `cmd &` the script did not wait for, a daemon that detached
+//! with `setsid`) is re-parented to the supervisor instead of to init. Once the
+//! shell is reaped, `waitpid(-1, WNOHANG)` answering `ECHILD` proves that no
+//! descendant of the job is left, and nothing is scanned.
+//!
+//! Otherwise [`clear`] kills what is left: SIGKILL to the job's process group,
+//! to every process of its session (the `/proc` scan the MOM used to do for
+//! every job) and to each remaining child of the supervisor (which also
+//! catches a process that left the session), then reaps them. It repeats as
+//! orphans of killed processes arrive, for at most the patience it is given:
+//! a process in uninterruptible sleep (`D`, e.g. on a dead NFS server) dies of
+//! SIGKILL only when the kernel lets it, and the job's end must still be
+//! reported. Then it gives up ([`Leftovers::Stuck`]); the processes go to init
+//! when the supervisor exits and the MOM sweeps the session as before.
+//!
+//! Why the session id is safe to use after the shell was reaped: the kernel
+//! does not reuse a pid while a process still has it as its session or
+//! process group id, so as long as one of the job's processes remains, no
+//! stranger can have that session.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// How long the supervisor waits for killed leftovers to die before it
+/// reports the job's end anyway.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// What the supervisor found, and did, once the job's shell had exited
+/// (recorded in the exit file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leftovers {
+    /// Not known: the exit file of a supervisor older than this field, or of
+    /// one that could not become a subreaper. The MOM sweeps the session.
+    #[default]
+    Unknown,
+    /// The job left no process behind.
+    Nothing,
+    /// It left processes; the supervisor killed and reaped every one.
+    Killed,
+    /// Some had not died when the supervisor's patience ran out; the MOM
+    /// sweeps the session too.
+    Stuck,
+}
+
+impl Leftovers {
+    /// Whether no process of the job can remain, so that nobody needs to
+    /// look for one.
+    pub fn all_gone(self) -> bool {
+        matches!(self, Leftovers::Nothing | Leftovers::Killed)
+    }
+}
+
+/// Makes the calling process the parent of every orphan among its
+/// descendants. Must be set before the job's shell is started.
+pub fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Clears what the job of session `sid` left behind. Call it in a subreaper
+/// that has no children but the job's (the shell already reaped).
+pub fn clear(sid: i32, patience: Duration) -> Leftovers {
+    if reap_exited() == Children::None {
+        return Leftovers::Nothing;
+    }
+    // SIGCHLD blocked, an exit between a check and the wait stays pending and
+    // ends the wait at once: no wake-up is lost, and nothing polls.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    if signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_err() {
+        return Leftovers::Unknown;
+    }
+    let deadline = Instant::now() + patience;
+    let outcome = loop {
+        kill_all(sid);
+        if reap_exited() == Children::None {
+            break Leftovers::Killed;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Leftovers::Stuck;
+        }
+        wait_for_sigchld(&chld, left);
+    };
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    outcome
+}
+
+/// Whether the caller still has children, after reaping those that exited.
+#[derive(Debug, PartialEq, Eq)]
+enum Children {
+    None,
+    Alive,
+}
+
+fn reap_exited() -> Children {
+    loop {
+        let mut status = 0;
+        // SAFETY: a valid pointer to a local. __WALL: also children that were
+        // cloned with another exit signal than SIGCHLD.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        if r > 0 {
+            continue;
+        }
+        if r == 0 {
+            return Children::Alive;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Children::None,
+            // Cannot tell: assume something is left, so someone sweeps.
+            _ => return Children::Alive,
+        }
+    }
+}
+
+/// SIGKILL to the job's process group, to every process of its session and to
+/// every child of this process.
+fn kill_all(sid: i32) {
+    if sid <= 1 {
+        return;
+    }
+    let me = std::process::id() as i32;
+    let _ = signal::killpg(Pid::from_raw(sid), Signal::SIGKILL);
+    for p in procfs::scan() {
+        let s = p.stat;
+        if s.pid > 1 && s.pid != me && (s.session == sid || s.ppid == me) {
+            let _ = signal::kill(Pid::from_raw(s.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits until a SIGCHLD is pending (it must be blocked) or `timeout` passes.
+fn wait_for_sigchld(set: &SigSet, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: valid pointers; a null siginfo is allowed. EAGAIN (timeout) and
+    // EINTR both just return: the caller checks again.
+    unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_nothing_and_killed_mean_all_gone() {
+        assert!(Leftovers::Nothing.all_gone());
+        assert!(Leftovers::Killed.all_gone());
+        assert!(!Leftovers::Stuck.all_gone());
+        assert!(!Leftovers::Unknown.all_gone());
+        assert_eq!(Leftovers::default(), Leftovers::Unknown);
+    }
+}
