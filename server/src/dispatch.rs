@@ -277,7 +277,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
         .collect();
     // Jobs the administrator holds back get a comment saying so, as waiting jobs do.
     let mut held_back = Vec::new();
-    for job in state.jobs.values() {
+    for job in state.pending_jobs() {
         let job = overlay.get(&job.seq).unwrap_or(job);
         if job.state != JobState::Queued {
             continue;
@@ -537,6 +537,7 @@ mod tests {
             next_session_id: 1,
             learning: Default::default(),
             server_attrs: Default::default(),
+            pending: Default::default(),
         };
         let spec = start_spec(&job, 7, &state, false);
         assert_eq!(spec.nodefile_hosts, vec!["a", "a", "b", "b"]);

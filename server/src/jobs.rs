@@ -448,7 +448,7 @@ fn build_job(
 
     for attr in &input.attrs {
         let v = attr.value.as_str();
-        match attr.name.as_str() {
+        match &*attr.name {
             "Job_Name" => name = valid_job_name(v)?,
             "Resource_List" => {
                 let value = resources::normalize(&attr.resource, v).map_err(resource_error)?;
@@ -635,7 +635,7 @@ pub async fn submit(
     let job = built?;
     let id = job.id(&core.state.server_name);
     info!(job = %id, user = %caller.user, state = job.state.letter(), "job submitted");
-    core.state.jobs.insert(seq, job);
+    core.state.apply_jobs(vec![job]);
     Ok(id)
 }
 
@@ -793,7 +793,7 @@ pub async fn alter(
             e.object = shown.clone();
             e
         };
-        match attr.name.as_str() {
+        match &*attr.name {
             "Job_Name" => job.name = valid_job_name(v).map_err(fail)?,
             "Resource_List" => {
                 if running {
@@ -1323,7 +1323,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     }
     tx.commit().await.map_err(PbsError::system)?;
     for seq in &old {
-        core.state.jobs.remove(seq);
+        core.state.remove_job(*seq);
     }
     Ok(old.len())
 }
@@ -1332,8 +1332,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
 /// transaction).
 pub fn due_waiting(state: &State, now: i64) -> Vec<Job> {
     state
-        .jobs
-        .values()
+        .pending_jobs()
         .filter(|j| j.state == JobState::Waiting && j.execution_time.is_none_or(|t| t <= now))
         .map(|j| {
             let mut j = j.clone();
@@ -1366,18 +1365,21 @@ mod tests {
         tx.commit().await.unwrap();
         let mut config = crate::config::Config::new(dir.to_path_buf(), "vm".into());
         config.durable = false;
+        let mut state = State {
+            server_name: "vm".into(),
+            next_job_number: 10,
+            default_queue: "batch".into(),
+            queues: vec![],
+            jobs: Default::default(),
+            nodes: vec![],
+            next_session_id: 1,
+            learning: Default::default(),
+            server_attrs: crate::authz::ServerAttrs::first_start("h", None),
+            pending: Default::default(),
+        };
+        state.apply_jobs(jobs);
         Core {
-            state: State {
-                server_name: "vm".into(),
-                next_job_number: 10,
-                default_queue: "batch".into(),
-                queues: vec![],
-                jobs: jobs.into_iter().map(|j| (j.seq, j)).collect(),
-                nodes: vec![],
-                next_session_id: 1,
-                learning: Default::default(),
-                server_attrs: crate::authz::ServerAttrs::first_start("h", None),
-            },
+            state,
             store,
             config: std::sync::Arc::new(config),
         }

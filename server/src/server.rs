@@ -146,6 +146,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             ..Learning::default()
         },
         server_attrs,
+        pending: Default::default(),
     };
     for (shape, node, walltime) in &loaded.speed_samples {
         state.learning.speed_samples.add(shape, node, *walltime);

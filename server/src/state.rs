@@ -10,7 +10,7 @@
 //! Node liveness (status, sessions, slot usage) is memory only: it is rebuilt from the MOMs
 //! that reconnect, never written per heartbeat.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -164,6 +164,11 @@ pub struct State {
     pub learning: Learning,
     /// Server security attributes (`managers`, `operators`, `submit_hosts`, ...).
     pub server_attrs: crate::authz::ServerAttrs,
+    /// Seqs of the jobs a scheduling pass looks at (queued, or waiting for their `-a`
+    /// time), so a pass costs O(pending) and not O(every job kept): thousands of completed
+    /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] and
+    /// [`State::remove_job`], the only ways a job changes in memory besides usage figures.
+    pub pending: BTreeSet<u64>,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -263,8 +268,32 @@ impl State {
                 let host = job.exec_host.clone();
                 self.occupy(job.seq, &host);
             }
+            if matches!(job.state, JobState::Queued | JobState::Waiting) {
+                self.pending.insert(job.seq);
+            } else {
+                self.pending.remove(&job.seq);
+            }
             self.jobs.insert(job.seq, job);
         }
+    }
+
+    /// Forgets a job (purged after `keep_completed`).
+    pub fn remove_job(&mut self, seq: u64) {
+        self.pending.remove(&seq);
+        self.jobs.remove(&seq);
+    }
+
+    /// The jobs a scheduling pass considers, in seq order.
+    pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+        debug_assert!(
+            self.jobs
+                .values()
+                .filter(|j| matches!(j.state, JobState::Queued | JobState::Waiting))
+                .map(|j| j.seq)
+                .eq(self.pending.iter().copied()),
+            "pending index out of step with the jobs"
+        );
+        self.pending.iter().filter_map(|seq| self.jobs.get(seq))
     }
 }
 
