@@ -7,6 +7,7 @@
 //! (principle 3); on TLS, from a submit host's certificate, whose agent vouches for the user. Every handler converts, takes the state lock, calls `jobs`/`attrs`, and
 //! converts back; listings are served from memory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -199,7 +200,7 @@ fn error_to_proto(e: PbsError) -> pb::PbsError {
 
 fn attr_to_proto(a: Attr) -> pb::Attr {
     pb::Attr {
-        name: a.name,
+        name: a.name.into_owned(),
         resource: a.resource,
         value: a.value,
         kind: match a.kind {
@@ -218,7 +219,7 @@ fn object_to_proto(o: StatObject) -> pb::StatObject {
 
 fn attr_from_proto(a: pb::Attr) -> Attr {
     Attr {
-        name: a.name,
+        name: Cow::Owned(a.name),
         resource: a.resource,
         value: a.value,
         kind: AttrKind::Text,
@@ -230,6 +231,71 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
         server_name,
         objects: objects.into_iter().map(object_to_proto).collect(),
         errors: errors.into_iter().map(error_to_proto).collect(),
+        table: None,
+    }
+}
+
+/// String equality that never calls `memcmp` for empty strings: an empty `String`'s
+/// pointer is dangling, and glibc's AVX-512 `memcmp` does a masked load from it that costs a
+/// microcode assist on every call (a third of a 5,000-job listing's time, measured).
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
+}
+
+/// A job listing as a [`pb::StatTable`]: each distinct attribute (name, resource, kind)
+/// becomes a column once; rows carry only values. For 5,000 jobs this sends and decodes a
+/// fraction of the strings of one `StatObject` per job.
+fn table_reply(
+    server_name: String,
+    objects: Vec<StatObject>,
+    errors: Vec<PbsError>,
+) -> pb::StatReply {
+    let mut columns: Vec<pb::Attr> = Vec::new();
+    // Columns seen so far; a listing has a handful, so a linear search beats hashing.
+    let mut keys: Vec<(Cow<'static, str>, String, AttrKind)> = Vec::new();
+    let is_column = |(n, r, k): &(Cow<'static, str>, String, AttrKind), a: &Attr| {
+        // Names are mostly the same static strings: compare addresses before bytes.
+        let same_name = (n.as_ptr() == a.name.as_ptr() && n.len() == a.name.len()) || *n == a.name;
+        *k == a.kind && same_name && same_text(r, &a.resource)
+    };
+    // Jobs mostly list the same attributes in the same order: try the previous row's
+    // column at this position first.
+    let mut previous: Vec<u32> = Vec::new();
+    let rows = objects
+        .into_iter()
+        .map(|o| {
+            let mut row = pb::StatRow {
+                name: o.name,
+                columns: Vec::with_capacity(o.attrs.len()),
+                values: Vec::with_capacity(o.attrs.len()),
+            };
+            for a in o.attrs {
+                let hint = previous.get(row.columns.len()).map(|&c| c as usize);
+                let found = hint
+                    .filter(|&c| is_column(&keys[c], &a))
+                    .or_else(|| keys.iter().position(|key| is_column(key, &a)));
+                let column = found.unwrap_or_else(|| {
+                    let kind = a.kind;
+                    let (name, resource) = (a.name.clone(), a.resource.clone());
+                    columns.push(attr_to_proto(Attr {
+                        value: String::new(),
+                        ..a.clone()
+                    }));
+                    keys.push((name, resource, kind));
+                    keys.len() - 1
+                });
+                row.columns.push(column as u32);
+                row.values.push(a.value);
+            }
+            previous.clone_from(&row.columns);
+            row
+        })
+        .collect();
+    pb::StatReply {
+        server_name,
+        objects: Vec::new(),
+        errors: errors.into_iter().map(error_to_proto).collect(),
+        table: Some(pb::StatTable { columns, rows }),
     }
 }
 
@@ -334,9 +400,8 @@ impl Batch for BatchService {
                 errors.push(PbsError::new(pbse::UNKQUE, "", queue));
             }
         }
-        let reply = reply(server, objects, errors);
         drop(core);
-        Ok(Response::new(reply))
+        Ok(Response::new(table_reply(server, objects, errors)))
     }
 
     async fn stat_queues(
@@ -538,5 +603,51 @@ impl Batch for BatchService {
                 error: result.err().map(error_to_proto),
             }],
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_table_names_each_attribute_once() {
+        let job = |seq: u64, cput: Option<&str>| StatObject {
+            name: format!("{seq}.vm"),
+            attrs: [
+                Some(Attr::text("Job_Name", format!("job{seq}"))),
+                cput.map(|c| Attr::res("resources_used", "cput", c)),
+                Some(Attr::time("qtime", 7)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        let reply = table_reply(
+            "vm".into(),
+            vec![job(1, None), job(2, Some("00:00:01"))],
+            Vec::new(),
+        );
+        assert!(reply.objects.is_empty());
+        let table = reply.table.expect("table");
+        let columns: Vec<(&str, &str, i32)> = table
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.resource.as_str(), c.kind))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("Job_Name", "", pb::AttrKind::Text as i32),
+                ("qtime", "", pb::AttrKind::Time as i32),
+                ("resources_used", "cput", pb::AttrKind::Text as i32),
+            ]
+        );
+        assert_eq!(table.rows[0].name, "1.vm");
+        assert_eq!(table.rows[0].columns, [0, 1]);
+        assert_eq!(table.rows[0].values, ["job1", "7"]);
+        // The second row keeps its own attribute order: Job_Name, cput, qtime.
+        assert_eq!(table.rows[1].columns, [0, 2, 1]);
+        assert_eq!(table.rows[1].values, ["job2", "00:00:01", "7"]);
     }
 }

@@ -439,16 +439,31 @@ pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
     if queue.priority != 0 {
         a.push(Attr::text("priority", queue.priority.to_string()));
     }
-    for (attr, enabled, list) in [
-        ("acl_host", queue.acl_host_enable, &queue.acl_hosts),
-        ("acl_user", queue.acl_user_enable, &queue.acl_users),
-        ("acl_group", queue.acl_group_enable, &queue.acl_groups),
+    for (enable_attr, enabled, list_attr, list) in [
+        (
+            "acl_host_enable",
+            queue.acl_host_enable,
+            "acl_hosts",
+            &queue.acl_hosts,
+        ),
+        (
+            "acl_user_enable",
+            queue.acl_user_enable,
+            "acl_users",
+            &queue.acl_users,
+        ),
+        (
+            "acl_group_enable",
+            queue.acl_group_enable,
+            "acl_groups",
+            &queue.acl_groups,
+        ),
     ] {
         if enabled {
-            a.push(Attr::text(&format!("{attr}_enable"), "True"));
+            a.push(Attr::text(enable_attr, "True"));
         }
         if !list.is_empty() {
-            a.push(Attr::text(&format!("{attr}s"), list.join(",")));
+            a.push(Attr::text(list_attr, list.join(",")));
         }
     }
     for (name, value) in &queue.resources_default {
@@ -710,7 +725,7 @@ mod tests {
         n.slots = vec![Some(48), Some(48), Some(49)];
         n.flags.note = Some("maint".into());
         let obj = node_attrs(&n, "vm");
-        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = obj.attrs.iter().map(|a| &*a.name).collect();
         assert_eq!(
             names,
             vec![
@@ -748,7 +763,7 @@ mod tests {
             job_attrs(job, state, &ReverseDeps::new(), 0, None)
                 .attrs
                 .into_iter()
-                .map(|a| (a.name, a.value))
+                .map(|a| (a.name.into_owned(), a.value))
                 .collect()
         };
         let attrs = names(&job, &state);
@@ -774,6 +789,7 @@ mod tests {
             next_session_id: 1,
             learning: Default::default(),
             server_attrs: Default::default(),
+            pending: Default::default(),
         }
     }
 
@@ -802,7 +818,7 @@ mod tests {
             .iter()
             .map(|a| {
                 if a.resource.is_empty() {
-                    a.name.clone()
+                    a.name.to_string()
                 } else {
                     format!("{}.{}", a.name, a.resource)
                 }
@@ -873,7 +889,7 @@ mod tests {
                 .map(String::from),
         );
         let obj = job_attrs(&job, &test_state(), &ReverseDeps::new(), 0, filter.as_ref());
-        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = obj.attrs.iter().map(|a| &*a.name).collect();
         assert_eq!(names[0], "Job_Name");
         assert_eq!(names[1..6], ["resources_used"; 5]);
         assert_eq!(names[6], "job_state");
@@ -897,7 +913,7 @@ mod tests {
         job.comp_time = Some(10);
         job.total_runtime = Some(0.056187);
         let obj = job_attrs(&job, &test_state(), &ReverseDeps::new(), 20, None);
-        let names: Vec<&str> = obj.attrs.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = obj.attrs.iter().map(|a| &*a.name).collect();
         assert_eq!(
             &names[..7],
             &[

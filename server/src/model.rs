@@ -5,6 +5,8 @@
 //! store keeps most of a job as one JSON column (typed columns only for what it queries), so a
 //! new Torque attribute is a new field here, not a migration.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::resources::SlotRequest;
@@ -473,36 +475,38 @@ pub enum AttrKind {
 }
 
 /// One output attribute (`name.resource = value`), the domain twin of the proto `Attr`.
+/// Names the server writes are Torque's fixed names, borrowed, so a listing of thousands
+/// of jobs copies none; names a client sends (qsub's attributes) are owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub resource: String,
     pub value: String,
     pub kind: AttrKind,
 }
 
 impl Attr {
-    pub fn text(name: &str, value: impl Into<String>) -> Attr {
+    pub fn text(name: &'static str, value: impl Into<String>) -> Attr {
         Attr {
-            name: name.to_string(),
+            name: Cow::Borrowed(name),
             resource: String::new(),
             value: value.into(),
             kind: AttrKind::Text,
         }
     }
 
-    pub fn res(name: &str, resource: &str, value: impl Into<String>) -> Attr {
+    pub fn res(name: &'static str, resource: &str, value: impl Into<String>) -> Attr {
         Attr {
-            name: name.to_string(),
+            name: Cow::Borrowed(name),
             resource: resource.to_string(),
             value: value.into(),
             kind: AttrKind::Text,
         }
     }
 
-    pub fn time(name: &str, epoch: i64) -> Attr {
+    pub fn time(name: &'static str, epoch: i64) -> Attr {
         Attr {
-            name: name.to_string(),
+            name: Cow::Borrowed(name),
             resource: String::new(),
             value: epoch.to_string(),
             kind: AttrKind::Time,

@@ -200,16 +200,20 @@ async fn stat(c: &mut BatchClient<Channel>, id: &str) -> Vec<(String, String)> {
         .unwrap()
         .into_inner();
     assert!(reply.errors.is_empty(), "{:?}", reply.errors);
-    reply.objects[0]
-        .attrs
+    // Job listings come back as a table: columns once, rows of (column, value).
+    let table = reply.table.expect("StatJobs answers with a table");
+    let row = &table.rows[0];
+    row.columns
         .iter()
-        .map(|a| {
+        .zip(&row.values)
+        .map(|(&c, value)| {
+            let a = &table.columns[c as usize];
             let name = if a.resource.is_empty() {
                 a.name.clone()
             } else {
                 format!("{}.{}", a.name, a.resource)
             };
-            (name, a.value.clone())
+            (name, value.clone())
         })
         .collect()
 }

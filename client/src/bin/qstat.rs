@@ -306,7 +306,7 @@ fn wanted_attributes(o: &Options) -> Vec<String> {
 fn split_reply(reply: StatReply) -> (String, Vec<Object>, Vec<ServerError>) {
     (
         reply.server_name,
-        reply.objects.into_iter().map(Object::from).collect(),
+        capstan_client::format::objects_from_reply(reply.objects, reply.table),
         reply.errors.into_iter().map(ServerError::from).collect(),
     )
 }

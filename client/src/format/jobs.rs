@@ -436,10 +436,10 @@ where
                 )),
                 None => {
                     // A negative remaining walltime is shown as `Walltime.Exceeded`.
-                    let resource = if a.name == "Walltime" && a.value.starts_with('-') {
+                    let resource = if &*a.name == "Walltime" && a.value.starts_with('-') {
                         "Exceeded"
                     } else {
-                        a.resource.as_str()
+                        &*a.resource
                     };
                     out.push_str(&attr_line(&a.name, resource, &a.value, linesize));
                     out.push('\n');
@@ -470,12 +470,12 @@ pub fn xml_listing(jobs: &[Object]) -> String {
                 }
                 xml::element(&mut out, &a.name, &a.value);
             } else {
-                if open != Some(a.name.as_str()) {
+                if open != Some(&*a.name) {
                     if let Some(group) = open.take() {
                         out.push_str(&format!("</{group}>"));
                     }
                     out.push_str(&format!("<{}>", a.name));
-                    open = Some(a.name.as_str());
+                    open = Some(&*a.name);
                 }
                 xml::element(&mut out, &a.resource, &a.value);
             }

@@ -17,6 +17,8 @@ pub mod queues;
 pub mod wrap;
 pub mod xml;
 
+use std::sync::Arc;
+
 use capstan_proto::v1 as pb;
 use chrono::TimeZone;
 
@@ -30,11 +32,14 @@ pub enum Kind {
 }
 
 /// One Torque attribute: `name` or `name.resource` = `value`.
+///
+/// Name and resource are shared (`Arc<str>`): a job listing arrives as a table whose
+/// columns name each attribute once, and thousands of rows point at the same names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
-    pub name: String,
+    pub name: Arc<str>,
     /// Empty when the attribute has no resource part.
-    pub resource: String,
+    pub resource: Arc<str>,
     pub value: String,
     pub kind: Kind,
 }
@@ -48,8 +53,8 @@ impl Attribute {
     /// A text attribute with a resource part (`Resource_List.walltime`).
     pub fn res(name: &str, resource: &str, value: &str) -> Self {
         Attribute {
-            name: name.to_string(),
-            resource: resource.to_string(),
+            name: name.into(),
+            resource: resource.into(),
             value: value.to_string(),
             kind: Kind::Text,
         }
@@ -58,8 +63,8 @@ impl Attribute {
     /// A time attribute holding epoch seconds.
     pub fn time(name: &str, epoch: i64) -> Self {
         Attribute {
-            name: name.to_string(),
-            resource: String::new(),
+            name: name.into(),
+            resource: "".into(),
             value: epoch.to_string(),
             kind: Kind::Time,
         }
@@ -90,9 +95,16 @@ impl Object {
     pub fn get_res(&self, name: &str, resource: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|a| a.name == name && a.resource == resource)
+            .find(|a| &*a.name == name && same_text(&a.resource, resource))
             .map(|a| a.value.as_str())
     }
+}
+
+/// String equality that never calls `memcmp` for empty strings (most resources are
+/// empty): an empty `String`'s pointer is dangling, and glibc's AVX-512 `memcmp` does a
+/// masked load from it that costs a microcode assist on every call.
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 impl From<pb::StatObject> for Object {
@@ -106,18 +118,61 @@ impl From<pb::StatObject> for Object {
 
 impl From<pb::Attr> for Attribute {
     fn from(a: pb::Attr) -> Self {
-        let kind = if a.kind == pb::AttrKind::Time as i32 {
-            Kind::Time
-        } else {
-            Kind::Text
-        };
         Attribute {
-            name: a.name,
-            resource: a.resource,
+            kind: kind_from_wire(a.kind),
+            name: a.name.into(),
+            resource: a.resource.into(),
             value: a.value,
-            kind,
         }
     }
+}
+
+fn kind_from_wire(kind: i32) -> Kind {
+    if kind == pb::AttrKind::Time as i32 {
+        Kind::Time
+    } else {
+        Kind::Text
+    }
+}
+
+/// Every object of a `Stat*` reply, in the server's order: its `objects`, then the rows of
+/// its `table` (job listings), each attribute sharing its column's name.
+pub fn objects_from_reply(
+    objects: Vec<pb::StatObject>,
+    table: Option<pb::StatTable>,
+) -> Vec<Object> {
+    let mut out: Vec<Object> = objects.into_iter().map(Object::from).collect();
+    let Some(table) = table else {
+        return out;
+    };
+    let columns: Vec<(Arc<str>, Arc<str>, Kind)> = table
+        .columns
+        .into_iter()
+        .map(|c| (c.name.into(), c.resource.into(), kind_from_wire(c.kind)))
+        .collect();
+    out.reserve(table.rows.len());
+    for row in table.rows {
+        let attrs = row
+            .columns
+            .iter()
+            .zip(row.values)
+            // A column the table does not define is a server bug; skip the value.
+            .filter_map(|(&c, value)| {
+                let (name, resource, kind) = columns.get(c as usize)?;
+                Some(Attribute {
+                    name: Arc::clone(name),
+                    resource: Arc::clone(resource),
+                    value,
+                    kind: *kind,
+                })
+            })
+            .collect();
+        out.push(Object {
+            name: row.name,
+            attrs,
+        });
+    }
+    out
 }
 
 /// A server error as the commands print it.
@@ -242,5 +297,55 @@ mod tests {
         };
         assert_eq!(e.message(), "Unknown Job Id Error");
         assert_eq!(e.exit_code(), 153);
+    }
+
+    #[test]
+    fn table_rows_become_objects_with_shared_names() {
+        let column = |name: &str, resource: &str, kind: pb::AttrKind| pb::Attr {
+            name: name.into(),
+            resource: resource.into(),
+            value: String::new(),
+            kind: kind as i32,
+        };
+        let table = pb::StatTable {
+            columns: vec![
+                column("Job_Name", "", pb::AttrKind::Text),
+                column("qtime", "", pb::AttrKind::Time),
+                column("resources_used", "cput", pb::AttrKind::Text),
+            ],
+            rows: vec![
+                pb::StatRow {
+                    name: "1.vm".into(),
+                    columns: vec![0, 2, 1],
+                    values: vec!["a".into(), "00:00:01".into(), "7".into()],
+                },
+                // Column 9 does not exist: that value is dropped, the rest kept.
+                pb::StatRow {
+                    name: "2.vm".into(),
+                    columns: vec![9, 0],
+                    values: vec!["x".into(), "b".into()],
+                },
+            ],
+        };
+        let queue = pb::StatObject {
+            name: "batch".into(),
+            attrs: vec![],
+        };
+        let objects = objects_from_reply(vec![queue], Some(table));
+        assert_eq!(objects.len(), 3);
+        assert_eq!(objects[0].name, "batch");
+        assert_eq!(
+            objects[1].attrs,
+            [
+                Attribute::text("Job_Name", "a"),
+                Attribute::res("resources_used", "cput", "00:00:01"),
+                Attribute::time("qtime", 7),
+            ]
+        );
+        assert_eq!(objects[2].attrs, [Attribute::text("Job_Name", "b")]);
+        assert!(Arc::ptr_eq(
+            &objects[1].attrs[0].name,
+            &objects[2].attrs[0].name
+        ));
     }
 }

@@ -329,8 +329,8 @@ dq                   0      1   yes    no     0     0     0     0     0     0 E 
     fn queue_limits_matches_reference() {
         let mut queues = reference_queues();
         // Torque's quirk: `dq` without `started` shows the previous queue's `R`.
-        queues[1].attrs.retain(|a| a.name != "started");
-        queues[1].attrs.retain(|a| a.name != "state_count");
+        queues[1].attrs.retain(|a| &*a.name != "started");
+        queues[1].attrs.retain(|a| &*a.name != "state_count");
         let expected = "
 server: vm
 

@@ -420,7 +420,7 @@ const LISTS: &[&str] = &[
 
 fn full_name(a: &crate::format::Attribute) -> String {
     if a.resource.is_empty() {
-        a.name.clone()
+        a.name.to_string()
     } else {
         format!("{}.{}", a.name, a.resource)
     }
@@ -452,7 +452,7 @@ where
                 Kind::Text => a.value.clone(),
             };
             let head = format!("\t{} = ", full_name(a));
-            if a.name == "status" {
+            if &*a.name == "status" {
                 out.push_str(&wrap_status(&head, &value));
             } else {
                 out.push_str(&format!("{head}{value}\n"));
@@ -495,11 +495,11 @@ fn wrap_status(head: &str, value: &str) -> String {
 fn set_lines(prefix: &str, o: &Object, skip: &[&str]) -> String {
     let mut out = String::new();
     for a in &o.attrs {
-        if COMPUTED.contains(&a.name.as_str()) || skip.contains(&a.name.as_str()) {
+        if COMPUTED.contains(&&*a.name) || skip.contains(&&*a.name) {
             continue;
         }
         let name = full_name(a);
-        if LISTS.contains(&a.name.as_str()) && a.value.contains(',') {
+        if LISTS.contains(&&*a.name) && a.value.contains(',') {
             for (i, entry) in a.value.split(',').enumerate() {
                 let op = if i == 0 { "=" } else { "+=" };
                 out.push_str(&format!("{prefix} {name} {op} {entry}\n"));
