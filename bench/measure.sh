@@ -46,6 +46,15 @@ t1=$(now_us)
 drain_s=$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", d / 1e6}')
 drain_rate=$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f", n / (d / 1e6)}')
 
+# 3b. The floor under any Torque-compatible drain on this machine: Torque runs every job
+# through its user's login shell, so start those same shells directly (one per core at a
+# time, as many as the drain ran, no scheduler, no daemon) and time them.
+user_shell=$(getent passwd "$(id -un)" | cut -d: -f7)
+t0=$(now_us)
+seq 1 "$n_drain" | xargs -P "$(nproc)" -I{} "${user_shell:-/bin/sh}" -l held.sh >/dev/null 2>&1
+t1=$(now_us)
+floor_rate=$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f", n / (d / 1e6)}')
+
 # 4. qstat with n_qstat jobs known (completed drain jobs plus held ones).
 known=$(qstat | tail -n +3 | wc -l)
 for _ in $(seq 1 $((n_qstat - known))); do qsub -h held.sh >/dev/null; done
@@ -56,4 +65,4 @@ for _ in $(seq 1 "$qstat_reps"); do
 done
 qstat_ms=$(printf '%s\n' "${qts[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
-echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate known=$known qstat_ms=$qstat_ms"
+echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate floor_rate=$floor_rate known=$known qstat_ms=$qstat_ms"

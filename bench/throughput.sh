@@ -6,7 +6,9 @@
 # Measures:
 #   1. sequential qsub: N held jobs submitted one after another (each durable on return)
 #   2. qsub -> running: on an idle cluster, from qsub returning to the job's first line
-#   3. drain: 1000 trivial jobs released at once, until the last is complete
+#   3. drain: 1000 trivial jobs released at once, until the last is complete; and, as the
+#      reference for it, the rate at which this machine can merely start those jobs' login
+#      shells (Torque runs each job through one) with no scheduler at all
 #   4. qstat with 5000 jobs known
 #
 #   bench/throughput.sh [--quick] [--no-reference]
@@ -104,5 +106,6 @@ Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on lo
 | qsub returned -> job running, ms (median of $n_lat) | $lat_ms | $slurm_latency_ms | $(ratio "$lat_ms" "$slurm_latency_ms" 0) faster | <= 20 |
 | drain $n_drain trivial jobs, jobs/s | $drain_rate ($drain_s s) | $slurm_drain_jobs_per_s | $(ratio "$drain_rate" "$slurm_drain_jobs_per_s" 1) the rate | >= 500 |
 | qstat with $known jobs, ms (median of $qstat_reps) | $qstat_ms | $slurm_qstat_ms | $(ratio "$qstat_ms" "$slurm_qstat_ms" 0) faster | <= 15 |
+| floor: the same $n_drain jobs' login shells, no scheduler, jobs/s | $floor_rate | - | Capstan's drain: $(awk -v a="$drain_rate" -v b="$floor_rate" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }') of it | - |
 $ref_note
 TABLE
