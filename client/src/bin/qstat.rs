@@ -358,6 +358,9 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         jobs::default_listing(&selected, true)
     };
     capstan_client::format::emit(&text);
+    // The process ends right after this listing: freeing thousands of rows one by one
+    // would cost more than building them, so let the exit reclaim them.
+    std::mem::forget(selected);
 
     for e in &errors {
         if e.code == pbse::UNKQUE {
