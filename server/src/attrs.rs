@@ -779,18 +779,7 @@ mod tests {
     }
 
     fn test_state() -> State {
-        State {
-            server_name: "vm".into(),
-            next_job_number: 49,
-            default_queue: "batch".into(),
-            queues: vec![],
-            jobs: Default::default(),
-            nodes: vec![],
-            next_session_id: 1,
-            learning: Default::default(),
-            server_attrs: Default::default(),
-            pending: Default::default(),
-        }
+        State::new("vm", 49, "batch", vec![], vec![], Default::default())
     }
 
     #[test]

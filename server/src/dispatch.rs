@@ -527,18 +527,7 @@ mod tests {
                 slots: vec![3, 4],
             },
         ];
-        let state = State {
-            server_name: "vm".into(),
-            next_job_number: 46,
-            default_queue: "batch".into(),
-            queues: vec![],
-            jobs: BTreeMap::new(),
-            nodes: vec![],
-            next_session_id: 1,
-            learning: Default::default(),
-            server_attrs: Default::default(),
-            pending: Default::default(),
-        };
+        let state = State::new("vm", 46, "batch", vec![], vec![], Default::default());
         let spec = start_spec(&job, 7, &state, false);
         assert_eq!(spec.nodefile_hosts, vec!["a", "a", "b", "b"]);
         assert_eq!(spec.init_work_dir, "/tmp");

@@ -1365,18 +1365,14 @@ mod tests {
         tx.commit().await.unwrap();
         let mut config = crate::config::Config::new(dir.to_path_buf(), "vm".into());
         config.durable = false;
-        let mut state = State {
-            server_name: "vm".into(),
-            next_job_number: 10,
-            default_queue: "batch".into(),
-            queues: vec![],
-            jobs: Default::default(),
-            nodes: vec![],
-            next_session_id: 1,
-            learning: Default::default(),
-            server_attrs: crate::authz::ServerAttrs::first_start("h", None),
-            pending: Default::default(),
-        };
+        let mut state = State::new(
+            "vm",
+            10,
+            "batch",
+            vec![],
+            vec![],
+            crate::authz::ServerAttrs::first_start("h", None),
+        );
         state.apply_jobs(jobs);
         Core {
             state,

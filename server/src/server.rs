@@ -14,7 +14,6 @@
 //!   assert users; `api::BatchService::caller` accepts that only from a host in
 //!   `submit_hosts` whose certificate names it. Never on plain TCP.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use crate::nodes_file;
 use crate::resources;
 use crate::scheduler::fairshare::Usage;
 use crate::shutdown::Shutdown;
-use crate::state::{Core, Learning, NodeRuntime, Shared, State};
+use crate::state::{Core, NodeRuntime, Shared, State};
 use crate::store::Store;
 use crate::tls;
 
@@ -133,21 +132,15 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             NodeRuntime::new(def, flags, started)
         })
         .collect();
-    let mut state = State {
-        server_name: config.server_name.clone(),
-        next_job_number: loaded.next_job_number.unwrap_or(0),
+    let mut state = State::new(
+        config.server_name.clone(),
+        loaded.next_job_number.unwrap_or(0),
         default_queue,
         queues,
-        jobs: BTreeMap::new(),
         nodes,
-        next_session_id: 1,
-        learning: Learning {
-            fairshare: Usage::restore(config.fairshare_half_life, &loaded.fairshare, now),
-            ..Learning::default()
-        },
         server_attrs,
-        pending: Default::default(),
-    };
+    );
+    state.learning.fairshare = Usage::restore(config.fairshare_half_life, &loaded.fairshare, now);
     for (shape, node, walltime) in &loaded.speed_samples {
         state.learning.speed_samples.add(shape, node, *walltime);
     }

@@ -168,7 +168,7 @@ pub struct State {
     /// time), so a pass costs O(pending) and not O(every job kept): thousands of completed
     /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] and
     /// [`State::remove_job`], the only ways a job changes in memory besides usage figures.
-    pub pending: BTreeSet<u64>,
+    pending: BTreeSet<u64>,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -182,6 +182,30 @@ pub struct Learning {
 }
 
 impl State {
+    /// A state holding no jobs yet (they arrive through [`State::apply_jobs`], which keeps
+    /// slot usage and the pending index in step) and nothing learned.
+    pub fn new(
+        server_name: impl Into<String>,
+        next_job_number: u64,
+        default_queue: impl Into<String>,
+        queues: Vec<Queue>,
+        nodes: Vec<NodeRuntime>,
+        server_attrs: crate::authz::ServerAttrs,
+    ) -> State {
+        State {
+            server_name: server_name.into(),
+            next_job_number,
+            default_queue: default_queue.into(),
+            queues,
+            jobs: BTreeMap::new(),
+            nodes,
+            next_session_id: 1,
+            learning: Learning::default(),
+            server_attrs,
+            pending: BTreeSet::new(),
+        }
+    }
+
     pub fn queue(&self, name: &str) -> Option<&Queue> {
         self.queues.iter().find(|q| q.name == name)
     }
