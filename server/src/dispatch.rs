@@ -88,9 +88,8 @@ pub fn span_of(place: Option<&str>) -> Span {
 /// Running jobs with the time their slots are due back (start + walltime).
 fn running_jobs(state: &State) -> Vec<RunningJob> {
     state
-        .jobs
-        .values()
-        .filter(|j| j.state == JobState::Running && !j.exec_host.is_empty())
+        .running_jobs()
+        .filter(|j| !j.exec_host.is_empty())
         .map(|j| {
             let walltime = j
                 .walltime_secs()

@@ -169,6 +169,10 @@ pub struct State {
     /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] and
     /// [`State::remove_job`], the only ways a job changes in memory besides usage figures.
     pending: BTreeSet<u64>,
+    /// Seqs of the running jobs, kept in step the same way: fair share is charged and
+    /// running jobs are listed for the scheduler at every pass, also without visiting every
+    /// job kept.
+    running: BTreeSet<u64>,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -183,7 +187,7 @@ pub struct Learning {
 
 impl State {
     /// A state holding no jobs yet (they arrive through [`State::apply_jobs`], which keeps
-    /// slot usage and the pending index in step) and nothing learned.
+    /// slot usage and the pending and running indexes in step) and nothing learned.
     pub fn new(
         server_name: impl Into<String>,
         next_job_number: u64,
@@ -203,6 +207,7 @@ impl State {
             learning: Learning::default(),
             server_attrs,
             pending: BTreeSet::new(),
+            running: BTreeSet::new(),
         }
     }
 
@@ -234,13 +239,10 @@ impl State {
         let mut usage = self.learning.fairshare.clone();
         usage.advance(
             now,
-            self.jobs
-                .values()
-                .filter(|j| j.state == JobState::Running)
-                .map(|j| {
-                    let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
-                    (j.euser.as_str(), slots as u32)
-                }),
+            self.running_jobs().map(|j| {
+                let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
+                (j.euser.as_str(), slots as u32)
+            }),
         );
         usage
     }
@@ -297,6 +299,11 @@ impl State {
             } else {
                 self.pending.remove(&job.seq);
             }
+            if job.state == JobState::Running {
+                self.running.insert(job.seq);
+            } else {
+                self.running.remove(&job.seq);
+            }
             self.jobs.insert(job.seq, job);
         }
     }
@@ -304,20 +311,38 @@ impl State {
     /// Forgets a job (purged after `keep_completed`).
     pub fn remove_job(&mut self, seq: u64) {
         self.pending.remove(&seq);
+        self.running.remove(&seq);
         self.jobs.remove(&seq);
     }
 
     /// The jobs a scheduling pass considers, in seq order.
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
-            self.jobs
-                .values()
-                .filter(|j| matches!(j.state, JobState::Queued | JobState::Waiting))
-                .map(|j| j.seq)
-                .eq(self.pending.iter().copied()),
+            self.index_in_step(&self.pending, |s| matches!(
+                s,
+                JobState::Queued | JobState::Waiting
+            )),
             "pending index out of step with the jobs"
         );
         self.pending.iter().filter_map(|seq| self.jobs.get(seq))
+    }
+
+    /// The running jobs, in seq order.
+    pub fn running_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+        debug_assert!(
+            self.index_in_step(&self.running, |s| s == JobState::Running),
+            "running index out of step with the jobs"
+        );
+        self.running.iter().filter_map(|seq| self.jobs.get(seq))
+    }
+
+    /// Whether `index` holds exactly the jobs whose state passes `wanted` (debug checks).
+    fn index_in_step(&self, index: &BTreeSet<u64>, wanted: impl Fn(JobState) -> bool) -> bool {
+        self.jobs
+            .values()
+            .filter(|j| wanted(j.state))
+            .map(|j| j.seq)
+            .eq(index.iter().copied())
     }
 }
 
