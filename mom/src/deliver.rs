@@ -41,7 +41,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::launch::Identity;
+use crate::launch::{self, Identity};
 use crate::layout::Layout;
 use crate::paths::Delivery;
 
@@ -62,6 +62,9 @@ pub struct DeliveryPlan {
     pub dest_prefix: String,
     pub files: Vec<Delivery>,
 }
+
+/// Longest answer read from the exec'd copy helper (JSON, one short error per file).
+const MAX_ANSWER: u64 = 1 << 20;
 
 /// One result per copy, in order: `None` when the file was copied, else the
 /// copy's error in `cp`'s words.
@@ -298,20 +301,21 @@ fn copy_child(identity: Option<&Identity>, files: &[Delivery], results: OwnedFd)
         if libc::chdir(c"/".as_ptr()) < 0 {
             return 2;
         }
-        if let Some(id) = identity {
-            if libc::setgroups(id.groups.len() as _, id.groups.as_ptr()) < 0
-                || libc::setgid(id.gid) < 0
-                || libc::setuid(id.uid) < 0
-            {
-                return 2;
-            }
-        }
-        libc::umask(0o077);
     }
-    let out: CopyResults = files.iter().map(|d| copy_one(d).err()).collect();
-    match serde_json::to_writer(File::from(results), &out) {
-        Ok(()) => 0,
-        Err(_) => 1,
+    if launch::become_user(identity).is_err() {
+        return 2;
+    }
+    copy_and_answer(files, File::from(results))
+}
+
+/// What both copying processes do once they are the user: copies each file
+/// and writes the results to `out` as JSON. Returns the exit code (1 when the
+/// results could not be written).
+fn copy_and_answer(files: &[Delivery], mut out: impl Write) -> i32 {
+    let results: CopyResults = files.iter().map(|d| copy_one(d).err()).collect();
+    match serde_json::to_writer(&mut out, &results) {
+        Ok(()) if out.flush().is_ok() => 0,
+        _ => 1,
     }
 }
 
@@ -329,29 +333,11 @@ pub fn copy_with_helper(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    if let Some(id) = &plan.identity {
-        let (uid, gid, groups) = (id.uid, id.gid, id.groups.clone());
-        // SAFETY: only async-signal-safe calls on data prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
-                    || libc::setgid(gid) < 0
-                    || libc::setuid(uid) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                libc::umask(0o077);
-                Ok(())
-            });
-        }
-    } else {
-        // SAFETY: umask is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::umask(0o077);
-                Ok(())
-            });
-        }
+    let identity = plan.identity.clone();
+    // SAFETY: become_user makes only async-signal-safe calls on data prepared
+    // before the fork.
+    unsafe {
+        cmd.pre_exec(move || launch::become_user(identity.as_ref()));
     }
     let mut child = cmd.spawn().map_err(|source| DeliverError::Spawn {
         program: helper.to_path_buf(),
@@ -362,10 +348,12 @@ pub fn copy_with_helper(
         let mut stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
         stdin.write_all(&input)?;
         drop(stdin);
+        // The helper runs as the user, who may make it say anything: bounded.
         child
             .stdout
             .take()
             .ok_or(io::ErrorKind::BrokenPipe)?
+            .take(MAX_ANSWER)
             .read_to_end(&mut out)?;
         Ok(())
     })();
@@ -389,21 +377,13 @@ pub fn helper_main() -> i32 {
             return 1;
         }
     };
-    let results: Vec<Option<String>> = files.iter().map(|d| copy_one(d).err()).collect();
-    let mut out = io::stdout();
-    match serde_json::to_writer(&mut out, &results) {
-        Ok(()) => {
-            let _ = out.flush();
-            0
-        }
-        Err(_) => 1,
-    }
+    copy_and_answer(&files, io::stdout().lock())
 }
 
 /// One copy, in `cp`'s words on failure. `/dev/null` is never copied to
 /// (Torque skips it as well).
 fn copy_one(d: &Delivery) -> Result<(), String> {
-    if d.dest == Path::new("/dev/null") {
+    if is_null(d) {
         return Ok(());
     }
     let mut src = std::fs::OpenOptions::new()

@@ -121,7 +121,7 @@ enum Opens {
 
 /// Everything the child needs, prepared before `fork`.
 struct ChildPlan {
-    identity: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    identity: Option<Identity>,
     opens: Opens,
     workdir: CString,
     shell: CString,
@@ -328,7 +328,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| LaunchError(format!("pipe: {e}")))?;
     let child_plan = ChildPlan {
-        identity: identity.as_ref().map(|i| (i.uid, i.gid, i.groups.clone())),
+        identity: identity.clone(),
         opens,
         workdir: path_cstr(workdir)?,
         shell: path_cstr(shell)?,
@@ -551,15 +551,9 @@ fn child_setup(plan: &ChildPlan) -> io::Result<()> {
         if libc::setsid() < 0 {
             return fail(Step::Setsid);
         }
-        if let Some((uid, gid, groups)) = &plan.identity {
-            if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
-                || libc::setgid(*gid) < 0
-                || libc::setuid(*uid) < 0
-            {
-                return fail(Step::Identity);
-            }
+        if become_user(plan.identity.as_ref()).is_err() {
+            return fail(Step::Identity);
         }
-        libc::umask(0o077);
         let open = |p: &CString| {
             libc::open(
                 p.as_ptr(),
@@ -600,6 +594,27 @@ fn child_setup(plan: &ChildPlan) -> io::Result<()> {
         libc::write(2, m.as_ptr().cast(), m.len());
         libc::_exit(crate::exit::EXEC_SHELL_FAILED);
     }
+}
+
+/// Takes `identity`'s supplementary groups, group and user (when the MOM
+/// switches user), then umask 077: how every process of a job's user starts,
+/// the job's shell as well as the copies of its output (`deliver`). Only
+/// async-signal-safe calls on data prepared before the fork, so it may run
+/// between `fork` and `exec`; on failure, errno says why.
+pub(crate) fn become_user(identity: Option<&Identity>) -> io::Result<()> {
+    // SAFETY: plain system calls on valid data owned by the caller.
+    unsafe {
+        if let Some(id) = identity {
+            if libc::setgroups(id.groups.len() as _, id.groups.as_ptr()) < 0
+                || libc::setgid(id.gid) < 0
+                || libc::setuid(id.uid) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        libc::umask(0o077);
+    }
+    Ok(())
 }
 
 fn cstr(bytes: impl Into<Vec<u8>>) -> Result<CString, LaunchError> {
