@@ -33,7 +33,7 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::procfs;
+use crate::procfs::{self, ProcStat};
 
 /// How long the supervisor waits for killed leftovers to die before it
 /// reports the job's end anyway.
@@ -132,15 +132,26 @@ fn reap_exited() -> Children {
 /// SIGKILL to the job's process group, to every process of its session and to
 /// every child of this process.
 fn kill_all(sid: i32) {
+    let me = std::process::id() as i32;
+    signal_session(sid, Signal::SIGKILL, true, |s| s.ppid == me);
+}
+
+/// Signals the job of session `sid`: its process group and, with `sweep`,
+/// every process of the session that moved to another group and every process
+/// `also` picks (one `/proc` scan: blocking). The MOM's kills (`runner`) and
+/// the supervisor's clearing both go through here.
+pub fn signal_session(sid: i32, sig: Signal, sweep: bool, also: impl Fn(&ProcStat) -> bool) {
     if sid <= 1 {
         return;
     }
-    let me = std::process::id() as i32;
-    let _ = signal::killpg(Pid::from_raw(sid), Signal::SIGKILL);
+    let _ = signal::killpg(Pid::from_raw(sid), sig);
+    if !sweep {
+        return;
+    }
     for p in procfs::scan() {
         let s = p.stat;
-        if s.pid > 1 && s.pid != me && (s.session == sid || s.ppid == me) {
-            let _ = signal::kill(Pid::from_raw(s.pid), Signal::SIGKILL);
+        if s.pid > 1 && ((s.session == sid && s.pgrp != sid) || also(&s)) {
+            let _ = signal::kill(Pid::from_raw(s.pid), sig);
         }
     }
 }

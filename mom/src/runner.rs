@@ -35,8 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
@@ -45,6 +44,7 @@ use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
 use crate::layout::Layout;
+use crate::leftovers;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
@@ -654,17 +654,7 @@ async fn escalate(pgid: i32, delay: Duration, mut done: watch::Receiver<bool>) {
 /// Signals a job's process group; with `sweep`, also every process still in
 /// its session that moved to another group (blocking: scans /proc).
 fn kill_session(pgid: i32, sig: Signal, sweep: bool) {
-    if pgid <= 1 {
-        return;
-    }
-    let _ = signal::killpg(Pid::from_raw(pgid), sig);
-    if sweep {
-        for p in procfs::scan() {
-            if p.stat.session == pgid && p.stat.pgrp != pgid && p.stat.pid > 1 {
-                let _ = signal::kill(Pid::from_raw(p.stat.pid), sig);
-            }
-        }
-    }
+    leftovers::signal_session(pgid, sig, sweep, |_| false);
 }
 
 /// Whether the supervisor `pid` still runs (a zombie, or a reused pid running
