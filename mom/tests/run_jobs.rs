@@ -2,84 +2,45 @@
 //! matches) through the runner, and checks what Torque users rely on: the
 //! environment, the node file, the output files and the exit status.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_mom::job::{Event, RunResult, RunSpec};
-use capstan_mom::layout::Layout;
 use capstan_mom::leftovers::Leftovers;
 use capstan_mom::runner::Runner;
 use tokio::sync::mpsc;
 
+mod common;
+
+use common::{current_user, mom_exe, Bed};
+
+/// A [`Bed`] with a runner on it and the runner's events.
 struct Fixture {
-    _tmp: tempfile::TempDir,
-    layout: Layout,
-    work: PathBuf,
+    bed: Bed,
     runner: Arc<Runner>,
     events: mpsc::UnboundedReceiver<Event>,
 }
 
+impl std::ops::Deref for Fixture {
+    type Target = Bed;
+    fn deref(&self) -> &Bed {
+        &self.bed
+    }
+}
+
 fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(tmp.path().join("home"));
-    layout.ensure().expect("layout");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
+    let bed = common::bed();
     let (tx, events) = mpsc::unbounded_channel();
-    let runner = Runner::new(layout.clone(), "node1".into(), tx, mom_exe());
+    let runner = Runner::new(bed.layout.clone(), "node1".into(), tx, mom_exe());
     Fixture {
-        _tmp: tmp,
-        layout,
-        work,
+        bed,
         runner,
         events,
     }
 }
 
-/// The supervisor program: the pbs_mom binary cargo built for these tests.
-fn mom_exe() -> PathBuf {
-    env!("CARGO_BIN_EXE_pbs_mom").into()
-}
-
-fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::current())
-        .ok()
-        .flatten()
-        .expect("current user")
-        .name
-}
-
 impl Fixture {
-    fn spec(&self, run_id: u64, seq: &str, script: &str) -> RunSpec {
-        RunSpec {
-            run_id,
-            job_id: format!("{seq}.vm"),
-            job_name: "job.sh".into(),
-            job_seq: seq.into(),
-            euser: current_user(),
-            script: script.as_bytes().to_vec(),
-            env: vec![("PBS_JOBID".into(), format!("{seq}.vm"))],
-            nodefile_hosts: vec!["node1".into(), "node1".into()],
-            output_path: self
-                .work
-                .join(format!("job.sh.o{seq}"))
-                .display()
-                .to_string(),
-            error_path: self
-                .work
-                .join(format!("job.sh.e{seq}"))
-                .display()
-                .to_string(),
-            join_path: "n".into(),
-            keep_files: "n".into(),
-            shell: "/bin/sh".into(),
-            init_work_dir: self.work.display().to_string(),
-            allow_root: true,
-            ..Default::default()
-        }
-    }
-
     async fn start(&self, spec: RunSpec) {
         let r = Arc::clone(&self.runner);
         tokio::task::spawn_blocking(move || r.start(spec))
@@ -350,15 +311,7 @@ async fn adopts_a_running_job_after_restart() {
         phase: Phase::Running,
         ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
-    capstan_mom::store::Store::new(f.layout.clone())
-        .save(&record)
-        .expect("save");
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mom = Runner::new(f.layout.clone(), "node1".into(), tx, mom_exe());
-    let m = Arc::clone(&mom);
-    tokio::task::spawn_blocking(move || m.recover())
-        .await
-        .expect("recover");
+    let (mom, mut rx) = f.adopt(&record).await;
     assert_eq!(mom.held().len(), 1);
     assert!(!mom.held()[0].finished);
     mom.signal(11, libc::SIGTERM, true, 1);
@@ -386,7 +339,7 @@ async fn root_mom_switches_to_the_jobs_user() {
     };
     let mut f = fixture();
     // The job's user must reach its script and write its output.
-    std::fs::set_permissions(f._tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::set_permissions(&f.work, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     let mut spec = f.spec(
         12,

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_mom::layout::Layout;
+mod common;
+
 use capstan_mom::runner::Runner;
 use capstan_mom::session::{Session, SessionOptions};
 use capstan_mom::shutdown::Shutdown;
@@ -80,18 +81,10 @@ async fn hello_welcome_run_ack_reconnect() {
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(tmp.path().join("home"));
-    layout.ensure().expect("layout");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("work");
+    let bed = common::bed();
+    let (layout, work) = (bed.layout.clone(), bed.work.clone());
     let (etx, erx) = mpsc::unbounded_channel();
-    let runner = Runner::new(
-        layout.clone(),
-        "node1".into(),
-        etx,
-        env!("CARGO_BIN_EXE_pbs_mom").into(),
-    );
+    let runner = Runner::new(layout.clone(), "node1".into(), etx, common::mom_exe());
     let session = Session::new(
         SessionOptions {
             server: addr.to_string(),

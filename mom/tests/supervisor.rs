@@ -3,95 +3,39 @@
 //! (see `capstan_mom::supervisor`). Runs as the current user (no identity
 //! switch when the uid matches).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_mom::job::{Event, Phase, RunRecord, RunSpec};
+use capstan_mom::job::{Event, Phase, RunRecord};
 use capstan_mom::launch::{self, ExecPlan};
-use capstan_mom::layout::Layout;
 use capstan_mom::leftovers::Leftovers;
-use capstan_mom::runner::Runner;
 use capstan_mom::supervisor::{self, Link, Started};
-use tokio::sync::mpsc;
 
-struct Bed {
-    _tmp: tempfile::TempDir,
-    layout: Layout,
-    work: PathBuf,
-}
+mod common;
 
-fn bed() -> Bed {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(tmp.path().join("home"));
-    layout.ensure().expect("layout");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    Bed {
-        _tmp: tmp,
-        layout,
-        work,
-    }
-}
+use common::{bed, mom_exe, Bed};
 
-fn mom_exe() -> PathBuf {
-    env!("CARGO_BIN_EXE_pbs_mom").into()
-}
-
-impl Bed {
-    fn spec(&self, run_id: u64, seq: &str, script: &str) -> RunSpec {
-        RunSpec {
-            run_id,
-            job_id: format!("{seq}.vm"),
-            job_name: "job.sh".into(),
-            job_seq: seq.into(),
-            euser: nix::unistd::User::from_uid(nix::unistd::Uid::current())
-                .ok()
-                .flatten()
-                .expect("current user")
-                .name,
-            script: script.as_bytes().to_vec(),
-            output_path: self.out(seq).display().to_string(),
-            error_path: self
-                .work
-                .join(format!("job.sh.e{seq}"))
-                .display()
-                .to_string(),
-            join_path: "n".into(),
-            keep_files: "n".into(),
-            shell: "/bin/sh".into(),
-            init_work_dir: self.work.display().to_string(),
-            allow_root: true,
-            ..Default::default()
-        }
-    }
-
-    fn out(&self, seq: &str) -> PathBuf {
-        self.work.join(format!("job.sh.o{seq}"))
-    }
-
-    /// Starts a supervisor for `plan` as the MOM does; the shell's pid.
-    fn supervise(&self, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
-        let mut child = Command::new(mom_exe())
-            .env_clear()
-            .arg(supervisor::SUPERVISE_ARG)
-            .arg(self.layout.exit_file(run_id))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn supervisor");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut link = Link::new(stdin, stdout);
-        let json = serde_json::to_vec(plan).expect("plan");
-        let pid = match link.start(&json) {
-            Ok(Started::Shell(pid)) => pid,
-            other => panic!("supervisor did not start the job: {other:?}"),
-        };
-        (child, link, pid)
-    }
+/// Starts a supervisor for `plan` as the MOM does; the shell's pid.
+fn supervise(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
+    let mut child = Command::new(mom_exe())
+        .env_clear()
+        .arg(supervisor::SUPERVISE_ARG)
+        .arg(b.layout.exit_file(run_id))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn supervisor");
+    let stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut link = Link::new(stdin, stdout);
+    let json = serde_json::to_vec(plan).expect("plan");
+    let pid = match link.start(&json) {
+        Ok(Started::Shell(pid)) => pid,
+        other => panic!("supervisor did not start the job: {other:?}"),
+    };
+    (child, link, pid)
 }
 
 #[test]
@@ -103,7 +47,7 @@ fn copies_the_output_when_the_mom_says_so() {
         "node1",
     )
     .expect("prepare");
-    let (mut child, mut link, pid) = b.supervise(1, &plan);
+    let (mut child, mut link, pid) = supervise(&b, 1, &plan);
     // Its own session (it called setsid: posix_spawn cannot).
     let sup = child.id() as i32;
     let stat = capstan_mom::procfs::stat_of(sup).expect("supervisor's stat");
@@ -144,7 +88,7 @@ fn copies_the_output_when_the_mom_says_so() {
 fn copies_nothing_when_the_mom_hangs_up() {
     let b = bed();
     let plan = launch::prepare(&b.spec(2, "2", "echo out\n"), &b.layout, "node1").expect("prepare");
-    let (mut child, mut link, _) = b.supervise(2, &plan);
+    let (mut child, mut link, _) = supervise(&b, 2, &plan);
     assert!(link.exited());
     drop(link);
     assert!(child.wait().expect("reaped").success());
@@ -160,7 +104,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     let b = bed();
     let spec = b.spec(3, "3", "sleep 1\necho late\n");
     let plan = launch::prepare(&spec, &b.layout, "node1").expect("prepare");
-    let (mut child, link, pid) = b.supervise(3, &plan);
+    let (mut child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
     let record = RunRecord {
         uid: plan.uid,
@@ -171,15 +115,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         phase: Phase::Running,
         ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
-    capstan_mom::store::Store::new(b.layout.clone())
-        .save(&record)
-        .expect("save");
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mom = Runner::new(b.layout.clone(), "node1".into(), tx, mom_exe());
-    let m = Arc::clone(&mom);
-    tokio::task::spawn_blocking(move || m.recover())
-        .await
-        .expect("recover");
+    let (_mom, mut rx) = b.adopt(&record).await;
     let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("in time")

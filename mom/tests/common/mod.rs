@@ -1,0 +1,95 @@
+//! What the MOM's integration tests share: a temporary MOM home and work
+//! directory, a run spec for the current user, and a restarted MOM adopting a
+//! run an earlier one left running.
+
+#![allow(dead_code)] // each test crate uses its own part
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use capstan_mom::job::{Event, RunRecord, RunSpec};
+use capstan_mom::layout::Layout;
+use capstan_mom::runner::Runner;
+use tokio::sync::mpsc;
+
+/// A MOM home (`layout`) and a work directory for the jobs, removed on drop.
+pub struct Bed {
+    pub tmp: tempfile::TempDir,
+    pub layout: Layout,
+    pub work: PathBuf,
+}
+
+pub fn bed() -> Bed {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(tmp.path().join("home"));
+    layout.ensure().expect("layout");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    Bed { tmp, layout, work }
+}
+
+/// The supervisor program: the pbs_mom binary cargo built for these tests.
+pub fn mom_exe() -> PathBuf {
+    env!("CARGO_BIN_EXE_pbs_mom").into()
+}
+
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::current())
+        .ok()
+        .flatten()
+        .expect("current user")
+        .name
+}
+
+impl Bed {
+    /// Run `run_id` of job `SEQ.vm` (`job.sh`), as the current user, output
+    /// to `job.sh.oSEQ` / `.eSEQ` in the work directory.
+    pub fn spec(&self, run_id: u64, seq: &str, script: &str) -> RunSpec {
+        RunSpec {
+            run_id,
+            job_id: format!("{seq}.vm"),
+            job_name: "job.sh".into(),
+            job_seq: seq.into(),
+            euser: current_user(),
+            script: script.as_bytes().to_vec(),
+            env: vec![("PBS_JOBID".into(), format!("{seq}.vm"))],
+            nodefile_hosts: vec!["node1".into(), "node1".into()],
+            output_path: self
+                .work
+                .join(format!("job.sh.o{seq}"))
+                .display()
+                .to_string(),
+            error_path: self
+                .work
+                .join(format!("job.sh.e{seq}"))
+                .display()
+                .to_string(),
+            join_path: "n".into(),
+            keep_files: "n".into(),
+            shell: "/bin/sh".into(),
+            init_work_dir: self.work.display().to_string(),
+            allow_root: true,
+            ..Default::default()
+        }
+    }
+
+    /// Where run `SEQ`'s stdout is delivered.
+    pub fn out(&self, seq: &str) -> PathBuf {
+        self.work.join(format!("job.sh.o{seq}"))
+    }
+
+    /// A MOM restarted over this home: `record` is saved as an earlier MOM
+    /// left it, then a new runner recovers (adopts) it. The runner and its events.
+    pub async fn adopt(&self, record: &RunRecord) -> (Arc<Runner>, mpsc::UnboundedReceiver<Event>) {
+        capstan_mom::store::Store::new(self.layout.clone())
+            .save(record)
+            .expect("save");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mom = Runner::new(self.layout.clone(), "node1".into(), tx, mom_exe());
+        let m = Arc::clone(&mom);
+        tokio::task::spawn_blocking(move || m.recover())
+            .await
+            .expect("recover");
+        (mom, rx)
+    }
+}
