@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_proto::enrolment::{self, Credentials, EnrolError};
+use capstan_proto::enrolment::{self, Credentials, EnrolError, FileError};
 use capstan_proto::pbse;
 use capstan_proto::remote::{self, ASSERTED_USER};
 use http::header::HeaderValue;
@@ -45,13 +45,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub enum AgentError {
     #[error(transparent)]
     Enrolment(#[from] EnrolError),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("{0} must belong to the user trqauthd runs as (uid {1}), who alone may read it")]
     WrongOwner(PathBuf, u32),
     #[error("no --server given and cannot read {path}: {source}")]
@@ -62,15 +57,6 @@ pub enum AgentError {
     },
     #[error("server address {0:?}: {1}")]
     BadServer(String, tonic::transport::Error),
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AgentError {
-    let path = path.to_path_buf();
-    move |source| AgentError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// The agent's private directory under `home`.
@@ -87,13 +73,13 @@ pub fn socket_path(home: &Path) -> PathBuf {
 /// when `home/server_name` does not exist yet, writes the server's name there for the
 /// commands (Torque's `$PBS_HOME/server_name`). Returns `(host, server)` names.
 pub fn install(home: &Path, bundle: &Path) -> Result<(String, String), AgentError> {
-    std::fs::create_dir_all(home).map_err(io_err("creating", home))?;
+    std::fs::create_dir_all(home).map_err(FileError::at("creating", home))?;
     let (host, server) = enrolment::install(&priv_dir(home), bundle)?;
     let names = home.join("server_name");
     if !names.exists() {
-        std::fs::write(&names, format!("{server}\n")).map_err(io_err("writing", &names))?;
+        std::fs::write(&names, format!("{server}\n")).map_err(FileError::at("writing", &names))?;
         std::fs::set_permissions(&names, std::fs::Permissions::from_mode(0o644))
-            .map_err(io_err("chmod", &names))?;
+            .map_err(FileError::at("chmod", &names))?;
     }
     Ok((host, server))
 }
@@ -138,7 +124,7 @@ pub fn load_credentials(home: &Path) -> Result<Credentials, AgentError> {
     let creds = enrolment::load(&dir, "trqauthd --home DIR install-cert BUNDLE")?;
     let me = nix::unistd::geteuid().as_raw();
     for path in [dir.clone(), dir.join("node.key")] {
-        let meta = std::fs::metadata(&path).map_err(io_err("reading", &path))?;
+        let meta = std::fs::metadata(&path).map_err(FileError::at("reading", &path))?;
         if meta.uid() != me {
             return Err(AgentError::WrongOwner(path, me));
         }
@@ -168,12 +154,12 @@ pub async fn run(
     match std::fs::remove_file(&socket) {
         Ok(()) => info!(socket = %socket.display(), "removed stale socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("removing", &socket)(e)),
+        Err(e) => return Err(FileError::at("removing", &socket)(e).into()),
     }
-    let listener = UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
+    let listener = UnixListener::bind(&socket).map_err(FileError::at("binding", &socket))?;
     // Every user may connect: who they are comes from the socket's peer credentials.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
-        .map_err(io_err("chmod", &socket))?;
+        .map_err(FileError::at("chmod", &socket))?;
     info!(
         host = %creds.node_name,
         server = %config.server,

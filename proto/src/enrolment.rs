@@ -24,13 +24,8 @@ pub enum EnrolError {
     NotABundle,
     #[error("damaged enrolment bundle: {0}")]
     Damaged(&'static str),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("cannot read {path}: this host is not enrolled. On the server run `pbs_server --home DIR enroll NAME`, copy the bundle here and run `{install}` ({source})")]
     NotEnrolled {
         path: PathBuf,
@@ -44,12 +39,26 @@ pub enum EnrolError {
     BadNames(PathBuf),
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnrolError {
-    let path = path.to_path_buf();
-    move |source| EnrolError::Io {
-        action,
-        path,
-        source,
+/// A file operation that failed, naming the file: `creating DIR/node.new: Permission denied`.
+/// The enrolment code and `trqauthd` (its socket, `server_name`) report through it.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct FileError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    /// For `map_err`: `action` on `path` failed with the error it is given.
+    pub fn at(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+        let path = path.to_path_buf();
+        move |source| FileError {
+            action,
+            path,
+            source,
+        }
     }
 }
 
@@ -156,11 +165,11 @@ fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), EnrolErro
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .map_err(io_err("creating", &tmp))?;
+        .map_err(FileError::at("creating", &tmp))?;
     f.write_all(contents.as_bytes())
-        .map_err(io_err("writing", &tmp))?;
+        .map_err(FileError::at("writing", &tmp))?;
     f.sync_all().ok();
-    fs::rename(&tmp, path).map_err(io_err("installing", path))?;
+    fs::rename(&tmp, path).map_err(FileError::at("installing", path))?;
     Ok(())
 }
 
@@ -171,18 +180,19 @@ pub fn install(dir: &Path, bundle: &Path) -> Result<(String, String), EnrolError
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .map_err(io_err("reading", bundle))?;
+            .map_err(FileError::at("reading", bundle))?;
         s
     } else {
-        fs::read_to_string(bundle).map_err(io_err("reading", bundle))?
+        fs::read_to_string(bundle).map_err(FileError::at("reading", bundle))?
     };
     let b = parse_bundle(&text)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io_err("creating", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))?;
+        .map_err(FileError::at("creating", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(FileError::at("chmod", dir))?;
     write_private(&dir.join("node.key"), &b.key_pem, 0o600)?;
     write_private(&dir.join("node.crt"), &b.cert_pem, 0o600)?;
     write_private(&dir.join("ca.crt"), &b.ca_pem, 0o600)?;
@@ -192,7 +202,7 @@ pub fn install(dir: &Path, bundle: &Path) -> Result<(String, String), EnrolError
         0o600,
     )?;
     if bundle != Path::new("-") {
-        fs::remove_file(bundle).map_err(io_err("deleting", bundle))?;
+        fs::remove_file(bundle).map_err(FileError::at("deleting", bundle))?;
     }
     Ok((b.node, b.server_name))
 }
