@@ -556,20 +556,26 @@ impl Batch for BatchService {
             Ok(pb::ManageObject::Node) => manage::Object::Node(req.name),
             _ => return Err(Status::invalid_argument("unknown qmgr object")),
         };
-        let attrs: Vec<manage::ManageAttr> = req
+        // An operator this server does not know is refused, not read as `=`: that would
+        // replace a list (`managers`, `acl_users`) the client meant to add to or cut.
+        let attrs = req
             .attrs
             .into_iter()
-            .map(|a| manage::ManageAttr {
-                op: match pb::ManageOp::try_from(a.op) {
+            .map(|a| {
+                let op = match pb::ManageOp::try_from(a.op) {
+                    Ok(pb::ManageOp::Set) => manage::Op::Set,
                     Ok(pb::ManageOp::Incr) => manage::Op::Incr,
                     Ok(pb::ManageOp::Decr) => manage::Op::Decr,
-                    _ => manage::Op::Set,
-                },
-                name: a.name,
-                resource: a.resource,
-                value: a.value,
+                    Err(_) => return Err(Status::invalid_argument("unknown qmgr operator")),
+                };
+                Ok(manage::ManageAttr {
+                    op,
+                    name: a.name,
+                    resource: a.resource,
+                    value: a.value,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, Status>>()?;
         let result = {
             let mut core = self.shared.core.lock().await;
             manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await

@@ -466,6 +466,50 @@ async fn listings_over_tls_need_a_submit_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_qmgr_operator_is_refused_not_read_as_set() {
+    let dir = setup("n1 np=1\n");
+    let server = launch(dir.path()).await;
+    let mut c = client(&server.socket).await;
+    let managers = |reply: pb::StatReply| {
+        reply.objects[0]
+            .attrs
+            .iter()
+            .find(|a| a.name == "managers")
+            .map(|a| a.value.clone())
+    };
+    let before = managers(
+        c.stat_server(pb::StatServerRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(before.is_some());
+    let status = c
+        .manage(pb::ManageRequest {
+            command: pb::ManageCommand::Set as i32,
+            object: pb::ManageObject::Server as i32,
+            name: String::new(),
+            attrs: vec![pb::ManageAttr {
+                name: "managers".into(),
+                value: "mallory@vm".into(),
+                op: 7,
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let after = managers(
+        c.stat_server(pb::StatServerRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(after, before);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_node_is_refused_and_reconnect_reconciles() {
     let dir = setup("n1 np=1\n");
     let server = launch(dir.path()).await;
