@@ -264,7 +264,6 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
         ..Weights::default()
     };
     let usage = &core.state.learning.fairshare;
-    let mut priorities = std::collections::HashMap::new();
     let state = &core.state;
     let mut pending = Vec::new();
     // `qmgr -c 'set server scheduling = False'` stops new starts; a stopped queue keeps its
@@ -325,9 +324,10 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             },
         });
     }
-    for job in &pending {
-        priorities.insert(job.seq, priority::value(job, now, &weights));
-    }
+    let priorities: std::collections::HashMap<u64, f64> = pending
+        .iter()
+        .map(|job| (job.seq, priority::value(job, now, &weights)))
+        .collect();
     let decisions = if pending.is_empty() {
         Vec::new()
     } else {

@@ -788,8 +788,7 @@ pub async fn alter(
     let mut resources_changed = false;
     for attr in attrs {
         let v = attr.value.as_str();
-        let fail = |e: PbsError| {
-            let mut e = e;
+        let fail = |mut e: PbsError| {
             e.object = shown.clone();
             e
         };
@@ -869,17 +868,11 @@ pub async fn alter(
         let (user, group) = (job.euser.clone(), job.egroup.clone());
         let request = feasible_request(state, &mut job.resources, &user, &group).map_err(|e| {
             // qalter names the job, not the attribute: `Illegal attribute ... for 18.vm`.
-            let code = if e.code == pbse::EXCQRESC {
-                e.code
+            if e.code == pbse::EXCQRESC {
+                PbsError::new(e.code, e.detail, shown.clone())
             } else {
-                pbse::BADATVAL
-            };
-            let detail = if code == pbse::EXCQRESC {
-                e.detail
-            } else {
-                String::new()
-            };
-            PbsError::new(code, detail, shown.clone())
+                PbsError::new(pbse::BADATVAL, "", shown.clone())
+            }
         })?;
         job.request = Some(request);
     }

@@ -358,6 +358,7 @@ pub async fn modify_nodes(
     offline: Option<bool>,
     note: Option<&str>,
 ) -> (Vec<PbsError>, bool) {
+    let permitted = core.state.server_attrs.is_op_or_mgr(caller);
     let mut errors = Vec::new();
     let mut changed = Vec::new();
     for name in names {
@@ -369,7 +370,7 @@ pub async fn modify_nodes(
             ));
             continue;
         };
-        if !core.state.server_attrs.is_op_or_mgr(caller) {
+        if !permitted {
             errors.push(perm_error(name));
             continue;
         }
