@@ -244,6 +244,15 @@ pub struct NodeView {
     pub access: access::NodeAccess,
 }
 
+/// How set scorers rate one placement ([`Pipeline::set_score`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetScore {
+    /// The mean of `parts`; the best mean wins between candidate sets.
+    pub mean: f64,
+    /// Each set scorer's name and value, in pipeline order.
+    pub parts: Vec<(&'static str, f64)>,
+}
+
 /// Slots taken on one node, in exec_host order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSlots {
@@ -474,35 +483,28 @@ impl Pipeline {
             .try_for_each(|f| f.feasible(job, chunk, node))
     }
 
-    /// Each set scorer's value for a placement, in pipeline order (clamped to 0..1; a NaN
-    /// counts as 0).
-    pub fn set_score_parts(
-        &self,
-        job: &PendingJob,
-        cluster: &select::Cluster<'_>,
-        picks: &[(usize, u32)],
-    ) -> Vec<(&'static str, f64)> {
-        self.set_scorers
-            .iter()
-            .map(|s| {
-                let v = s.score(job, cluster, picks);
-                (s.name(), if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) })
-            })
-            .collect()
-    }
-
-    /// Mean set score of a placement (1.0 with no set scorers).
+    /// A placement's set score: each set scorer's value, in pipeline order (clamped to 0..1;
+    /// a NaN counts as 0), and their mean (1.0 with no set scorers).
     pub fn set_score(
         &self,
         job: &PendingJob,
         cluster: &select::Cluster<'_>,
         picks: &[(usize, u32)],
-    ) -> f64 {
-        let parts = self.set_score_parts(job, cluster, picks);
-        if parts.is_empty() {
-            return 1.0;
-        }
-        parts.iter().map(|(_, v)| v).sum::<f64>() / parts.len() as f64
+    ) -> SetScore {
+        let parts: Vec<(&'static str, f64)> = self
+            .set_scorers
+            .iter()
+            .map(|s| {
+                let v = s.score(job, cluster, picks);
+                (s.name(), if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) })
+            })
+            .collect();
+        let mean = if parts.is_empty() {
+            1.0
+        } else {
+            parts.iter().map(|(_, v)| v).sum::<f64>() / parts.len() as f64
+        };
+        SetScore { mean, parts }
     }
 
     /// One scheduling pass: one decision per pending job, in the order jobs were considered.
@@ -551,7 +553,7 @@ impl Pipeline {
                 sites::Outcome::Start {
                     picks,
                     spanned,
-                    score,
+                    score: SetScore { mean, parts },
                 } => {
                     let speed = speed::slowest(&cluster, &picks);
                     let mut duration = job.walltime() as f64 / speed;
@@ -565,14 +567,13 @@ impl Pipeline {
                         slots,
                     }));
                     let site = sites::label(&cluster, &picks);
-                    let scores = self.set_score_parts(job, &cluster, &picks);
                     let placement = cluster.commit(picks);
                     decisions.push(Decision::Start {
                         seq: job.seq,
                         placement,
                         site,
-                        score,
-                        scores,
+                        score: mean,
+                        scores: parts,
                     });
                 }
                 sites::Outcome::Wait {

@@ -11,7 +11,7 @@
 //! The fixed rules of other schedulers are the baselines.
 
 use super::{
-    backfill, lending, select::Cluster, speed, PendingJob, Pipeline, Settings, Span,
+    backfill, lending, select::Cluster, speed, PendingJob, Pipeline, SetScore, Settings, Span,
     NOT_ENOUGH_NODES,
 };
 
@@ -36,7 +36,7 @@ pub enum Outcome {
     Start {
         picks: Vec<(usize, u32)>,
         spanned: bool,
-        score: f64,
+        score: SetScore,
     },
     Wait {
         reason: String,
@@ -137,11 +137,11 @@ pub fn decide(
         };
     }
     // One candidate set per site; the best score wins, ties go to the earlier site.
-    let mut best: Option<(f64, Vec<(usize, u32)>)> = None;
+    let mut best: Option<(SetScore, Vec<(usize, u32)>)> = None;
     for &site in &allowed {
         if let Some(picks) = find(pipeline, cluster, job, &[site], now, 1.0) {
             let score = pipeline.set_score(job, cluster, &picks);
-            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            if best.as_ref().is_none_or(|(b, _)| score.mean > b.mean) {
                 best = Some((score, picks));
             }
         }
