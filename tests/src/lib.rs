@@ -285,8 +285,21 @@ impl Cluster {
     /// the bundle into `mom_home` with `pbs_mom install-cert`, as an administrator would.
     /// Panics with the commands' output on failure.
     pub fn enroll_into(&self, server_home: &Path, node: &str, mom_home: &Path, extra: &[&str]) {
-        fs::create_dir_all(mom_home).expect("mom home");
-        fs::set_permissions(mom_home, fs::Permissions::from_mode(0o755)).expect("chmod");
+        self.enroll_with("pbs_mom", server_home, node, mom_home, extra);
+    }
+
+    /// As [`Cluster::enroll_into`], installing with `INSTALLER --home HOME install-cert`
+    /// (`pbs_mom` for a node, `trqauthd` for a login node).
+    pub fn enroll_with(
+        &self,
+        installer: &str,
+        server_home: &Path,
+        node: &str,
+        home: &Path,
+        extra: &[&str],
+    ) {
+        fs::create_dir_all(home).expect("enrolled home");
+        fs::set_permissions(home, fs::Permissions::from_mode(0o755)).expect("chmod");
         let bundle = self.root.join(format!("{node}-{}.bundle", free_port()));
         let out = Command::new(bin("pbs_server"))
             .arg("--home")
@@ -297,13 +310,13 @@ impl Cluster {
             .output()
             .expect("run pbs_server enroll");
         assert!(out.status.success(), "enroll {node}: {}", stderr(&out));
-        let out = Command::new(bin("pbs_mom"))
+        let out = Command::new(bin(installer))
             .arg("--home")
-            .arg(mom_home)
+            .arg(home)
             .arg("install-cert")
             .arg(&bundle)
             .output()
-            .expect("run pbs_mom install-cert");
+            .expect("run install-cert");
         assert!(
             out.status.success(),
             "install-cert {node}: {}",
@@ -319,12 +332,17 @@ impl Cluster {
 
     /// Starts the MOM for `node`, enrolling it first if it has no certificate yet.
     pub fn start_mom(&mut self, node: &str) {
+        self.start_mom_under(node, None);
+    }
+
+    /// As [`Cluster::start_mom`], the MOM run under `wrapper` (see [`Cluster::spawn_mom`]).
+    pub fn start_mom_under(&mut self, node: &str, wrapper: Option<&[&str]>) {
         let mom_home = self.mom_home(node);
         if !mom_home.join("mom_priv/tls/node.crt").exists() {
             self.enroll(node);
         }
         let args: Vec<String> = vec!["--node-name".into(), node.into()];
-        self.spawn_mom(node, &mom_home, &args, None);
+        self.spawn_mom(node, &mom_home, &args, wrapper);
     }
 
     /// Starts a `pbs_mom` with its home at `mom_home` dialling this cluster's server, with
@@ -457,27 +475,69 @@ impl Cluster {
 
     /// Writes a script into the work directory, owned by the test user.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
-        let path = self.work.join(name);
+        self.script_for(&self.user, &self.work, name, body)
+    }
+
+    /// Writes a script `DIR/NAME`, owned by `user`.
+    pub fn script_for(&self, user: &User, dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
         fs::write(&path, body).expect("write script");
-        chown(&path, Some(self.user.uid), Some(self.user.gid)).expect("chown script");
+        chown(&path, Some(user.uid), Some(user.gid)).expect("chown script");
         path
     }
 
     /// `qsub ARGS SCRIPT` as the test user; returns the job id. Panics with stderr on failure.
     pub fn qsub(&self, script_name: &str, body: &str, args: &[&str]) -> String {
-        self.script(script_name, body);
+        self.qsub_as(&self.user, &self.work, script_name, body, args)
+    }
+
+    /// `qsub ARGS SCRIPT` as `user`, from the work directory, of a script written into `dir`
+    /// for them; qsub's output, whether it succeeded or not.
+    pub fn submit_as(
+        &self,
+        user: &User,
+        dir: &Path,
+        script_name: &str,
+        body: &str,
+        args: &[&str],
+    ) -> Output {
+        let path = self.script_for(user, dir, script_name, body);
+        // Relative to the work directory (where qsub runs) when it is there.
+        let script = path
+            .strip_prefix(&self.work)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let mut all: Vec<&str> = args.to_vec();
-        all.push(script_name);
-        let out = self.run("qsub", &all);
+        all.push(&script);
+        self.run_as(user, "qsub", &all)
+    }
+
+    /// [`Cluster::submit_as`] that must succeed; returns the job id. Panics with stderr on
+    /// failure.
+    pub fn qsub_as(
+        &self,
+        user: &User,
+        dir: &Path,
+        script_name: &str,
+        body: &str,
+        args: &[&str],
+    ) -> String {
+        let out = self.submit_as(user, dir, script_name, body, args);
         assert!(
             out.status.success(),
-            "qsub {:?} failed: {}",
-            all,
+            "qsub {args:?} {script_name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(!id.is_empty(), "qsub printed no job id");
         id
+    }
+
+    /// Where Torque puts a job's stdout by default: `SCRIPT.oSEQ` in the work directory.
+    pub fn default_stdout(&self, script_name: &str, id: &str) -> PathBuf {
+        self.work
+            .join(format!("{script_name}.o{}", Cluster::seq(id)))
     }
 
     /// One attribute of a job from `qstat -f -1`, as the root/test user sees it.

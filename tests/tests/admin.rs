@@ -33,14 +33,13 @@ fn root_and_other() -> Option<User> {
     other
 }
 
-/// `qsub` as `user` of a script written into the work directory for them.
-fn qsub_as(c: &Cluster, user: &User, name: &str, body: &str, args: &[&str]) -> Output {
-    let path = c.work.join(name);
-    std::fs::write(&path, body).unwrap();
-    std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
-    let mut all = args.to_vec();
-    all.push(name);
-    c.run_as(user, "qsub", &all)
+/// `qmgr < FILE`, as root: directives from standard input.
+fn qmgr_reading(c: &Cluster, file: &std::path::Path) -> Output {
+    std::process::Command::new(bin_dir().join("qmgr"))
+        .env("PBS_HOME", &c.home)
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap()
 }
 
 fn qmgr_ok(c: &Cluster, command: &str) {
@@ -151,11 +150,7 @@ fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
         "# site setup\ncreate queue night\nset queue night enabled = true\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin_dir().join("qmgr"))
-        .env("PBS_HOME", &c.home)
-        .stdin(std::fs::File::open(&script).unwrap())
-        .output()
-        .unwrap();
+    let out = qmgr_reading(&c, &script);
     assert!(out.status.success(), "{}", stderr(&out));
     let listed = stdout(&c.run_as_root("qmgr", &["-c", "list queue night"]));
     assert_contains(&listed, "\tenabled = True\n");
@@ -168,11 +163,7 @@ fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
         .collect();
     let replay = c.work.join("replay.qmgr");
     std::fs::write(&replay, &saved).unwrap();
-    let out = std::process::Command::new(bin_dir().join("qmgr"))
-        .env("PBS_HOME", &c.home)
-        .stdin(std::fs::File::open(&replay).unwrap())
-        .output()
-        .unwrap();
+    let out = qmgr_reading(&c, &replay);
     assert!(out.status.success(), "{}", stderr(&out));
     let after: String = stdout(&c.run_as_root("qmgr", &["-c", "print server"]))
         .lines()
@@ -284,7 +275,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
         ),
     );
 
-    let out = qsub_as(&c, &me, "a.sh", "true\n", &["-q", "lab"]);
+    let out = c.submit_as(&me, &c.work, "a.sh", "true\n", &["-q", "lab"]);
     assert_eq!(code(&out), 159, "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
@@ -293,7 +284,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
             me.name
         )
     );
-    let out = qsub_as(&c, &other, "b.sh", "true\n", &["-q", "lab"]);
+    let out = c.submit_as(&other, &c.work, "b.sh", "true\n", &["-q", "lab"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The refused submission left nothing behind.
     let all = stdout(&c.run_as_root("qstat", &[]));
@@ -309,7 +300,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
         &c,
         "set queue lab acl_group_enable = true, acl_groups = nosuchgroup",
     );
-    let out = qsub_as(&c, &other, "c.sh", "true\n", &["-q", "lab"]);
+    let out = c.submit_as(&other, &c.work, "c.sh", "true\n", &["-q", "lab"]);
     assert_eq!(code(&out), 159, "{}", stderr(&out));
     assert_contains(
         &stderr(&out),
@@ -325,7 +316,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
         &c,
         "set queue lab acl_host_enable = true, acl_hosts = login9",
     );
-    let out = qsub_as(&c, &other, "d.sh", "true\n", &["-q", "lab"]);
+    let out = c.submit_as(&other, &c.work, "d.sh", "true\n", &["-q", "lab"]);
     assert_eq!(code(&out), 162, "{}", stderr(&out));
     assert_contains(
         &stderr(&out),
@@ -335,7 +326,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
         ),
     );
     qmgr_ok(&c, &format!("set queue lab acl_hosts += {h}"));
-    let out = qsub_as(&c, &other, "e.sh", "true\n", &["-q", "lab"]);
+    let out = c.submit_as(&other, &c.work, "e.sh", "true\n", &["-q", "lab"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -356,14 +347,13 @@ fn restricted_nodes_take_only_their_users_jobs() {
     assert_eq!(c.job_attr(&first, "exec_host").as_deref(), Some("n1/0"));
     let second = c.qsub("two.sh", "true\n", &[]);
     c.wait_held_back(&second);
-    assert_eq!(c.job_state(&second).as_deref(), Some("Q"));
     // Asking for the restricted node by name can never be satisfied for this user.
     c.script("ws.sh", "true\n");
     let out = c.run("qsub", &["-l", "nodes=ws1", "ws.sh"]);
     assert_eq!(code(&out), 190, "{}", stderr(&out));
     // Its owner's job runs there.
     // (-k oe: their output goes to their home; the test's work directory is not theirs.)
-    let out = qsub_as(&c, &other, "theirs.sh", "true\n", &["-k", "oe"]);
+    let out = c.submit_as(&other, &c.work, "theirs.sh", "true\n", &["-k", "oe"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let theirs = stdout(&out).trim().to_string();
     c.wait_state(&theirs, "C", T);

@@ -64,28 +64,9 @@ fn setup(tag: &str) -> Option<LoginSite> {
     };
     let c = Cluster::start_custom(&[NodeSpec::new("n1", "np=2")], &[], &ns.host_ip, &["n1"]);
     let home = c.root.join(LOGIN);
-    fs::create_dir_all(&home).expect("login home");
-    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod login home");
 
     // What an administrator does: enrol the login node on the server, install it there.
-    let bundle = c.root.join("login1.bundle");
-    let out = Command::new(bin_dir().join("pbs_server"))
-        .arg("--home")
-        .arg(&c.home)
-        .args(["--server-name", SERVER_NAME, "enroll", LOGIN, "--out"])
-        .arg(&bundle)
-        .output()
-        .expect("run pbs_server enroll");
-    assert!(out.status.success(), "enroll: {}", stderr(&out));
-    let out = Command::new(bin_dir().join("trqauthd"))
-        .arg("--home")
-        .arg(&home)
-        .arg("install-cert")
-        .arg(&bundle)
-        .output()
-        .expect("run trqauthd install-cert");
-    assert!(out.status.success(), "install-cert: {}", stderr(&out));
-    assert!(!bundle.exists(), "install-cert must delete the bundle");
+    c.enroll_with("trqauthd", &c.home, LOGIN, &home, &[]);
     assert_eq!(
         fs::read_to_string(home.join("server_name")).expect("server_name"),
         format!("{SERVER_NAME}\n")
@@ -216,9 +197,7 @@ fn a_login_node_submits_through_its_agent() {
         Some(format!("{}@{LOGIN}", user.name))
     );
     assert_eq!(site.c.job_attr(&id, "euser"), Some(user.name.clone()));
-    let output = site
-        .c
-        .read(site.c.work.join(format!("hello.sh.o{}", Cluster::seq(&id))));
+    let output = site.c.read(site.c.default_stdout("hello.sh", &id));
     assert_contains(&output, &user.name);
 
     // qstat and qdel through the agent.

@@ -87,10 +87,7 @@ fn enrolment_keeps_secrets_private() {
     // A job runs over the authenticated session.
     let id = c.qsub("ok.sh", "echo over-tls\n", &["-j", "oe"]);
     c.wait_state(&id, "C", T);
-    assert_contains(
-        &c.read(c.work.join(format!("ok.sh.o{}", Cluster::seq(&id)))),
-        "over-tls",
-    );
+    assert_contains(&c.read(c.default_stdout("ok.sh", &id)), "over-tls");
 }
 
 #[test]
@@ -344,14 +341,8 @@ fn mom_in_another_network_namespace_joins_over_tls() {
     // namespace, a real network hop away, and dials it.
     let nodes = [NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")];
     let mut c = Cluster::start_custom(&nodes, &[], &ns.host_ip, &["n2"]);
-    c.enroll("n1");
+    c.start_mom_under("n1", Some(&["ip", "netns", "exec", ns.name.as_str()]));
     let home = c.mom_home("n1");
-    c.spawn_mom(
-        "n1",
-        &home,
-        &["--node-name".into(), "n1".into()],
-        Some(&["ip", "netns", "exec", ns.name.as_str()][..]),
-    );
     assert!(
         c.wait_nodes_up(&["n1".to_string()], T),
         "n1 did not join from the namespace:\n{}\nMOM log:\n{}",
@@ -369,7 +360,7 @@ fn mom_in_another_network_namespace_joins_over_tls() {
         &["-l", "nodes=2", "-j", "oe"],
     );
     c.wait_state(&id, "C", T);
-    let out = c.read(c.work.join(format!("hop.sh.o{}", Cluster::seq(&id))));
+    let out = c.read(c.default_stdout("hop.sh", &id));
     assert_contains(&out, "n1");
     assert_contains(&out, "n2");
 

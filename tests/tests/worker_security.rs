@@ -81,19 +81,6 @@ fn private_dir(c: &Cluster, user: &User, name: &str) -> PathBuf {
     dir
 }
 
-/// `qsub` as `user` of a script written into `dir` (owned by that user); returns the id.
-fn qsub_as(c: &Cluster, user: &User, dir: &Path, name: &str, body: &str, args: &[&str]) -> String {
-    let script = dir.join(name);
-    fs::write(&script, body).expect("write script");
-    chown(&script, Some(user.uid), Some(user.gid)).expect("chown script");
-    let script = script.display().to_string();
-    let mut all = args.to_vec();
-    all.push(&script);
-    let out = c.run_as(user, "qsub", &all);
-    assert!(out.status.success(), "qsub {all:?}: {}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
 /// A path the user cannot write: a directory of root's (0755) when root; when not root, a
 /// directory of ours without write permission.
 #[test]
@@ -226,8 +213,7 @@ fn other_users_job_cannot_read_a_running_jobs_files() {
         dir = spool_dir.display(),
         jobs = mom.join("mom_priv/jobs").display(),
     );
-    let b_id = qsub_as(
-        &c,
+    let b_id = c.qsub_as(
         &b,
         &b_dir,
         "probe.sh",
@@ -279,15 +265,14 @@ fn other_user_cannot_read_a_jobs_output() {
     let c = Cluster::start(&one_node());
     let a_id = c.qsub("private.sh", "echo PRIVATE-RESULT-A\n", &[]);
     c.wait_state(&a_id, "C", T);
-    let a_out = c.work.join(format!("private.sh.o{}", Cluster::seq(&a_id)));
+    let a_out = c.default_stdout("private.sh", &a_id);
     assert_eq!(c.read(&a_out), "PRIVATE-RESULT-A\n");
     let meta = fs::metadata(&a_out).expect("meta");
     assert_eq!((meta.uid(), meta.mode() & 0o777), (c.user.uid, 0o600));
     // The work directory itself is readable by B (0755): only the file's mode protects it.
     let b_dir = private_dir(&c, &b, "b-home");
     let b_out = b_dir.join("reader.out");
-    let b_id = qsub_as(
-        &c,
+    let b_id = c.qsub_as(
         &b,
         &b_dir,
         "reader.sh",
@@ -314,14 +299,9 @@ fn other_user_cannot_read_a_jobs_output() {
 /// variables and what the user asked for with `-v`.
 #[test]
 fn job_environment_does_not_carry_the_moms() {
-    let nodes = one_node();
-    let mut c = Cluster::start_custom(&nodes, &[], "127.0.0.1", &[]);
-    c.enroll("n1");
-    let home = c.mom_home("n1");
-    c.spawn_mom(
+    let mut c = Cluster::start_custom(&one_node(), &[], "127.0.0.1", &[]);
+    c.start_mom_under(
         "n1",
-        &home,
-        &["--node-name".to_string(), "n1".to_string()],
         Some(&["env", "LD_PRELOAD=/nonexistent.so", "CAPSTAN_SECRET=x"]),
     );
     assert!(
@@ -331,7 +311,7 @@ fn job_environment_does_not_carry_the_moms() {
     );
     let id = c.qsub("env.sh", "env\n", &["-v", "ASKED_FOR=yes"]);
     c.wait_state(&id, "C", T);
-    let out = c.read(c.work.join(format!("env.sh.o{}", Cluster::seq(&id))));
+    let out = c.read(c.default_stdout("env.sh", &id));
     let names: Vec<&str> = out
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
@@ -410,7 +390,7 @@ fn job_gets_its_users_supplementary_groups() {
     let c = Cluster::start(&one_node());
     let id = c.qsub("groups.sh", "id -G\nid -g\nid -u\n", &[]);
     c.wait_state(&id, "C", T);
-    let out = c.read(c.work.join(format!("groups.sh.o{}", Cluster::seq(&id))));
+    let out = c.read(c.default_stdout("groups.sh", &id));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     let groups: Vec<u32> = lines[0]
@@ -486,6 +466,6 @@ fn root_jobs_are_refused_unless_the_server_allows_them() {
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_string();
     c.wait_state(&id, "C", T);
-    let output = c.work.join(format!("asroot.sh.o{}", Cluster::seq(&id)));
+    let output = c.default_stdout("asroot.sh", &id);
     assert_eq!(c.read(&output), "0\n");
 }
