@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use capstan_proto::daemon::SERVER_PORT;
 use capstan_proto::enrolment::{self, Credentials, EnrolError, FileError};
 use capstan_proto::pbse;
 use capstan_proto::remote::{self, ASSERTED_USER};
@@ -35,8 +36,6 @@ use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-/// The server's TLS listener port when `--server` gives none (as `pbs_mom`).
-pub const DEFAULT_SERVER_PORT: u16 = 15001;
 /// How long a shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -93,7 +92,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// `server` if given (a missing port means [`DEFAULT_SERVER_PORT`]), else the first line of
+    /// `server` if given (a missing port means [`SERVER_PORT`]), else the first line of
     /// `home/server_name` with the default port.
     pub fn new(home: PathBuf, server: Option<String>) -> Result<AgentConfig, AgentError> {
         let server = match server {
@@ -112,7 +111,7 @@ impl AgentConfig {
         {
             server
         } else {
-            format!("{server}:{DEFAULT_SERVER_PORT}")
+            format!("{server}:{SERVER_PORT}")
         };
         Ok(AgentConfig { home, server })
     }

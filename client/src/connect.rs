@@ -20,9 +20,6 @@ use tower::service_fn;
 /// Largest reply the commands accept (256 MiB): far above any real cluster's listing.
 const MAX_REPLY_BYTES: usize = 256 << 20;
 
-/// Default Torque-style home when `PBS_HOME` is not set.
-pub const DEFAULT_PBS_HOME: &str = "/var/spool/capstan";
-
 /// Why the server could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -131,10 +128,7 @@ pub fn strerror(code: i32) -> &'static str {
 
 /// `$PBS_HOME`, or Capstan's default.
 pub fn pbs_home() -> PathBuf {
-    std::env::var_os("PBS_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PBS_HOME))
+    capstan_proto::daemon::home(None)
 }
 
 /// The server's Unix socket path (`$CAPSTAN_SOCKET` overrides it).

@@ -7,7 +7,9 @@
 //!   decides the error) and the commands (which print it and exit with it).
 //! * [`enrolment`]: the enrolment bundle and installed host credentials (MOMs, login nodes).
 //! * [`remote`]: the user assertion a login node's agent adds, and refusal error numbers.
-//! * [`shutdown`]: the daemons' shutdown notice (one broadcast channel, a listener per task).
+//! * [`shutdown`]: the daemons' shutdown notice (one broadcast channel, a listener per task)
+//!   and their SIGTERM/SIGINT wait.
+//! * [`daemon`]: `PBS_HOME`'s default, the server's TLS port, daemon logging.
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -15,6 +17,7 @@ pub mod v1 {
     tonic::include_proto!("capstan.v1");
 }
 
+pub mod daemon;
 pub mod enrolment;
 pub mod pbse;
 pub mod remote;

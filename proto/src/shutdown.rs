@@ -3,6 +3,7 @@
 //! `main` owns a `broadcast` sender and drops it (or sends) on SIGTERM/SIGINT; every
 //! long-lived task holds a [`Shutdown`] and winds down at its next `select!`. [`Shutdown`]
 //! remembers whether the notice was already seen, so a task can check it more than once.
+//! [`wait_for_signal`] is the SIGTERM/SIGINT wait a daemon's `main` starts with.
 
 use tokio::sync::broadcast;
 
@@ -34,4 +35,16 @@ impl Shutdown {
         let _ = self.notify.recv().await;
         self.is_shutdown = true;
     }
+}
+
+/// Waits for SIGTERM or SIGINT; returns the signal's name. Fails only if the handlers cannot
+/// be installed.
+pub async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }

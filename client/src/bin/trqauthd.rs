@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use capstan_client::agent::{self, AgentConfig};
+use capstan_proto::daemon;
+use capstan_proto::shutdown::wait_for_signal;
 use clap::Parser;
 use tracing::{info, warn};
 
@@ -45,37 +47,11 @@ enum Command {
     InstallCert { bundle: PathBuf },
 }
 
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => info!("SIGTERM"),
-                _ = int.recv() => info!("SIGINT"),
-            }
-        }
-        _ => {
-            warn!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let home = args.home.unwrap_or_else(capstan_client::connect::pbs_home);
+    daemon::init_logging(&args.log_level);
+    let home = daemon::home(args.home);
     let root = nix::unistd::geteuid().is_root();
     if !root && !args.allow_non_root {
         anyhow::bail!(
@@ -96,6 +72,15 @@ async fn main() -> anyhow::Result<()> {
         warn!("running as a non-root account (--allow-non-root): keep it a dedicated one");
     }
     let config = AgentConfig::new(home, args.server)?;
-    agent::run(config, signal()).await?;
+    let signal = async {
+        match wait_for_signal().await {
+            Ok(name) => info!("{name}"),
+            Err(e) => {
+                warn!("cannot install signal handlers ({e}); stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    agent::run(config, signal).await?;
     Ok(())
 }
