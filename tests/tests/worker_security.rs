@@ -413,6 +413,9 @@ fn daemon_state_is_private() {
     let c = Cluster::start(&one_node());
     let id = c.qsub("quick.sh", "true\n", &[]);
     c.wait_state(&id, "C", T);
+    // A record is held while its run lasts (an ended run's goes once the server has it).
+    let running = c.qsub("running.sh", "sleep 300\n", &[]);
+    c.wait_state(&running, "R", T);
     let mode = |p: &Path| {
         fs::metadata(p)
             .map(|m| m.mode() & 0o777)
@@ -430,6 +433,7 @@ fn daemon_state_is_private() {
         "undelivered/ open"
     );
     assert_eq!(mode(&mom.join("mom_priv/tls")), 0o700);
+    let mut records = 0;
     for e in fs::read_dir(mom.join("mom_priv/jobs"))
         .expect("jobs dir")
         .flatten()
@@ -437,8 +441,10 @@ fn daemon_state_is_private() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "json" || x == "exit") {
             assert_eq!(mode(&p) & 0o077, 0, "{} readable by others", p.display());
+            records += 1;
         }
     }
+    assert!(records > 0, "no run record to check in mom_priv/jobs");
     let server_priv = c.home.join("server_priv");
     assert_eq!(mode(&server_priv), 0o700, "server_priv");
     assert_eq!(mode(&server_priv.join("capstan.db")) & 0o077, 0, "database");
