@@ -96,9 +96,10 @@ pub struct ExecPlan {
     pub shell: PathBuf,
     pub script: PathBuf,
     pub env: Vec<(String, String)>,
-    /// What to copy after the job ends. The MOM keeps it; the supervisor uses
-    /// only its `identity` (the MOM tells it which files to copy).
-    #[serde(default)]
+    /// What to copy after the job ends. The MOM keeps it (in the run record);
+    /// it does not travel to the supervisor, which copies as `identity` what
+    /// the MOM names when the job has ended.
+    #[serde(skip)]
     pub delivery: DeliveryPlan,
 }
 
