@@ -8,7 +8,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use capstan_client::connect::{self, ConnectError};
-use capstan_client::format::{emit, Object, ServerError};
+use capstan_client::format::{emit, objects_from_reply, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_client::qmgr::{self, AttrOp, Directive, ObjectKind, Verb};
 use capstan_proto::v1::batch_client::BatchClient;
@@ -114,16 +114,17 @@ async fn run(o: Options) -> i32 {
         if o.syntax_only {
             continue;
         }
-        if client.is_none() {
-            match connect::connect().await {
-                Ok(c) => client = Some(c),
+        // Connected at the first directive that needs the server.
+        let c = match client {
+            Some(ref mut c) => c,
+            None => match connect::connect().await {
+                Ok(c) => client.insert(c),
                 Err(e) => {
                     eprintln!("{}", e.torque_message("qmgr"));
                     return e.exit_code();
                 }
-            }
-        }
-        let Some(c) = client.as_mut() else { break };
+            },
+        };
         if let Err(message) = execute(c, &directive).await {
             if !o.quiet {
                 eprintln!("{message}");
@@ -175,142 +176,107 @@ fn server_error(object: &str, e: ServerError) -> String {
     format!("qmgr obj={object} svr=default: {}", e.message())
 }
 
-async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(), String> {
-    let rpc = |s: tonic::Status| match ConnectError::from_status(&s) {
+/// How a failed call reads: a refusal as Torque's `cannot connect to server` line.
+fn rpc_error(s: tonic::Status) -> String {
+    match ConnectError::from_status(&s) {
         Some(e) => e.torque_message("qmgr"),
         None => format!("qmgr: {}", s.message()),
-    };
-    match d.verb {
-        Verb::List | Verb::Print => {
-            let (objects, queues) = stat(client, d).await.map_err(rpc)?;
-            let objects = objects?;
-            let text = match (d.verb, d.object) {
-                (Verb::List, kind) => qmgr::list(kind, &objects, &chrono::Local),
-                (Verb::Print, ObjectKind::Server) => {
-                    let queues = queues?;
+    }
+}
+
+async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(), String> {
+    let command = match d.verb {
+        Verb::List => {
+            let objects = stat(client, d.object, &d.names).await?;
+            emit(&qmgr::list(d.object, &objects, &chrono::Local));
+            return Ok(());
+        }
+        Verb::Print => {
+            let objects = stat(client, d.object, &d.names).await?;
+            let text: String = match d.object {
+                ObjectKind::Server => {
+                    let queues = stat(client, ObjectKind::Queue, &[]).await?;
                     objects
                         .iter()
                         .map(|s| qmgr::print_server(s, &queues))
                         .collect()
                 }
-                (Verb::Print, ObjectKind::Queue) => objects.iter().map(qmgr::print_queue).collect(),
-                (Verb::Print, ObjectKind::Node) => objects.iter().map(qmgr::print_node).collect(),
-                _ => String::new(),
+                ObjectKind::Queue => objects.iter().map(qmgr::print_queue).collect(),
+                ObjectKind::Node => objects.iter().map(qmgr::print_node).collect(),
             };
             emit(&text);
-            Ok(())
+            return Ok(());
         }
-        Verb::Create | Verb::Delete | Verb::Set | Verb::Unset => {
-            let command = match d.verb {
-                Verb::Create => ManageCommand::Create,
-                Verb::Delete => ManageCommand::Delete,
-                Verb::Set => ManageCommand::Set,
-                _ => ManageCommand::Unset,
-            };
-            let object = match d.object {
-                ObjectKind::Server => ManageObject::Server,
-                ObjectKind::Queue => ManageObject::Queue,
-                ObjectKind::Node => ManageObject::Node,
-            };
-            let names = if d.names.is_empty() {
-                vec![String::new()]
-            } else {
-                d.names.clone()
-            };
-            for name in names {
-                let reply = client
-                    .manage(ManageRequest {
-                        command: command as i32,
-                        object: object as i32,
-                        name: name.clone(),
-                        attrs: d
-                            .attrs
-                            .iter()
-                            .map(|a| ManageAttr {
-                                name: a.name.clone(),
-                                resource: a.resource.clone(),
-                                value: a.value.clone(),
-                                op: match a.op {
-                                    AttrOp::Set => ManageOp::Set,
-                                    AttrOp::Incr => ManageOp::Incr,
-                                    AttrOp::Decr => ManageOp::Decr,
-                                } as i32,
-                            })
-                            .collect(),
-                    })
-                    .await
-                    .map_err(rpc)?
-                    .into_inner();
-                if let Some(e) = reply.error {
-                    return Err(server_error(&name, ServerError::from(e)));
-                }
-            }
-            Ok(())
+        Verb::Create => ManageCommand::Create,
+        Verb::Delete => ManageCommand::Delete,
+        Verb::Set => ManageCommand::Set,
+        Verb::Unset => ManageCommand::Unset,
+    };
+    let object = match d.object {
+        ObjectKind::Server => ManageObject::Server,
+        ObjectKind::Queue => ManageObject::Queue,
+        ObjectKind::Node => ManageObject::Node,
+    };
+    let attrs: Vec<ManageAttr> = d
+        .attrs
+        .iter()
+        .map(|a| ManageAttr {
+            name: a.name.clone(),
+            resource: a.resource.clone(),
+            value: a.value.clone(),
+            op: match a.op {
+                AttrOp::Set => ManageOp::Set,
+                AttrOp::Incr => ManageOp::Incr,
+                AttrOp::Decr => ManageOp::Decr,
+            } as i32,
+        })
+        .collect();
+    // The server is the one object without a name.
+    let names = if d.names.is_empty() {
+        vec![String::new()]
+    } else {
+        d.names.clone()
+    };
+    for name in names {
+        let reply = client
+            .manage(ManageRequest {
+                command: command as i32,
+                object: object as i32,
+                name: name.clone(),
+                attrs: attrs.clone(),
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        if let Some(e) = reply.error {
+            return Err(server_error(&name, ServerError::from(e)));
         }
     }
+    Ok(())
 }
 
-type Objects = Result<Vec<Object>, String>;
-
-/// The objects a list/print names (all of their kind when none is named), and for `print
-/// server` the queues too. An unknown name is Torque's `Unknown queue`/`Unknown node` line.
+/// The objects of `kind` named `names` (all of them when none is named). An unknown name is
+/// Torque's `Unknown queue`/`Unknown node` line.
 async fn stat(
     client: &mut BatchClient<Channel>,
-    d: &Directive,
-) -> Result<(Objects, Objects), tonic::Status> {
-    let from_reply = |objects: Vec<capstan_proto::v1::StatObject>,
-                      errors: Vec<capstan_proto::v1::PbsError>|
-     -> Objects {
-        if let Some(e) = errors.into_iter().next() {
-            let e = ServerError::from(e);
-            let object = e.object.clone();
-            return Err(server_error(&object, e));
-        }
-        Ok(objects.into_iter().map(Object::from).collect())
-    };
-    match d.object {
-        ObjectKind::Server => {
-            let server = client.stat_server(StatServerRequest {}).await?.into_inner();
-            let server = from_reply(server.objects, server.errors);
-            let queues = if d.verb == Verb::Print {
-                let q = client
-                    .stat_queues(StatQueuesRequest { names: vec![] })
-                    .await?
-                    .into_inner();
-                from_reply(q.objects, q.errors)
-            } else {
-                Ok(Vec::new())
-            };
-            Ok((server, queues))
-        }
-        ObjectKind::Queue => {
-            let q = client
-                .stat_queues(StatQueuesRequest {
-                    names: d.names.clone(),
-                })
-                .await?
-                .into_inner();
-            let errors = q
-                .errors
-                .into_iter()
-                .map(|mut e| {
-                    // Torque: `Unknown queue MSG=cannot locate queue NAME`.
-                    if e.detail.is_empty() {
-                        e.detail = format!("cannot locate queue {}", e.object);
-                    }
-                    e
-                })
-                .collect();
-            Ok((from_reply(q.objects, errors), Ok(Vec::new())))
-        }
-        ObjectKind::Node => {
-            let n = client
-                .stat_nodes(StatNodesRequest {
-                    names: d.names.clone(),
-                })
-                .await?
-                .into_inner();
-            Ok((from_reply(n.objects, n.errors), Ok(Vec::new())))
-        }
+    kind: ObjectKind,
+    names: &[String],
+) -> Result<Vec<Object>, String> {
+    let names = names.to_vec();
+    let reply = match kind {
+        ObjectKind::Server => client.stat_server(StatServerRequest {}).await,
+        ObjectKind::Queue => client.stat_queues(StatQueuesRequest { names }).await,
+        ObjectKind::Node => client.stat_nodes(StatNodesRequest { names }).await,
     }
+    .map_err(rpc_error)?
+    .into_inner();
+    if let Some(mut e) = reply.errors.into_iter().next() {
+        // Torque: `Unknown queue MSG=cannot locate queue NAME`.
+        if kind == ObjectKind::Queue && e.detail.is_empty() {
+            e.detail = format!("cannot locate queue {}", e.object);
+        }
+        let e = ServerError::from(e);
+        return Err(server_error("", e));
+    }
+    Ok(objects_from_reply(reply.objects, reply.table))
 }
