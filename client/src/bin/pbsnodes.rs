@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::nodes::{self, ListState};
-use capstan_client::format::{Object, ServerError};
+use capstan_client::format::{emit, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_proto::v1::batch_client::BatchClient;
 use capstan_proto::v1::{ModifyNodesRequest, NodeOp, StatNodesRequest};
@@ -217,18 +217,18 @@ async fn run(o: Options) -> Result<(), Failure> {
                         // Torque prints each operand's nodes as it goes, except XML,
                         // which is written once at the end.
                         if o.action == Action::List {
-                            capstan_client::format::emit(&nodes::list(&nodes, which, o.list_notes));
+                            emit(&nodes::list(&nodes, which, o.list_notes));
                         } else if o.xml {
                             found.extend(nodes);
                         } else {
-                            capstan_client::format::emit(&nodes::blocks(&nodes));
+                            emit(&nodes::blocks(&nodes));
                         }
                     }
                     Err(f) => return Err(f),
                 }
             }
             if o.xml {
-                capstan_client::format::emit(&nodes::xml(&found));
+                emit(&nodes::xml(&found));
             }
         }
         _ => {}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::jobs::{self, AltOptions, Filter, MemUnit};
 use capstan_client::format::wrap::{LINE_SIZE, NO_WRAP};
-use capstan_client::format::{queues, Object, ServerError};
+use capstan_client::format::{emit, objects_from_reply, queues, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_proto::pbse;
 use capstan_proto::v1::batch_client::BatchClient;
@@ -306,7 +306,7 @@ fn wanted_attributes(o: &Options) -> Vec<String> {
 fn split_reply(reply: StatReply) -> (String, Vec<Object>, Vec<ServerError>) {
     (
         reply.server_name,
-        capstan_client::format::objects_from_reply(reply.objects, reply.table),
+        objects_from_reply(reply.objects, reply.table),
         reply.errors.into_iter().map(ServerError::from).collect(),
     )
 }
@@ -357,7 +357,7 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
     } else {
         jobs::default_listing(&selected, true)
     };
-    capstan_client::format::emit(&text);
+    emit(&text);
     // The process ends right after this listing: freeing thousands of rows one by one
     // would cost more than building them, so let the exit reclaim them.
     std::mem::forget(selected);
@@ -425,7 +425,7 @@ async fn queues_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<E
         if !objects.is_empty() {
             header = false;
         }
-        capstan_client::format::emit(&text);
+        emit(&text);
         for e in &errors {
             let object = if e.object.is_empty() {
                 name.as_str()
@@ -459,7 +459,7 @@ async fn servers_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<
         if !objects.is_empty() {
             header = false;
         }
-        capstan_client::format::emit(&text);
+        emit(&text);
         let operand = o.operands.get(i).map(String::as_str).unwrap_or("");
         for e in &errors {
             eprintln!("qstat: {} {operand}", e.message());
