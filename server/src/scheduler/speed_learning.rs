@@ -63,12 +63,12 @@ impl Samples {
     pub fn speeds(&self) -> HashMap<String, f64> {
         let mut ratios: HashMap<&str, (Vec<f64>, usize)> = HashMap::new();
         for per_node in self.by_shape.values() {
+            // A node is listed only once it has a sample (`add`).
             if per_node.len() < 2 {
                 continue;
             }
             let means: Vec<(&str, f64, usize)> = per_node
                 .iter()
-                .filter(|(_, l)| !l.is_empty())
                 .map(|(n, l)| {
                     (
                         n.as_str(),
@@ -77,9 +77,6 @@ impl Samples {
                     )
                 })
                 .collect();
-            if means.len() < 2 {
-                continue;
-            }
             let overall = means.iter().map(|m| m.1).sum::<f64>() / means.len() as f64;
             for (node, mean, count) in means {
                 let entry = ratios.entry(node).or_default();
