@@ -8,7 +8,7 @@ use chrono::TimeZone;
 
 use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
-use super::{cut, left, right, Kind, Object};
+use super::{cut, left, push_padded, right, Kind, Object};
 
 /// Client-side selection of jobs (Torque asks the server with `pbs_selstat`; our server
 /// returns every job for the operands and the command filters, with the same rules).
@@ -133,19 +133,6 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
         out.push('\n');
     }
     out
-}
-
-/// C `printf("%-Ws")` (or `%Ws` when `right_align`) appended to `out`.
-fn push_padded(out: &mut String, s: &str, width: usize, right_align: bool) {
-    const SPACES: &str = "                                "; // 32: wider than any column
-    let pad = &SPACES[..width.saturating_sub(s.chars().count()).min(SPACES.len())];
-    if right_align {
-        out.push_str(pad);
-        out.push_str(s);
-    } else {
-        out.push_str(s);
-        out.push_str(pad);
-    }
 }
 
 /// The job id as the default listing shows it: cut after the first component of the

@@ -226,16 +226,38 @@ where
 
 /// C `printf("%-W.Ps")`: cut to `precision` characters, pad on the right to `width`.
 pub(crate) fn left(s: &str, width: usize, precision: Option<usize>) -> String {
-    let cut = cut(s, precision);
-    let n = cut.chars().count();
-    format!("{cut}{}", " ".repeat(width.saturating_sub(n)))
+    let mut out = String::new();
+    push_padded(&mut out, cut(s, precision), width, false);
+    out
 }
 
 /// C `printf("%W.Ps")`: cut to `precision` characters, pad on the left to `width`.
 pub(crate) fn right(s: &str, width: usize, precision: Option<usize>) -> String {
-    let cut = cut(s, precision);
-    let n = cut.chars().count();
-    format!("{}{cut}", " ".repeat(width.saturating_sub(n)))
+    let mut out = String::new();
+    push_padded(&mut out, cut(s, precision), width, true);
+    out
+}
+
+/// C `printf("%-Ws")` (or `%Ws` when `right_align`) appended to `out`, without building a
+/// string per column: the default job listing writes thousands of rows this way.
+pub(crate) fn push_padded(out: &mut String, s: &str, width: usize, right_align: bool) {
+    let pad = width.saturating_sub(s.chars().count());
+    if right_align {
+        push_spaces(out, pad);
+        out.push_str(s);
+    } else {
+        out.push_str(s);
+        push_spaces(out, pad);
+    }
+}
+
+fn push_spaces(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 /// The first `precision` characters of `s` (all of it for `None`).
@@ -268,6 +290,7 @@ mod tests {
         assert_eq!(left("abcdef", 3, Some(3)), "abc");
         assert_eq!(right(" -- ", 9, Some(9)), "      -- ");
         assert_eq!(right("abcdef", 2, None), "abcdef");
+        assert_eq!(left("x", 40, None), format!("x{}", " ".repeat(39)));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! queue's `mtime` appears as epoch seconds), so these renderers ignore [`super::Kind`].
 
 use super::wrap::attr_line;
-use super::{cut, left, right, Object};
+use super::{cut, left, push_padded, right, Object};
 
 /// Job counts parsed from a `state_count` value (`Transit:0 Queued:24 ... Complete:1 `),
 /// as strings cut to 5 characters the way Torque's `states()` keeps them.
@@ -99,11 +99,7 @@ fn printf_row(cols: &[&str], widths: &[isize]) -> String {
         if i > 0 {
             out.push(' ');
         }
-        if width < 0 {
-            out.push_str(&left(col, width.unsigned_abs(), None));
-        } else {
-            out.push_str(&right(col, width.unsigned_abs(), None));
-        }
+        push_padded(&mut out, col, width.unsigned_abs(), width > 0);
     }
     out.push('\n');
     out
