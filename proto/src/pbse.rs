@@ -31,14 +31,14 @@ pub const BADSTATE: i32 = 15018;
 pub const UNKQUE: i32 = 15020;
 /// Queue is not enabled.
 pub const QUNOENB: i32 = 15023;
+/// Bad UID for job execution.
+pub const BADUSER: i32 = 15025;
 /// Queue already exists.
 pub const QUEEXIST: i32 = 15027;
 /// Cannot delete busy queue.
 pub const QUEBUSY: i32 = 15029;
 /// Feature/function not supported.
 pub const NOSUP: i32 = 15031;
-/// Bad UID for job execution.
-pub const BADUSER: i32 = 15025;
 /// Unknown resource type.
 pub const UNKRESC: i32 = 15037;
 /// Job exceeds queue resource limits.
@@ -75,15 +75,15 @@ pub fn text(code: i32) -> &'static str {
         PERM => "Unauthorized Request ",
         BADHOST => "Access from host not allowed, or unknown host",
         SYSTEM => "Internal Server Error",
-        QUEEXIST => "Queue already exists",
-        QUEBUSY => "Cannot delete busy queue",
-        NOSUP => "Feature/function not supported",
         BADATVAL => "Illegal attribute or resource value for",
         MODATRRUN => "Cannot modify attribute while job running",
         BADSTATE => "Request invalid for state of job",
         UNKQUE => "Unknown queue",
         QUNOENB => "Queue is not enabled",
         BADUSER => "Bad UID for job execution",
+        QUEEXIST => "Queue already exists",
+        QUEBUSY => "Cannot delete busy queue",
+        NOSUP => "Feature/function not supported",
         UNKRESC => "Unknown resource type ",
         EXCQRESC => "Job exceeds queue resource limits",
         RESCUNAV => "Resource temporarily unavailable",
