@@ -433,18 +433,22 @@ fn daemon_state_is_private() {
         "undelivered/ open"
     );
     assert_eq!(mode(&mom.join("mom_priv/tls")), 0o700);
-    let mut records = 0;
-    for e in fs::read_dir(mom.join("mom_priv/jobs"))
-        .expect("jobs dir")
-        .flatten()
-    {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "json" || x == "exit") {
-            assert_eq!(mode(&p) & 0o077, 0, "{} readable by others", p.display());
-            records += 1;
-        }
+    let records = || -> Vec<PathBuf> {
+        fs::read_dir(mom.join("mom_priv/jobs"))
+            .expect("jobs dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "exit"))
+            .collect()
+    };
+    // The server says R once it has sent the start; the MOM writes the record on receipt.
+    assert!(
+        wait_until(T, || !records().is_empty()),
+        "no run record to check in mom_priv/jobs"
+    );
+    for p in records() {
+        assert_eq!(mode(&p) & 0o077, 0, "{} readable by others", p.display());
     }
-    assert!(records > 0, "no run record to check in mom_priv/jobs");
     let server_priv = c.home.join("server_priv");
     assert_eq!(mode(&server_priv), 0o700, "server_priv");
     assert_eq!(mode(&server_priv.join("capstan.db")) & 0o077, 0, "database");
