@@ -195,10 +195,17 @@ fn other_users_job_cannot_read_a_running_jobs_files() {
     // The files B goes after are real: A's job has written its output to the spool.
     assert!(wait_until(T, || c.read_opt(&spooled_out) == "SECRET-OUTPUT-A\n"));
     assert_contains(&c.read(&script), "SECRET-SCRIPT-A");
-    let session: i32 = c
-        .job_attr(&a_id, "session_id")
-        .and_then(|s| s.parse().ok())
-        .expect("session_id of A's job");
+    // R is shown once the server has sent the start; the session id comes with the MOM's
+    // RunStarted, which may follow.
+    let mut session: Option<i32> = None;
+    assert!(
+        wait_until(T, || {
+            session = c.job_attr(&a_id, "session_id").and_then(|s| s.parse().ok());
+            session.is_some()
+        }),
+        "no session_id for A's job"
+    );
+    let session = session.unwrap_or_default();
     let environ = format!("/proc/{session}/environ");
     assert_contains(&c.read_opt(&environ), "SECRET-ENV-A");
 
