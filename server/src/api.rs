@@ -250,13 +250,14 @@ fn table_reply(
     objects: Vec<StatObject>,
     errors: Vec<PbsError>,
 ) -> pb::StatReply {
-    let mut columns: Vec<pb::Attr> = Vec::new();
-    // Columns seen so far; a listing has a handful, so a linear search beats hashing.
-    let mut keys: Vec<(Cow<'static, str>, String, AttrKind)> = Vec::new();
-    let is_column = |(n, r, k): &(Cow<'static, str>, String, AttrKind), a: &Attr| {
+    // Each column is an attribute with no value. A listing has a handful, so a linear
+    // search beats hashing.
+    let mut columns: Vec<Attr> = Vec::new();
+    let is_column = |c: &Attr, a: &Attr| {
         // Names are mostly the same static strings: compare addresses before bytes.
-        let same_name = (n.as_ptr() == a.name.as_ptr() && n.len() == a.name.len()) || *n == a.name;
-        *k == a.kind && same_name && same_text(r, &a.resource)
+        let same_name = (c.name.as_ptr() == a.name.as_ptr() && c.name.len() == a.name.len())
+            || c.name == a.name;
+        c.kind == a.kind && same_name && same_text(&c.resource, &a.resource)
     };
     // Jobs mostly list the same attributes in the same order: try the previous row's
     // column at this position first.
@@ -269,28 +270,24 @@ fn table_reply(
                 columns: Vec::with_capacity(o.attrs.len()),
                 values: Vec::with_capacity(o.attrs.len()),
             };
-            for a in o.attrs {
+            for mut a in o.attrs {
                 let hint = previous.get(row.columns.len()).map(|&c| c as usize);
                 let found = hint
-                    .filter(|&c| is_column(&keys[c], &a))
-                    .or_else(|| keys.iter().position(|key| is_column(key, &a)));
+                    .filter(|&c| is_column(&columns[c], &a))
+                    .or_else(|| columns.iter().position(|c| is_column(c, &a)));
+                let value = std::mem::take(&mut a.value);
                 let column = found.unwrap_or_else(|| {
-                    let kind = a.kind;
-                    let (name, resource) = (a.name.clone(), a.resource.clone());
-                    columns.push(attr_to_proto(Attr {
-                        value: String::new(),
-                        ..a.clone()
-                    }));
-                    keys.push((name, resource, kind));
-                    keys.len() - 1
+                    columns.push(a);
+                    columns.len() - 1
                 });
                 row.columns.push(column as u32);
-                row.values.push(a.value);
+                row.values.push(value);
             }
             previous.clone_from(&row.columns);
             row
         })
         .collect();
+    let columns = columns.into_iter().map(attr_to_proto).collect();
     pb::StatReply {
         server_name,
         objects: Vec::new(),
