@@ -6,25 +6,14 @@
 
 pub use capstan_proto::shutdown::Shutdown;
 
-/// Resolves when the process receives SIGTERM or SIGINT.
+/// Resolves when the process receives SIGTERM or SIGINT; never, if the handlers cannot be
+/// installed (logged), so the server keeps serving rather than stopping at once.
 pub async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+    match capstan_proto::shutdown::wait_for_signal().await {
+        Ok(name) => tracing::info!("{name} received, shutting down"),
         Err(e) => {
-            tracing::error!("cannot install SIGTERM handler: {e}");
-            std::future::pending::<()>().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        r = tokio::signal::ctrl_c() => {
-            if r.is_ok() {
-                tracing::info!("SIGINT received, shutting down");
-            } else {
-                std::future::pending::<()>().await;
-            }
+            tracing::error!("cannot install SIGTERM/SIGINT handlers: {e}");
+            std::future::pending::<()>().await
         }
     }
 }
