@@ -25,9 +25,6 @@ use clap::Parser;
 use tokio::sync::{broadcast, mpsc};
 use tracing_subscriber::EnvFilter;
 
-/// Default port of the server's MOM listener.
-const DEFAULT_SERVER_PORT: u16 = 15001;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "pbs_mom",
@@ -101,10 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let home = args
-        .home
-        .or_else(|| std::env::var_os("PBS_HOME").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/var/spool/capstan"));
+    let home = capstan_proto::daemon::home(args.home);
     Layout::new(home.clone())
         .ensure()
         .with_context(|| format!("cannot create MOM directories under {}", home.display()))?;
@@ -139,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let path = home.join("server_name");
             let name = std::fs::read_to_string(&path)
                 .with_context(|| format!("no --server given and cannot read {}", path.display()))?;
-            format!("{}:{DEFAULT_SERVER_PORT}", name.trim())
+            format!("{}:{}", name.trim(), capstan_proto::daemon::SERVER_PORT)
         }
     };
     let node_name = match (args.node_name, &cert_name) {
