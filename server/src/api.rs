@@ -23,7 +23,7 @@ use crate::attrs;
 use crate::dispatch::now_epoch;
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage;
-use crate::model::{Attr, AttrKind, PbsError, StatObject};
+use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
 use crate::state::Shared;
 use crate::tls;
 
@@ -235,64 +235,27 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
     }
 }
 
-/// String equality that never calls `memcmp` for empty strings: an empty `String`'s
-/// pointer is dangling, and glibc's AVX-512 `memcmp` does a masked load from it that costs a
-/// microcode assist on every call (a third of a 5,000-job listing's time, measured).
-fn same_text(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a.is_empty() || a == b)
-}
-
-/// A job listing as a [`pb::StatTable`]: each distinct attribute (name, resource, kind)
-/// becomes a column once; rows carry only values. For 5,000 jobs this sends and decodes a
-/// fraction of the strings of one `StatObject` per job.
-fn table_reply(
-    server_name: String,
-    objects: Vec<StatObject>,
-    errors: Vec<PbsError>,
-) -> pb::StatReply {
-    // Each column is an attribute with no value. A listing has a handful, so a linear
-    // search beats hashing.
-    let mut columns: Vec<Attr> = Vec::new();
-    let is_column = |c: &Attr, a: &Attr| {
-        // Names are mostly the same static strings: compare addresses before bytes.
-        let same_name = (c.name.as_ptr() == a.name.as_ptr() && c.name.len() == a.name.len())
-            || c.name == a.name;
-        c.kind == a.kind && same_name && same_text(&c.resource, &a.resource)
-    };
-    // Jobs mostly list the same attributes in the same order: try the previous row's
-    // column at this position first.
-    let mut previous: Vec<u32> = Vec::new();
-    let rows = objects
-        .into_iter()
-        .map(|o| {
-            let mut row = pb::StatRow {
-                name: o.name,
-                columns: Vec::with_capacity(o.attrs.len()),
-                values: Vec::with_capacity(o.attrs.len()),
-            };
-            for mut a in o.attrs {
-                let hint = previous.get(row.columns.len()).map(|&c| c as usize);
-                let found = hint
-                    .filter(|&c| is_column(&columns[c], &a))
-                    .or_else(|| columns.iter().position(|c| is_column(c, &a)));
-                let value = std::mem::take(&mut a.value);
-                let column = found.unwrap_or_else(|| {
-                    columns.push(a);
-                    columns.len() - 1
-                });
-                row.columns.push(column as u32);
-                row.values.push(value);
-            }
-            previous.clone_from(&row.columns);
-            row
-        })
-        .collect();
-    let columns = columns.into_iter().map(attr_to_proto).collect();
-    pb::StatReply {
-        server_name,
-        objects: Vec::new(),
-        errors: errors.into_iter().map(error_to_proto).collect(),
-        table: Some(pb::StatTable { columns, rows }),
+/// A listing at the edge: the packed table's buffers move into the message as they are.
+fn table_to_proto(table: Table) -> pb::StatTable {
+    pb::StatTable {
+        columns: table
+            .columns
+            .into_iter()
+            .map(|c| {
+                attr_to_proto(Attr {
+                    name: Cow::Borrowed(c.name),
+                    resource: c.resource,
+                    value: String::new(),
+                    kind: c.kind,
+                })
+            })
+            .collect(),
+        names: table.names,
+        name_ends: table.name_ends,
+        row_ends: table.row_ends,
+        cell_columns: table.cell_columns,
+        values: table.values,
+        value_ends: table.value_ends,
     }
 }
 
@@ -356,29 +319,33 @@ impl Batch for BatchService {
         let sees_all =
             state.server_attrs.query_other_jobs || state.server_attrs.is_op_or_mgr(&caller);
         let visible = |job: &&crate::model::Job| sees_all || job.uid == caller.uid;
-        // Appends the visible jobs of one queue, or of all of them.
-        let list = |objects: &mut Vec<StatObject>, queue: Option<&str>| {
-            objects.extend(
-                state
-                    .jobs
-                    .values()
-                    .filter(|j| queue.is_none_or(|q| j.queue == q))
-                    .filter(visible)
-                    .map(|j| attrs::job_attrs(j, state, &reverse, now, filter)),
+        let mut table = Table::default();
+        let push = |table: &mut Table, job: &crate::model::Job| {
+            table.push_row(
+                |name| job.write_id(&server, name),
+                |row| attrs::write_job_attrs(job, state, &reverse, now, filter, row),
             )
         };
-        let mut objects = Vec::new();
+        // Appends the visible jobs of one queue, or of all of them.
+        let list = |table: &mut Table, queue: Option<&str>| {
+            for job in state
+                .jobs
+                .values()
+                .filter(|j| queue.is_none_or(|q| j.queue == q))
+                .filter(visible)
+            {
+                push(table, job);
+            }
+        };
         let mut errors = Vec::new();
         if operands.is_empty() {
-            list(&mut objects, None);
+            list(&mut table, None);
         }
         for operand in &operands {
             let operand = operand.trim();
             if operand.starts_with(|c: char| c.is_ascii_digit()) {
                 match jobs::parse_job_id(operand, &server).and_then(|s| state.jobs.get(&s)) {
-                    Some(job) if visible(&job) => {
-                        objects.push(attrs::job_attrs(job, state, &reverse, now, filter))
-                    }
+                    Some(job) if visible(&job) => push(&mut table, job),
                     Some(job) => errors.push(PbsError::new(pbse::PERM, "", job.id(&server))),
                     None => errors.push(PbsError::new(
                         pbse::UNKJOBID,
@@ -390,15 +357,20 @@ impl Batch for BatchService {
             }
             let queue = operand.split('@').next().unwrap_or_default();
             if queue.is_empty() {
-                list(&mut objects, None);
+                list(&mut table, None);
             } else if state.queue(queue).is_some() {
-                list(&mut objects, Some(queue));
+                list(&mut table, Some(queue));
             } else {
                 errors.push(PbsError::new(pbse::UNKQUE, "", queue));
             }
         }
         drop(core);
-        Ok(Response::new(table_reply(server, objects, errors)))
+        Ok(Response::new(pb::StatReply {
+            server_name: server,
+            objects: Vec::new(),
+            errors: errors.into_iter().map(error_to_proto).collect(),
+            table: Some(table_to_proto(table)),
+        }))
     }
 
     async fn stat_queues(
@@ -612,27 +584,26 @@ impl Batch for BatchService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AttrSink;
 
     #[test]
-    fn job_table_names_each_attribute_once() {
-        let job = |seq: u64, cput: Option<&str>| StatObject {
-            name: format!("{seq}.vm"),
-            attrs: [
-                Some(Attr::text("Job_Name", format!("job{seq}"))),
-                cput.map(|c| Attr::res("resources_used", "cput", c)),
-                Some(Attr::time("qtime", 7)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+    fn job_table_names_each_attribute_once_and_packs_values() {
+        let mut table = Table::default();
+        let mut job = |seq: u64, cput: Option<&str>| {
+            table.push_row(
+                |name| name.push_str(&format!("{seq}.vm")),
+                |row| {
+                    row.attr("Job_Name", "", AttrKind::Text, &format!("job{seq}"));
+                    if let Some(cput) = cput {
+                        row.attr("resources_used", "cput", AttrKind::Text, cput);
+                    }
+                    row.attr("qtime", "", AttrKind::Time, "7");
+                },
+            )
         };
-        let reply = table_reply(
-            "vm".into(),
-            vec![job(1, None), job(2, Some("00:00:01"))],
-            Vec::new(),
-        );
-        assert!(reply.objects.is_empty());
-        let table = reply.table.expect("table");
+        job(1, None);
+        job(2, Some("00:00:01"));
+        let table = table_to_proto(table);
         let columns: Vec<(&str, &str, i32)> = table
             .columns
             .iter()
@@ -646,11 +617,12 @@ mod tests {
                 ("resources_used", "cput", pb::AttrKind::Text as i32),
             ]
         );
-        assert_eq!(table.rows[0].name, "1.vm");
-        assert_eq!(table.rows[0].columns, [0, 1]);
-        assert_eq!(table.rows[0].values, ["job1", "7"]);
+        assert_eq!(table.names, "1.vm2.vm");
+        assert_eq!(table.name_ends, [4, 8]);
+        assert_eq!(table.row_ends, [2, 5]);
         // The second row keeps its own attribute order: Job_Name, cput, qtime.
-        assert_eq!(table.rows[1].columns, [0, 2, 1]);
-        assert_eq!(table.rows[1].values, ["job2", "00:00:01", "7"]);
+        assert_eq!(table.cell_columns, [0, 1, 0, 2, 1]);
+        assert_eq!(table.values, "job17job200:00:017");
+        assert_eq!(table.value_ends, [4, 5, 9, 17, 18]);
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Attr, DepKind, HostSlots, Job, JobState, NodeStatus, Queue, StatObject};
+use crate::model::{
+    Attr, AttrKind, AttrSink, DepKind, HostSlots, Job, JobState, NodeStatus, Queue, StatObject,
+};
 use crate::resources;
 use crate::state::{NodeRuntime, State, StateCounts};
 
@@ -245,56 +247,70 @@ macro_rules! at {
     };
 }
 
-/// Attribute sink that skips (and never allocates for) unwanted attributes.
-struct Out<'f> {
-    attrs: Vec<Attr>,
+/// Writes wanted attributes to a sink; unwanted ones cost a bit test and nothing else.
+struct Out<'f, S> {
+    sink: &'f mut S,
     filter: Option<&'f AttrFilter>,
     /// Which of [`JOB_ATTR_NAMES`] are wanted (all bits without a filter).
     mask: u64,
 }
 
-impl Out<'_> {
+impl<S: AttrSink> Out<'_, S> {
     fn wants(&self, id: AttrId) -> bool {
         self.mask & id.bit != 0
     }
 
-    fn text(&mut self, id: AttrId, value: impl Into<String>) {
+    fn text(&mut self, id: AttrId, value: impl AsRef<str>) {
         if self.wants(id) {
-            self.attrs.push(Attr::text(id.name, value));
+            self.sink.attr(id.name, "", AttrKind::Text, value.as_ref());
         }
     }
 
-    fn res(&mut self, id: AttrId, resource: &str, value: impl Into<String>) {
-        if self.wants(id) && self.filter.is_none_or(|f| f.wants_res(id.name, resource)) {
-            self.attrs.push(Attr::res(id.name, resource, value));
+    fn wants_res(&self, id: AttrId, resource: &str) -> bool {
+        self.wants(id) && self.filter.is_none_or(|f| f.wants_res(id.name, resource))
+    }
+
+    fn res(&mut self, id: AttrId, resource: &str, value: impl AsRef<str>) {
+        if self.wants_res(id, resource) {
+            self.sink
+                .attr(id.name, resource, AttrKind::Text, value.as_ref());
+        }
+    }
+
+    /// [`Out::res`] for values that cost something to compute.
+    fn res_lazy(&mut self, id: AttrId, resource: &str, value: impl FnOnce() -> String) {
+        if self.wants_res(id, resource) {
+            self.sink.attr(id.name, resource, AttrKind::Text, &value());
         }
     }
 
     /// For values that cost something to compute.
     fn lazy(&mut self, id: AttrId, value: impl FnOnce() -> String) {
         if self.wants(id) {
-            self.attrs.push(Attr::text(id.name, value()));
+            self.sink.attr(id.name, "", AttrKind::Text, &value());
         }
     }
 
     fn time(&mut self, id: AttrId, epoch: i64) {
         if self.wants(id) {
-            self.attrs.push(Attr::time(id.name, epoch));
+            let text = itoa::Buffer::new().format(epoch).to_owned();
+            self.sink.attr(id.name, "", AttrKind::Time, &text);
         }
     }
 }
 
-/// A job's attributes in Torque's `qstat -f` order.
-pub fn job_attrs(
+/// Writes a job's attributes, in Torque's `qstat -f` order, to `sink` (a listing's row).
+pub fn write_job_attrs(
     job: &Job,
     state: &State,
     reverse: &ReverseDeps,
     now: i64,
     filter: Option<&AttrFilter>,
-) -> StatObject {
+    sink: &mut impl AttrSink,
+) {
     let server = state.server_name.as_str();
     let mut a = Out {
-        attrs: Vec::with_capacity(if filter.is_some() { 8 } else { 48 }),
+        sink,
         filter,
         mask: filter.map_or(u64::MAX, |f| f.job_mask),
     };
@@ -305,18 +321,16 @@ pub fn job_attrs(
         .as_ref()
         .filter(|_| a.wants(at!("resources_used")))
     {
-        a.res(
-            at!("resources_used"),
-            "cput",
-            resources::format_duration(used.cput_secs),
-        );
-        a.res(at!("resources_used"), "vmem", format!("{}kb", used.vmem_kb));
-        a.res(
-            at!("resources_used"),
-            "walltime",
-            resources::format_duration(used.walltime_secs),
-        );
-        a.res(at!("resources_used"), "mem", format!("{}kb", used.mem_kb));
+        // Formatted only when printed: a listing asks for cput alone, of thousands of jobs.
+        let used_at = at!("resources_used");
+        a.res_lazy(used_at, "cput", || {
+            resources::format_duration(used.cput_secs)
+        });
+        a.res_lazy(used_at, "vmem", || format!("{}kb", used.vmem_kb));
+        a.res_lazy(used_at, "walltime", || {
+            resources::format_duration(used.walltime_secs)
+        });
+        a.res_lazy(used_at, "mem", || format!("{}kb", used.mem_kb));
         a.res(at!("resources_used"), "energy_used", "0");
     }
     a.text(at!("job_state"), job.state.letter());
@@ -333,7 +347,7 @@ pub fn job_attrs(
         String::new()
     };
     if !depend.is_empty() {
-        a.text(at!("depend"), depend);
+        a.text(at!("depend"), &depend);
     }
     a.text(at!("Error_Path"), &job.error_path);
     if !job.exec_host.is_empty() && a.wants(at!("exec_host")) {
@@ -412,10 +426,6 @@ pub fn job_attrs(
     a.text(at!("submit_host"), &job.submit_host);
     a.text(at!("init_work_dir"), &job.init_work_dir);
     a.text(at!("request_version"), "1");
-    StatObject {
-        name: job.id(server),
-        attrs: a.attrs,
-    }
 }
 
 /// A queue's attributes in Torque's `qstat -Qf` order.
@@ -650,6 +660,22 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job's attributes as a list, for asserting on names and values.
+    fn job_attrs(
+        job: &Job,
+        state: &State,
+        reverse: &ReverseDeps,
+        now: i64,
+        filter: Option<&AttrFilter>,
+    ) -> StatObject {
+        let mut attrs = Vec::new();
+        write_job_attrs(job, state, reverse, now, filter, &mut attrs);
+        StatObject {
+            name: job.id(&state.server_name),
+            attrs,
+        }
+    }
     use crate::model::{Dependency, NodeDef, NodeFlags};
     use std::time::Instant;
 

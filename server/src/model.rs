@@ -245,12 +245,17 @@ impl Job {
 
     /// The qualified id, `SEQ.SERVER`.
     pub fn id(&self, server_name: &str) -> String {
-        // Built by hand: listings call this once per job, and `format!` was a visible cost.
         let mut id = String::with_capacity(21 + server_name.len());
-        id.push_str(itoa::Buffer::new().format(self.seq));
-        id.push('.');
-        id.push_str(server_name);
+        self.write_id(server_name, &mut id);
         id
+    }
+
+    /// Appends the qualified id to `out`. By hand: listings do this once per job, and
+    /// `format!` was a visible cost.
+    pub fn write_id(&self, server_name: &str, out: &mut String) {
+        out.push_str(itoa::Buffer::new().format(self.seq));
+        out.push('.');
+        out.push_str(server_name);
     }
 
     /// The node that runs the job's script, when running.
@@ -519,6 +524,139 @@ impl Attr {
 pub struct StatObject {
     pub name: String,
     pub attrs: Vec<Attr>,
+}
+
+/// Where an object's attributes are written: an [`Attr`] list, or a row of a [`Table`].
+pub trait AttrSink {
+    /// Appends `name` (`name.resource` when `resource` is not empty) = `value`.
+    fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str);
+}
+
+impl AttrSink for Vec<Attr> {
+    fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str) {
+        self.push(Attr {
+            name: Cow::Borrowed(name),
+            resource: resource.to_string(),
+            value: value.to_string(),
+            kind,
+        });
+    }
+}
+
+/// One attribute as a listing's column: a name, a resource part and a kind, without a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub resource: String,
+    pub kind: AttrKind,
+}
+
+/// A listing of many objects packed as the wire's `StatTable` is: every row name and every
+/// value is a slice of one string. Why: a `qstat` of 5,000 jobs built, sent and freed several
+/// allocations per value when each row was its own message; packed, it costs a handful.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Each distinct attribute once, in order of first appearance.
+    pub columns: Vec<Column>,
+    pub names: String,
+    /// End offset in `names` of each row's name.
+    pub name_ends: Vec<u32>,
+    /// Cell count at the end of each row.
+    pub row_ends: Vec<u32>,
+    /// Column of each cell.
+    pub cell_columns: Vec<u32>,
+    pub values: String,
+    /// End offset in `values` of each cell's value.
+    pub value_ends: Vec<u32>,
+    /// Where the previous row's cells start: objects mostly list the same attributes in the
+    /// same order, so the column at the same position there is tried first.
+    previous_row_start: usize,
+}
+
+impl Table {
+    /// Appends a row whose name `write_name` appends to the string it is given, and whose
+    /// cells `fill` writes.
+    pub fn push_row(
+        &mut self,
+        write_name: impl FnOnce(&mut String),
+        fill: impl FnOnce(&mut TableRow<'_>),
+    ) {
+        write_name(&mut self.names);
+        self.name_ends.push(offset(self.names.len()));
+        let start = self.cell_columns.len();
+        fill(&mut TableRow { table: self, start });
+        self.row_ends.push(offset(self.cell_columns.len()));
+        self.previous_row_start = start;
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.name_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.name_ends.is_empty()
+    }
+
+    /// The column for `name.resource` of `kind`, added when new.
+    fn column(
+        &mut self,
+        position: usize,
+        name: &'static str,
+        resource: &str,
+        kind: AttrKind,
+    ) -> u32 {
+        let is = |c: &Column| {
+            // Names are the same static strings: compare addresses before bytes.
+            let same_name = std::ptr::eq(c.name, name) || c.name == name;
+            c.kind == kind && same_name && same_text(&c.resource, resource)
+        };
+        let previous_end = self.row_ends.last().map_or(0, |&e| e as usize);
+        let hint = (self.previous_row_start + position < previous_end)
+            .then(|| self.cell_columns[self.previous_row_start + position]);
+        if let Some(c) = hint.filter(|&c| is(&self.columns[c as usize])) {
+            return c;
+        }
+        if let Some(c) = self.columns.iter().position(is) {
+            return offset(c);
+        }
+        self.columns.push(Column {
+            name,
+            resource: resource.to_string(),
+            kind,
+        });
+        offset(self.columns.len() - 1)
+    }
+}
+
+/// The row being written by [`Table::push_row`].
+pub struct TableRow<'t> {
+    table: &'t mut Table,
+    /// Index of this row's first cell.
+    start: usize,
+}
+
+impl AttrSink for TableRow<'_> {
+    fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str) {
+        let position = self.table.cell_columns.len() - self.start;
+        let column = self.table.column(position, name, resource, kind);
+        self.table.cell_columns.push(column);
+        self.table.values.push_str(value);
+        self.table.value_ends.push(offset(self.table.values.len()));
+    }
+}
+
+/// A table offset on the wire. A listing past 4 GiB could not be sent anyway (replies are
+/// capped far below), so saturating is only a guard against wrapping around.
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// String equality that never calls `memcmp` for empty strings: an empty `String`'s
+/// pointer is dangling, and glibc's AVX-512 `memcmp` does a masked load from it that costs a
+/// microcode assist on every call (a third of a 5,000-job listing's time, measured).
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 #[cfg(test)]

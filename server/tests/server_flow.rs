@@ -200,20 +200,26 @@ async fn stat(c: &mut BatchClient<Channel>, id: &str) -> Vec<(String, String)> {
         .unwrap()
         .into_inner();
     assert!(reply.errors.is_empty(), "{:?}", reply.errors);
-    // Job listings come back as a table: columns once, rows of (column, value).
+    // Job listings come back as one packed table: columns once, every value a slice of
+    // one string (see `StatTable` in the proto). `id` names one job: the table's only row.
     let table = reply.table.expect("StatJobs answers with a table");
-    let row = &table.rows[0];
-    row.columns
-        .iter()
-        .zip(&row.values)
-        .map(|(&c, value)| {
-            let a = &table.columns[c as usize];
+    assert_eq!(table.name_ends.len(), 1);
+    let cells = table.row_ends[0] as usize;
+    (0..cells)
+        .map(|c| {
+            let a = &table.columns[table.cell_columns[c] as usize];
             let name = if a.resource.is_empty() {
                 a.name.clone()
             } else {
                 format!("{}.{}", a.name, a.resource)
             };
-            (name, value.clone())
+            let start = if c == 0 {
+                0
+            } else {
+                table.value_ends[c - 1] as usize
+            };
+            let value = table.values[start..table.value_ends[c] as usize].to_string();
+            (name, value)
         })
         .collect()
 }
@@ -686,7 +692,10 @@ async fn perf_smoke() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(reply.objects.len(), n as usize);
+        assert_eq!(
+            reply.table.as_ref().map_or(0, |t| t.name_ends.len()),
+            n as usize
+        );
         eprintln!("stat {} jobs: {:?}", n, t.elapsed());
         let t = std::time::Instant::now();
         let bytes = prost::Message::encode_to_vec(&reply);

@@ -8,7 +8,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use capstan_client::connect::{self, ConnectError};
-use capstan_client::format::{emit, objects_from_reply, Object, ServerError};
+use capstan_client::format::{emit, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_client::qmgr::{self, AttrOp, Directive, ObjectKind, Verb};
 use capstan_proto::v1::batch_client::BatchClient;
@@ -278,5 +278,5 @@ async fn stat(
         let e = ServerError::from(e);
         return Err(server_error("", e));
     }
-    Ok(objects_from_reply(reply.objects, reply.table))
+    Ok(reply.objects.into_iter().map(Object::from).collect())
 }

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::jobs::{self, AltOptions, Filter, MemUnit};
+use capstan_client::format::table::{MalformedTable, Table};
 use capstan_client::format::wrap::{LINE_SIZE, NO_WRAP};
-use capstan_client::format::{emit, objects_from_reply, queues, Object, ServerError};
+use capstan_client::format::{emit, queues, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_proto::pbse;
 use capstan_proto::v1::batch_client::BatchClient;
@@ -242,6 +243,7 @@ fn users(list: &str) -> impl Iterator<Item = String> + '_ {
 enum Failure {
     Connect(ConnectError),
     Rpc(tonic::Status),
+    Malformed(MalformedTable),
 }
 
 impl Failure {
@@ -257,6 +259,7 @@ impl Failure {
                     status.message()
                 ),
             },
+            Failure::Malformed(err) => eprintln!("qstat: {err}"),
         }
         ExitCode::from(1)
     }
@@ -303,10 +306,11 @@ fn wanted_attributes(o: &Options) -> Vec<String> {
     names.into_iter().map(String::from).collect()
 }
 
+/// A queue or server reply: its objects and errors.
 fn split_reply(reply: StatReply) -> (String, Vec<Object>, Vec<ServerError>) {
     (
         reply.server_name,
-        objects_from_reply(reply.objects, reply.table),
+        reply.objects.into_iter().map(Object::from).collect(),
         reply.errors.into_iter().map(ServerError::from).collect(),
     )
 }
@@ -320,7 +324,11 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         .await
         .map_err(Failure::Rpc)?
         .into_inner();
-    let (server, objects, errors) = split_reply(reply);
+    let errors: Vec<ServerError> = reply.errors.into_iter().map(ServerError::from).collect();
+    let table = match reply.table.map(Table::try_from).transpose() {
+        Ok(table) => table.unwrap_or_default(),
+        Err(malformed) => return Err(Failure::Malformed(malformed)),
+    };
     let filter = Filter {
         users: o.users.clone(),
         idle: o.alt.i,
@@ -328,39 +336,49 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         exec_only: o.exec_only,
         expand_arrays: o.expand_arrays,
     };
-    let selected = jobs::select(objects, &filter);
 
-    let text = if o.alt.any() {
-        let comment = if selected.is_empty() {
-            None
-        } else {
-            server_comment(client).await
-        };
-        let opts = AltOptions {
-            nodes: o.alt.n,
-            one_line: o.alt.one,
-            comments: o.alt.s,
-            mem_unit: if o.alt.g {
-                MemUnit::Gigabytes
-            } else if o.alt.m {
-                MemUnit::Megawords
+    let text = if o.alt.any() || o.xml || o.full {
+        let selected = jobs::select(table.into_objects(), &filter);
+        let text = if o.alt.any() {
+            let comment = if selected.is_empty() {
+                None
             } else {
-                MemUnit::AsGiven
-            },
+                server_comment(client).await
+            };
+            let opts = AltOptions {
+                nodes: o.alt.n,
+                one_line: o.alt.one,
+                comments: o.alt.s,
+                mem_unit: if o.alt.g {
+                    MemUnit::Gigabytes
+                } else if o.alt.m {
+                    MemUnit::Megawords
+                } else {
+                    MemUnit::AsGiven
+                },
+            };
+            jobs::alt_listing(
+                &reply.server_name,
+                comment.as_deref(),
+                &selected,
+                &opts,
+                true,
+            )
+        } else if o.xml {
+            jobs::xml_listing(&selected)
+        } else {
+            let linesize = if o.alt.one { NO_WRAP } else { LINE_SIZE };
+            jobs::full_listing(&selected, linesize, &chrono::Local)
         };
-        jobs::alt_listing(&server, comment.as_deref(), &selected, &opts, true)
-    } else if o.xml {
-        jobs::xml_listing(&selected)
-    } else if o.full {
-        let linesize = if o.alt.one { NO_WRAP } else { LINE_SIZE };
-        jobs::full_listing(&selected, linesize, &chrono::Local)
+        // The process ends right after this listing: freeing thousands of objects one by
+        // one would cost more than building them, so let the exit reclaim them.
+        std::mem::forget(selected);
+        text
     } else {
-        jobs::default_listing(&selected, true)
+        // The default listing prints straight from the reply's packed buffers.
+        jobs::default_listing(&jobs::select(table.rows().collect(), &filter), true)
     };
     emit(&text);
-    // The process ends right after this listing: freeing thousands of rows one by one
-    // would cost more than building them, so let the exit reclaim them.
-    std::mem::forget(selected);
 
     for e in &errors {
         if e.code == pbse::UNKQUE {

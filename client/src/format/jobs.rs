@@ -8,7 +8,9 @@ use chrono::TimeZone;
 
 use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
-use super::{cut, left, push_padded, right, Kind, Object};
+use std::borrow::Cow;
+
+use super::{cut, left, push_padded, right, AttrView, Kind, Object};
 
 /// Client-side selection of jobs (Torque asks the server with `pbs_selstat`; our server
 /// returns every job for the operands and the command filters, with the same rules).
@@ -26,16 +28,17 @@ pub struct Filter {
     pub expand_arrays: bool,
 }
 
-/// Applies `filter` to `jobs`, keeping the server's order.
-pub fn select(jobs: Vec<Object>, filter: &Filter) -> Vec<Object> {
+/// Applies `filter` to `jobs` (objects, or rows of a reply's table), keeping the server's
+/// order.
+pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
     let parents: Vec<String> = jobs
         .iter()
-        .filter(|j| is_array_parent(&j.name))
-        .map(|j| j.name.clone())
+        .filter(|j| is_array_parent(j.name()))
+        .map(|j| j.name().to_string())
         .collect();
     let parents_with_shown_children: Vec<String> = jobs
         .iter()
-        .filter_map(|j| array_parent_of(&j.name))
+        .filter_map(|j| array_parent_of(j.name()))
         .collect();
 
     jobs.into_iter()
@@ -43,9 +46,10 @@ pub fn select(jobs: Vec<Object>, filter: &Filter) -> Vec<Object> {
             // Without -t an array is one `NN[]` line: hide sub-jobs whose summary is there.
             // With -t the sub-jobs replace the summary (when the server sent them).
             if filter.expand_arrays {
-                !(is_array_parent(&j.name) && parents_with_shown_children.contains(&j.name))
+                !(is_array_parent(j.name())
+                    && parents_with_shown_children.iter().any(|p| p == j.name()))
             } else {
-                match array_parent_of(&j.name) {
+                match array_parent_of(j.name()) {
                     Some(parent) => !parents.contains(&parent),
                     None => true,
                 }
@@ -93,7 +97,7 @@ const DEFAULT_HEADER: &str =
 
 /// `qstat` / `qstat JOBID`: the header (unless `header` is false, as for later servers)
 /// and one row per job. Empty input renders as nothing at all.
-pub fn default_listing(jobs: &[Object], header: bool) -> String {
+pub fn default_listing<J: AttrView>(jobs: &[J], header: bool) -> String {
     if jobs.is_empty() {
         return String::new();
     }
@@ -102,30 +106,25 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
     if header {
         out.push_str(DEFAULT_HEADER);
     }
+    // `%-26s %-16s %-15s %8s %1s %-15s`, written in place from borrowed values: this loop
+    // runs once per job of a listing that may hold thousands.
     for job in jobs {
         let name = job.get("Job_Name").map(short_job_name).unwrap_or_default();
         let owner = job
             .get("Job_Owner")
-            .map(|o| cut(o.split('@').next().unwrap_or(""), Some(15)).to_string())
-            .unwrap_or_default();
+            .map_or("", |o| cut(user_part(o), Some(15)));
         let time_use = job
             .get_res("resources_used", "cput")
-            .map(|t| cut(t, Some(8)).to_string())
-            .unwrap_or_else(|| "0".to_string());
-        let state = job.get("job_state").map(|s| cut(s, Some(1))).unwrap_or("");
-        let queue = job
-            .get("queue")
-            .map(|q| cut(q.split('@').next().unwrap_or(""), Some(15)))
-            .unwrap_or("");
-        // `%-26s %-16s %-15s %8s %1s %-15s`, written in place: this loop runs once per job
-        // of a listing that may hold thousands.
-        push_padded(&mut out, &short_job_id(&job.name), 26, false);
+            .map_or("0", |t| cut(t, Some(8)));
+        let state = job.get("job_state").map_or("", |s| cut(s, Some(1)));
+        let queue = job.get("queue").map_or("", |q| cut(user_part(q), Some(15)));
+        push_padded(&mut out, short_job_id(job.name()), 26, false);
         out.push(' ');
         push_padded(&mut out, &name, 16, false);
         out.push(' ');
-        push_padded(&mut out, &owner, 15, false);
+        push_padded(&mut out, owner, 15, false);
         out.push(' ');
-        push_padded(&mut out, &time_use, 8, true);
+        push_padded(&mut out, time_use, 8, true);
         out.push(' ');
         push_padded(&mut out, state, 1, true);
         out.push(' ');
@@ -135,17 +134,21 @@ pub fn default_listing(jobs: &[Object], header: bool) -> String {
     out
 }
 
+/// What precedes the first `@` (`user@host` -> `user`, `batch@server` -> `batch`).
+fn user_part(s: &str) -> &str {
+    s.split_once('@').map_or(s, |(user, _)| user)
+}
+
 /// The job id as the default listing shows it: cut after the first component of the
 /// server name (`0.vm.example.com` -> `0.vm`), and ids over 23 characters cut to 29.
-fn short_job_id(id: &str) -> String {
-    let mut parts = id.splitn(3, '.');
-    let seq = parts.next().unwrap_or("");
-    let shown = match parts.next() {
-        Some(server) => format!("{seq}.{server}"),
-        None => seq.to_string(),
+/// Always a prefix of the id.
+fn short_job_id(id: &str) -> &str {
+    let shown = match id.match_indices('.').nth(1) {
+        Some((second_dot, _)) => &id[..second_dot],
+        None => id,
     };
     if shown.chars().count() > 23 {
-        cut(&shown, Some(29)).to_string()
+        cut(shown, Some(29))
     } else {
         shown
     }
@@ -153,17 +156,15 @@ fn short_job_id(id: &str) -> String {
 
 /// Names over 16 characters: `...` and the tail, starting at a `/` when there is one in
 /// the last 13 characters (Torque keeps path-like names readable), else the last 13.
-fn short_job_name(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    if chars.len() <= 16 {
-        return name.to_string();
+fn short_job_name(name: &str) -> Cow<'_, str> {
+    let count = name.chars().count();
+    if count <= 16 {
+        return Cow::Borrowed(name);
     }
-    let from = chars.len() - 13;
-    let start = chars[from..]
-        .iter()
-        .position(|&c| c == '/')
-        .map_or(from, |p| from + p);
-    format!("...{}", chars[start..].iter().collect::<String>())
+    let (from, _) = name.char_indices().nth(count - 13).unwrap_or((0, ' '));
+    let tail = &name[from..];
+    let start = tail.find('/').unwrap_or(0);
+    Cow::Owned(format!("...{}", &tail[start..]))
 }
 
 // ---------------------------------------------------------------------------
@@ -540,7 +541,7 @@ mod tests {
 14.vm                      run1             testuser               0 R batch          \n\
 20[].vm                    arr              testuser               0 Q batch          \n";
         assert_eq!(default_listing(&jobs, true), expected);
-        assert_eq!(default_listing(&[], true), "");
+        assert_eq!(default_listing::<Object>(&[], true), "");
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! * [`jobs`]: `qstat` job listings (default, alternative `-a`..., full `-f`, XML `-x`).
 //! * [`queues`]: `qstat -Q`, `-Q -f`, `-q`, `-B`, `-B -f`.
 //! * [`nodes`]: `pbsnodes` blocks, `-l`/`-ln` lines and `-x`.
+//! * [`table`]: a job listing as the server packs it, read in place.
 //! * [`xml`]: element writing and escaping for the `-x` outputs.
 
 pub mod jobs;
 pub mod nodes;
 pub mod queues;
+pub mod table;
 pub mod wrap;
 pub mod xml;
 
@@ -100,6 +102,31 @@ impl Object {
     }
 }
 
+/// A job's attributes, read in place: an [`Object`], or a [`table::Row`] of a reply, which
+/// the default listing of thousands of jobs prints from without copying a value.
+pub trait AttrView {
+    /// The job id.
+    fn name(&self) -> &str;
+
+    /// The value of the first attribute `name.resource` (`resource` empty for none).
+    fn get_res(&self, name: &str, resource: &str) -> Option<&str>;
+
+    /// The value of the first attribute `name` without a resource part.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.get_res(name, "")
+    }
+}
+
+impl AttrView for Object {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get_res(&self, name: &str, resource: &str) -> Option<&str> {
+        Object::get_res(self, name, resource)
+    }
+}
+
 /// String equality that never calls `memcmp` for empty strings (most resources are
 /// empty): an empty `String`'s pointer is dangling, and glibc's AVX-512 `memcmp` does a
 /// masked load from it that costs a microcode assist on every call.
@@ -133,46 +160,6 @@ fn kind_from_wire(kind: i32) -> Kind {
     } else {
         Kind::Text
     }
-}
-
-/// Every object of a `Stat*` reply, in the server's order: its `objects`, then the rows of
-/// its `table` (job listings), each attribute sharing its column's name.
-pub fn objects_from_reply(
-    objects: Vec<pb::StatObject>,
-    table: Option<pb::StatTable>,
-) -> Vec<Object> {
-    let mut out: Vec<Object> = objects.into_iter().map(Object::from).collect();
-    let Some(table) = table else {
-        return out;
-    };
-    let columns: Vec<(Arc<str>, Arc<str>, Kind)> = table
-        .columns
-        .into_iter()
-        .map(|c| (c.name.into(), c.resource.into(), kind_from_wire(c.kind)))
-        .collect();
-    out.reserve(table.rows.len());
-    for row in table.rows {
-        let attrs = row
-            .columns
-            .iter()
-            .zip(row.values)
-            // A column the table does not define is a server bug; skip the value.
-            .filter_map(|(&c, value)| {
-                let (name, resource, kind) = columns.get(c as usize)?;
-                Some(Attribute {
-                    name: Arc::clone(name),
-                    resource: Arc::clone(resource),
-                    value,
-                    kind: *kind,
-                })
-            })
-            .collect();
-        out.push(Object {
-            name: row.name,
-            attrs,
-        });
-    }
-    out
 }
 
 /// A server error as the commands print it.
@@ -320,55 +307,5 @@ mod tests {
         };
         assert_eq!(e.message(), "Unknown Job Id Error");
         assert_eq!(e.exit_code(), 153);
-    }
-
-    #[test]
-    fn table_rows_become_objects_with_shared_names() {
-        let column = |name: &str, resource: &str, kind: pb::AttrKind| pb::Attr {
-            name: name.into(),
-            resource: resource.into(),
-            value: String::new(),
-            kind: kind as i32,
-        };
-        let table = pb::StatTable {
-            columns: vec![
-                column("Job_Name", "", pb::AttrKind::Text),
-                column("qtime", "", pb::AttrKind::Time),
-                column("resources_used", "cput", pb::AttrKind::Text),
-            ],
-            rows: vec![
-                pb::StatRow {
-                    name: "1.vm".into(),
-                    columns: vec![0, 2, 1],
-                    values: vec!["a".into(), "00:00:01".into(), "7".into()],
-                },
-                // Column 9 does not exist: that value is dropped, the rest kept.
-                pb::StatRow {
-                    name: "2.vm".into(),
-                    columns: vec![9, 0],
-                    values: vec!["x".into(), "b".into()],
-                },
-            ],
-        };
-        let queue = pb::StatObject {
-            name: "batch".into(),
-            attrs: vec![],
-        };
-        let objects = objects_from_reply(vec![queue], Some(table));
-        assert_eq!(objects.len(), 3);
-        assert_eq!(objects[0].name, "batch");
-        assert_eq!(
-            objects[1].attrs,
-            [
-                Attribute::text("Job_Name", "a"),
-                Attribute::res("resources_used", "cput", "00:00:01"),
-                Attribute::time("qtime", 7),
-            ]
-        );
-        assert_eq!(objects[2].attrs, [Attribute::text("Job_Name", "b")]);
-        assert!(Arc::ptr_eq(
-            &objects[1].attrs[0].name,
-            &objects[2].attrs[0].name
-        ));
     }
 }
