@@ -17,7 +17,7 @@ use capstan_proto::v1 as pb;
 use capstan_proto::v1::batch_server::Batch;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::attrs;
 use crate::dispatch::now_epoch;
@@ -235,6 +235,20 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
     }
 }
 
+/// Runs a change to the state (lock the core, commit, update memory) on a task of its own,
+/// so that it finishes even if its client goes away. Why: hyper drops a handler's future
+/// when the connection closes, and a change stopped between its commit and its in-memory
+/// update leaves the two disagreeing (a submit committed without `next_job_number` advanced
+/// makes every later qsub collide with it).
+async fn uncancelled<T: Send + 'static>(
+    change: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(change).await.map_err(|e| {
+        error!(error = %e, "state change failed");
+        Status::internal("state change failed")
+    })
+}
+
 /// A listing at the edge: the packed table's buffers move into the message as they are.
 fn table_to_proto(table: Table) -> pb::StatTable {
     pb::StatTable {
@@ -272,10 +286,13 @@ impl Batch for BatchService {
             script: req.script,
             destination: req.destination,
         };
-        let result = {
-            let mut core = self.shared.core.lock().await;
-            jobs::submit(&mut core, &caller, &input, now_epoch()).await
-        };
+        let shared = Arc::clone(&self.shared);
+        let submitter = caller.clone();
+        let result = uncancelled(async move {
+            let mut core = shared.core.lock().await;
+            jobs::submit(&mut core, &submitter, &input, now_epoch()).await
+        })
+        .await?;
         let reply = match result {
             Ok(job_id) => {
                 self.shared.wake_scheduler();
@@ -429,8 +446,9 @@ impl Batch for BatchService {
             Ok(pb::JobOp::Rerun) => JobOp::Rerun,
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
-        let (results, wake) = {
-            let mut core = self.shared.core.lock().await;
+        let shared = Arc::clone(&self.shared);
+        let (results, wake) = uncancelled(async move {
+            let mut core = shared.core.lock().await;
             jobs::job_action(
                 &mut core,
                 &caller,
@@ -441,7 +459,8 @@ impl Batch for BatchService {
                 now_epoch(),
             )
             .await
-        };
+        })
+        .await?;
         if wake {
             self.shared.wake_scheduler();
         }
@@ -494,10 +513,12 @@ impl Batch for BatchService {
             pb::NodeOp::Clear | pb::NodeOp::Reset => Some(false),
             pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => None,
         };
-        let (errors, changed) = {
-            let mut core = self.shared.core.lock().await;
+        let shared = Arc::clone(&self.shared);
+        let (errors, changed) = uncancelled(async move {
+            let mut core = shared.core.lock().await;
             manage::modify_nodes(&mut core, &caller, &req.names, offline, req.note.as_deref()).await
-        };
+        })
+        .await?;
         if changed {
             self.shared.wake_scheduler();
         }
@@ -545,10 +566,12 @@ impl Batch for BatchService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let result = {
-            let mut core = self.shared.core.lock().await;
+        let shared = Arc::clone(&self.shared);
+        let result = uncancelled(async move {
+            let mut core = shared.core.lock().await;
             manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await
-        };
+        })
+        .await?;
         if result.is_ok() {
             // A queue started, scheduling switched on or a priority changed: look again.
             self.shared.wake_scheduler();
@@ -565,10 +588,13 @@ impl Batch for BatchService {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let attrs: Vec<Attr> = req.attrs.into_iter().map(attr_from_proto).collect();
-        let result = {
-            let mut core = self.shared.core.lock().await;
-            jobs::alter(&mut core, &caller, &req.id, &attrs, now_epoch()).await
-        };
+        let shared = Arc::clone(&self.shared);
+        let id = req.id.clone();
+        let result = uncancelled(async move {
+            let mut core = shared.core.lock().await;
+            jobs::alter(&mut core, &caller, &id, &attrs, now_epoch()).await
+        })
+        .await?;
         if matches!(result, Ok(true)) {
             self.shared.wake_scheduler();
         }

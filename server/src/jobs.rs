@@ -624,12 +624,12 @@ pub async fn submit(
     let next = seq + 1;
     let built = build_job(core, caller, seq, input, now);
     let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    if let Ok(job) = &built {
-        tx.insert_job(job).await.map_err(PbsError::system)?;
+    match &built {
+        Ok(job) => tx.insert_job_and_next_number(job, next).await,
+        // A refused submission still uses up its number.
+        Err(_) => tx.set_next_job_number(next).await,
     }
-    tx.set_next_job_number(next)
-        .await
-        .map_err(PbsError::system)?;
+    .map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     core.state.next_job_number = next;
     let job = built?;

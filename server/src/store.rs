@@ -132,6 +132,9 @@ impl Store {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A local file's connection does not go stale; the ping before every
+            // transaction was a round trip to SQLite's worker thread on every qsub.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
@@ -285,6 +288,29 @@ impl StoreTx {
             .bind(job.script.as_slice())
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    /// Stores a new job with its script and the next job number, in one statement: a submit
+    /// is the hottest write, and each statement is a round trip to SQLite's worker thread.
+    pub async fn insert_job_and_next_number(
+        &mut self,
+        job: &Job,
+        next: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?); \
+             INSERT INTO server_kv (key, value) VALUES ('next_job_number', ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(job.seq as i64)
+        .bind(job.state.letter())
+        .bind(&job.queue)
+        .bind(job_json(job)?)
+        .bind(job.script.as_slice())
+        .bind(next.to_string())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -537,8 +563,9 @@ pub(crate) mod tests {
         {
             let store = Store::open(&path, true).await.unwrap();
             let mut tx = store.begin().await.unwrap();
-            tx.insert_job(&sample_job(0)).await.unwrap();
-            tx.set_next_job_number(1).await.unwrap();
+            tx.insert_job_and_next_number(&sample_job(0), 1)
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
             // No close: simulate the process dying right after the acknowledgement.
             std::mem::forget(store);
@@ -549,6 +576,27 @@ pub(crate) mod tests {
         assert_eq!(loaded.jobs.len(), 1);
         assert_eq!(loaded.jobs[0].name, "job.sh");
         assert_eq!(loaded.jobs[0].script.as_slice(), b"echo hi\n");
+    }
+
+    #[tokio::test]
+    async fn a_failed_submission_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_job_and_next_number(&sample_job(4), 5)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // The same sequence number again: the insert fails, and the number is not written.
+        let mut tx = store.begin().await.unwrap();
+        let mut again = sample_job(4);
+        again.name = "again".into();
+        assert!(tx.insert_job_and_next_number(&again, 9).await.is_err());
+        drop(tx);
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.next_job_number, Some(5));
+        assert_eq!(loaded.jobs.len(), 1);
+        assert_eq!(loaded.jobs[0].name, "job.sh");
     }
 
     #[tokio::test]
