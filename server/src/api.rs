@@ -612,6 +612,23 @@ mod tests {
     use super::*;
     use crate::model::AttrSink;
 
+    #[tokio::test]
+    async fn a_change_finishes_when_its_request_is_dropped() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let handler = tokio::spawn(uncancelled(async move {
+            // Stands for the commit that is in flight when the client goes away.
+            let _ = wait.await;
+            let _ = done.send(());
+        }));
+        tokio::task::yield_now().await;
+        // hyper drops the handler's future when its client disconnects.
+        handler.abort();
+        assert!(handler.await.unwrap_err().is_cancelled());
+        go.send(()).unwrap();
+        finished.await.expect("the change ran to its end");
+    }
+
     #[test]
     fn job_table_names_each_attribute_once_and_packs_values() {
         let mut table = Table::default();
