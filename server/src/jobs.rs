@@ -229,12 +229,7 @@ pub fn evaluate_deps<'a>(
 /// Propagates the consequences of `seeds` (jobs that started or ended) to their dependents,
 /// adding every changed dependent to `overlay` (and cascading further on deletions).
 pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>, now: i64) {
-    let waiting: Vec<u64> = state
-        .jobs
-        .values()
-        .filter(|j| j.state != JobState::Completed && j.depend.iter().any(|d| !d.satisfied))
-        .map(|j| j.seq)
-        .collect();
+    let waiting: Vec<u64> = state.jobs_awaiting_dependencies().map(|j| j.seq).collect();
     if waiting.is_empty() {
         return;
     }
@@ -1103,9 +1098,7 @@ pub async fn runs_ended(
 ) -> Result<bool, PbsError> {
     let by_run: HashMap<u64, u64> = core
         .state
-        .jobs
-        .values()
-        .filter(|j| j.state == JobState::Running)
+        .running_jobs()
         .filter_map(|j| j.current_run.map(|r| (r, j.seq)))
         .collect();
     let mut overlay = BTreeMap::new();
@@ -1198,17 +1191,14 @@ pub async fn runs_ended(
 /// A MOM's report that a run started: memory only (nothing is acknowledged on it; the next
 /// commit of the job carries it).
 pub fn run_started(core: &mut Core, run_id: u64, session_id: i32, start_time: i64) {
-    if let Some(job) = core
-        .state
-        .jobs
-        .values_mut()
-        .find(|j| j.state == JobState::Running && j.current_run == Some(run_id))
-    {
-        job.session_id = Some(session_id);
-        if start_time > 0 {
-            job.start_time = Some(start_time);
+    core.state.update_running_jobs(|job| {
+        if job.current_run == Some(run_id) {
+            job.session_id = Some(session_id);
+            if start_time > 0 {
+                job.start_time = Some(start_time);
+            }
         }
-    }
+    });
 }
 
 /// Resource usage reported with a node's status (memory only).
@@ -1217,13 +1207,11 @@ pub fn record_usage(core: &mut Core, usage: &[(u64, ResourcesUsed)]) {
         return;
     }
     let by_run: HashMap<u64, ResourcesUsed> = usage.iter().copied().collect();
-    for job in core.state.jobs.values_mut() {
-        if job.state == JobState::Running {
-            if let Some(used) = job.current_run.and_then(|r| by_run.get(&r)) {
-                job.resources_used = Some(*used);
-            }
+    core.state.update_running_jobs(|job| {
+        if let Some(used) = job.current_run.and_then(|r| by_run.get(&r)) {
+            job.resources_used = Some(*used);
         }
-    }
+    });
 }
 
 /// Ends (or requeues, when Rerunable) the runs of `seqs`, lost with node `node`.
@@ -1290,9 +1278,8 @@ pub async fn lose_jobs(
 /// The running jobs whose mother superior is `node`.
 pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
     state
-        .jobs
-        .values()
-        .filter(|j| j.state == JobState::Running && j.mother_superior() == Some(node))
+        .running_jobs()
+        .filter(|j| j.mother_superior() == Some(node))
         .map(|j| j.seq)
         .collect()
 }

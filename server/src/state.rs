@@ -173,6 +173,10 @@ pub struct State {
     /// running jobs are listed for the scheduler at every pass, also without visiting every
     /// job kept.
     running: BTreeSet<u64>,
+    /// Seqs of the jobs not yet complete that wait on a dependency, kept in step the same
+    /// way: every run's start and end looks for dependents to release or delete, and must
+    /// not visit every job kept to find the few that have any.
+    awaiting_dependencies: BTreeSet<u64>,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -208,6 +212,7 @@ impl State {
             server_attrs,
             pending: BTreeSet::new(),
             running: BTreeSet::new(),
+            awaiting_dependencies: BTreeSet::new(),
         }
     }
 
@@ -304,6 +309,11 @@ impl State {
             } else {
                 self.running.remove(&job.seq);
             }
+            if awaits_dependency(&job) {
+                self.awaiting_dependencies.insert(job.seq);
+            } else {
+                self.awaiting_dependencies.remove(&job.seq);
+            }
             self.jobs.insert(job.seq, job);
         }
     }
@@ -312,14 +322,15 @@ impl State {
     pub fn remove_job(&mut self, seq: u64) {
         self.pending.remove(&seq);
         self.running.remove(&seq);
+        self.awaiting_dependencies.remove(&seq);
         self.jobs.remove(&seq);
     }
 
     /// The jobs a scheduling pass considers, in seq order.
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
-            self.index_in_step(&self.pending, |s| matches!(
-                s,
+            self.index_in_step(&self.pending, |j| matches!(
+                j.state,
                 JobState::Queued | JobState::Waiting
             )),
             "pending index out of step with the jobs"
@@ -330,20 +341,47 @@ impl State {
     /// The running jobs, in seq order.
     pub fn running_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
-            self.index_in_step(&self.running, |s| s == JobState::Running),
+            self.index_in_step(&self.running, |j| j.state == JobState::Running),
             "running index out of step with the jobs"
         );
         self.running.iter().filter_map(|seq| self.jobs.get(seq))
     }
 
-    /// Whether `index` holds exactly the jobs whose state passes `wanted` (debug checks).
-    fn index_in_step(&self, index: &BTreeSet<u64>, wanted: impl Fn(JobState) -> bool) -> bool {
+    /// Calls `change` on each running job, for the figures a MOM reports that change
+    /// without a commit (session id, start time, usage). It must not change what the
+    /// indexes depend on (state, dependencies).
+    pub fn update_running_jobs(&mut self, mut change: impl FnMut(&mut Job)) {
+        for seq in &self.running {
+            if let Some(job) = self.jobs.get_mut(seq) {
+                change(job);
+            }
+        }
+    }
+
+    /// The jobs not yet complete that wait on a dependency, in seq order.
+    pub fn jobs_awaiting_dependencies(&self) -> impl Iterator<Item = &Job> + '_ {
+        debug_assert!(
+            self.index_in_step(&self.awaiting_dependencies, awaits_dependency),
+            "dependency index out of step with the jobs"
+        );
+        self.awaiting_dependencies
+            .iter()
+            .filter_map(|seq| self.jobs.get(seq))
+    }
+
+    /// Whether `index` holds exactly the jobs that pass `wanted` (debug checks).
+    fn index_in_step(&self, index: &BTreeSet<u64>, wanted: impl Fn(&Job) -> bool) -> bool {
         self.jobs
             .values()
-            .filter(|j| wanted(j.state))
+            .filter(|j| wanted(j))
             .map(|j| j.seq)
             .eq(index.iter().copied())
     }
+}
+
+/// Whether a job belongs in [`State::jobs_awaiting_dependencies`].
+fn awaits_dependency(job: &Job) -> bool {
+    job.state != JobState::Completed && job.depend.iter().any(|d| !d.satisfied)
 }
 
 /// What every task shares: the locked state with its store, and the scheduler's wake-up.
@@ -367,5 +405,42 @@ impl Shared {
     /// Asks the dispatcher for a pass (coalesces with any pending request).
     pub fn wake_scheduler(&self) {
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DepKind, Dependency};
+
+    #[test]
+    fn the_dependency_index_follows_each_jobs_state_and_conditions() {
+        let mut state = State::new("vm", 9, "batch", vec![], vec![], Default::default());
+        let awaiting = |state: &State| -> Vec<u64> {
+            state.jobs_awaiting_dependencies().map(|j| j.seq).collect()
+        };
+        let mut child = crate::store::tests::sample_job(2);
+        child.state = JobState::Held;
+        child.depend = vec![Dependency {
+            kind: DepKind::AfterOk,
+            seq: 1,
+            satisfied: false,
+        }];
+        state.apply_jobs(vec![crate::store::tests::sample_job(1), child.clone()]);
+        assert_eq!(awaiting(&state), [2]);
+        child.depend[0].satisfied = true;
+        child.state = JobState::Queued;
+        state.apply_jobs(vec![child.clone()]);
+        assert!(awaiting(&state).is_empty());
+        // Deleted by its dependency's failure: complete, so no longer waiting.
+        child.depend[0].satisfied = false;
+        child.state = JobState::Completed;
+        state.apply_jobs(vec![child.clone()]);
+        assert!(awaiting(&state).is_empty());
+        child.state = JobState::Held;
+        state.apply_jobs(vec![child]);
+        assert_eq!(awaiting(&state), [2]);
+        state.remove_job(2);
+        assert!(awaiting(&state).is_empty());
     }
 }
