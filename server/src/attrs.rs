@@ -661,6 +661,17 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
 mod tests {
     use super::*;
 
+    impl AttrSink for Vec<Attr> {
+        fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str) {
+            self.push(Attr {
+                name: std::borrow::Cow::Borrowed(name),
+                resource: resource.to_string(),
+                value: value.to_string(),
+                kind,
+            });
+        }
+    }
+
     /// A job's attributes as a list, for asserting on names and values.
     fn job_attrs(
         job: &Job,

@@ -526,21 +526,10 @@ pub struct StatObject {
     pub attrs: Vec<Attr>,
 }
 
-/// Where an object's attributes are written: an [`Attr`] list, or a row of a [`Table`].
+/// Where a job's attributes are written: a row of a [`Table`] (or, in tests, a list).
 pub trait AttrSink {
     /// Appends `name` (`name.resource` when `resource` is not empty) = `value`.
     fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str);
-}
-
-impl AttrSink for Vec<Attr> {
-    fn attr(&mut self, name: &'static str, resource: &str, kind: AttrKind, value: &str) {
-        self.push(Attr {
-            name: Cow::Borrowed(name),
-            resource: resource.to_string(),
-            value: value.to_string(),
-            kind,
-        });
-    }
 }
 
 /// One attribute as a listing's column: a name, a resource part and a kind, without a value.
@@ -587,15 +576,6 @@ impl Table {
         fill(&mut TableRow { table: self, start });
         self.row_ends.push(offset(self.cell_columns.len()));
         self.previous_row_start = start;
-    }
-
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        self.name_ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.name_ends.is_empty()
     }
 
     /// The column for `name.resource` of `kind`, added when new.
