@@ -11,29 +11,30 @@
 //! shell is reaped, `waitpid(-1, WNOHANG)` answering `ECHILD` proves that no
 //! descendant of the job is left, and nothing is scanned.
 //!
-//! Otherwise [`clear`] kills what is left: SIGKILL to the job's process group,
-//! to every process of its session (the `/proc` scan the MOM used to do for
-//! every job) and to each remaining child of the supervisor (which also
-//! catches a process that left the session), then reaps them. It repeats as
-//! orphans of killed processes arrive, for at most the patience it is given:
-//! a process in uninterruptible sleep (`D`, e.g. on a dead NFS server) dies of
-//! SIGKILL only when the kernel lets it, and the job's end must still be
-//! reported. Then it gives up ([`Leftovers::Stuck`]); the processes go to init
-//! when the supervisor exits and the MOM sweeps the session as before.
+//! Otherwise [`clear`] kills what is left: SIGKILL to every descendant of
+//! the supervisor (one `/proc` scan, following parent links), then reaps them.
+//! It repeats as orphans of killed processes arrive, for at most the patience
+//! it is given: a process in uninterruptible sleep (`D`, e.g. on a dead NFS
+//! server) dies of SIGKILL only when the kernel lets it, and the job's end must
+//! still be reported. Then it gives up ([`Leftovers::Stuck`]); the processes go
+//! to init when the supervisor exits and the MOM sweeps the session as before.
 //!
-//! Why the session id is safe to use after the shell was reaped: the kernel
-//! does not reuse a pid while a process still has it as its session or
-//! process group id, so as long as one of the job's processes remains, no
-//! stranger can have that session.
+//! Why descendants, and not the job's session or process group: once the shell
+//! is reaped its pid may be reused by a stranger as soon as no leftover keeps
+//! the session or group id in use (one that left with `setsid` does not), so a
+//! `killpg` on it could hit an unrelated process. Every leftover, wherever it
+//! moved, is still a descendant of its subreaper.
 
 use std::io;
 use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
 
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::{self, ProcStat};
+use crate::procfs;
 
 /// How long the supervisor waits for killed leftovers to die before it
 /// reports the job's end anyway.
@@ -71,9 +72,9 @@ pub fn become_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
-/// Clears what the job of session `sid` left behind. Call it in a subreaper
-/// that has no children but the job's (the shell already reaped).
-pub fn clear(sid: i32, patience: Duration) -> Leftovers {
+/// Clears what the job left behind. Call it in a subreaper that has no
+/// children but the job's (the shell already reaped).
+pub fn clear(patience: Duration) -> Leftovers {
     if reap_exited() == Children::None {
         return Leftovers::Nothing;
     }
@@ -87,7 +88,7 @@ pub fn clear(sid: i32, patience: Duration) -> Leftovers {
     }
     let deadline = Instant::now() + patience;
     let outcome = loop {
-        kill_all(sid);
+        kill_descendants();
         if reap_exited() == Children::None {
             break Leftovers::Killed;
         }
@@ -129,29 +130,19 @@ fn reap_exited() -> Children {
     }
 }
 
-/// SIGKILL to the job's process group, to every process of its session and to
-/// every child of this process.
-fn kill_all(sid: i32) {
-    let me = std::process::id() as i32;
-    signal_session(sid, Signal::SIGKILL, true, |s| s.ppid == me);
-}
-
-/// Signals the job of session `sid`: its process group and, with `sweep`,
-/// every process of the session that moved to another group and every process
-/// `also` picks (one `/proc` scan: blocking). The MOM's kills (`runner`) and
-/// the supervisor's clearing both go through here.
-pub fn signal_session(sid: i32, sig: Signal, sweep: bool, also: impl Fn(&ProcStat) -> bool) {
-    if sid <= 1 {
-        return;
-    }
-    let _ = signal::killpg(Pid::from_raw(sid), sig);
-    if !sweep {
-        return;
-    }
+/// SIGKILL to every descendant of this process (one `/proc` scan).
+fn kill_descendants() {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procfs::scan() {
-        let s = p.stat;
-        if s.pid > 1 && ((s.session == sid && s.pgrp != sid) || also(&s)) {
-            let _ = signal::kill(Pid::from_raw(s.pid), sig);
+        children.entry(p.stat.ppid).or_default().push(p.stat.pid);
+    }
+    let mut todo = vec![std::process::id() as i32];
+    while let Some(parent) = todo.pop() {
+        for child in children.remove(&parent).unwrap_or_default() {
+            if child > 1 {
+                let _ = signal::kill(Pid::from_raw(child), Signal::SIGKILL);
+                todo.push(child);
+            }
         }
     }
 }

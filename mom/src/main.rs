@@ -80,9 +80,9 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let result = runtime.block_on(run(args));
-    // Each running job has a blocking thread parked in wait4; dropping the
-    // runtime normally would wait for every job to finish. The jobs keep
-    // running and the next MOM adopts them, so do not wait.
+    // Each running job has a blocking thread parked reading its supervisor's
+    // pipe; dropping the runtime normally would wait for every job to finish.
+    // The jobs keep running and the next MOM adopts them, so do not wait.
     runtime.shutdown_background();
     result
 }

@@ -22,9 +22,9 @@
 //! (status unknown: -1 unless the MOM killed the job). What the MOM did to a
 //! run (qsig, qdel, walltime) is persisted in its record, so the exit status
 //! rules still apply after a restart. An adopted run has no pipes to its
-//! supervisor, so its output is copied by the exec'd helper (see `deliver`),
-//! and what is left of its session is swept by the MOM, as for any run whose
-//! supervisor did not say it cleared everything.
+//! supervisor, so its output is copied by the exec'd helper (see `deliver`);
+//! what is left of its session is swept by the MOM only when the supervisor's
+//! exit file does not say it cleared everything, as for any run.
 //!
 //! The MOM does not set PR_SET_PDEATHSIG: it fires when the forking *thread*
 //! exits, which in a thread pool would kill jobs at random, and jobs are meant
@@ -44,7 +44,6 @@ use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
 use crate::layout::Layout;
-use crate::leftovers;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
@@ -328,12 +327,12 @@ impl Runner {
             (entry.record.clone(), live)
         };
         live.done.send_replace(true);
-        // A supervisor that saw the job end (we hold its pipes) and found
-        // nothing left, or killed and reaped what was, leaves nothing to sweep:
+        // A supervisor that recorded finding nothing left, or killing and
+        // reaping what was, leaves nothing to sweep (adopted runs included):
         // no /proc scan, and no signal to a process group whose id may already
-        // be reused. Adopted runs, lost supervisors and older supervisors'
-        // records (`Unknown`) are swept as before.
-        let cleared = link.is_some() && waited.is_some_and(|w| w.leftovers.all_gone());
+        // be reused. Lost supervisors and `Unknown`/`Stuck` records are swept
+        // as before.
+        let cleared = waited.is_some_and(|w| w.leftovers.all_gone());
         if !cleared {
             kill_session(live.pgid, Signal::SIGKILL, true);
         }
@@ -653,8 +652,20 @@ async fn escalate(pgid: i32, delay: Duration, mut done: watch::Receiver<bool>) {
 
 /// Signals a job's process group; with `sweep`, also every process still in
 /// its session that moved to another group (blocking: scans /proc).
-fn kill_session(pgid: i32, sig: Signal, sweep: bool) {
-    leftovers::signal_session(pgid, sig, sweep, |_| false);
+fn kill_session(sid: i32, sig: Signal, sweep: bool) {
+    if sid <= 1 {
+        return;
+    }
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(sid), sig);
+    if !sweep {
+        return;
+    }
+    for p in procfs::scan() {
+        let s = p.stat;
+        if s.pid > 1 && s.session == sid && s.pgrp != sid {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
+        }
+    }
 }
 
 /// Whether the supervisor `pid` still runs (a zombie, or a reused pid running

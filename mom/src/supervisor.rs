@@ -118,11 +118,11 @@ pub fn main(exit_file: &Path) -> i32 {
     };
     let _ = writeln!(out, "{} {pid}", word::STARTED);
     let _ = out.flush();
-    let Some(mut record) = wait_child(pid) else {
+    let Some(mut record) = wait_for_shell(pid) else {
         return 1;
     };
     if reaper {
-        record.leftovers = leftovers::clear(pid, leftovers::PATIENCE);
+        record.leftovers = leftovers::clear(leftovers::PATIENCE);
     }
     if write_exit_file(exit_file, &record).is_err() {
         return 1;
@@ -268,12 +268,28 @@ impl Link {
 
 /// Waits for a child (blocking) and collects its rusage.
 pub fn wait_child(pid: i32) -> Option<ExitRecord> {
+    wait4_until(pid, pid)
+}
+
+/// [`wait_child`] for the job's shell, reaping on the way every orphan of the job that
+/// exits first: as their subreaper the supervisor is their parent, and one not reaped would
+/// stay a zombie (holding a pid of the user's) until the job ends.
+fn wait_for_shell(shell: i32) -> Option<ExitRecord> {
+    wait4_until(-1, shell)
+}
+
+/// `wait4(which)` until it reaps `pid`, discarding any other child it reaps.
+fn wait4_until(which: i32, pid: i32) -> Option<ExitRecord> {
     loop {
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to locals.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        // SAFETY: valid pointers to locals. __WALL: also children cloned with another exit
+        // signal than SIGCHLD.
+        let r = unsafe { libc::wait4(which, &mut status, libc::__WALL, &mut ru) };
+        if r > 0 && r != pid {
+            continue;
+        }
         if r == pid {
             let secs = |t: libc::timeval| t.tv_sec.max(0) as u64 + u64::from(t.tv_usec >= 500_000);
             return Some(ExitRecord {

@@ -168,6 +168,24 @@ async fn leftovers_are_killed_when_the_shell_exits() {
     assert_eq!(exit.leftovers, Leftovers::Killed);
 }
 
+/// An orphan that exits while the job still runs is reaped by the supervisor (its
+/// subreaper) at once, not left a zombie until the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_exiting_during_the_job_are_reaped() {
+    let mut f = fixture();
+    let script = "(true & echo $! >orphan)
+p=$(cat orphan)
+\
+        for _ in $(seq 200); do [ -e /proc/$p ] || break; sleep 0.05; done
+\
+        if [ -e /proc/$p ]; then echo zombie; else echo reaped; fi
+";
+    f.start(f.spec(16, "16", script)).await;
+    let r = f.ended(16).await;
+    assert_eq!(r.exit_status, 0, "{r:?}");
+    assert_eq!(f.read("job.sh.o16"), "reaped\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_shell_is_254_with_torque_message() {
     let mut f = fixture();

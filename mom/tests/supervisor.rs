@@ -47,7 +47,7 @@ fn copies_the_output_when_the_mom_says_so() {
         "node1",
     )
     .expect("prepare");
-    let (mut child, mut link, pid) = supervise(&b, 1, &plan);
+    let (mut child, mut link, _pid) = supervise(&b, 1, &plan);
     // Its own session (it called setsid: posix_spawn cannot).
     let sup = child.id() as i32;
     let stat = capstan_mom::procfs::stat_of(sup).expect("supervisor's stat");
@@ -59,7 +59,6 @@ fn copies_the_output_when_the_mom_says_so() {
         capstan_mom::exit::Termination::Exited(2)
     );
     assert_eq!(exit.leftovers, Leftovers::Nothing);
-    assert!(pid > 1);
     // Nothing is copied before the go-ahead.
     assert!(!b.out("1").exists());
     let mut files = plan.delivery.files.clone();
