@@ -240,7 +240,7 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
 /// when the connection closes, and a change stopped between its commit and its in-memory
 /// update leaves the two disagreeing (a submit committed without `next_job_number` advanced
 /// makes every later qsub collide with it).
-async fn uncancelled<T: Send + 'static>(
+pub(crate) async fn uncancelled<T: Send + 'static>(
     change: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::spawn(change).await.map_err(|e| {

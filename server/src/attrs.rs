@@ -133,7 +133,7 @@ impl AttrFilter {
 
     /// Whether `name`, or some resource of it (`resources_used.cput` asks for
     /// `resources_used`), is wanted. A scan: the lists are short (a command asks for a
-    /// handful of names), and this runs ~40 times per job per listing.
+    /// handful of names), and this runs once per job attribute name per request.
     pub fn wants(&self, name: &str) -> bool {
         self.names.iter().any(|n| {
             n == name
@@ -153,7 +153,7 @@ impl AttrFilter {
     }
 }
 
-/// Every attribute [`job_attrs`] can emit. A filter becomes a bit mask over this table once
+/// Every attribute [`write_job_attrs`] can emit. A filter becomes a bit mask over this table once
 /// per request, so the ~45 "is this wanted?" questions per job are bit tests, not string
 /// compares (they were a third of a 5,000-job listing's server time).
 const JOB_ATTR_NAMES: [&str; 45] = [

@@ -42,7 +42,7 @@ impl Config {
     pub fn new(home: PathBuf, server_name: String) -> Config {
         Config {
             home,
-            mom_listen: SocketAddr::from(([0, 0, 0, 0], 15001)),
+            mom_listen: SocketAddr::from(([0, 0, 0, 0], capstan_proto::daemon::SERVER_PORT)),
             server_name,
             allow_root_jobs: false,
             status_interval: Duration::from_secs(5),

@@ -1340,7 +1340,7 @@ mod tests {
             .unwrap();
         let mut tx = store.begin().await.unwrap();
         for j in &jobs {
-            tx.insert_job(j).await.unwrap();
+            tx.insert_job_and_next_number(j, 99).await.unwrap();
         }
         tx.commit().await.unwrap();
         let mut config = crate::config::Config::new(dir.to_path_buf(), "vm".into());

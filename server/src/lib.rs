@@ -14,7 +14,8 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
-//! * [`manage`]: qmgr's create/delete/set/unset on the server and queues.
+//! * [`manage`]: qmgr's create/delete/set/unset on the server and queues, and pbsnodes'
+//!   node changes (`-o`, `-c`, `-r`, `-N`).
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
 //! * [`dispatch`]: the event-driven scheduling loop around [`scheduler::schedule`].
 //! * [`attrs`]: domain objects → Torque attribute lists in Torque's order.

@@ -16,7 +16,7 @@ struct Args {
     #[arg(long)]
     home: Option<PathBuf>,
     /// Address MOMs dial.
-    #[arg(long, default_value = "0.0.0.0:15001")]
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], capstan_proto::daemon::SERVER_PORT)))]
     mom_listen: SocketAddr,
     /// Job-id suffix and Job_Owner host (default: short host name).
     #[arg(long)]

@@ -1,5 +1,5 @@
 //! `qmgr`'s changes: create/delete queues and set/unset server and queue attributes
-//! (Torque's `pbs_manager` request).
+//! (Torque's `pbs_manager` request), and `pbsnodes`' node changes (offline, clear, note).
 //!
 //! Why its own module: these are administrative rules with their own permission model
 //! (operators may run the cluster, only managers may change who is trusted) and their own

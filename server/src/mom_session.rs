@@ -37,10 +37,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::api::uncancelled;
 use crate::config::Config;
 use crate::dispatch::now_epoch;
 use crate::jobs::{self, RunEnd};
-use crate::model::{JobState, NodeStatus, ResourcesUsed, ToMom};
+use crate::model::{NodeStatus, ResourcesUsed, ToMom};
 use crate::shutdown::Shutdown;
 use crate::state::{Core, SessionHandle, Shared, State};
 use crate::tls;
@@ -218,7 +219,12 @@ impl MomSession for MomService {
             .and_then(|c| tls::peer_identity(&c).ok());
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
-        let session_id = register(&self.shared, &node, &hello, tx).await;
+        // Reconciling commits lost runs before memory learns of them: not to be stopped
+        // halfway by the MOM hanging up.
+        let session_id = {
+            let (shared, node, hello) = (Arc::clone(&self.shared), node.clone(), hello.clone());
+            uncancelled(async move { register(&shared, &node, &hello, tx).await }).await?
+        };
         info!(node = %node, peer = %peer, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
         let shared = self.shared.clone();
         let shutdown = Shutdown::new(self.shutdown.subscribe());
@@ -240,9 +246,8 @@ async fn register(
     let held: HashSet<u64> = hello.held_runs.iter().map(|r| r.run_id).collect();
     let active: HashMap<u64, u64> = core
         .state
-        .jobs
-        .values()
-        .filter(|j| j.state == JobState::Running && j.mother_superior() == Some(node))
+        .running_jobs()
+        .filter(|j| j.mother_superior() == Some(node))
         .filter_map(|j| j.current_run.map(|r| (r, j.seq)))
         .collect();
     let lost: Vec<u64> = active
@@ -279,12 +284,9 @@ async fn register(
         let _ = tx.send(ToMom::Cancel(cancel));
     }
     // A qdel/qrerun committed before the MOM went away may never have reached it.
-    for job in core.state.jobs.values() {
+    for job in core.state.running_jobs() {
         if let (Some(run), Some(_)) = (job.current_run, job.pending) {
-            if job.state == JobState::Running
-                && job.mother_superior() == Some(node)
-                && held.contains(&run)
-            {
+            if job.mother_superior() == Some(node) && held.contains(&run) {
                 let _ = tx.send(ToMom::Signal {
                     run_id: run,
                     signal: libc::SIGTERM,
@@ -506,9 +508,9 @@ pub async fn watch_nodes(shared: Arc<Shared>, mut shutdown: Shutdown) {
         }
         // Runs on nodes no longer in the nodes file can never be reconciled.
         let mut orphans: HashMap<String, Vec<u64>> = HashMap::new();
-        for job in core.state.jobs.values() {
+        for job in core.state.running_jobs() {
             if let Some(ms) = job.mother_superior() {
-                if job.state == JobState::Running && core.state.node(ms).is_none() {
+                if core.state.node(ms).is_none() {
                     orphans.entry(ms.to_string()).or_default().push(job.seq);
                 }
             }

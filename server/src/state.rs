@@ -191,7 +191,8 @@ pub struct Learning {
 
 impl State {
     /// A state holding no jobs yet (they arrive through [`State::apply_jobs`], which keeps
-    /// slot usage and the pending and running indexes in step) and nothing learned.
+    /// slot usage and the pending, running and dependency indexes in step) and nothing
+    /// learned.
     pub fn new(
         server_name: impl Into<String>,
         next_job_number: u64,
@@ -299,21 +300,13 @@ impl State {
                 let host = job.exec_host.clone();
                 self.occupy(job.seq, &host);
             }
-            if matches!(job.state, JobState::Queued | JobState::Waiting) {
-                self.pending.insert(job.seq);
-            } else {
-                self.pending.remove(&job.seq);
-            }
-            if job.state == JobState::Running {
-                self.running.insert(job.seq);
-            } else {
-                self.running.remove(&job.seq);
-            }
-            if awaits_dependency(&job) {
-                self.awaiting_dependencies.insert(job.seq);
-            } else {
-                self.awaiting_dependencies.remove(&job.seq);
-            }
+            mark(&mut self.pending, job.seq, is_pending(&job));
+            mark(&mut self.running, job.seq, is_running(&job));
+            mark(
+                &mut self.awaiting_dependencies,
+                job.seq,
+                awaits_dependency(&job),
+            );
             self.jobs.insert(job.seq, job);
         }
     }
@@ -329,10 +322,7 @@ impl State {
     /// The jobs a scheduling pass considers, in seq order.
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
-            self.index_in_step(&self.pending, |j| matches!(
-                j.state,
-                JobState::Queued | JobState::Waiting
-            )),
+            self.index_in_step(&self.pending, is_pending),
             "pending index out of step with the jobs"
         );
         self.pending.iter().filter_map(|seq| self.jobs.get(seq))
@@ -341,7 +331,7 @@ impl State {
     /// The running jobs, in seq order.
     pub fn running_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
-            self.index_in_step(&self.running, |j| j.state == JobState::Running),
+            self.index_in_step(&self.running, is_running),
             "running index out of step with the jobs"
         );
         self.running.iter().filter_map(|seq| self.jobs.get(seq))
@@ -377,6 +367,25 @@ impl State {
             .map(|j| j.seq)
             .eq(index.iter().copied())
     }
+}
+
+/// Puts `seq` in `index` or takes it out.
+fn mark(index: &mut BTreeSet<u64>, seq: u64, member: bool) {
+    if member {
+        index.insert(seq);
+    } else {
+        index.remove(&seq);
+    }
+}
+
+/// Whether a job belongs in [`State::pending_jobs`].
+fn is_pending(job: &Job) -> bool {
+    matches!(job.state, JobState::Queued | JobState::Waiting)
+}
+
+/// Whether a job belongs in [`State::running_jobs`].
+fn is_running(job: &Job) -> bool {
+    job.state == JobState::Running
 }
 
 /// Whether a job belongs in [`State::jobs_awaiting_dependencies`].

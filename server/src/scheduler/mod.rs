@@ -47,8 +47,9 @@
 //! # Adding a rule
 //!
 //! A hard rule is a new module with a type implementing [`NodeFilter`] plus table tests, and
-//! one line in [`Pipeline::standard`]. A soft rule is a new module implementing [`NodeScorer`]
-//! (node order inside a set) or [`SetScorer`] (choice between sets), added to the lists there.
+//! one line in [`Pipeline::filters`]. A soft rule is a new module implementing [`NodeScorer`]
+//! (node order inside a set) or [`SetScorer`] (choice between sets), added to the lists in
+//! [`Pipeline::standard`].
 //! Baseline policies for the simulator are other [`Pipeline`] constructors, not other loops.
 //! A new field of [`PendingJob`] must be placed in or out of the failure cache key
 //! (`PendingJob::feasibility_key`); the compiler asks.
