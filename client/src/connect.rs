@@ -127,7 +127,7 @@ pub fn strerror(code: i32) -> &'static str {
 }
 
 /// `$PBS_HOME`, or Capstan's default.
-pub fn pbs_home() -> PathBuf {
+fn pbs_home() -> PathBuf {
     capstan_proto::daemon::home(None)
 }
 

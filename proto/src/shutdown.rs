@@ -3,7 +3,8 @@
 //! `main` owns a `broadcast` sender and drops it (or sends) on SIGTERM/SIGINT; every
 //! long-lived task holds a [`Shutdown`] and winds down at its next `select!`. [`Shutdown`]
 //! remembers whether the notice was already seen, so a task can check it more than once.
-//! [`wait_for_signal`] is the SIGTERM/SIGINT wait a daemon's `main` starts with.
+//! [`wait_for_signal`] is the SIGTERM/SIGINT wait a daemon's `main` starts with;
+//! [`signal`] is that wait for a daemon that serves on without handlers rather than fail.
 
 use tokio::sync::broadcast;
 
@@ -47,4 +48,16 @@ pub async fn wait_for_signal() -> std::io::Result<&'static str> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     })
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT (logged); never, if the handlers
+/// cannot be installed (logged too), so the daemon keeps serving rather than stopping at once.
+pub async fn signal() {
+    match wait_for_signal().await {
+        Ok(name) => tracing::info!("{name} received, shutting down"),
+        Err(e) => {
+            tracing::error!("cannot install SIGTERM/SIGINT handlers: {e}");
+            std::future::pending::<()>().await
+        }
+    }
 }

@@ -479,7 +479,7 @@ impl Cluster {
     }
 
     /// Writes a script `DIR/NAME`, owned by `user`.
-    pub fn script_for(&self, user: &User, dir: &Path, name: &str, body: &str) -> PathBuf {
+    fn script_for(&self, user: &User, dir: &Path, name: &str, body: &str) -> PathBuf {
         let path = dir.join(name);
         fs::write(&path, body).expect("write script");
         chown(&path, Some(user.uid), Some(user.gid)).expect("chown script");

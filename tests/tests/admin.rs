@@ -284,8 +284,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
             me.name
         )
     );
-    let out = c.submit_as(&other, &c.work, "b.sh", "true\n", &["-q", "lab"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    c.qsub_as(&other, &c.work, "b.sh", "true\n", &["-q", "lab"]);
     // The refused submission left nothing behind.
     let all = stdout(&c.run_as_root("qstat", &[]));
     assert_eq!(
@@ -326,8 +325,7 @@ fn queue_acls_refuse_submissions_in_torques_words() {
         ),
     );
     qmgr_ok(&c, &format!("set queue lab acl_hosts += {h}"));
-    let out = c.submit_as(&other, &c.work, "e.sh", "true\n", &["-q", "lab"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    c.qsub_as(&other, &c.work, "e.sh", "true\n", &["-q", "lab"]);
 }
 
 #[test]
@@ -353,9 +351,7 @@ fn restricted_nodes_take_only_their_users_jobs() {
     assert_eq!(code(&out), 190, "{}", stderr(&out));
     // Its owner's job runs there.
     // (-k oe: their output goes to their home; the test's work directory is not theirs.)
-    let out = c.submit_as(&other, &c.work, "theirs.sh", "true\n", &["-k", "oe"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let theirs = stdout(&out).trim().to_string();
+    let theirs = c.qsub_as(&other, &c.work, "theirs.sh", "true\n", &["-k", "oe"]);
     c.wait_state(&theirs, "C", T);
     assert_eq!(c.job_attr(&theirs, "exec_host").as_deref(), Some("ws1/0"));
     let out = c.run_as_root("qdel", &[&first]);

@@ -95,8 +95,7 @@ fn job_environment_and_nodefile_follow_torque() {
         &["-v", "FOO=bar,BAZ=qux"],
     );
     c.wait_state(&id, "C", T);
-    let seq = Cluster::seq(&id);
-    let out = c.read(c.work.join(format!("envjob.o{seq}")));
+    let out = c.read(c.default_stdout("envjob", &id));
     let var = |name: &str| -> Option<String> {
         out.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}=")).map(|v| v.to_string()))

@@ -32,10 +32,7 @@ fn server_restart_keeps_queued_and_running_jobs() {
     assert_eq!(c.job_attr(&running, "exit_status").as_deref(), Some("0"));
     assert_eq!(c.job_attr(&running, "start_count").as_deref(), Some("1"));
     c.wait_state(&queued, "C", T);
-    let out = c.read(
-        c.work
-            .join(format!("running.sh.o{}", Cluster::seq(&running))),
-    );
+    let out = c.read(c.default_stdout("running.sh", &running));
     assert_eq!(out, "finished\n", "ran exactly once");
     // Numbering continues after the restart.
     let next = c.qsub("next.sh", "true\n", &[]);

@@ -418,8 +418,6 @@ fn job_gets_its_users_supplementary_groups() {
 #[test]
 fn daemon_state_is_private() {
     let c = Cluster::start(&one_node());
-    let id = c.qsub("quick.sh", "true\n", &[]);
-    c.wait_state(&id, "C", T);
     // A record is held while its run lasts (an ended run's goes once the server has it).
     let running = c.qsub("running.sh", "sleep 300\n", &[]);
     c.wait_state(&running, "R", T);

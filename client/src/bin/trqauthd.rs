@@ -14,9 +14,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use capstan_client::agent::{self, AgentConfig};
 use capstan_proto::daemon;
-use capstan_proto::shutdown::wait_for_signal;
 use clap::Parser;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Capstan's login-node authentication agent (Torque's trqauthd role).
 #[derive(Debug, Parser)]
@@ -72,15 +71,6 @@ async fn main() -> anyhow::Result<()> {
         warn!("running as a non-root account (--allow-non-root): keep it a dedicated one");
     }
     let config = AgentConfig::new(home, args.server)?;
-    let signal = async {
-        match wait_for_signal().await {
-            Ok(name) => info!("{name}"),
-            Err(e) => {
-                warn!("cannot install signal handlers ({e}); stop with SIGKILL");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    agent::run(config, signal).await?;
+    agent::run(config, capstan_proto::shutdown::signal()).await?;
     Ok(())
 }

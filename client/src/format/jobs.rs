@@ -58,7 +58,7 @@ pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
         .filter(|j| {
             filter.users.is_empty() || {
                 let owner = j.get("Job_Owner").unwrap_or("");
-                let user = owner.split('@').next().unwrap_or("");
+                let user = user_part(owner);
                 filter.users.iter().any(|u| u == user)
             }
         })
@@ -239,10 +239,7 @@ pub fn alt_listing(
 /// One row, `%-23.22s %-11.11s %-8.8s %-16.16s %6.6s %5.5s %6.6s %9.9s %9.9s %1.1s %9.9s`,
 /// followed by a newline unless `-n -1` puts the hosts on the same line.
 fn alt_row(job: &Object, opts: &AltOptions) -> String {
-    let user = job
-        .get("Job_Owner")
-        .map(|o| o.split('@').next().unwrap_or(""))
-        .unwrap_or("");
+    let user = job.get("Job_Owner").map(user_part).unwrap_or("");
     let queue = job.get("queue").unwrap_or("");
     let name = job.get("Job_Name").unwrap_or("");
     let sess = job.get("session_id").unwrap_or(BLANK);

@@ -128,7 +128,7 @@ impl AttrView for Object {
 }
 
 /// String equality that never calls `memcmp` for empty strings (most resources are
-/// empty): an empty `String`'s pointer is dangling, and glibc's AVX-512 `memcmp` does a
+/// empty): an empty string's pointer may be dangling, and glibc's AVX-512 `memcmp` does a
 /// masked load from it that costs a microcode assist on every call.
 fn same_text(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)

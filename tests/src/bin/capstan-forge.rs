@@ -19,13 +19,9 @@ use capstan_proto::v1::batch_client::BatchClient;
 use capstan_proto::v1::{Attr, SubmitRequest};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+/// A plain attribute, as qsub sends it.
 fn attr(name: &str, value: &str) -> Attr {
-    Attr {
-        name: name.to_string(),
-        resource: String::new(),
-        value: value.to_string(),
-        ..Default::default()
-    }
+    capstan_client::qsub::request::text_attr(name, "", value)
 }
 
 fn forged_request(script: &str, user: &str) -> tonic::Request<SubmitRequest> {
