@@ -8,7 +8,9 @@
 #   2. qsub -> running: on an idle cluster, from qsub returning to the job's first line
 #   3. drain: 1000 trivial jobs released at once, until the last is complete; and, as the
 #      reference for it, the rate at which this machine can merely start those jobs' login
-#      shells (Torque runs each job through one) with no scheduler at all
+#      shells (Torque runs each job through one) with no scheduler at all. Then, after the
+#      other measurements, the same with the MOMs set to `$source_login_batch false` (plain
+#      shells), against the plain shells' own floor
 #   4. qstat with 5000 jobs known
 #
 #   bench/throughput.sh [--quick] [--no-reference]
@@ -34,9 +36,9 @@ done
 [ -x "$bin/pbs_server" ] || cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
 dir=$(mktemp -d /tmp/capstan-bench.XXXXXX)
 chmod 755 "$dir"
-pids=()
+server_pid='' mom_pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in $server_pid "${mom_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$dir"
 }
@@ -53,12 +55,24 @@ for n in a1 a2 b1 b2; do   # enrol: the MOMs use TLS 1.3 with client certificate
 done
 RUST_LOG=warn "$bin/pbs_server" --home "$dir/server" --mom-listen "127.0.0.1:$port" \
     >"$dir/server.log" 2>&1 &
-pids+=($!)
-for n in a1 a2 b1 b2; do
-    RUST_LOG=warn "$bin/pbs_mom" --home "$dir/mom-$n" --server "127.0.0.1:$port" --node-name "$n" \
-        >"$dir/mom-$n.log" 2>&1 &
-    pids+=($!)
-done
+server_pid=$!
+start_moms() {
+    for n in a1 a2 b1 b2; do
+        RUST_LOG=warn "$bin/pbs_mom" --home "$dir/mom-$n" --server "127.0.0.1:$port" \
+            --node-name "$n" >>"$dir/mom-$n.log" 2>&1 &
+        mom_pids+=($!)
+    done
+}
+# wait_nodes N STATE: until N nodes show STATE in pbsnodes (at most 20 s).
+wait_nodes() {
+    for _ in $(seq 1 400); do
+        [ "$(pbsnodes -a 2>/dev/null | grep -c "^     state = $2" || true)" = "$1" ] && return 0
+        sleep 0.05
+    done
+    echo "nodes did not become $2" >&2
+    return 1
+}
+start_moms
 export PBS_HOME=$dir/server PATH=$bin:$PATH
 # Jobs run as an ordinary user, as on a real cluster: when we are root, the measurements
 # run as a dedicated unprivileged user (created if missing).
@@ -69,14 +83,25 @@ if [ "$(id -u)" = 0 ]; then
     as_user=(runuser -u capstanbench --)
 fi
 cd "$dir/work"
-for _ in $(seq 1 400); do
-    [ "$(pbsnodes -a 2>/dev/null | grep -c '^     state = free' || true)" = 4 ] && break
-    sleep 0.05
-done
-[ "$(pbsnodes -a | grep -c '^     state = free')" = 4 ] || { echo "nodes did not come up" >&2; exit 1; }
+wait_nodes 4 free
+measure() {
+    "${as_user[@]}" env PBS_HOME="$PBS_HOME" PATH="$PATH" N_QSUB=$n_qsub N_LAT=$n_lat \
+        N_DRAIN=$n_drain N_QSTAT=$n_qstat QSTAT_REPS=$qstat_reps MEASURE="$1" \
+        bash "$repo/bench/measure.sh"
+}
+results=$(measure all)
+eval "$results"
 
-results=$("${as_user[@]}" env PBS_HOME="$PBS_HOME" PATH="$PATH" N_QSUB=$n_qsub N_LAT=$n_lat \
-    N_DRAIN=$n_drain N_QSTAT=$n_qstat QSTAT_REPS=$qstat_reps bash "$repo/bench/measure.sh")
+# The drain again with `$source_login_batch false` (Torque's MOM option: plain shells that
+# read no profile), which a site running many short jobs would set. The MOMs are restarted
+# with it: stopped (the server sees their nodes down), then started again.
+for n in a1 a2 b1 b2; do echo '$source_login_batch false' >"$dir/mom-$n/mom_priv/config"; done
+for pid in "${mom_pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" || true; done
+mom_pids=()
+wait_nodes 4 down
+start_moms
+wait_nodes 4 free
+results=$(measure plain-drain)
 eval "$results"
 
 # Stop Capstan before the reference runs, so the two never share the CPU.
@@ -97,6 +122,9 @@ fi
 ratio() { awk -v a="$1" -v b="$2" -v inv="$3" 'BEGIN { if (a+0 <= 0 || b+0 <= 0) { print "-"; exit }
     r = inv ? a / b : b / a; printf "%.1fx", r }'; }
 
+# share A B: A as a percentage of B.
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
+
 cat <<TABLE
 
 Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on loopback, TLS
@@ -106,6 +134,8 @@ Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on lo
 | qsub returned -> job running, ms (median of $n_lat) | $lat_ms | $slurm_latency_ms | $(ratio "$lat_ms" "$slurm_latency_ms" 0) faster | <= 20 |
 | drain $n_drain trivial jobs, jobs/s | $drain_rate ($drain_s s) | $slurm_drain_jobs_per_s | $(ratio "$drain_rate" "$slurm_drain_jobs_per_s" 1) the rate | >= 500 |
 | qstat with $known jobs, ms (median of $qstat_reps) | $qstat_ms | $slurm_qstat_ms | $(ratio "$qstat_ms" "$slurm_qstat_ms" 0) faster | <= 15 |
-| floor: the same $n_drain jobs' login shells, no scheduler, jobs/s | $floor_rate | - | Capstan's drain: $(awk -v a="$drain_rate" -v b="$floor_rate" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }') of it | - |
+| floor: the same $n_drain jobs' login shells, no scheduler, jobs/s | $floor_rate | - | Capstan's drain: $(share "$drain_rate" "$floor_rate") of it | - |
+| drain $n_drain trivial jobs, \$source_login_batch false, jobs/s | $plain_drain_rate ($plain_drain_s s) | - | - | - |
+| floor: the same $n_drain jobs' plain shells, no scheduler, jobs/s | $plain_floor_rate | - | Capstan's drain: $(share "$plain_drain_rate" "$plain_floor_rate") of it | - |
 $ref_note
 TABLE

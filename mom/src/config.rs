@@ -1,19 +1,47 @@
 //! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
 //!
-//! Torque's file has one `$keyword value` per line (reference 11.2). Only the
-//! load thresholds change what this MOM does today; every other keyword is
-//! accepted and ignored so an existing Torque config file can be dropped in
-//! unchanged.
+//! Torque's file has one `$keyword value` per line (reference 11.2). The load
+//! thresholds and `$source_login_batch` change what this MOM does; every other
+//! keyword is accepted and ignored so an existing Torque config file can be
+//! dropped in unchanged.
 
 use std::path::Path;
 
-/// Load thresholds that turn the node `busy` (Torque reference 9.3).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What the config file sets: the load thresholds that turn the node `busy`
+/// (Torque reference 9.3) and how batch jobs' shells start.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MomConfig {
     /// Load at or above which the node reports `busy`.
     pub max_load: Option<f64>,
     /// Load below which a `busy` node reports `free` again.
     pub ideal_load: Option<f64>,
+    /// Torque's `$source_login_batch`: start a batch job's shell as a login
+    /// shell (`-bash`), which reads `/etc/profile` and the user's profile. On
+    /// by default, as in Torque; sites that run many short jobs turn it off,
+    /// since on a typical distribution the profile costs more than the job.
+    pub source_login_batch: bool,
+}
+
+impl Default for MomConfig {
+    fn default() -> MomConfig {
+        MomConfig {
+            max_load: None,
+            ideal_load: None,
+            source_login_batch: true,
+        }
+    }
+}
+
+/// Torque's `setbool`: the first letter decides (`t`/`y`/`1` on, `f`/`n`/`0`
+/// off, any case), and `on`/`off` spelled out; anything else is not a boolean.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.bytes().next()?.to_ascii_lowercase() {
+        b't' | b'y' | b'1' => Some(true),
+        b'f' | b'n' | b'0' => Some(false),
+        b'o' if value.eq_ignore_ascii_case("on") => Some(true),
+        b'o' if value.eq_ignore_ascii_case("off") => Some(false),
+        _ => None,
+    }
 }
 
 impl MomConfig {
@@ -30,6 +58,13 @@ impl MomConfig {
             let mut words = line.split_whitespace();
             let key = words.next().unwrap_or("");
             let value = words.next();
+            if key == "$source_login_batch" {
+                match value.and_then(parse_bool) {
+                    Some(on) => cfg.source_login_batch = on,
+                    None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+                }
+                continue;
+            }
             let slot = match key {
                 "$max_load" => &mut cfg.max_load,
                 "$ideal_load" => &mut cfg.ideal_load,
@@ -100,6 +135,24 @@ mod tests {
         assert_eq!((c.max_load, c.ideal_load), (Some(2.0), Some(2.0)));
         let (c, _) = MomConfig::parse("$ideal_load 1.5\n");
         assert_eq!((c.max_load, c.ideal_load), (Some(1.5), Some(1.5)));
+    }
+
+    #[test]
+    fn source_login_batch_is_on_unless_turned_off() {
+        assert!(MomConfig::parse("").0.source_login_batch);
+        for off in ["false", "False", "f", "no", "N", "0", "off", "OFF"] {
+            let (c, w) = MomConfig::parse(&format!("$source_login_batch {off}\n"));
+            assert!(w.is_empty() && !c.source_login_batch, "{off}: {w:?}");
+        }
+        let (c, w) = MomConfig::parse("$source_login_batch false\n$source_login_batch TRUE\n");
+        assert!(w.is_empty() && c.source_login_batch);
+        let (c, w) = MomConfig::parse("$source_login_batch off\n$source_login_batch On\n");
+        assert!(w.is_empty() && c.source_login_batch);
+        let (c, w) = MomConfig::parse(
+            "$source_login_batch maybe\n$source_login_batch\n$source_login_batch oui\n",
+        );
+        assert_eq!(w.len(), 3);
+        assert!(c.source_login_batch);
     }
 
     #[test]

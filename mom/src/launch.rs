@@ -23,7 +23,8 @@
 //! path the user controls): the spool files `JOBID.OU`/`.ER` in the job's own
 //! spool directory, or the `$HOME` file for a stream kept with `-k` (see
 //! `paths::spool`; the copy to the requested path happens after the job, as the
-//! user, in `deliver`), `chdir`, and `execve` of the login shell. If the
+//! user, in `deliver`), `chdir`, and `execve` of the job's shell (a login shell
+//! unless the MOM config says `$source_login_batch false`). If the
 //! shell cannot be exec'd the child writes Torque's message to its stderr file
 //! and exits 254, which is the job's exit status.
 //!
@@ -94,6 +95,9 @@ pub struct ExecPlan {
     pub streams: Streams,
     pub workdir: PathBuf,
     pub shell: PathBuf,
+    /// Start the shell as a login shell (`-bash`), as Torque does unless the
+    /// MOM config says `$source_login_batch false`.
+    pub login: bool,
     pub script: PathBuf,
     pub env: Vec<(String, String)>,
     /// What to copy after the job ends. The MOM keeps it (in the run record);
@@ -141,15 +145,16 @@ unsafe impl Send for ChildPlan {}
 unsafe impl Sync for ChildPlan {}
 
 /// Resolves the user, writes the spool and node files, and starts the run's
-/// supervisor, which execs the shell and waits for it (see `supervisor`).
-/// Blocking: call it from a blocking thread.
+/// supervisor, which execs the shell (a login shell when `login`) and waits for
+/// it (see `supervisor`). Blocking: call it from a blocking thread.
 pub fn launch(
     spec: &RunSpec,
     layout: &Layout,
     node_name: &str,
     supervisor: &Path,
+    login: bool,
 ) -> Result<Launched, LaunchError> {
-    let plan = prepare(spec, layout, node_name)?;
+    let plan = prepare(spec, layout, node_name, login)?;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     // Keep this Command on std's posix_spawn path (see the module comment):
@@ -200,7 +205,12 @@ pub fn launch(
 
 /// Resolves everything about a run before anything is forked: the user and
 /// group, output files, spool and node files, environment.
-pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecPlan, LaunchError> {
+pub fn prepare(
+    spec: &RunSpec,
+    layout: &Layout,
+    node_name: &str,
+    login: bool,
+) -> Result<ExecPlan, LaunchError> {
     let fail = |m: String| Err(LaunchError(m));
     if !safe_component(&spec.job_id) {
         return fail(format!("invalid job id {:?}", spec.job_id));
@@ -292,6 +302,7 @@ pub fn prepare(spec: &RunSpec, layout: &Layout, node_name: &str) -> Result<ExecP
         streams: spooled.open,
         workdir,
         shell,
+        login,
         script,
         env,
         delivery,
@@ -308,12 +319,13 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
         streams,
         workdir,
         shell,
+        login,
         script,
         env,
         delivery: _,
     } = plan;
     let argv = vec![
-        cstr(login_argv0(shell))?,
+        cstr(argv0(shell, *login))?,
         cstr(script.as_os_str().as_bytes())?,
     ];
     let envp = env
@@ -676,11 +688,11 @@ pub fn append_to_user_file(path: &Path, uid: u32, text: &str) -> io::Result<()> 
     f.write_all(text.as_bytes())
 }
 
-/// argv[0] of a login shell: `-` + the shell's basename (`-bash`), which makes
-/// the shell read the user's profile as Torque's jobs do.
-pub fn login_argv0(shell: &Path) -> Vec<u8> {
+/// argv[0] of the job's shell: its basename, after a `-` for a login shell
+/// (`-bash`), which makes the shell read the user's profile as Torque's jobs do.
+pub fn argv0(shell: &Path, login: bool) -> Vec<u8> {
     let base = shell.file_name().unwrap_or(OsStr::new("sh"));
-    let mut v = b"-".to_vec();
+    let mut v = if login { b"-".to_vec() } else { Vec::new() };
     v.extend_from_slice(base.as_bytes());
     v
 }
@@ -690,8 +702,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argv0_is_login_style() {
-        assert_eq!(login_argv0(Path::new("/bin/bash")), b"-bash");
+    fn argv0_is_login_style_unless_turned_off() {
+        assert_eq!(argv0(Path::new("/bin/bash"), true), b"-bash");
+        assert_eq!(argv0(Path::new("/bin/bash"), false), b"bash");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The binary is a thin shell around this library so that every concern can be
 //! tested on its own:
 //!
-//! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`).
+//! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).

@@ -60,7 +60,7 @@ enum Command {
     InstallCert { bundle: PathBuf },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // A run's supervisor is this same binary (see capstan_mom::supervisor).
     let mut argv = std::env::args_os().skip(1);
     if argv.next().as_deref() == Some(std::ffi::OsStr::new(supervisor::SUPERVISE_ARG)) {
@@ -75,6 +75,10 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(capstan_mom::deliver::helper_main());
     }
     let args = Args::parse();
+    capstan_proto::daemon::exit_code("pbs_mom", daemon_main(args))
+}
+
+fn daemon_main(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

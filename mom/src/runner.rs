@@ -32,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ pub struct Runner {
     clock_ticks: u64,
     /// The program started as each run's supervisor (pbs_mom itself).
     supervisor: PathBuf,
+    /// Whether job shells start as login shells (`$source_login_batch`; the
+    /// config can change on SIGHUP, and only runs started after apply it).
+    login_shells: AtomicBool,
 }
 
 impl Runner {
@@ -101,7 +105,13 @@ impl Runner {
             page_kb: procfs::page_kb(),
             clock_ticks: procfs::clock_ticks(),
             supervisor,
+            login_shells: AtomicBool::new(true),
         })
+    }
+
+    /// Sets whether runs started from now on get a login shell.
+    pub fn set_login_shells(&self, on: bool) {
+        self.login_shells.store(on, Ordering::Relaxed);
     }
 
     fn runs(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
@@ -237,7 +247,13 @@ impl Runner {
                 spec.job_id
             )))
         } else {
-            launch::launch(&spec, &self.layout, &self.node_name, &self.supervisor)
+            launch::launch(
+                &spec,
+                &self.layout,
+                &self.node_name,
+                &self.supervisor,
+                self.login_shells.load(Ordering::Relaxed),
+            )
         };
         let l = match launched {
             Ok(l) => l,

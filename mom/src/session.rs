@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
+use crate::config::MomConfig;
 use crate::job::{Event, Held, RunResult, RunSpec, Usage};
 use crate::procfs;
 use crate::runner::Runner;
@@ -73,6 +74,13 @@ pub struct Session {
     hangup: Signal,
 }
 
+/// Hands the runner its part of the config; logged only once in effect, so the
+/// log line means the next job sees it.
+fn apply_config(runner: &Runner, config: MomConfig) {
+    runner.set_login_shells(config.source_login_batch);
+    tracing::info!(?config, "MOM config loaded");
+}
+
 impl Session {
     pub fn new(
         opts: SessionOptions,
@@ -80,6 +88,7 @@ impl Session {
         events: mpsc::UnboundedReceiver<Event>,
         collector: Collector,
     ) -> Result<Session, SessionError> {
+        apply_config(&runner, collector.config());
         Ok(Session {
             opts,
             runner,
@@ -187,10 +196,13 @@ impl Session {
                 }
                 _ = self.hangup.recv() => {
                     let c = Arc::clone(&self.collector);
-                    let _ = tokio::task::spawn_blocking(move || {
+                    let reloaded = tokio::task::spawn_blocking(move || {
                         c.lock().unwrap_or_else(|p| p.into_inner()).reload()
                     })
                     .await;
+                    if let Ok(config) = reloaded {
+                        apply_config(&self.runner, config);
+                    }
                 }
             }
         }

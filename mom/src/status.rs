@@ -159,14 +159,19 @@ impl Collector {
         c
     }
 
-    /// Rereads `mom_priv/config` (at start and on SIGHUP).
-    pub fn reload(&mut self) {
+    /// Rereads `mom_priv/config` (at start and on SIGHUP); returns what it now says.
+    pub fn reload(&mut self) -> MomConfig {
         let (config, warnings) = MomConfig::load(&self.config_path);
         for w in warnings {
             tracing::warn!("{}: {w}", self.config_path.display());
         }
-        tracing::info!(?config, "MOM config loaded");
         self.config = config;
+        config
+    }
+
+    /// The config as last loaded.
+    pub fn config(&self) -> MomConfig {
+        self.config
     }
 
     /// Reads the node's state. `jobs` and `usage` come from the runner.

@@ -45,6 +45,7 @@ fn copies_the_output_when_the_mom_says_so() {
         &b.spec(1, "1", "echo out\necho err >&2\nexit 2\n"),
         &b.layout,
         "node1",
+        true,
     )
     .expect("prepare");
     let (mut child, mut link, _pid) = supervise(&b, 1, &plan);
@@ -86,7 +87,8 @@ fn copies_the_output_when_the_mom_says_so() {
 #[test]
 fn copies_nothing_when_the_mom_hangs_up() {
     let b = bed();
-    let plan = launch::prepare(&b.spec(2, "2", "echo out\n"), &b.layout, "node1").expect("prepare");
+    let plan =
+        launch::prepare(&b.spec(2, "2", "echo out\n"), &b.layout, "node1", true).expect("prepare");
     let (mut child, mut link, _) = supervise(&b, 2, &plan);
     assert!(link.exited());
     drop(link);
@@ -102,7 +104,7 @@ fn copies_nothing_when_the_mom_hangs_up() {
 async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     let b = bed();
     let spec = b.spec(3, "3", "sleep 1\necho late\n");
-    let plan = launch::prepare(&spec, &b.layout, "node1").expect("prepare");
+    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
     let (mut child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
     let record = RunRecord {

@@ -34,9 +34,64 @@ pub fn init_logging(level: &str) {
         .init();
 }
 
+/// A daemon's fatal error on one line: the error, then each cause whose text it does not
+/// already carry. Messages here often embed their source (`cannot read X: No such file`),
+/// which the usual `Caused by:` listing would print a second time.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The end of a daemon's `main`: `PROGRAM: error` on stderr and exit status 1 on an error,
+/// as the commands report theirs.
+pub fn exit_code<E: AsRef<dyn std::error::Error + Send + Sync + 'static>>(
+    program: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {}", describe(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read /x: {source}")]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting")]
+    struct Wraps(#[source] Embeds);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            describe(&Embeds { source: io() }),
+            format!("cannot read /x: {}", io())
+        );
+        assert_eq!(
+            describe(&Wraps(Embeds { source: io() })),
+            format!("starting: cannot read /x: {}", io())
+        );
+    }
 
     #[test]
     fn the_flag_wins() {

@@ -77,9 +77,13 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    capstan_proto::daemon::exit_code("pbs_server", daemon_main(args))
+}
+
+#[tokio::main]
+async fn daemon_main(args: Args) -> anyhow::Result<()> {
     capstan_proto::daemon::init_logging(&args.log_level);
     let home = capstan_proto::daemon::home(args.home);
     if let Some(Command::Enroll {

@@ -408,6 +408,15 @@ impl Cluster {
         }
     }
 
+    /// The PID of a MOM this cluster started (to signal it); under a wrapper, the wrapper's,
+    /// which is the MOM's when the wrapper execs it (`ip netns exec`).
+    pub fn mom_pid(&self, node: &str) -> Option<u32> {
+        self.moms
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, c)| c.id())
+    }
+
     pub fn server_log(&self) -> String {
         fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
     }

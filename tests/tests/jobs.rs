@@ -138,6 +138,43 @@ fn job_environment_and_nodefile_follow_torque() {
     assert_eq!(var("PWD"), Some(c.user.home.display().to_string()));
 }
 
+/// The job's shell is a login shell (`-bash`, which reads the profiles), as in Torque,
+/// until the MOM's config says `$source_login_batch false`; a SIGHUP applies it.
+#[test]
+fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
+    let c = Cluster::start(&one_node());
+    let argv0 = |name: &str| {
+        let id = c.qsub(
+            name,
+            "head -c 100 /proc/$$/cmdline | tr '\\0' '\\n' | head -n 1\n",
+            &[],
+        );
+        c.wait_state(&id, "C", T);
+        // The last line: a login profile may print before the script runs.
+        let out = c.read(c.default_stdout(name, &id));
+        out.lines().last().unwrap_or_default().to_string()
+    };
+    let login = argv0("login.sh");
+    assert!(login.starts_with('-'), "not a login shell: {login:?}");
+
+    let config = c.mom_home("n1").join("mom_priv/config");
+    std::fs::create_dir_all(config.parent().unwrap()).expect("mom_priv");
+    std::fs::write(&config, "$source_login_batch false\n").expect("write config");
+    let pid = c.mom_pid("n1").expect("n1's MOM") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP the MOM");
+    assert!(
+        wait_until(T, || c.mom_log("n1").contains("source_login_batch: false")),
+        "the MOM did not reload its config:\n{}",
+        c.mom_log("n1")
+    );
+    let plain = argv0("plain.sh");
+    assert_eq!(plain, login.trim_start_matches('-'), "still a login shell");
+}
+
 #[test]
 fn multi_node_jobs_hold_slots_on_every_node() {
     let c = Cluster::start(&two_site_nodes());

@@ -46,9 +46,13 @@ enum Command {
     InstallCert { bundle: PathBuf },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    capstan_proto::daemon::exit_code("trqauthd", daemon_main(args))
+}
+
+#[tokio::main]
+async fn daemon_main(args: Args) -> anyhow::Result<()> {
     daemon::init_logging(&args.log_level);
     let home = daemon::home(args.home);
     let root = nix::unistd::geteuid().is_root();
