@@ -93,6 +93,10 @@ where
     let mut messages = Vec::new();
     for d in &plan.files {
         match std::fs::symlink_metadata(&d.spool) {
+            // `/dev/null` is never copied to (Torque skips it too), so it needs no process.
+            Ok(_) if is_null(d) => {
+                tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
+            }
             Ok(_) => pending.push(d.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Already moved to undelivered/ by a MOM that stopped before
@@ -114,23 +118,12 @@ where
             }
         }
     }
-    // `/dev/null` is never copied to (Torque skips it too), so it needs no process.
-    let to_copy: Vec<Delivery> = pending.iter().filter(|d| !is_null(d)).cloned().collect();
-    let mut copied = if to_copy.is_empty() {
-        Vec::new()
-    } else {
-        copy_all(plan, &to_copy, copy)
+    if pending.is_empty() {
+        return messages;
     }
-    .into_iter();
-    for d in &pending {
-        let result = if is_null(d) {
-            None
-        } else {
-            // As many results as files (copy_all).
-            copied
-                .next()
-                .unwrap_or_else(|| Some("no result from the copy".into()))
-        };
+    // As many results as files (copy_all).
+    let copied = copy_all(plan, &pending, copy);
+    for (d, result) in pending.iter().zip(copied) {
         let Some(error) = result else {
             tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
             continue;
@@ -266,7 +259,9 @@ pub fn copy_in_child(
         nix::unistd::ForkResult::Parent { child } => {
             drop(to_parent);
             let mut out = Vec::new();
-            let read = File::from(from_child).read_to_end(&mut out);
+            let read = File::from(from_child)
+                .take(MAX_ANSWER)
+                .read_to_end(&mut out);
             let status = loop {
                 match nix::sys::wait::waitpid(child, None) {
                     Err(nix::errno::Errno::EINTR) => continue,

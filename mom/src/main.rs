@@ -23,7 +23,6 @@ use capstan_mom::status::Collector;
 use capstan_mom::supervisor;
 use clap::Parser;
 use tokio::sync::{broadcast, mpsc};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,9 +45,9 @@ struct Args {
     /// with the same flag). For a single-host demo only; never across a network.
     #[arg(long)]
     insecure_plaintext_moms: bool,
-    /// Log filter, e.g. `info` or `capstan_mom=debug` (default: $RUST_LOG, else info).
-    #[arg(long)]
-    log_level: Option<String>,
+    /// Log filter, e.g. `info` or `capstan_mom=debug` (overridden by RUST_LOG).
+    #[arg(long, default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,15 +91,7 @@ fn daemon_main(args: Args) -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let filter = args
-        .log_level
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&filter).context("bad --log-level")?)
-        .with_writer(std::io::stderr)
-        .init();
+    capstan_proto::daemon::init_logging(&args.log_level);
 
     let home = capstan_proto::daemon::home(args.home);
     Layout::new(home.clone())

@@ -40,6 +40,7 @@ use nix::sys::signal::Signal;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
+use crate::config::MomConfig;
 use crate::deliver;
 use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
@@ -105,7 +106,7 @@ impl Runner {
             page_kb: procfs::page_kb(),
             clock_ticks: procfs::clock_ticks(),
             supervisor,
-            login_shells: AtomicBool::new(true),
+            login_shells: AtomicBool::new(MomConfig::default().source_login_batch),
         })
     }
 

@@ -288,12 +288,7 @@ async fn records_survive_a_restart() {
     let mut f = fixture();
     f.start(f.spec(10, "9", "exit 5\n")).await;
     assert_eq!(f.ended(10).await.exit_status, 5);
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let again = Runner::new(f.layout.clone(), "node1".into(), tx, mom_exe());
-    let a = Arc::clone(&again);
-    tokio::task::spawn_blocking(move || a.recover())
-        .await
-        .expect("recover");
+    let (again, _rx) = f.restart().await;
     let fin = again.finished();
     assert_eq!(fin.len(), 1);
     assert_eq!(fin[0].0, 10);

@@ -235,11 +235,12 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
     }
 }
 
-/// Runs a change to the state (lock the core, commit, update memory) on a task of its own,
-/// so that it finishes even if its client goes away. Why: hyper drops a handler's future
-/// when the connection closes, and a change stopped between its commit and its in-memory
-/// update leaves the two disagreeing (a submit committed without `next_job_number` advanced
-/// makes every later qsub collide with it).
+/// Runs a change to the state (lock the core, commit, update memory, wake the scheduler) on
+/// a task of its own, so that it finishes even if its client goes away. Why: hyper drops a
+/// handler's future when the connection closes, and a change stopped between its commit and
+/// its in-memory update leaves the two disagreeing (a submit committed without
+/// `next_job_number` advanced makes every later qsub collide with it); one stopped before
+/// its wake-up leaves a started job waiting for the periodic pass.
 pub(crate) async fn uncancelled<T: Send + 'static>(
     change: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, Status> {
@@ -290,17 +291,18 @@ impl Batch for BatchService {
         let submitter = caller.clone();
         let result = uncancelled(async move {
             let mut core = shared.core.lock().await;
-            jobs::submit(&mut core, &submitter, &input, now_epoch()).await
+            let result = jobs::submit(&mut core, &submitter, &input, now_epoch()).await;
+            if result.is_ok() {
+                shared.wake_scheduler();
+            }
+            result
         })
         .await?;
         let reply = match result {
-            Ok(job_id) => {
-                self.shared.wake_scheduler();
-                pb::SubmitReply {
-                    job_id,
-                    error: None,
-                }
-            }
+            Ok(job_id) => pb::SubmitReply {
+                job_id,
+                error: None,
+            },
             Err(e) => {
                 info!(user = %caller.user, code = e.code, detail = %e.detail, "submission rejected");
                 pb::SubmitReply {
@@ -447,9 +449,9 @@ impl Batch for BatchService {
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
         let shared = Arc::clone(&self.shared);
-        let (results, wake) = uncancelled(async move {
+        let results = uncancelled(async move {
             let mut core = shared.core.lock().await;
-            jobs::job_action(
+            let (results, wake) = jobs::job_action(
                 &mut core,
                 &caller,
                 op,
@@ -458,12 +460,13 @@ impl Batch for BatchService {
                 &req.signal,
                 now_epoch(),
             )
-            .await
+            .await;
+            if wake {
+                shared.wake_scheduler();
+            }
+            results
         })
         .await?;
-        if wake {
-            self.shared.wake_scheduler();
-        }
         Ok(Response::new(pb::JobActionReply {
             results: results
                 .into_iter()
@@ -514,14 +517,17 @@ impl Batch for BatchService {
             pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => None,
         };
         let shared = Arc::clone(&self.shared);
-        let (errors, changed) = uncancelled(async move {
+        let errors = uncancelled(async move {
             let mut core = shared.core.lock().await;
-            manage::modify_nodes(&mut core, &caller, &req.names, offline, req.note.as_deref()).await
+            let (errors, changed) =
+                manage::modify_nodes(&mut core, &caller, &req.names, offline, req.note.as_deref())
+                    .await;
+            if changed {
+                shared.wake_scheduler();
+            }
+            errors
         })
         .await?;
-        if changed {
-            self.shared.wake_scheduler();
-        }
         Ok(Response::new(pb::ModifyNodesReply {
             errors: errors.into_iter().map(error_to_proto).collect(),
         }))
@@ -569,13 +575,15 @@ impl Batch for BatchService {
         let shared = Arc::clone(&self.shared);
         let result = uncancelled(async move {
             let mut core = shared.core.lock().await;
-            manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await
+            let result =
+                manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await;
+            if result.is_ok() {
+                // A queue started, scheduling switched on or a priority changed: look again.
+                shared.wake_scheduler();
+            }
+            result
         })
         .await?;
-        if result.is_ok() {
-            // A queue started, scheduling switched on or a priority changed: look again.
-            self.shared.wake_scheduler();
-        }
         Ok(Response::new(pb::ManageReply {
             error: result.err().map(error_to_proto),
         }))
@@ -592,12 +600,13 @@ impl Batch for BatchService {
         let id = req.id.clone();
         let result = uncancelled(async move {
             let mut core = shared.core.lock().await;
-            jobs::alter(&mut core, &caller, &id, &attrs, now_epoch()).await
+            let result = jobs::alter(&mut core, &caller, &id, &attrs, now_epoch()).await;
+            if matches!(result, Ok(true)) {
+                shared.wake_scheduler();
+            }
+            result
         })
         .await?;
-        if matches!(result, Ok(true)) {
-            self.shared.wake_scheduler();
-        }
         Ok(Response::new(pb::JobActionReply {
             results: vec![pb::JobActionResult {
                 id: req.id,

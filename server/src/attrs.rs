@@ -432,9 +432,8 @@ pub fn write_job_attrs(
 pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
     let counts = state.counts(Some(&queue.name));
     let nodect: u64 = state
-        .jobs
-        .values()
-        .filter(|j| j.queue == queue.name && j.state == JobState::Running)
+        .running_jobs()
+        .filter(|j| j.queue == queue.name)
         .map(|j| {
             j.resource("nodect")
                 .and_then(|n| n.parse::<u64>().ok())

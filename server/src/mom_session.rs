@@ -220,15 +220,16 @@ impl MomSession for MomService {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         // Reconciling commits lost runs before memory learns of them: not to be stopped
-        // halfway by the MOM hanging up.
-        let session_id = {
-            let (shared, node, hello) = (Arc::clone(&self.shared), node.clone(), hello.clone());
-            uncancelled(async move { register(&shared, &node, &hello, tx).await }).await?
-        };
-        info!(node = %node, peer = %peer, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
-        let shared = self.shared.clone();
+        // halfway by the MOM hanging up. The reader starts in the same task, so a registered
+        // session always has one.
+        let shared = Arc::clone(&self.shared);
         let shutdown = Shutdown::new(self.shutdown.subscribe());
-        tokio::spawn(read_loop(shared, node, cert, session_id, inbound, shutdown));
+        uncancelled(async move {
+            let session_id = register(&shared, &node, &hello, tx).await;
+            info!(node = %node, peer = %peer, version = %hello.version, held = hello.held_runs.len(), "MOM connected");
+            tokio::spawn(read_loop(shared, node, cert, session_id, inbound, shutdown));
+        })
+        .await?;
         let out = UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
         Ok(Response::new(Box::pin(out)))
     }

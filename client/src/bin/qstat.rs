@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+use capstan_client::before_at;
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::jobs::{self, AltOptions, Filter, MemUnit};
 use capstan_client::format::table::{MalformedTable, Table};
@@ -235,7 +236,7 @@ fn parse(args: &[String]) -> Parse {
 /// A `-u` user list: `bob,al` (a `@host` part is ignored, as owners are matched by name).
 fn users(list: &str) -> impl Iterator<Item = String> + '_ {
     list.split(',')
-        .map(|u| u.split('@').next().unwrap_or("").trim().to_string())
+        .map(|u| before_at(u).trim().to_string())
         .filter(|u| !u.is_empty())
 }
 
@@ -383,7 +384,7 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
     for e in &errors {
         if e.code == pbse::UNKQUE {
             // Torque words a bad destination operand this way (`nosuchq@vm` -> `nosuchq`).
-            let queue = e.object.split('@').next().unwrap_or("");
+            let queue = before_at(&e.object);
             eprintln!("qstat: Unknown queue destination {queue}");
         } else if e.code == pbse::UNKJOBID || e.detail.is_empty() {
             // Torque prints the raw text: `qstat: Unauthorized Request  12.vm` (two spaces).
@@ -413,7 +414,7 @@ async fn queues_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<E
     } else {
         o.operands
             .iter()
-            .map(|d| d.split('@').next().unwrap_or("").to_string())
+            .map(|d| before_at(d).to_string())
             .collect()
     };
     let mut header = true;

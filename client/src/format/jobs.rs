@@ -8,6 +8,7 @@ use chrono::TimeZone;
 
 use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
+use crate::before_at;
 use std::borrow::Cow;
 
 use super::{cut, left, push_padded, right, AttrView, Kind, Object};
@@ -58,7 +59,7 @@ pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
         .filter(|j| {
             filter.users.is_empty() || {
                 let owner = j.get("Job_Owner").unwrap_or("");
-                let user = user_part(owner);
+                let user = before_at(owner);
                 filter.users.iter().any(|u| u == user)
             }
         })
@@ -112,12 +113,12 @@ pub fn default_listing<J: AttrView>(jobs: &[J], header: bool) -> String {
         let name = job.get("Job_Name").map(short_job_name).unwrap_or_default();
         let owner = job
             .get("Job_Owner")
-            .map_or("", |o| cut(user_part(o), Some(15)));
+            .map_or("", |o| cut(before_at(o), Some(15)));
         let time_use = job
             .get_res("resources_used", "cput")
             .map_or("0", |t| cut(t, Some(8)));
         let state = job.get("job_state").map_or("", |s| cut(s, Some(1)));
-        let queue = job.get("queue").map_or("", |q| cut(user_part(q), Some(15)));
+        let queue = job.get("queue").map_or("", |q| cut(before_at(q), Some(15)));
         push_padded(&mut out, short_job_id(job.name()), 26, false);
         out.push(' ');
         push_padded(&mut out, &name, 16, false);
@@ -132,11 +133,6 @@ pub fn default_listing<J: AttrView>(jobs: &[J], header: bool) -> String {
         out.push('\n');
     }
     out
-}
-
-/// What precedes the first `@` (`user@host` -> `user`, `batch@server` -> `batch`).
-fn user_part(s: &str) -> &str {
-    s.split_once('@').map_or(s, |(user, _)| user)
 }
 
 /// The job id as the default listing shows it: cut after the first component of the
@@ -239,7 +235,7 @@ pub fn alt_listing(
 /// One row, `%-23.22s %-11.11s %-8.8s %-16.16s %6.6s %5.5s %6.6s %9.9s %9.9s %1.1s %9.9s`,
 /// followed by a newline unless `-n -1` puts the hosts on the same line.
 fn alt_row(job: &Object, opts: &AltOptions) -> String {
-    let user = job.get("Job_Owner").map(user_part).unwrap_or("");
+    let user = job.get("Job_Owner").map(before_at).unwrap_or("");
     let queue = job.get("queue").unwrap_or("");
     let name = job.get("Job_Name").unwrap_or("");
     let sess = job.get("session_id").unwrap_or(BLANK);

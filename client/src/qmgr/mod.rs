@@ -246,7 +246,7 @@ pub fn parse(line: &str) -> Result<Option<Directive>, ParseError> {
                 names = word
                     .split(',')
                     .filter(|n| !n.is_empty() && *n != "@default")
-                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+                    .map(|n| crate::before_at(n).to_string())
                     .collect();
             }
             pos = col + word.len();

@@ -84,6 +84,11 @@ impl Bed {
         capstan_mom::store::Store::new(self.layout.clone())
             .save(record)
             .expect("save");
+        self.restart().await
+    }
+
+    /// A MOM restarted over this home: a new runner recovers what the records say.
+    pub async fn restart(&self) -> (Arc<Runner>, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mom = Runner::new(self.layout.clone(), "node1".into(), tx, mom_exe());
         let m = Arc::clone(&mom);
