@@ -624,13 +624,15 @@ mod tests {
     #[tokio::test]
     async fn a_change_finishes_when_its_request_is_dropped() {
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (begun, started) = tokio::sync::oneshot::channel::<()>();
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let handler = tokio::spawn(uncancelled(async move {
+            let _ = begun.send(());
             // Stands for the commit that is in flight when the client goes away.
             let _ = wait.await;
             let _ = done.send(());
         }));
-        tokio::task::yield_now().await;
+        started.await.expect("the change began");
         // hyper drops the handler's future when its client disconnects.
         handler.abort();
         assert!(handler.await.unwrap_err().is_cancelled());
