@@ -9,8 +9,9 @@
 //! the normal case, a child the run's supervisor forks once the job has ended
 //! ([`copy_in_child`]: the supervisor is single-threaded, so no exec is needed).
 //! For a run this MOM process did not start (adopted after a restart), or when
-//! that path fails, the MOM re-executes itself as the user instead
-//! (`pbs_mom --capstan-deliver`, [`copy_with_helper`]), which gets the list of
+//! that path fails, the MOM execs a copy helper as the user instead
+//! (`capstan_supervisor --capstan-deliver`, or `pbs_mom` when that binary is
+//! missing; [`copy_with_helper`]), which gets the list of
 //! copies as JSON on stdin and answers one result per copy on stdout. Forking
 //! the MOM itself without an exec is not an option: it is multi-threaded.
 //!
@@ -63,8 +64,10 @@ pub struct DeliveryPlan {
     pub files: Vec<Delivery>,
 }
 
-/// Longest answer read from the exec'd copy helper (JSON, one short error per file).
-const MAX_ANSWER: u64 = 1 << 20;
+/// Longest answer read from a copy (the exec'd helper's, or a supervisor's
+/// `delivered` line): JSON, one short error per file. Whoever answers may run
+/// as the job's user, so what is read is bounded.
+pub(crate) const MAX_ANSWER: u64 = 1 << 20;
 
 /// One result per copy, in order: `None` when the file was copied, else the
 /// copy's error in `cp`'s words.
@@ -357,7 +360,7 @@ pub fn copy_with_helper(
     serde_json::from_slice(&out).map_err(|e| DeliverError::Helper(format!("{e} (exit {status:?})")))
 }
 
-/// Helper entry point (`pbs_mom --capstan-deliver`), already running as the
+/// Helper entry point (`--capstan-deliver`), already running as the
 /// job's user: copies each file and prints the results; returns the exit code.
 pub fn helper_main() -> i32 {
     let mut input = Vec::new();

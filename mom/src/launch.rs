@@ -38,7 +38,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
@@ -157,30 +157,9 @@ pub fn launch(
     let plan = prepare(spec, layout, node_name, login)?;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
-    // Keep this Command on std's posix_spawn path (see the module comment):
-    // no pre_exec, uid, gid or groups. The program is a path and the
-    // environment is empty, so no PATH search is needed either.
-    let mut cmd = Command::new(supervisor);
-    cmd.env_clear()
-        .arg(crate::supervisor::SUPERVISE_ARG)
-        .arg(layout.exit_file(spec.run_id))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
     let start_time = crate::status::now_secs();
-    let mut child = cmd.spawn().map_err(|e| {
-        LaunchError(format!(
-            "PBS: cannot start supervisor {}: {e}",
-            supervisor.display()
-        ))
-    })?;
+    let (mut child, mut link) = spawn_supervisor(supervisor, &layout.exit_file(spec.run_id))?;
     let supervisor_pid = child.id() as i32;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(LaunchError("PBS: job supervisor has no pipes".into()));
-    };
-    let mut link = Link::new(stdin, stdout);
     match link.start(&json) {
         Ok(Started::Shell(pid)) => Ok(Launched {
             pid,
@@ -201,6 +180,34 @@ pub fn launch(
             Err(LaunchError(format!("PBS: job supervisor failed ({talk})")))
         }
     }
+}
+
+/// Starts a supervisor (`supervisor::binary`) that will write the shell's end
+/// to `exit_file`, and the MOM's end of its pipes.
+pub fn spawn_supervisor(supervisor: &Path, exit_file: &Path) -> Result<(Child, Link), LaunchError> {
+    // Keep this Command on std's posix_spawn path (see the module comment):
+    // no pre_exec, uid, gid or groups. The program is a path and the
+    // environment is empty, so no PATH search is needed either.
+    let mut child = Command::new(supervisor)
+        .env_clear()
+        .arg(crate::supervisor::SUPERVISE_ARG)
+        .arg(exit_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            LaunchError(format!(
+                "PBS: cannot start supervisor {}: {e}",
+                supervisor.display()
+            ))
+        })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(LaunchError("PBS: job supervisor has no pipes".into()));
+    };
+    Ok((child, Link::new(stdin, stdout)))
 }
 
 /// Resolves everything about a run before anything is forked: the user and

@@ -60,18 +60,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // A run's supervisor is this same binary (see capstan_mom::supervisor).
-    let mut argv = std::env::args_os().skip(1);
-    if argv.next().as_deref() == Some(std::ffi::OsStr::new(supervisor::SUPERVISE_ARG)) {
-        let exit_file = PathBuf::from(argv.next().unwrap_or_default());
-        std::process::exit(supervisor::main(&exit_file));
-    }
-    // So is the copy helper that delivers output as the job's user when the
-    // supervisor cannot (adopted runs; see capstan_mom::deliver).
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(capstan_mom::deliver::DELIVER_ARG))
-    {
-        std::process::exit(capstan_mom::deliver::helper_main());
+    // A run's supervisor and the copy helper may be this same binary (see
+    // capstan_mom::supervisor::binary).
+    if let Some(code) = supervisor::run_helper() {
+        std::process::exit(code);
     }
     let args = Args::parse();
     capstan_proto::daemon::exit_code("pbs_mom", daemon_main(args))
@@ -149,13 +141,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(home = %home.display(), %server, %node_name, "pbs_mom starting");
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    // /proc/self/exe still works after the binary is replaced by an upgrade.
-    let runner = Runner::new(
-        layout.clone(),
-        node_name.clone(),
-        events_tx,
-        PathBuf::from("/proc/self/exe"),
-    );
+    let supervisor = supervisor::binary();
+    tracing::debug!(supervisor = %supervisor.display(), "job supervisor");
+    let runner = Runner::new(layout.clone(), node_name.clone(), events_tx, supervisor);
     {
         let r = runner.clone();
         tokio::task::spawn_blocking(move || r.recover())

@@ -49,7 +49,7 @@ use crate::layout::Layout;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
-use crate::store::Store;
+use crate::store::{Durability, Store};
 use crate::supervisor::{self, ExitRecord, Link};
 
 /// Time between SIGTERM and SIGKILL when the walltime limit is hit.
@@ -120,7 +120,11 @@ impl Runner {
     }
 
     fn save(&self, record: &RunRecord) {
-        if let Err(e) = self.store.save(record) {
+        self.save_as(record, Durability::Synced);
+    }
+
+    fn save_as(&self, record: &RunRecord, durability: Durability) {
+        if let Err(e) = self.store.save(record, durability) {
             tracing::error!(run = record.run_id, job = %record.job_id, "cannot persist run record: {e}");
         }
     }
@@ -289,7 +293,8 @@ impl Runner {
                 peak: Usage::default(),
             });
         }
-        self.save(&record);
+        // The pids mean nothing once this machine restarts (the job is gone with it).
+        self.save_as(&record, Durability::Cached);
         self.emit(Event::Started {
             run_id,
             session_id: l.pid,

@@ -1,7 +1,8 @@
-//! The per-run supervisor: a small process (`pbs_mom` re-executed with
-//! [`SUPERVISE_ARG`]) that execs the job's shell, waits for it, clears what
-//! the job left behind, writes how it ended to `mom_priv/jobs/RUNID.exit` and
-//! then copies the job's output to its destinations as the user.
+//! The per-run supervisor: a small process (`capstan_supervisor`, or `pbs_mom`
+//! re-executed, with [`SUPERVISE_ARG`]; see [`binary`]) that execs the job's
+//! shell, waits for it, clears what the job left behind, writes how it ended
+//! to `mom_priv/jobs/RUNID.exit` and then copies the job's output to its
+//! destinations as the user.
 //!
 //! Why a separate process: only a process's parent can learn its exit status
 //! and rusage. If the MOM itself were the parent, a MOM restart (upgrade,
@@ -38,7 +39,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,37 @@ use crate::paths::Delivery;
 /// First argument that turns `pbs_mom` into a supervisor.
 pub const SUPERVISE_ARG: &str = "--capstan-supervise";
 
+/// The supervisor's own binary, installed beside `pbs_mom` (see `binary`).
+pub const BINARY_NAME: &str = "capstan_supervisor";
+
+/// When this process was exec'd as one of the MOM's helpers (a run's
+/// supervisor, or the copy helper of `deliver`), runs it and returns its exit
+/// code; `None` for any other command line. Both `pbs_mom` and
+/// [`BINARY_NAME`] start with this.
+pub fn run_helper() -> Option<i32> {
+    let mut argv = std::env::args_os().skip(1);
+    let role = argv.next()?;
+    if role == SUPERVISE_ARG {
+        Some(main(Path::new(&argv.next().unwrap_or_default())))
+    } else if role == deliver::DELIVER_ARG {
+        Some(deliver::helper_main())
+    } else {
+        None
+    }
+}
+
+/// What the MOM execs for each run (and for the copy helper): [`BINARY_NAME`] beside the running
+/// `pbs_mom` when it is there, being a tenth of the MOM's size (a supervisor
+/// is exec'd per job); else the MOM's own image, which is always there, even
+/// after an upgrade replaced the file.
+pub fn binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(BINARY_NAME)))
+        .filter(|own| own.is_file())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
 /// The words of the protocol (see the module comment).
 mod word {
     pub const STARTED: &str = "started";
@@ -58,9 +90,6 @@ mod word {
     pub const DELIVER: &str = "deliver";
     pub const DELIVERED: &str = "delivered";
 }
-
-/// Longest line the MOM reads from a supervisor (a JSON list of copy errors).
-const MAX_LINE: u64 = 1 << 20;
 
 /// How the job's shell ended, as `wait4` reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,10 +178,10 @@ where
     if input.read_line(&mut line)? == 0 {
         return Ok(());
     }
-    let Some(json) = line.trim_end().strip_prefix(word::DELIVER) else {
+    let Some((word::DELIVER, json)) = line.trim_end().split_once(' ') else {
         return Ok(());
     };
-    let answer = match serde_json::from_str::<Vec<Delivery>>(json.trim_start()) {
+    let answer = match serde_json::from_str::<Vec<Delivery>>(json) {
         Err(e) => format!("{} bad copy list: {e}", word::FAILED),
         Ok(files) => match copy(&files).and_then(|r| {
             serde_json::to_string(&r).map_err(|e| DeliverError::Helper(e.to_string()))
@@ -251,7 +280,9 @@ impl Link {
     /// One line without its newline; `None` at EOF.
     fn line(&mut self) -> io::Result<Option<String>> {
         let mut line = String::new();
-        let n = (&mut self.from).take(MAX_LINE).read_line(&mut line)?;
+        let n = (&mut self.from)
+            .take(deliver::MAX_ANSWER)
+            .read_line(&mut line)?;
         if n == 0 {
             return Ok(None);
         }

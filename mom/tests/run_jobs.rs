@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 mod common;
 
-use common::{current_user, mom_exe, Bed};
+use common::{current_user, supervisor_exe, Bed};
 
 /// A [`Bed`] with a runner on it and the runner's events.
 struct Fixture {
@@ -32,7 +32,7 @@ impl std::ops::Deref for Fixture {
 fn fixture() -> Fixture {
     let bed = common::bed();
     let (tx, events) = mpsc::unbounded_channel();
-    let runner = Runner::new(bed.layout.clone(), "node1".into(), tx, mom_exe());
+    let runner = Runner::new(bed.layout.clone(), "node1".into(), tx, supervisor_exe());
     Fixture {
         bed,
         runner,

@@ -84,7 +84,12 @@ async fn hello_welcome_run_ack_reconnect() {
     let bed = common::bed();
     let (layout, work) = (bed.layout.clone(), bed.work.clone());
     let (etx, erx) = mpsc::unbounded_channel();
-    let runner = Runner::new(layout.clone(), "node1".into(), etx, common::mom_exe());
+    let runner = Runner::new(
+        layout.clone(),
+        "node1".into(),
+        etx,
+        common::supervisor_exe(),
+    );
     let session = Session::new(
         SessionOptions {
             server: addr.to_string(),

@@ -1,10 +1,11 @@
 //! The per-run supervisor as the MOM sees it: the real `pbs_mom` binary
-//! started as a supervisor, spoken to over its pipes with the MOM's `Link`
-//! (see `capstan_mom::supervisor`). Runs as the current user (no identity
+//! started as a supervisor (the MOM's fallback when `capstan_supervisor` is not
+//! beside it; the other MOM tests use that one), spoken to over its pipes with
+//! the MOM's `Link` (see `capstan_mom::supervisor`). Runs as the current user (no identity
 //! switch when the uid matches).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use capstan_mom::job::{Event, Phase, RunRecord};
@@ -18,18 +19,8 @@ use common::{bed, mom_exe, Bed};
 
 /// Starts a supervisor for `plan` as the MOM does; the shell's pid.
 fn supervise(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
-    let mut child = Command::new(mom_exe())
-        .env_clear()
-        .arg(supervisor::SUPERVISE_ARG)
-        .arg(b.layout.exit_file(run_id))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let (child, mut link) = launch::spawn_supervisor(&mom_exe(), &b.layout.exit_file(run_id))
         .expect("spawn supervisor");
-    let stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut link = Link::new(stdin, stdout);
     let json = serde_json::to_vec(plan).expect("plan");
     let pid = match link.start(&json) {
         Ok(Started::Shell(pid)) => pid,
@@ -103,7 +94,13 @@ fn copies_nothing_when_the_mom_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     let b = bed();
-    let spec = b.spec(3, "3", "sleep 1\necho late\n");
+    // The job outlives its MOM: it ends only when the test says so, after the adoption.
+    let go = b.work.join("go");
+    let script = format!(
+        "for _ in $(seq 400); do [ -e {} ] && break; sleep 0.05; done\necho late\n",
+        go.display()
+    );
+    let spec = b.spec(3, "3", &script);
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
     let (mut child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
@@ -117,6 +114,11 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
     let (_mom, mut rx) = b.adopt(&record).await;
+    assert!(
+        capstan_mom::procfs::stat_of(pid).is_some_and(|s| s.state != 'Z'),
+        "the job ended before the new MOM adopted it"
+    );
+    std::fs::write(&go, b"").expect("let the job end");
     let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("in time")

@@ -176,6 +176,19 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 }
 
 #[test]
+fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
+    let c = Cluster::start(&one_node());
+    let id = c.qsub("parent.sh", "tr '\\0' ' ' < /proc/$PPID/cmdline\n", &[]);
+    c.wait_state(&id, "C", T);
+    let out = c.read(c.default_stdout("parent.sh", &id));
+    let parent = out.lines().last().unwrap_or_default();
+    assert!(
+        parent.contains("/capstan_supervisor --capstan-supervise "),
+        "the shell's parent is {parent:?}"
+    );
+}
+
+#[test]
 fn multi_node_jobs_hold_slots_on_every_node() {
     let c = Cluster::start(&two_site_nodes());
     let first = c.qsub(

@@ -28,7 +28,12 @@ pub fn bed() -> Bed {
     Bed { tmp, layout, work }
 }
 
-/// The supervisor program: the pbs_mom binary cargo built for these tests.
+/// The supervisor program the MOM finds beside itself, as cargo built it for these tests.
+pub fn supervisor_exe() -> PathBuf {
+    env!("CARGO_BIN_EXE_capstan_supervisor").into()
+}
+
+/// pbs_mom, which is its own supervisor when `capstan_supervisor` is missing.
 pub fn mom_exe() -> PathBuf {
     env!("CARGO_BIN_EXE_pbs_mom").into()
 }
@@ -82,7 +87,7 @@ impl Bed {
     /// left it, then a new runner recovers (adopts) it. The runner and its events.
     pub async fn adopt(&self, record: &RunRecord) -> (Arc<Runner>, mpsc::UnboundedReceiver<Event>) {
         capstan_mom::store::Store::new(self.layout.clone())
-            .save(record)
+            .save(record, capstan_mom::store::Durability::Synced)
             .expect("save");
         self.restart().await
     }
@@ -90,7 +95,7 @@ impl Bed {
     /// A MOM restarted over this home: a new runner recovers what the records say.
     pub async fn restart(&self) -> (Arc<Runner>, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mom = Runner::new(self.layout.clone(), "node1".into(), tx, mom_exe());
+        let mom = Runner::new(self.layout.clone(), "node1".into(), tx, supervisor_exe());
         let m = Arc::clone(&mom);
         tokio::task::spawn_blocking(move || m.recover())
             .await
