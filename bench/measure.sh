@@ -7,11 +7,35 @@ n_qsub=$N_QSUB n_lat=$N_LAT n_drain=$N_DRAIN n_qstat=$N_QSTAT qstat_reps=$QSTAT_
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
+# Where the CPU goes, because jobs/s alone says little on a shared VM: a mark is the
+# machine's busy and stolen jiffies (/proc/stat) and the CPU of pbs_server, of the MOMs, and
+# of what the MOMs reaped (each run's supervisor, with the job's shell it reaped), from
+# /proc/PID/stat of $SERVER_PID and $MOM_PIDS.
+cpu_mark() {
+    local _ u n s i w q sq st pid a b server=0 moms=0 reaped=0
+    read -r _ u n s i w q sq st _ </proc/stat
+    read -r server _ < <(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+    for pid in $MOM_PIDS; do
+        read -r a b < <(awk '{print $14 + $15, $16 + $17}' "/proc/$pid/stat")
+        moms=$((moms + a)) reaped=$((reaped + b))
+    done
+    echo "$((u + n + s + q + sq)) $((i + w)) $st $server $moms $reaped"
+}
+# cpu_per_job MARK0 MARK1: "MACHINE_MS SERVER_MS MOMS_MS REAPED_MS STEAL_PCT" per job.
+cpu_per_job() {
+    awk -v a="$1" -v b="$2" -v n="$n_drain" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); for (k = 1; k <= 6; k++) d[k] = y[k] - x[k]
+        ms = 1000 / hz / n; all = d[1] + d[2] + d[3]
+        printf "%.2f %.2f %.2f %.2f %.0f\n", d[1] * ms, d[4] * ms, d[5] * ms, d[6] * ms,
+            (all > 0 ? 100 * d[3] / all : 0) }'
+}
+
 # Drain (step 3): submit held trivial jobs, release them all at once, time until all are
-# complete. Prints "SECONDS RATE".
+# complete. Prints "SECONDS RATE" and then cpu_per_job's figures.
 drain() {
-    local ids=() t0 t1 left
+    local ids=() t0 t1 left m0 m1
     for _ in $(seq 1 "$n_drain"); do ids+=("$(qsub -h -j oe -o /dev/null held.sh)"); done
+    m0=$(cpu_mark)
     t0=$(now_us)
     qrls "${ids[@]}"
     for _ in $(seq 1 60000); do
@@ -20,19 +44,23 @@ drain() {
         sleep 0.02
     done
     t1=$(now_us)
-    awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.2f %.0f\n", d / 1e6, n / (d / 1e6)}'
+    m1=$(cpu_mark)
+    echo "$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.2f %.0f", d / 1e6, n / (d / 1e6)}') $(cpu_per_job "$m0" "$m1")"
 }
 
 # The floor under such a drain on this machine: start the same jobs' shells directly (as
 # the MOM would: a login shell, `-l`, unless $source_login_batch is false), one per core at
-# a time, as many as the drain ran, no scheduler, no daemon. Prints the rate.
+# a time, as many as the drain ran, no scheduler, no daemon. Prints the rate and the
+# machine's CPU ms per shell.
 floor() {
-    local user_shell t0 t1
+    local user_shell t0 t1 m0 m1
     user_shell=$(getent passwd "$(id -un)" | cut -d: -f7)
+    m0=$(cpu_mark)
     t0=$(now_us)
     seq 1 "$n_drain" | xargs -P "$(nproc)" -I{} "${user_shell:-/bin/sh}" "$@" held.sh >/dev/null 2>&1
     t1=$(now_us)
-    awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f\n", n / (d / 1e6)}'
+    m1=$(cpu_mark)
+    echo "$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.0f", n / (d / 1e6)}') $(cpu_per_job "$m0" "$m1" | cut -d' ' -f1)"
 }
 
 echo 'true' >held.sh
@@ -41,9 +69,12 @@ if [ "${MEASURE:-all}" = plain-drain ]; then
     # after the held jobs of step 4 are deleted. The server knows more completed jobs now
     # (~6000 against ~1000 in step 3); its indexes keep them out of scheduling passes.
     qdel all >/dev/null 2>&1 || true
-    read -r plain_drain_s plain_drain_rate < <(drain)
-    plain_floor_rate=$(floor)
-    echo "plain_drain_s=$plain_drain_s plain_drain_rate=$plain_drain_rate plain_floor_rate=$plain_floor_rate"
+    read -r plain_drain_s plain_drain_rate plain_cpu plain_server_cpu plain_moms_cpu \
+        plain_reaped_cpu plain_steal < <(drain)
+    read -r plain_floor_rate plain_floor_cpu < <(floor)
+    echo "plain_drain_s=$plain_drain_s plain_drain_rate=$plain_drain_rate plain_floor_rate=$plain_floor_rate" \
+        "plain_cpu=$plain_cpu plain_server_cpu=$plain_server_cpu plain_moms_cpu=$plain_moms_cpu" \
+        "plain_reaped_cpu=$plain_reaped_cpu plain_steal=$plain_steal plain_floor_cpu=$plain_floor_cpu"
     exit 0
 fi
 
@@ -71,8 +102,8 @@ done
 lat_ms=$(printf '%s\n' "${lats[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
 # 3. Drain, with the MOMs' default login shells, and its floor.
-read -r drain_s drain_rate < <(drain)
-floor_rate=$(floor -l)
+read -r drain_s drain_rate drain_cpu server_cpu moms_cpu reaped_cpu drain_steal < <(drain)
+read -r floor_rate floor_cpu < <(floor -l)
 
 # 4. qstat with n_qstat jobs known (completed drain jobs plus held ones).
 known=$(qstat | tail -n +3 | wc -l)
@@ -84,4 +115,5 @@ for _ in $(seq 1 "$qstat_reps"); do
 done
 qstat_ms=$(printf '%s\n' "${qts[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
-echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate floor_rate=$floor_rate known=$known qstat_ms=$qstat_ms"
+echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate floor_rate=$floor_rate known=$known qstat_ms=$qstat_ms" \
+    "drain_cpu=$drain_cpu server_cpu=$server_cpu moms_cpu=$moms_cpu reaped_cpu=$reaped_cpu drain_steal=$drain_steal floor_cpu=$floor_cpu"

@@ -12,6 +12,8 @@
 #      other measurements, the same with the MOMs set to `$source_login_batch false` (plain
 #      shells), against the plain shells' own floor
 #   4. qstat with 5000 jobs known
+#   and, for each drain, where the CPU went per job (pbs_server, MOMs, supervisors and
+#   shells, the whole machine) and how much of the VM's time its host stole.
 #
 #   bench/throughput.sh [--quick] [--no-reference]
 #     --quick: smaller counts, for a smoke run
@@ -87,6 +89,7 @@ wait_nodes 4 free
 measure() {
     "${as_user[@]}" env PBS_HOME="$PBS_HOME" PATH="$PATH" N_QSUB=$n_qsub N_LAT=$n_lat \
         N_DRAIN=$n_drain N_QSTAT=$n_qstat QSTAT_REPS=$qstat_reps MEASURE="$1" \
+        SERVER_PID=$server_pid MOM_PIDS="${mom_pids[*]}" \
         bash "$repo/bench/measure.sh"
 }
 results=$(measure all)
@@ -138,4 +141,11 @@ Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on lo
 | drain $n_drain trivial jobs, \$source_login_batch false, jobs/s | $plain_drain_rate ($plain_drain_s s) | - | - | - |
 | floor: the same $n_drain jobs' plain shells, no scheduler, jobs/s | $plain_floor_rate | - | Capstan's drain: $(share "$plain_drain_rate" "$plain_floor_rate") of it | - |
 $ref_note
+
+Where the drains' CPU went, ms per job (the machine's busy time over the drain, divided by
+the jobs; steal: the share of the VM's time its host took; a floor's shell alone for scale)
+| drain | machine | pbs_server | the 4 pbs_moms | supervisors + job shells | floor: one shell | steal |
+|---|---|---|---|---|---|---|
+| login shells | $drain_cpu | $server_cpu | $moms_cpu | $reaped_cpu | $floor_cpu | $drain_steal% |
+| plain shells | $plain_cpu | $plain_server_cpu | $plain_moms_cpu | $plain_reaped_cpu | $plain_floor_cpu | $plain_steal% |
 TABLE

@@ -248,8 +248,9 @@ fn started_comment(now: i64) -> String {
     }
 }
 
-/// One scheduling pass. `full` also runs when no node has a free slot (to refresh the
-/// `comment` of waiting jobs, and their `start_priority`).
+/// One scheduling pass. `full` (the periodic pass) also runs when no node has a free slot,
+/// and decides about every pending job, refreshing the `comment` of the waiting ones and
+/// their `start_priority`; an event's pass stops deciding once the nodes are full.
 pub async fn pass(core: &mut Core, now: i64, full: bool) {
     if !full && !has_capacity(&core.state) {
         return;
@@ -324,10 +325,14 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             },
         });
     }
-    let priorities: std::collections::HashMap<u64, f64> = pending
-        .iter()
-        .map(|job| (job.seq, priority::value(job, now, &weights)))
-        .collect();
+    // Shown as `start_priority`. The periodic pass keeps it current; a pass per event (one
+    // per job end in a drain) does not rebuild it for the whole queue.
+    let priorities: Option<std::collections::HashMap<u64, f64>> = full.then(|| {
+        pending
+            .iter()
+            .map(|job| (job.seq, priority::value(job, now, &weights)))
+            .collect()
+    });
     let decisions = if pending.is_empty() {
         Vec::new()
     } else {
@@ -343,7 +348,12 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
                 weights,
             },
         };
-        scheduler::schedule(&snapshot)
+        if full {
+            scheduler::schedule(&snapshot)
+        } else {
+            // Jobs it does not reach keep their comment until the periodic pass.
+            scheduler::schedule_until_full(&snapshot)
+        }
     };
     let decisions = decisions.into_iter().chain(held_back);
 
@@ -396,7 +406,9 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
             }
         }
     }
-    core.state.learning.priorities = priorities;
+    if let Some(priorities) = priorities {
+        core.state.learning.priorities = priorities;
+    }
     if overlay.is_empty() && starts.is_empty() {
         return;
     }

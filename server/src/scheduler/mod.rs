@@ -510,6 +510,15 @@ impl Pipeline {
 
     /// One scheduling pass: one decision per pending job, in the order jobs were considered.
     pub fn run(&self, snapshot: &Snapshot) -> Vec<Decision> {
+        self.run_reaching(snapshot, Reach::AllJobs)
+    }
+
+    /// A pass that stops once no available node has a free slot (see [`Reach::UntilFull`]).
+    pub fn run_until_full(&self, snapshot: &Snapshot) -> Vec<Decision> {
+        self.run_reaching(snapshot, Reach::UntilFull)
+    }
+
+    fn run_reaching(&self, snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
         let now = snapshot.now;
         let settings = &snapshot.settings;
         let mut cluster = select::Cluster::at(&snapshot.nodes, now, settings.utc_offset_secs);
@@ -540,6 +549,9 @@ impl Pipeline {
         let mut reserved = !self.backfill;
         let mut decisions = Vec::with_capacity(snapshot.jobs.len());
         for i in priority::order(&snapshot.jobs, now, &settings.weights) {
+            if reach == Reach::UntilFull && cluster.is_full() {
+                break;
+            }
             let job = &snapshot.jobs[i];
             let key = job.feasibility_key();
             let outcome = match failed.get(&key) {
@@ -637,6 +649,24 @@ impl Pipeline {
 /// One scheduling pass with Capstan's policy.
 pub fn schedule(snapshot: &Snapshot) -> Vec<Decision> {
     Pipeline::standard().run(snapshot)
+}
+
+/// [`schedule`], stopping once no available node has a free slot: the jobs after that point
+/// get no decision (see [`Reach::UntilFull`]).
+pub fn schedule_until_full(snapshot: &Snapshot) -> Vec<Decision> {
+    Pipeline::standard().run_until_full(snapshot)
+}
+
+/// How far down the pending list a pass goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Every job gets a decision: a start, or why it waits (and so its comment).
+    AllJobs,
+    /// Only while some available node has a free slot: after that every job could only
+    /// wait, and saying so again for each of them is what made a pass per job end cost as
+    /// much as the queue is long. Capacity only shrinks within a pass, so no job after the
+    /// stop could have started.
+    UntilFull,
 }
 
 /// Could the request ever be satisfied by these nodes, ignoring current load and state
@@ -818,6 +848,36 @@ mod tests {
             seq,
             reason: NOT_ENOUGH_NODES.to_string(),
         }
+    }
+
+    #[test]
+    fn an_event_pass_stops_deciding_once_the_nodes_are_full() {
+        // Three free slots; job 1 waits for a property no node has, jobs 2-4 fill the
+        // slots, and job 5 comes after the last slot went.
+        let nodes = vec![node("n1", 2), with_used(node("n2", 2), &[1])];
+        let jobs = vec![
+            job(1, nodes_req(vec![prop_chunk(1, 1, &["bigmem"])])),
+            job(2, nodes_req(vec![chunk(1, 1)])),
+            job(3, nodes_req(vec![chunk(1, 1)])),
+            job(4, nodes_req(vec![chunk(1, 1)])),
+            job(5, nodes_req(vec![chunk(1, 1)])),
+        ];
+        let until_full = plain(schedule_until_full(&snapshot(jobs.clone(), nodes.clone())));
+        let starts = [
+            start(2, &[("n1", &[0])]),
+            start(3, &[("n1", &[1])]),
+            start(4, &[("n2", &[0])]),
+        ];
+        assert_eq!(until_full[1..], starts[..]);
+        assert!(
+            matches!(until_full[0], Decision::Wait { seq: 1, .. }),
+            "{until_full:?}"
+        );
+        assert_eq!(until_full.len(), 4, "job 5 got a decision: {until_full:?}");
+        // The periodic pass decides about everyone, with the same starts.
+        let all = plain(schedule(&snapshot(jobs, nodes)));
+        assert_eq!(all[..4], until_full[..]);
+        assert_eq!(all[4..], [wait(5)]);
     }
 
     #[test]

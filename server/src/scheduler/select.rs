@@ -141,6 +141,11 @@ impl<'a> Cluster<'a> {
         cluster
     }
 
+    /// No available node has a free slot: nothing more can start in this pass.
+    pub fn is_full(&self) -> bool {
+        self.open.iter().all(Vec::is_empty)
+    }
+
     /// The nodes in snapshot order.
     pub fn nodes(&self) -> &[NodeState<'a>] {
         &self.nodes
