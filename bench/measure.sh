@@ -12,14 +12,21 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 # of what the MOMs reaped (each run's supervisor, with the job's shell it reaped), from
 # /proc/PID/stat of $SERVER_PID and $MOM_PIDS.
 cpu_mark() {
-    local _ u n s i w q sq st pid a b server=0 moms=0 reaped=0
+    local _ u n s i w q sq st pid a b server moms=0 reaped=0
     read -r _ u n s i w q sq st _ </proc/stat
-    read -r server _ < <(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+    read -r server _ < <(proc_cpu "$SERVER_PID")
     for pid in $MOM_PIDS; do
-        read -r a b < <(awk '{print $14 + $15, $16 + $17}' "/proc/$pid/stat")
+        read -r a b < <(proc_cpu "$pid")
         moms=$((moms + a)) reaped=$((reaped + b))
     done
     echo "$((u + n + s + q + sq)) $((i + w)) $st $server $moms $reaped"
+}
+# proc_cpu PID: "OWN REAPED" clock ticks (utime+stime, cutime+cstime); fields counted after
+# the command name's closing parenthesis, which may hide spaces. Fails if PID is unreadable.
+proc_cpu() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || { echo "measure.sh: cannot read /proc/$1/stat" >&2; exit 1; }
+    echo "${stat##*) }" | awk '{print $12 + $13, $14 + $15}'
 }
 # cpu_per_job MARK0 MARK1: "MACHINE_MS SERVER_MS MOMS_MS REAPED_MS STEAL_PCT" per job.
 cpu_per_job() {

@@ -35,7 +35,8 @@ for arg in "$@"; do
     esac
 done
 
-[ -x "$bin/pbs_server" ] || cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+[ -x "$bin/pbs_server" ] && [ -x "$bin/capstan_supervisor" ] ||
+    cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
 dir=$(mktemp -d /tmp/capstan-bench.XXXXXX)
 chmod 755 "$dir"
 server_pid='' mom_pids=()

@@ -10,8 +10,8 @@
 //! ([`copy_in_child`]: the supervisor is single-threaded, so no exec is needed).
 //! For a run this MOM process did not start (adopted after a restart), or when
 //! that path fails, the MOM execs a copy helper as the user instead
-//! (`capstan_supervisor --capstan-deliver`, or `pbs_mom` when that binary is
-//! missing; [`copy_with_helper`]), which gets the list of
+//! (`capstan_supervisor --capstan-deliver`, see `supervisor::program`;
+//! [`copy_with_helper`]), which gets the list of
 //! copies as JSON on stdin and answers one result per copy on stdout. Forking
 //! the MOM itself without an exec is not an option: it is multi-threaded.
 //!
@@ -46,7 +46,7 @@ use crate::launch::{self, Identity};
 use crate::layout::Layout;
 use crate::paths::Delivery;
 
-/// First argument that turns `pbs_mom` into the copy helper.
+/// First argument that makes `capstan_supervisor` (or `pbs_mom`) the copy helper.
 pub const DELIVER_ARG: &str = "--capstan-deliver";
 
 /// Everything needed after the job ends to deliver its output; persisted in
@@ -325,7 +325,8 @@ pub fn copy_with_helper(
 ) -> Result<CopyResults, DeliverError> {
     let input = serde_json::to_vec(files).map_err(|e| DeliverError::Helper(e.to_string()))?;
     let mut cmd = Command::new(helper);
-    cmd.env_clear()
+    cmd.arg0(crate::supervisor::BINARY_NAME)
+        .env_clear()
         .arg(DELIVER_ARG)
         .current_dir("/")
         .stdin(Stdio::piped())

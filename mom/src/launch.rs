@@ -5,7 +5,7 @@
 //! * [`prepare`] (in the MOM): everything that can allocate or read files:
 //!   user and group lookup, the output paths, the spool directory and script,
 //!   the node file, the environment. The result is an [`ExecPlan`].
-//! * [`launch`] (in the MOM): starts the run's supervisor (`pbs_mom
+//! * [`launch`] (in the MOM): starts the run's supervisor (`capstan_supervisor
 //!   --capstan-supervise`, see `supervisor`), hands it the plan as JSON and
 //!   reads back the shell's pid. The supervisor is started with nothing that
 //!   needs code between fork and exec (no `pre_exec`, uid, gid or groups), so
@@ -182,13 +182,14 @@ pub fn launch(
     }
 }
 
-/// Starts a supervisor (`supervisor::binary`) that will write the shell's end
+/// Starts a supervisor (`supervisor::program`) that will write the shell's end
 /// to `exit_file`, and the MOM's end of its pipes.
 pub fn spawn_supervisor(supervisor: &Path, exit_file: &Path) -> Result<(Child, Link), LaunchError> {
     // Keep this Command on std's posix_spawn path (see the module comment):
     // no pre_exec, uid, gid or groups. The program is a path and the
     // environment is empty, so no PATH search is needed either.
     let mut child = Command::new(supervisor)
+        .arg0(crate::supervisor::BINARY_NAME)
         .env_clear()
         .arg(crate::supervisor::SUPERVISE_ARG)
         .arg(exit_file)

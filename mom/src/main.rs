@@ -61,7 +61,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     // A run's supervisor and the copy helper may be this same binary (see
-    // capstan_mom::supervisor::binary).
+    // capstan_mom::supervisor::program).
     if let Some(code) = supervisor::run_helper() {
         std::process::exit(code);
     }
@@ -141,7 +141,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(home = %home.display(), %server, %node_name, "pbs_mom starting");
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let supervisor = supervisor::binary();
+    let supervisor = supervisor::program();
     tracing::debug!(supervisor = %supervisor.display(), "job supervisor");
     let runner = Runner::new(layout.clone(), node_name.clone(), events_tx, supervisor);
     {

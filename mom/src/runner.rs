@@ -31,7 +31,8 @@
 //! to survive a MOM restart.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -49,7 +50,7 @@ use crate::layout::Layout;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
-use crate::store::{Durability, Store};
+use crate::store::Store;
 use crate::supervisor::{self, ExitRecord, Link};
 
 /// Time between SIGTERM and SIGKILL when the walltime limit is hit.
@@ -81,7 +82,8 @@ pub struct Runner {
     runs: Mutex<HashMap<u64, Entry>>,
     page_kb: u64,
     clock_ticks: u64,
-    /// The program started as each run's supervisor (pbs_mom itself).
+    /// The program started as each run's supervisor and as the copy helper
+    /// (`supervisor::program`).
     supervisor: PathBuf,
     /// Whether job shells start as login shells (`$source_login_batch`; the
     /// config can change on SIGHUP, and only runs started after apply it).
@@ -120,11 +122,7 @@ impl Runner {
     }
 
     fn save(&self, record: &RunRecord) {
-        self.save_as(record, Durability::Synced);
-    }
-
-    fn save_as(&self, record: &RunRecord, durability: Durability) {
-        if let Err(e) = self.store.save(record, durability) {
+        if let Err(e) = self.store.save(record) {
             tracing::error!(run = record.run_id, job = %record.job_id, "cannot persist run record: {e}");
         }
     }
@@ -144,6 +142,10 @@ impl Runner {
             match record.phase {
                 Phase::Ended(_) => {}
                 Phase::Starting => {
+                    // The last MOM died mid-launch: a supervisor it started may be running
+                    // the job with nobody watching. The run is reported as never started,
+                    // so nothing of it may go on running.
+                    stop_unrecorded_launch(&self.layout.exit_file(run_id));
                     record.phase = Phase::Ended(
                         self.unstarted_result("pbs_mom restarted while starting the job"),
                     );
@@ -293,8 +295,7 @@ impl Runner {
                 peak: Usage::default(),
             });
         }
-        // The pids mean nothing once this machine restarts (the job is gone with it).
-        self.save_as(&record, Durability::Cached);
+        self.save(&record);
         self.emit(Event::Started {
             run_id,
             session_id: l.pid,
@@ -687,6 +688,32 @@ fn kill_session(sid: i32, sig: Signal, sweep: bool) {
         if s.pid > 1 && s.session == sid && s.pgrp != sid {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
         }
+    }
+}
+
+/// Kills the supervisor of the run whose exit file is `exit_file`, if one runs,
+/// with the whole session of the job's shell it started (blocking: scans /proc).
+/// A supervisor is known by its command line, which names the exit file.
+fn stop_unrecorded_launch(exit_file: &Path) {
+    let wanted = exit_file.as_os_str().as_bytes();
+    let procs = procfs::scan();
+    for sup in &procs {
+        let pid = sup.stat.pid;
+        let is_ours = pid > 1
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let mut args = c.split(|b| *b == 0).skip(1);
+                args.next() == Some(supervisor::SUPERVISE_ARG.as_bytes())
+                    && args.next() == Some(wanted)
+            });
+        if !is_ours {
+            continue;
+        }
+        tracing::warn!(supervisor = pid, exit_file = %exit_file.display(), "stopping a job launch no MOM recorded");
+        // The shell is the supervisor's child, leader of a session of its own.
+        for shell in procs.iter().filter(|p| p.stat.ppid == pid) {
+            kill_session(shell.stat.pid, Signal::SIGKILL, true);
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 

@@ -2,20 +2,19 @@
 //!
 //! A result must survive a MOM crash or a server outage until the server has
 //! committed it (AckRunEnded). The file holds the record's successive
-//! versions, one JSON line each, appended; the last line that parses is the
-//! record. A crash mid-append leaves a torn last line, which loading skips, so
-//! the previous version stands: the same guarantee as writing a temporary file
-//! and renaming it over the old one, without a new inode (and the deletion of
-//! the old one) for every change of every job, which on a busy node is a
+//! versions, one JSON line each, appended and synced; the current version is
+//! the last line that parses. A crash mid-append leaves a torn last line,
+//! which loading skips (the next append starts on a line of its own), so the
+//! previous version stands: the guarantee of writing a temporary file and
+//! renaming it over the old one, without a new inode, and the deletion of the
+//! old one, for every change of every job, which on a busy node was a
 //! measurable part of the MOM's work.
 //!
-//! Appends are synced by default. [`Durability::Cached`] skips the sync for versions
-//! that only matter while this machine stays up (the pids of a running job): a
-//! MOM crash leaves them in the page cache for the next MOM, and a machine
-//! crash takes the job with them.
+//! An ended run never runs again, so once a version says Ended it is the
+//! record, whatever is appended after it (a late signal's bookkeeping).
 
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::job::RunRecord;
@@ -34,15 +33,6 @@ pub enum StoreError {
     Unreadable { path: PathBuf },
 }
 
-/// Whether a saved version must reach the disk before `save` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Synced: it must survive a crash of the machine.
-    Synced,
-    /// Left in the page cache: it must survive a crash of the MOM only.
-    Cached,
-}
-
 #[derive(Debug, Clone)]
 pub struct Store {
     layout: Layout,
@@ -53,34 +43,40 @@ impl Store {
         Store { layout }
     }
 
-    /// Appends `record` as the run's current version.
-    pub fn save(&self, record: &RunRecord, durability: Durability) -> Result<(), StoreError> {
+    /// Appends `record` as the run's current version, synced before returning.
+    pub fn save(&self, record: &RunRecord) -> Result<(), StoreError> {
         let path = self.layout.record(record.run_id);
         let io_err = |source| StoreError::Io {
             path: path.clone(),
             source,
         };
-        let mut line = serde_json::to_vec(record).map_err(|source| StoreError::Json {
+        let json = serde_json::to_vec(record).map_err(|source| StoreError::Json {
             path: path.clone(),
             source,
         })?;
-        line.push(b'\n');
-        let created = !path.exists();
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(&path)
             .map_err(io_err)?;
-        f.write_all(&line).map_err(io_err)?;
-        if durability == Durability::Synced {
-            f.sync_data().map_err(io_err)?;
-            if created {
-                // A new file's name lives in the directory: sync that too.
-                std::fs::File::open(self.layout.jobs_dir())
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err)?;
-            }
+        let len = f.metadata().map_err(io_err)?.len();
+        let mut line = Vec::with_capacity(json.len() + 2);
+        if len > 0 && !ends_with_newline(&f, len).map_err(io_err)? {
+            // What a crash cut short (or a record written whole by an older MOM)
+            // must not swallow this version.
+            line.push(b'\n');
+        }
+        line.extend_from_slice(&json);
+        line.push(b'\n');
+        (&f).write_all(&line).map_err(io_err)?;
+        f.sync_data().map_err(io_err)?;
+        if len == 0 {
+            // A new file's name lives in the directory: sync that too.
+            std::fs::File::open(self.layout.jobs_dir())
+                .and_then(|d| d.sync_all())
+                .map_err(io_err)?;
         }
         Ok(())
     }
@@ -123,18 +119,32 @@ impl Store {
     }
 }
 
-/// The current version in one record file: its last line that parses (a torn
-/// last line is an append a crash cut short), or the whole file when it is
-/// one pretty-printed record (written by MOMs before records were appended).
+fn ends_with_newline(f: &std::fs::File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8];
+    f.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] == b'\n')
+}
+
+/// The current version in one record file: the last line that parses and says
+/// Ended, else the last line that parses (a torn last line is an append a
+/// crash cut short), else the whole file when it is one pretty-printed record
+/// (written by MOMs before records were appended).
 fn load(path: &Path) -> Result<RunRecord, StoreError> {
     let bytes = std::fs::read(path).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    bytes
+    let mut versions = bytes
         .split(|b| *b == b'\n')
         .rev()
-        .find_map(|line| serde_json::from_slice::<RunRecord>(line).ok())
+        .filter_map(|line| serde_json::from_slice::<RunRecord>(line).ok());
+    let latest = versions.next();
+    let ended = match &latest {
+        Some(r) if !r.is_ended() => versions.find(RunRecord::is_ended),
+        _ => None,
+    };
+    ended
+        .or(latest)
         .or_else(|| serde_json::from_slice::<RunRecord>(&bytes).ok())
         .ok_or_else(|| StoreError::Unreadable {
             path: path.to_path_buf(),
@@ -162,7 +172,7 @@ mod tests {
             uid: 1000,
             ..RunRecord::starting(&spec, 1)
         };
-        store.save(&r, Durability::Synced).expect("save");
+        store.save(&r).expect("save");
         r.phase = Phase::Ended(RunResult {
             exit_status: 3,
             used: Usage::default(),
@@ -171,7 +181,7 @@ mod tests {
             message: String::new(),
             copy_errors: Vec::new(),
         });
-        store.save(&r, Durability::Synced).expect("save");
+        store.save(&r).expect("save");
         std::fs::write(layout.jobs_dir().join("10.json"), b"{broken").expect("write");
         assert_eq!(store.load_all(), vec![r]);
         store.delete(9).expect("delete");
@@ -201,10 +211,10 @@ mod tests {
         layout.ensure().expect("ensure");
         let store = Store::new(layout.clone());
         let mut r = started(4);
-        store.save(&r, Durability::Synced).expect("save");
+        store.save(&r).expect("save");
         r.phase = Phase::Running;
         r.session_id = 77;
-        store.save(&r, Durability::Cached).expect("save");
+        store.save(&r).expect("save");
         let path = layout.record(4);
         let whole = std::fs::read(&path).expect("read");
         assert_eq!(whole.iter().filter(|b| **b == b'\n').count(), 2);
@@ -213,6 +223,10 @@ mod tests {
         torn.extend_from_slice(br#"{"run_id":4,"job_id":"4.v"#);
         std::fs::write(&path, &torn).expect("write");
         assert_eq!(store.load_all(), vec![r.clone()]);
+        // The next version starts on a line of its own, so it is read.
+        r.session_id = 78;
+        store.save(&r).expect("save after a torn append");
+        assert_eq!(store.load_all(), vec![r.clone()]);
         // Nothing complete at all: reported and left alone.
         std::fs::write(&path, &whole[..whole.len() / 4]).expect("write");
         assert!(store.load_all().is_empty());
@@ -220,13 +234,43 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_version_is_the_record_whatever_follows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        layout.ensure().expect("ensure");
+        let store = Store::new(layout);
+        let mut r = started(6);
+        r.phase = Phase::Running;
+        store.save(&r).expect("save");
+        let mut ended = r.clone();
+        ended.phase = Phase::Ended(RunResult {
+            exit_status: 0,
+            used: Usage::default(),
+            end_time: 2,
+            session_id: 5,
+            message: String::new(),
+            copy_errors: Vec::new(),
+        });
+        store.save(&ended).expect("save");
+        // A signal's bookkeeping that lost the race with the end.
+        r.interventions.deleted = true;
+        store.save(&r).expect("save");
+        assert_eq!(store.load_all(), vec![ended]);
+    }
+
+    #[test]
     fn reads_a_record_an_older_mom_wrote_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(dir.path());
         layout.ensure().expect("ensure");
-        let r = started(5);
+        let mut r = started(5);
         let pretty = serde_json::to_vec_pretty(&r).expect("json");
         std::fs::write(layout.record(5), pretty).expect("write");
-        assert_eq!(Store::new(layout).load_all(), vec![r]);
+        let store = Store::new(layout);
+        assert_eq!(store.load_all(), vec![r.clone()]);
+        // A new MOM's first version, appended after it, is read too.
+        r.phase = Phase::Running;
+        store.save(&r).expect("save");
+        assert_eq!(store.load_all(), vec![r]);
     }
 }

@@ -1,5 +1,5 @@
 //! The per-run supervisor: a small process (`capstan_supervisor`, or `pbs_mom`
-//! re-executed, with [`SUPERVISE_ARG`]; see [`binary`]) that execs the job's
+//! re-executed, with [`SUPERVISE_ARG`]; see [`program`]) that execs the job's
 //! shell, waits for it, clears what the job left behind, writes how it ended
 //! to `mom_priv/jobs/RUNID.exit` and then copies the job's output to its
 //! destinations as the user.
@@ -37,9 +37,12 @@
 //! and delivers with the exec'd copy helper, so output is never lost. The MOM
 //! falls back to that helper whenever this path fails.
 
+use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,10 +51,10 @@ use crate::launch::{self, ExecPlan};
 use crate::leftovers::{self, Leftovers};
 use crate::paths::Delivery;
 
-/// First argument that turns `pbs_mom` into a supervisor.
+/// First argument that makes `capstan_supervisor` (or `pbs_mom`) a run's supervisor.
 pub const SUPERVISE_ARG: &str = "--capstan-supervise";
 
-/// The supervisor's own binary, installed beside `pbs_mom` (see `binary`).
+/// The supervisor's own binary, installed beside `pbs_mom` (see [`program`]).
 pub const BINARY_NAME: &str = "capstan_supervisor";
 
 /// When this process was exec'd as one of the MOM's helpers (a run's
@@ -70,16 +73,27 @@ pub fn run_helper() -> Option<i32> {
     }
 }
 
-/// What the MOM execs for each run (and for the copy helper): [`BINARY_NAME`] beside the running
-/// `pbs_mom` when it is there, being a tenth of the MOM's size (a supervisor
-/// is exec'd per job); else the MOM's own image, which is always there, even
-/// after an upgrade replaced the file.
-pub fn binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(BINARY_NAME)))
-        .filter(|own| own.is_file())
-        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+/// What the MOM execs for each run's supervisor and for the copy helper.
+///
+/// [`BINARY_NAME`] beside the running `pbs_mom` when it is there: a tenth of
+/// the MOM's size, and one is exec'd per job. It is opened once, when the MOM
+/// starts, and exec'd as `/proc/self/fd/N`, so every run of this MOM process
+/// gets the binary the MOM started with (an upgrade that replaces the files
+/// reaches the next MOM process, never an old MOM with a new supervisor), and
+/// the copy helper, exec'd as the job's user, needs no search permission on
+/// the directory. Else the MOM's own image, `/proc/self/exe`, which has both
+/// properties too. The processes are named [`BINARY_NAME`] either way.
+pub fn program() -> PathBuf {
+    static OPENED: OnceLock<Option<File>> = OnceLock::new();
+    let opened = OPENED.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?;
+        let file = File::open(exe.parent()?.join(BINARY_NAME)).ok()?;
+        file.metadata().ok()?.is_file().then_some(file)
+    });
+    match opened {
+        Some(file) => PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+        None => PathBuf::from("/proc/self/exe"),
+    }
 }
 
 /// The words of the protocol (see the module comment).

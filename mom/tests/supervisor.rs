@@ -137,3 +137,44 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     );
     assert!(Path::new(&b.layout.exit_file(3)).exists());
 }
+
+/// The MOM dies after starting a supervisor but before recording the start:
+/// the next MOM reports the run as never started, so it stops the supervisor
+/// and the job's shell it left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_no_mom_recorded_is_stopped() {
+    let b = bed();
+    let spec = b.spec(4, "4", "sleep 300\n");
+    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
+    let (mut child, link, shell) = supervise(&b, 4, &plan);
+    // The record as the dead MOM left it: Starting, no supervisor or session known.
+    let record = RunRecord::starting(&spec, capstan_mom::status::now_secs());
+    let (mom, _events) = b.adopt(&record).await;
+    let (_, ended) = mom.finished().pop().expect("an ended run");
+    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
+    // Both gone: the supervisor killed (reaped here, its parent), the shell with it.
+    let mut status = None;
+    for _ in 0..200 {
+        status = child.try_wait().expect("try_wait");
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(shell),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the supervisor still runs"
+    );
+    drop(link);
+    assert!(
+        capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z'),
+        "the job's shell still runs"
+    );
+}

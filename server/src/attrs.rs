@@ -367,7 +367,7 @@ pub fn write_job_attrs(
     a.text(at!("Output_Path"), &job.output_path);
     a.lazy(at!("Priority"), || job.priority.to_string());
     // Not a Torque attribute: the combined priority (queue, `-p`, age, fair share) the
-    // scheduler ordered this queued job by at its last pass.
+    // scheduler ordered this queued job by at its last periodic pass (every 2 s).
     if job.state == JobState::Queued {
         if let Some(p) = state.learning.priorities.get(&job.seq) {
             a.lazy(at!("start_priority"), || format!("{p:.2}"));

@@ -181,7 +181,7 @@ pub struct State {
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
 /// from the store at start and saved when jobs complete), and each queued job's combined
-/// priority at the last pass (memory only; `qstat -f` shows it as `start_priority`).
+/// priority at the last periodic pass (memory only; `qstat -f` shows it as `start_priority`).
 #[derive(Debug, Clone, Default)]
 pub struct Learning {
     pub fairshare: Usage,

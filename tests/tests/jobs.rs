@@ -178,13 +178,34 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 #[test]
 fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     let c = Cluster::start(&one_node());
-    let id = c.qsub("parent.sh", "tr '\\0' ' ' < /proc/$PPID/cmdline\n", &[]);
+    // The supervisor's command line, and the size of its program text (status is public).
+    let id = c.qsub(
+        "parent.sh",
+        "tr '\\0' ' ' < /proc/$PPID/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$PPID/status\n",
+        &[],
+    );
     c.wait_state(&id, "C", T);
     let out = c.read(c.default_stdout("parent.sh", &id));
-    let parent = out.lines().last().unwrap_or_default();
+    let lines: Vec<&str> = out.lines().collect();
+    let [.., cmdline, text_kb] = lines[..] else {
+        panic!("job output: {out:?}");
+    };
     assert!(
-        parent.contains("/capstan_supervisor --capstan-supervise "),
-        "the shell's parent is {parent:?}"
+        cmdline.starts_with("capstan_supervisor --capstan-supervise "),
+        "the shell's parent is {cmdline:?}"
+    );
+    // capstan_supervisor, not pbs_mom re-executed under that name.
+    let text_kb: u64 = text_kb.parse().expect("VmExe");
+    let mom = c.mom_pid("n1").expect("n1's MOM");
+    let mom_status = std::fs::read_to_string(format!("/proc/{mom}/status")).expect("status");
+    let mom_text_kb: u64 = mom_status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmExe:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .expect("the MOM's VmExe");
+    assert!(
+        text_kb * 3 < mom_text_kb,
+        "supervisor text {text_kb} kB, pbs_mom's {mom_text_kb} kB"
     );
 }
 

@@ -40,6 +40,42 @@ fn server_restart_keeps_queued_and_running_jobs() {
 }
 
 #[test]
+fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let (started, marker) = (c.work.join("started"), c.work.join("release"));
+    let id = c.qsub(
+        "adopted.sh",
+        &format!(
+            "touch {}\nfor _ in $(seq 600); do [ -e {} ] && break; sleep 0.05; done\necho finished\n",
+            started.display(),
+            marker.display()
+        ),
+        &[],
+    );
+    assert!(wait_until(T, || started.exists()), "the job did not start");
+    // RunStarted (the job's session_id) is sent once the MOM's record says Running.
+    assert!(
+        wait_until(T, || c.job_attr(&id, "session_id").is_some()),
+        "the MOM did not report the start"
+    );
+    // kill -9: the job's supervisor, in a session of its own, keeps the job running.
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    assert!(
+        wait_until(T, || c.mom_log("n1").contains("adopting running job")),
+        "the new MOM did not adopt the job:\n{}",
+        c.mom_log("n1")
+    );
+    std::fs::write(&marker, "").unwrap();
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    assert_eq!(c.job_attr(&id, "start_count").as_deref(), Some("1"));
+    // The supervisor had no MOM to tell; the new MOM's copy helper, as the job's user,
+    // delivered the output.
+    assert_eq!(c.read(c.default_stdout("adopted.sh", &id)), "finished\n");
+}
+
+#[test]
 fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
     let rerunnable = c.qsub("re.sh", "sleep 300\n", &["-l", "nodes=n1"]);

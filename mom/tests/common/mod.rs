@@ -87,7 +87,7 @@ impl Bed {
     /// left it, then a new runner recovers (adopts) it. The runner and its events.
     pub async fn adopt(&self, record: &RunRecord) -> (Arc<Runner>, mpsc::UnboundedReceiver<Event>) {
         capstan_mom::store::Store::new(self.layout.clone())
-            .save(record, capstan_mom::store::Durability::Synced)
+            .save(record)
             .expect("save");
         self.restart().await
     }
