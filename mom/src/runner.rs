@@ -639,7 +639,8 @@ impl Runner {
                 tokio::select! {
                     _ = tick.tick() => {
                         let over = exit_file.exists()
-                            || (!session_alive(pgid) && !supervisor_alive(supervisor_pid));
+                            || (!session_alive(pgid)
+                                && !is_supervisor_of(supervisor_pid, &exit_file));
                         if over {
                             let r = Arc::clone(&runner);
                             let f = exit_file.clone();
@@ -693,21 +694,13 @@ fn kill_session(sid: i32, sig: Signal, sweep: bool) {
 
 /// Kills the supervisor of the run whose exit file is `exit_file`, if one runs,
 /// with the whole session of the job's shell it started (blocking: scans /proc).
-/// A supervisor is known by its command line, which names the exit file.
 fn stop_unrecorded_launch(exit_file: &Path) {
-    let wanted = exit_file.as_os_str().as_bytes();
     let procs = procfs::scan();
-    for sup in &procs {
+    for sup in procs
+        .iter()
+        .filter(|p| is_supervisor_of(p.stat.pid, exit_file))
+    {
         let pid = sup.stat.pid;
-        let is_ours = pid > 1
-            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let mut args = c.split(|b| *b == 0).skip(1);
-                args.next() == Some(supervisor::SUPERVISE_ARG.as_bytes())
-                    && args.next() == Some(wanted)
-            });
-        if !is_ours {
-            continue;
-        }
         tracing::warn!(supervisor = pid, exit_file = %exit_file.display(), "stopping a job launch no MOM recorded");
         // The shell is the supervisor's child, leader of a session of its own.
         for shell in procs.iter().filter(|p| p.stat.ppid == pid) {
@@ -717,14 +710,20 @@ fn stop_unrecorded_launch(exit_file: &Path) {
     }
 }
 
-/// Whether the supervisor `pid` still runs (a zombie, or a reused pid running
-/// something else, does not count).
-fn supervisor_alive(pid: i32) -> bool {
+/// Whether `pid` is the supervisor of the run whose exit file is `exit_file`:
+/// it runs as this MOM's user (a job's user may copy a command line, not an
+/// owner) and its command line is the one `launch::spawn_supervisor` gives,
+/// naming that exit file. A zombie does not count.
+fn is_supervisor_of(pid: i32, exit_file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
     pid > 1
+        && std::fs::metadata(format!("/proc/{pid}"))
+            .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw())
         && procfs::stat_of(pid).is_some_and(|s| s.state != 'Z')
         && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            c.split(|b| *b == 0)
-                .any(|arg| arg == supervisor::SUPERVISE_ARG.as_bytes())
+            let mut args = c.split(|b| *b == 0).skip(1);
+            args.next() == Some(supervisor::SUPERVISE_ARG.as_bytes())
+                && args.next() == Some(exit_file.as_os_str().as_bytes())
         })
 }
 

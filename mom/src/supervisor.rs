@@ -64,6 +64,11 @@ pub const BINARY_NAME: &str = "capstan_supervisor";
 pub fn run_helper() -> Option<i32> {
     let mut argv = std::env::args_os().skip(1);
     let role = argv.next()?;
+    if role == SUPERVISE_ARG || role == deliver::DELIVER_ARG {
+        // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
+        // or "exe"; ps, top and pgrep should say what it is (15 bytes at most).
+        let _ = nix::sys::prctl::set_name(c"capstan_supervi");
+    }
     if role == SUPERVISE_ARG {
         Some(main(Path::new(&argv.next().unwrap_or_default())))
     } else if role == deliver::DELIVER_ARG {
@@ -78,11 +83,13 @@ pub fn run_helper() -> Option<i32> {
 /// [`BINARY_NAME`] beside the running `pbs_mom` when it is there: a tenth of
 /// the MOM's size, and one is exec'd per job. It is opened once, when the MOM
 /// starts, and exec'd as `/proc/self/fd/N`, so every run of this MOM process
-/// gets the binary the MOM started with (an upgrade that replaces the files
-/// reaches the next MOM process, never an old MOM with a new supervisor), and
-/// the copy helper, exec'd as the job's user, needs no search permission on
-/// the directory. Else the MOM's own image, `/proc/self/exe`, which has both
-/// properties too. The processes are named [`BINARY_NAME`] either way.
+/// gets the binary the MOM started with (an upgrade that installs new files by
+/// renaming them into place, as package managers do, reaches the next MOM
+/// process, never an old MOM with a new supervisor), and the copy helper,
+/// exec'd as the job's user, needs no search permission on the directory. It
+/// must be an ELF binary, not a script: the descriptor is closed at exec. Else
+/// the MOM's own image, `/proc/self/exe`, which has both properties too. The
+/// processes are named `capstan_supervisor` either way (see [`run_helper`]).
 pub fn program() -> PathBuf {
     static OPENED: OnceLock<Option<File>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {

@@ -173,8 +173,12 @@ async fn a_launch_no_mom_recorded_is_stopped() {
         "the supervisor still runs"
     );
     drop(link);
-    assert!(
-        capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z'),
-        "the job's shell still runs"
-    );
+    let shell_gone = || capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z');
+    for _ in 0..200 {
+        if shell_gone() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shell_gone(), "the job's shell still runs");
 }

@@ -256,8 +256,13 @@ impl Cluster {
             .arg(self.mom_addr())
             .arg("--server-name")
             .arg(SERVER_NAME)
-            .arg("--status-interval")
-            .arg("1")
+            // Quick node liveness for tests, unless the test chose its own.
+            .args(
+                (!self.server_args.iter().any(|a| a == "--status-interval"))
+                    .then_some(["--status-interval", "1"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.server_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

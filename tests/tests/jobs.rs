@@ -178,18 +178,20 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 #[test]
 fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     let c = Cluster::start(&one_node());
-    // The supervisor's command line, and the size of its program text (status is public).
+    // The supervisor's name, command line and size of program text (all public in /proc).
     let id = c.qsub(
         "parent.sh",
-        "tr '\\0' ' ' < /proc/$PPID/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$PPID/status\n",
+        "cat /proc/$PPID/comm\ntr '\\0' ' ' < /proc/$PPID/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$PPID/status\n",
         &[],
     );
     c.wait_state(&id, "C", T);
     let out = c.read(c.default_stdout("parent.sh", &id));
     let lines: Vec<&str> = out.lines().collect();
-    let [.., cmdline, text_kb] = lines[..] else {
+    let [.., comm, cmdline, text_kb] = lines[..] else {
         panic!("job output: {out:?}");
     };
+    // What ps, top and pgrep show.
+    assert_eq!(comm, "capstan_supervi");
     assert!(
         cmdline.starts_with("capstan_supervisor --capstan-supervise "),
         "the shell's parent is {cmdline:?}"

@@ -41,7 +41,8 @@ fn server_restart_keeps_queued_and_running_jobs() {
 
 #[test]
 fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
-    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    // Runs of a node down for two status intervals are lost; give the new MOM 10 s.
+    let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "5"]);
     let (started, marker) = (c.work.join("started"), c.work.join("release"));
     let id = c.qsub(
         "adopted.sh",
