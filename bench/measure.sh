@@ -2,6 +2,8 @@
 # The measurements of bench/throughput.sh, run in the job work directory as the submitting
 # user against the cluster throughput.sh started. Prints shell assignments of the results.
 set -euo pipefail
+# A failure inside $(...) (cpu_mark's) stops the script too.
+shopt -s inherit_errexit
 n_qsub=$N_QSUB n_lat=$N_LAT n_drain=$N_DRAIN n_qstat=$N_QSTAT qstat_reps=$QSTAT_REPS
 
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }

@@ -35,8 +35,11 @@ for arg in "$@"; do
     esac
 done
 
-[ -x "$bin/pbs_server" ] && [ -x "$bin/capstan_supervisor" ] ||
+if ! [ -x "$bin/pbs_server" ] || ! [ -x "$bin/capstan_supervisor" ]; then
+    # Only the workspace's own build can be made here; a CAPSTAN_BIN_DIR must be complete.
+    [ -z "${CAPSTAN_BIN_DIR:-}" ] || { echo "$0: $bin lacks pbs_server or capstan_supervisor" >&2; exit 1; }
     cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+fi
 dir=$(mktemp -d /tmp/capstan-bench.XXXXXX)
 chmod 755 "$dir"
 server_pid='' mom_pids=()

@@ -34,7 +34,7 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::procfs;
+use crate::procfs::{self, Proc};
 
 /// How long the supervisor waits for killed leftovers to die before it
 /// reports the job's end anyway.
@@ -132,11 +132,16 @@ fn reap_exited() -> Children {
 
 /// SIGKILL to every descendant of this process (one `/proc` scan).
 fn kill_descendants() {
+    kill_descendants_of(std::process::id() as i32, &procfs::scan());
+}
+
+/// SIGKILL to every descendant of `root` in the process table `procs`.
+pub(crate) fn kill_descendants_of(root: i32, procs: &[Proc]) {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in procfs::scan() {
+    for p in procs {
         children.entry(p.stat.ppid).or_default().push(p.stat.pid);
     }
-    let mut todo = vec![std::process::id() as i32];
+    let mut todo = vec![root];
     while let Some(parent) = todo.pop() {
         for child in children.remove(&parent).unwrap_or_default() {
             if child > 1 {

@@ -5,6 +5,7 @@
 //! fixed input; [`scan`] is the only function that touches the filesystem.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// The fields of `/proc/PID/stat` the MOM uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,18 +69,23 @@ pub fn scan() -> Vec<Proc> {
         if !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(meta) = entry.metadata() else { continue };
-        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some(stat) = parse_stat(&text) {
-            out.push(Proc {
-                stat,
-                uid: meta.uid(),
-            });
-        }
+        out.extend(read_proc(&entry.path()));
     }
     out
+}
+
+/// One process (its stat and owner), if it exists.
+pub fn proc_of(pid: i32) -> Option<Proc> {
+    read_proc(Path::new(&format!("/proc/{pid}")))
+}
+
+fn read_proc(dir: &Path) -> Option<Proc> {
+    let meta = std::fs::metadata(dir).ok()?;
+    let text = std::fs::read_to_string(dir.join("stat")).ok()?;
+    Some(Proc {
+        stat: parse_stat(&text)?,
+        uid: meta.uid(),
+    })
 }
 
 /// `/proc/PID/stat` of one process, if it exists.

@@ -47,6 +47,7 @@ use crate::exit::{self, Termination};
 use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
 use crate::layout::Layout;
+use crate::leftovers;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
 use crate::status::now_secs;
@@ -640,7 +641,8 @@ impl Runner {
                     _ = tick.tick() => {
                         let over = exit_file.exists()
                             || (!session_alive(pgid)
-                                && !is_supervisor_of(supervisor_pid, &exit_file));
+                                && !procfs::proc_of(supervisor_pid)
+                                    .is_some_and(|p| is_supervisor_of(&p, &exit_file)));
                         if over {
                             let r = Arc::clone(&runner);
                             let f = exit_file.clone();
@@ -693,33 +695,29 @@ fn kill_session(sid: i32, sig: Signal, sweep: bool) {
 }
 
 /// Kills the supervisor of the run whose exit file is `exit_file`, if one runs,
-/// with the whole session of the job's shell it started (blocking: scans /proc).
+/// and everything it started (blocking: scans /proc). It is the job's child
+/// subreaper, so whatever of the job left the shell's session is still among
+/// its descendants.
 fn stop_unrecorded_launch(exit_file: &Path) {
     let procs = procfs::scan();
-    for sup in procs
-        .iter()
-        .filter(|p| is_supervisor_of(p.stat.pid, exit_file))
-    {
+    for sup in procs.iter().filter(|p| is_supervisor_of(p, exit_file)) {
         let pid = sup.stat.pid;
         tracing::warn!(supervisor = pid, exit_file = %exit_file.display(), "stopping a job launch no MOM recorded");
-        // The shell is the supervisor's child, leader of a session of its own.
-        for shell in procs.iter().filter(|p| p.stat.ppid == pid) {
-            kill_session(shell.stat.pid, Signal::SIGKILL, true);
-        }
+        leftovers::kill_descendants_of(pid, &procs);
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
-/// Whether `pid` is the supervisor of the run whose exit file is `exit_file`:
-/// it runs as this MOM's user (a job's user may copy a command line, not an
-/// owner) and its command line is the one `launch::spawn_supervisor` gives,
-/// naming that exit file. A zombie does not count.
-fn is_supervisor_of(pid: i32, exit_file: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
+/// Whether the process `p` is the supervisor of the run whose exit file is
+/// `exit_file`: it runs as this MOM's user (a job's user can copy a command
+/// line, not easily an owner) and its command line is the one
+/// `launch::spawn_supervisor` gives, naming that exit file. A zombie does not
+/// count.
+fn is_supervisor_of(p: &Proc, exit_file: &Path) -> bool {
+    let pid = p.stat.pid;
     pid > 1
-        && std::fs::metadata(format!("/proc/{pid}"))
-            .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw())
-        && procfs::stat_of(pid).is_some_and(|s| s.state != 'Z')
+        && p.stat.state != 'Z'
+        && p.uid == nix::unistd::geteuid().as_raw()
         && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
             let mut args = c.split(|b| *b == 0).skip(1);
             args.next() == Some(supervisor::SUPERVISE_ARG.as_bytes())

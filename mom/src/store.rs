@@ -5,10 +5,10 @@
 //! versions, one JSON line each, appended and synced; the current version is
 //! the last line that parses. A crash mid-append leaves a torn last line,
 //! which loading skips (the next append starts on a line of its own), so the
-//! previous version stands: the guarantee of writing a temporary file and
-//! renaming it over the old one, without a new inode, and the deletion of the
-//! old one, for every change of every job, which on a busy node was a
-//! measurable part of the MOM's work.
+//! previous version stands. That is the crash guarantee of writing a temporary
+//! file and renaming it over the old one, without creating and deleting an
+//! inode for every change of every job, which on a busy node was a measurable
+//! share of the MOM's work.
 //!
 //! An ended run never runs again, so once a version says Ended it is the
 //! record, whatever is appended after it (a late signal's bookkeeping).
@@ -156,37 +156,13 @@ mod tests {
     use super::*;
     use crate::job::{Phase, RunResult, RunSpec, Usage};
 
-    #[test]
-    fn round_trip_and_delete() {
+    /// A store in a fresh MOM home (the directory lives as long as the first value).
+    fn store() -> (tempfile::TempDir, Layout, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(dir.path());
         layout.ensure().expect("ensure");
         let store = Store::new(layout.clone());
-        let spec = RunSpec {
-            run_id: 9,
-            job_id: "3.vm".into(),
-            euser: "u".into(),
-            ..Default::default()
-        };
-        let mut r = RunRecord {
-            uid: 1000,
-            ..RunRecord::starting(&spec, 1)
-        };
-        store.save(&r).expect("save");
-        r.phase = Phase::Ended(RunResult {
-            exit_status: 3,
-            used: Usage::default(),
-            end_time: 2,
-            session_id: 5,
-            message: String::new(),
-            copy_errors: Vec::new(),
-        });
-        store.save(&r).expect("save");
-        std::fs::write(layout.jobs_dir().join("10.json"), b"{broken").expect("write");
-        assert_eq!(store.load_all(), vec![r]);
-        store.delete(9).expect("delete");
-        store.delete(9).expect("delete twice");
-        assert!(store.load_all().is_empty());
+        (dir, layout, store)
     }
 
     fn started(run_id: u64) -> RunRecord {
@@ -204,12 +180,37 @@ mod tests {
         }
     }
 
+    fn ended(r: &RunRecord, exit_status: i32) -> RunRecord {
+        RunRecord {
+            phase: Phase::Ended(RunResult {
+                exit_status,
+                used: Usage::default(),
+                end_time: 2,
+                session_id: 5,
+                message: String::new(),
+                copy_errors: Vec::new(),
+            }),
+            ..r.clone()
+        }
+    }
+
+    #[test]
+    fn round_trip_and_delete() {
+        let (_dir, layout, store) = store();
+        let r = started(9);
+        store.save(&r).expect("save");
+        let r = ended(&r, 3);
+        store.save(&r).expect("save");
+        std::fs::write(layout.jobs_dir().join("10.json"), b"{broken").expect("write");
+        assert_eq!(store.load_all(), vec![r]);
+        store.delete(9).expect("delete");
+        store.delete(9).expect("delete twice");
+        assert!(store.load_all().is_empty());
+    }
+
     #[test]
     fn a_torn_last_append_leaves_the_version_before_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::new(dir.path());
-        layout.ensure().expect("ensure");
-        let store = Store::new(layout.clone());
+        let (_dir, layout, store) = store();
         let mut r = started(4);
         store.save(&r).expect("save");
         r.phase = Phase::Running;
@@ -235,22 +236,11 @@ mod tests {
 
     #[test]
     fn an_ended_version_is_the_record_whatever_follows_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::new(dir.path());
-        layout.ensure().expect("ensure");
-        let store = Store::new(layout);
+        let (_dir, _layout, store) = store();
         let mut r = started(6);
         r.phase = Phase::Running;
         store.save(&r).expect("save");
-        let mut ended = r.clone();
-        ended.phase = Phase::Ended(RunResult {
-            exit_status: 0,
-            used: Usage::default(),
-            end_time: 2,
-            session_id: 5,
-            message: String::new(),
-            copy_errors: Vec::new(),
-        });
+        let ended = ended(&r, 0);
         store.save(&ended).expect("save");
         // A signal's bookkeeping that lost the race with the end.
         r.interventions.deleted = true;
@@ -260,13 +250,10 @@ mod tests {
 
     #[test]
     fn reads_a_record_an_older_mom_wrote_whole() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::new(dir.path());
-        layout.ensure().expect("ensure");
+        let (_dir, layout, store) = store();
         let mut r = started(5);
         let pretty = serde_json::to_vec_pretty(&r).expect("json");
         std::fs::write(layout.record(5), pretty).expect("write");
-        let store = Store::new(layout);
         assert_eq!(store.load_all(), vec![r.clone()]);
         // A new MOM's first version, appended after it, is read too.
         r.phase = Phase::Running;

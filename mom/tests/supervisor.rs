@@ -4,6 +4,7 @@
 //! the MOM's `Link` (see `capstan_mom::supervisor`). Runs as the current user (no identity
 //! switch when the uid matches).
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
@@ -146,32 +147,32 @@ async fn a_launch_no_mom_recorded_is_stopped() {
     let b = bed();
     let spec = b.spec(4, "4", "sleep 300\n");
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (mut child, link, shell) = supervise(&b, 4, &plan);
+    let (child, link, shell) = supervise(&b, 4, &plan);
+    let supervisor_pid = child.id() as i32;
     // The record as the dead MOM left it: Starting, no supervisor or session known.
     let record = RunRecord::starting(&spec, capstan_mom::status::now_secs());
     let (mom, _events) = b.adopt(&record).await;
     let (_, ended) = mom.finished().pop().expect("an ended run");
     assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
     // Both gone: the supervisor killed (reaped here, its parent), the shell with it.
-    let mut status = None;
-    for _ in 0..200 {
-        status = child.try_wait().expect("try_wait");
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(shell),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "the supervisor still runs"
-    );
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        }),
+    )
+    .await;
+    let Ok(Ok(status)) = status else {
+        // Leave nothing behind: the job's session, then its supervisor.
+        let kill = nix::sys::signal::Signal::SIGKILL;
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(shell), kill);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor_pid), kill);
+        panic!("the supervisor still runs");
+    };
+    let status = status.expect("reaped");
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
     drop(link);
     let shell_gone = || capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z');
     for _ in 0..200 {
