@@ -20,8 +20,4 @@ pub mod jobctl;
 pub mod qmgr;
 pub mod qsub;
 
-/// What precedes the first `@`: the name in Torque's `NAME@HOST` forms (`user@host`,
-/// `queue@server`, `path@host`), all of the text when there is no `@`.
-pub fn before_at(s: &str) -> &str {
-    s.split_once('@').map_or(s, |(name, _)| name)
-}
+pub use capstan_proto::text::before_at;

@@ -10,6 +10,7 @@
 //! * [`shutdown`]: the daemons' shutdown notice (one broadcast channel, a listener per task)
 //!   and their SIGTERM/SIGINT wait.
 //! * [`daemon`]: `PBS_HOME`'s default, the server's TLS port, daemon logging.
+//! * [`text`]: small text rules both sides apply (Torque's `NAME@HOST`, cheap equality).
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -22,6 +23,7 @@ pub mod enrolment;
 pub mod pbse;
 pub mod remote;
 pub mod shutdown;
+pub mod text;
 
 /// Torque's version string, as `qstat --version` and `pbsnodes` report it.
 pub const PBS_VERSION: &str = "6.1.3.h5";

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use capstan_proto::pbse;
 use capstan_proto::remote;
+use capstan_proto::text::before_at;
 use capstan_proto::v1 as pb;
 use capstan_proto::v1::batch_server::Batch;
 use tonic::transport::server::UdsConnectInfo;
@@ -24,7 +25,7 @@ use crate::dispatch::now_epoch;
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage;
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
-use crate::state::Shared;
+use crate::state::{uncancelled, ChangeFailed, Shared};
 use crate::tls;
 
 /// The Batch gRPC service.
@@ -235,19 +236,12 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
     }
 }
 
-/// Runs a change to the state (lock the core, commit, update memory, wake the scheduler) on
-/// a task of its own, so that it finishes even if its client goes away. Why: hyper drops a
-/// handler's future when the connection closes, and a change stopped between its commit and
-/// its in-memory update leaves the two disagreeing (a submit committed without
-/// `next_job_number` advanced makes every later qsub collide with it); one stopped before
-/// its wake-up leaves a started job waiting for the periodic pass.
-pub(crate) async fn uncancelled<T: Send + 'static>(
-    change: impl std::future::Future<Output = T> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::spawn(change).await.map_err(|e| {
+/// A state change whose task failed, as the client sees it.
+impl From<ChangeFailed> for Status {
+    fn from(e: ChangeFailed) -> Status {
         error!(error = %e, "state change failed");
         Status::internal("state change failed")
-    })
+    }
 }
 
 /// A listing at the edge: the packed table's buffers move into the message as they are.
@@ -374,7 +368,7 @@ impl Batch for BatchService {
                 }
                 continue;
             }
-            let queue = operand.split('@').next().unwrap_or_default();
+            let queue = before_at(operand);
             if queue.is_empty() {
                 list(&mut table, None);
             } else if state.queue(queue).is_some() {
@@ -407,7 +401,7 @@ impl Batch for BatchService {
             objects.extend(state.queues.iter().map(|q| attrs::queue_attrs(q, state)));
         }
         for name in &names {
-            let name = name.split('@').next().unwrap_or_default();
+            let name = before_at(name);
             match state.queue(name) {
                 Some(q) => objects.push(attrs::queue_attrs(q, state)),
                 None => errors.push(PbsError::new(pbse::UNKQUE, "", name)),
@@ -620,25 +614,6 @@ impl Batch for BatchService {
 mod tests {
     use super::*;
     use crate::model::AttrSink;
-
-    #[tokio::test]
-    async fn a_change_finishes_when_its_request_is_dropped() {
-        let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        let (begun, started) = tokio::sync::oneshot::channel::<()>();
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let handler = tokio::spawn(uncancelled(async move {
-            let _ = begun.send(());
-            // Stands for the commit that is in flight when the client goes away.
-            let _ = wait.await;
-            let _ = done.send(());
-        }));
-        started.await.expect("the change began");
-        // hyper drops the handler's future when its client disconnects.
-        handler.abort();
-        assert!(handler.await.unwrap_err().is_cancelled());
-        go.send(()).unwrap();
-        finished.await.expect("the change ran to its end");
-    }
 
     #[test]
     fn job_table_names_each_attribute_once_and_packs_values() {

@@ -293,8 +293,12 @@ impl<S: AttrSink> Out<'_, S> {
 
     fn time(&mut self, id: AttrId, epoch: i64) {
         if self.wants(id) {
-            let text = itoa::Buffer::new().format(epoch).to_owned();
-            self.sink.attr(id.name, "", AttrKind::Time, &text);
+            self.sink.attr(
+                id.name,
+                "",
+                AttrKind::Time,
+                itoa::Buffer::new().format(epoch),
+            );
         }
     }
 }
@@ -367,7 +371,7 @@ pub fn write_job_attrs(
     a.text(at!("Output_Path"), &job.output_path);
     a.lazy(at!("Priority"), || job.priority.to_string());
     // Not a Torque attribute: the combined priority (queue, `-p`, age, fair share) the
-    // scheduler ordered this queued job by at its last periodic pass (every 2 s).
+    // scheduler ordered this queued job by at its last periodic pass (`dispatch::SAFETY_PASS`).
     if job.state == JobState::Queued {
         if let Some(p) = state.learning.priorities.get(&job.seq) {
             a.lazy(at!("start_priority"), || format!("{p:.2}"));

@@ -391,12 +391,7 @@ fn build_job(
     if input.script.is_empty() {
         return Err(PbsError::new(pbse::IVALREQ, "empty job script", ""));
     }
-    let queue_name = input
-        .destination
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let queue_name = capstan_proto::text::before_at(&input.destination).to_string();
     let queue_name = if queue_name.is_empty() {
         state.default_queue.clone()
     } else {

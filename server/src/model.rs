@@ -1,4 +1,5 @@
-//! The server's own domain types: jobs, queues, nodes, runs.
+//! The server's own domain types: jobs, queues, nodes, runs; and [`Table`], the packed form
+//! job listings are built in (the wire's `StatTable`).
 //!
 //! Why a separate model: generated proto types stay at the API edge (`api.rs`), SQL rows stay
 //! private to `store.rs`; everything between works on these types. They derive serde because the
@@ -7,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use capstan_proto::text::same_text;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::SlotRequest;
@@ -557,9 +559,6 @@ pub struct Table {
     pub values: String,
     /// End offset in `values` of each cell's value.
     pub value_ends: Vec<u32>,
-    /// Where the previous row's cells start: objects mostly list the same attributes in the
-    /// same order, so the column at the same position there is tried first.
-    previous_row_start: usize,
 }
 
 impl Table {
@@ -575,7 +574,6 @@ impl Table {
         let start = self.cell_columns.len();
         fill(&mut TableRow { table: self, start });
         self.row_ends.push(offset(self.cell_columns.len()));
-        self.previous_row_start = start;
     }
 
     /// The column for `name.resource` of `kind`, added when new.
@@ -591,9 +589,13 @@ impl Table {
             let same_name = std::ptr::eq(c.name, name) || c.name == name;
             c.kind == kind && same_name && same_text(&c.resource, resource)
         };
+        // Objects mostly list the same attributes in the same order, so the column at the
+        // same position in the previous row (the last one pushed) is tried first.
         let previous_end = self.row_ends.last().map_or(0, |&e| e as usize);
-        let hint = (self.previous_row_start + position < previous_end)
-            .then(|| self.cell_columns[self.previous_row_start + position]);
+        let previous_start =
+            (self.row_ends.len().checked_sub(2)).map_or(0, |i| self.row_ends[i] as usize);
+        let hint = (previous_start + position < previous_end)
+            .then(|| self.cell_columns[previous_start + position]);
         if let Some(c) = hint.filter(|&c| is(&self.columns[c as usize])) {
             return c;
         }
@@ -630,13 +632,6 @@ impl AttrSink for TableRow<'_> {
 /// capped far below), so saturating is only a guard against wrapping around.
 fn offset(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// String equality that never calls `memcmp` for empty strings: an empty `String`'s
-/// pointer is dangling, and glibc's AVX-512 `memcmp` does a masked load from it that costs a
-/// microcode assist on every call (a third of a 5,000-job listing's time, measured).
-fn same_text(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 #[cfg(test)]

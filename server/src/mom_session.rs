@@ -37,13 +37,12 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::api::uncancelled;
 use crate::config::Config;
 use crate::dispatch::now_epoch;
 use crate::jobs::{self, RunEnd};
 use crate::model::{NodeStatus, ResourcesUsed, ToMom};
 use crate::shutdown::Shutdown;
-use crate::state::{Core, SessionHandle, Shared, State};
+use crate::state::{uncancelled, Core, SessionHandle, Shared, State};
 use crate::tls;
 
 /// The MomSession gRPC service.

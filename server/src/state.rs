@@ -343,7 +343,13 @@ impl State {
     pub fn update_running_jobs(&mut self, mut change: impl FnMut(&mut Job)) {
         for seq in &self.running {
             if let Some(job) = self.jobs.get_mut(seq) {
+                let indexed = (is_running(job), awaits_dependency(job));
                 change(job);
+                debug_assert_eq!(
+                    indexed,
+                    (is_running(job), awaits_dependency(job)),
+                    "update_running_jobs changed what an index depends on (job {seq})"
+                );
             }
         }
     }
@@ -417,9 +423,45 @@ impl Shared {
     }
 }
 
+/// A state change whose task failed (it panicked), so it may be half done.
+#[derive(Debug, thiserror::Error)]
+#[error("state change failed: {0}")]
+pub struct ChangeFailed(#[from] tokio::task::JoinError);
+
+/// Runs a change to the state (lock the core, commit, update memory, wake the scheduler) on
+/// a task of its own, so that it finishes even if whoever asked for it goes away. Why: hyper
+/// drops a handler's future when the connection closes, and a change stopped between its
+/// commit and its in-memory update leaves the two disagreeing (a submit committed without
+/// `next_job_number` advanced makes every later qsub collide with it); one stopped before
+/// its wake-up leaves a started job waiting for the periodic pass.
+pub async fn uncancelled<T: Send + 'static>(
+    change: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ChangeFailed> {
+    Ok(tokio::spawn(change).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_change_finishes_when_its_request_is_dropped() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (begun, started) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let handler = tokio::spawn(uncancelled(async move {
+            let _ = begun.send(());
+            // Stands for the commit that is in flight when the client goes away.
+            let _ = wait.await;
+            let _ = done.send(());
+        }));
+        started.await.expect("the change began");
+        // hyper drops the handler's future when its client disconnects.
+        handler.abort();
+        assert!(handler.await.unwrap_err().is_cancelled());
+        go.send(()).unwrap();
+        finished.await.expect("the change ran to its end");
+    }
     use crate::model::{DepKind, Dependency};
 
     #[test]

@@ -277,6 +277,15 @@ fn job_json(job: &Job) -> Result<String, StoreError> {
     })
 }
 
+/// Sets one `server_kv` entry (binds: key, value). A macro so that a statement can end with
+/// it (`concat!`): one round trip for a submit's job and number.
+macro_rules! upsert_kv {
+    () => {
+        "INSERT INTO server_kv (key, value) VALUES (?, ?) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+    };
+}
+
 impl StoreTx {
     /// Stores a new job with its script and the next job number, in one statement: a submit
     /// is the hottest write, and each statement is a round trip to SQLite's worker thread.
@@ -285,16 +294,16 @@ impl StoreTx {
         job: &Job,
         next: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?); \
-             INSERT INTO server_kv (key, value) VALUES ('next_job_number', ?) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?); ",
+            upsert_kv!()
+        ))
         .bind(job.seq as i64)
         .bind(job.state.letter())
         .bind(&job.queue)
         .bind(job_json(job)?)
         .bind(job.script.as_slice())
+        .bind("next_job_number")
         .bind(next.to_string())
         .execute(&mut *self.tx)
         .await?;
@@ -340,14 +349,11 @@ impl StoreTx {
     }
 
     async fn set_kv(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO server_kv (key, value) VALUES (?, ?) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(upsert_kv!())
+            .bind(key)
+            .bind(value)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

@@ -157,7 +157,8 @@ fn short_job_name(name: &str) -> Cow<'_, str> {
     if count <= 16 {
         return Cow::Borrowed(name);
     }
-    let (from, _) = name.char_indices().nth(count - 13).unwrap_or((0, ' '));
+    // count > 16, so the 13th character from the end exists.
+    let from = name.char_indices().nth(count - 13).map_or(0, |(i, _)| i);
     let tail = &name[from..];
     let start = tail.find('/').unwrap_or(0);
     Cow::Owned(format!("...{}", &tail[start..]))

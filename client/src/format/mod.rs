@@ -21,6 +21,7 @@ pub mod xml;
 
 use std::sync::Arc;
 
+use capstan_proto::text::same_text;
 use capstan_proto::v1 as pb;
 use chrono::TimeZone;
 
@@ -125,13 +126,6 @@ impl AttrView for Object {
     fn get_res(&self, name: &str, resource: &str) -> Option<&str> {
         Object::get_res(self, name, resource)
     }
-}
-
-/// String equality that never calls `memcmp` for empty strings (most resources are
-/// empty): an empty string's pointer may be dangling, and glibc's AVX-512 `memcmp` does a
-/// masked load from it that costs a microcode assist on every call.
-fn same_text(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 impl From<pb::StatObject> for Object {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use capstan_proto::v1 as pb;
 
-use super::{kind_from_wire, same_text, AttrView, Attribute, Kind, Object};
+use capstan_proto::text::same_text;
+
+use super::{kind_from_wire, AttrView, Attribute, Kind, Object};
 
 /// A reply whose offsets do not describe its own buffers: a server bug, reported rather than
 /// trusted (slicing with them could panic).
@@ -227,6 +229,16 @@ mod tests {
     }
 
     #[test]
+    fn the_default_listing_prints_rows_as_it_prints_objects() {
+        let table = Table::try_from(two_jobs()).unwrap();
+        let from_rows =
+            crate::format::jobs::default_listing(&table.rows().collect::<Vec<_>>(), true);
+        let from_objects = crate::format::jobs::default_listing(&table.into_objects(), true);
+        assert_eq!(from_rows, from_objects);
+        assert!(from_rows.contains("1.vm"), "{from_rows}");
+    }
+
+    #[test]
     fn offsets_that_do_not_fit_the_buffers_are_refused() {
         let broken = |change: fn(&mut pb::StatTable)| {
             let mut t = two_jobs();
@@ -237,6 +249,7 @@ mod tests {
         assert_eq!(broken(|t| t.value_ends[1] = 0).0, "values");
         assert_eq!(broken(|t| t.name_ends.push(8)).0, "rows without names");
         assert_eq!(broken(|t| t.cell_columns[0] = 3).0, "a cell's column");
+        assert_eq!(broken(|t| t.cell_columns.push(0)).0, "cells without values");
         assert_eq!(broken(|t| t.row_ends[1] = 5).0, "row cells");
         assert_eq!(broken(|t| t.row_ends = vec![4, 3]).0, "row cells");
         // An offset inside a multi-byte character.

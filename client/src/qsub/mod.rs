@@ -239,7 +239,7 @@ async fn submit(req: capstan_proto::v1::SubmitRequest) -> Result<String, QsubErr
     if let Some(err) = reply.error.filter(|e| e.code != 0) {
         return Err(error::submit_error(&err, nix::unistd::getuid().is_root()));
     }
-    // qsub exits once the id is printed: dropping the client (its channel and the buffer
+    // qsub exits right after submitting: dropping the client (its channel and the buffer
     // behind it) would only spend time the exit spends anyway.
     std::mem::forget(client);
     if reply.job_id.is_empty() {

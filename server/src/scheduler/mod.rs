@@ -514,7 +514,7 @@ impl Pipeline {
     }
 
     /// A pass that stops once no available node has a free slot (see [`Reach::UntilFull`]).
-    pub fn run_until_full(&self, snapshot: &Snapshot) -> Vec<Decision> {
+    fn run_until_full(&self, snapshot: &Snapshot) -> Vec<Decision> {
         self.run_reaching(snapshot, Reach::UntilFull)
     }
 
