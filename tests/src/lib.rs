@@ -422,6 +422,13 @@ impl Cluster {
             .map(|(_, c)| c.id())
     }
 
+    /// Sends `signal` to a MOM this cluster started.
+    pub fn signal_mom(&self, node: &str, signal: nix::sys::signal::Signal) {
+        let pid = self.mom_pid(node).expect("a MOM this cluster started");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .expect("signal the MOM");
+    }
+
     pub fn server_log(&self) -> String {
         fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
     }
@@ -546,6 +553,15 @@ impl Cluster {
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(!id.is_empty(), "qsub printed no job id");
         id
+    }
+
+    /// Submits `body` as `script_name`, waits (up to 30 s) for the job to complete and
+    /// returns its id and what it wrote to its default stdout file.
+    pub fn run_job(&self, script_name: &str, body: &str, args: &[&str]) -> (String, String) {
+        let id = self.qsub(script_name, body, args);
+        self.wait_state(&id, "C", Duration::from_secs(30));
+        let out = self.read(self.default_stdout(script_name, &id));
+        (id, out)
     }
 
     /// Where Torque puts a job's stdout by default: `SCRIPT.oSEQ` in the work directory.

@@ -144,14 +144,12 @@ fn job_environment_and_nodefile_follow_torque() {
 fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
     let c = Cluster::start(&one_node());
     let argv0 = |name: &str| {
-        let id = c.qsub(
+        let (_, out) = c.run_job(
             name,
             "head -c 100 /proc/$$/cmdline | tr '\\0' '\\n' | head -n 1\n",
             &[],
         );
-        c.wait_state(&id, "C", T);
         // The last line: a login profile may print before the script runs.
-        let out = c.read(c.default_stdout(name, &id));
         out.lines().last().unwrap_or_default().to_string()
     };
     let login = argv0("login.sh");
@@ -160,12 +158,7 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
     let config = c.mom_home("n1").join("mom_priv/config");
     std::fs::create_dir_all(config.parent().unwrap()).expect("mom_priv");
     std::fs::write(&config, "$source_login_batch false\n").expect("write config");
-    let pid = c.mom_pid("n1").expect("n1's MOM") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .expect("SIGHUP the MOM");
+    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
     assert!(
         wait_until(T, || c.mom_log("n1").contains("source_login_batch: false")),
         "the MOM did not reload its config:\n{}",
@@ -179,13 +172,11 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     let c = Cluster::start(&one_node());
     // The supervisor's name, command line and size of program text (all public in /proc).
-    let id = c.qsub(
+    let (_, out) = c.run_job(
         "parent.sh",
         "cat /proc/$PPID/comm\ntr '\\0' ' ' < /proc/$PPID/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$PPID/status\n",
         &[],
     );
-    c.wait_state(&id, "C", T);
-    let out = c.read(c.default_stdout("parent.sh", &id));
     let lines: Vec<&str> = out.lines().collect();
     let [.., comm, cmdline, text_kb] = lines[..] else {
         panic!("job output: {out:?}");

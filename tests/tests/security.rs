@@ -85,9 +85,8 @@ fn enrolment_keeps_secrets_private() {
     assert!(leftovers.is_empty(), "bundles left: {leftovers:?}");
     assert_contains(&c.server_log(), "TLS 1.3, client certificates required");
     // A job runs over the authenticated session.
-    let id = c.qsub("ok.sh", "echo over-tls\n", &["-j", "oe"]);
-    c.wait_state(&id, "C", T);
-    assert_contains(&c.read(c.default_stdout("ok.sh", &id)), "over-tls");
+    let (_, out) = c.run_job("ok.sh", "echo over-tls\n", &["-j", "oe"]);
+    assert_contains(&out, "over-tls");
 }
 
 #[test]
@@ -354,13 +353,11 @@ fn mom_in_another_network_namespace_joins_over_tls() {
         format!("MOM connected node=n1 peer={}:", ns.ns_ip),
     );
     // Work crosses the hop: a two-node job runs on both.
-    let id = c.qsub(
+    let (_, out) = c.run_job(
         "hop.sh",
         "cat $PBS_NODEFILE\n",
         &["-l", "nodes=2", "-j", "oe"],
     );
-    c.wait_state(&id, "C", T);
-    let out = c.read(c.default_stdout("hop.sh", &id));
     assert_contains(&out, "n1");
     assert_contains(&out, "n2");
 

@@ -316,9 +316,7 @@ fn job_environment_does_not_carry_the_moms() {
         "MOM did not come up:\n{}",
         c.mom_log("n1")
     );
-    let id = c.qsub("env.sh", "env\n", &["-v", "ASKED_FOR=yes"]);
-    c.wait_state(&id, "C", T);
-    let out = c.read(c.default_stdout("env.sh", &id));
+    let (id, out) = c.run_job("env.sh", "env\n", &["-v", "ASKED_FOR=yes"]);
     let names: Vec<&str> = out
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
@@ -395,9 +393,7 @@ fn job_gets_its_users_supplementary_groups() {
         .gid
         .as_raw();
     let c = Cluster::start(&one_node());
-    let id = c.qsub("groups.sh", "id -G\nid -g\nid -u\n", &[]);
-    c.wait_state(&id, "C", T);
-    let out = c.read(c.default_stdout("groups.sh", &id));
+    let (_, out) = c.run_job("groups.sh", "id -G\nid -g\nid -u\n", &[]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     let groups: Vec<u32> = lines[0]
