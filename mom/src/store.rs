@@ -103,6 +103,22 @@ impl Store {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if let Some(stem) = name.strip_suffix(".json.tmp") {
+                // A MOM from before records were appended wrote each version here and renamed
+                // it into place; one killed between the two left this behind. It never became
+                // the record (`STEM.json` still holds the version before), so it can go.
+                if stem.parse::<u64>().is_ok() {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::info!(file = %path.display(), "removed an unfinished run record write")
+                        }
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), "cannot remove an unfinished run record write: {e}")
+                        }
+                    }
+                }
+                continue;
+            }
             let Some(stem) = name.strip_suffix(".json") else {
                 continue;
             };
@@ -206,6 +222,20 @@ mod tests {
         store.delete(9).expect("delete");
         store.delete(9).expect("delete twice");
         assert!(store.load_all().is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_write_of_an_older_mom_is_removed_and_the_record_kept() {
+        let (_dir, layout, store) = store();
+        let r = started(6);
+        store.save(&r).expect("save");
+        let leftover = layout.jobs_dir().join("6.json.tmp");
+        std::fs::write(&leftover, b"{\"half\": ").expect("write");
+        let other = layout.jobs_dir().join("notes.json.tmp");
+        std::fs::write(&other, b"not ours").expect("write");
+        assert_eq!(store.load_all(), vec![r]);
+        assert!(!leftover.exists());
+        assert!(other.exists(), "only run-record leftovers are removed");
     }
 
     #[test]
