@@ -613,15 +613,15 @@ pub async fn submit(
     let seq = core.state.next_job_number;
     let next = seq + 1;
     let built = build_job(core, caller, seq, input, now);
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    match &built {
-        Ok(job) => tx.insert_job_and_next_number(job, next).await,
+    let written = match &built {
+        Ok(job) => core.store.insert_job(job).await,
         // A refused submission still uses up its number.
-        Err(_) => tx.set_next_job_number(next).await,
-    }
-    .map_err(PbsError::system)?;
-    tx.commit().await.map_err(PbsError::system)?;
+        Err(_) => core.store.set_next_job_number(next).await,
+    };
+    // Advanced even when the write failed: an error that hides a commit must not make every
+    // later qsub collide with the stored job, and a number skipped is harmless.
     core.state.next_job_number = next;
+    written.map_err(PbsError::system)?;
     let job = built?;
     let id = job.id(&core.state.server_name);
     info!(job = %id, user = %caller.user, state = job.state.letter(), "job submitted");
@@ -1293,9 +1293,9 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
         return Ok(0);
     }
     let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    for seq in &old {
-        tx.delete_job(*seq).await.map_err(PbsError::system)?;
-    }
+    tx.purge_jobs(&old, core.state.next_job_number)
+        .await
+        .map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     for seq in &old {
         core.state.remove_job(*seq);
@@ -1333,11 +1333,9 @@ mod tests {
         let store = crate::store::Store::open(&dir.join("db"), false)
             .await
             .unwrap();
-        let mut tx = store.begin().await.unwrap();
         for j in &jobs {
-            tx.insert_job_and_next_number(j, 99).await.unwrap();
+            store.insert_job(j).await.unwrap();
         }
-        tx.commit().await.unwrap();
         let mut config = crate::config::Config::new(dir.to_path_buf(), "vm".into());
         config.durable = false;
         let mut state = State::new(
@@ -1371,6 +1369,43 @@ mod tests {
 
     fn code(r: &ActionResult) -> Option<(i32, String)> {
         r.1.as_ref().map(|e| (e.code, e.detail.clone()))
+    }
+
+    #[tokio::test]
+    async fn a_refused_submission_uses_up_its_number_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), vec![job(3, JobState::Queued)]).await;
+        let input = SubmitInput {
+            attrs: Vec::new(),
+            script: b"true\n".to_vec(),
+            destination: "nosuchqueue".into(),
+        };
+        let refused = submit(&mut core, &user(1000), &input, 100)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, pbse::UNKQUE);
+        assert_eq!(core.state.next_job_number, 11);
+        let loaded = core.store.load().await.unwrap();
+        assert_eq!(loaded.jobs.len(), 1);
+        assert_eq!(loaded.next_job_number, Some(11));
+    }
+
+    #[tokio::test]
+    async fn purged_jobs_leave_their_numbers_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let completed = |seq| {
+            let mut j = job(seq, JobState::Completed);
+            j.comp_time = Some(100);
+            j
+        };
+        let mut core = core_with_jobs(dir.path(), vec![completed(3), completed(4)]).await;
+        assert_eq!(core.state.next_job_number, 10);
+        let expired = 100 + core.config.keep_completed as i64;
+        let purged = purge_completed(&mut core, expired).await.unwrap();
+        assert_eq!(purged, 2);
+        let loaded = core.store.load().await.unwrap();
+        assert!(loaded.jobs.is_empty());
+        assert_eq!(loaded.next_job_number, Some(10));
     }
 
     #[tokio::test]

@@ -7,9 +7,11 @@
 //!   change), so a pool would only add lock contention inside SQLite.
 //! * Typed columns for what is looked up (`seq`, `state`, run ids), one JSON column for the rest
 //!   of an object; row structs are private and become domain types before leaving the module.
-//! * Changes go through [`StoreTx`]: callers build one transaction per logical change (a submit,
-//!   a scheduling pass with all its runs, a run's end with its dependents) and commit it before
-//!   they touch memory or answer anyone.
+//! * Changes go through [`StoreTx`]: callers build one transaction per logical change (a
+//!   scheduling pass with all its runs, a run's end with its dependents) and commit it before
+//!   they touch memory or answer anyone. A submit, the hottest write, is one statement and
+//!   needs no explicit transaction ([`Store::insert_job`], or [`Store::set_next_job_number`]
+//!   for a refused one).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -43,7 +46,8 @@ pub enum StoreError {
 /// Everything the server loads at start.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// `None` on a fresh database.
+    /// The stored number or one past the highest stored job, whichever is higher; `None` on
+    /// a fresh database.
     pub next_job_number: Option<u64>,
     pub default_queue: Option<String>,
     /// `None` on a database written before server attributes existed.
@@ -199,6 +203,11 @@ impl Store {
             job.script = Arc::new(row.script);
             loaded.jobs.push(job);
         }
+        // A job row witnesses its number; `next_job_number` itself is written only when numbers
+        // are used with no row left to show it (refused submissions, purges).
+        if let Some(highest) = loaded.jobs.iter().map(|j| j.seq).max() {
+            loaded.next_job_number = Some(loaded.next_job_number.unwrap_or(0).max(highest + 1));
+        }
         let nodes = sqlx::query("SELECT name, offline, note FROM nodes")
             .fetch_all(&self.pool)
             .await?;
@@ -258,6 +267,27 @@ impl Store {
         })
     }
 
+    /// Stores a submitted job: one statement in SQLite's own (autocommit) transaction, so it
+    /// is committed (with `durable`, synced) when this returns. Not a [`StoreTx`]: BEGIN, INSERT and COMMIT are three
+    /// round trips to SQLite's worker thread, and each hand-off there and back is a thread
+    /// wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
+    /// derives it from the highest stored sequence number.
+    pub async fn insert_job(&self, job: &Job) -> Result<(), StoreError> {
+        insert_job_query(job)?.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records that numbers below `next` are used although no job row shows it (a refused
+    /// submission); one autocommitted statement, as [`Store::insert_job`].
+    pub async fn set_next_job_number(&self, next: u64) -> Result<(), StoreError> {
+        sqlx::query(UPSERT_KV)
+            .bind("next_job_number")
+            .bind(next.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Closes the pool (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -277,39 +307,25 @@ fn job_json(job: &Job) -> Result<String, StoreError> {
     })
 }
 
-/// Sets one `server_kv` entry (binds: key, value). A macro so that a statement can end with
-/// it (`concat!`): one round trip for a submit's job and number.
-macro_rules! upsert_kv {
-    () => {
-        "INSERT INTO server_kv (key, value) VALUES (?, ?) \
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-    };
+/// Sets one `server_kv` entry (binds: key, value).
+const UPSERT_KV: &str = "INSERT INTO server_kv (key, value) VALUES (?, ?) \
+     ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+/// A new job with its script (binds the job's columns).
+fn insert_job_query(
+    job: &Job,
+) -> Result<sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>>, StoreError> {
+    Ok(
+        sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
+            .bind(job.seq as i64)
+            .bind(job.state.letter())
+            .bind(&job.queue)
+            .bind(job_json(job)?)
+            .bind(job.script.as_slice()),
+    )
 }
 
 impl StoreTx {
-    /// Stores a new job with its script and the next job number, in one statement: a submit
-    /// is the hottest write, and each statement is a round trip to SQLite's worker thread.
-    pub async fn insert_job_and_next_number(
-        &mut self,
-        job: &Job,
-        next: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?); ",
-            upsert_kv!()
-        ))
-        .bind(job.seq as i64)
-        .bind(job.state.letter())
-        .bind(&job.queue)
-        .bind(job_json(job)?)
-        .bind(job.script.as_slice())
-        .bind("next_job_number")
-        .bind(next.to_string())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
     /// Rewrites an existing job's attributes (the script never changes).
     pub async fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
         sqlx::query("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?")
@@ -322,15 +338,23 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Forgets purged jobs.
-    pub async fn delete_job(&mut self, seq: u64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM jobs WHERE seq = ?")
-            .bind(seq as i64)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    /// Forgets purged jobs. Their rows were what showed their numbers used (see
+    /// [`Store::load`]), so the server's `next_job_number` is recorded with them.
+    pub async fn purge_jobs(
+        &mut self,
+        seqs: &[u64],
+        next_job_number: u64,
+    ) -> Result<(), StoreError> {
+        for seq in seqs {
+            sqlx::query("DELETE FROM jobs WHERE seq = ?")
+                .bind(*seq as i64)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.set_next_job_number(next_job_number).await
     }
 
+    /// Records the next job number; never lower than one recorded or derived before.
     pub async fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
         self.set_kv("next_job_number", &next.to_string()).await
     }
@@ -349,7 +373,7 @@ impl StoreTx {
     }
 
     async fn set_kv(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(upsert_kv!())
+        sqlx::query(UPSERT_KV)
             .bind(key)
             .bind(value)
             .execute(&mut *self.tx)
@@ -555,11 +579,7 @@ pub(crate) mod tests {
         let path = dir.path().join("capstan.db");
         {
             let store = Store::open(&path, true).await.unwrap();
-            let mut tx = store.begin().await.unwrap();
-            tx.insert_job_and_next_number(&sample_job(0), 1)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
+            store.insert_job(&sample_job(0)).await.unwrap();
             // No close: simulate the process dying right after the acknowledgement.
             std::mem::forget(store);
         }
@@ -572,21 +592,14 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_submission_write_changes_nothing() {
+    async fn a_second_job_with_a_used_number_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), false).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        tx.insert_job_and_next_number(&sample_job(4), 5)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        // The same sequence number again: the insert fails, and the number is not written.
-        let mut tx = store.begin().await.unwrap();
+        store.insert_job(&sample_job(4)).await.unwrap();
+        // The same sequence number again: the insert fails and changes nothing.
         let mut again = sample_job(4);
         again.name = "again".into();
-        assert!(tx.insert_job_and_next_number(&again, 9).await.is_err());
-        // Committed anyway: the failed insert stopped the statement before the number.
-        tx.commit().await.unwrap();
+        assert!(store.insert_job(&again).await.is_err());
         let loaded = store.load().await.unwrap();
         assert_eq!(loaded.next_job_number, Some(5));
         assert_eq!(loaded.jobs.len(), 1);
@@ -594,26 +607,40 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn the_next_job_number_follows_the_highest_job_unless_more_were_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        assert_eq!(store.load().await.unwrap().next_job_number, None);
+        store.insert_job(&sample_job(7)).await.unwrap();
+        store.insert_job(&sample_job(2)).await.unwrap();
+        assert_eq!(store.load().await.unwrap().next_job_number, Some(8));
+        // A refused submission used 8 and 9.
+        store.set_next_job_number(10).await.unwrap();
+        assert_eq!(store.load().await.unwrap().next_job_number, Some(10));
+        store.insert_job(&sample_job(10)).await.unwrap();
+        assert_eq!(store.load().await.unwrap().next_job_number, Some(11));
+    }
+
+    #[tokio::test]
     async fn uncommitted_changes_are_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        store.insert_job(&sample_job(3)).await.unwrap();
         {
             let mut tx = store.begin().await.unwrap();
-            tx.insert_job_and_next_number(&sample_job(3), 99)
-                .await
-                .unwrap();
+            tx.purge_jobs(&[3], 99).await.unwrap();
         }
-        assert!(store.load().await.unwrap().jobs.is_empty());
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.jobs.len(), 1);
+        assert_eq!(loaded.next_job_number, Some(4));
     }
 
     #[tokio::test]
     async fn runs_get_increasing_ids_and_end_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        store.insert_job(&sample_job(0)).await.unwrap();
         let mut tx = store.begin().await.unwrap();
-        tx.insert_job_and_next_number(&sample_job(0), 99)
-            .await
-            .unwrap();
         let a = tx.insert_run(0, "n1", "n1/0", 10).await.unwrap();
         let b = tx.insert_run(0, "n1", "n1/0", 20).await.unwrap();
         tx.end_run(a, 15, 0).await.unwrap();
@@ -632,8 +659,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), false).await.unwrap();
         let mut job = sample_job(5);
+        store.insert_job(&job).await.unwrap();
         let mut tx = store.begin().await.unwrap();
-        tx.insert_job_and_next_number(&job, 99).await.unwrap();
         tx.save_queue(&Queue {
             enabled: true,
             started: true,
@@ -665,9 +692,11 @@ pub(crate) mod tests {
         assert_eq!(loaded.jobs[0].exit_status, Some(3));
         assert!(loaded.node_flags["n1"].offline);
         let mut tx = store.begin().await.unwrap();
-        tx.delete_job(5).await.unwrap();
+        tx.purge_jobs(&[5], 6).await.unwrap();
         tx.commit().await.unwrap();
-        assert!(store.load().await.unwrap().jobs.is_empty());
+        let loaded = store.load().await.unwrap();
+        assert!(loaded.jobs.is_empty());
+        assert_eq!(loaded.next_job_number, Some(6));
     }
 
     #[tokio::test]
