@@ -19,5 +19,3 @@ pub mod getopt;
 pub mod jobctl;
 pub mod qmgr;
 pub mod qsub;
-
-pub use capstan_proto::text::before_at;

@@ -239,7 +239,7 @@ fn reply(server_name: String, objects: Vec<StatObject>, errors: Vec<PbsError>) -
 /// A state change whose task failed, as the client sees it.
 impl From<ChangeFailed> for Status {
     fn from(e: ChangeFailed) -> Status {
-        error!(error = %e, "state change failed");
+        error!("{e}");
         Status::internal("state change failed")
     }
 }

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -273,19 +272,21 @@ impl Store {
     /// wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
     /// derives it from the highest stored sequence number.
     pub async fn insert_job(&self, job: &Job) -> Result<(), StoreError> {
-        insert_job_query(job)?.execute(&self.pool).await?;
+        sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
+            .bind(job.seq as i64)
+            .bind(job.state.letter())
+            .bind(&job.queue)
+            .bind(job_json(job)?)
+            .bind(job.script.as_slice())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Records that numbers below `next` are used although no job row shows it (a refused
     /// submission); one autocommitted statement, as [`Store::insert_job`].
     pub async fn set_next_job_number(&self, next: u64) -> Result<(), StoreError> {
-        sqlx::query(UPSERT_KV)
-            .bind("next_job_number")
-            .bind(next.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        set_kv(&self.pool, "next_job_number", &next.to_string()).await
     }
 
     /// Closes the pool (checkpointing the WAL).
@@ -307,22 +308,21 @@ fn job_json(job: &Job) -> Result<String, StoreError> {
     })
 }
 
-/// Sets one `server_kv` entry (binds: key, value).
-const UPSERT_KV: &str = "INSERT INTO server_kv (key, value) VALUES (?, ?) \
-     ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-
-/// A new job with its script (binds the job's columns).
-fn insert_job_query(
-    job: &Job,
-) -> Result<sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>>, StoreError> {
-    Ok(
-        sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
-            .bind(job.seq as i64)
-            .bind(job.state.letter())
-            .bind(&job.queue)
-            .bind(job_json(job)?)
-            .bind(job.script.as_slice()),
+/// Sets one `server_kv` entry, in a transaction or autocommitted on the pool.
+async fn set_kv<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO server_kv (key, value) VALUES (?, ?) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     )
+    .bind(key)
+    .bind(value)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 impl StoreTx {
@@ -354,13 +354,14 @@ impl StoreTx {
         self.set_next_job_number(next_job_number).await
     }
 
-    /// Records the next job number; never lower than one recorded or derived before.
+    /// Records the next job number. Callers pass one no lower than any recorded or derived
+    /// before ([`Store::load`]).
     pub async fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
-        self.set_kv("next_job_number", &next.to_string()).await
+        set_kv(&mut *self.tx, "next_job_number", &next.to_string()).await
     }
 
     pub async fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
-        self.set_kv("default_queue", queue).await
+        set_kv(&mut *self.tx, "default_queue", queue).await
     }
 
     pub async fn save_server_attrs(&mut self, attrs: &ServerAttrs) -> Result<(), StoreError> {
@@ -369,16 +370,7 @@ impl StoreTx {
             key: "server_attrs".into(),
             message: e.to_string(),
         })?;
-        self.set_kv("server_attrs", &json).await
-    }
-
-    async fn set_kv(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(UPSERT_KV)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        set_kv(&mut *self.tx, "server_attrs", &json).await
     }
 
     pub async fn save_queue(&mut self, queue: &Queue) -> Result<(), StoreError> {

@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-use capstan_client::before_at;
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::jobs::{self, AltOptions, Filter, MemUnit};
 use capstan_client::format::table::{MalformedTable, Table};
@@ -14,6 +13,7 @@ use capstan_client::format::wrap::{LINE_SIZE, NO_WRAP};
 use capstan_client::format::{emit, queues, Object, ServerError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_proto::pbse;
+use capstan_proto::text::before_at;
 use capstan_proto::v1::batch_client::BatchClient;
 use capstan_proto::v1::{StatJobsRequest, StatQueuesRequest, StatReply, StatServerRequest};
 use tonic::transport::Channel;

@@ -8,7 +8,7 @@ use chrono::TimeZone;
 
 use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
-use crate::before_at;
+use capstan_proto::text::before_at;
 use std::borrow::Cow;
 
 use super::{cut, left, push_padded, right, AttrView, Kind, Object};

@@ -246,7 +246,7 @@ pub fn parse(line: &str) -> Result<Option<Directive>, ParseError> {
                 names = word
                     .split(',')
                     .filter(|n| !n.is_empty() && *n != "@default")
-                    .map(|n| crate::before_at(n).to_string())
+                    .map(|n| capstan_proto::text::before_at(n).to_string())
                     .collect();
             }
             pos = col + word.len();

@@ -107,7 +107,7 @@ pub fn valid_job_name(name: &str) -> bool {
 fn valid_at_list(list: &str, absolute: bool) -> bool {
     !list.is_empty()
         && list.split(',').all(|item| {
-            let name = crate::before_at(item.trim());
+            let name = capstan_proto::text::before_at(item.trim());
             !name.is_empty() && (!absolute || name.starts_with('/'))
         })
 }

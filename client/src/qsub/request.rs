@@ -8,7 +8,7 @@ use super::options::{Context, JobOptions};
 /// (the server, which knows its real default queue, may correct it).
 pub fn origin_queue(destination: Option<&str>) -> String {
     destination
-        .map(crate::before_at)
+        .map(capstan_proto::text::before_at)
         .filter(|q| !q.is_empty())
         .unwrap_or("batch")
         .to_string()
