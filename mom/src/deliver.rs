@@ -64,9 +64,14 @@ pub struct DeliveryPlan {
     pub files: Vec<Delivery>,
 }
 
-/// Longest answer read from a copy (the exec'd helper's, or a supervisor's
-/// `delivered` line): JSON, one short error per file. Whoever answers may run
-/// as the job's user, so what is read is bounded.
+fn log_delivered(plan: &DeliveryPlan, d: &Delivery) {
+    tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
+}
+
+/// Longest answer or line read from a helper: the copy helper's JSON answer
+/// (one short error per file), and each line a supervisor sends (`started`,
+/// `failed`, `exited`, `delivered`). Whoever writes it may run as the job's user, so
+/// what is read is bounded.
 pub(crate) const MAX_ANSWER: u64 = 1 << 20;
 
 /// One result per copy, in order: `None` when the file was copied, else the
@@ -98,7 +103,7 @@ where
         match std::fs::symlink_metadata(&d.spool) {
             // `/dev/null` is never copied to (Torque skips it too), so it needs no process.
             Ok(_) if is_null(d) => {
-                tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
+                log_delivered(plan, d);
             }
             Ok(_) => pending.push(d.clone()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -128,7 +133,7 @@ where
     let copied = copy_all(plan, &pending, copy);
     for (d, result) in pending.iter().zip(copied) {
         let Some(error) = result else {
-            tracing::info!(job = %plan.job_id, "delivered {} to {}", d.spool.display(), d.dest.display());
+            log_delivered(plan, d);
             continue;
         };
         let kept = retain(layout, plan.uid, &d.spool);

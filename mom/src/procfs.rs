@@ -2,7 +2,8 @@
 //! users) and per-job usage (the processes in a job's session).
 //!
 //! Parsers are pure functions over the file text so they can be tested with
-//! fixed input; [`scan`] is the only function that touches the filesystem.
+//! fixed input; the readers ([`scan`], [`proc_of`], [`stat_of`], [`cmdline`])
+//! only open the files and hand the text to them.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -92,6 +93,17 @@ fn read_proc(dir: &Path) -> Option<Proc> {
 pub fn stat_of(pid: i32) -> Option<ProcStat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
+}
+
+/// The arguments of one process (`/proc/PID/cmdline`), if it exists.
+pub fn cmdline(pid: i32) -> Option<Vec<Vec<u8>>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args: Vec<Vec<u8>> = raw.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    // The kernel ends every argument with a NUL, so the split leaves an empty last piece.
+    if args.last().is_some_and(Vec::is_empty) {
+        args.pop();
+    }
+    Some(args)
 }
 
 /// Totals over the live processes of one session.

@@ -72,6 +72,18 @@ struct Live {
 struct Entry {
     record: RunRecord,
     live: Option<Live>,
+    /// Taken while this run's record is written (see [`Runner::save_latest`]).
+    saving: Arc<Mutex<()>>,
+}
+
+impl Entry {
+    fn new(record: RunRecord, live: Option<Live>) -> Entry {
+        Entry {
+            record,
+            live,
+            saving: Arc::default(),
+        }
+    }
 }
 
 pub struct Runner {
@@ -122,6 +134,22 @@ impl Runner {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends the run's record as the map holds it now. The record is changed under the
+    /// runs lock and written after it is released, so two changes of one run can reach the
+    /// disk in either order; each write takes the run's own lock and writes the newest
+    /// version, so the file's last version is the map's. A run already forgotten is not
+    /// written again.
+    fn save_latest(&self, run_id: u64) {
+        let Some(saving) = self.runs().get(&run_id).map(|e| Arc::clone(&e.saving)) else {
+            return;
+        };
+        let _turn = saving.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(record) = self.runs().get(&run_id).map(|e| e.record.clone()) else {
+            return;
+        };
+        self.save(&record);
+    }
+
     fn save(&self, record: &RunRecord) {
         if let Err(e) = self.store.save(record) {
             tracing::error!(run = record.run_id, job = %record.job_id, "cannot persist run record: {e}");
@@ -165,7 +193,7 @@ impl Runner {
                 }
             }
             tracing::info!(run = run_id, job = %record.job_id, ended = record.is_ended(), "holding run from disk");
-            self.runs().insert(run_id, Entry { record, live });
+            self.runs().insert(run_id, Entry::new(record, live));
         }
         // Watchers start once every entry is in the map (they may finish a run at once).
         for (run_id, record, done1, done2) in adopted {
@@ -239,16 +267,10 @@ impl Runner {
                     && !e.record.is_ended()
                     && !e.live.as_ref().is_some_and(|live| live.cancelled)
             });
-            runs.insert(
-                run_id,
-                Entry {
-                    record: record.clone(),
-                    live: None,
-                },
-            );
+            runs.insert(run_id, Entry::new(record.clone(), None));
             busy
         };
-        self.save(&record);
+        self.save_latest(run_id);
         let launched = if conflict {
             Err(launch::LaunchError(format!(
                 "job {} already runs on this node",
@@ -272,7 +294,7 @@ impl Runner {
                 if let Some(entry) = self.runs().get_mut(&run_id) {
                     entry.record = record.clone();
                 }
-                self.save(&record);
+                self.save_latest(run_id);
                 self.emit(Event::Ended { run_id, result });
                 return;
             }
@@ -296,7 +318,7 @@ impl Runner {
                 peak: Usage::default(),
             });
         }
-        self.save(&record);
+        self.save_latest(run_id);
         self.emit(Event::Started {
             run_id,
             session_id: l.pid,
@@ -418,15 +440,14 @@ impl Runner {
             message,
             copy_errors,
         };
-        let record = {
+        {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
                 return;
             };
             entry.record.phase = Phase::Ended(result.clone());
-            entry.record.clone()
-        };
-        self.save(&record);
+        }
+        self.save_latest(run_id);
         self.emit(Event::Ended { run_id, result });
     }
 
@@ -465,7 +486,7 @@ impl Runner {
                 }
             }
         };
-        let (pgid, done, record) = {
+        let (pgid, done) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
                 tracing::warn!(
@@ -491,11 +512,11 @@ impl Runner {
             } else {
                 entry.record.interventions.record_signal(sig);
             }
-            (pgid, done, entry.record.clone())
+            (pgid, done)
         };
         // Persist first: after a MOM restart the exit status must still say
         // "the MOM delivered this".
-        self.save(&record);
+        self.save_latest(run_id);
         tracing::info!(run = run_id, pgid, %signal, delete, "signalling job");
         kill_session(pgid, signal, false);
         if delete {
@@ -599,17 +620,16 @@ impl Runner {
                 _ = ended(&mut done) => return,
             }
             let elapsed = (now_secs() - start_time).max(0) as u64;
-            let record = {
+            {
                 let mut runs = runner.runs();
                 let Some(entry) = runs.get_mut(&run_id).filter(|e| e.live.is_some()) else {
                     return;
                 };
                 entry.record.interventions.walltime = true;
                 entry.record.walltime_elapsed = elapsed;
-                entry.record.clone()
-            };
+            }
             let r = Arc::clone(&runner);
-            let _ = tokio::task::spawn_blocking(move || r.save(&record)).await;
+            let _ = tokio::task::spawn_blocking(move || r.save_latest(run_id)).await;
             tracing::info!(
                 run = run_id,
                 pgid,
@@ -718,10 +738,9 @@ fn is_supervisor_of(p: &Proc, exit_file: &Path) -> bool {
     pid > 1
         && p.stat.state != 'Z'
         && p.uid == nix::unistd::geteuid().as_raw()
-        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            let mut args = c.split(|b| *b == 0).skip(1);
-            args.next() == Some(supervisor::SUPERVISE_ARG.as_bytes())
-                && args.next() == Some(exit_file.as_os_str().as_bytes())
+        && procfs::cmdline(pid).is_some_and(|args| {
+            args.get(1).map(Vec::as_slice) == Some(supervisor::SUPERVISE_ARG.as_bytes())
+                && args.get(2).map(Vec::as_slice) == Some(exit_file.as_os_str().as_bytes())
         })
 }
 

@@ -10,8 +10,10 @@
 //! inode for every change of every job, which on a busy node was a measurable
 //! share of the MOM's work.
 //!
-//! An ended run never runs again, so once a version says Ended it is the
-//! record, whatever is appended after it (a late signal's bookkeeping).
+//! The runner writes each run's versions in order (`Runner::save_latest`). MOMs
+//! before that could append a late signal's stale version after the end, so
+//! loading still takes a version that says Ended over any after it: an ended
+//! run never runs again.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -103,18 +105,15 @@ impl Store {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if let Some(stem) = name.strip_suffix(".json.tmp") {
+            if is_unfinished_write(name) {
                 // A MOM from before records were appended wrote each version here and renamed
                 // it into place; one killed between the two left this behind. It never became
                 // the record (`STEM.json` still holds the version before), so it can go.
-                if stem.parse::<u64>().is_ok() {
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {
-                            tracing::info!(file = %path.display(), "removed an unfinished run record write")
-                        }
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), "cannot remove an unfinished run record write: {e}")
-                        }
+                let file = path.display();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(%file, "removed an unfinished run record write"),
+                    Err(e) => {
+                        tracing::warn!(%file, "cannot remove an unfinished run record write: {e}")
                     }
                 }
                 continue;
@@ -133,6 +132,12 @@ impl Store {
         out.sort_by_key(|r| r.run_id);
         out
     }
+}
+
+/// `RUNID.json.tmp`: what older MOMs wrote before renaming it to `RUNID.json`.
+fn is_unfinished_write(name: &str) -> bool {
+    name.strip_suffix(".json.tmp")
+        .is_some_and(|stem| stem.parse::<u64>().is_ok())
 }
 
 fn ends_with_newline(f: &std::fs::File, len: u64) -> io::Result<bool> {

@@ -64,18 +64,21 @@ pub const BINARY_NAME: &str = "capstan_supervisor";
 pub fn run_helper() -> Option<i32> {
     let mut argv = std::env::args_os().skip(1);
     let role = argv.next()?;
-    if role == SUPERVISE_ARG || role == deliver::DELIVER_ARG {
-        // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
-        // or "exe"; ps, top and pgrep should say what it is (15 bytes at most).
-        let _ = nix::sys::prctl::set_name(c"capstan_supervi");
-    }
-    if role == SUPERVISE_ARG {
-        Some(main(Path::new(&argv.next().unwrap_or_default())))
+    let supervise = if role == SUPERVISE_ARG {
+        true
     } else if role == deliver::DELIVER_ARG {
-        Some(deliver::helper_main())
+        false
     } else {
-        None
-    }
+        return None;
+    };
+    // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
+    // or "exe"; ps, top and pgrep should say what it is (15 bytes at most).
+    let _ = nix::sys::prctl::set_name(c"capstan_supervi");
+    Some(if supervise {
+        main(Path::new(&argv.next().unwrap_or_default()))
+    } else {
+        deliver::helper_main()
+    })
 }
 
 /// What the MOM execs for each run's supervisor and for the copy helper.

@@ -257,13 +257,7 @@ async fn cancel_kills_and_forgets() {
         .await
         .expect("cancel");
     // The run is forgotten once its shell is gone; no RunEnded is sent.
-    for _ in 0..100 {
-        if f.runner.held().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(f.runner.held().is_empty());
+    assert!(common::wait_until(Duration::from_secs(5), || f.runner.held().is_empty()).await);
     assert!(!f.layout.record(8).exists());
     assert!(
         !Path::new(&format!("/proc/{sid}")).exists()

@@ -195,13 +195,7 @@ async fn hello_welcome_run_ack_reconnect() {
         run_ids: vec![7],
     })))
     .expect("ack");
-    for _ in 0..100 {
-        if runner.held().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(runner.held().is_empty());
+    assert!(common::wait_until(Duration::from_secs(2), || runner.held().is_empty()).await);
     assert!(!layout.record(7).exists());
 
     drop(notify);

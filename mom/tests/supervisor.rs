@@ -131,7 +131,10 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(child.wait().expect("reaped").success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("waited");
+    assert!(status.expect("reaped").success());
     assert_eq!(
         std::fs::read_to_string(b.out("3")).expect("delivered by the helper"),
         "late\n"
@@ -175,11 +178,8 @@ async fn a_launch_no_mom_recorded_is_stopped() {
     assert_eq!(status.signal(), Some(9), "{status:?}");
     drop(link);
     let shell_gone = || capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z');
-    for _ in 0..200 {
-        if shell_gone() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(shell_gone(), "the job's shell still runs");
+    assert!(
+        common::wait_until(Duration::from_secs(10), shell_gone).await,
+        "the job's shell still runs"
+    );
 }

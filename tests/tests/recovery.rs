@@ -47,9 +47,10 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
     let id = c.qsub(
         "adopted.sh",
         &format!(
-            "touch {}\nfor _ in $(seq 600); do [ -e {} ] && break; sleep 0.05; done\necho finished\n",
+            "touch {}\nfor _ in $(seq 600); do [ -e {m} ] && break; sleep 0.05; done\n\
+             [ -e {m} ] && echo finished\n",
             started.display(),
-            marker.display()
+            m = marker.display()
         ),
         &[],
     );
@@ -71,8 +72,8 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
     c.wait_state(&id, "C", T);
     assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
     assert_eq!(c.job_attr(&id, "start_count").as_deref(), Some("1"));
-    // The supervisor had no MOM to tell; the new MOM's copy helper, as the job's user,
-    // delivered the output.
+    // The job saw the marker, so it was alive when the new MOM adopted it. The supervisor
+    // had no MOM to tell; the new MOM's copy helper, as the job's user, delivered the output.
     assert_eq!(c.read(c.default_stdout("adopted.sh", &id)), "finished\n");
 }
 

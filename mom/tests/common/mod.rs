@@ -6,11 +6,25 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use capstan_mom::job::{Event, RunRecord, RunSpec};
 use capstan_mom::layout::Layout;
 use capstan_mom::runner::Runner;
 use tokio::sync::mpsc;
+
+/// Whether `done` came true within `limit`, checked every 50 ms (for what no
+/// event announces, such as another process's end).
+pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
 
 /// A MOM home (`layout`) and a work directory for the jobs, removed on drop.
 pub struct Bed {
