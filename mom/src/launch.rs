@@ -14,26 +14,29 @@
 //!   the supervisor then calls `setsid` itself.
 //! * [`spawn_job`] (in the supervisor): forks the shell. Between `fork` and
 //!   `exec` the child makes only async-signal-safe system calls on data
-//!   prepared before the fork.
+//!   prepared before the fork, and it waits at a gate until the MOM has
+//!   recorded the run as running (see [`HeldShell`]).
 //!
-//! In the child, in order: `setsid` (the job gets its own session and process
-//! group, so signals reach all of it), `setgroups`/`setgid`/`setuid` (only when
+//! In the child, in order: signals unblocked and SIGPIPE at its default, `setsid`
+//! (the job gets its own session and process group, so signals reach all of
+//! it), stdin from `/dev/null`, `setgroups`/`setgid`/`setuid` (only when
 //! the MOM is root and the user differs), `umask 077`, then the output files
 //! are opened *as the user* with `O_NOFOLLOW` (so root never writes through a
 //! path the user controls): the spool files `JOBID.OU`/`.ER` in the job's own
 //! spool directory, or the `$HOME` file for a stream kept with `-k` (see
 //! `paths::spool`; the copy to the requested path happens after the job, as the
 //! user, in `deliver`), `chdir`, and `execve` of the job's shell (a login shell
-//! unless the MOM config says `$source_login_batch false`). If the
+//! unless the MOM config says `$source_login_batch false`) once the gate opens. If the
 //! shell cannot be exec'd the child writes Torque's message to its stderr file
 //! and exits 254, which is the job's exit status.
 //!
-//! Setup failures before exec are reported back through a close-on-exec pipe
-//! (one byte naming the step) plus the errno std's `Command` already carries.
+//! Setup failures before the gate are reported back through a close-on-exec
+//! pipe (one byte naming the step, then the errno); EOF on it means the child
+//! is set up and waiting.
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -116,6 +119,7 @@ enum Step {
     Stdout = 3,
     Stderr = 4,
     Chdir = 5,
+    Stdin = 6,
 }
 
 /// How the child opens its standard output and error.
@@ -124,7 +128,8 @@ enum Opens {
     Both(CString),
 }
 
-/// Everything the child needs, prepared before `fork`.
+/// Everything the child needs, prepared before `fork`. The descriptors stay
+/// owned by [`spawn_job`]; the child only uses their numbers.
 struct ChildPlan {
     identity: Option<Identity>,
     opens: Opens,
@@ -135,14 +140,15 @@ struct ChildPlan {
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     exec_fail_msg: Vec<u8>,
-    err_pipe: OwnedFd,
+    /// `/dev/null`, the job's stdin.
+    stdin: RawFd,
+    /// Write end of the error pipe (a failed step and its errno).
+    err_pipe: RawFd,
+    /// Read end of the gate [`HeldShell`] opens.
+    gate: RawFd,
+    /// The supervisor's ends of both pipes, closed first thing in the child.
+    parent_ends: [RawFd; 2],
 }
-
-// SAFETY: the raw pointers point into the CStrings owned by the same struct,
-// whose heap buffers never move or change; the plan is only read.
-unsafe impl Send for ChildPlan {}
-// SAFETY: as above; no interior mutability.
-unsafe impl Sync for ChildPlan {}
 
 /// Resolves the user, writes the spool and node files, and starts the run's
 /// supervisor, which execs the shell (a login shell when `login`) and waits for
@@ -317,9 +323,40 @@ pub fn prepare(
     })
 }
 
-/// Forks and execs the job's shell as the plan says; returns its pid (= its
-/// session and process group id). Used by the supervisor.
-pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
+/// A job's shell, forked and set up as its user (session, identity, output
+/// files, working directory) and held just before `execve` until
+/// [`HeldShell::release`]. The supervisor releases it on the MOM's go-ahead,
+/// which the MOM gives once the run is recorded as running: a MOM that dies
+/// before that leaves a run that never ran a line of its script, so the next
+/// MOM's "never started" is true. Dropped unreleased, the child exits without
+/// exec'ing.
+#[derive(Debug)]
+pub struct HeldShell {
+    /// The shell's pid (= its session and process group id).
+    pub pid: i32,
+    /// Write end of the gate the child waits on; closing it unreleased stops the child.
+    gate: OwnedFd,
+}
+
+impl HeldShell {
+    /// Lets the shell exec the job.
+    pub fn release(self) -> io::Result<()> {
+        std::fs::File::from(self.gate).write_all(&[GO])
+    }
+}
+
+/// The byte that opens the gate of a [`HeldShell`].
+const GO: u8 = b'g';
+/// Exit code of a held child whose gate closed without [`GO`] (never seen by
+/// the server: the supervisor records the run as held back).
+const HELD_BACK_EXIT: i32 = 125;
+/// Exit code of a child whose setup failed (the error pipe says why).
+const SETUP_FAILED_EXIT: i32 = 126;
+
+/// Forks the job's shell as the plan says and holds it before `execve` (see
+/// [`HeldShell`]). Used by the supervisor, which is single-threaded: the child
+/// of its `fork` may run the prepared setup without an exec in between.
+pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     let ExecPlan {
         user_name,
         uid,
@@ -346,8 +383,14 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
         }
         Streams::IntoStdout(p) | Streams::IntoStderr(p) => Opens::Both(path_cstr(p)?),
     };
-    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| LaunchError(format!("pipe: {e}")))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))
+    };
+    let (err_read, err_write) = pipe()?;
+    let (gate_read, gate_write) = pipe()?;
+    let null = std::fs::File::open("/dev/null")
+        .map_err(|e| LaunchError(format!("PBS: cannot open /dev/null: {e}")))?;
     let child_plan = ChildPlan {
         identity: identity.clone(),
         opens,
@@ -358,44 +401,70 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<i32, LaunchError> {
         envp_ptrs: ptrs(&envp),
         _envp: envp,
         exec_fail_msg: format!("PBS: exec of shell '{}' failed\n", shell.display()).into_bytes(),
-        err_pipe: err_write,
+        stdin: null.as_raw_fd(),
+        err_pipe: err_write.as_raw_fd(),
+        gate: gate_read.as_raw_fd(),
+        parent_ends: [err_read.as_raw_fd(), gate_write.as_raw_fd()],
     };
-
-    let mut cmd = Command::new(shell);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: child_setup only makes async-signal-safe calls on prepared data.
-    unsafe {
-        cmd.pre_exec(move || child_setup(&child_plan));
-    }
-    let spawned = cmd.spawn();
-    drop(cmd); // closes our copy of the pipe's write end
-    match spawned {
-        Ok(child) => Ok(child.id() as i32),
+    // SAFETY: the supervisor is single-threaded (see above), and the child
+    // runs only `child_setup`, which never returns.
+    let pid = match unsafe { nix::unistd::fork() } {
         Err(e) => {
-            let mut step = [0u8; 1];
-            let got = std::fs::File::from(err_read).read(&mut step).unwrap_or(0);
-            let what = match (got, step[0]) {
-                (1, s) if s == Step::Setsid as u8 => "setsid failed".to_string(),
-                (1, s) if s == Step::Identity as u8 => {
-                    format!("cannot switch to user {user_name} (uid {uid})")
-                }
-                (1, s) if s == Step::Stdout as u8 => {
-                    format!("cannot open output file {}", out_path(streams).display())
-                }
-                (1, s) if s == Step::Stderr as u8 => format!(
-                    "cannot open error file {}",
-                    streams.stderr_target().display()
-                ),
-                (1, s) if s == Step::Chdir as u8 => {
-                    format!("cannot change to directory {}", workdir.display())
-                }
-                _ => "cannot start job shell".to_string(),
-            };
-            Err(LaunchError(format!("PBS: {what}: {e}")))
+            return Err(LaunchError(format!(
+                "PBS: cannot fork the job's shell: {e}"
+            )))
+        }
+        Ok(nix::unistd::ForkResult::Child) => child_setup(&child_plan),
+        Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+    };
+    drop((err_write, gate_read, null));
+    // Nothing back (EOF) once the child is set up and waits at the gate; on a
+    // failed step, the step and its errno.
+    let mut report = [0u8; 5];
+    let got = read_full(std::fs::File::from(err_read), &mut report);
+    if got == 0 {
+        return Ok(HeldShell {
+            pid,
+            gate: gate_write,
+        });
+    }
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let errno = io::Error::from_raw_os_error(i32::from_ne_bytes([
+        report[1], report[2], report[3], report[4],
+    ]));
+    let what = match report[0] {
+        s if s == Step::Setsid as u8 => "setsid failed".to_string(),
+        s if s == Step::Identity as u8 => {
+            format!("cannot switch to user {user_name} (uid {uid})")
+        }
+        s if s == Step::Stdin as u8 => "cannot redirect stdin".to_string(),
+        s if s == Step::Stdout as u8 => {
+            format!("cannot open output file {}", out_path(streams).display())
+        }
+        s if s == Step::Stderr as u8 => format!(
+            "cannot open error file {}",
+            streams.stderr_target().display()
+        ),
+        s if s == Step::Chdir as u8 => {
+            format!("cannot change to directory {}", workdir.display())
+        }
+        _ => "cannot start job shell".to_string(),
+    };
+    Err(LaunchError(format!("PBS: {what}: {errno}")))
+}
+
+/// Reads until `buf` is full or EOF; how many bytes came.
+fn read_full(mut from: impl Read, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match from.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
     }
+    got
 }
 
 fn out_path(streams: &Streams) -> &Path {
@@ -558,22 +627,40 @@ pub fn build_env(
     env
 }
 
-/// Runs in the child between fork and exec. Only async-signal-safe calls.
-fn child_setup(plan: &ChildPlan) -> io::Result<()> {
-    let fail = |step: Step| -> io::Result<()> {
-        let err = io::Error::last_os_error();
-        let b = [step as u8];
-        // SAFETY: write(2) on a valid fd and a 1-byte buffer.
-        unsafe { libc::write(plan.err_pipe.as_raw_fd(), b.as_ptr().cast(), 1) };
-        Err(err)
+/// Runs in the forked child, never returns: sets the child up, waits at the
+/// gate, execs the shell. Only async-signal-safe calls on prepared data.
+fn child_setup(plan: &ChildPlan) -> ! {
+    let fail = |step: Step| -> ! {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let mut report = [step as u8, 0, 0, 0, 0];
+        report[1..].copy_from_slice(&errno.to_ne_bytes());
+        // SAFETY: write(2) and _exit(2) on a valid fd and a local buffer.
+        unsafe {
+            libc::write(plan.err_pipe, report.as_ptr().cast(), report.len());
+            libc::_exit(SETUP_FAILED_EXIT)
+        }
     };
     // SAFETY: plain system calls on prepared, NUL-terminated data.
     unsafe {
+        // The parent's ends: the gate must read EOF once the supervisor is gone.
+        for fd in plan.parent_ends {
+            libc::close(fd);
+        }
+        // What std's Command would do: the job starts with no signal blocked and
+        // SIGPIPE at its default (Rust ignores it, and an ignored signal stays
+        // ignored across exec).
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
-            return fail(Step::Setsid);
+            fail(Step::Setsid);
+        }
+        if libc::dup2(plan.stdin, 0) < 0 {
+            fail(Step::Stdin);
         }
         if become_user(plan.identity.as_ref()).is_err() {
-            return fail(Step::Identity);
+            fail(Step::Identity);
         }
         let open = |p: &CString| {
             libc::open(
@@ -586,25 +673,37 @@ fn child_setup(plan: &ChildPlan) -> io::Result<()> {
             Opens::Separate(out, err) => {
                 let fd = open(out);
                 if fd < 0 || libc::dup2(fd, 1) < 0 {
-                    return fail(Step::Stdout);
+                    fail(Step::Stdout);
                 }
                 libc::close(fd);
                 let fd = open(err);
                 if fd < 0 || libc::dup2(fd, 2) < 0 {
-                    return fail(Step::Stderr);
+                    fail(Step::Stderr);
                 }
                 libc::close(fd);
             }
             Opens::Both(p) => {
                 let fd = open(p);
                 if fd < 0 || libc::dup2(fd, 1) < 0 || libc::dup2(fd, 2) < 0 {
-                    return fail(Step::Stdout);
+                    fail(Step::Stdout);
                 }
                 libc::close(fd);
             }
         }
         if libc::chdir(plan.workdir.as_ptr()) < 0 {
-            return fail(Step::Chdir);
+            fail(Step::Chdir);
+        }
+        // Set up: EOF on the error pipe tells the supervisor so.
+        libc::close(plan.err_pipe);
+        let mut go = 0u8;
+        let got = loop {
+            let n = libc::read(plan.gate, (&mut go as *mut u8).cast(), 1);
+            if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break n;
+            }
+        };
+        if got != 1 || go != GO {
+            libc::_exit(HELD_BACK_EXIT);
         }
         libc::execve(
             plan.shell.as_ptr(),

@@ -4,7 +4,10 @@
 //! State lives in one map guarded by a std mutex (critical sections are short
 //! and never await). Every phase change is written to the run's record on disk
 //! *before* it is reported, so a result reported once can always be reported
-//! again after a crash (the server acknowledges with AckRunEnded).
+//! again after a crash (the server acknowledges with AckRunEnded). A job's
+//! shell execs only once its run is recorded as running (its supervisor holds
+//! it until the MOM's go-ahead), so a run found still "starting" after a crash
+//! never ran.
 //!
 //! Each running job has:
 //! * a supervisor process (see `supervisor`) that waits for the shell, clears
@@ -58,6 +61,8 @@ use crate::supervisor::{self, ExitRecord, Link};
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
 /// Torque's default kill_delay, used when the server sends 0.
 const DEFAULT_KILL_DELAY: u32 = 2;
+/// The message of a run its MOM died launching (it never ran).
+const RESTARTED_WHILE_STARTING: &str = "pbs_mom restarted while starting the job";
 /// How often an adopted run (no waiter) is checked for its shell.
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
 
@@ -171,13 +176,12 @@ impl Runner {
             match record.phase {
                 Phase::Ended(_) => {}
                 Phase::Starting => {
-                    // The last MOM died mid-launch: a supervisor it started may be running
-                    // the job with nobody watching. The run is reported as never started,
-                    // so nothing of it may go on running.
+                    // The last MOM died mid-launch, before its go-ahead: a supervisor it
+                    // started may still hold the job's shell, which never exec'd the
+                    // script (see `launch::HeldShell`). It is stopped, and the run is
+                    // reported as never started, which it was not.
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
-                    record.phase = Phase::Ended(
-                        self.unstarted_result("pbs_mom restarted while starting the job"),
-                    );
+                    record.phase = Phase::Ended(self.never_ran());
                     self.save(&record);
                 }
                 Phase::Running => {
@@ -237,6 +241,15 @@ impl Runner {
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v
+    }
+
+    /// The end of a run its MOM died launching, before the go-ahead: the
+    /// script never ran, so the server may requeue it (JOB_EXEC_RETRY).
+    fn never_ran(&self) -> RunResult {
+        RunResult {
+            exit_status: exit::JOB_EXEC_RETRY,
+            ..self.unstarted_result(RESTARTED_WHILE_STARTING)
+        }
     }
 
     fn unstarted_result(&self, message: &str) -> RunResult {
@@ -309,16 +322,35 @@ impl Runner {
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
-        if let Some(entry) = self.runs().get_mut(&run_id) {
-            entry.record = record.clone();
-            entry.live = Some(Live {
-                pgid: l.pid,
-                done,
-                cancelled: false,
-                peak: Usage::default(),
-            });
+        let held = match self.runs().get_mut(&run_id) {
+            Some(entry) => {
+                entry.record = record.clone();
+                entry.live = Some(Live {
+                    pgid: l.pid,
+                    done,
+                    cancelled: false,
+                    peak: Usage::default(),
+                });
+                true
+            }
+            None => false,
+        };
+        let mut link = l.link;
+        if !held {
+            // Cancelled and forgotten while it launched: no go-ahead, so the shell
+            // never execs (see `launch::HeldShell`); what the launch left is removed.
+            tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
+            drop(link);
+            let _ = supervisor::wait_child(l.supervisor_pid);
+            self.remove_files(run_id, &spec.job_id);
+            return;
         }
         self.save_latest(run_id);
+        // Only now may the script run: the record says Running, so a MOM that
+        // dies from here on is followed by one that adopts the run.
+        if let Err(e) = link.go() {
+            tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the go-ahead: {e}");
+        }
         self.emit(Event::Started {
             run_id,
             session_id: l.pid,
@@ -327,7 +359,6 @@ impl Runner {
         let runner = Arc::clone(self);
         let supervisor_pid = l.supervisor_pid;
         let exit_file = self.layout.exit_file(run_id);
-        let mut link = l.link;
         self.rt.spawn_blocking(move || {
             if link.exited() {
                 // The exit file is written; the supervisor waits for its go-ahead.
@@ -373,6 +404,17 @@ impl Runner {
             (entry.record.clone(), live)
         };
         live.done.send_replace(true);
+        if waited.is_some_and(|w| w.held_back) {
+            // Recorded as running by a MOM that died before its go-ahead: the shell
+            // exited without exec'ing, so nothing ran and there is nothing to copy.
+            tracing::warn!(run = run_id, job = %record.job_id, "the job's shell was held back: its MOM went away before letting it run");
+            if live.cancelled {
+                self.forget(run_id);
+            } else {
+                self.end(run_id, self.never_ran());
+            }
+            return;
+        }
         // A supervisor that recorded finding nothing left, or killing and
         // reaping what was, leaves nothing to sweep (adopted runs included):
         // no /proc scan, and no signal to a process group whose id may already
@@ -440,6 +482,11 @@ impl Runner {
             message,
             copy_errors,
         };
+        self.end(run_id, result);
+    }
+
+    /// Records a held run's end, then reports it.
+    fn end(&self, run_id: u64, result: RunResult) {
         {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
@@ -453,23 +500,24 @@ impl Runner {
 
     /// Drops a run and its files (files only if no other held run uses the job's id).
     fn forget(&self, run_id: u64) {
-        let (job_id, shared) = {
-            let mut runs = self.runs();
-            let Some(entry) = runs.remove(&run_id) else {
-                return;
-            };
-            let job_id = entry.record.job_id;
-            let shared = runs.values().any(|e| e.record.job_id == job_id);
-            (job_id, shared)
+        let Some(entry) = self.runs().remove(&run_id) else {
+            return;
         };
+        let job_id = entry.record.job_id;
         if let Err(e) = self.store.delete(run_id) {
             tracing::error!(run = run_id, "cannot delete run record: {e}");
         }
-        let _ = std::fs::remove_file(self.layout.exit_file(run_id));
-        if !shared {
-            launch::remove_job_files(&self.layout, &job_id);
-        }
+        self.remove_files(run_id, &job_id);
         tracing::info!(run = run_id, job = %job_id, "run forgotten");
+    }
+
+    /// Removes the files of a run no longer held: its exit file, and the job's
+    /// files unless another held run uses them.
+    fn remove_files(&self, run_id: u64, job_id: &str) {
+        let _ = std::fs::remove_file(self.layout.exit_file(run_id));
+        if !self.runs().values().any(|e| e.record.job_id == job_id) {
+            launch::remove_job_files(&self.layout, job_id);
+        }
     }
 
     /// SignalRun: `signal` to the run's process group, or qdel's

@@ -23,12 +23,18 @@
 //!
 //! ```text
 //! → the ExecPlan as JSON
-//! ← started PID | failed MESSAGE
+//! ← started PID | failed MESSAGE   (the shell is set up, held before exec)
+//! → go                             (the MOM has recorded the run as running)
 //!      ... the job runs; its leftovers are cleared; the exit file is written ...
 //! ← exited
 //! → deliver [Delivery...]          (or EOF: nothing to copy, or the MOM is gone)
 //! ← delivered [null | "error"...]  | failed MESSAGE
 //! ```
+//!
+//! Without the `go` (EOF: the MOM died before recording the run, or it
+//! dropped a run cancelled meanwhile) the shell exits without exec'ing, and
+//! the exit file says `held_back`: a run the MOM never recorded as running
+//! never ran its script, so the next MOM's "never started" is the truth.
 //!
 //! The MOM appends its walltime notice to the stderr file between `exited`
 //! and `deliver`, so the notice is in what gets copied. EOF at the go-ahead
@@ -109,6 +115,7 @@ pub fn program() -> PathBuf {
 /// The words of the protocol (see the module comment).
 mod word {
     pub const STARTED: &str = "started";
+    pub const GO: &str = "go";
     pub const FAILED: &str = "failed";
     pub const EXITED: &str = "exited";
     pub const DELIVER: &str = "deliver";
@@ -128,6 +135,10 @@ pub struct ExitRecord {
     /// (`Unknown` in files written by older supervisors).
     #[serde(default)]
     pub leftovers: Leftovers,
+    /// The shell never exec'd the job: the MOM's go-ahead did not come (see
+    /// `launch::HeldShell`).
+    #[serde(default)]
+    pub held_back: bool,
 }
 
 /// Supervisor entry point; returns the process exit code.
@@ -162,18 +173,34 @@ pub fn main(exit_file: &Path) -> i32 {
     // Without it the job's orphans would go to init, and only a /proc sweep
     // by the MOM could find them: say so in the record rather than fail the job.
     let reaper = leftovers::become_subreaper().is_ok();
-    let pid = match launch::spawn_job(&plan) {
-        Ok(pid) => pid,
+    let shell = match launch::spawn_job(&plan) {
+        Ok(shell) => shell,
         Err(e) => {
             let _ = writeln!(out, "{} {}", word::FAILED, one_line(&e.0));
             return 0;
         }
     };
+    let pid = shell.pid;
     let _ = writeln!(out, "{} {pid}", word::STARTED);
     let _ = out.flush();
+    // The go-ahead comes once the MOM has recorded the run as running. Without
+    // it (EOF: the MOM died, or dropped a run cancelled meanwhile) the shell
+    // never execs, and the exit file says so.
+    line.clear();
+    let go_ahead = input.read_line(&mut line).is_ok() && line.trim_end() == word::GO;
+    let released = if go_ahead {
+        shell.release().is_ok()
+    } else {
+        drop(shell); // closes the gate: the child exits
+        false
+    };
     let Some(mut record) = wait_for_shell(pid) else {
         return 1;
     };
+    if !released {
+        record.held_back = true;
+        return i32::from(write_exit_file(exit_file, &record).is_err());
+    }
     if reaper {
         record.leftovers = leftovers::clear(leftovers::PATIENCE);
     }
@@ -276,6 +303,12 @@ impl Link {
         }
     }
 
+    /// Tells the supervisor to let the held shell exec (the run is recorded).
+    pub fn go(&mut self) -> io::Result<()> {
+        writeln!(self.to, "{}", word::GO)?;
+        self.to.flush()
+    }
+
     /// Blocks until the supervisor says the job has ended and its exit file
     /// is written (true), or until it is gone without saying so (false).
     pub fn exited(&mut self) -> bool {
@@ -352,6 +385,7 @@ fn wait4_until(which: i32, pid: i32) -> Option<ExitRecord> {
                 cput_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
                 maxrss_kb: ru.ru_maxrss.max(0) as u64,
                 leftovers: Leftovers::Unknown,
+                held_back: false,
             });
         }
         if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -397,6 +431,7 @@ mod tests {
             cput_secs: 1,
             maxrss_kb: 2048,
             leftovers: Leftovers::Killed,
+            held_back: false,
         };
         write_exit_file(&path, &r).expect("write");
         write_exit_file(&path, &r).expect("overwrite");

@@ -18,8 +18,16 @@ mod common;
 
 use common::{bed, mom_exe, Bed};
 
-/// Starts a supervisor for `plan` as the MOM does; the shell's pid.
+/// Starts a supervisor for `plan` as the MOM does and gives it the go-ahead;
+/// the shell's pid.
 fn supervise(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
+    let (child, mut link, pid) = supervise_held(b, run_id, plan);
+    link.go().expect("go-ahead");
+    (child, link, pid)
+}
+
+/// [`supervise`] without the go-ahead: the shell is set up and held before exec.
+fn supervise_held(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
     let (child, mut link) = launch::spawn_supervisor(&mom_exe(), &b.layout.exit_file(run_id))
         .expect("spawn supervisor");
     let json = serde_json::to_vec(plan).expect("plan");
@@ -28,6 +36,72 @@ fn supervise(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
         other => panic!("supervisor did not start the job: {other:?}"),
     };
     (child, link, pid)
+}
+
+/// Until the MOM has recorded the run, the job's shell waits before exec; a MOM
+/// that goes away first (EOF) leaves a run that never ran a line of its script.
+#[test]
+fn a_shell_without_the_go_ahead_never_runs_the_script() {
+    let b = bed();
+    let marker = b.work.join("ran");
+    let script = format!("touch {}\necho out\n", marker.display());
+    let plan =
+        launch::prepare(&b.spec(5, "5", &script), &b.layout, "node1", true).expect("prepare");
+    let (mut child, link, shell) = supervise_held(&b, 5, &plan);
+    // Set up as the job (its own session) but not the shell yet: still the supervisor's image.
+    let stat = capstan_mom::procfs::stat_of(shell).expect("the held shell's stat");
+    assert_eq!(stat.session, shell);
+    drop(link);
+    assert!(child.wait().expect("reaped").success());
+    assert!(!marker.exists(), "the script ran without the go-ahead");
+    let exit = supervisor::read_exit_file(&b.layout.exit_file(5)).expect("exit file");
+    assert!(exit.held_back, "{exit:?}");
+    assert!(
+        capstan_mom::procfs::stat_of(shell).is_none(),
+        "the held shell was not reaped"
+    );
+    assert!(!b.out("5").exists());
+}
+
+/// Recorded as running, but the MOM died before its go-ahead: the next MOM
+/// adopts the run, finds the exit file saying the shell was held back, and
+/// reports it as never started (JOB_EXEC_RETRY, nothing to copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_recorded_but_never_released_is_reported_unstarted() {
+    let b = bed();
+    let spec = b.spec(6, "6", "echo out\n");
+    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
+    let (mut child, link, shell) = supervise_held(&b, 6, &plan);
+    drop(link);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("waited");
+    assert!(status.expect("reaped").success());
+    let record = RunRecord {
+        uid: plan.uid,
+        session_id: shell,
+        supervisor_pid: 0,
+        stderr_target: Some(plan.streams.stderr_target().to_path_buf()),
+        delivery: plan.delivery.clone(),
+        phase: Phase::Running,
+        ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
+    };
+    let (_mom, mut rx) = b.adopt(&record).await;
+    let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("in time")
+        .expect("event");
+    match ev {
+        Event::Ended { run_id: 6, result } => {
+            assert_eq!(result.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
+            assert_eq!(result.message, "pbs_mom restarted while starting the job");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !b.out("6").exists(),
+        "output of a run that never ran was delivered"
+    );
 }
 
 #[test]
@@ -144,19 +218,19 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
 
 /// The MOM dies after starting a supervisor but before recording the start:
 /// the next MOM reports the run as never started, so it stops the supervisor
-/// and the job's shell it left running.
+/// and the job's shell it holds (the go-ahead never came).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_no_mom_recorded_is_stopped() {
     let b = bed();
     let spec = b.spec(4, "4", "sleep 300\n");
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (child, link, shell) = supervise(&b, 4, &plan);
+    let (child, link, shell) = supervise_held(&b, 4, &plan);
     let supervisor_pid = child.id() as i32;
     // The record as the dead MOM left it: Starting, no supervisor or session known.
     let record = RunRecord::starting(&spec, capstan_mom::status::now_secs());
     let (mom, _events) = b.adopt(&record).await;
     let (_, ended) = mom.finished().pop().expect("an ended run");
-    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
+    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
     // Both gone: the supervisor killed (reaped here, its parent), the shell with it.
     let status = tokio::time::timeout(
         Duration::from_secs(10),

@@ -69,6 +69,9 @@ pub const KILL_DELAY_SECS: u32 = 2;
 pub const EXIT_DELETED: i32 = 271;
 /// JOB_EXEC_FAIL1: the run was lost.
 pub const EXIT_LOST: i32 = -1;
+/// JOB_EXEC_RETRY: the run never started its script (its MOM died launching it), so the job
+/// goes back to the queue, as Torque requeues on this code.
+pub const EXIT_RETRY: i32 = -3;
 
 /// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
 /// is malformed or names another server.
@@ -1131,6 +1134,13 @@ pub async fn runs_ended(
         if job.pending == Some(PendingAction::Requeue) {
             requeue(&mut job, now, end.comment.clone());
             info!(job = %id, "job requeued");
+        } else if end.exit_status == EXIT_RETRY {
+            requeue(
+                &mut job,
+                now,
+                Some(format!("Job requeued: {}", end.message)),
+            );
+            info!(job = %id, why = %end.message, "job requeued: its script never ran");
         } else {
             if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
                 samples.push(sample);
@@ -1452,6 +1462,37 @@ mod tests {
         let (user, usage, as_of) = &loaded.fairshare[0];
         assert_eq!((user.as_str(), *as_of), ("u", 160));
         assert!((usage - 240.0).abs() < 1.0, "{usage}");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_never_ran_its_script_is_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut running = job(1, JobState::Running);
+        running.exec_host = vec![HostSlots {
+            node: "n1".into(),
+            slots: vec![0],
+        }];
+        running.current_run = Some(10);
+        running.start_time = Some(100);
+        let mut core = core_with_jobs(dir.path(), vec![running]).await;
+        let retry = RunEnd {
+            run_id: 10,
+            exit_status: EXIT_RETRY,
+            end_time: 110,
+            message: "pbs_mom restarted while starting the job".into(),
+            ..RunEnd::default()
+        };
+        // true: the job left R.
+        assert!(runs_ended(&mut core, "n1", &[retry], 110).await.unwrap());
+        let loaded = core.store.load().await.unwrap();
+        let job = &loaded.jobs[0];
+        assert_eq!(job.state, JobState::Queued);
+        assert!(job.exec_host.is_empty() && job.current_run.is_none());
+        assert_eq!(job.exit_status, None);
+        assert_eq!(
+            job.comment.as_deref(),
+            Some("Job requeued: pbs_mom restarted while starting the job")
+        );
     }
 
     #[tokio::test]
