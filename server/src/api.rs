@@ -25,7 +25,7 @@ use crate::dispatch::now_epoch;
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage;
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
-use crate::state::{uncancelled, ChangeFailed, Shared};
+use crate::state::{ChangeFailed, Shared};
 use crate::tls;
 
 /// The Batch gRPC service.
@@ -281,17 +281,17 @@ impl Batch for BatchService {
             script: req.script,
             destination: req.destination,
         };
-        let shared = Arc::clone(&self.shared);
         let submitter = caller.clone();
-        let result = uncancelled(async move {
-            let mut core = shared.core.lock().await;
-            let result = jobs::submit(&mut core, &submitter, &input, now_epoch()).await;
-            if result.is_ok() {
-                shared.wake_scheduler();
-            }
-            result
-        })
-        .await?;
+        let result = (self.shared)
+            .change(
+                move |core| {
+                    Box::pin(
+                        async move { jobs::submit(core, &submitter, &input, now_epoch()).await },
+                    )
+                },
+                Result::is_ok,
+            )
+            .await?;
         let reply = match result {
             Ok(job_id) => pb::SubmitReply {
                 job_id,
@@ -442,25 +442,17 @@ impl Batch for BatchService {
             Ok(pb::JobOp::Rerun) => JobOp::Rerun,
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
-        let shared = Arc::clone(&self.shared);
-        let results = uncancelled(async move {
-            let mut core = shared.core.lock().await;
-            let (results, wake) = jobs::job_action(
-                &mut core,
-                &caller,
-                op,
-                &req.ids,
-                &req.hold_types,
-                &req.signal,
-                now_epoch(),
+        let (results, _) = (self.shared)
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        let (ids, holds, signal) = (&req.ids, &req.hold_types, &req.signal);
+                        jobs::job_action(core, &caller, op, ids, holds, signal, now_epoch()).await
+                    })
+                },
+                |(_, wake)| *wake,
             )
-            .await;
-            if wake {
-                shared.wake_scheduler();
-            }
-            results
-        })
-        .await?;
+            .await?;
         Ok(Response::new(pb::JobActionReply {
             results: results
                 .into_iter()
@@ -510,18 +502,17 @@ impl Batch for BatchService {
             pb::NodeOp::Clear | pb::NodeOp::Reset => Some(false),
             pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => None,
         };
-        let shared = Arc::clone(&self.shared);
-        let errors = uncancelled(async move {
-            let mut core = shared.core.lock().await;
-            let (errors, changed) =
-                manage::modify_nodes(&mut core, &caller, &req.names, offline, req.note.as_deref())
-                    .await;
-            if changed {
-                shared.wake_scheduler();
-            }
-            errors
-        })
-        .await?;
+        let (errors, _) = (self.shared)
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        let note = req.note.as_deref();
+                        manage::modify_nodes(core, &caller, &req.names, offline, note).await
+                    })
+                },
+                |(_, changed)| *changed,
+            )
+            .await?;
         Ok(Response::new(pb::ModifyNodesReply {
             errors: errors.into_iter().map(error_to_proto).collect(),
         }))
@@ -566,18 +557,17 @@ impl Batch for BatchService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let shared = Arc::clone(&self.shared);
-        let result = uncancelled(async move {
-            let mut core = shared.core.lock().await;
-            let result =
-                manage::manage(&mut core, &caller, command, object, &attrs, now_epoch()).await;
-            if result.is_ok() {
-                // A queue started, scheduling switched on or a priority changed: look again.
-                shared.wake_scheduler();
-            }
-            result
-        })
-        .await?;
+        // A queue started, scheduling switched on or a priority changed: look again.
+        let result = (self.shared)
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        manage::manage(core, &caller, command, object, &attrs, now_epoch()).await
+                    })
+                },
+                Result::is_ok,
+            )
+            .await?;
         Ok(Response::new(pb::ManageReply {
             error: result.err().map(error_to_proto),
         }))
@@ -590,17 +580,17 @@ impl Batch for BatchService {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let attrs: Vec<Attr> = req.attrs.into_iter().map(attr_from_proto).collect();
-        let shared = Arc::clone(&self.shared);
         let id = req.id.clone();
-        let result = uncancelled(async move {
-            let mut core = shared.core.lock().await;
-            let result = jobs::alter(&mut core, &caller, &id, &attrs, now_epoch()).await;
-            if matches!(result, Ok(true)) {
-                shared.wake_scheduler();
-            }
-            result
-        })
-        .await?;
+        let result = (self.shared)
+            .change(
+                move |core| {
+                    Box::pin(
+                        async move { jobs::alter(core, &caller, &id, &attrs, now_epoch()).await },
+                    )
+                },
+                |r| matches!(r, Ok(true)),
+            )
+            .await?;
         Ok(Response::new(pb::JobActionReply {
             results: vec![pb::JobActionResult {
                 id: req.id,

@@ -26,7 +26,7 @@ use crate::resources;
 use crate::scheduler::access::Owner;
 use crate::scheduler::priority::{self, Weights};
 use crate::scheduler::{
-    self, Decision, NodeSlots, NodeView, PendingJob, RunningJob, Settings, Snapshot, Span,
+    self, Decision, NodeSlots, NodeView, PendingJob, Reach, RunningJob, Settings, Snapshot, Span,
 };
 use crate::shutdown::Shutdown;
 use crate::state::{Core, Shared, State};
@@ -133,14 +133,14 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(SAFETY_PASS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let full = tokio::select! {
+        let periodic = tokio::select! {
             _ = shared.wake.notified() => false,
             _ = tick.tick() => true,
             _ = shutdown.recv() => return,
         };
         let mut core = shared.core.lock().await;
         let now = now_epoch();
-        if full {
+        if periodic {
             match jobs::purge_completed(&mut core, now).await {
                 Ok(0) => {}
                 Ok(n) => debug!(purged = n, "completed jobs purged"),
@@ -148,7 +148,12 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
             }
         }
         core.state.learning.fairshare = core.state.fairshare_at(now);
-        pass(&mut core, now, full).await;
+        let reach = if periodic {
+            Reach::AllJobs
+        } else {
+            Reach::UntilFull
+        };
+        pass(&mut core, now, reach).await;
     }
 }
 
@@ -248,11 +253,13 @@ fn started_comment(now: i64) -> String {
     }
 }
 
-/// One scheduling pass. `full` (the periodic pass) also runs when no node has a free slot,
-/// and decides about every pending job, refreshing the `comment` of the waiting ones and
-/// their `start_priority`; an event's pass stops deciding once the nodes are full.
-pub async fn pass(core: &mut Core, now: i64, full: bool) {
-    if !full && !has_capacity(&core.state) {
+/// One scheduling pass. Reaching every job (the periodic pass), it also runs when no node
+/// has a free slot, and decides about every pending job, refreshing the `comment` of the
+/// waiting ones and their `start_priority`; an event's pass stops deciding once the nodes
+/// are full.
+async fn pass(core: &mut Core, now: i64, reach: Reach) {
+    let every_job = reach == Reach::AllJobs;
+    if !every_job && !has_capacity(&core.state) {
         return;
     }
     let mut overlay: BTreeMap<u64, Job> = BTreeMap::new();
@@ -327,7 +334,7 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
     }
     // Shown as `start_priority`. The periodic pass keeps it current; a pass per event (one
     // per job end in a drain) does not rebuild it for the whole queue.
-    let priorities: Option<std::collections::HashMap<u64, f64>> = full.then(|| {
+    let priorities: Option<std::collections::HashMap<u64, f64>> = every_job.then(|| {
         pending
             .iter()
             .map(|job| (job.seq, priority::value(job, now, &weights)))
@@ -348,12 +355,8 @@ pub async fn pass(core: &mut Core, now: i64, full: bool) {
                 weights,
             },
         };
-        if full {
-            scheduler::schedule(&snapshot)
-        } else {
-            // Jobs it does not reach keep their comment until the periodic pass.
-            scheduler::schedule_until_full(&snapshot)
-        }
+        // Jobs an event's pass does not reach keep their comment until the periodic pass.
+        scheduler::schedule(&snapshot, reach)
     };
     let decisions = decisions.into_iter().chain(held_back);
 

@@ -11,6 +11,8 @@
 //! that reconnect, never written per heartbeat.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -426,10 +428,38 @@ pub struct Core {
     pub config: Arc<Config>,
 }
 
+/// A change to the core for [`Shared::change`]: a future borrowing the locked core.
+pub type CoreChange<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
 impl Shared {
     /// Asks the dispatcher for a pass (coalesces with any pending request).
     pub fn wake_scheduler(&self) {
         self.wake.notify_one();
+    }
+
+    /// Runs `change` on the locked core, on a task of its own (see [`uncancelled`]), and
+    /// wakes the scheduler when `may_start_jobs` says its result could let a job start.
+    /// Every request that changes state goes through here, so none can forget the wake-up
+    /// or take the lock differently.
+    pub async fn change<T, F>(
+        self: &Arc<Self>,
+        change: F,
+        may_start_jobs: fn(&T) -> bool,
+    ) -> Result<T, ChangeFailed>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Core) -> CoreChange<'c, T> + Send + 'static,
+    {
+        let shared = Arc::clone(self);
+        uncancelled(async move {
+            let mut core = shared.core.lock().await;
+            let result = change(&mut core).await;
+            if may_start_jobs(&result) {
+                shared.wake_scheduler();
+            }
+            result
+        })
+        .await
     }
 }
 

@@ -513,12 +513,8 @@ impl Pipeline {
         self.run_reaching(snapshot, Reach::AllJobs)
     }
 
-    /// A pass that stops once no available node has a free slot (see [`Reach::UntilFull`]).
-    fn run_until_full(&self, snapshot: &Snapshot) -> Vec<Decision> {
-        self.run_reaching(snapshot, Reach::UntilFull)
-    }
-
-    fn run_reaching(&self, snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
+    /// A pass that goes as far down the pending list as `reach` says, deciding in order.
+    pub fn run_reaching(&self, snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
         let now = snapshot.now;
         let settings = &snapshot.settings;
         let mut cluster = select::Cluster::at(&snapshot.nodes, now, settings.utc_offset_secs);
@@ -646,20 +642,14 @@ impl Pipeline {
     }
 }
 
-/// One scheduling pass with Capstan's policy.
-pub fn schedule(snapshot: &Snapshot) -> Vec<Decision> {
-    Pipeline::standard().run(snapshot)
-}
-
-/// [`schedule`], stopping once no available node has a free slot: the jobs after that point
-/// get no decision (see [`Reach::UntilFull`]).
-pub fn schedule_until_full(snapshot: &Snapshot) -> Vec<Decision> {
-    Pipeline::standard().run_until_full(snapshot)
+/// One scheduling pass with Capstan's policy, as far down the pending list as `reach` says.
+pub fn schedule(snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
+    Pipeline::standard().run_reaching(snapshot, reach)
 }
 
 /// How far down the pending list a pass goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
+pub enum Reach {
     /// Every job gets a decision: a start, or why it waits (and so its comment).
     AllJobs,
     /// Only while some available node has a free slot: after that every job could only
@@ -862,7 +852,10 @@ mod tests {
             job(4, nodes_req(vec![chunk(1, 1)])),
             job(5, nodes_req(vec![chunk(1, 1)])),
         ];
-        let until_full = plain(schedule_until_full(&snapshot(jobs.clone(), nodes.clone())));
+        let until_full = plain(schedule(
+            &snapshot(jobs.clone(), nodes.clone()),
+            Reach::UntilFull,
+        ));
         let starts = [
             start(2, &[("n1", &[0])]),
             start(3, &[("n1", &[1])]),
@@ -875,7 +868,7 @@ mod tests {
         );
         assert_eq!(until_full.len(), 4, "job 5 got a decision: {until_full:?}");
         // The periodic pass decides about everyone, with the same starts.
-        let all = plain(schedule(&snapshot(jobs, nodes)));
+        let all = plain(schedule(&snapshot(jobs, nodes), Reach::AllJobs));
         assert_eq!(all[..4], until_full[..]);
         assert_eq!(all[4..], [wait(5)]);
     }
@@ -891,7 +884,10 @@ mod tests {
         bob.owner.user = "bob".into();
         let mut alice = job(2, nodes_req(vec![chunk(1, 1)]));
         alice.owner.user = "alice".into();
-        let decisions = plain(schedule(&snapshot(vec![bob, alice], vec![ws1, n1])));
+        let decisions = plain(schedule(
+            &snapshot(vec![bob, alice], vec![ws1, n1]),
+            Reach::AllJobs,
+        ));
         assert_eq!(decisions, vec![wait(1), start(2, &[("ws1", &[0])])]);
     }
 
@@ -905,21 +901,27 @@ mod tests {
             ..job(seq, nodes_req(vec![chunk(1, ppn)]))
         };
         // Started: its expected end (a release for later reservations) is computed.
-        let got = plain(schedule(&snapshot(
-            vec![with_wall(1, 1, huge), with_wall(2, 1, huge)],
-            vec![node("vm", 1)],
-        )));
+        let got = plain(schedule(
+            &snapshot(
+                vec![with_wall(1, 1, huge), with_wall(2, 1, huge)],
+                vec![node("vm", 1)],
+            ),
+            Reach::AllJobs,
+        ));
         assert_eq!(got, vec![start(1, &[("vm", &[0])]), wait(2)]);
         // Behind a reservation: the backfill filter asks whether it ends before the reserved
         // start, and it does not.
-        let got = plain(schedule(&snapshot(
-            vec![
-                with_wall(1, 1, Some(1000)),
-                with_wall(2, 2, Some(1000)),
-                with_wall(3, 1, huge),
-            ],
-            vec![node("vm", 2)],
-        )));
+        let got = plain(schedule(
+            &snapshot(
+                vec![
+                    with_wall(1, 1, Some(1000)),
+                    with_wall(2, 2, Some(1000)),
+                    with_wall(3, 1, huge),
+                ],
+                vec![node("vm", 2)],
+            ),
+            Reach::AllJobs,
+        ));
         assert_eq!(got, vec![start(1, &[("vm", &[0])]), wait(2), wait(3)]);
     }
 
@@ -1122,7 +1124,10 @@ mod tests {
             },
         ];
         for case in cases {
-            let got = plain(schedule(&snapshot(case.jobs.clone(), case.nodes.clone())));
+            let got = plain(schedule(
+                &snapshot(case.jobs.clone(), case.nodes.clone()),
+                Reach::AllJobs,
+            ));
             assert_eq!(got, case.want, "{}", case.name);
             // The FIFO baseline keeps Torque's behaviour on these single-site cases.
             let fifo = plain(Pipeline::fifo_first_fit().run(&snapshot(case.jobs, case.nodes)));
@@ -1141,7 +1146,7 @@ mod tests {
             })
             .collect();
         let nodes = (0..5).map(|i| node(&format!("n{i}"), 4)).collect();
-        let got = schedule(&snapshot(jobs, nodes));
+        let got = schedule(&snapshot(jobs, nodes), Reach::AllJobs);
         let mut seqs: Vec<u64> = got.iter().map(Decision::seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (0..50).collect::<Vec<_>>());
