@@ -282,7 +282,8 @@ impl Batch for BatchService {
             destination: req.destination,
         };
         let submitter = caller.clone();
-        let result = (self.shared)
+        let result = self
+            .shared
             .change(
                 move |core| {
                     Box::pin(
@@ -442,7 +443,8 @@ impl Batch for BatchService {
             Ok(pb::JobOp::Rerun) => JobOp::Rerun,
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
-        let (results, _) = (self.shared)
+        let (results, _) = self
+            .shared
             .change(
                 move |core| {
                     Box::pin(async move {
@@ -502,7 +504,8 @@ impl Batch for BatchService {
             pb::NodeOp::Clear | pb::NodeOp::Reset => Some(false),
             pb::NodeOp::NoteOnly | pb::NodeOp::Unspecified => None,
         };
-        let (errors, _) = (self.shared)
+        let (errors, _) = self
+            .shared
             .change(
                 move |core| {
                     Box::pin(async move {
@@ -558,7 +561,8 @@ impl Batch for BatchService {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         // A queue started, scheduling switched on or a priority changed: look again.
-        let result = (self.shared)
+        let result = self
+            .shared
             .change(
                 move |core| {
                     Box::pin(async move {
@@ -581,7 +585,8 @@ impl Batch for BatchService {
         let req = request.into_inner();
         let attrs: Vec<Attr> = req.attrs.into_iter().map(attr_from_proto).collect();
         let id = req.id.clone();
-        let result = (self.shared)
+        let result = self
+            .shared
             .change(
                 move |core| {
                     Box::pin(

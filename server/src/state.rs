@@ -439,8 +439,8 @@ impl Shared {
 
     /// Runs `change` on the locked core, on a task of its own (see [`uncancelled`]), and
     /// wakes the scheduler when `may_start_jobs` says its result could let a job start.
-    /// Every request that changes state goes through here, so none can forget the wake-up
-    /// or take the lock differently.
+    /// Every client request that changes state goes through here, so none can forget the
+    /// wake-up or take the lock differently.
     pub async fn change<T, F>(
         self: &Arc<Self>,
         change: F,
@@ -469,7 +469,7 @@ impl Shared {
 pub struct ChangeFailed(#[from] tokio::task::JoinError);
 
 /// Runs a change to the state (lock the core, commit, update memory, wake the scheduler) on
-/// a task of its own, so that it finishes even if whoever asked for it goes away. Why: hyper
+/// a task of its own ([`Shared::change`] is the usual way in), so that it finishes even if whoever asked for it goes away. Why: hyper
 /// drops a handler's future when the connection closes, and a change stopped between its
 /// commit and its in-memory update leaves the two disagreeing (a submit committed without
 /// `next_job_number` advanced makes every later qsub collide with it); one stopped before

@@ -514,7 +514,7 @@ impl Pipeline {
     }
 
     /// A pass that goes as far down the pending list as `reach` says, deciding in order.
-    pub fn run_reaching(&self, snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
+    fn run_reaching(&self, snapshot: &Snapshot, reach: Reach) -> Vec<Decision> {
         let now = snapshot.now;
         let settings = &snapshot.settings;
         let mut cluster = select::Cluster::at(&snapshot.nodes, now, settings.utc_offset_secs);
