@@ -36,7 +36,8 @@ pub enum Phase {
     /// Recorded, shell not yet known to be running. Found at MOM start, it means
     /// the previous MOM died mid-launch.
     Starting,
-    /// The shell runs in session `RunRecord::session_id`.
+    /// The shell runs in session `RunRecord::session_id` (or is about to: it
+    /// execs the job once this is on disk and the MOM releases it).
     Running,
     /// Finished; the result waits for the server's AckRunEnded.
     Ended(RunResult),
@@ -68,6 +69,11 @@ pub struct RunRecord {
     /// What to copy where once the job ends (spooled output).
     #[serde(default)]
     pub delivery: crate::deliver::DeliveryPlan,
+    /// Launched by a MOM that holds the shell until the run is recorded as
+    /// running (false in records of older MOMs, whose shells ran at once): only
+    /// then does "starting" prove the script never ran.
+    #[serde(default)]
+    pub gated: bool,
 }
 
 impl RunRecord {
@@ -88,6 +94,7 @@ impl RunRecord {
             interventions: Default::default(),
             walltime_elapsed: 0,
             delivery: Default::default(),
+            gated: true,
         }
     }
 

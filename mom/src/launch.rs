@@ -14,29 +14,30 @@
 //!   the supervisor then calls `setsid` itself.
 //! * [`spawn_job`] (in the supervisor): forks the shell. Between `fork` and
 //!   `exec` the child makes only async-signal-safe system calls on data
-//!   prepared before the fork, and it waits at a gate until the MOM has
+//!   prepared before the fork, and it waits before `execve` until the MOM has
 //!   recorded the run as running (see [`HeldShell`]).
 //!
 //! In the child, in order: signals unblocked and SIGPIPE at its default, `setsid`
 //! (the job gets its own session and process group, so signals reach all of
-//! it), stdin from `/dev/null`, `setgroups`/`setgid`/`setuid` (only when
+//! it), `setgroups`/`setgid`/`setuid` (only when
 //! the MOM is root and the user differs), `umask 077`, then the output files
 //! are opened *as the user* with `O_NOFOLLOW` (so root never writes through a
 //! path the user controls): the spool files `JOBID.OU`/`.ER` in the job's own
 //! spool directory, or the `$HOME` file for a stream kept with `-k` (see
 //! `paths::spool`; the copy to the requested path happens after the job, as the
 //! user, in `deliver`), `chdir`, and `execve` of the job's shell (a login shell
-//! unless the MOM config says `$source_login_batch false`) once the gate opens. If the
+//! unless the MOM config says `$source_login_batch false`), once the MOM's
+//! release is read and stdin is `/dev/null`. If the
 //! shell cannot be exec'd the child writes Torque's message to its stderr file
 //! and exits 254, which is the job's exit status.
 //!
-//! Setup failures before the gate are reported back through a close-on-exec
-//! pipe (one byte naming the step, then the errno); EOF on it means the child
-//! is set up and waiting.
+//! The child reports through a close-on-exec pipe: a failed step (one byte
+//! naming it, then the errno), "ready" once set up, and "held back" if the
+//! release does not come.
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -68,6 +69,9 @@ pub struct LaunchError(pub String);
 pub struct Launched {
     /// Pid of the shell = its session id = its process group id.
     pub pid: i32,
+    /// Whether the shell waits for the release ([`Link::go`]); false only with
+    /// an older supervisor, whose shell runs at once.
+    pub held: bool,
     /// Pid of the supervisor that waits for the shell.
     pub supervisor_pid: i32,
     pub uid: u32,
@@ -140,19 +144,19 @@ struct ChildPlan {
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     exec_fail_msg: Vec<u8>,
-    /// `/dev/null`, the job's stdin.
-    stdin: RawFd,
-    /// Write end of the error pipe (a failed step and its errno).
-    err_pipe: RawFd,
-    /// Read end of the gate [`HeldShell`] opens.
-    gate: RawFd,
-    /// The supervisor's ends of both pipes, closed first thing in the child.
-    parent_ends: [RawFd; 2],
+    /// `/dev/null`, the job's stdin once the release has been read.
+    null: RawFd,
+    /// Write end of the report pipe (see [`HeldShell`]; a failed step and its errno).
+    report: RawFd,
+    /// The supervisor's end of it, closed first thing in the child.
+    report_read: RawFd,
 }
 
 /// Resolves the user, writes the spool and node files, and starts the run's
-/// supervisor, which execs the shell (a login shell when `login`) and waits for
-/// it (see `supervisor`). Blocking: call it from a blocking thread.
+/// supervisor, which forks the shell (a login shell when `login`) and holds it
+/// before exec: the caller records the run, then releases the shell with
+/// [`Link::go`], or drops the link to stop it (see `supervisor`). Blocking:
+/// call it from a blocking thread.
 pub fn launch(
     spec: &RunSpec,
     layout: &Layout,
@@ -167,8 +171,9 @@ pub fn launch(
     let (mut child, mut link) = spawn_supervisor(supervisor, &layout.exit_file(spec.run_id))?;
     let supervisor_pid = child.id() as i32;
     match link.start(&json) {
-        Ok(Started::Shell(pid)) => Ok(Launched {
+        Ok(Started::Shell { pid, held }) => Ok(Launched {
             pid,
+            held,
             supervisor_pid,
             uid: plan.uid,
             streams: plan.streams,
@@ -324,38 +329,43 @@ pub fn prepare(
 }
 
 /// A job's shell, forked and set up as its user (session, identity, output
-/// files, working directory) and held just before `execve` until
-/// [`HeldShell::release`]. The supervisor releases it on the MOM's go-ahead,
-/// which the MOM gives once the run is recorded as running: a MOM that dies
-/// before that leaves a run that never ran a line of its script, so the next
-/// MOM's "never started" is true. Dropped unreleased, the child exits without
-/// exec'ing.
+/// files, working directory) and held just before `execve` until the MOM's
+/// release: the `go` line the MOM writes to the supervisor's stdin once it has
+/// recorded the run as running, which the held child reads itself (so the
+/// supervisor need not wake for it). A MOM that dies before that leaves a run
+/// that never ran a line of its script, so the next MOM's "never started" is
+/// true.
 #[derive(Debug)]
 pub struct HeldShell {
     /// The shell's pid (= its session and process group id).
     pub pid: i32,
-    /// Write end of the gate the child waits on; closing it unreleased stops the child.
-    gate: OwnedFd,
+    /// Read end of the child's report pipe: [`HELD_BACK`] when it exited without
+    /// the release, EOF when it exec'd (the pipe is close-on-exec).
+    report: std::fs::File,
 }
 
 impl HeldShell {
-    /// Lets the shell exec the job.
-    pub fn release(self) -> io::Result<()> {
-        std::fs::File::from(self.gate).write_all(&[GO])
+    /// Once the child is reaped: whether it exited without exec'ing the job,
+    /// because the release did not come.
+    pub fn was_held_back(mut self) -> bool {
+        let mut byte = [0u8; 1];
+        read_full(&mut self.report, &mut byte) == 1 && byte[0] == HELD_BACK
     }
 }
 
-/// The byte that opens the gate of a [`HeldShell`].
-const GO: u8 = b'g';
-/// Exit code of a held child whose gate closed without [`GO`] (never seen by
-/// the server: the supervisor records the run as held back).
-const HELD_BACK_EXIT: i32 = 125;
-/// Exit code of a child whose setup failed (the error pipe says why).
-const SETUP_FAILED_EXIT: i32 = 126;
+/// The release: what the MOM writes to let a held shell exec (see [`HeldShell`]).
+pub const RELEASE: &[u8; 3] = b"go\n";
+/// The child's report: set up and waiting for the release.
+const READY: u8 = b'R';
+/// The child's report: the release did not come, so it exits without exec'ing.
+const HELD_BACK: u8 = b'H';
+/// Exit code of a child held back, or whose setup failed (its report says which).
+const NOT_EXECED_EXIT: i32 = 126;
 
 /// Forks the job's shell as the plan says and holds it before `execve` (see
 /// [`HeldShell`]). Used by the supervisor, which is single-threaded: the child
-/// of its `fork` may run the prepared setup without an exec in between.
+/// of its `fork` may run the prepared setup without an exec in between. The
+/// supervisor's stdin must be the MOM's pipe, unread past the plan's line.
 pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     let ExecPlan {
         user_name,
@@ -383,12 +393,8 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         }
         Streams::IntoStdout(p) | Streams::IntoStderr(p) => Opens::Both(path_cstr(p)?),
     };
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))
-    };
-    let (err_read, err_write) = pipe()?;
-    let (gate_read, gate_write) = pipe()?;
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))?;
     let null = std::fs::File::open("/dev/null")
         .map_err(|e| LaunchError(format!("PBS: cannot open /dev/null: {e}")))?;
     let child_plan = ChildPlan {
@@ -401,10 +407,9 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         envp_ptrs: ptrs(&envp),
         _envp: envp,
         exec_fail_msg: format!("PBS: exec of shell '{}' failed\n", shell.display()).into_bytes(),
-        stdin: null.as_raw_fd(),
-        err_pipe: err_write.as_raw_fd(),
-        gate: gate_read.as_raw_fd(),
-        parent_ends: [err_read.as_raw_fd(), gate_write.as_raw_fd()],
+        null: null.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        report_read: report_read.as_raw_fd(),
     };
     // SAFETY: the supervisor is single-threaded (see above), and the child
     // runs only `child_setup`, which never returns.
@@ -417,22 +422,19 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         Ok(nix::unistd::ForkResult::Child) => child_setup(&child_plan),
         Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
     };
-    drop((err_write, gate_read, null));
-    // Nothing back (EOF) once the child is set up and waits at the gate; on a
-    // failed step, the step and its errno.
-    let mut report = [0u8; 5];
-    let got = read_full(std::fs::File::from(err_read), &mut report);
-    if got == 0 {
-        return Ok(HeldShell {
-            pid,
-            gate: gate_write,
-        });
+    drop((report_write, null));
+    let mut report = std::fs::File::from(report_read);
+    // READY once the child is set up and waits for the release; on a failed
+    // step, the step and its errno.
+    let mut first = [0u8; 1];
+    if read_full(&mut report, &mut first) == 1 && first[0] == READY {
+        return Ok(HeldShell { pid, report });
     }
+    let mut errno = [0u8; 4];
+    read_full(&mut report, &mut errno);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    let errno = io::Error::from_raw_os_error(i32::from_ne_bytes([
-        report[1], report[2], report[3], report[4],
-    ]));
-    let what = match report[0] {
+    let errno = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+    let what = match first[0] {
         s if s == Step::Setsid as u8 => "setsid failed".to_string(),
         s if s == Step::Identity as u8 => {
             format!("cannot switch to user {user_name} (uid {uid})")
@@ -627,25 +629,27 @@ pub fn build_env(
     env
 }
 
-/// Runs in the forked child, never returns: sets the child up, waits at the
-/// gate, execs the shell. Only async-signal-safe calls on prepared data.
+/// Runs in the forked child, never returns: sets the child up, reads the
+/// release from its stdin (the MOM's pipe), execs the shell. Only
+/// async-signal-safe calls on prepared data.
 fn child_setup(plan: &ChildPlan) -> ! {
+    let tell = |byte: u8| {
+        // SAFETY: write(2) on a valid fd and a local buffer.
+        unsafe { libc::write(plan.report, (&byte as *const u8).cast(), 1) };
+    };
     let fail = |step: Step| -> ! {
         let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
         let mut report = [step as u8, 0, 0, 0, 0];
         report[1..].copy_from_slice(&errno.to_ne_bytes());
         // SAFETY: write(2) and _exit(2) on a valid fd and a local buffer.
         unsafe {
-            libc::write(plan.err_pipe, report.as_ptr().cast(), report.len());
-            libc::_exit(SETUP_FAILED_EXIT)
+            libc::write(plan.report, report.as_ptr().cast(), report.len());
+            libc::_exit(NOT_EXECED_EXIT)
         }
     };
     // SAFETY: plain system calls on prepared, NUL-terminated data.
     unsafe {
-        // The parent's ends: the gate must read EOF once the supervisor is gone.
-        for fd in plan.parent_ends {
-            libc::close(fd);
-        }
+        libc::close(plan.report_read);
         // What std's Command would do: the job starts with no signal blocked and
         // SIGPIPE at its default (Rust ignores it, and an ignored signal stays
         // ignored across exec).
@@ -655,9 +659,6 @@ fn child_setup(plan: &ChildPlan) -> ! {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
             fail(Step::Setsid);
-        }
-        if libc::dup2(plan.stdin, 0) < 0 {
-            fail(Step::Stdin);
         }
         if become_user(plan.identity.as_ref()).is_err() {
             fail(Step::Identity);
@@ -693,17 +694,25 @@ fn child_setup(plan: &ChildPlan) -> ! {
         if libc::chdir(plan.workdir.as_ptr()) < 0 {
             fail(Step::Chdir);
         }
-        // Set up: EOF on the error pipe tells the supervisor so.
-        libc::close(plan.err_pipe);
-        let mut go = 0u8;
-        let got = loop {
-            let n = libc::read(plan.gate, (&mut go as *mut u8).cast(), 1);
-            if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break n;
+        tell(READY);
+        // The release, from the MOM's pipe; EOF (the MOM died, or dropped the
+        // run) or anything else holds the job back.
+        let mut go = [0u8; RELEASE.len()];
+        let mut got = 0;
+        while got < go.len() {
+            let n = libc::read(0, go[got..].as_mut_ptr().cast(), go.len() - got);
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
             }
-        };
-        if got != 1 || go != GO {
-            libc::_exit(HELD_BACK_EXIT);
+        }
+        if &go != RELEASE {
+            tell(HELD_BACK);
+            libc::_exit(NOT_EXECED_EXIT);
+        }
+        if libc::dup2(plan.null, 0) < 0 {
+            fail(Step::Stdin);
         }
         libc::execve(
             plan.shell.as_ptr(),

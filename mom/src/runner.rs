@@ -143,22 +143,25 @@ impl Runner {
     /// runs lock and written after it is released, so two changes of one run can reach the
     /// disk in either order; each write takes the run's own lock and writes the newest
     /// version, so the file's last version is the map's. A run already forgotten is not
-    /// written again.
-    fn save_latest(&self, run_id: u64) {
+    /// written again. Whether the record is on disk.
+    fn save_latest(&self, run_id: u64) -> bool {
         let Some(saving) = self.runs().get(&run_id).map(|e| Arc::clone(&e.saving)) else {
-            return;
+            return false;
         };
         let _turn = saving.lock().unwrap_or_else(|p| p.into_inner());
         let Some(record) = self.runs().get(&run_id).map(|e| e.record.clone()) else {
-            return;
+            return false;
         };
-        self.save(&record);
+        self.save(&record)
     }
 
-    fn save(&self, record: &RunRecord) {
-        if let Err(e) = self.store.save(record) {
+    /// Whether the record is on disk (a failure is logged).
+    fn save(&self, record: &RunRecord) -> bool {
+        let saved = self.store.save(record);
+        if let Err(e) = &saved {
             tracing::error!(run = record.run_id, job = %record.job_id, "cannot persist run record: {e}");
         }
+        saved.is_ok()
     }
 
     fn emit(&self, event: Event) {
@@ -176,12 +179,18 @@ impl Runner {
             match record.phase {
                 Phase::Ended(_) => {}
                 Phase::Starting => {
-                    // The last MOM died mid-launch, before its go-ahead: a supervisor it
+                    // The last MOM died mid-launch, before the release: a supervisor it
                     // started may still hold the job's shell, which never exec'd the
                     // script (see `launch::HeldShell`). It is stopped, and the run is
-                    // reported as never started, which it was not.
+                    // reported as never run, so the server requeues it. A record of an
+                    // older MOM, whose shells ran at once, proves nothing: -1 as before.
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
-                    record.phase = Phase::Ended(self.never_ran());
+                    let result = if record.gated {
+                        self.never_ran(RESTARTED_WHILE_STARTING)
+                    } else {
+                        self.unstarted_result(RESTARTED_WHILE_STARTING)
+                    };
+                    record.phase = Phase::Ended(result);
                     self.save(&record);
                 }
                 Phase::Running => {
@@ -243,12 +252,12 @@ impl Runner {
         v
     }
 
-    /// The end of a run its MOM died launching, before the go-ahead: the
-    /// script never ran, so the server may requeue it (JOB_EXEC_RETRY).
-    fn never_ran(&self) -> RunResult {
+    /// The end of a run whose shell was never released: the script never
+    /// ran, so the server may requeue it (JOB_EXEC_RETRY).
+    fn never_ran(&self, message: &str) -> RunResult {
         RunResult {
             exit_status: exit::JOB_EXEC_RETRY,
-            ..self.unstarted_result(RESTARTED_WHILE_STARTING)
+            ..self.unstarted_result(message)
         }
     }
 
@@ -336,20 +345,33 @@ impl Runner {
             None => false,
         };
         let mut link = l.link;
-        if !held {
-            // Cancelled and forgotten while it launched: no go-ahead, so the shell
-            // never execs (see `launch::HeldShell`); what the launch left is removed.
-            tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
+        // Only once the record says Running may the script run: a MOM that dies
+        // from then on is followed by one that adopts the run.
+        let recorded = held && self.save_latest(run_id);
+        if l.held && !recorded {
+            // Never released, so the shell exits without exec'ing (see
+            // `launch::HeldShell`) and the supervisor after it.
             drop(link);
             let _ = supervisor::wait_child(l.supervisor_pid);
-            self.remove_files(run_id, &spec.job_id);
+            if !held {
+                tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
+                self.remove_files(run_id, &spec.job_id);
+                return;
+            }
+            tracing::warn!(run = run_id, job = %spec.job_id, "run not released: its start could not be recorded");
+            if let Some(live) = self.runs().get_mut(&run_id).and_then(|e| e.live.take()) {
+                live.done.send_replace(true);
+            }
+            self.end(
+                run_id,
+                self.never_ran("pbs_mom could not record the job's start"),
+            );
             return;
         }
-        self.save_latest(run_id);
-        // Only now may the script run: the record says Running, so a MOM that
-        // dies from here on is followed by one that adopts the run.
-        if let Err(e) = link.go() {
-            tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the go-ahead: {e}");
+        if l.held {
+            if let Err(e) = link.go() {
+                tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the release: {e}");
+            }
         }
         self.emit(Event::Started {
             run_id,
@@ -361,7 +383,7 @@ impl Runner {
         let exit_file = self.layout.exit_file(run_id);
         self.rt.spawn_blocking(move || {
             if link.exited() {
-                // The exit file is written; the supervisor waits for its go-ahead.
+                // The exit file is written; the supervisor waits for its go-ahead to copy.
                 runner.finish(
                     run_id,
                     supervisor::read_exit_file(&exit_file),
@@ -411,7 +433,7 @@ impl Runner {
             if live.cancelled {
                 self.forget(run_id);
             } else {
-                self.end(run_id, self.never_ran());
+                self.end(run_id, self.never_ran(RESTARTED_WHILE_STARTING));
             }
             return;
         }

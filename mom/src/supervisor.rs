@@ -23,18 +23,21 @@
 //!
 //! ```text
 //! → the ExecPlan as JSON
-//! ← started PID | failed MESSAGE   (the shell is set up, held before exec)
-//! → go                             (the MOM has recorded the run as running)
+//! ← held PID | failed MESSAGE      (the shell is set up, held before exec)
+//! → go                             (the release: the MOM has recorded the run
+//!                                   as running; read by the held shell itself)
 //!      ... the job runs; its leftovers are cleared; the exit file is written ...
 //! ← exited
 //! → deliver [Delivery...]          (or EOF: nothing to copy, or the MOM is gone)
 //! ← delivered [null | "error"...]  | failed MESSAGE
 //! ```
 //!
-//! Without the `go` (EOF: the MOM died before recording the run, or it
-//! dropped a run cancelled meanwhile) the shell exits without exec'ing, and
-//! the exit file says `held_back`: a run the MOM never recorded as running
-//! never ran its script, so the next MOM's "never started" is the truth.
+//! Without the release (EOF: the MOM died before recording the run, or it
+//! dropped a run cancelled meanwhile) the shell exits without exec'ing, the
+//! exit file says `held_back`, and the supervisor exits without `exited`: a
+//! run the MOM never recorded as running never ran its script, so the next
+//! MOM's "never started" is the truth. (An older supervisor answers
+//! `started PID`: its shell already runs, and the MOM sends no `go`.)
 //!
 //! The MOM appends its walltime notice to the stderr file between `exited`
 //! and `deliver`, so the notice is in what gets copied. EOF at the go-ahead
@@ -114,8 +117,10 @@ pub fn program() -> PathBuf {
 
 /// The words of the protocol (see the module comment).
 mod word {
+    /// Answer of a supervisor that holds the shell until the MOM's `go`.
+    pub const HELD: &str = "held";
+    /// Answer of an older supervisor, whose shell runs at once (no `go` needed).
     pub const STARTED: &str = "started";
-    pub const GO: &str = "go";
     pub const FAILED: &str = "failed";
     pub const EXITED: &str = "exited";
     pub const DELIVER: &str = "deliver";
@@ -143,6 +148,7 @@ pub struct ExitRecord {
 
 /// Supervisor entry point; returns the process exit code.
 pub fn main(exit_file: &Path) -> i32 {
+    close_inherited_fds();
     let mut out = io::stdout();
     // First: a session of our own keeps the supervisor (and the job's exit
     // status) out of the MOM's terminal and process group, so a Ctrl-C or a
@@ -181,23 +187,13 @@ pub fn main(exit_file: &Path) -> i32 {
         }
     };
     let pid = shell.pid;
-    let _ = writeln!(out, "{} {pid}", word::STARTED);
+    let _ = writeln!(out, "{} {pid}", word::HELD);
     let _ = out.flush();
-    // The go-ahead comes once the MOM has recorded the run as running. Without
-    // it (EOF: the MOM died, or dropped a run cancelled meanwhile) the shell
-    // never execs, and the exit file says so.
-    line.clear();
-    let go_ahead = input.read_line(&mut line).is_ok() && line.trim_end() == word::GO;
-    let released = if go_ahead {
-        shell.release().is_ok()
-    } else {
-        drop(shell); // closes the gate: the child exits
-        false
-    };
+    // The shell reads the MOM's `go` itself (see `launch::HeldShell`).
     let Some(mut record) = wait_for_shell(pid) else {
         return 1;
     };
-    if !released {
+    if shell.was_held_back() {
         record.held_back = true;
         return i32::from(write_exit_file(exit_file, &record).is_err());
     }
@@ -213,6 +209,31 @@ pub fn main(exit_file: &Path) -> i32 {
         deliver::copy_in_child(identity, files)
     });
     0
+}
+
+/// Closes every descriptor above stderr that the supervisor inherited: the
+/// MOM's are close-on-exec, but whatever the MOM itself inherited without that
+/// flag (a jobserver pipe, a service manager's socket) would otherwise reach
+/// every job, as Torque's MOM does not let it.
+fn close_inherited_fds() {
+    // SAFETY: close_range(2) only closes descriptors; none above 2 is in use yet.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0;
+    if closed {
+        return;
+    }
+    // Kernels before 5.9: the descriptors /proc lists (the listing's own is
+    // closed by then, which makes its close fail harmlessly).
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// The supervisor's side after the exit file is written: says `exited`, waits
@@ -265,8 +286,9 @@ impl std::fmt::Debug for Link {
 /// What the supervisor answered to the job plan.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
-    /// The shell runs with this pid.
-    Shell(i32),
+    /// The shell has this pid; it waits for [`Link::go`] unless `held` is false
+    /// (an older supervisor, whose shell runs at once).
+    Shell { pid: i32, held: bool },
     /// It could not be started; Torque's message.
     Failed(String),
 }
@@ -294,8 +316,11 @@ impl Link {
             (line, sent) => return Err(format!("{line:?}, {sent:?}")),
         };
         match line.split_once(' ') {
-            Some((word::STARTED, pid)) => match pid.parse::<i32>() {
-                Ok(pid) if pid > 1 => Ok(Started::Shell(pid)),
+            Some((answer @ (word::HELD | word::STARTED), pid)) => match pid.parse::<i32>() {
+                Ok(pid) if pid > 1 => Ok(Started::Shell {
+                    pid,
+                    held: answer == word::HELD,
+                }),
                 _ => Err(format!("supervisor said {line:?}")),
             },
             Some((word::FAILED, why)) => Ok(Started::Failed(why.to_string())),
@@ -303,9 +328,10 @@ impl Link {
         }
     }
 
-    /// Tells the supervisor to let the held shell exec (the run is recorded).
+    /// The release: lets the held shell exec (the run is recorded). The shell
+    /// itself reads this from the supervisor's stdin.
     pub fn go(&mut self) -> io::Result<()> {
-        writeln!(self.to, "{}", word::GO)?;
+        self.to.write_all(launch::RELEASE)?;
         self.to.flush()
     }
 
@@ -561,9 +587,28 @@ mod tests {
             let mut plan = String::new();
             input.read_line(&mut plan)?;
             assert_eq!(plan, "{\"x\":1}\n");
-            writeln!(out, "started 4242")
+            writeln!(out, "held 4242")
         });
-        assert_eq!(link.start(b"{\"x\":1}"), Ok(Started::Shell(4242)));
+        assert_eq!(
+            link.start(b"{\"x\":1}"),
+            Ok(Started::Shell {
+                pid: 4242,
+                held: true
+            })
+        );
+        t.join().expect("join").expect("served");
+        // An older supervisor: the shell already runs.
+        let (mut link, t) = linked(|input, out| {
+            input.read_line(&mut String::new())?;
+            writeln!(out, "started 4243")
+        });
+        assert_eq!(
+            link.start(b"{}"),
+            Ok(Started::Shell {
+                pid: 4243,
+                held: false
+            })
+        );
         t.join().expect("join").expect("served");
         let (mut link, t) = linked(|input, out| {
             input.read_line(&mut String::new())?;
@@ -576,7 +621,7 @@ mod tests {
         t.join().expect("join").expect("served");
         let (mut link, t) = linked(|input, out| {
             input.read_line(&mut String::new())?;
-            writeln!(out, "started 1")
+            writeln!(out, "held 1")
         });
         assert!(link.start(b"{}").is_err());
         t.join().expect("join").expect("served");

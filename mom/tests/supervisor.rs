@@ -32,35 +32,73 @@ fn supervise_held(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
         .expect("spawn supervisor");
     let json = serde_json::to_vec(plan).expect("plan");
     let pid = match link.start(&json) {
-        Ok(Started::Shell(pid)) => pid,
-        other => panic!("supervisor did not start the job: {other:?}"),
+        Ok(Started::Shell { pid, held: true }) => pid,
+        other => panic!("supervisor did not hold the job's shell: {other:?}"),
     };
     (child, link, pid)
 }
 
 /// Until the MOM has recorded the run, the job's shell waits before exec; a MOM
-/// that goes away first (EOF) leaves a run that never ran a line of its script.
+/// that goes away first (EOF instead of the release) leaves a run that never
+/// ran a line of its script.
 #[test]
-fn a_shell_without_the_go_ahead_never_runs_the_script() {
+fn a_shell_without_the_release_never_runs_the_script() {
     let b = bed();
     let marker = b.work.join("ran");
     let script = format!("touch {}\necho out\n", marker.display());
     let plan =
         launch::prepare(&b.spec(5, "5", &script), &b.layout, "node1", true).expect("prepare");
     let (mut child, link, shell) = supervise_held(&b, 5, &plan);
-    // Set up as the job (its own session) but not the shell yet: still the supervisor's image.
+    // Set up as the job (its own session, its output files open) but not the shell yet:
+    // still the supervisor's image.
     let stat = capstan_mom::procfs::stat_of(shell).expect("the held shell's stat");
     assert_eq!(stat.session, shell);
+    let comm = std::fs::read_to_string(format!("/proc/{shell}/comm")).expect("comm");
+    assert_eq!(comm.trim_end(), "capstan_supervi");
+    let spooled = b.layout.spool_dir("5.vm").join("5.vm.OU");
     drop(link);
     assert!(child.wait().expect("reaped").success());
-    assert!(!marker.exists(), "the script ran without the go-ahead");
+    assert!(!marker.exists(), "the script ran without the release");
     let exit = supervisor::read_exit_file(&b.layout.exit_file(5)).expect("exit file");
     assert!(exit.held_back, "{exit:?}");
     assert!(
         capstan_mom::procfs::stat_of(shell).is_none(),
         "the held shell was not reaped"
     );
-    assert!(!b.out("5").exists());
+    assert_eq!(
+        std::fs::metadata(&spooled).expect("spooled output").len(),
+        0
+    );
+}
+
+/// What a released job's shell starts with: stdin `/dev/null`, no pipe or
+/// socket (neither the supervisor's to the MOM nor one the test harness passed
+/// down, such as cargo's jobserver), and SIGPIPE not ignored (Rust ignores it in
+/// the supervisor, and an ignored signal stays ignored across exec).
+#[test]
+fn a_released_shell_inherits_nothing_else() {
+    let b = bed();
+    let script = "ls -l /proc/$$/fd > fds.txt\n\
+        echo \"pipes: $(grep -c -E ' (pipe|socket):' fds.txt)\"\n\
+        readlink /proc/$$/fd/0\n\
+        sed -n 's/^SigIgn:\\t//p' /proc/$$/status\n";
+    let plan = launch::prepare(&b.spec(7, "7", script), &b.layout, "node1", true).expect("prepare");
+    let (mut child, mut link, _) = supervise(&b, 7, &plan);
+    assert!(link.exited());
+    let results = link.deliver(&plan.delivery.files).expect("delivered");
+    assert!(results.iter().all(Option::is_none), "{results:?}");
+    drop(link);
+    assert!(child.wait().expect("reaped").success());
+    let out = std::fs::read_to_string(b.out("7")).expect("out");
+    let fds = std::fs::read_to_string(b.work.join("fds.txt")).unwrap_or_default();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["pipes: 0", "/dev/null"], "{out}{fds}");
+    let ignored = u64::from_str_radix(lines[2], 16).expect("SigIgn mask");
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
 }
 
 /// Recorded as running, but the MOM died before its go-ahead: the next MOM
@@ -217,20 +255,43 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
 }
 
 /// The MOM dies after starting a supervisor but before recording the start:
-/// the next MOM reports the run as never started, so it stops the supervisor
-/// and the job's shell it holds (the go-ahead never came).
+/// the next MOM stops the supervisor and the job's shell it holds (never
+/// released), and reports the run as never run, for the server to requeue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_launch_no_mom_recorded_is_stopped() {
+async fn a_launch_no_mom_recorded_is_stopped_and_never_ran() {
+    let ended = stop_unrecorded_launch(false, true).await;
+    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
+}
+
+/// The same with a record of an older MOM, whose shells ran at once: the
+/// running shell is killed with its supervisor, and the run is reported as
+/// failed (-1), not requeued, since its script may have run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_moms_unrecorded_launch_is_stopped() {
+    let ended = stop_unrecorded_launch(true, false).await;
+    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
+}
+
+/// A supervisor runs `sleep 300` (its shell released or still held), the dead
+/// MOM's record says Starting (`gated` as given); a new MOM recovers. The run's
+/// end, once the supervisor is known killed and the shell gone.
+async fn stop_unrecorded_launch(released: bool, gated: bool) -> capstan_mom::job::RunResult {
     let b = bed();
     let spec = b.spec(4, "4", "sleep 300\n");
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (child, link, shell) = supervise_held(&b, 4, &plan);
+    let (child, link, shell) = if released {
+        supervise(&b, 4, &plan)
+    } else {
+        supervise_held(&b, 4, &plan)
+    };
     let supervisor_pid = child.id() as i32;
     // The record as the dead MOM left it: Starting, no supervisor or session known.
-    let record = RunRecord::starting(&spec, capstan_mom::status::now_secs());
+    let record = RunRecord {
+        gated,
+        ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
+    };
     let (mom, _events) = b.adopt(&record).await;
     let (_, ended) = mom.finished().pop().expect("an ended run");
-    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
     // Both gone: the supervisor killed (reaped here, its parent), the shell with it.
     let status = tokio::time::timeout(
         Duration::from_secs(10),
@@ -240,20 +301,28 @@ async fn a_launch_no_mom_recorded_is_stopped() {
         }),
     )
     .await;
-    let Ok(Ok(status)) = status else {
-        // Leave nothing behind: the job's session, then its supervisor.
+    let kill_shell = || {
         let kill = nix::sys::signal::Signal::SIGKILL;
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(shell), kill);
+    };
+    let Ok(Ok(status)) = status else {
+        // Leave nothing behind: the job's session, then its supervisor.
+        kill_shell();
+        let kill = nix::sys::signal::Signal::SIGKILL;
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor_pid), kill);
         panic!("the supervisor still runs");
     };
     let status = status.expect("reaped");
     assert!(!status.success(), "{status:?}");
     assert_eq!(status.signal(), Some(9), "{status:?}");
-    drop(link);
+    // The link stays open until then, so a held shell cannot have left on its own (EOF):
+    // the new MOM killed it.
     let shell_gone = || capstan_mom::procfs::stat_of(shell).is_none_or(|s| s.state == 'Z');
-    assert!(
-        common::wait_until(Duration::from_secs(10), shell_gone).await,
-        "the job's shell still runs"
-    );
+    let gone = common::wait_until(Duration::from_secs(10), shell_gone).await;
+    if !gone {
+        kill_shell();
+    }
+    drop(link);
+    assert!(gone, "the job's shell still runs");
+    ended
 }

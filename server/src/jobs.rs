@@ -1134,7 +1134,7 @@ pub async fn runs_ended(
         if job.pending == Some(PendingAction::Requeue) {
             requeue(&mut job, now, end.comment.clone());
             info!(job = %id, "job requeued");
-        } else if end.exit_status == EXIT_RETRY {
+        } else if end.exit_status == EXIT_RETRY && job.pending.is_none() {
             requeue(
                 &mut job,
                 now,
@@ -1145,7 +1145,12 @@ pub async fn runs_ended(
             if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
                 samples.push(sample);
             }
-            end_job(&mut job, end.exit_status, end_time, end.comment.clone());
+            // A job deleted while its MOM restarted: the run never started, and qdel wins.
+            let exit_status = match job.pending {
+                Some(PendingAction::Delete) if end.exit_status == EXIT_RETRY => EXIT_DELETED,
+                _ => end.exit_status,
+            };
+            end_job(&mut job, exit_status, end_time, end.comment.clone());
             job.mtime = now;
             info!(job = %id, exit_status = end.exit_status, "job completed");
         }
@@ -1493,6 +1498,30 @@ mod tests {
             job.comment.as_deref(),
             Some("Job requeued: pbs_mom restarted while starting the job")
         );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_job_whose_run_never_ran_stays_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut running = job(1, JobState::Running);
+        running.exec_host = vec![HostSlots {
+            node: "n1".into(),
+            slots: vec![0],
+        }];
+        running.current_run = Some(10);
+        running.start_time = Some(100);
+        running.pending = Some(PendingAction::Delete);
+        let mut core = core_with_jobs(dir.path(), vec![running]).await;
+        let retry = RunEnd {
+            run_id: 10,
+            exit_status: EXIT_RETRY,
+            end_time: 110,
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n1", &[retry], 110).await.unwrap());
+        let job = &core.store.load().await.unwrap().jobs[0];
+        assert_eq!(job.state, JobState::Completed);
+        assert_eq!(job.exit_status, Some(EXIT_DELETED));
     }
 
     #[tokio::test]
