@@ -1423,25 +1423,27 @@ mod tests {
         assert_eq!(loaded.next_job_number, Some(10));
     }
 
+    /// Job `seq`, running since 100 as run `run` on one slot of `node`.
+    fn running_on(seq: u64, node: &str, run: u64) -> Job {
+        let mut j = job(seq, JobState::Running);
+        j.exec_host = vec![HostSlots {
+            node: node.into(),
+            slots: vec![0],
+        }];
+        j.current_run = Some(run);
+        j.start_time = Some(100);
+        j
+    }
+
     #[tokio::test]
     async fn a_normal_end_saves_a_speed_sample_and_fair_share() {
         let dir = tempfile::tempdir().unwrap();
-        let running = |seq: u64, node: &str, run: u64| {
-            let mut j = job(seq, JobState::Running);
-            j.exec_host = vec![HostSlots {
-                node: node.into(),
-                slots: vec![0],
-            }];
-            j.current_run = Some(run);
-            j.start_time = Some(100);
-            j
-        };
-        let mut two_nodes = running(3, "n1", 30);
+        let mut two_nodes = running_on(3, "n1", 30);
         two_nodes.exec_host.push(HostSlots {
             node: "n2".into(),
             slots: vec![0],
         });
-        let jobs = vec![running(1, "n1", 10), running(2, "n2", 20), two_nodes];
+        let jobs = vec![running_on(1, "n1", 10), running_on(2, "n2", 20), two_nodes];
         let mut core = core_with_jobs(dir.path(), jobs).await;
         core.state.learning.fairshare.advance(100, []);
         let end = |run_id, exit_status| RunEnd {
@@ -1472,14 +1474,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_that_never_ran_its_script_is_requeued() {
         let dir = tempfile::tempdir().unwrap();
-        let mut running = job(1, JobState::Running);
-        running.exec_host = vec![HostSlots {
-            node: "n1".into(),
-            slots: vec![0],
-        }];
-        running.current_run = Some(10);
-        running.start_time = Some(100);
-        let mut core = core_with_jobs(dir.path(), vec![running]).await;
+        let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10)]).await;
         let retry = RunEnd {
             run_id: 10,
             exit_status: EXIT_RETRY,
@@ -1503,13 +1498,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_job_whose_run_never_ran_stays_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut running = job(1, JobState::Running);
-        running.exec_host = vec![HostSlots {
-            node: "n1".into(),
-            slots: vec![0],
-        }];
-        running.current_run = Some(10);
-        running.start_time = Some(100);
+        let mut running = running_on(1, "n1", 10);
         running.pending = Some(PendingAction::Delete);
         let mut core = core_with_jobs(dir.path(), vec![running]).await;
         let retry = RunEnd {
