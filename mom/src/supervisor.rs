@@ -583,42 +583,26 @@ mod tests {
 
     #[test]
     fn start_reads_the_pid_or_the_failure() {
-        let (mut link, t) = linked(|input, out| {
-            let mut plan = String::new();
-            input.read_line(&mut plan)?;
-            assert_eq!(plan, "{\"x\":1}\n");
-            writeln!(out, "held 4242")
-        });
-        assert_eq!(
-            link.start(b"{\"x\":1}"),
-            Ok(Started::Shell {
-                pid: 4242,
-                held: true
-            })
-        );
-        t.join().expect("join").expect("served");
-        // An older supervisor: the shell already runs.
-        let (mut link, t) = linked(|input, out| {
-            input.read_line(&mut String::new())?;
-            writeln!(out, "started 4243")
-        });
-        assert_eq!(
-            link.start(b"{}"),
-            Ok(Started::Shell {
-                pid: 4243,
-                held: false
-            })
-        );
-        t.join().expect("join").expect("served");
-        let (mut link, t) = linked(|input, out| {
-            input.read_line(&mut String::new())?;
-            writeln!(out, "failed PBS: no such user")
-        });
-        assert_eq!(
-            link.start(b"{}"),
-            Ok(Started::Failed("PBS: no such user".into()))
-        );
-        t.join().expect("join").expect("served");
+        let held = |pid, held| Ok(Started::Shell { pid, held });
+        let cases = [
+            ("held 4242", held(4242, true)),
+            // An older supervisor: the shell already runs.
+            ("started 4243", held(4243, false)),
+            (
+                "failed PBS: no such user",
+                Ok(Started::Failed("PBS: no such user".into())),
+            ),
+        ];
+        for (answer, expected) in cases {
+            let (mut link, t) = linked(move |input, out| {
+                let mut plan = String::new();
+                input.read_line(&mut plan)?;
+                assert_eq!(plan, "{\"x\":1}\n");
+                writeln!(out, "{answer}")
+            });
+            assert_eq!(link.start(b"{\"x\":1}"), expected, "{answer}");
+            t.join().expect("join").expect("served");
+        }
         let (mut link, t) = linked(|input, out| {
             input.read_line(&mut String::new())?;
             writeln!(out, "held 1")

@@ -70,10 +70,7 @@ impl Fixture {
     }
 
     async fn next_event(&mut self) -> Event {
-        tokio::time::timeout(Duration::from_secs(20), self.events.recv())
-            .await
-            .expect("event in time")
-            .expect("channel open")
+        common::next_event(&mut self.events).await
     }
 
     fn read(&self, name: &str) -> String {
@@ -322,10 +319,7 @@ async fn adopts_a_running_job_after_restart() {
     assert_eq!(mom.held().len(), 1);
     assert!(!mom.held()[0].finished);
     mom.signal(11, libc::SIGTERM, true, 1);
-    let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("in time")
-        .expect("event");
+    let ev = common::next_event(&mut rx).await;
     let _ = child.wait();
     match ev {
         Event::Ended { run_id: 11, result } => assert_eq!(result.exit_status, 271),

@@ -125,10 +125,7 @@ async fn a_run_recorded_but_never_released_is_reported_unstarted() {
         ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
     let (_mom, mut rx) = b.adopt(&record).await;
-    let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("in time")
-        .expect("event");
+    let ev = common::next_event(&mut rx).await;
     match ev {
         Event::Ended { run_id: 6, result } => {
             assert_eq!(result.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
@@ -232,10 +229,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         "the job ended before the new MOM adopted it"
     );
     std::fs::write(&go, b"").expect("let the job end");
-    let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("in time")
-        .expect("event");
+    let ev = common::next_event(&mut rx).await;
     match ev {
         Event::Ended { run_id: 3, result } => {
             assert_eq!(result.exit_status, 0, "{result:?}");

@@ -26,6 +26,15 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool
     true
 }
 
+/// The runner's next event, within 20 s (a run's start or end is announced,
+/// so no polling).
+pub async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+    tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("event in time")
+        .expect("channel open")
+}
+
 /// A MOM home (`layout`) and a work directory for the jobs, removed on drop.
 pub struct Bed {
     pub tmp: tempfile::TempDir,
