@@ -311,13 +311,7 @@ impl Runner {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(run = run_id, job = %spec.job_id, "cannot start job: {e}");
-                let result = self.unstarted_result(&e.0);
-                record.phase = Phase::Ended(result.clone());
-                if let Some(entry) = self.runs().get_mut(&run_id) {
-                    entry.record = record.clone();
-                }
-                self.save_latest(run_id);
-                self.emit(Event::Ended { run_id, result });
+                self.end(run_id, self.unstarted_result(&e.0));
                 return;
             }
         };
@@ -331,7 +325,8 @@ impl Runner {
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
-        let held = match self.runs().get_mut(&run_id) {
+        // False when the run was cancelled and forgotten while it launched.
+        let tracked = match self.runs().get_mut(&run_id) {
             Some(entry) => {
                 entry.record = record.clone();
                 entry.live = Some(Live {
@@ -347,13 +342,13 @@ impl Runner {
         let mut link = l.link;
         // Only once the record says Running may the script run: a MOM that dies
         // from then on is followed by one that adopts the run.
-        let recorded = held && self.save_latest(run_id);
+        let recorded = tracked && self.save_latest(run_id);
         if l.held && !recorded {
             // Never released, so the shell exits without exec'ing (see
             // `launch::HeldShell`) and the supervisor after it.
             drop(link);
             let _ = supervisor::wait_child(l.supervisor_pid);
-            if !held {
+            if !tracked {
                 tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
                 self.remove_files(run_id, &spec.job_id);
                 return;
