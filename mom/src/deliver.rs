@@ -69,7 +69,7 @@ fn log_delivered(plan: &DeliveryPlan, d: &Delivery) {
 }
 
 /// Longest answer or line read from a helper: the copy helper's JSON answer
-/// (one short error per file), and each line a supervisor sends (`started`,
+/// (one short error per file), and each line a supervisor sends (`held`,
 /// `failed`, `exited`, `delivered`). Whoever writes it may run as the job's user, so
 /// what is read is bounded.
 pub(crate) const MAX_ANSWER: u64 = 1 << 20;

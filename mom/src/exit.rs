@@ -10,7 +10,7 @@
 //! | died of a signal the MOM did not deliver | `128 + signal` (the shell convention) |
 //! | shell exited | its exit code (254 when the `-S` shell could not be exec'd) |
 //! | the MOM could not start it at all | `-1` (JOB_EXEC_FAIL1) |
-//! | its MOM died before letting the shell run | `-3` (JOB_EXEC_RETRY: the server requeues it) |
+//! | its shell was never released: its MOM died first, or could not record the start | `-3` (JOB_EXEC_RETRY: the server requeues it) |
 
 /// JOB_EXEC_FAIL1: the run could not be started (bad user, spool error...).
 pub const JOB_EXEC_FAIL1: i32 = -1;

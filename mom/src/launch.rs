@@ -69,9 +69,6 @@ pub struct LaunchError(pub String);
 pub struct Launched {
     /// Pid of the shell = its session id = its process group id.
     pub pid: i32,
-    /// Whether the shell waits for the release ([`Link::go`]); false only with
-    /// an older supervisor, whose shell runs at once.
-    pub held: bool,
     /// Pid of the supervisor that waits for the shell.
     pub supervisor_pid: i32,
     pub uid: u32,
@@ -171,9 +168,8 @@ pub fn launch(
     let (mut child, mut link) = spawn_supervisor(supervisor, &layout.exit_file(spec.run_id))?;
     let supervisor_pid = child.id() as i32;
     match link.start(&json) {
-        Ok(Started::Shell { pid, held }) => Ok(Launched {
+        Ok(Started::Held(pid)) => Ok(Launched {
             pid,
-            held,
             supervisor_pid,
             uid: plan.uid,
             streams: plan.streams,
@@ -184,6 +180,17 @@ pub fn launch(
         Ok(Started::Failed(why)) => {
             let _ = child.wait();
             Err(LaunchError(why))
+        }
+        Ok(Started::Unheld(pid)) => {
+            // Its job runs before the run could be recorded: stopped, not tracked.
+            let kill = nix::sys::signal::Signal::SIGKILL;
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), kill);
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(LaunchError(format!(
+                "PBS: {} is older than pbs_mom (it does not hold the job's shell); install both from one build",
+                supervisor.display()
+            )))
         }
         Err(talk) => {
             let _ = child.kill();
@@ -349,7 +356,7 @@ impl HeldShell {
     /// because the release did not come.
     pub fn was_held_back(mut self) -> bool {
         let mut byte = [0u8; 1];
-        read_full(&mut self.report, &mut byte) == 1 && byte[0] == HELD_BACK
+        self.report.read_exact(&mut byte).is_ok() && byte[0] == HELD_BACK
     }
 }
 
@@ -427,13 +434,15 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     // READY once the child is set up and waits for the release; on a failed
     // step, the step and its errno.
     let mut first = [0u8; 1];
-    if read_full(&mut report, &mut first) == 1 && first[0] == READY {
+    if report.read_exact(&mut first).is_ok() && first[0] == READY {
         return Ok(HeldShell { pid, report });
     }
     let mut errno = [0u8; 4];
-    read_full(&mut report, &mut errno);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    let errno = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+    let errno = report
+        .read_exact(&mut errno)
+        .map_or(0, |()| i32::from_ne_bytes(errno));
+    let _ = crate::supervisor::wait_child(pid);
+    let errno = io::Error::from_raw_os_error(errno);
     let what = match first[0] {
         s if s == Step::Setsid as u8 => "setsid failed".to_string(),
         s if s == Step::Identity as u8 => {
@@ -453,20 +462,6 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         _ => "cannot start job shell".to_string(),
     };
     Err(LaunchError(format!("PBS: {what}: {errno}")))
-}
-
-/// Reads until `buf` is full or EOF; how many bytes came.
-fn read_full(mut from: impl Read, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        match from.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    got
 }
 
 fn out_path(streams: &Streams) -> &Path {

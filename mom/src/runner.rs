@@ -6,7 +6,7 @@
 //! *before* it is reported, so a result reported once can always be reported
 //! again after a crash (the server acknowledges with AckRunEnded). A job's
 //! shell execs only once its run is recorded as running (its supervisor holds
-//! it until the MOM's go-ahead), so a run found still "starting" after a crash
+//! it until the MOM's release), so a run found still "starting" after a crash
 //! never ran.
 //!
 //! Each running job has:
@@ -186,9 +186,9 @@ impl Runner {
                     // older MOM, whose shells ran at once, proves nothing: -1 as before.
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
                     let result = if record.gated {
-                        self.never_ran(RESTARTED_WHILE_STARTING)
+                        unstarted(exit::JOB_EXEC_RETRY, RESTARTED_WHILE_STARTING)
                     } else {
-                        self.unstarted_result(RESTARTED_WHILE_STARTING)
+                        unstarted(exit::JOB_EXEC_FAIL1, RESTARTED_WHILE_STARTING)
                     };
                     record.phase = Phase::Ended(result);
                     self.save(&record);
@@ -252,24 +252,29 @@ impl Runner {
         v
     }
 
-    /// The end of a run whose shell was never released: the script never
-    /// ran, so the server may requeue it (JOB_EXEC_RETRY).
-    fn never_ran(&self, message: &str) -> RunResult {
-        RunResult {
-            exit_status: exit::JOB_EXEC_RETRY,
-            ..self.unstarted_result(message)
+    /// Ends a run whose shell was never released (so its script never ran):
+    /// forgotten if the server cancelled it, else reported JOB_EXEC_RETRY, for
+    /// the server to requeue.
+    fn end_unreleased(&self, run_id: u64, live: Live, message: &str) {
+        live.done.send_replace(true);
+        if live.cancelled {
+            self.forget(run_id);
+        } else {
+            self.end(run_id, unstarted(exit::JOB_EXEC_RETRY, message));
         }
     }
 
-    fn unstarted_result(&self, message: &str) -> RunResult {
-        RunResult {
-            exit_status: exit::JOB_EXEC_FAIL1,
-            used: Usage::default(),
-            end_time: now_secs(),
-            session_id: 0,
-            message: message.to_string(),
-            copy_errors: Vec::new(),
+    /// Ends a held run with `result`, then reports it.
+    fn end(&self, run_id: u64, result: RunResult) {
+        {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                return;
+            };
+            entry.record.phase = Phase::Ended(result.clone());
         }
+        self.save_latest(run_id);
+        self.emit(Event::Ended { run_id, result });
     }
 
     /// Starts a run (blocking: forks and writes files). A run id already held is ignored.
@@ -311,7 +316,7 @@ impl Runner {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(run = run_id, job = %spec.job_id, "cannot start job: {e}");
-                self.end(run_id, self.unstarted_result(&e.0));
+                self.end(run_id, unstarted(exit::JOB_EXEC_FAIL1, &e.0));
                 return;
             }
         };
@@ -343,30 +348,26 @@ impl Runner {
         // Only once the record says Running may the script run: a MOM that dies
         // from then on is followed by one that adopts the run.
         let recorded = tracked && self.save_latest(run_id);
-        if l.held && !recorded {
+        if !recorded {
             // Never released, so the shell exits without exec'ing (see
             // `launch::HeldShell`) and the supervisor after it.
             drop(link);
             let _ = supervisor::wait_child(l.supervisor_pid);
-            if !tracked {
-                tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
-                self.remove_files(run_id, &spec.job_id);
-                return;
+            let live = self.runs().get_mut(&run_id).and_then(|e| e.live.take());
+            match live {
+                None => {
+                    tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
+                    self.remove_files(run_id, &spec.job_id);
+                }
+                Some(live) => {
+                    tracing::warn!(run = run_id, job = %spec.job_id, "run not released: its start could not be recorded");
+                    self.end_unreleased(run_id, live, "pbs_mom could not record the job's start");
+                }
             }
-            tracing::warn!(run = run_id, job = %spec.job_id, "run not released: its start could not be recorded");
-            if let Some(live) = self.runs().get_mut(&run_id).and_then(|e| e.live.take()) {
-                live.done.send_replace(true);
-            }
-            self.end(
-                run_id,
-                self.never_ran("pbs_mom could not record the job's start"),
-            );
             return;
         }
-        if l.held {
-            if let Err(e) = link.go() {
-                tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the release: {e}");
-            }
+        if let Err(e) = link.go() {
+            tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the release: {e}");
         }
         self.emit(Event::Started {
             run_id,
@@ -420,18 +421,14 @@ impl Runner {
             };
             (entry.record.clone(), live)
         };
-        live.done.send_replace(true);
         if waited.is_some_and(|w| w.held_back) {
-            // Recorded as running by a MOM that died before its go-ahead: the shell
+            // Recorded as running by a MOM that died before the release: the shell
             // exited without exec'ing, so nothing ran and there is nothing to copy.
             tracing::warn!(run = run_id, job = %record.job_id, "the job's shell was held back: its MOM went away before letting it run");
-            if live.cancelled {
-                self.forget(run_id);
-            } else {
-                self.end(run_id, self.never_ran(RESTARTED_WHILE_STARTING));
-            }
+            self.end_unreleased(run_id, live, RESTARTED_WHILE_STARTING);
             return;
         }
+        live.done.send_replace(true);
         // A supervisor that recorded finding nothing left, or killing and
         // reaping what was, leaves nothing to sweep (adopted runs included):
         // no /proc scan, and no signal to a process group whose id may already
@@ -502,25 +499,15 @@ impl Runner {
         self.end(run_id, result);
     }
 
-    /// Records a held run's end, then reports it.
-    fn end(&self, run_id: u64, result: RunResult) {
-        {
-            let mut runs = self.runs();
-            let Some(entry) = runs.get_mut(&run_id) else {
-                return;
-            };
-            entry.record.phase = Phase::Ended(result.clone());
-        }
-        self.save_latest(run_id);
-        self.emit(Event::Ended { run_id, result });
-    }
-
     /// Drops a run and its files (files only if no other held run uses the job's id).
     fn forget(&self, run_id: u64) {
         let Some(entry) = self.runs().remove(&run_id) else {
             return;
         };
         let job_id = entry.record.job_id;
+        // Under the run's save lock: a write already past its check of the map
+        // lands before the delete, not after it (which would recreate the file).
+        let _turn = entry.saving.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.store.delete(run_id) {
             tracing::error!(run = run_id, "cannot delete run record: {e}");
         }
@@ -742,6 +729,18 @@ impl Runner {
                 }
             }
         });
+    }
+}
+
+/// The end of a run whose script never ran (`exit_status` -1 or -3).
+fn unstarted(exit_status: i32, message: &str) -> RunResult {
+    RunResult {
+        exit_status,
+        used: Usage::default(),
+        end_time: now_secs(),
+        session_id: 0,
+        message: message.to_string(),
+        copy_errors: Vec::new(),
     }
 }
 

@@ -37,7 +37,8 @@
 //! exit file says `held_back`, and the supervisor exits without `exited`: a
 //! run the MOM never recorded as running never ran its script, so the next
 //! MOM's "never started" is the truth. (An older supervisor answers
-//! `started PID`: its shell already runs, and the MOM sends no `go`.)
+//! `started PID`: its shell already runs, so the MOM kills it and refuses the
+//! run.)
 //!
 //! The MOM appends its walltime notice to the stderr file between `exited`
 //! and `deliver`, so the notice is in what gets copied. EOF at the go-ahead
@@ -73,17 +74,14 @@ pub const BINARY_NAME: &str = "capstan_supervisor";
 pub fn run_helper() -> Option<i32> {
     let mut argv = std::env::args_os().skip(1);
     let role = argv.next()?;
-    let supervise = if role == SUPERVISE_ARG {
-        true
-    } else if role == deliver::DELIVER_ARG {
-        false
-    } else {
+    if role != SUPERVISE_ARG && role != deliver::DELIVER_ARG {
         return None;
-    };
+    }
     // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
     // or "exe"; ps, top and pgrep should say what it is (15 bytes at most).
     let _ = nix::sys::prctl::set_name(c"capstan_supervi");
-    Some(if supervise {
+    close_inherited_fds();
+    Some(if role == SUPERVISE_ARG {
         main(Path::new(&argv.next().unwrap_or_default()))
     } else {
         deliver::helper_main()
@@ -119,7 +117,7 @@ pub fn program() -> PathBuf {
 mod word {
     /// Answer of a supervisor that holds the shell until the MOM's `go`.
     pub const HELD: &str = "held";
-    /// Answer of an older supervisor, whose shell runs at once (no `go` needed).
+    /// Answer of an older supervisor, whose shell already runs: refused.
     pub const STARTED: &str = "started";
     pub const FAILED: &str = "failed";
     pub const EXITED: &str = "exited";
@@ -140,7 +138,7 @@ pub struct ExitRecord {
     /// (`Unknown` in files written by older supervisors).
     #[serde(default)]
     pub leftovers: Leftovers,
-    /// The shell never exec'd the job: the MOM's go-ahead did not come (see
+    /// The shell never exec'd the job: the MOM's release did not come (see
     /// `launch::HeldShell`).
     #[serde(default)]
     pub held_back: bool,
@@ -148,7 +146,6 @@ pub struct ExitRecord {
 
 /// Supervisor entry point; returns the process exit code.
 pub fn main(exit_file: &Path) -> i32 {
-    close_inherited_fds();
     let mut out = io::stdout();
     // First: a session of our own keeps the supervisor (and the job's exit
     // status) out of the MOM's terminal and process group, so a Ctrl-C or a
@@ -211,7 +208,7 @@ pub fn main(exit_file: &Path) -> i32 {
     0
 }
 
-/// Closes every descriptor above stderr that the supervisor inherited: the
+/// Closes every descriptor above stderr that a helper inherited: the
 /// MOM's are close-on-exec, but whatever the MOM itself inherited without that
 /// flag (a jobserver pipe, a service manager's socket) would otherwise reach
 /// every job, as Torque's MOM does not let it.
@@ -250,6 +247,14 @@ where
     if input.read_line(&mut line)? == 0 {
         return Ok(());
     }
+    // A release the shell died before reading (a qdel right after its start)
+    // is still in the pipe, ahead of the MOM's answer.
+    if line.as_bytes() == launch::RELEASE {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+    }
     let Some((word::DELIVER, json)) = line.trim_end().split_once(' ') else {
         return Ok(());
     };
@@ -286,9 +291,11 @@ impl std::fmt::Debug for Link {
 /// What the supervisor answered to the job plan.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
-    /// The shell has this pid; it waits for [`Link::go`] unless `held` is false
-    /// (an older supervisor, whose shell runs at once).
-    Shell { pid: i32, held: bool },
+    /// The shell has this pid and waits for [`Link::go`].
+    Held(i32),
+    /// An older supervisor's shell, already running with this pid: the MOM
+    /// cannot have recorded it first, so it refuses the run.
+    Unheld(i32),
     /// It could not be started; Torque's message.
     Failed(String),
 }
@@ -317,10 +324,8 @@ impl Link {
         };
         match line.split_once(' ') {
             Some((answer @ (word::HELD | word::STARTED), pid)) => match pid.parse::<i32>() {
-                Ok(pid) if pid > 1 => Ok(Started::Shell {
-                    pid,
-                    held: answer == word::HELD,
-                }),
+                Ok(pid) if pid > 1 && answer == word::HELD => Ok(Started::Held(pid)),
+                Ok(pid) if pid > 1 => Ok(Started::Unheld(pid)),
                 _ => Err(format!("supervisor said {line:?}")),
             },
             Some((word::FAILED, why)) => Ok(Started::Failed(why.to_string())),
@@ -557,6 +562,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unread_release_is_skipped_before_the_copy_list() {
+        let (mut link, t) = linked(|input, out| {
+            serve_mom(input, out, |got| {
+                assert_eq!(got, files().as_slice());
+                Ok(vec![None, None])
+            })
+        });
+        link.go().expect("release, never read by a shell");
+        assert!(link.exited());
+        assert_eq!(link.deliver(&files()).expect("delivered"), vec![None, None]);
+        t.join().expect("join").expect("served");
+    }
+
+    #[test]
     fn eof_at_the_go_ahead_means_no_copy() {
         let (mut link, t) =
             linked(|input, out| serve_mom(input, out, |_| panic!("nothing must be copied")));
@@ -583,15 +602,15 @@ mod tests {
 
     #[test]
     fn start_reads_the_pid_or_the_failure() {
-        let held = |pid, held| Ok(Started::Shell { pid, held });
         let cases = [
-            ("held 4242", held(4242, true)),
+            ("held 4242", Ok(Started::Held(4242))),
             // An older supervisor: the shell already runs.
-            ("started 4243", held(4243, false)),
+            ("started 4243", Ok(Started::Unheld(4243))),
             (
                 "failed PBS: no such user",
                 Ok(Started::Failed("PBS: no such user".into())),
             ),
+            ("held 1", Err(r#"supervisor said "held 1""#.to_string())),
         ];
         for (answer, expected) in cases {
             let (mut link, t) = linked(move |input, out| {
@@ -603,11 +622,5 @@ mod tests {
             assert_eq!(link.start(b"{\"x\":1}"), expected, "{answer}");
             t.join().expect("join").expect("served");
         }
-        let (mut link, t) = linked(|input, out| {
-            input.read_line(&mut String::new())?;
-            writeln!(out, "held 1")
-        });
-        assert!(link.start(b"{}").is_err());
-        t.join().expect("join").expect("served");
     }
 }

@@ -18,21 +18,21 @@ mod common;
 
 use common::{bed, mom_exe, Bed};
 
-/// Starts a supervisor for `plan` as the MOM does and gives it the go-ahead;
+/// Starts a supervisor for `plan` as the MOM does and releases the shell;
 /// the shell's pid.
 fn supervise(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
     let (child, mut link, pid) = supervise_held(b, run_id, plan);
-    link.go().expect("go-ahead");
+    link.go().expect("release");
     (child, link, pid)
 }
 
-/// [`supervise`] without the go-ahead: the shell is set up and held before exec.
+/// [`supervise`] without the release: the shell is set up and held before exec.
 fn supervise_held(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
     let (child, mut link) = launch::spawn_supervisor(&mom_exe(), &b.layout.exit_file(run_id))
         .expect("spawn supervisor");
     let json = serde_json::to_vec(plan).expect("plan");
     let pid = match link.start(&json) {
-        Ok(Started::Shell { pid, held: true }) => pid,
+        Ok(Started::Held(pid)) => pid,
         other => panic!("supervisor did not hold the job's shell: {other:?}"),
     };
     (child, link, pid)
@@ -83,6 +83,8 @@ fn a_released_shell_inherits_nothing_else() {
         readlink /proc/$$/fd/0\n\
         sed -n 's/^SigIgn:\\t//p' /proc/$$/status\n";
     let plan = launch::prepare(&b.spec(7, "7", script), &b.layout, "node1", true).expect("prepare");
+    // A pipe the MOM would pass down (no close-on-exec), open until the job has ended.
+    let _inheritable = nix::unistd::pipe().expect("pipe");
     let (mut child, mut link, _) = supervise(&b, 7, &plan);
     assert!(link.exited());
     let results = link.deliver(&plan.delivery.files).expect("delivered");
@@ -101,7 +103,7 @@ fn a_released_shell_inherits_nothing_else() {
     );
 }
 
-/// Recorded as running, but the MOM died before its go-ahead: the next MOM
+/// Recorded as running, but the MOM died before the release: the next MOM
 /// adopts the run, finds the exit file saying the shell was held back, and
 /// reports it as never started (JOB_EXEC_RETRY, nothing to copy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,12 +111,10 @@ async fn a_run_recorded_but_never_released_is_reported_unstarted() {
     let b = bed();
     let spec = b.spec(6, "6", "echo out\n");
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (mut child, link, shell) = supervise_held(&b, 6, &plan);
+    let (child, link, shell) = supervise_held(&b, 6, &plan);
     drop(link);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("waited");
-    assert!(status.expect("reaped").success());
+    let status = common::reap(child, Duration::from_secs(20)).await;
+    assert!(status.expect("reaped in time").success());
     let record = RunRecord {
         uid: plan.uid,
         session_id: shell,
@@ -212,7 +212,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     );
     let spec = b.spec(3, "3", &script);
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (mut child, link, pid) = supervise(&b, 3, &plan);
+    let (child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
     let record = RunRecord {
         uid: plan.uid,
@@ -237,10 +237,8 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         }
         other => panic!("{other:?}"),
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("waited");
-    assert!(status.expect("reaped").success());
+    let status = common::reap(child, Duration::from_secs(20)).await;
+    assert!(status.expect("reaped in time").success());
     assert_eq!(
         std::fs::read_to_string(b.out("3")).expect("delivered by the helper"),
         "late\n"
@@ -253,7 +251,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
 /// released), and reports the run as never run, for the server to requeue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_no_mom_recorded_is_stopped_and_never_ran() {
-    let ended = stop_unrecorded_launch(false, true).await;
+    let ended = stop_unrecorded_launch(false).await;
     assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
 }
 
@@ -262,18 +260,19 @@ async fn a_launch_no_mom_recorded_is_stopped_and_never_ran() {
 /// failed (-1), not requeued, since its script may have run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_moms_unrecorded_launch_is_stopped() {
-    let ended = stop_unrecorded_launch(true, false).await;
+    let ended = stop_unrecorded_launch(true).await;
     assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
 }
 
-/// A supervisor runs `sleep 300` (its shell released or still held), the dead
-/// MOM's record says Starting (`gated` as given); a new MOM recovers. The run's
-/// end, once the supervisor is known killed and the shell gone.
-async fn stop_unrecorded_launch(released: bool, gated: bool) -> capstan_mom::job::RunResult {
+/// A supervisor runs `sleep 300`, the dead MOM's record says Starting; a new MOM
+/// recovers. With `older_mom`, the record lacks `gated` and the shell already
+/// runs, as an older MOM's did; else the shell is still held. The run's end,
+/// once the supervisor is known killed and the shell gone.
+async fn stop_unrecorded_launch(older_mom: bool) -> capstan_mom::job::RunResult {
     let b = bed();
     let spec = b.spec(4, "4", "sleep 300\n");
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
-    let (child, link, shell) = if released {
+    let (child, link, shell) = if older_mom {
         supervise(&b, 4, &plan)
     } else {
         supervise_held(&b, 4, &plan)
@@ -281,32 +280,24 @@ async fn stop_unrecorded_launch(released: bool, gated: bool) -> capstan_mom::job
     let supervisor_pid = child.id() as i32;
     // The record as the dead MOM left it: Starting, no supervisor or session known.
     let record = RunRecord {
-        gated,
+        gated: !older_mom,
         ..RunRecord::starting(&spec, capstan_mom::status::now_secs())
     };
     let (mom, _events) = b.adopt(&record).await;
     let (_, ended) = mom.finished().pop().expect("an ended run");
     // Both gone: the supervisor killed (reaped here, its parent), the shell with it.
-    let status = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::task::spawn_blocking(move || {
-            let mut child = child;
-            child.wait()
-        }),
-    )
-    .await;
+    let status = common::reap(child, Duration::from_secs(10)).await;
     let kill_shell = || {
         let kill = nix::sys::signal::Signal::SIGKILL;
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(shell), kill);
     };
-    let Ok(Ok(status)) = status else {
+    let Some(status) = status else {
         // Leave nothing behind: the job's session, then its supervisor.
         kill_shell();
         let kill = nix::sys::signal::Signal::SIGKILL;
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor_pid), kill);
         panic!("the supervisor still runs");
     };
-    let status = status.expect("reaped");
     assert!(!status.success(), "{status:?}");
     assert_eq!(status.signal(), Some(9), "{status:?}");
     // The link stays open until then, so a held shell cannot have left on its own (EOF):

@@ -35,6 +35,19 @@ pub async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
         .expect("channel open")
 }
 
+/// Reaps `child` off the runtime (its wait blocks); `None` if it has not
+/// exited within `limit`.
+pub async fn reap(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    match tokio::time::timeout(limit, waited).await {
+        Ok(joined) => Some(joined.expect("wait task").expect("wait")),
+        Err(_) => None,
+    }
+}
+
 /// A MOM home (`layout`) and a work directory for the jobs, removed on drop.
 pub struct Bed {
     pub tmp: tempfile::TempDir,
