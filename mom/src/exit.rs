@@ -12,12 +12,8 @@
 //! | the MOM could not start it at all | `-1` (JOB_EXEC_FAIL1) |
 //! | its shell was never released: its MOM died first, or could not record the start | `-3` (JOB_EXEC_RETRY: the server requeues it) |
 
-/// JOB_EXEC_FAIL1: the run could not be started (bad user, spool error...).
-pub const JOB_EXEC_FAIL1: i32 = -1;
-/// JOB_EXEC_RETRY: the run never started its script and may be retried.
-pub const JOB_EXEC_RETRY: i32 = -3;
-/// JOB_EXEC_OVERLIMIT_WT: killed for exceeding its walltime.
-pub const JOB_EXEC_OVERLIMIT_WT: i32 = -11;
+use capstan_proto::job_exec;
+
 /// Exit code of a job whose shell could not be exec'd.
 pub const EXEC_SHELL_FAILED: i32 = 254;
 
@@ -69,7 +65,7 @@ impl Interventions {
 /// Torque's exit_status for a run whose shell ended with `term`.
 pub fn exit_status(term: Termination, by_mom: &Interventions) -> i32 {
     if by_mom.walltime {
-        return JOB_EXEC_OVERLIMIT_WT;
+        return job_exec::OVERLIMIT_WT;
     }
     if by_mom.deleted {
         return 256 + SIGTERM;
@@ -91,11 +87,11 @@ pub fn exit_status(term: Termination, by_mom: &Interventions) -> i32 {
 /// started by an earlier MOM process): only what the MOM itself did is known.
 pub fn exit_status_unwaited(by_mom: &Interventions) -> i32 {
     if by_mom.walltime {
-        JOB_EXEC_OVERLIMIT_WT
+        job_exec::OVERLIMIT_WT
     } else if by_mom.deleted {
         256 + SIGTERM
     } else {
-        JOB_EXEC_FAIL1
+        job_exec::FAIL1
     }
 }
 

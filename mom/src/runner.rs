@@ -56,6 +56,7 @@ use crate::procfs::{self, Proc};
 use crate::status::now_secs;
 use crate::store::Store;
 use crate::supervisor::{self, ExitRecord, Link};
+use capstan_proto::job_exec;
 
 /// Time between SIGTERM and SIGKILL when the walltime limit is hit.
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
@@ -186,9 +187,9 @@ impl Runner {
                     // older MOM, whose shells ran at once, proves nothing: -1 as before.
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
                     let result = if record.gated {
-                        unstarted(exit::JOB_EXEC_RETRY, RESTARTED_WHILE_STARTING)
+                        unstarted(job_exec::RETRY, RESTARTED_WHILE_STARTING)
                     } else {
-                        unstarted(exit::JOB_EXEC_FAIL1, RESTARTED_WHILE_STARTING)
+                        unstarted(job_exec::FAIL1, RESTARTED_WHILE_STARTING)
                     };
                     record.phase = Phase::Ended(result);
                     self.save(&record);
@@ -253,14 +254,14 @@ impl Runner {
     }
 
     /// Ends a run whose shell was never released (so its script never ran):
-    /// forgotten if the server cancelled it, else reported JOB_EXEC_RETRY, for
+    /// forgotten if the server cancelled it, else reported JOB_EXEC_RETRY (-3), for
     /// the server to requeue.
     fn end_unreleased(&self, run_id: u64, live: Live, message: &str) {
         live.done.send_replace(true);
         if live.cancelled {
             self.forget(run_id);
         } else {
-            self.end(run_id, unstarted(exit::JOB_EXEC_RETRY, message));
+            self.end(run_id, unstarted(job_exec::RETRY, message));
         }
     }
 
@@ -316,7 +317,7 @@ impl Runner {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(run = run_id, job = %spec.job_id, "cannot start job: {e}");
-                self.end(run_id, unstarted(exit::JOB_EXEC_FAIL1, &e.0));
+                self.end(run_id, unstarted(job_exec::FAIL1, &e.0));
                 return;
             }
         };

@@ -128,7 +128,7 @@ async fn a_run_recorded_but_never_released_is_reported_unstarted() {
     let ev = common::next_event(&mut rx).await;
     match ev {
         Event::Ended { run_id: 6, result } => {
-            assert_eq!(result.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
+            assert_eq!(result.exit_status, capstan_proto::job_exec::RETRY);
             assert_eq!(result.message, "pbs_mom restarted while starting the job");
         }
         other => panic!("{other:?}"),
@@ -252,7 +252,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_no_mom_recorded_is_stopped_and_never_ran() {
     let ended = stop_unrecorded_launch(false).await;
-    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_RETRY);
+    assert_eq!(ended.exit_status, capstan_proto::job_exec::RETRY);
 }
 
 /// The same with a record of an older MOM, whose shells ran at once: the
@@ -261,7 +261,7 @@ async fn a_launch_no_mom_recorded_is_stopped_and_never_ran() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_moms_unrecorded_launch_is_stopped() {
     let ended = stop_unrecorded_launch(true).await;
-    assert_eq!(ended.exit_status, capstan_mom::exit::JOB_EXEC_FAIL1);
+    assert_eq!(ended.exit_status, capstan_proto::job_exec::FAIL1);
 }
 
 /// A supervisor runs `sleep 300`, the dead MOM's record says Starting; a new MOM

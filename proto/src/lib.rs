@@ -20,6 +20,7 @@ pub mod v1 {
 
 pub mod daemon;
 pub mod enrolment;
+pub mod job_exec;
 pub mod pbse;
 pub mod remote;
 pub mod shutdown;

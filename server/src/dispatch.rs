@@ -133,14 +133,15 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(SAFETY_PASS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let periodic = tokio::select! {
-            _ = shared.wake.notified() => false,
-            _ = tick.tick() => true,
+        // An event's pass stops once the nodes are full; the periodic one reaches every job.
+        let reach = tokio::select! {
+            _ = shared.wake.notified() => Reach::UntilFull,
+            _ = tick.tick() => Reach::AllJobs,
             _ = shutdown.recv() => return,
         };
         let mut core = shared.core.lock().await;
         let now = now_epoch();
-        if periodic {
+        if reach == Reach::AllJobs {
             match jobs::purge_completed(&mut core, now).await {
                 Ok(0) => {}
                 Ok(n) => debug!(purged = n, "completed jobs purged"),
@@ -148,11 +149,6 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
             }
         }
         core.state.learning.fairshare = core.state.fairshare_at(now);
-        let reach = if periodic {
-            Reach::AllJobs
-        } else {
-            Reach::UntilFull
-        };
         pass(&mut core, now, reach).await;
     }
 }

@@ -21,7 +21,7 @@ use crate::resources::{self, ResourceError};
 use crate::scheduler;
 use crate::state::{Core, State};
 use crate::store::StoreTx;
-use capstan_proto::pbse;
+use capstan_proto::{job_exec, pbse};
 
 /// Who is asking, from the socket's peer credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +67,6 @@ pub enum JobOp {
 pub const KILL_DELAY_SECS: u32 = 2;
 /// Torque's exit status for a job deleted (256 + SIGTERM).
 pub const EXIT_DELETED: i32 = 271;
-/// JOB_EXEC_FAIL1: the run was lost.
-pub const EXIT_LOST: i32 = -1;
-/// JOB_EXEC_RETRY: the run never started its script (its MOM died launching it), so the job
-/// goes back to the queue, as Torque requeues on this code.
-pub const EXIT_RETRY: i32 = -3;
 
 /// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
 /// is malformed or names another server.
@@ -1131,28 +1126,31 @@ pub async fn runs_ended(
             job.resources_used = Some(ResourcesUsed::default());
         }
         let end_time = if end.end_time > 0 { end.end_time } else { now };
-        if job.pending == Some(PendingAction::Requeue) {
-            requeue(&mut job, now, end.comment.clone());
-            info!(job = %id, "job requeued");
-        } else if end.exit_status == EXIT_RETRY && job.pending.is_none() {
-            requeue(
-                &mut job,
-                now,
-                Some(format!("Job requeued: {}", end.message)),
-            );
-            info!(job = %id, why = %end.message, "job requeued: its script never ran");
-        } else {
-            if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
-                samples.push(sample);
+        let never_ran = end.exit_status == job_exec::RETRY;
+        match job.pending {
+            Some(PendingAction::Requeue) => {
+                requeue(&mut job, now, end.comment.clone());
+                info!(job = %id, "job requeued");
             }
-            // A job deleted while its MOM restarted: the run never started, and qdel wins.
-            let exit_status = match job.pending {
-                Some(PendingAction::Delete) if end.exit_status == EXIT_RETRY => EXIT_DELETED,
-                _ => end.exit_status,
-            };
-            end_job(&mut job, exit_status, end_time, end.comment.clone());
-            job.mtime = now;
-            info!(job = %id, exit_status = end.exit_status, "job completed");
+            None if never_ran => {
+                let why =
+                    (!end.message.is_empty()).then(|| format!("Job requeued: {}", end.message));
+                requeue(&mut job, now, why);
+                info!(job = %id, "job requeued: its script never ran");
+            }
+            pending => {
+                if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
+                    samples.push(sample);
+                }
+                // A job deleted while its MOM restarted: the run never started, and qdel wins.
+                let exit_status = match pending {
+                    Some(PendingAction::Delete) if never_ran => EXIT_DELETED,
+                    _ => end.exit_status,
+                };
+                end_job(&mut job, exit_status, end_time, end.comment.clone());
+                job.mtime = now;
+                info!(job = %id, exit_status, "job completed");
+            }
         }
         if !end.message.is_empty() {
             info!(job = %id, "{}", end.message);
@@ -1260,7 +1258,7 @@ pub async fn lose_jobs(
                 warn!(job = %id, node, "run lost; job ended");
                 end_job(
                     &mut job,
-                    EXIT_LOST,
+                    job_exec::FAIL1,
                     now,
                     Some(format!("Job lost: node {node} went down")),
                 )
@@ -1275,7 +1273,7 @@ pub async fn lose_jobs(
     cascade(&core.state, &mut overlay, seeds, now);
     let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     for run in run_ends {
-        tx.end_run(run, now, EXIT_LOST)
+        tx.end_run(run, now, job_exec::FAIL1)
             .await
             .map_err(PbsError::system)?;
     }
@@ -1477,7 +1475,7 @@ mod tests {
         let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10)]).await;
         let retry = RunEnd {
             run_id: 10,
-            exit_status: EXIT_RETRY,
+            exit_status: job_exec::RETRY,
             end_time: 110,
             message: "pbs_mom restarted while starting the job".into(),
             ..RunEnd::default()
@@ -1503,7 +1501,7 @@ mod tests {
         let mut core = core_with_jobs(dir.path(), vec![running]).await;
         let retry = RunEnd {
             run_id: 10,
-            exit_status: EXIT_RETRY,
+            exit_status: job_exec::RETRY,
             end_time: 110,
             ..RunEnd::default()
         };

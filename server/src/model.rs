@@ -592,8 +592,11 @@ impl Table {
         // Objects mostly list the same attributes in the same order, so the column at the
         // same position in the previous row (the last one pushed) is tried first.
         let previous_end = self.row_ends.last().map_or(0, |&e| e as usize);
-        let previous_start =
-            (self.row_ends.len().checked_sub(2)).map_or(0, |i| self.row_ends[i] as usize);
+        let previous_start = self
+            .row_ends
+            .len()
+            .checked_sub(2)
+            .map_or(0, |i| self.row_ends[i] as usize);
         let hint = (previous_start + position < previous_end)
             .then(|| self.cell_columns[previous_start + position]);
         if let Some(c) = hint.filter(|&c| is(&self.columns[c as usize])) {

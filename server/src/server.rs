@@ -94,8 +94,8 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         let mut tx = store.begin().await?;
         tx.save_queue(&batch).await?;
         tx.set_default_queue(DEFAULT_QUEUE).await?;
-        tx.set_next_job_number(loaded.next_job_number.unwrap_or(0))
-            .await?;
+        // Nothing stored yet: numbering starts at 0, as Torque's does.
+        tx.set_next_job_number(0).await?;
         tx.commit().await?;
         info!("first start: created queue batch");
         queues.push(batch);

@@ -468,12 +468,12 @@ impl Shared {
 #[error("state change failed: {0}")]
 pub struct ChangeFailed(#[from] tokio::task::JoinError);
 
-/// Runs a change to the state (lock the core, commit, update memory, wake the scheduler) on
-/// a task of its own ([`Shared::change`] is the usual way in), so that it finishes even if whoever asked for it goes away. Why: hyper
-/// drops a handler's future when the connection closes, and a change stopped between its
-/// commit and its in-memory update leaves the two disagreeing (a submit committed without
-/// `next_job_number` advanced makes every later qsub collide with it); one stopped before
-/// its wake-up leaves a started job waiting for the periodic pass.
+/// Runs `change` on a task of its own ([`Shared::change`] is the usual way in), so that it
+/// finishes even if whoever asked for it goes away. Why: hyper drops a handler's future when
+/// the connection closes, and a change stopped between its commit and its in-memory update
+/// leaves the two disagreeing (a submit committed without `next_job_number` advanced makes
+/// every later qsub collide with it); one stopped before its wake-up leaves a started job
+/// waiting for the periodic pass.
 pub async fn uncancelled<T: Send + 'static>(
     change: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, ChangeFailed> {

@@ -267,9 +267,9 @@ impl Store {
     }
 
     /// Stores a submitted job: one statement in SQLite's own (autocommit) transaction, so it
-    /// is committed (with `durable`, synced) when this returns. Not a [`StoreTx`]: BEGIN, INSERT and COMMIT are three
-    /// round trips to SQLite's worker thread, and each hand-off there and back is a thread
-    /// wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
+    /// is committed (with `durable`, synced) when this returns. Not a [`StoreTx`]: BEGIN,
+    /// INSERT and COMMIT are three round trips to SQLite's worker thread, and each hand-off
+    /// there and back is a thread wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
     /// derives it from the highest stored sequence number.
     pub async fn insert_job(&self, job: &Job) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")

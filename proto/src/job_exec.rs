@@ -1,0 +1,10 @@
+//! Torque's negative `exit_status` codes (`JOB_EXEC_*`, Torque's `pbs_job.h`) that the MOM
+//! reports and the server acts on, spelled once for both (see `RunEnded.exit_status`).
+
+/// JOB_EXEC_FAIL1: the run could not be started (bad user, spool error...), or was lost.
+pub const FAIL1: i32 = -1;
+/// JOB_EXEC_RETRY: the run never started its script and may be retried; the server
+/// requeues the job.
+pub const RETRY: i32 = -3;
+/// JOB_EXEC_OVERLIMIT_WT: killed for exceeding its walltime.
+pub const OVERLIMIT_WT: i32 = -11;
