@@ -11,15 +11,20 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 
 # Where the CPU goes, because jobs/s alone says little on a shared VM: a mark is the
 # machine's busy and stolen jiffies (/proc/stat) and the CPU of pbs_server, of the MOMs, and
-# of what the MOMs reaped (each run's supervisor, with the job's shell it reaped), from
-# /proc/PID/stat of $SERVER_PID and $MOM_PIDS.
+# of the runs' supervisors with the job shells they reaped: what the MOMs reaped, and their
+# children (the job spawner, which forks and reaps the supervisors), from /proc/PID/stat of
+# $SERVER_PID, $MOM_PIDS and the children /proc lists for each MOM thread.
 cpu_mark() {
-    local _ u n s i w q sq st pid a b server moms=0 reaped=0
+    local _ u n s i w q sq st pid kid a b server moms=0 reaped=0
     read -r _ u n s i w q sq st _ </proc/stat
     read -r server _ < <(proc_cpu "$SERVER_PID")
     for pid in $MOM_PIDS; do
         read -r a b < <(proc_cpu "$pid")
         moms=$((moms + a)) reaped=$((reaped + b))
+        for kid in $(cat /proc/"$pid"/task/*/children); do
+            read -r a b < <(proc_cpu "$kid" 2>/dev/null || echo 0 0)
+            reaped=$((reaped + a + b))
+        done
     done
     echo "$((u + n + s + q + sq)) $((i + w)) $st $server $moms $reaped"
 }
@@ -39,20 +44,37 @@ cpu_per_job() {
             (all > 0 ? 100 * d[3] / all : 0) }'
 }
 
+# count_unfinished <QSTAT_B_OUTPUT: sets `left` to the jobs the server counts queued,
+# running, held, waiting, in transit or exiting; fails on output it cannot read.
+count_unfinished() {
+    local _ que run hld wat trn ext
+    { read -r _ && read -r _ && read -r _ _ _ que run hld wat trn ext _; } || return 1
+    left=$((que + run + hld + wat + trn + ext))
+}
+# A FIFO nobody writes: `read -t` on it is a sleep that starts no process.
+[ -p pause.fifo ] || mkfifo pause.fifo
+exec {pause}<>pause.fifo
+
 # Drain (step 3): submit held trivial jobs, release them all at once, time until all are
 # complete. Prints "SECONDS RATE" and then cpu_per_job's figures.
 drain() {
-    local ids=() t0 t1 left m0 m1
+    local ids=() t0 t1 m0 m1
     for _ in $(seq 1 "$n_drain"); do ids+=("$(qsub -h -j oe -o /dev/null held.sh)"); done
     m0=$(cpu_mark)
     t0=$(now_us)
     qrls "${ids[@]}"
+    # Until no job is left unfinished (every job but the drain's is complete by now):
+    # `qstat -B`'s counts, one exec per round and no other process, so the poller takes
+    # little of the CPU it measures.
+    local left=1
     for _ in $(seq 1 60000); do
-        left=$(qstat "${ids[@]}" 2>/dev/null | awk 'NR>2 && $5 != "C"' | wc -l)
+        qstat -B >counts.txt && count_unfinished <counts.txt ||
+            { echo "measure.sh: cannot read qstat -B" >&2; exit 1; }
         [ "$left" = 0 ] && break
-        sleep 0.02
+        read -r -t 0.02 -u "$pause" || true
     done
     t1=$(now_us)
+    [ "$left" = 0 ] || { echo "measure.sh: the drain did not finish in time" >&2; exit 1; }
     m1=$(cpu_mark)
     echo "$(awk -v d=$((t1 - t0)) -v n="$n_drain" 'BEGIN {printf "%.2f %.0f", d / 1e6, n / (d / 1e6)}') $(cpu_per_job "$m0" "$m1")"
 }

@@ -60,6 +60,10 @@ pub struct RunRecord {
     /// Pid of the run's supervisor process (0 before it runs).
     #[serde(default)]
     pub supervisor_pid: i32,
+    /// Its start time in clock ticks after boot, which with the pid names one
+    /// process (0 before it runs, and in records of older MOMs).
+    #[serde(default)]
+    pub supervisor_started: u64,
     /// Signals, qdel and walltime kills the MOM delivered.
     #[serde(default)]
     pub interventions: crate::exit::Interventions,
@@ -91,6 +95,7 @@ impl RunRecord {
             stderr_target: None,
             phase: Phase::Starting,
             supervisor_pid: 0,
+            supervisor_started: 0,
             interventions: Default::default(),
             walltime_elapsed: 0,
             delivery: Default::default(),

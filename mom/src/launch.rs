@@ -5,13 +5,14 @@
 //! * [`prepare`] (in the MOM): everything that can allocate or read files:
 //!   user and group lookup, the output paths, the spool directory and script,
 //!   the node file, the environment. The result is an [`ExecPlan`].
-//! * [`launch`] (in the MOM): starts the run's supervisor (`capstan_supervisor
-//!   --capstan-supervise`, see `supervisor`), hands it the plan as JSON and
-//!   reads back the shell's pid. The supervisor is started with nothing that
-//!   needs code between fork and exec (no `pre_exec`, uid, gid or groups), so
-//!   std's `Command` uses `posix_spawn` (a vfork-like clone) instead of
-//!   forking the multi-threaded MOM, whose page tables make a fork costly;
-//!   the supervisor then calls `setsid` itself.
+//! * [`launch`] (in the MOM): has the spawner fork the run's supervisor (see
+//!   `spawner`; [`spawn_supervisor`] execs one, `capstan_supervisor
+//!   --capstan-supervise`, when no spawner can run), hands it the plan as JSON
+//!   and reads back the shell's pid. Nothing is forked from the multi-threaded
+//!   MOM, whose page tables make a fork costly and after which only
+//!   async-signal-safe code may run: the spawner and an exec'd supervisor are
+//!   started with std's `Command` on its `posix_spawn` path (no `pre_exec`,
+//!   uid, gid or groups), and the supervisor calls `setsid` itself.
 //! * [`spawn_job`] (in the supervisor): forks the shell. Between `fork` and
 //!   `exec` the child makes only async-signal-safe system calls on data
 //!   prepared before the fork, and it waits before `execve` until the MOM has
@@ -51,6 +52,7 @@ use crate::deliver::{self, DeliveryPlan};
 use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
 use crate::paths::{self, OutputRequest, Streams};
+use crate::spawner::{Spawner, SupervisorProcess};
 use crate::supervisor::{Link, Started};
 
 /// Torque's MOM manager port, exported as `PBS_MOMPORT` for compatibility.
@@ -69,8 +71,8 @@ pub struct LaunchError(pub String);
 pub struct Launched {
     /// Pid of the shell = its session id = its process group id.
     pub pid: i32,
-    /// Pid of the supervisor that waits for the shell.
-    pub supervisor_pid: i32,
+    /// The supervisor that waits for the shell.
+    pub supervisor: SupervisorProcess,
     pub uid: u32,
     /// What the job's shell opened (spool files, or `$HOME` files with `-k`).
     pub streams: Streams,
@@ -158,50 +160,52 @@ pub fn launch(
     spec: &RunSpec,
     layout: &Layout,
     node_name: &str,
-    supervisor: &Path,
+    spawner: &Spawner,
     login: bool,
 ) -> Result<Launched, LaunchError> {
     let plan = prepare(spec, layout, node_name, login)?;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     let start_time = crate::status::now_secs();
-    let (mut child, mut link) = spawn_supervisor(supervisor, &layout.exit_file(spec.run_id))?;
-    let supervisor_pid = child.id() as i32;
-    match link.start(&json) {
-        Ok(Started::Held(pid)) => Ok(Launched {
-            pid,
-            supervisor_pid,
-            uid: plan.uid,
-            streams: plan.streams,
-            start_time,
-            delivery: plan.delivery,
-            link,
-        }),
-        Ok(Started::Failed(why)) => {
-            let _ = child.wait();
-            Err(LaunchError(why))
+    let (supervisor, mut link) = spawner.spawn(&layout.exit_file(spec.run_id))?;
+    let refused = match link.start(&json) {
+        Ok(Started::Held(pid)) => {
+            return Ok(Launched {
+                pid,
+                supervisor,
+                uid: plan.uid,
+                streams: plan.streams,
+                start_time,
+                delivery: plan.delivery,
+                link,
+            })
         }
+        // It says why and exits.
+        Ok(Started::Failed(why)) => LaunchError(why),
         Ok(Started::Unheld(pid)) => {
             // Its job runs before the run could be recorded: stopped, not tracked.
             let kill = nix::sys::signal::Signal::SIGKILL;
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), kill);
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(LaunchError(format!(
+            supervisor.kill();
+            LaunchError(format!(
                 "PBS: {} is older than pbs_mom (it does not hold the job's shell); install both from one build",
-                supervisor.display()
-            )))
+                spawner.program().display()
+            ))
         }
         Err(talk) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(LaunchError(format!("PBS: job supervisor failed ({talk})")))
+            supervisor.kill();
+            LaunchError(format!("PBS: job supervisor failed ({talk})"))
         }
-    }
+    };
+    // Until it is gone: what it wrote is final then.
+    link.close();
+    supervisor.reap();
+    Err(refused)
 }
 
-/// Starts a supervisor (`supervisor::program`) that will write the shell's end
-/// to `exit_file`, and the MOM's end of its pipes.
+/// Execs a supervisor (`supervisor::program`) that will write the shell's end
+/// to `exit_file`, and the MOM's end of its pipes: the fallback when no
+/// spawner can run (see `spawner`).
 pub fn spawn_supervisor(supervisor: &Path, exit_file: &Path) -> Result<(Child, Link), LaunchError> {
     // Keep this Command on std's posix_spawn path (see the module comment):
     // no pre_exec, uid, gid or groups. The program is a path and the

@@ -31,6 +31,7 @@ pub mod procfs;
 pub mod runner;
 pub mod session;
 pub mod shutdown;
+pub mod spawner;
 pub mod status;
 pub mod store;
 pub mod supervisor;

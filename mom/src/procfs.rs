@@ -24,6 +24,9 @@ pub struct ProcStat {
     pub vsize: u64,
     /// Resident set in pages.
     pub rss_pages: u64,
+    /// When the process started, in clock ticks after boot: with the pid, it
+    /// names one process (a pid alone may be reused).
+    pub start_ticks: u64,
 }
 
 /// One process as the scan saw it.
@@ -55,6 +58,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         cpu_ticks: ticks(14) + ticks(15) + ticks(16) + ticks(17),
         vsize: num(23).map(|v| v.max(0) as u64).unwrap_or(0),
         rss_pages: num(24).map(|v| v.max(0) as u64).unwrap_or(0),
+        start_ticks: ticks(22),
     })
 }
 

@@ -14,7 +14,8 @@
 //!   what the job left behind, writes `RUNID.exit` and copies the output, and
 //!   a waiter on a blocking thread that holds the pipes to it (the `Link`,
 //!   never in the map: reading it blocks until the job ends), runs `finish`
-//!   when the supervisor says `exited`, and reaps it;
+//!   when the supervisor says `exited`, and waits for it to close the pipe
+//!   (its parent, the spawner, reaps it; see `spawner`);
 //! * a walltime timer (a tokio sleep, so the limit is enforced promptly rather
 //!   than on a poll): SIGTERM to the process group, SIGKILL after a grace;
 //! * a `done` flag the timers watch so they stop when the job ends.
@@ -53,6 +54,7 @@ use crate::layout::Layout;
 use crate::leftovers;
 use crate::paths::Delivery;
 use crate::procfs::{self, Proc};
+use crate::spawner::Spawner;
 use crate::status::now_secs;
 use crate::store::Store;
 use crate::supervisor::{self, ExitRecord, Link};
@@ -101,9 +103,9 @@ pub struct Runner {
     runs: Mutex<HashMap<u64, Entry>>,
     page_kb: u64,
     clock_ticks: u64,
-    /// The program started as each run's supervisor and as the copy helper
+    /// Starts each run's supervisor; its program is also the copy helper
     /// (`supervisor::program`).
-    supervisor: PathBuf,
+    spawner: Spawner,
     /// Whether job shells start as login shells (`$source_login_batch`; the
     /// config can change on SIGHUP, and only runs started after apply it).
     login_shells: AtomicBool,
@@ -126,7 +128,7 @@ impl Runner {
             runs: Mutex::new(HashMap::new()),
             page_kb: procfs::page_kb(),
             clock_ticks: procfs::clock_ticks(),
-            supervisor,
+            spawner: Spawner::new(supervisor),
             login_shells: AtomicBool::new(MomConfig::default().source_login_batch),
         })
     }
@@ -211,7 +213,11 @@ impl Runner {
         }
         // Watchers start once every entry is in the map (they may finish a run at once).
         for (run_id, record, done1, done2) in adopted {
-            self.spawn_orphan_watch(run_id, record.session_id, record.supervisor_pid, done1);
+            let supervisor = Recorded {
+                pid: record.supervisor_pid,
+                started: record.supervisor_started,
+            };
+            self.spawn_orphan_watch(run_id, record.session_id, supervisor, done1);
             if record.walltime_limit_secs > 0 {
                 self.spawn_walltime(
                     run_id,
@@ -309,7 +315,7 @@ impl Runner {
                 &spec,
                 &self.layout,
                 &self.node_name,
-                &self.supervisor,
+                &self.spawner,
                 self.login_shells.load(Ordering::Relaxed),
             )
         };
@@ -326,7 +332,8 @@ impl Runner {
         record.session_id = l.pid;
         record.start_time = l.start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
-        record.supervisor_pid = l.supervisor_pid;
+        record.supervisor_pid = l.supervisor.pid;
+        record.supervisor_started = procfs::stat_of(l.supervisor.pid).map_or(0, |s| s.start_ticks);
         record.delivery = l.delivery;
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
@@ -352,8 +359,8 @@ impl Runner {
         if !recorded {
             // Never released, so the shell exits without exec'ing (see
             // `launch::HeldShell`) and the supervisor after it.
-            drop(link);
-            let _ = supervisor::wait_child(l.supervisor_pid);
+            link.close();
+            l.supervisor.reap();
             let live = self.runs().get_mut(&run_id).and_then(|e| e.live.take());
             match live {
                 None => {
@@ -376,7 +383,7 @@ impl Runner {
             start_time: l.start_time,
         });
         let runner = Arc::clone(self);
-        let supervisor_pid = l.supervisor_pid;
+        let supervisor_process = l.supervisor;
         let exit_file = self.layout.exit_file(run_id);
         self.rt.spawn_blocking(move || {
             if link.exited() {
@@ -387,12 +394,12 @@ impl Runner {
                     Some(&mut link),
                 );
                 // EOF tells a supervisor that was given nothing to copy to exit.
-                drop(link);
-                let _ = supervisor::wait_child(supervisor_pid);
+                link.close();
+                supervisor_process.reap();
             } else {
-                // Gone without a word (killed?): what it wrote is final once it is reaped.
-                drop(link);
-                let _ = supervisor::wait_child(supervisor_pid);
+                // Gone without a word (killed?): what it wrote is final once it is gone.
+                link.close();
+                supervisor_process.reap();
                 runner.finish(run_id, supervisor::read_exit_file(&exit_file), None);
             }
         });
@@ -466,7 +473,7 @@ impl Runner {
         // as the user; what cannot be copied is kept and reported. After the
         // walltime notice, which must be in the copy.
         let helper = |files: &[Delivery]| {
-            deliver::copy_with_helper(&record.delivery, files, &self.supervisor)
+            deliver::copy_with_helper(&record.delivery, files, self.spawner.program())
         };
         let copy_errors = deliver::deliver(&record.delivery, &self.layout, |files| {
             let Some(link) = link else {
@@ -702,7 +709,7 @@ impl Runner {
         self: &Arc<Self>,
         run_id: u64,
         pgid: i32,
-        supervisor_pid: i32,
+        supervisor: Recorded,
         mut done: watch::Receiver<bool>,
     ) {
         let runner = Arc::clone(self);
@@ -713,9 +720,7 @@ impl Runner {
                 tokio::select! {
                     _ = tick.tick() => {
                         let over = exit_file.exists()
-                            || (!session_alive(pgid)
-                                && !procfs::proc_of(supervisor_pid)
-                                    .is_some_and(|p| is_supervisor_of(&p, &exit_file)));
+                            || (!session_alive(pgid) && !supervisor.alive(&exit_file));
                         if over {
                             let r = Arc::clone(&runner);
                             let f = exit_file.clone();
@@ -782,7 +787,9 @@ fn kill_session(sid: i32, sig: Signal, sweep: bool) {
 /// Kills the supervisor of the run whose exit file is `exit_file`, if one runs,
 /// and everything it started (blocking: scans /proc). It is the job's child
 /// subreaper, so whatever of the job left the shell's session is still among
-/// its descendants.
+/// its descendants. Found by its command line, so only an exec'd supervisor
+/// is: one the spawner forked holds a shell that exits unexec'd by itself once
+/// the MOM that launched it is gone (EOF instead of the release).
 fn stop_unrecorded_launch(exit_file: &Path) {
     let procs = procfs::scan();
     for sup in procs.iter().filter(|p| is_supervisor_of(p, exit_file)) {
@@ -793,16 +800,41 @@ fn stop_unrecorded_launch(exit_file: &Path) {
     }
 }
 
-/// Whether the process `p` is the supervisor of the run whose exit file is
-/// `exit_file`: it runs as this MOM's user (a job's user can copy a command
-/// line, not easily an owner) and its command line is the one
-/// `launch::spawn_supervisor` gives, naming that exit file. A zombie does not
-/// count.
+/// A run's supervisor as its record names it.
+struct Recorded {
+    pid: i32,
+    /// Its start time (clock ticks after boot); 0 in records of older MOMs.
+    started: u64,
+}
+
+impl Recorded {
+    /// Whether it still runs. The pid and start time name one process; a
+    /// record without the start time was written by an older MOM, whose
+    /// supervisors were all exec'd, and is checked by its command line.
+    fn alive(&self, exit_file: &Path) -> bool {
+        procfs::proc_of(self.pid).is_some_and(|p| {
+            if self.started == 0 {
+                is_supervisor_of(&p, exit_file)
+            } else {
+                p.stat.start_ticks == self.started && is_mine(&p)
+            }
+        })
+    }
+}
+
+/// Whether `p` runs as this MOM's user (a job's user can copy a command line,
+/// not easily an owner) and has not exited (a zombie does not count).
+fn is_mine(p: &Proc) -> bool {
+    p.stat.pid > 1 && p.stat.state != 'Z' && p.uid == nix::unistd::geteuid().as_raw()
+}
+
+/// Whether the process `p` is an exec'd supervisor of the run whose exit file
+/// is `exit_file`: [`is_mine`], with the command line `launch::spawn_supervisor`
+/// gives, naming that exit file. (One forked by the spawner has the spawner's
+/// command line; see [`Recorded::alive`].)
 fn is_supervisor_of(p: &Proc, exit_file: &Path) -> bool {
     let pid = p.stat.pid;
-    pid > 1
-        && p.stat.state != 'Z'
-        && p.uid == nix::unistd::geteuid().as_raw()
+    is_mine(p)
         && procfs::cmdline(pid).is_some_and(|args| {
             args.get(1).map(Vec::as_slice) == Some(supervisor::SUPERVISE_ARG.as_bytes())
                 && args.get(2).map(Vec::as_slice) == Some(exit_file.as_os_str().as_bytes())

@@ -1,5 +1,6 @@
-//! The per-run supervisor: a small process (`capstan_supervisor`, or `pbs_mom`
-//! re-executed, with [`SUPERVISE_ARG`]; see [`program`]) that execs the job's
+//! The per-run supervisor: a small process (a fork of the MOM's job spawner,
+//! see `spawner`; else `capstan_supervisor`, or `pbs_mom` re-executed, with
+//! [`SUPERVISE_ARG`]; see [`program`]) that execs the job's
 //! shell, waits for it, clears what the job left behind, writes how it ended
 //! to `mom_priv/jobs/RUNID.exit` and then copies the job's output to its
 //! destinations as the user.
@@ -7,9 +8,9 @@
 //! Why a separate process: only a process's parent can learn its exit status
 //! and rusage. If the MOM itself were the parent, a MOM restart (upgrade,
 //! crash, `kill -9`) would orphan every running job and lose its exit status.
-//! The supervisor runs in its own session (it calls `setsid` first: the MOM
-//! starts it with `posix_spawn`, which is much cheaper than forking the
-//! multi-threaded MOM but cannot start a session), so it outlives the MOM, and
+//! The supervisor runs in its own session (it calls `setsid` first: neither
+//! the spawner's fork nor `posix_spawn`, the MOM's cheap way to start a
+//! process, gives it one), so it outlives the MOM, and
 //! the next MOM reads the result from the file. It is single-threaded and runs
 //! no async runtime, so it may fork freely: the job's shell, and the child
 //! that copies the output (no exec needed, unlike from the MOM; see
@@ -60,6 +61,7 @@ use crate::deliver::{self, CopyResults, DeliverError};
 use crate::launch::{self, ExecPlan};
 use crate::leftovers::{self, Leftovers};
 use crate::paths::Delivery;
+use crate::spawner;
 
 /// First argument that makes `capstan_supervisor` (or `pbs_mom`) a run's supervisor.
 pub const SUPERVISE_ARG: &str = "--capstan-supervise";
@@ -74,18 +76,30 @@ pub const BINARY_NAME: &str = "capstan_supervisor";
 pub fn run_helper() -> Option<i32> {
     let mut argv = std::env::args_os().skip(1);
     let role = argv.next()?;
+    if role == spawner::SPAWNER_ARG {
+        // Named apart from the supervisors it forks, which rename themselves.
+        let _ = nix::sys::prctl::set_name(c"capstan_spawner");
+        close_inherited_fds();
+        return Some(spawner::main());
+    }
     if role != SUPERVISE_ARG && role != deliver::DELIVER_ARG {
         return None;
     }
-    // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
-    // or "exe"; ps, top and pgrep should say what it is (15 bytes at most).
-    let _ = nix::sys::prctl::set_name(c"capstan_supervi");
-    close_inherited_fds();
+    become_helper();
     Some(if role == SUPERVISE_ARG {
         main(Path::new(&argv.next().unwrap_or_default()))
     } else {
         deliver::helper_main()
     })
+}
+
+/// What every helper does first: its name, and no descriptor above stderr.
+pub(crate) fn become_helper() {
+    // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
+    // or "exe", and a forked supervisor has the spawner's name; ps, top and pgrep
+    // should say what it is (15 bytes at most).
+    let _ = nix::sys::prctl::set_name(c"capstan_supervi");
+    close_inherited_fds();
 }
 
 /// What the MOM execs for each run's supervisor and for the copy helper.
@@ -338,6 +352,15 @@ impl Link {
     pub fn go(&mut self) -> io::Result<()> {
         self.to.write_all(launch::RELEASE)?;
         self.to.flush()
+    }
+
+    /// Closes the MOM's side and blocks until the supervisor's stdout reaches
+    /// EOF: it has exited (or is exiting), so its exit file is final. Without
+    /// the release a held shell exits first (see `launch::HeldShell`).
+    pub fn close(self) {
+        let Link { to, mut from } = self;
+        drop(to);
+        let _ = io::copy(&mut from, &mut io::sink());
     }
 
     /// Blocks until the supervisor says the job has ended and its exit file

@@ -183,8 +183,9 @@ fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     };
     // What ps, top and pgrep show.
     assert_eq!(comm, "capstan_supervi");
+    // Forked by the MOM's job spawner, whose command line it keeps.
     assert!(
-        cmdline.starts_with("capstan_supervisor --capstan-supervise "),
+        cmdline.starts_with("capstan_supervisor --capstan-spawner "),
         "the shell's parent is {cmdline:?}"
     );
     // capstan_supervisor, not pbs_mom re-executed under that name.

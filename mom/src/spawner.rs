@@ -1,0 +1,347 @@
+//! Where runs' supervisors come from: a fork server, so that starting a job
+//! costs a `fork`, not the `exec` of a program.
+//!
+//! Why: on a VM, a program's start-up is dominated by the dynamic loader and
+//! libc's CPU probes (each `cpuid` traps to the hypervisor). Measured on the
+//! bench machine, an exec'd supervisor's start-up cost more CPU than the job's
+//! whole shell. The spawner is `capstan_supervisor --capstan-spawner` (see
+//! [`supervisor::program`]), started once by the MOM: single-threaded and
+//! without an async runtime, so it may fork and go on running Rust in the
+//! child, which the multi-threaded MOM may not.
+//!
+//! Protocol, over a `SOCK_SEQPACKET` socket pair (the spawner's stdin), one
+//! message each way per run:
+//!
+//! ```text
+//! → the run's exit file path, with two descriptors (SCM_RIGHTS): the read end
+//!   of the MOM → supervisor pipe and the write end of the supervisor → MOM pipe
+//! ← the supervisor's pid (i32, native endian), or -errno if fork failed
+//! ```
+//!
+//! The child puts those pipes on its stdin and stdout, closes everything else
+//! and is from then on the run's supervisor, exactly as an exec'd one
+//! ([`supervisor::main`]). The spawner reaps the supervisors (the MOM is not
+//! their parent and could not): it blocks SIGCHLD and waits on a signalfd
+//! beside the socket, so their CPU time adds up in its own, as it used to in
+//! the MOM's. At EOF (the MOM is gone) the spawner exits; the supervisors
+//! live on, as they always did.
+//!
+//! If the spawner cannot be started or dies, the MOM starts a new one once and
+//! retries; if that fails too it execs the supervisor itself, as before
+//! (`launch::spawn_supervisor`), so a broken spawner costs speed, not jobs.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+use crate::launch::{self, LaunchError};
+use crate::supervisor::{self, Link};
+
+/// First argument that makes `capstan_supervisor` (or `pbs_mom`) the spawner.
+pub const SPAWNER_ARG: &str = "--capstan-spawner";
+
+/// Longest exit file path a request carries (the kernel's PATH_MAX).
+const MAX_PATH: usize = 4096;
+
+/// A run's supervisor process as the MOM holds it.
+#[derive(Debug)]
+pub struct SupervisorProcess {
+    pub pid: i32,
+    /// Set when the MOM exec'd it itself (the fallback): the MOM is its
+    /// parent and must reap it. The spawner reaps its own.
+    exec_child: Option<Child>,
+}
+
+impl SupervisorProcess {
+    /// Reaps it if the MOM is its parent. Call once its stdout reached EOF
+    /// ([`Link::close`]): it has exited, or is about to.
+    pub fn reap(self) {
+        if let Some(mut child) = self.exec_child {
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kill(&self) {
+        let _ = signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+    }
+}
+
+/// The MOM's side: starts supervisors through the spawner (blocking calls;
+/// concurrent launches take turns, each holding the spawner for one fork).
+pub struct Spawner {
+    program: PathBuf,
+    running: Mutex<Option<Running>>,
+}
+
+/// A started spawner: its process and the MOM's end of its socket.
+struct Running {
+    child: Child,
+    socket: OwnedFd,
+}
+
+/// Why a request to the spawner did not give a supervisor.
+enum Refusal {
+    /// The spawner is gone or talks nonsense: start another.
+    Gone(String),
+    /// It is there but could not fork (errno).
+    Fork(Errno),
+}
+
+impl Spawner {
+    /// `program` is what [`supervisor::program`] names; nothing starts until
+    /// the first run.
+    pub fn new(program: PathBuf) -> Spawner {
+        Spawner {
+            program,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The program run as supervisors (and as the copy helper).
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Starts a supervisor that will write the shell's end to `exit_file`,
+    /// and the MOM's end of its pipes.
+    pub fn spawn(&self, exit_file: &Path) -> Result<(SupervisorProcess, Link), LaunchError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 0..2 {
+            if running.is_none() {
+                match start(&self.program) {
+                    Ok(r) => *running = Some(r),
+                    Err(e) => {
+                        tracing::warn!(program = %self.program.display(), "cannot start the job spawner: {e}");
+                        break;
+                    }
+                }
+            }
+            let Some(r) = running.as_ref() else { break };
+            let (to_read, to_write) = pipe()?;
+            let (from_read, from_write) = pipe()?;
+            match request(
+                &r.socket,
+                exit_file,
+                [to_read.as_raw_fd(), from_write.as_raw_fd()],
+            ) {
+                Ok(pid) => {
+                    let link = Link::new(File::from(to_write), File::from(from_read));
+                    let process = SupervisorProcess {
+                        pid,
+                        exec_child: None,
+                    };
+                    return Ok((process, link));
+                }
+                Err(Refusal::Fork(e)) => {
+                    return Err(LaunchError(format!("PBS: cannot fork job supervisor: {e}")))
+                }
+                Err(Refusal::Gone(why)) => {
+                    tracing::warn!(attempt, "job spawner gone ({why}): starting another");
+                    if let Some(mut old) = running.take() {
+                        let _ = old.child.kill();
+                        let _ = old.child.wait();
+                    }
+                }
+            }
+        }
+        drop(running);
+        let (child, link) = launch::spawn_supervisor(&self.program, exit_file)?;
+        let process = SupervisorProcess {
+            pid: child.id() as i32,
+            exec_child: Some(child),
+        };
+        Ok((process, link))
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| {
+        LaunchError(format!(
+            "PBS: cannot make a pipe for the job supervisor: {e}"
+        ))
+    })
+}
+
+/// Starts the spawner as `launch::spawn_supervisor` starts a supervisor (std's
+/// posix_spawn path: nothing runs between fork and exec in the MOM).
+fn start(program: &Path) -> std::io::Result<Running> {
+    let (mom_end, spawner_end) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let child = Command::new(program)
+        .arg0(supervisor::BINARY_NAME)
+        .env_clear()
+        .arg(SPAWNER_ARG)
+        .stdin(Stdio::from(spawner_end))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Running {
+        child,
+        socket: mom_end,
+    })
+}
+
+/// One request: the supervisor's pid.
+fn request(socket: &OwnedFd, exit_file: &Path, fds: [RawFd; 2]) -> Result<i32, Refusal> {
+    let path = exit_file.as_os_str().as_bytes();
+    let rights = [ControlMessage::ScmRights(&fds)];
+    socket::sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(path)],
+        &rights,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Refusal::Gone(format!("send: {e}")))?;
+    let mut answer = [0u8; 4];
+    let got = nix::unistd::read(socket.as_raw_fd(), &mut answer)
+        .map_err(|e| Refusal::Gone(format!("receive: {e}")))?;
+    if got != answer.len() {
+        return Err(Refusal::Gone(format!("answered {got} bytes")));
+    }
+    match i32::from_ne_bytes(answer) {
+        pid if pid > 1 => Ok(pid),
+        errno if errno < 0 => Err(Refusal::Fork(Errno::from_raw(-errno))),
+        other => Err(Refusal::Gone(format!("answered pid {other}"))),
+    }
+}
+
+/// The spawner's main loop (it was exec'd with [`SPAWNER_ARG`]; its stdin is
+/// the socket). Returns the exit code in the spawner; in each forked child,
+/// runs the supervisor and exits with its code.
+pub fn main() -> i32 {
+    // A session of its own, as each supervisor has: a Ctrl-C to the MOM's
+    // terminal does not stop launches (the MOM would start another anyway).
+    let _ = nix::unistd::setsid();
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    if chld.thread_block().is_err() {
+        return 1;
+    }
+    let Ok(exits) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
+        return 1;
+    };
+    // SAFETY: fd 0 is the socket the MOM gave as stdin, and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(0) };
+    let mut path = vec![0u8; MAX_PATH];
+    loop {
+        reap_exited();
+        let mut ready = [
+            PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(exits.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut ready, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return 1,
+        }
+        let request = ready[0].any().unwrap_or(true);
+        while let Ok(Some(_)) = exits.read_signal() {}
+        if !request {
+            continue;
+        }
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let mut iov = [IoSliceMut::new(&mut path)];
+        let received = socket::recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        );
+        let msg = match received {
+            Ok(msg) => msg,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 1,
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(received) = cmsg {
+                    // SAFETY: the kernel just installed these descriptors for us.
+                    fds.extend(
+                        received
+                            .into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
+                }
+            }
+        }
+        let bytes = msg.bytes;
+        let cut = msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+        if bytes == 0 && fds.is_empty() {
+            return 0; // EOF: the MOM is gone
+        }
+        let answer = match <[OwnedFd; 2]>::try_from(fds) {
+            Ok(pipes) if !cut && bytes > 0 => {
+                let exit_file = PathBuf::from(OsStr::from_bytes(&path[..bytes]));
+                fork_supervisor(&exit_file, pipes)
+            }
+            // A request the MOM would not send: refuse it, stay up.
+            _ => -(Errno::EINVAL as i32),
+        };
+        if nix::unistd::write(&socket, &answer.to_ne_bytes()).is_err() {
+            return 0;
+        }
+    }
+}
+
+/// Forks one supervisor; its pid, or -errno. `pipes` are closed here either way.
+fn fork_supervisor(exit_file: &Path, pipes: [OwnedFd; 2]) -> i32 {
+    // SAFETY: this process is single-threaded, so the child may run any code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+        Ok(nix::unistd::ForkResult::Child) => {
+            std::process::exit(become_supervisor(exit_file, pipes))
+        }
+        Err(e) => -(e as i32),
+    }
+}
+
+/// Reaps every supervisor that has exited (never blocks).
+fn reap_exited() {
+    let any = nix::unistd::Pid::from_raw(-1);
+    while let Ok(status) = waitpid(any, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// In the forked child: the pipes on stdin and stdout, nothing else open (the
+/// signalfd goes too), SIGCHLD unblocked again, then the supervisor.
+fn become_supervisor(exit_file: &Path, [input, output]: [OwnedFd; 2]) -> i32 {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let restored = chld.thread_unblock().is_ok();
+    // SAFETY: dup2 onto 0 and 1 replaces the socket and /dev/null; the
+    // originals are closed right after.
+    let moved =
+        unsafe { libc::dup2(input.as_raw_fd(), 0) == 0 && libc::dup2(output.as_raw_fd(), 1) == 1 };
+    drop((input, output));
+    if !restored || !moved {
+        return 1;
+    }
+    supervisor::become_helper();
+    supervisor::main(exit_file)
+}
