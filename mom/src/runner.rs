@@ -333,7 +333,7 @@ impl Runner {
         record.start_time = l.start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
-        record.supervisor_started = procfs::stat_of(l.supervisor.pid).map_or(0, |s| s.start_ticks);
+        record.supervisor_started = l.supervisor.started;
         record.delivery = l.delivery;
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);

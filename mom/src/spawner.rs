@@ -48,8 +48,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::socket::{SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::dup2;
 
 use crate::launch::{self, LaunchError};
+use crate::procfs;
 use crate::supervisor::{self, Link};
 
 /// First argument that makes `capstan_supervisor` (or `pbs_mom`) the spawner.
@@ -62,12 +64,23 @@ const MAX_PATH: usize = 4096;
 #[derive(Debug)]
 pub struct SupervisorProcess {
     pub pid: i32,
+    /// Its start time in clock ticks after boot (0 if it is already gone):
+    /// with the pid, it names this process (see `RunRecord::supervisor_started`).
+    pub started: u64,
     /// Set when the MOM exec'd it itself (the fallback): the MOM is its
     /// parent and must reap it. The spawner reaps its own.
     exec_child: Option<Child>,
 }
 
 impl SupervisorProcess {
+    fn new(pid: i32, exec_child: Option<Child>) -> SupervisorProcess {
+        SupervisorProcess {
+            pid,
+            started: procfs::stat_of(pid).map_or(0, |s| s.start_ticks),
+            exec_child,
+        }
+    }
+
     /// Reaps it if the MOM is its parent. Call once its stdout reached EOF
     /// ([`Link::close`]): it has exited, or is about to.
     pub fn reap(self) {
@@ -141,11 +154,7 @@ impl Spawner {
             ) {
                 Ok(pid) => {
                     let link = Link::new(File::from(to_write), File::from(from_read));
-                    let process = SupervisorProcess {
-                        pid,
-                        exec_child: None,
-                    };
-                    return Ok((process, link));
+                    return Ok((SupervisorProcess::new(pid, None), link));
                 }
                 Err(Refusal::Fork(e)) => {
                     return Err(LaunchError(format!("PBS: cannot fork job supervisor: {e}")))
@@ -161,11 +170,7 @@ impl Spawner {
         }
         drop(running);
         let (child, link) = launch::spawn_supervisor(&self.program, exit_file)?;
-        let process = SupervisorProcess {
-            pid: child.id() as i32,
-            exec_child: Some(child),
-        };
-        Ok((process, link))
+        Ok((SupervisorProcess::new(child.id() as i32, Some(child)), link))
     }
 }
 
@@ -232,13 +237,11 @@ pub fn main() -> i32 {
     // A session of its own, as each supervisor has: a Ctrl-C to the MOM's
     // terminal does not stop launches (the MOM would start another anyway).
     let _ = nix::unistd::setsid();
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    if chld.thread_block().is_err() {
+    if sigchld().thread_block().is_err() {
         return 1;
     }
-    let Ok(exits) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-    else {
+    let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
+    let Ok(exits) = SignalFd::with_flags(&sigchld(), flags) else {
         return 1;
     };
     // SAFETY: fd 0 is the socket the MOM gave as stdin, and nothing else owns it.
@@ -331,17 +334,21 @@ fn reap_exited() {
 /// In the forked child: the pipes on stdin and stdout, nothing else open (the
 /// signalfd goes too), SIGCHLD unblocked again, then the supervisor.
 fn become_supervisor(exit_file: &Path, [input, output]: [OwnedFd; 2]) -> i32 {
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    let restored = chld.thread_unblock().is_ok();
-    // SAFETY: dup2 onto 0 and 1 replaces the socket and /dev/null; the
-    // originals are closed right after.
-    let moved =
-        unsafe { libc::dup2(input.as_raw_fd(), 0) == 0 && libc::dup2(output.as_raw_fd(), 1) == 1 };
+    let restored = sigchld().thread_unblock().is_ok();
+    // Onto 0 and 1, replacing the socket and /dev/null; the originals close here.
+    let moved = dup2(input.as_raw_fd(), 0).is_ok() && dup2(output.as_raw_fd(), 1).is_ok();
     drop((input, output));
     if !restored || !moved {
         return 1;
     }
-    supervisor::become_helper();
+    supervisor::become_helper(supervisor::HELPER_NAME);
     supervisor::main(exit_file)
+}
+
+/// The set of SIGCHLD alone: blocked in the spawner (it reads a signalfd), not
+/// in the supervisors it forks.
+fn sigchld() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set
 }

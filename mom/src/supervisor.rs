@@ -48,6 +48,7 @@
 //! and delivers with the exec'd copy helper, so output is never lost. The MOM
 //! falls back to that helper whenever this path fails.
 
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsRawFd;
@@ -78,14 +79,13 @@ pub fn run_helper() -> Option<i32> {
     let role = argv.next()?;
     if role == spawner::SPAWNER_ARG {
         // Named apart from the supervisors it forks, which rename themselves.
-        let _ = nix::sys::prctl::set_name(c"capstan_spawner");
-        close_inherited_fds();
+        become_helper(c"capstan_spawner");
         return Some(spawner::main());
     }
     if role != SUPERVISE_ARG && role != deliver::DELIVER_ARG {
         return None;
     }
-    become_helper();
+    become_helper(HELPER_NAME);
     Some(if role == SUPERVISE_ARG {
         main(Path::new(&argv.next().unwrap_or_default()))
     } else {
@@ -93,12 +93,15 @@ pub fn run_helper() -> Option<i32> {
     })
 }
 
+/// What ps, top and pgrep show for a supervisor or the copy helper (the
+/// kernel keeps 15 bytes of [`BINARY_NAME`]).
+pub const HELPER_NAME: &CStr = c"capstan_supervi";
+
 /// What every helper does first: its name, and no descriptor above stderr.
-pub(crate) fn become_helper() {
+pub(crate) fn become_helper(name: &CStr) {
     // Exec'd as /proc/self/fd/N or /proc/self/exe, the kernel named this process "N"
-    // or "exe", and a forked supervisor has the spawner's name; ps, top and pgrep
-    // should say what it is (15 bytes at most).
-    let _ = nix::sys::prctl::set_name(c"capstan_supervi");
+    // or "exe", and a forked supervisor has the spawner's name.
+    let _ = nix::sys::prctl::set_name(name);
     close_inherited_fds();
 }
 

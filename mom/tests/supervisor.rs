@@ -108,53 +108,62 @@ fn a_released_shell_inherits_nothing_else() {
 /// Supervisors forked by the MOM's spawner (see `capstan_mom::spawner`): the
 /// job starts as under an exec'd supervisor, inheriting neither the spawner's
 /// socket and signalfd nor its blocked SIGCHLD; the spawner reaps the
-/// supervisor; and a spawner that died is replaced at the next launch.
+/// supervisor; a spawner that died is replaced at the next launch; and one
+/// whose MOM is gone exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spawner_forks_supervisors_and_is_replaced_when_it_dies() {
     let b = bed();
     let spawner = Spawner::new(mom_exe());
+    let first = run_through_spawner(&b, &spawner, 8).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let second = run_through_spawner(&b, &spawner, 9).await;
+    assert_ne!(first, second, "the dead spawner was not replaced");
+    // The MOM gone (its end of the socket closed), the spawner exits: left a
+    // zombie of this process, which started it.
+    drop(spawner);
+    let ended = common::wait_until(Duration::from_secs(10), || {
+        procfs::stat_of(second).is_none_or(|s| s.state == 'Z')
+    });
+    assert!(ended.await, "the spawner outlived its MOM");
+}
+
+/// Runs one job through `spawner` and checks what it started with and that its
+/// supervisor was reaped; the pid of the spawner that forked the supervisor.
+async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
     let script = "ls -l /proc/$$/fd > fds.$PBS_JOBID\n\
         echo \"pipes: $(grep -c -E ' (pipe|socket|anon_inode):' fds.$PBS_JOBID)\"\n\
         sed -n 's/^SigBlk:\\t//p' /proc/$$/status\n";
-    let mut spawners = Vec::new();
-    for run_id in [8, 9] {
-        let seq = run_id.to_string();
-        let plan = launch::prepare(&b.spec(run_id, &seq, script), &b.layout, "node1", true)
-            .expect("prepare");
-        let (sup, mut link) = spawner.spawn(&b.layout.exit_file(run_id)).expect("spawn");
-        let parent = procfs::stat_of(sup.pid)
-            .expect("the supervisor's stat")
-            .ppid;
-        let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).expect("comm");
-        assert_eq!(comm.trim_end(), "capstan_spawner", "exec'd, not forked");
-        let json = serde_json::to_vec(&plan).expect("plan");
-        assert!(matches!(link.start(&json), Ok(Started::Held(_))));
-        link.go().expect("release");
-        assert!(link.exited());
-        let results = link.deliver(&plan.delivery.files).expect("delivered");
-        assert!(results.iter().all(Option::is_none), "{results:?}");
-        link.close();
-        let reaped = common::wait_until(Duration::from_secs(10), || {
-            procfs::stat_of(sup.pid).is_none()
-        });
-        assert!(reaped.await, "the spawner left its supervisor a zombie");
-        sup.reap();
-        let out = std::fs::read_to_string(b.out(&seq)).expect("out");
-        assert_eq!(
-            out.lines().collect::<Vec<_>>(),
-            ["pipes: 0", "0000000000000000"]
-        );
-        spawners.push(parent);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(parent),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("kill");
-    }
-    assert_ne!(
-        spawners[0], spawners[1],
-        "the dead spawner was not replaced"
+    let seq = run_id.to_string();
+    let plan =
+        launch::prepare(&b.spec(run_id, &seq, script), &b.layout, "node1", true).expect("prepare");
+    let (sup, mut link) = spawner.spawn(&b.layout.exit_file(run_id)).expect("spawn");
+    let parent = procfs::stat_of(sup.pid)
+        .expect("the supervisor's stat")
+        .ppid;
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).expect("comm");
+    assert_eq!(comm.trim_end(), "capstan_spawner", "exec'd, not forked");
+    let json = serde_json::to_vec(&plan).expect("plan");
+    assert!(matches!(link.start(&json), Ok(Started::Held(_))));
+    link.go().expect("release");
+    assert!(link.exited());
+    let results = link.deliver(&plan.delivery.files).expect("delivered");
+    assert!(results.iter().all(Option::is_none), "{results:?}");
+    link.close();
+    let reaped = common::wait_until(Duration::from_secs(10), || {
+        procfs::stat_of(sup.pid).is_none()
+    });
+    assert!(reaped.await, "the spawner left its supervisor a zombie");
+    sup.reap();
+    let out = std::fs::read_to_string(b.out(&seq)).expect("out");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["pipes: 0", "0000000000000000"]
     );
+    parent
 }
 
 /// Recorded as running, but the MOM died before the release: the next MOM
