@@ -13,7 +13,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")" && pwd)
 demo=${CAPSTAN_DEMO_DIR:-$repo/demo-cluster}
 port=${CAPSTAN_DEMO_PORT:-15001}
-bin=$repo/target/release
+bin=$repo/target/capstan/release
 
 stop_cluster() {
     [ -f "$demo/pids" ] || return 0
@@ -35,7 +35,7 @@ fi
 
 if command -v cargo >/dev/null; then
     echo "==> Building Capstan (release)"
-    cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+    "$repo/build.sh" --release
 elif [ -x "$bin/pbs_server" ]; then
     echo "==> cargo not found: using the existing build in $bin"
 else

@@ -24,7 +24,7 @@
 # Needs bash >= 5 (EPOCHREALTIME). Stops only the processes it started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CAPSTAN_BIN_DIR:-$repo/target/release}
+bin=${CAPSTAN_BIN_DIR:-$repo/target/capstan/release}
 n_qsub=1000; n_lat=30; n_drain=1000; n_qstat=5000; qstat_reps=30
 quick=() reference=1
 for arg in "$@"; do
@@ -38,8 +38,12 @@ done
 if ! [ -x "$bin/pbs_server" ] || ! [ -x "$bin/capstan_supervisor" ]; then
     # Only the workspace's own build can be made here; a CAPSTAN_BIN_DIR must be complete.
     [ -z "${CAPSTAN_BIN_DIR:-}" ] || { echo "$0: $bin lacks pbs_server or capstan_supervisor" >&2; exit 1; }
-    cargo build --release --workspace --bins --manifest-path "$repo/Cargo.toml"
+    "$repo/build.sh" --release
 fi
+# How the commands being measured were linked (build.sh makes them static musl binaries when
+# it can): a glibc command spends most of a qsub starting up.
+commands_linked=$(file -L "$bin/qsub" 2>/dev/null | grep -o -e 'static-pie linked' -e 'statically linked' \
+    -e 'dynamically linked' || echo 'unknown (no file command)')
 dir=$(mktemp -d /tmp/capstan-bench.XXXXXX)
 chmod 755 "$dir"
 server_pid='' mom_pids=()
@@ -134,7 +138,8 @@ share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a /
 
 cat <<TABLE
 
-Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on loopback, TLS
+Capstan throughput on $(nproc) cores ($(uname -r)), cluster: 4 MOMs x np=2 on loopback, TLS;
+commands linked $commands_linked
 | measure | Capstan | Slurm (same run) | Capstan vs Slurm | target |
 |---|---|---|---|---|
 | sequential qsub, ms per call (n=$n_qsub) | $qsub_ms | $slurm_qsub_ms | $(ratio "$qsub_ms" "$slurm_qsub_ms" 0) faster | <= 2 |

@@ -259,7 +259,7 @@ pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>,
 }
 
 /// Writes every job of the overlay.
-async fn save_overlay(tx: &mut StoreTx, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
+async fn save_overlay(tx: &mut StoreTx<'_>, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
     for job in overlay.values() {
         tx.save_job(job).await.map_err(PbsError::system)?;
     }
@@ -1343,7 +1343,7 @@ mod tests {
     }
 
     async fn core_with_jobs(dir: &std::path::Path, jobs: Vec<Job>) -> Core {
-        let store = crate::store::Store::open(&dir.join("db"), false)
+        let mut store = crate::store::Store::open(&dir.join("db"), false)
             .await
             .unwrap();
         for j in &jobs {

@@ -57,7 +57,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
     if defs.is_empty() {
         warn!(file = %config.nodes_file().display(), "no nodes defined");
     }
-    let store = Store::open(&config.db_path(), config.durable)
+    let mut store = Store::open(&config.db_path(), config.durable)
         .await
         .with_context(|| format!("opening {}", config.db_path().display()))?;
     // Job scripts and environments live in the database: server_priv and the database

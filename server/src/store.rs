@@ -3,8 +3,10 @@
 //! Why it looks like this:
 //! * WAL mode with `synchronous=FULL` by default: a transaction that returned from `commit` is on
 //!   disk, so a `qsub` that printed an id survives `kill -9` of the server (design principle 1).
-//! * One connection: the server has one writer (the state lock in `state.rs` serialises every
-//!   change), so a pool would only add lock contention inside SQLite.
+//! * One connection, owned, not pooled: the server has one writer (the state lock in
+//!   `state.rs` serialises every change, and the store lives inside it). A pool, even of one,
+//!   pings its connection on every release from a task of its own: a round trip to SQLite's
+//!   worker thread and a wake-up of another, paid by every qsub and every job's start and end.
 //! * Typed columns for what is looked up (`seq`, `state`, run ids), one JSON column for the rest
 //!   of an object; row structs are private and become domain types before leaving the module.
 //! * Changes go through [`StoreTx`]: callers build one transaction per logical change (a
@@ -20,9 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::authz::ServerAttrs;
 use crate::model::{Job, NodeFlags, Queue};
@@ -34,6 +36,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database is closed")]
+    Closed,
     #[error("corrupt {what} record {key}: {message}")]
     Corrupt {
         what: &'static str,
@@ -108,10 +112,10 @@ impl From<RunRow> for RunRecord {
     }
 }
 
-/// Handle on the database.
-#[derive(Clone, Debug)]
+/// Handle on the database: its one connection, until [`Store::close`].
+#[derive(Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    conn: Option<SqliteConnection>,
 }
 
 impl Store {
@@ -130,25 +134,28 @@ impl Store {
             })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Migrated through a pool of one, whose connection is then kept: the migrator's
+        // future over a bare connection is not `Send`.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A local file's connection does not go stale; the ping before every
-            // transaction was a round trip to SQLite's worker thread on every qsub.
-            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let conn = pool.acquire().await?.detach();
+        pool.close().await;
+        Ok(Store { conn: Some(conn) })
+    }
+
+    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        self.conn.as_mut().ok_or(StoreError::Closed)
     }
 
     /// Reads the whole state.
-    pub async fn load(&self) -> Result<Loaded, StoreError> {
+    pub async fn load(&mut self) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();
+        let conn = self.conn()?;
         let kv = sqlx::query("SELECT key, value FROM server_kv")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         for row in kv {
             let key: String = row.try_get("key")?;
@@ -177,7 +184,7 @@ impl Store {
             }
         }
         let queues = sqlx::query("SELECT name, data FROM queues ORDER BY rowid")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         for row in queues {
             let name: String = row.try_get("name")?;
@@ -190,7 +197,7 @@ impl Store {
             loaded.queues.push(queue);
         }
         let jobs: Vec<JobRow> = sqlx::query_as("SELECT seq, data, script FROM jobs ORDER BY seq")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         for row in jobs {
             let mut job: Job =
@@ -208,7 +215,7 @@ impl Store {
             loaded.next_job_number = Some(loaded.next_job_number.unwrap_or(0).max(highest + 1));
         }
         let nodes = sqlx::query("SELECT name, offline, note FROM nodes")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         for row in nodes {
             let name: String = row.try_get("name")?;
@@ -224,7 +231,7 @@ impl Store {
         }
         let samples =
             sqlx::query("SELECT shape, node, walltime_secs FROM speed_samples ORDER BY id")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
         for row in samples {
             let walltime: i64 = row.try_get("walltime_secs")?;
@@ -235,7 +242,7 @@ impl Store {
             ));
         }
         let usage = sqlx::query("SELECT username, usage, as_of FROM fairshare_usage")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         for row in usage {
             loaded.fairshare.push((
@@ -248,21 +255,21 @@ impl Store {
     }
 
     /// All runs of a job, oldest first.
-    pub async fn runs_of_job(&self, seq: u64) -> Result<Vec<RunRecord>, StoreError> {
+    pub async fn runs_of_job(&mut self, seq: u64) -> Result<Vec<RunRecord>, StoreError> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT run_id, job_seq, mother_superior, exec_host, started_at, ended_at, exit_status \
              FROM runs WHERE job_seq = ? ORDER BY run_id",
         )
         .bind(seq as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.conn()?)
         .await?;
         Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
     /// Starts a transaction.
-    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+    pub async fn begin(&mut self) -> Result<StoreTx<'_>, StoreError> {
         Ok(StoreTx {
-            tx: self.pool.begin().await?,
+            tx: self.conn()?.begin().await?,
         })
     }
 
@@ -271,33 +278,38 @@ impl Store {
     /// INSERT and COMMIT are three round trips to SQLite's worker thread, and each hand-off
     /// there and back is a thread wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
     /// derives it from the highest stored sequence number.
-    pub async fn insert_job(&self, job: &Job) -> Result<(), StoreError> {
+    pub async fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
             .bind(job.seq as i64)
             .bind(job.state.letter())
             .bind(&job.queue)
             .bind(job_json(job)?)
             .bind(job.script.as_slice())
-            .execute(&self.pool)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
 
     /// Records that numbers below `next` are used although no job row shows it (a refused
     /// submission); one autocommitted statement, as [`Store::insert_job`].
-    pub async fn set_next_job_number(&self, next: u64) -> Result<(), StoreError> {
-        set_kv(&self.pool, "next_job_number", &next.to_string()).await
+    pub async fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
+        set_kv(self.conn()?, "next_job_number", &next.to_string()).await
     }
 
-    /// Closes the pool (checkpointing the WAL).
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// Closes the connection (checkpointing the WAL); later calls fail with
+    /// [`StoreError::Closed`].
+    pub async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if let Err(e) = conn.close().await {
+                tracing::warn!("closing the database: {e}");
+            }
+        }
     }
 }
 
 /// One transaction; dropped without [`StoreTx::commit`] it rolls back.
-pub struct StoreTx {
-    tx: Transaction<'static, Sqlite>,
+pub struct StoreTx<'c> {
+    tx: Transaction<'c, Sqlite>,
 }
 
 fn job_json(job: &Job) -> Result<String, StoreError> {
@@ -308,7 +320,7 @@ fn job_json(job: &Job) -> Result<String, StoreError> {
     })
 }
 
-/// Sets one `server_kv` entry, in a transaction or autocommitted on the pool.
+/// Sets one `server_kv` entry, in a transaction or autocommitted.
 async fn set_kv<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
     key: &str,
@@ -325,7 +337,7 @@ async fn set_kv<'e>(
     Ok(())
 }
 
-impl StoreTx {
+impl StoreTx<'_> {
     /// Rewrites an existing job's attributes (the script never changes).
     pub async fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
         sqlx::query("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?")
@@ -570,12 +582,12 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("capstan.db");
         {
-            let store = Store::open(&path, true).await.unwrap();
+            let mut store = Store::open(&path, true).await.unwrap();
             store.insert_job(&sample_job(0)).await.unwrap();
             // No close: simulate the process dying right after the acknowledgement.
             std::mem::forget(store);
         }
-        let store = Store::open(&path, true).await.unwrap();
+        let mut store = Store::open(&path, true).await.unwrap();
         let loaded = store.load().await.unwrap();
         assert_eq!(loaded.next_job_number, Some(1));
         assert_eq!(loaded.jobs.len(), 1);
@@ -586,7 +598,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_second_job_with_a_used_number_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(4)).await.unwrap();
         // The same sequence number again: the insert fails and changes nothing.
         let mut again = sample_job(4);
@@ -601,7 +613,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn the_next_job_number_follows_the_highest_job_unless_more_were_used() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         assert_eq!(store.load().await.unwrap().next_job_number, None);
         store.insert_job(&sample_job(7)).await.unwrap();
         store.insert_job(&sample_job(2)).await.unwrap();
@@ -616,7 +628,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn uncommitted_changes_are_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(3)).await.unwrap();
         {
             let mut tx = store.begin().await.unwrap();
@@ -630,7 +642,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn runs_get_increasing_ids_and_end_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(0)).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         let a = tx.insert_run(0, "n1", "n1/0", 10).await.unwrap();
@@ -649,7 +661,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn saves_queues_flags_and_updates() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         let mut job = sample_job(5);
         store.insert_job(&job).await.unwrap();
         let mut tx = store.begin().await.unwrap();
@@ -696,7 +708,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
-            let store = Store::open(&path, false).await.unwrap();
+            let mut store = Store::open(&path, false).await.unwrap();
             let mut tx = store.begin().await.unwrap();
             for w in 1..=(SPEED_SAMPLES_KEPT as u64 + 3) {
                 tx.insert_speed_sample("n1", "s", w, 100).await.unwrap();
