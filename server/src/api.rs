@@ -290,12 +290,12 @@ impl Batch for BatchService {
                         async move { jobs::submit(core, &submitter, &input, now_epoch()).await },
                     )
                 },
-                Result::is_ok,
+                |result| result.as_ref().is_ok_and(jobs::Submitted::may_start),
             )
             .await?;
         let reply = match result {
-            Ok(job_id) => pb::SubmitReply {
-                job_id,
+            Ok(submitted) => pb::SubmitReply {
+                job_id: submitted.id,
                 error: None,
             },
             Err(e) => {

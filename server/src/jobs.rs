@@ -598,13 +598,28 @@ fn feasible_request(
     Ok(request)
 }
 
-/// qsub: validates, stores and returns `SEQ.SERVER`. Rejections consume a sequence number.
+/// A stored submission: its id (`SEQ.SERVER`) and the state it entered.
+#[derive(Debug)]
+pub struct Submitted {
+    pub id: String,
+    pub state: JobState,
+}
+
+impl Submitted {
+    /// Whether the scheduler has anything new to look at: a held job, one waiting for its
+    /// `-a` time or for a dependency cannot start, so submitting it wakes nobody.
+    pub fn may_start(&self) -> bool {
+        self.state == JobState::Queued
+    }
+}
+
+/// qsub: validates and stores the job. Rejections consume a sequence number.
 pub async fn submit(
     core: &mut Core,
     caller: &Caller,
     input: &SubmitInput,
     now: i64,
-) -> Result<String, PbsError> {
+) -> Result<Submitted, PbsError> {
     if caller.is_root() && !core.config.allow_root_jobs {
         return Err(PbsError::new(pbse::BADUSER, "", ""));
     }
@@ -622,9 +637,10 @@ pub async fn submit(
     written.map_err(PbsError::system)?;
     let job = built?;
     let id = job.id(&core.state.server_name);
-    info!(job = %id, user = %caller.user, state = job.state.letter(), "job submitted");
+    let state = job.state;
+    info!(job = %id, user = %caller.user, state = state.letter(), "job submitted");
     core.state.apply_jobs(vec![job]);
-    Ok(id)
+    Ok(Submitted { id, state })
 }
 
 /// One id's outcome in a `JobAction` reply.
