@@ -8,7 +8,6 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v ip >/dev/null || need_apt+=(iproute2)
-command -v musl-gcc >/dev/null || need_apt+=(musl-tools)   # build.sh: static commands
 if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -19,8 +18,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The daemons and the commands as a cluster runs them (static musl commands when the
 # toolchain can build them, see build.sh); the end-to-end tests start these.
-./build.sh
-export CAPSTAN_BIN_DIR=$PWD/target/capstan/debug
+CAPSTAN_BIN_DIR=$(./build.sh | tail -n 1 | cut -d' ' -f1)
+export CAPSTAN_BIN_DIR
 # Each end-to-end test starts its own cluster; two at a time suits a 2-core machine.
 # (--all-targets: every unit and integration test; the crates have no doc tests.)
 log=$(mktemp)

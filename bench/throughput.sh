@@ -24,7 +24,6 @@
 # Needs bash >= 5 (EPOCHREALTIME). Stops only the processes it started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CAPSTAN_BIN_DIR:-$repo/target/capstan/release}
 n_qsub=1000; n_lat=30; n_drain=1000; n_qstat=5000; qstat_reps=30
 quick=() reference=1
 for arg in "$@"; do
@@ -35,10 +34,14 @@ for arg in "$@"; do
     esac
 done
 
-if ! [ -x "$bin/pbs_server" ] || ! [ -x "$bin/capstan_supervisor" ]; then
-    # Only the workspace's own build can be made here; a CAPSTAN_BIN_DIR must be complete.
-    [ -z "${CAPSTAN_BIN_DIR:-}" ] || { echo "$0: $bin lacks pbs_server or capstan_supervisor" >&2; exit 1; }
-    "$repo/build.sh" --release
+if [ -n "${CAPSTAN_BIN_DIR:-}" ]; then
+    # Someone else's build, measured as it is; it must be complete.
+    bin=$CAPSTAN_BIN_DIR
+    [ -x "$bin/pbs_server" ] && [ -x "$bin/capstan_supervisor" ] ||
+        { echo "$0: $bin lacks pbs_server or capstan_supervisor" >&2; exit 1; }
+else
+    # The workspace as it is now (build.sh's last line names the directory it filled).
+    bin=$("$repo/build.sh" --release | tail -n 1 | cut -d' ' -f1)
 fi
 # How the commands being measured were linked (build.sh makes them static musl binaries when
 # it can): a glibc command spends most of a qsub starting up.

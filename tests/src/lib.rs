@@ -31,7 +31,8 @@ pub const OTHER_USER: &str = "capstanother";
 /// The server name every test cluster uses, so job ids are predictable (`0.tsrv`).
 pub const SERVER_NAME: &str = "tsrv";
 
-/// Where the binaries are: `$CAPSTAN_BIN_DIR`, else the workspace's `target/debug`.
+/// Where the binaries are: `$CAPSTAN_BIN_DIR` (`test.sh` sets it to what `build.sh` gathered in
+/// `target/capstan/debug`), else the workspace's `target/debug`.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CAPSTAN_BIN_DIR") {
         return PathBuf::from(dir);
@@ -46,7 +47,7 @@ fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        "{} is missing: build the workspace first (`./build.sh`, or `cargo build --workspace`)",
         path.display()
     );
     path
