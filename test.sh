@@ -18,8 +18,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The daemons and the commands as a cluster runs them (static musl commands when the
 # toolchain can build them, see build.sh); the end-to-end tests start these.
-CAPSTAN_BIN_DIR=$(./build.sh | tail -n 1 | cut -d' ' -f1)
-export CAPSTAN_BIN_DIR
+built=$(./build.sh | tail -n 1)
+echo "test.sh: the end-to-end tests run $built"
+export CAPSTAN_BIN_DIR=${built%% *}
 # Each end-to-end test starts its own cluster; two at a time suits a 2-core machine.
 # (--all-targets: every unit and integration test; the crates have no doc tests.)
 log=$(mktemp)
