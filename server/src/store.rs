@@ -7,6 +7,11 @@
 //!   `state.rs` serialises every change, and the store lives inside it). A pool, even of one,
 //!   pings its connection on every release from a task of its own: a round trip to SQLite's
 //!   worker thread and a wake-up of another, paid by every qsub and every job's start and end.
+//!   With no pool to reset it, a call must not be cancelled halfway (a `begin` dropped after
+//!   SQLite began would leave the transaction open). Every caller runs on a task nothing
+//!   cancels (`state::uncancelled`, the MOM session readers, the dispatcher, the node
+//!   monitor); only the runtime's end at shutdown drops one, and the connection, closing with
+//!   it, rolls the transaction back.
 //! * Typed columns for what is looked up (`seq`, `state`, run ids), one JSON column for the rest
 //!   of an object; row structs are private and become domain types before leaving the module.
 //! * Changes go through [`StoreTx`]: callers build one transaction per logical change (a
