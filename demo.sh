@@ -36,7 +36,7 @@ fi
 if command -v cargo >/dev/null; then
     echo "==> Building Capstan (release)"
     # build.sh's last line names the directory it filled.
-    bin=$("$repo/build.sh" --release | tail -n 1 | cut -d' ' -f1)
+    bin=$("$repo/build.sh" --release | tail -n 1)
 elif [ -x "$bin/pbs_server" ]; then
     echo "==> cargo not found: using the existing build in $bin"
 else

@@ -17,10 +17,10 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The daemons and the commands as a cluster runs them (static musl commands when the
-# toolchain can build them, see build.sh); the end-to-end tests start these.
-built=$(./build.sh | tail -n 1)
-echo "test.sh: the end-to-end tests run $built"
-export CAPSTAN_BIN_DIR=${built%% *}
+# toolchain can build them, see build.sh, which says on stderr which it built); the
+# end-to-end tests start these.
+CAPSTAN_BIN_DIR=$(./build.sh | tail -n 1)
+export CAPSTAN_BIN_DIR
 # Each end-to-end test starts its own cluster; two at a time suits a 2-core machine.
 # (--all-targets: every unit and integration test; the crates have no doc tests.)
 log=$(mktemp)

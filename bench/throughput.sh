@@ -41,7 +41,7 @@ if [ -n "${CAPSTAN_BIN_DIR:-}" ]; then
         { echo "$0: $bin lacks pbs_server or capstan_supervisor" >&2; exit 1; }
 else
     # The workspace as it is now (build.sh's last line names the directory it filled).
-    bin=$("$repo/build.sh" --release | tail -n 1 | cut -d' ' -f1)
+    bin=$("$repo/build.sh" --release | tail -n 1)
 fi
 # How the commands being measured were linked (build.sh makes them static musl binaries when
 # it can): a glibc command spends most of a qsub starting up.

@@ -7,8 +7,9 @@
 //!   `state.rs` serialises every change, and the store lives inside it). A pool, even of one,
 //!   pings its connection on every release from a task of its own: a round trip to SQLite's
 //!   worker thread and a wake-up of another, paid by every qsub and every job's start and end.
-//!   With no pool to reset it, a call must not be cancelled halfway (a `begin` dropped after
-//!   SQLite began would leave the transaction open). Every caller runs on a task nothing
+//!   With no pool to reset it, a call must not be cancelled halfway: a `begin` dropped after
+//!   SQLite's worker began would leave the transaction open, every later `begin` would become
+//!   a nested savepoint, and no commit would reach the disk. Every caller runs on a task nothing
 //!   cancels (`state::uncancelled`, the MOM session readers, the dispatcher, the node
 //!   monitor); only the runtime's end at shutdown drops one, and the connection, closing with
 //!   it, rolls the transaction back.
@@ -140,7 +141,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // Migrated through a pool of one, whose connection is then kept: the migrator's
-        // future over a bare connection is not `Send`.
+        // future over a bare connection is not `Send` (launchbadge/sqlx#2016).
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
