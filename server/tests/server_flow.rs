@@ -10,6 +10,9 @@ use capstan_proto::v1::batch_client::BatchClient;
 use capstan_proto::v1::mom_session_client::MomSessionClient;
 use capstan_server::config::Config;
 use capstan_server::tls;
+// Its ports lie below the ephemeral range, where the scripted MOMs' own connections cannot
+// take one first.
+use capstan_tests::free_port;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
@@ -32,14 +35,6 @@ impl Running {
         }
         self.task.await.unwrap().unwrap();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn launch(home: &Path) -> Running {

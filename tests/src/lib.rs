@@ -21,6 +21,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -135,11 +136,30 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+/// A loopback TCP port free now, for a server that binds it a moment later, chosen below the
+/// kernel's ephemeral range. Why not port 0: that hands out a port from the ephemeral range,
+/// where every outgoing connection also takes its source port, and the MOMs of the tests
+/// running beside this one dial out all the time; one of them took a port between the check
+/// and the server's bind, and the server failed with "Address already in use". Ports are
+/// handed out in turn from a start that depends on the process, so two clusters of one test
+/// binary never get the same one.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.clamp(LOWEST + 1_000, 65_536) - LOWEST;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(LOWEST + offset).expect("below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOWEST}..{}", LOWEST + span);
 }
 
 /// One node line of the cluster's nodes file.
