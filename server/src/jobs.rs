@@ -68,6 +68,12 @@ pub const KILL_DELAY_SECS: u32 = 2;
 /// Torque's exit status for a job deleted (256 + SIGTERM).
 pub const EXIT_DELETED: i32 = 271;
 
+/// Starts in a row whose script never ran before the job is held (system hold) rather than
+/// requeued again. Why: such a start fails on the MOM's side (its disk full, say), and the
+/// scheduler would otherwise hand the job straight back to it, forever. PBS Pro holds a job
+/// after 20 failed attempts to run, with the comment used here.
+pub const MAX_FAILED_STARTS: u32 = 20;
+
 /// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
 /// is malformed or names another server.
 pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
@@ -548,6 +554,7 @@ fn build_job(
         submit_args,
         start_time: None,
         start_count: 0,
+        failed_starts: 0,
         comp_time: None,
         total_runtime: None,
         submit_host: host,
@@ -1143,16 +1150,32 @@ pub async fn runs_ended(
         }
         let end_time = if end.end_time > 0 { end.end_time } else { now };
         let never_ran = end.exit_status == job_exec::RETRY;
+        if !never_ran {
+            job.failed_starts = 0;
+        }
         match job.pending {
             Some(PendingAction::Requeue) => {
                 requeue(&mut job, now, end.comment.clone());
                 info!(job = %id, "job requeued");
             }
             None if never_ran => {
-                let why =
-                    (!end.message.is_empty()).then(|| format!("Job requeued: {}", end.message));
-                requeue(&mut job, now, why);
-                info!(job = %id, "job requeued: its script never ran");
+                job.failed_starts += 1;
+                if job.failed_starts >= MAX_FAILED_STARTS {
+                    // A fresh count once a manager releases it (`qrls -h s`).
+                    job.failed_starts = 0;
+                    job.hold_types.system = true;
+                    let mut why = "job held, too many failed attempts to run".to_string();
+                    if !end.message.is_empty() {
+                        why.push_str(&format!(" (last: {})", end.message));
+                    }
+                    requeue(&mut job, now, Some(why));
+                    warn!(job = %id, "job held: {MAX_FAILED_STARTS} starts in a row never ran its script");
+                } else {
+                    let why =
+                        (!end.message.is_empty()).then(|| format!("Job requeued: {}", end.message));
+                    requeue(&mut job, now, why);
+                    info!(job = %id, "job requeued: its script never ran");
+                }
             }
             pending => {
                 if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
@@ -1507,6 +1530,66 @@ mod tests {
             job.comment.as_deref(),
             Some("Job requeued: pbs_mom restarted while starting the job")
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_starts_keep_failing_is_held_not_requeued_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut almost = running_on(1, "n1", 10);
+        almost.failed_starts = MAX_FAILED_STARTS - 2;
+        let mut core = core_with_jobs(dir.path(), vec![almost]).await;
+        let retry = |run_id| RunEnd {
+            run_id,
+            exit_status: job_exec::RETRY,
+            end_time: 110,
+            message: "cannot save the run record: No space left on device".into(),
+            ..RunEnd::default()
+        };
+        // One more failure: still requeued.
+        assert!(runs_ended(&mut core, "n1", &[retry(10)], 110)
+            .await
+            .unwrap());
+        let job = &core.store.load().await.unwrap().jobs[0];
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.failed_starts, MAX_FAILED_STARTS - 1);
+        // The next start fails too: held by the system, with the reason, and a fresh count.
+        let mut again = job.clone();
+        again.state = JobState::Running;
+        again.exec_host = running_on(1, "n1", 11).exec_host;
+        again.current_run = Some(11);
+        core.state.apply_jobs(vec![again]);
+        assert!(runs_ended(&mut core, "n1", &[retry(11)], 120)
+            .await
+            .unwrap());
+        let job = &core.store.load().await.unwrap().jobs[0];
+        assert_eq!(job.state, JobState::Held);
+        assert!(job.hold_types.system);
+        assert_eq!(job.failed_starts, 0);
+        assert_eq!(
+            job.comment.as_deref(),
+            Some(
+                "job held, too many failed attempts to run \
+                 (last: cannot save the run record: No space left on device)"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_that_ran_resets_the_failed_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flaky = running_on(1, "n1", 10);
+        flaky.failed_starts = 3;
+        let mut core = core_with_jobs(dir.path(), vec![flaky]).await;
+        let ended = RunEnd {
+            run_id: 10,
+            exit_status: 0,
+            end_time: 110,
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n1", &[ended], 110).await.unwrap());
+        let job = &core.store.load().await.unwrap().jobs[0];
+        assert_eq!(job.state, JobState::Completed);
+        assert_eq!(job.failed_starts, 0);
     }
 
     #[tokio::test]

@@ -214,6 +214,11 @@ pub struct Job {
     pub submit_args: Option<String>,
     pub start_time: Option<i64>,
     pub start_count: u32,
+    /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
+    /// ran resets it. At [`crate::jobs::MAX_FAILED_STARTS`] the job is held instead of
+    /// requeued once more.
+    #[serde(default)]
+    pub failed_starts: u32,
     pub comp_time: Option<i64>,
     pub total_runtime: Option<f64>,
     pub submit_host: String,

@@ -571,6 +571,7 @@ pub(crate) mod tests {
             submit_args: None,
             start_time: None,
             start_count: 0,
+            failed_starts: 0,
             comp_time: None,
             total_runtime: None,
             submit_host: "vm".into(),
