@@ -54,7 +54,7 @@ else
     fi
     if ! command -v musl-gcc >/dev/null; then
         why_not="musl-gcc (Debian's musl-tools) is missing"
-    elif ! rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
+    elif ! rustup target list --installed 2>/dev/null | grep -x "$musl" >/dev/null &&
         ! timeout 300 rustup target add "$musl" >/dev/null 2>&1; then
         why_not="the Rust target $musl is not installed and rustup could not add it"
     fi

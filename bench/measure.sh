@@ -21,18 +21,23 @@ cpu_mark() {
     for pid in $MOM_PIDS; do
         read -r a b < <(proc_cpu "$pid")
         moms=$((moms + a)) reaped=$((reaped + b))
-        for kid in $(cat /proc/"$pid"/task/*/children); do
-            read -r a b < <(proc_cpu "$kid" 2>/dev/null || echo 0 0)
+        # (Needs CONFIG_PROC_CHILDREN; without it the spawners' share would read 0.)
+        [ -r "/proc/$pid/task/$pid/children" ] ||
+            { echo "measure.sh: /proc/$pid/task/$pid/children is missing" >&2; exit 1; }
+        for kid in $(cat /proc/"$pid"/task/*/children 2>/dev/null || true); do   # threads come and go
+            # A child that exits meanwhile counts nothing (its parent's reaped time has it).
+            read -r a b < <(proc_cpu "$kid" 2>/dev/null) || { a=0; b=0; }
             reaped=$((reaped + a + b))
         done
     done
     echo "$((u + n + s + q + sq)) $((i + w)) $st $server $moms $reaped"
 }
 # proc_cpu PID: "OWN REAPED" clock ticks (utime+stime, cutime+cstime); fields counted after
-# the command name's closing parenthesis, which may hide spaces. Fails if PID is unreadable.
+# the command name's closing parenthesis, which may hide spaces. Prints nothing and fails if
+# PID is unreadable (so `read < <(proc_cpu PID)` fails, and stops the script unless handled).
 proc_cpu() {
     local stat
-    stat=$(cat "/proc/$1/stat") || { echo "measure.sh: cannot read /proc/$1/stat" >&2; exit 1; }
+    stat=$(cat "/proc/$1/stat") || { echo "measure.sh: cannot read /proc/$1/stat" >&2; return 1; }
     echo "${stat##*) }" | awk '{print $12 + $13, $14 + $15}'
 }
 # cpu_per_job MARK0 MARK1: "MACHINE_MS SERVER_MS MOMS_MS REAPED_MS STEAL_PCT" per job.
