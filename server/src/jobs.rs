@@ -185,7 +185,9 @@ pub fn dep_outcome(kind: DepKind, parent: Option<&Job>) -> DepOutcome {
 
 /// Applies the job's dependency conditions against `lookup`; returns true when the job
 /// changed. A failed condition deletes the job (C, 271, Torque's comment); all conditions met
-/// lift the system hold.
+/// lift the system hold, if it is the one dependencies placed: a job that has started was past
+/// its dependencies (or released by a manager), so a system hold on it has another reason
+/// (too many failed starts).
 pub fn evaluate_deps<'a>(
     job: &mut Job,
     lookup: impl Fn(u64) -> Option<&'a Job>,
@@ -220,7 +222,11 @@ pub fn evaluate_deps<'a>(
             }
         }
     }
-    if changed && job.depend.iter().all(|d| d.satisfied) && job.hold_types.system {
+    if changed
+        && job.depend.iter().all(|d| d.satisfied)
+        && job.hold_types.system
+        && job.start_count == 0
+    {
         job.hold_types.system = false;
         settle(job, now);
     }
@@ -1160,22 +1166,24 @@ pub async fn runs_ended(
             }
             None if never_ran => {
                 job.failed_starts += 1;
-                if job.failed_starts >= MAX_FAILED_STARTS {
+                let held = job.failed_starts >= MAX_FAILED_STARTS;
+                let why = match (held, end.message.as_str()) {
+                    (true, "") => Some("job held, too many failed attempts to run".to_string()),
+                    (true, last) => Some(format!(
+                        "job held, too many failed attempts to run (last: {last})"
+                    )),
+                    (false, "") => None,
+                    (false, message) => Some(format!("Job requeued: {message}")),
+                };
+                if held {
                     // A fresh count once a manager releases it (`qrls -h s`).
                     job.failed_starts = 0;
                     job.hold_types.system = true;
-                    let mut why = "job held, too many failed attempts to run".to_string();
-                    if !end.message.is_empty() {
-                        why.push_str(&format!(" (last: {})", end.message));
-                    }
-                    requeue(&mut job, now, Some(why));
                     warn!(job = %id, "job held: {MAX_FAILED_STARTS} starts in a row never ran its script");
                 } else {
-                    let why =
-                        (!end.message.is_empty()).then(|| format!("Job requeued: {}", end.message));
-                    requeue(&mut job, now, why);
                     info!(job = %id, "job requeued: its script never ran");
                 }
+                requeue(&mut job, now, why);
             }
             pending => {
                 if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
@@ -1709,6 +1717,24 @@ mod tests {
             child.comment.as_deref(),
             Some("Job deleted as result of dependency on job 14.vm")
         );
+    }
+
+    #[test]
+    fn a_dependency_met_late_does_not_lift_a_hold_it_did_not_place() {
+        let parent = job(14, JobState::Completed);
+        // Released early by a manager, started, then held for its failed starts.
+        let mut child = job(18, JobState::Held);
+        child.hold_types.system = true;
+        child.start_count = MAX_FAILED_STARTS;
+        child.depend = vec![Dependency {
+            kind: DepKind::AfterAny,
+            seq: 14,
+            satisfied: false,
+        }];
+        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert!(child.depend[0].satisfied);
+        assert_eq!(child.state, JobState::Held);
+        assert!(child.hold_types.system);
     }
 
     #[test]

@@ -326,7 +326,11 @@ impl Cluster {
     ) {
         fs::create_dir_all(home).expect("enrolled home");
         fs::set_permissions(home, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let bundle = self.root.join(format!("{node}-{}.bundle", free_port()));
+        // A name of its own for each enrolment, so that a node enrolled twice does not meet
+        // its earlier bundle.
+        static BUNDLES: AtomicU32 = AtomicU32::new(0);
+        let n = BUNDLES.fetch_add(1, Ordering::Relaxed);
+        let bundle = self.root.join(format!("{node}-{n}.bundle"));
         let out = Command::new(bin("pbs_server"))
             .arg("--home")
             .arg(server_home)
