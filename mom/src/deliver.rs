@@ -38,7 +38,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 
@@ -329,14 +329,10 @@ pub fn copy_with_helper(
     helper: &Path,
 ) -> Result<CopyResults, DeliverError> {
     let input = serde_json::to_vec(files).map_err(|e| DeliverError::Helper(e.to_string()))?;
-    let mut cmd = Command::new(helper);
-    cmd.arg0(crate::supervisor::BINARY_NAME)
-        .env_clear()
-        .arg(DELIVER_ARG)
-        .current_dir("/")
+    let mut cmd = crate::supervisor::helper_command(helper, DELIVER_ARG);
+    cmd.current_dir("/")
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stdout(Stdio::piped());
     let identity = plan.identity.clone();
     // SAFETY: become_user makes only async-signal-safe calls on data prepared
     // before the fork.

@@ -41,9 +41,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
@@ -167,7 +166,7 @@ pub fn launch(
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     let start_time = crate::status::now_secs();
-    let (supervisor, mut link) = spawner.spawn(&layout.exit_file(spec.run_id))?;
+    let (mut supervisor, mut link) = spawner.spawn(&layout.exit_file(spec.run_id))?;
     let refused = match link.start(&json) {
         Ok(Started::Held(pid)) => {
             return Ok(Launched {
@@ -210,14 +209,10 @@ pub fn spawn_supervisor(supervisor: &Path, exit_file: &Path) -> Result<(Child, L
     // Keep this Command on std's posix_spawn path (see the module comment):
     // no pre_exec, uid, gid or groups. The program is a path and the
     // environment is empty, so no PATH search is needed either.
-    let mut child = Command::new(supervisor)
-        .arg0(crate::supervisor::BINARY_NAME)
-        .env_clear()
-        .arg(crate::supervisor::SUPERVISE_ARG)
+    let mut child = crate::supervisor::helper_command(supervisor, crate::supervisor::SUPERVISE_ARG)
         .arg(exit_file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
             LaunchError(format!(

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
+use nix::errno::Errno;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -80,8 +82,7 @@ pub fn clear(patience: Duration) -> Leftovers {
     }
     // SIGCHLD blocked, an exit between a check and the wait stays pending and
     // ends the wait at once: no wake-up is lost, and nothing polls.
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
+    let chld = sigchld();
     let mut old = SigSet::empty();
     if signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_err() {
         return Leftovers::Unknown;
@@ -104,30 +105,32 @@ pub fn clear(patience: Duration) -> Leftovers {
 
 /// Whether the caller still has children, after reaping those that exited.
 #[derive(Debug, PartialEq, Eq)]
-enum Children {
+pub(crate) enum Children {
     None,
     Alive,
 }
 
-fn reap_exited() -> Children {
+/// Reaps every child that has exited, without blocking (the job spawner's loop uses it too).
+pub(crate) fn reap_exited() -> Children {
+    // __WALL: also children that were cloned with another exit signal than SIGCHLD.
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
     loop {
-        let mut status = 0;
-        // SAFETY: a valid pointer to a local. __WALL: also children that were
-        // cloned with another exit signal than SIGCHLD.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
-        if r > 0 {
-            continue;
-        }
-        if r == 0 {
-            return Children::Alive;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ECHILD) => return Children::None,
+        match waitpid(Pid::from_raw(-1), Some(flags)) {
+            Ok(WaitStatus::StillAlive) => return Children::Alive,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Children::None,
             // Cannot tell: assume something is left, so someone sweeps.
-            _ => return Children::Alive,
+            Err(_) => return Children::Alive,
         }
     }
+}
+
+/// The set of SIGCHLD alone, which the supervisor blocks while it clears leftovers and the
+/// job spawner blocks for good (both wait on it).
+pub(crate) fn sigchld() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set
 }
 
 /// SIGKILL to every descendant of this process (one `/proc` scan).

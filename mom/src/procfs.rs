@@ -173,6 +173,7 @@ mod tests {
         assert_eq!(s.cpu_ticks, 150 + 50 + 7 + 3);
         assert_eq!(s.vsize, 10485760);
         assert_eq!(s.rss_pages, 256);
+        assert_eq!(s.start_ticks, 123456);
     }
 
     #[test]

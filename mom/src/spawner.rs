@@ -28,34 +28,38 @@
 //!
 //! If the spawner cannot be started or dies, the MOM starts a new one once and
 //! retries; if that fails too it execs the supervisor itself, as before
-//! (`launch::spawn_supervisor`), so a broken spawner costs speed, not jobs.
+//! (`launch::spawn_supervisor`), so a broken spawner costs speed, not jobs. A
+//! spawner that fails its very first request (an older `capstan_supervisor`
+//! that does not know the role) is not tried again by this MOM process.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{self, SigSet, Signal};
+use nix::sys::signal::{self, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::socket::{SockFlag, SockType};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::dup2;
 
 use crate::launch::{self, LaunchError};
+use crate::leftovers;
 use crate::procfs;
 use crate::supervisor::{self, Link};
 
 /// First argument that makes `capstan_supervisor` (or `pbs_mom`) the spawner.
 pub const SPAWNER_ARG: &str = "--capstan-spawner";
+
+/// What ps shows for the spawner, apart from the supervisors it forks.
+pub const SPAWNER_NAME: &CStr = c"capstan_spawner";
 
 /// Longest exit file path a request carries (the kernel's PATH_MAX).
 const MAX_PATH: usize = 4096;
@@ -89,8 +93,22 @@ impl SupervisorProcess {
         }
     }
 
-    pub fn kill(&self) {
-        let _ = signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+    /// SIGKILL to this supervisor, and to no other process: a forked one is reaped by the
+    /// spawner, after which its pid may name a stranger, so its start time must still match
+    /// (an exec'd one is the MOM's unreaped child: its pid cannot be reused meanwhile).
+    pub fn kill(&mut self) {
+        match &mut self.exec_child {
+            Some(child) => {
+                let _ = child.kill();
+            }
+            None => {
+                let same = procfs::stat_of(self.pid)
+                    .is_some_and(|s| self.started != 0 && s.start_ticks == self.started);
+                if same {
+                    let _ = signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+                }
+            }
+        }
     }
 }
 
@@ -98,7 +116,15 @@ impl SupervisorProcess {
 /// concurrent launches take turns, each holding the spawner for one fork).
 pub struct Spawner {
     program: PathBuf,
-    running: Mutex<Option<Running>>,
+    state: Mutex<State>,
+}
+
+enum State {
+    /// None yet, or the last one died: start one at the next launch.
+    Idle,
+    Running(Running),
+    /// A new spawner failed its first request: supervisors are exec'd from now on.
+    Broken,
 }
 
 /// A started spawner: its process and the MOM's end of its socket.
@@ -121,7 +147,7 @@ impl Spawner {
     pub fn new(program: PathBuf) -> Spawner {
         Spawner {
             program,
-            running: Mutex::new(None),
+            state: Mutex::new(State::Idle),
         }
     }
 
@@ -133,18 +159,19 @@ impl Spawner {
     /// Starts a supervisor that will write the shell's end to `exit_file`,
     /// and the MOM's end of its pipes.
     pub fn spawn(&self, exit_file: &Path) -> Result<(SupervisorProcess, Link), LaunchError> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for attempt in 0..2 {
-            if running.is_none() {
+            let fresh = matches!(*state, State::Idle);
+            if fresh {
                 match start(&self.program) {
-                    Ok(r) => *running = Some(r),
+                    Ok(r) => *state = State::Running(r),
                     Err(e) => {
                         tracing::warn!(program = %self.program.display(), "cannot start the job spawner: {e}");
                         break;
                     }
                 }
             }
-            let Some(r) = running.as_ref() else { break };
+            let State::Running(r) = &*state else { break };
             let (to_read, to_write) = pipe()?;
             let (from_read, from_write) = pipe()?;
             match request(
@@ -160,15 +187,21 @@ impl Spawner {
                     return Err(LaunchError(format!("PBS: cannot fork job supervisor: {e}")))
                 }
                 Err(Refusal::Gone(why)) => {
-                    tracing::warn!(attempt, "job spawner gone ({why}): starting another");
-                    if let Some(mut old) = running.take() {
+                    let next = if fresh {
+                        tracing::warn!(program = %self.program.display(), "a new job spawner failed ({why}): supervisors are exec'd from now on");
+                        State::Broken
+                    } else {
+                        tracing::warn!(attempt, "job spawner gone ({why}): starting another");
+                        State::Idle
+                    };
+                    if let State::Running(mut old) = std::mem::replace(&mut *state, next) {
                         let _ = old.child.kill();
                         let _ = old.child.wait();
                     }
                 }
             }
         }
-        drop(running);
+        drop(state);
         let (child, link) = launch::spawn_supervisor(&self.program, exit_file)?;
         Ok((SupervisorProcess::new(child.id() as i32, Some(child)), link))
     }
@@ -191,13 +224,9 @@ fn start(program: &Path) -> std::io::Result<Running> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let child = Command::new(program)
-        .arg0(supervisor::BINARY_NAME)
-        .env_clear()
-        .arg(SPAWNER_ARG)
+    let child = supervisor::helper_command(program, SPAWNER_ARG)
         .stdin(Stdio::from(spawner_end))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()?;
     Ok(Running {
         child,
@@ -237,18 +266,18 @@ pub fn main() -> i32 {
     // A session of its own, as each supervisor has: a Ctrl-C to the MOM's
     // terminal does not stop launches (the MOM would start another anyway).
     let _ = nix::unistd::setsid();
-    if sigchld().thread_block().is_err() {
+    if leftovers::sigchld().thread_block().is_err() {
         return 1;
     }
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
-    let Ok(exits) = SignalFd::with_flags(&sigchld(), flags) else {
+    let Ok(exits) = SignalFd::with_flags(&leftovers::sigchld(), flags) else {
         return 1;
     };
     // SAFETY: fd 0 is the socket the MOM gave as stdin, and nothing else owns it.
     let socket = unsafe { OwnedFd::from_raw_fd(0) };
     let mut path = vec![0u8; MAX_PATH];
     loop {
-        reap_exited();
+        leftovers::reap_exited();
         let mut ready = [
             PollFd::new(socket.as_fd(), PollFlags::POLLIN),
             PollFd::new(exits.as_fd(), PollFlags::POLLIN),
@@ -321,20 +350,10 @@ fn fork_supervisor(exit_file: &Path, pipes: [OwnedFd; 2]) -> i32 {
     }
 }
 
-/// Reaps every supervisor that has exited (never blocks).
-fn reap_exited() {
-    let any = nix::unistd::Pid::from_raw(-1);
-    while let Ok(status) = waitpid(any, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
 /// In the forked child: the pipes on stdin and stdout, nothing else open (the
 /// signalfd goes too), SIGCHLD unblocked again, then the supervisor.
 fn become_supervisor(exit_file: &Path, [input, output]: [OwnedFd; 2]) -> i32 {
-    let restored = sigchld().thread_unblock().is_ok();
+    let restored = leftovers::sigchld().thread_unblock().is_ok();
     // Onto 0 and 1, replacing the socket and /dev/null; the originals close here.
     let moved = dup2(input.as_raw_fd(), 0).is_ok() && dup2(output.as_raw_fd(), 1).is_ok();
     drop((input, output));
@@ -345,10 +364,39 @@ fn become_supervisor(exit_file: &Path, [input, output]: [OwnedFd; 2]) -> i32 {
     supervisor::main(exit_file)
 }
 
-/// The set of SIGCHLD alone: blocked in the spawner (it reads a signalfd), not
-/// in the supervisors it forks.
-fn sigchld() -> SigSet {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    set
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A program that logs its role and exits at once: as a spawner it fails its first
+    /// request, as an exec'd supervisor it is gone before the MOM says anything.
+    fn logging_program(dir: &Path) -> PathBuf {
+        let program = dir.join("helper.sh");
+        let log = dir.join("roles");
+        std::fs::write(
+            &program,
+            format!("#!/bin/sh\necho \"$1\" >> '{}'\n", log.display()),
+        )
+        .expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        program
+    }
+
+    #[test]
+    fn a_spawner_that_fails_its_first_request_is_not_started_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spawner = Spawner::new(logging_program(dir.path()));
+        for run in 0..3 {
+            let exit_file = dir.path().join(format!("{run}.exit"));
+            let (mut supervisor, link) = spawner.spawn(&exit_file).expect("exec'd instead");
+            link.close();
+            supervisor.kill();
+            supervisor.reap();
+        }
+        let roles = std::fs::read_to_string(dir.path().join("roles")).expect("roles");
+        let count = |role: &str| roles.lines().filter(|l| *l == role).count();
+        assert_eq!(count(SPAWNER_ARG), 1, "{roles}");
+        assert_eq!(count(supervisor::SUPERVISE_ARG), 3, "{roles}");
+    }
 }

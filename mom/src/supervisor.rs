@@ -53,7 +53,9 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -79,7 +81,7 @@ pub fn run_helper() -> Option<i32> {
     let role = argv.next()?;
     if role == spawner::SPAWNER_ARG {
         // Named apart from the supervisors it forks, which rename themselves.
-        become_helper(c"capstan_spawner");
+        become_helper(spawner::SPAWNER_NAME);
         return Some(spawner::main());
     }
     if role != SUPERVISE_ARG && role != deliver::DELIVER_ARG {
@@ -96,6 +98,20 @@ pub fn run_helper() -> Option<i32> {
 /// What ps, top and pgrep show for a supervisor or the copy helper (the
 /// kernel keeps 15 bytes of [`BINARY_NAME`]).
 pub const HELPER_NAME: &CStr = c"capstan_supervi";
+
+/// How the MOM starts any of its helpers (`program` is [`program`]'s answer, `role` one of
+/// the role arguments): named [`BINARY_NAME`], with an empty environment and no stderr.
+/// Callers set the pipes; keep the command on std's posix_spawn path where they can (no
+/// pre_exec), since nothing may run between fork and exec in the multi-threaded MOM.
+pub fn helper_command(program: &Path, role: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg0(BINARY_NAME)
+        .env_clear()
+        .arg(role)
+        .stderr(Stdio::null());
+    command
+}
 
 /// What every helper does first: its name, and no descriptor above stderr.
 pub(crate) fn become_helper(name: &CStr) {
@@ -412,7 +428,7 @@ impl Link {
 }
 
 /// Waits for a child (blocking) and collects its rusage.
-pub fn wait_child(pid: i32) -> Option<ExitRecord> {
+pub(crate) fn wait_child(pid: i32) -> Option<ExitRecord> {
     wait4_until(pid, pid)
 }
 

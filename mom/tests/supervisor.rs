@@ -145,7 +145,8 @@ async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
         .expect("the supervisor's stat")
         .ppid;
     let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).expect("comm");
-    assert_eq!(comm.trim_end(), "capstan_spawner", "exec'd, not forked");
+    let spawner_name = capstan_mom::spawner::SPAWNER_NAME.to_str().expect("ascii");
+    assert_eq!(comm.trim_end(), spawner_name, "exec'd, not forked");
     let json = serde_json::to_vec(&plan).expect("plan");
     assert!(matches!(link.start(&json), Ok(Started::Held(_))));
     link.go().expect("release");
@@ -157,7 +158,6 @@ async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
         procfs::stat_of(sup.pid).is_none()
     });
     assert!(reaped.await, "the spawner left its supervisor a zombie");
-    sup.reap();
     let out = std::fs::read_to_string(b.out(&seq)).expect("out");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),

@@ -10,8 +10,9 @@ fn main() {
     // supervisors in /proc whichever binary runs them.
     let code = capstan_mom::supervisor::run_helper().unwrap_or_else(|| {
         eprintln!(
-            "capstan_supervisor: started by pbs_mom only ({} EXIT_FILE or {})",
+            "capstan_supervisor: started by pbs_mom only ({} EXIT_FILE, {} or {})",
             capstan_mom::supervisor::SUPERVISE_ARG,
+            capstan_mom::spawner::SPAWNER_ARG,
             capstan_mom::deliver::DELIVER_ARG
         );
         2
