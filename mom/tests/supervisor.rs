@@ -277,10 +277,16 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
     let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
     let (child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
+    // As today's MOMs record it: pid and start time (run_jobs.rs keeps an older record,
+    // without the start time, which the MOM checks by command line).
+    let supervisor_started = capstan_mom::procfs::stat_of(child.id() as i32)
+        .expect("the supervisor's stat")
+        .start_ticks;
     let record = RunRecord {
         uid: plan.uid,
         session_id: pid,
         supervisor_pid: child.id() as i32,
+        supervisor_started,
         stderr_target: Some(plan.streams.stderr_target().to_path_buf()),
         delivery: plan.delivery.clone(),
         phase: Phase::Running,
