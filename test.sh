@@ -14,11 +14,11 @@ fi
 command -v cargo >/dev/null || { echo "test.sh: cargo is required" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
-# A fresh build and test run writes about 4 GB under target/; when the disk is short of
+# A fresh build and test run writes about 3 GB under target/; when the disk is short of
 # that, say so up front rather than leave it to a linker's bus error.
 avail_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [ "$avail_kb" -lt $((4 * 1024 * 1024)) ]; then
-    echo "test.sh: warning: only $((avail_kb / 1024)) MB free here; a fresh build and test run needs about 4 GB" >&2
+    echo "test.sh: warning: only $((avail_kb / 1024)) MB free here; a fresh build and test run needs about 3 GB" >&2
 fi
 
 cargo fmt --all -- --check
