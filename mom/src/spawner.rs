@@ -30,7 +30,12 @@
 //! retries; if that fails too it execs the supervisor itself, as before
 //! (`launch::spawn_supervisor`), so a broken spawner costs speed, not jobs. A
 //! spawner that fails its very first request (an older `capstan_supervisor`
-//! that does not know the role) is not tried again by this MOM process.
+//! that does not know the role) is not tried again by this MOM process. A
+//! spawner that does not answer within [`ANSWER_TIMEOUT`] (stopped, wedged)
+//! counts as gone: the request holds the spawner's lock, and every launch of
+//! the node would otherwise wait behind it forever. A supervisor it forked
+//! late never hears `go` (its pipes' MOM ends are closed), so it exits
+//! without running the job.
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
@@ -40,6 +45,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -47,7 +53,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags};
-use nix::sys::socket::{SockFlag, SockType};
+use nix::sys::socket::{sockopt, SockFlag, SockType};
+use nix::sys::time::TimeVal;
 use nix::unistd::dup2;
 
 use crate::launch::{self, LaunchError};
@@ -60,6 +67,10 @@ pub const SPAWNER_ARG: &str = "--capstan-spawner";
 
 /// What ps shows for the spawner, apart from the supervisors it forks.
 pub const SPAWNER_NAME: &CStr = c"capstan_spawner";
+
+/// How long the spawner may take to answer a request. A fork takes well under a
+/// millisecond; this is a machine stalled for seconds, or a spawner that is stopped.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest exit file path a request carries (the kernel's PATH_MAX).
 const MAX_PATH: usize = 4096;
@@ -116,6 +127,7 @@ impl SupervisorProcess {
 /// concurrent launches take turns, each holding the spawner for one fork).
 pub struct Spawner {
     program: PathBuf,
+    answer_timeout: Duration,
     state: Mutex<State>,
 }
 
@@ -147,6 +159,7 @@ impl Spawner {
     pub fn new(program: PathBuf) -> Spawner {
         Spawner {
             program,
+            answer_timeout: ANSWER_TIMEOUT,
             state: Mutex::new(State::Idle),
         }
     }
@@ -163,7 +176,7 @@ impl Spawner {
         for attempt in 0..2 {
             let fresh = matches!(*state, State::Idle);
             if fresh {
-                match start(&self.program) {
+                match start(&self.program, self.answer_timeout) {
                     Ok(r) => *state = State::Running(r),
                     Err(e) => {
                         tracing::warn!(program = %self.program.display(), "cannot start the job spawner: {e}");
@@ -216,13 +229,22 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
 }
 
 /// Starts the spawner as `launch::spawn_supervisor` starts a supervisor (std's
-/// posix_spawn path: nothing runs between fork and exec in the MOM).
-fn start(program: &Path) -> std::io::Result<Running> {
+/// posix_spawn path: nothing runs between fork and exec in the MOM). A read of its
+/// answer fails with EAGAIN after `answer_timeout`.
+fn start(program: &Path, answer_timeout: Duration) -> std::io::Result<Running> {
     let (mom_end, spawner_end) = socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
+    )?;
+    socket::setsockopt(
+        &mom_end,
+        sockopt::ReceiveTimeout,
+        &TimeVal::from(libc::timeval {
+            tv_sec: answer_timeout.as_secs() as libc::time_t,
+            tv_usec: answer_timeout.subsec_micros() as libc::suseconds_t,
+        }),
     )?;
     let child = supervisor::helper_command(program, SPAWNER_ARG)
         .stdin(Stdio::from(spawner_end))
@@ -247,8 +269,10 @@ fn request(socket: &OwnedFd, exit_file: &Path, fds: [RawFd; 2]) -> Result<i32, R
     )
     .map_err(|e| Refusal::Gone(format!("send: {e}")))?;
     let mut answer = [0u8; 4];
-    let got = nix::unistd::read(socket.as_raw_fd(), &mut answer)
-        .map_err(|e| Refusal::Gone(format!("receive: {e}")))?;
+    let got = nix::unistd::read(socket.as_raw_fd(), &mut answer).map_err(|e| match e {
+        Errno::EAGAIN => Refusal::Gone("no answer in time".into()),
+        e => Refusal::Gone(format!("receive: {e}")),
+    })?;
     if got != answer.len() {
         return Err(Refusal::Gone(format!("answered {got} bytes")));
     }
@@ -381,6 +405,46 @@ mod tests {
         .expect("write");
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         program
+    }
+
+    #[test]
+    fn a_spawner_that_does_not_answer_is_given_up_and_the_supervisor_execd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // As the spawner it reads nothing and never answers; as a supervisor it logs and exits.
+        let program = dir.path().join("helper.sh");
+        let log = dir.path().join("roles");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\necho \"$1\" >> '{}'\n[ \"$1\" = {SPAWNER_ARG} ] && exec sleep 60\nexit 0\n",
+                log.display()
+            ),
+        )
+        .expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let spawner = Spawner {
+            answer_timeout: Duration::from_millis(200),
+            ..Spawner::new(program)
+        };
+        let begun = std::time::Instant::now();
+        let (mut supervisor, link) = spawner
+            .spawn(&dir.path().join("1.exit"))
+            .expect("exec'd instead");
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            begun.elapsed()
+        );
+        link.close();
+        supervisor.kill();
+        supervisor.reap();
+        let roles = std::fs::read_to_string(&log).expect("roles");
+        assert_eq!(
+            roles.lines().collect::<Vec<_>>(),
+            [SPAWNER_ARG, supervisor::SUPERVISE_ARG]
+        );
+        // The silent spawner was killed and reaped, and is not asked again.
+        assert!(matches!(*spawner.state.lock().unwrap(), State::Broken));
     }
 
     #[test]
