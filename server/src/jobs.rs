@@ -1451,6 +1451,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_a_submission_that_may_start_wakes_the_scheduler() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut done = job(4, JobState::Completed);
+        done.exit_status = Some(0);
+        let mut core = core_with_jobs(dir.path(), vec![job(3, JobState::Queued), done]).await;
+        core.state.queues.push(crate::model::Queue {
+            enabled: true,
+            started: true,
+            ..crate::model::Queue::new("batch", 0)
+        });
+        let nodes = crate::nodes_file::parse("n1 np=2\n").unwrap();
+        core.state.nodes = nodes
+            .into_iter()
+            .map(|def| {
+                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
+            })
+            .collect();
+        let now = 1_000_000;
+        let cases: [(Vec<Attr>, JobState); 6] = [
+            (vec![], JobState::Queued),
+            (vec![Attr::text("Hold_Types", "u")], JobState::Held),
+            (
+                vec![Attr::text("Execution_Time", (now + 600).to_string())],
+                JobState::Waiting,
+            ),
+            // Settled at submit: a time already past, a dependency already met.
+            (
+                vec![Attr::text("Execution_Time", (now - 5).to_string())],
+                JobState::Queued,
+            ),
+            (vec![Attr::text("depend", "afterok:3.vm")], JobState::Held),
+            (vec![Attr::text("depend", "afterok:4.vm")], JobState::Queued),
+        ];
+        for (attrs, state) in cases {
+            let input = SubmitInput {
+                attrs: attrs.clone(),
+                script: b"true\n".to_vec(),
+                destination: String::new(),
+            };
+            let submitted = submit(&mut core, &user(1000), &input, now).await.unwrap();
+            assert_eq!(submitted.state, state, "{attrs:?}");
+            assert_eq!(
+                submitted.may_start(),
+                state == JobState::Queued,
+                "{attrs:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn purged_jobs_leave_their_numbers_used() {
         let dir = tempfile::tempdir().unwrap();
         let completed = |seq| {
