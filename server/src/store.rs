@@ -356,19 +356,26 @@ impl StoreTx<'_> {
         Ok(())
     }
 
-    /// Forgets purged jobs. Their rows were what showed their numbers used (see
-    /// [`Store::load`]), so the server's `next_job_number` is recorded with them.
+    /// Forgets purged jobs and their runs (else the runs table grows by a row per start
+    /// for as long as the server lives; run ids are not reused, see the schema's
+    /// AUTOINCREMENT). The jobs' rows were what showed their numbers used (see
+    /// [`Store::load`]), so the server's `next_job_number` is recorded with them. One
+    /// statement per table, whatever the number of jobs (the list goes as a JSON array).
     pub async fn purge_jobs(
         &mut self,
         seqs: &[u64],
         next_job_number: u64,
     ) -> Result<(), StoreError> {
-        for seq in seqs {
-            sqlx::query("DELETE FROM jobs WHERE seq = ?")
-                .bind(*seq as i64)
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        let numbers: Vec<String> = seqs.iter().map(u64::to_string).collect();
+        let list = format!("[{}]", numbers.join(","));
+        sqlx::query("DELETE FROM runs WHERE job_seq IN (SELECT value FROM json_each(?))")
+            .bind(&list)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))")
+            .bind(&list)
+            .execute(&mut *self.tx)
+            .await?;
         self.set_next_job_number(next_job_number).await
     }
 
@@ -708,6 +715,52 @@ pub(crate) mod tests {
         let loaded = store.load().await.unwrap();
         assert!(loaded.jobs.is_empty());
         assert_eq!(loaded.next_job_number, Some(6));
+    }
+
+    #[tokio::test]
+    async fn runs_left_by_earlier_purges_go_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut store = Store::open(&path, false).await.unwrap();
+        store.insert_job(&sample_job(2)).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_run(1, "n1", "n1/0", 10).await.unwrap(); // job 1 was purged before
+        tx.insert_run(2, "n1", "n1/0", 10).await.unwrap();
+        tx.commit().await.unwrap();
+        // As a database from before migration 3: not applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
+            .execute(store.conn().unwrap())
+            .await
+            .unwrap();
+        store.close().await;
+        let mut store = Store::open(&path, false).await.unwrap();
+        assert!(store.runs_of_job(1).await.unwrap().is_empty());
+        assert_eq!(store.runs_of_job(2).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_purge_takes_the_jobs_runs_and_run_ids_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        for seq in [1, 2, 3] {
+            store.insert_job(&sample_job(seq)).await.unwrap();
+        }
+        let mut tx = store.begin().await.unwrap();
+        for seq in [1, 2, 3] {
+            tx.insert_run(seq, "n1", "n1/0", 10).await.unwrap();
+        }
+        let last = tx.insert_run(3, "n1", "n1/0", 11).await.unwrap();
+        tx.purge_jobs(&[1, 3], 4).await.unwrap();
+        tx.commit().await.unwrap();
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.jobs.iter().map(|j| j.seq).collect::<Vec<_>>(), [2]);
+        assert!(store.runs_of_job(1).await.unwrap().is_empty());
+        assert!(store.runs_of_job(3).await.unwrap().is_empty());
+        assert_eq!(store.runs_of_job(2).await.unwrap().len(), 1);
+        let mut tx = store.begin().await.unwrap();
+        let next = tx.insert_run(2, "n1", "n1/0", 12).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(next > last, "run id {next} after {last}");
     }
 
     #[tokio::test]
