@@ -489,10 +489,18 @@ fn build_job(
         }
     }
 
-    // Queue defaults fill what was not given; nodect follows nodes.
+    // Queue defaults fill what was not given; nodect follows nodes. A default `nodes` does
+    // not apply to a job that asks for its slots another way: it would win over `procs`,
+    // `select` or `ncpus` (see `resources::slot_request`), and Torque shows a procs job with
+    // no nodes (and refuses ncpus beside nodes).
     let mut resources_list = given_resources;
+    let slots_asked_otherwise = resources_list
+        .iter()
+        .any(|(n, _)| matches!(n.as_str(), "procs" | "select" | "ncpus"));
     for (n, v) in &queue.resources_default {
-        if !resources_list.iter().any(|(g, _)| g == n) {
+        let given = resources_list.iter().any(|(g, _)| g == n);
+        let overridden = n == "nodes" && slots_asked_otherwise;
+        if !given && !overridden {
             resources_list.push((n.clone(), v.clone()));
         }
     }
@@ -581,7 +589,8 @@ fn build_job(
 }
 
 /// The placement request of a (normalised) Resource_List, refused with PBSE_EXCQRESC when no
-/// node could ever hold it for this owner; sets `nodect` right after `nodes`, as Torque shows it.
+/// node could ever hold it for this owner; sets `nodect` right after `nodes`, as Torque shows it
+/// (not for `procs`, which Torque shows with no node count: `NDS` is `--` in `qstat -a`).
 fn feasible_request(
     state: &State,
     resources_list: &mut Vec<(String, String)>,
@@ -602,6 +611,9 @@ fn feasible_request(
             "cannot locate feasible nodes (nodes file is empty, all systems are busy, or no nodes have the requested feature)",
             "",
         ));
+    }
+    if request.procs {
+        return Ok(request);
     }
     let nodect = ("nodect".to_string(), request.nodect().to_string());
     match resources_list.iter().position(|(n, _)| n == "nodes") {

@@ -253,6 +253,54 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     assert_eq!(c.job_attr(&first, "exit_status").as_deref(), Some("271"));
 }
 
+/// The batch queue's default `nodes=1` must not override a request for slots made another way.
+#[test]
+fn procs_select_and_ncpus_jobs_get_the_slots_they_ask_for() {
+    let c = Cluster::start(&two_site_nodes());
+    let slots = |exec_host: &str| -> usize {
+        exec_host
+            .split('+')
+            .map(|h| {
+                let range = h.split('/').nth(1).unwrap();
+                range
+                    .split(',')
+                    .map(|r| match r.split_once('-') {
+                        Some((a, b)) => {
+                            b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1
+                        }
+                        None => 1,
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    };
+    let cases = [
+        ("procs=3", 3, 0),
+        ("select=2:ncpus=2", 4, 2),
+        ("ncpus=2", 2, 1),
+    ];
+    for (request, want_slots, want_nodes) in cases {
+        let id = c.qsub("slots.sh", "sleep 30\n", &["-l", request]);
+        c.wait_state(&id, "R", T);
+        let exec_host = c.job_attr(&id, "exec_host").unwrap();
+        assert_eq!(slots(&exec_host), want_slots, "{request}: {exec_host}");
+        assert_eq!(c.job_attr(&id, "Resource_List.nodes"), None, "{request}");
+        let nodect = c.job_attr(&id, "Resource_List.nodect");
+        if want_nodes == 0 {
+            // Torque shows a procs job with no node count: NDS `--`, TSK from procs.
+            assert_eq!(nodect, None, "{request}");
+            let listing = stdout(&c.run("qstat", &["-a", &id]));
+            let row = listing.lines().last().unwrap();
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(&columns[5..7], ["--", "3"], "{row}");
+        } else {
+            assert_eq!(nodect, Some(want_nodes.to_string()), "{request}");
+        }
+        assert!(c.run("qdel", &[&id]).status.success());
+        c.wait_state(&id, "C", T);
+    }
+}
+
 #[test]
 fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=4")]);
