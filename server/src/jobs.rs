@@ -1092,11 +1092,16 @@ fn speed_sample(job: &Job, exit_status: i32, end_time: i64) -> Option<(String, S
     if exit_status != 0 || job.pending.is_some() || job.exec_host.len() != 1 {
         return None;
     }
+    // What the server saw elapse bounds what the MOM reports (a second's rounding aside).
+    let elapsed = job
+        .start_time
+        .map(|s| end_time.saturating_sub(s).max(0) as u64);
     let walltime = job
         .resources_used
         .map(|u| u.walltime_secs)
         .filter(|w| *w > 0)
-        .or_else(|| job.start_time.map(|s| (end_time - s).max(0) as u64))
+        .map(|w| elapsed.map_or(w, |e| w.min(e.saturating_add(1))))
+        .or(elapsed)
         .filter(|w| *w > 0)?;
     let shape = scheduler::speed_learning::shape_key(
         &job.name,
@@ -1166,7 +1171,13 @@ pub async fn runs_ended(
         } else if job.resources_used.is_none() {
             job.resources_used = Some(ResourcesUsed::default());
         }
-        let end_time = if end.end_time > 0 { end.end_time } else { now };
+        // The MOM's clock: trusted unless the time is missing or in the future, which would
+        // also keep a completed job past `keep_completed` (or wrap its purge time).
+        let end_time = if (1..=now).contains(&end.end_time) {
+            end.end_time
+        } else {
+            now
+        };
         let never_ran = end.exit_status == job_exec::RETRY;
         if !never_ran {
             job.failed_starts = 0;
@@ -1257,24 +1268,37 @@ pub async fn runs_ended(
 
 /// A MOM's report that a run started: memory only (nothing is acknowledged on it; the next
 /// commit of the job carries it).
-pub fn run_started(core: &mut Core, run_id: u64, session_id: i32, start_time: i64) {
+/// Only the run's mother superior speaks for it; a start time in the future is not taken
+/// (it would hold the job's slots in the scheduler's eyes for ever).
+pub fn run_started(
+    core: &mut Core,
+    node: &str,
+    run_id: u64,
+    session_id: i32,
+    start_time: i64,
+    now: i64,
+) {
     core.state.update_running_jobs(|job| {
-        if job.current_run == Some(run_id) {
+        if job.current_run == Some(run_id) && job.mother_superior() == Some(node) {
             job.session_id = Some(session_id);
-            if start_time > 0 {
+            if (1..=now).contains(&start_time) {
                 job.start_time = Some(start_time);
             }
         }
     });
 }
 
-/// Resource usage reported with a node's status (memory only).
-pub fn record_usage(core: &mut Core, usage: &[(u64, ResourcesUsed)]) {
+/// Resource usage reported with a node's status (memory only), for the runs `node` is the
+/// mother superior of.
+pub fn record_usage(core: &mut Core, node: &str, usage: &[(u64, ResourcesUsed)]) {
     if usage.is_empty() {
         return;
     }
     let by_run: HashMap<u64, ResourcesUsed> = usage.iter().copied().collect();
     core.state.update_running_jobs(|job| {
+        if job.mother_superior() != Some(node) {
+            return;
+        }
         if let Some(used) = job.current_run.and_then(|r| by_run.get(&r)) {
             job.resources_used = Some(*used);
         }
@@ -1358,7 +1382,10 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
         .state
         .jobs
         .values()
-        .filter(|j| j.state == JobState::Completed && j.comp_time.unwrap_or(j.mtime) + keep <= now)
+        .filter(|j| {
+            j.state == JobState::Completed
+                && j.comp_time.unwrap_or(j.mtime).saturating_add(keep) <= now
+        })
         .map(|j| j.seq)
         .collect();
     if old.is_empty() {
@@ -1576,6 +1603,54 @@ mod tests {
         let (user, usage, as_of) = &loaded.fairshare[0];
         assert_eq!((user.as_str(), *as_of), ("u", 160));
         assert!((usage - 240.0).abs() < 1.0, "{usage}");
+    }
+
+    #[tokio::test]
+    async fn a_mom_speaks_only_for_its_own_runs_and_not_from_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10)]).await;
+        let used = |walltime_secs| ResourcesUsed {
+            walltime_secs,
+            ..ResourcesUsed::default()
+        };
+        // Another node's reports about run 10 change nothing.
+        run_started(&mut core, "n2", 10, 77, 150, 200);
+        record_usage(&mut core, "n2", &[(10, used(5))]);
+        let job = &core.state.jobs[&1];
+        assert_eq!((job.session_id, job.start_time), (None, Some(100)));
+        assert_eq!(job.resources_used, None);
+        assert!(!runs_ended(
+            &mut core,
+            "n2",
+            &[RunEnd {
+                run_id: 10,
+                ..RunEnd::default()
+            }],
+            200
+        )
+        .await
+        .unwrap());
+        // Its own node's are taken, but not a start time in the future.
+        run_started(&mut core, "n1", 10, 77, i64::MAX, 200);
+        record_usage(&mut core, "n1", &[(10, used(5))]);
+        let job = &core.state.jobs[&1];
+        assert_eq!((job.session_id, job.start_time), (Some(77), Some(100)));
+        assert_eq!(job.resources_used, Some(used(5)));
+        // An end time in the future is the server's now; the reported walltime is bounded by
+        // what the server saw elapse; the purge still waits keep_completed.
+        let end = RunEnd {
+            run_id: 10,
+            end_time: i64::MAX,
+            used: Some(used(u64::MAX)),
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n1", &[end], 200).await.unwrap());
+        assert_eq!(core.state.jobs[&1].comp_time, Some(200));
+        let loaded = core.store.load().await.unwrap();
+        assert_eq!(loaded.speed_samples[0].2, 101);
+        let keep = core.config.keep_completed as i64;
+        assert_eq!(purge_completed(&mut core, 200 + keep - 1).await.unwrap(), 0);
+        assert_eq!(purge_completed(&mut core, 200 + keep).await.unwrap(), 1);
     }
 
     #[tokio::test]

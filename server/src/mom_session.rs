@@ -460,7 +460,7 @@ async fn handle_batch(
                 let was_busy = n.is_busy();
                 n.status = Some(status);
                 let changed = was_busy != n.is_busy();
-                jobs::record_usage(core, &usage);
+                jobs::record_usage(core, node, &usage);
                 if changed {
                     shared.wake_scheduler();
                 }
@@ -468,7 +468,14 @@ async fn handle_batch(
             Some(mom_message::Kind::Started(started)) => {
                 // Ends queued before this start belong to other runs; keep order anyway.
                 flush_ends(shared, core, node, &mut ends).await;
-                jobs::run_started(core, started.run_id, started.session_id, started.start_time);
+                jobs::run_started(
+                    core,
+                    node,
+                    started.run_id,
+                    started.session_id,
+                    started.start_time,
+                    now_epoch(),
+                );
             }
         }
     }

@@ -72,7 +72,8 @@ impl Samples {
                 .map(|(n, l)| {
                     (
                         n.as_str(),
-                        l.iter().sum::<u64>() as f64 / l.len() as f64,
+                        // In f64: a sum of u64 walltimes could overflow.
+                        l.iter().map(|w| *w as f64).sum::<f64>() / l.len() as f64,
                         l.len(),
                     )
                 })
