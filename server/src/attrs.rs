@@ -432,18 +432,41 @@ pub fn write_job_attrs(
     a.text(at!("request_version"), "1");
 }
 
+/// `resources_assigned.*` of a queue (or, with `None`, the server): what the running jobs
+/// requested, `nodect` always and `mem` (in bytes, as Torque prints the sum) once some job
+/// asked for memory.
+fn resources_assigned(state: &State, queue: Option<&str>) -> Vec<Attr> {
+    let mut nodect: u64 = 0;
+    let mut mem_kb: u64 = 0;
+    for job in state
+        .running_jobs()
+        .filter(|j| queue.is_none_or(|q| j.queue == q))
+    {
+        let nodes = job.resource("nodect").and_then(|n| n.parse::<u64>().ok());
+        nodect = nodect.saturating_add(nodes.unwrap_or(0));
+        let mem = job
+            .resource("mem")
+            .and_then(crate::resources::parse_size_kb);
+        mem_kb = mem_kb.saturating_add(mem.unwrap_or(0));
+    }
+    let mut a = vec![Attr::res(
+        "resources_assigned",
+        "nodect",
+        nodect.to_string(),
+    )];
+    if mem_kb > 0 {
+        a.push(Attr::res(
+            "resources_assigned",
+            "mem",
+            format!("{}b", mem_kb.saturating_mul(1024)),
+        ));
+    }
+    a
+}
+
 /// A queue's attributes in Torque's `qstat -Qf` order.
 pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
     let counts = state.counts(Some(&queue.name));
-    let nodect: u64 = state
-        .running_jobs()
-        .filter(|j| j.queue == queue.name)
-        .map(|j| {
-            j.resource("nodect")
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum();
     let mut a = vec![
         Attr::text("queue_type", "Execution"),
         Attr::text("total_jobs", counts.total().to_string()),
@@ -483,11 +506,7 @@ pub fn queue_attrs(queue: &Queue, state: &State) -> StatObject {
         a.push(Attr::res("resources_default", name, value));
     }
     a.push(Attr::time("mtime", queue.mtime));
-    a.push(Attr::res(
-        "resources_assigned",
-        "nodect",
-        nodect.to_string(),
-    ));
+    a.extend(resources_assigned(state, Some(&queue.name)));
     a.push(Attr::text("enabled", bool_text(queue.enabled)));
     a.push(Attr::text("started", bool_text(queue.started)));
     StatObject {
@@ -527,6 +546,9 @@ pub fn server_attrs(state: &State, keep_completed: u64) -> StatObject {
     a.extend([
         Attr::text("log_events", "2047"),
         Attr::text("mail_from", "adm"),
+    ]);
+    a.extend(resources_assigned(state, None));
+    a.extend([
         Attr::text("node_check_rate", "150"),
         Attr::text("tcp_timeout", "300"),
         Attr::text("job_stat_rate", "300"),
@@ -820,6 +842,59 @@ mod tests {
 
     fn test_state() -> State {
         State::new("vm", 49, "batch", vec![], vec![], Default::default())
+    }
+
+    #[test]
+    fn queue_and_server_show_what_running_jobs_were_assigned() {
+        let mut state = test_state();
+        let queue = Queue::new("batch", 0);
+        state.queues.push(queue.clone());
+        let running = |seq, resources: &[(&str, &str)]| {
+            let mut job = crate::store::tests::sample_job(seq);
+            job.state = JobState::Running;
+            job.resources = resources
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            job
+        };
+        let flat = |obj: StatObject| -> Vec<String> {
+            obj.attrs
+                .into_iter()
+                .map(|a| match a.resource.as_str() {
+                    "" => format!("{} = {}", a.name, a.value),
+                    r => format!("{}.{r} = {}", a.name, a.value),
+                })
+                .collect()
+        };
+        let assigned = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.starts_with("resources_assigned."))
+                .cloned()
+                .collect()
+        };
+        // No memory asked for: nodect only.
+        state.apply_jobs(vec![running(1, &[("nodes", "2"), ("nodect", "2")])]);
+        assert_eq!(
+            assigned(&flat(queue_attrs(&queue, &state))),
+            ["resources_assigned.nodect = 2"]
+        );
+        // A 100mb job: Torque's sum in bytes, after nodect.
+        state.apply_jobs(vec![running(2, &[("mem", "100mb"), ("nodect", "1")])]);
+        let want = [
+            "resources_assigned.nodect = 3",
+            "resources_assigned.mem = 104857600b",
+        ];
+        assert_eq!(assigned(&flat(queue_attrs(&queue, &state))), want);
+        let server = flat(server_attrs(&state, 300));
+        assert_eq!(assigned(&server), want);
+        let at = server
+            .iter()
+            .position(|l| l.starts_with("resources_assigned."))
+            .unwrap();
+        assert_eq!(server[at - 1], "mail_from = adm");
+        assert_eq!(server[at + 2], "node_check_rate = 150");
     }
 
     #[test]
