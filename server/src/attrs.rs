@@ -193,7 +193,8 @@ const JOB_ATTR_NAMES: [&str; 45] = [
     "exit_status",
     "submit_args",
     "start_time",
-    "Walltime.Remaining",
+    // Torque's attribute `Walltime`, resource `Remaining` (so `qstat -x` nests it).
+    "Walltime",
     "start_count",
     "fault_tolerant",
     "comp_time",
@@ -409,11 +410,11 @@ pub fn write_job_attrs(
     if let Some(t) = job.start_time {
         a.time(at!("start_time"), t);
     }
-    if job.state == JobState::Running && a.wants(at!("Walltime.Remaining")) {
+    if job.state == JobState::Running && a.wants_res(at!("Walltime"), "Remaining") {
         if let (Some(limit), Some(start)) = (job.walltime_secs(), job.start_time) {
             let elapsed = (now - start).max(0) as u64;
             let remaining = limit as i64 - elapsed as i64;
-            a.text(at!("Walltime.Remaining"), remaining.to_string());
+            a.res(at!("Walltime"), "Remaining", remaining.to_string());
         }
     }
     if job.start_count > 0 {
@@ -976,7 +977,11 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(value("exec_host"), "vm/0-1");
-        assert_eq!(value("Walltime.Remaining"), "596");
+        let remaining = obj.attrs.iter().find(|a| a.name == "Walltime").unwrap();
+        assert_eq!(
+            (remaining.resource.as_str(), remaining.value.as_str()),
+            ("Remaining", "596")
+        );
         assert_eq!(
             obj.attrs.iter().find(|a| a.name == "ctime").unwrap().kind,
             crate::model::AttrKind::Time
@@ -1060,7 +1065,7 @@ mod tests {
             ]
         );
         assert!(names.contains(&"exit_status"));
-        assert!(!names.contains(&"Walltime.Remaining"));
+        assert!(!names.contains(&"Walltime"));
         let total = obj
             .attrs
             .iter()

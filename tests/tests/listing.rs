@@ -110,6 +110,38 @@ fn qstat_formats() {
             SERVER_NAME
         )
     );
+
+    // A running job: what only running jobs show.
+    let running = c.qsub(
+        "run.sh",
+        "sleep 30\n",
+        &["-l", "mem=100mb,walltime=00:10:00"],
+    );
+    c.wait_state(&running, "R", T);
+    let xml = stdout(&c.run("qstat", &["-x", &running]));
+    assert_contains(&xml, "<Walltime><Remaining>");
+    let full = stdout(&c.run("qstat", &["-f", &running]));
+    assert_contains(&full, "    Walltime.Remaining = ");
+    let queues = stdout(&c.run("qstat", &["-Q", "-f"]));
+    assert_contains(
+        &queues,
+        "    resources_assigned.nodect = 1\n    resources_assigned.mem = 104857600b\n",
+    );
+    let out = stdout(&c.run("qstat", &["-R", &running]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[3],
+        "Job ID                  Username    Queue    NDS   TSK    Memory    Time      S Time       BIG  FAST   PFS"
+    );
+    assert!(
+        lines[5].starts_with(&format!(
+            "{:<23} {:<11.11} {:<8} {:>5} {:>6} {:>9} {:>9} R ",
+            running, user, "batch", "1", "1", "100mb", "00:10:00"
+        )),
+        "{out}"
+    );
+    assert!(lines[5].ends_with("   --    --    -- "), "{out}");
+    assert!(c.run("qdel", &[&running]).status.success());
 }
 
 #[test]

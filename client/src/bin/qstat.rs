@@ -350,6 +350,7 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
                 nodes: o.alt.n,
                 one_line: o.alt.one,
                 comments: o.alt.s,
+                srfs: o.alt.big_r,
                 mem_unit: if o.alt.g {
                     MemUnit::Gigabytes
                 } else if o.alt.m {

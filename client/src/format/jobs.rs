@@ -177,6 +177,8 @@ pub struct AltOptions {
     pub one_line: bool,
     /// `-s`: the job's comment on its own line.
     pub comments: bool,
+    /// `-R`: the SRFS columns (BIG, FAST, PFS) in place of Jobname and SessID.
+    pub srfs: bool,
     /// `-G` / `-M`: memory in gigabytes / megawords.
     pub mem_unit: MemUnit,
 }
@@ -197,6 +199,12 @@ const ALT_HEADER: &str = "\n                                                    
 Job ID                  Username    Queue    Jobname          SessID  NDS   TSK   Memory      Time    S   Time\n\
 ----------------------- ----------- -------- ---------------- ------ ----- ------ --------- --------- - ---------\n";
 
+/// Torque's header under `-R` (its underline really starts `----   `, out of step with the
+/// 23-character Job ID column).
+const ALT_HEADER_SRFS: &str = "\n                                                          Req'd     Req'd       Elap\n\
+Job ID                  Username    Queue    NDS   TSK    Memory    Time      S Time       BIG  FAST   PFS\n\
+----   ---------------- ----------- -------- ----- ------ --------- --------- - --------- ----- ----- -----\n";
+
 /// What Torque prints for a missing value in the alternative listing.
 const BLANK: &str = " -- ";
 
@@ -215,7 +223,11 @@ pub fn alt_listing(
     let mut out = String::new();
     if header {
         out.push_str(&format!("\n{server}: {}", server_comment.unwrap_or("")));
-        out.push_str(ALT_HEADER);
+        out.push_str(if opts.srfs {
+            ALT_HEADER_SRFS
+        } else {
+            ALT_HEADER
+        });
     }
     for job in jobs {
         out.push_str(&alt_row(job, opts));
@@ -225,7 +237,9 @@ pub fn alt_listing(
             out.push_str(&host_lines(hosts, linesize));
         }
         if opts.comments {
-            if let Some(comment) = job.get("comment").filter(|c| !c.is_empty()) {
+            // As Torque: a job without a comment shows ` -- `; only an empty one shows nothing.
+            let comment = job.get("comment").unwrap_or(BLANK);
+            if !comment.is_empty() {
                 out.push_str(&format!("   {comment}\n"));
             }
         }
@@ -233,8 +247,10 @@ pub fn alt_listing(
     out
 }
 
-/// One row, `%-23.22s %-11.11s %-8.8s %-16.16s %6.6s %5.5s %6.6s %9.9s %9.9s %1.1s %9.9s`,
-/// followed by a newline unless `-n -1` puts the hosts on the same line.
+/// One row, `%-23.22s %-11.11s %-8.8s %-16.16s %6.6s %5.5s %6.6s %9.9s %9.9s %1.1s %9.9s`
+/// (under `-R`: `%-23.22s %-11.11s %-8.8s %5.5s %6.6s %9.9s %9.9s %1.1s %9.9s %5.5s %5.5s
+/// %5.5s`, ending with `srfs_big`, `srfs_fast` and `piofs`), followed by a newline unless
+/// `-n -1` puts the hosts on the same line.
 fn alt_row(job: &Object, opts: &AltOptions) -> String {
     let user = job.get("Job_Owner").map(before_at).unwrap_or("");
     let queue = job.get("queue").unwrap_or("");
@@ -265,19 +281,37 @@ fn alt_row(job: &Object, opts: &AltOptions) -> String {
     };
 
     let mut row = format!(
-        "{} {} {} {} {} {} {} {} {} {} {}",
+        "{} {} {} ",
         left(&job.name, 23, Some(22)),
         left(user, 11, Some(11)),
         left(queue, 8, Some(8)),
-        left(name, 16, Some(16)),
-        right(sess, 6, Some(6)),
+    );
+    if !opts.srfs {
+        row.push_str(&format!(
+            "{} {} ",
+            left(name, 16, Some(16)),
+            right(sess, 6, Some(6)),
+        ));
+    }
+    row.push_str(&format!(
+        "{} {} {} {} {} {}",
         right(nodect, 5, Some(5)),
         right(&tasks, 6, Some(6)),
         right(&mem, 9, Some(9)),
         right(req.unwrap_or(BLANK), 9, Some(9)),
         right(state, 1, Some(1)),
         right(elapsed.unwrap_or(BLANK), 9, Some(9)),
-    );
+    ));
+    if opts.srfs {
+        for resource in ["srfs_big", "srfs_fast", "piofs"] {
+            let size = job
+                .get_res("Resource_List", resource)
+                .map(|v| convert_size(v, opts.mem_unit))
+                .unwrap_or_else(|| BLANK.to_string());
+            row.push(' ');
+            row.push_str(&right(&size, 5, Some(5)));
+        }
+    }
     if !(opts.nodes && opts.one_line) {
         row.push('\n');
     }
@@ -700,11 +734,32 @@ Job ID                  Username    Queue    Jobname          SessID  NDS   TSK 
             comments: true,
             ..Default::default()
         };
-        let out = alt_listing("vm", None, &[running, queued], &opts, false);
+        let mut empty = queued.clone();
+        empty.attrs.push(A::text("comment", ""));
+        let out = alt_listing("vm", None, &[running, queued, empty], &opts, false);
+        // No comment shows ` -- ` (Torque starts from it); an empty one shows nothing.
         assert_eq!(
             out,
-            format!("{row14}\n   Job started on Sat Nov 21 at 16:03\n{row29}\n")
+            format!("{row14}\n   Job started on Sat Nov 21 at 16:03\n{row29}\n    -- \n{row29}\n")
         );
+    }
+
+    #[test]
+    fn alt_listing_with_srfs_columns() {
+        let jobs = reference_alt_jobs();
+        let mut big = jobs[5].clone();
+        big.attrs.push(A::res("Resource_List", "srfs_big", "10gb"));
+        let opts = AltOptions {
+            srfs: true,
+            ..Default::default()
+        };
+        let out = alt_listing("vm", None, &[jobs[2].clone(), big], &opts, true);
+        let want = "\nvm: \n                                                          Req'd     Req'd       Elap\n\
+Job ID                  Username    Queue    NDS   TSK    Memory    Time      S Time       BIG  FAST   PFS\n\
+----   ---------------- ----------- -------- ----- ------ --------- --------- - --------- ----- ----- -----\n\
+14.vm                   testuser    batch        1      1       --   00:20:00 R  00:00:21   --    --    -- \n\
+29.vm                   testuser    batch        1      1       2gb  01:00:00 Q       --   10gb   --    -- \n";
+        assert_eq!(out, want);
     }
 
     #[test]
