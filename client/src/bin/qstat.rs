@@ -58,6 +58,15 @@ struct Alt {
 }
 
 impl Alt {
+    /// Whether an alternative-display option other than `-u` was given (`-f` accepts `-u`).
+    fn any_but_user(&self) -> bool {
+        Alt {
+            u: false,
+            ..self.clone()
+        }
+        .any()
+    }
+
     /// Whether any alternative-display option was given (Torque's `alt_opt != 0`).
     /// `-1` alone is not one: it only modifies `-n` (hosts on the row) or `-f` (no wrapping).
     fn any(&self) -> bool {
@@ -138,9 +147,8 @@ fn parse(args: &[String]) -> Parse {
             'G' => o.alt.g = true,
             'M' => o.alt.m = true,
             'f' => {
-                if o.alt.any() {
-                    eprintln!("{CONFLICT}");
-                    errflg = true;
+                if o.alt.any_but_user() {
+                    return incompatible('f');
                 }
                 o.full = true;
             }
@@ -149,8 +157,7 @@ fn parse(args: &[String]) -> Parse {
                 b_opt = true;
                 o.mode = Mode::Servers;
                 if q_opt || o.alt.any() {
-                    eprintln!("{CONFLICT}");
-                    errflg = true;
+                    return incompatible('B');
                 }
             }
             'l' => {} // Torque's alias display; Capstan job ids have no alias part.
@@ -158,8 +165,7 @@ fn parse(args: &[String]) -> Parse {
                 q_opt = true;
                 o.mode = Mode::Queues;
                 if b_opt || o.alt.any() {
-                    eprintln!("{CONFLICT}");
-                    errflg = true;
+                    return incompatible('Q');
                 }
             }
             '-' => {
@@ -230,7 +236,19 @@ fn parse(args: &[String]) -> Parse {
         eprint!("{USAGE}");
         return Parse::Exit(ExitCode::from(2));
     }
+    if o.full && o.alt.u {
+        // Torque's quirk: with -f, -u is accepted and then not applied.
+        o.alt.u = false;
+        o.users.clear();
+    }
     Parse::Run(o)
+}
+
+/// `-f`, `-B` or `-Q` after an option it does not combine with: Torque stops parsing there.
+fn incompatible(option: char) -> Parse {
+    eprintln!("{CONFLICT}\n -{option} incompatible with one or more options. Read qstat man page");
+    eprint!("{USAGE}");
+    Parse::Exit(ExitCode::from(2))
 }
 
 /// A `-u` user list: `bob,al` (a `@host` part is ignored, as owners are matched by name).
@@ -559,5 +577,11 @@ mod tests {
         assert!(run_parse(&["--bogus"]).is_none());
         // Torque checks `-f` against options seen so far, so `-f -a` is accepted.
         assert!(run_parse(&["-f", "-a"]).is_some());
+        // -u goes with -f, and is then not applied (Torque drops the filter).
+        for args in [&["-u", "bob", "-f"], &["-f", "-u", "bob"]] {
+            let o = run_parse(args).unwrap();
+            assert!(o.full && !o.alt.u && o.users.is_empty(), "{args:?}");
+        }
+        assert!(run_parse(&["-u", "bob", "-n", "-f"]).is_none());
     }
 }
