@@ -8,7 +8,7 @@
 //! converts back; listings are served from memory.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use capstan_proto::pbse;
@@ -27,6 +27,11 @@ use crate::manage;
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
 use crate::state::{ChangeFailed, Shared};
 use crate::tls;
+
+/// Largest job listing built: the commands refuse larger replies (`client/src/connect.rs`),
+/// and a request that names the same jobs over and over must not hold the state lock while
+/// gigabytes are built.
+const MAX_LISTING_BYTES: usize = 256 << 20;
 
 /// The Batch gRPC service.
 #[derive(Debug, Clone)]
@@ -349,13 +354,22 @@ impl Batch for BatchService {
                 .filter(visible)
             {
                 push(table, job);
+                if table.byte_len() > MAX_LISTING_BYTES {
+                    break;
+                }
             }
         };
         let mut errors = Vec::new();
         if operands.is_empty() {
             list(&mut table, None);
         }
+        // A listing named again adds nothing but work under the state lock (Torque would
+        // print it twice; no one asks for that, and a request can repeat it millions of times).
+        let mut listed: HashSet<Option<&str>> = HashSet::new();
         for operand in &operands {
+            if table.byte_len() > MAX_LISTING_BYTES {
+                break;
+            }
             let operand = operand.trim();
             if operand.starts_with(|c: char| c.is_ascii_digit()) {
                 match jobs::parse_job_id(operand, &server).and_then(|s| state.jobs.get(&s)) {
@@ -370,6 +384,9 @@ impl Batch for BatchService {
                 continue;
             }
             let queue = before_at(operand);
+            if listed.contains(&None) || !listed.insert((!queue.is_empty()).then_some(queue)) {
+                continue;
+            }
             if queue.is_empty() {
                 list(&mut table, None);
             } else if state.queue(queue).is_some() {
@@ -379,6 +396,12 @@ impl Batch for BatchService {
             }
         }
         drop(core);
+        if table.byte_len() > MAX_LISTING_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "the listing would exceed {} MiB",
+                MAX_LISTING_BYTES >> 20
+            )));
+        }
         Ok(Response::new(pb::StatReply {
             server_name: server,
             objects: Vec::new(),

@@ -710,8 +710,13 @@ pub async fn job_action(
     let server = core.state.server_name.clone();
     let privilege = core.state.server_attrs.privilege(caller);
     let mut targets: Vec<(String, Option<u64>)> = Vec::new();
+    let mut all_taken = false;
     for id in ids {
         if op == JobOp::Delete && id == "all" {
+            // Once is enough: a request repeating `all` must not multiply the work.
+            if std::mem::replace(&mut all_taken, true) {
+                continue;
+            }
             for job in core.state.jobs.values() {
                 if job.state != JobState::Completed
                     && (privilege >= Privilege::Operator || job.uid == caller.uid)

@@ -567,6 +567,15 @@ pub struct Table {
 }
 
 impl Table {
+    /// Roughly the bytes this table takes on the wire.
+    pub fn byte_len(&self) -> usize {
+        let offsets = self.name_ends.len()
+            + self.row_ends.len()
+            + self.cell_columns.len()
+            + self.value_ends.len();
+        self.names.len() + self.values.len() + 4 * offsets
+    }
+
     /// Appends a row whose name `write_name` appends to the string it is given, and whose
     /// cells `fill` writes.
     pub fn push_row(

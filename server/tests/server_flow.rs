@@ -774,3 +774,28 @@ async fn perf_drain() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_named_again_is_not_built_again() {
+    let dir = setup("n1 np=1\n");
+    let server = launch(dir.path()).await;
+    let mut c = client(&server.socket).await;
+    for _ in 0..3 {
+        let reply = submit(&mut c, vec![]).await;
+        assert!(reply.error.is_none(), "{:?}", reply.error);
+    }
+    // Two hundred thousand listings of everything, then of queue batch: still three rows.
+    let mut operands = vec![String::new(); 200_000];
+    operands.push("batch".into());
+    let reply = c
+        .stat_jobs(pb::StatJobsRequest {
+            operands,
+            attributes: vec!["job_state".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert_eq!(reply.table.unwrap().name_ends.len(), 3);
+    server.stop().await;
+}
