@@ -114,22 +114,15 @@ pub fn spool(final_streams: &Streams, keep_files: &str, spool_dir: &Path, job_id
     Spooled { open, deliveries }
 }
 
+/// A kept stream (`-k`) is always `$HOME/JOBNAME.oSEQ` (or `.eSEQ`), whatever `-o`/`-e`
+/// said: Torque's `std_file_name` ("if so use default name in Home directory").
 fn place(given: &str, default_name: &str, keep: bool, home: &Path) -> PathBuf {
-    let path = if given.is_empty() {
+    if keep || given.is_empty() {
         home.join(default_name)
     } else if given.ends_with('/') {
         Path::new(given).join(default_name)
     } else {
         PathBuf::from(given)
-    };
-    if keep {
-        let name = path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| default_name.into());
-        home.join(name)
-    } else {
-        path
     }
 }
 
@@ -196,10 +189,13 @@ mod tests {
 
     #[test]
     fn keep_one_stream_only() {
+        // The kept stream takes the default name, not the basename of its -o/-e path.
         let s = resolve(&req("/w/a.out", "/w/a.err", "n", "o"));
-        assert_eq!(s, sep("/home/u/a.out", "/w/a.err"));
+        assert_eq!(s, sep("/home/u/job.sh.o12", "/w/a.err"));
         let s = resolve(&req("/w/a.out", "/w/a.err", "n", "e"));
-        assert_eq!(s, sep("/w/a.out", "/home/u/a.err"));
+        assert_eq!(s, sep("/w/a.out", "/home/u/job.sh.e12"));
+        let s = resolve(&req("/w/outs/", "/w/a.err", "n", "oe"));
+        assert_eq!(s, sep("/home/u/job.sh.o12", "/home/u/job.sh.e12"));
     }
 
     #[test]

@@ -558,7 +558,15 @@ pub fn server_attrs(state: &State, keep_completed: u64) -> StatObject {
         Attr::text("mom_job_sync", "True"),
         Attr::text("pbs_version", capstan_proto::PBS_VERSION),
         Attr::text("keep_completed", keep_completed.to_string()),
-        Attr::text("next_job_number", state.next_job_number.to_string()),
+    ]);
+    // Torque sets it with the first job: a new server does not show it.
+    if state.next_job_number > 0 {
+        a.push(Attr::text(
+            "next_job_number",
+            state.next_job_number.to_string(),
+        ));
+    }
+    a.extend([
         Attr::text("moab_array_compatible", "True"),
         Attr::text("nppcu", "1"),
         Attr::text("timeout_for_job_delete", "120"),
@@ -890,6 +898,14 @@ mod tests {
         assert_eq!(assigned(&flat(queue_attrs(&queue, &state))), want);
         let server = flat(server_attrs(&state, 300));
         assert_eq!(assigned(&server), want);
+        assert!(server.contains(&"next_job_number = 49".to_string()));
+        // A new server, no number used yet: not shown, as Torque.
+        let fresh = State::new("vm", 0, "batch", vec![], vec![], Default::default());
+        let fresh = flat(server_attrs(&fresh, 300));
+        assert!(
+            !fresh.iter().any(|l| l.starts_with("next_job_number")),
+            "{fresh:?}"
+        );
         let at = server
             .iter()
             .position(|l| l.starts_with("resources_assigned."))
