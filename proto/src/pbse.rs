@@ -43,6 +43,8 @@ pub const NOSUP: i32 = 15031;
 pub const UNKRESC: i32 = 15037;
 /// Job exceeds queue resource limits.
 pub const EXCQRESC: i32 = 15038;
+/// qrerun of a job submitted with `-r n`.
+pub const NORERUN: i32 = 15040;
 /// Resource temporarily unavailable.
 pub const RESCUNAV: i32 = 15046;
 /// Invalid Job Dependency.
@@ -86,6 +88,7 @@ pub fn text(code: i32) -> &'static str {
         NOSUP => "Feature/function not supported",
         UNKRESC => "Unknown resource type ",
         EXCQRESC => "Job exceeds queue resource limits",
+        NORERUN => "job is not rerunnable",
         RESCUNAV => "Resource temporarily unavailable",
         BADDEPEND => "Invalid Job Dependency",
         UNKNODE => "Unknown node ",

@@ -412,7 +412,9 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
         return;
     }
 
-    let result: Result<Vec<u64>, crate::store::StoreError> = async {
+    // The jobs started, and the signals for running dependents whose dependency failed.
+    type Committed = (Vec<u64>, Vec<(String, ToMom)>);
+    let result: Result<Committed, crate::store::StoreError> = async {
         let mut tx = core.store.begin().await?;
         let mut started = Vec::new();
         for (seq, why, hosts) in starts {
@@ -438,15 +440,15 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             started.push(seq);
             overlay.insert(seq, job);
         }
-        jobs::cascade(&core.state, &mut overlay, started.clone(), now);
+        let kills = jobs::cascade(&core.state, &mut overlay, started.clone(), now);
         for job in overlay.values() {
             tx.save_job(job).await?;
         }
         tx.commit().await?;
-        Ok(started)
+        Ok((started, kills))
     }
     .await;
-    let started = match result {
+    let (started, kills) = match result {
         Ok(started) => started,
         Err(e) => {
             warn!("scheduling pass not committed: {e}");
@@ -454,6 +456,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
         }
     };
     core.state.apply_jobs(overlay.into_values().collect());
+    jobs::send_messages(core, kills);
     for seq in started {
         let Some(job) = core.state.jobs.get(&seq) else {
             continue;

@@ -210,14 +210,26 @@ pub fn evaluate_deps<'a>(
                 changed = true;
             }
             DepOutcome::Failed => {
+                let why = format!(
+                    "Job deleted as result of dependency on job {}.{}",
+                    dep.seq, server_name
+                );
+                if job.state == JobState::Running {
+                    // Released by hand and started: deleted as `qdel` deletes a running job
+                    // (the caller signals it, see `cascade`); it ends when its MOM says so.
+                    if job.pending == Some(PendingAction::Delete) {
+                        return false;
+                    }
+                    job.pending = Some(PendingAction::Delete);
+                    job.comment = Some(why);
+                    job.mtime = now;
+                    return true;
+                }
                 job.state = JobState::Completed;
                 job.exit_status = Some(EXIT_DELETED);
                 job.comp_time = Some(now);
                 job.mtime = now;
-                job.comment = Some(format!(
-                    "Job deleted as result of dependency on job {}.{}",
-                    dep.seq, server_name
-                ));
+                job.comment = Some(why);
                 return true;
             }
         }
@@ -237,11 +249,20 @@ pub fn evaluate_deps<'a>(
 }
 
 /// Propagates the consequences of `seeds` (jobs that started or ended) to their dependents,
-/// adding every changed dependent to `overlay` (and cascading further on deletions).
-pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>, now: i64) {
+/// adding every changed dependent to `overlay` (and cascading further on deletions). Returns
+/// the signals that end dependents already running whose dependency failed, for the caller
+/// to send once the overlay is committed.
+#[must_use]
+pub fn cascade(
+    state: &State,
+    overlay: &mut BTreeMap<u64, Job>,
+    seeds: Vec<u64>,
+    now: i64,
+) -> Vec<(String, ToMom)> {
+    let mut kills = Vec::new();
     let waiting: Vec<u64> = state.jobs_awaiting_dependencies().map(|j| j.seq).collect();
     if waiting.is_empty() {
-        return;
+        return kills;
     }
     let mut work = seeds;
     while let Some(parent) = work.pop() {
@@ -263,11 +284,14 @@ pub fn cascade(state: &State, overlay: &mut BTreeMap<u64, Job>, seeds: Vec<u64>,
             if changed {
                 if child.state == JobState::Completed {
                     work.push(child.seq);
+                } else if child.pending == Some(PendingAction::Delete) {
+                    kills.extend(delete_signal(&child));
                 }
                 overlay.insert(child.seq, child);
             }
         }
     }
+    kills
 }
 
 /// Writes every job of the overlay.
@@ -675,17 +699,21 @@ pub type ActionResult = (String, Option<PbsError>);
 /// whole job, SIGKILL after `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
 /// server does when the run's end is reported (see `PendingAction`).
 fn end_current_run(plan: &mut Plan, job: &Job) {
-    if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
-        plan.messages.push((
-            ms.to_string(),
-            ToMom::Signal {
-                run_id: run,
-                signal: libc::SIGTERM,
-                delete: true,
-                kill_delay_secs: KILL_DELAY_SECS,
-            },
-        ));
-    }
+    plan.messages.extend(delete_signal(job));
+}
+
+/// qdel's SIGTERM (then SIGKILL) to a running job's current run, for its mother superior.
+fn delete_signal(job: &Job) -> Option<(String, ToMom)> {
+    let (run, ms) = (job.current_run?, job.mother_superior()?);
+    Some((
+        ms.to_string(),
+        ToMom::Signal {
+            run_id: run,
+            signal: libc::SIGTERM,
+            delete: true,
+            kill_delay_secs: KILL_DELAY_SECS,
+        },
+    ))
 }
 
 /// What [`job_action`] asks the caller to do once the overlay is committed.
@@ -765,7 +793,8 @@ pub async fn job_action(
         return (results, false);
     }
     let seeds = std::mem::take(&mut plan.seeds);
-    cascade(&core.state, &mut plan.overlay, seeds, now);
+    let kills = cascade(&core.state, &mut plan.overlay, seeds, now);
+    plan.messages.extend(kills);
     let committed = async {
         let mut tx = core.store.begin().await.map_err(PbsError::system)?;
         save_overlay(&mut tx, &plan.overlay).await?;
@@ -922,7 +951,7 @@ pub async fn alter(
     Ok(!running)
 }
 
-fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {
+pub(crate) fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {
     for (node, message) in messages {
         if let Some(n) = core.state.node(&node) {
             if !n.send(message) {
@@ -950,12 +979,23 @@ fn act_on(
     let mut job = current.clone();
     let privilege = state.server_attrs.privilege(caller);
     let owner = privilege >= Privilege::Operator || caller.uid == job.uid;
-    if op == JobOp::Rerun && privilege < Privilege::Operator {
-        return Err(PbsError::new(
-            pbse::PERM,
-            "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)",
-            "",
-        ));
+    if op == JobOp::Rerun {
+        // Torque's req_rerunjob: the job's state first, then the caller's permission (a
+        // completed job is refused below, as for every request).
+        if !matches!(job.state, JobState::Running | JobState::Completed) {
+            return Err(PbsError::new(
+                pbse::BADSTATE,
+                format!("job {} is in a bad state", job.id(&state.server_name)),
+                "",
+            ));
+        }
+        if privilege < Privilege::Operator {
+            return Err(PbsError::new(
+                pbse::PERM,
+                "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)",
+                "",
+            ));
+        }
     }
     if !owner {
         return Err(PbsError::new(pbse::PERM, "", ""));
@@ -1029,8 +1069,12 @@ fn act_on(
             return Ok(());
         }
         JobOp::Rerun => {
-            if job.state != JobState::Running {
-                return Err(PbsError::new(pbse::BADSTATE, "", ""));
+            if !job.rerunable {
+                return Err(PbsError::new(
+                    pbse::NORERUN,
+                    format!("job {} not rerunnable", job.id(&state.server_name)),
+                    "",
+                ));
             }
             if ms_connected {
                 end_current_run(plan, &job);
@@ -1237,7 +1281,7 @@ pub async fn runs_ended(
     if overlay.is_empty() {
         return Ok(false);
     }
-    cascade(&core.state, &mut overlay, seeds, now);
+    let kills = cascade(&core.state, &mut overlay, seeds, now);
     // Fair share charged up to this end (the ending jobs still count as running here).
     let usage = core.state.fairshare_at(now);
     let mut tx = core.store.begin().await.map_err(PbsError::system)?;
@@ -1258,6 +1302,7 @@ pub async fn runs_ended(
     }
     tx.commit().await.map_err(PbsError::system)?;
     core.state.apply_jobs(overlay.into_values().collect());
+    send_messages(core, kills);
     core.state.learning.fairshare = usage;
     if !samples.is_empty() {
         for (node, shape, walltime, _) in &samples {
@@ -1358,7 +1403,7 @@ pub async fn lose_jobs(
     if overlay.is_empty() {
         return Ok(());
     }
-    cascade(&core.state, &mut overlay, seeds, now);
+    let kills = cascade(&core.state, &mut overlay, seeds, now);
     let mut tx = core.store.begin().await.map_err(PbsError::system)?;
     for run in run_ends {
         tx.end_run(run, now, job_exec::FAIL1)
@@ -1368,6 +1413,7 @@ pub async fn lose_jobs(
     save_overlay(&mut tx, &overlay).await?;
     tx.commit().await.map_err(PbsError::system)?;
     core.state.apply_jobs(overlay.into_values().collect());
+    send_messages(core, kills);
     Ok(())
 }
 
@@ -1659,6 +1705,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_running_dependent_whose_dependency_fails_is_deleted_as_qdel_would() {
+        let dir = tempfile::tempdir().unwrap();
+        // Job 2 waits on job 1's success but was released by hand and runs on n2.
+        let mut child = running_on(2, "n2", 20);
+        child.depend = vec![crate::model::Dependency {
+            kind: crate::model::DepKind::AfterOk,
+            seq: 1,
+            satisfied: false,
+        }];
+        let jobs = vec![running_on(1, "n1", 10), child];
+        let mut core = core_with_jobs(dir.path(), jobs).await;
+        // Job 1 fails: job 2 is signalled (SIGTERM, then SIGKILL), not marked done while it runs.
+        let mut overlay = BTreeMap::new();
+        let mut parent = core.state.jobs[&1].clone();
+        end_job(&mut parent, 1, 150, None);
+        overlay.insert(1, parent);
+        let kills = cascade(&core.state, &mut overlay, vec![1], 150);
+        assert!(matches!(
+            kills.as_slice(),
+            [(node, ToMom::Signal { run_id: 20, signal: libc::SIGTERM, delete: true, .. })] if node == "n2"
+        ));
+        let child = &overlay[&2];
+        assert_eq!(child.state, JobState::Running);
+        assert_eq!(child.pending, Some(PendingAction::Delete));
+        assert_eq!(
+            child.comment.as_deref(),
+            Some("Job deleted as result of dependency on job 1.vm")
+        );
+        // Once pending, a second look signals nothing again.
+        core.state.apply_jobs(overlay.into_values().collect());
+        let mut overlay = BTreeMap::new();
+        assert!(cascade(&core.state, &mut overlay, vec![1], 151).is_empty());
+        // Its end (the MOM killed it for the delete) completes it with qdel's status.
+        let end = RunEnd {
+            run_id: 20,
+            exit_status: EXIT_DELETED,
+            end_time: 152,
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n2", &[end], 152).await.unwrap());
+        let child = &core.state.jobs[&2];
+        assert_eq!(
+            (child.state, child.exit_status),
+            (JobState::Completed, Some(EXIT_DELETED))
+        );
+        assert_eq!(
+            child.comment.as_deref(),
+            Some("Job deleted as result of dependency on job 1.vm")
+        );
+    }
+
+    #[tokio::test]
     async fn a_run_that_never_ran_its_script_is_requeued() {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10)]).await;
@@ -1761,6 +1859,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn qrerun_needs_an_operator_and_a_rerunable_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mine = running_on(1, "n1", 10);
+        mine.uid = 1000;
+        let mut fixed = running_on(2, "n1", 20);
+        fixed.rerunable = false;
+        let mut core = core_with_jobs(dir.path(), vec![mine, fixed]).await;
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (r, _) = job_action(
+            &mut core,
+            &user(1000),
+            JobOp::Rerun,
+            &ids(&["1"]),
+            "",
+            "",
+            5,
+        )
+        .await;
+        assert_eq!(
+            code(&r[0]),
+            Some((
+                pbse::PERM,
+                "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)".into()
+            ))
+        );
+        let (r, _) = job_action(&mut core, &user(0), JobOp::Rerun, &ids(&["2"]), "", "", 5).await;
+        assert_eq!(
+            code(&r[0]),
+            Some((pbse::NORERUN, "job 2.vm not rerunnable".into()))
+        );
+        assert_eq!(core.state.jobs[&2].state, JobState::Running);
+        assert_eq!(core.state.jobs[&2].pending, None);
+    }
+
+    #[tokio::test]
     async fn job_control_permissions_and_states() {
         let dir = tempfile::tempdir().unwrap();
         let mut mine = job(1, JobState::Queued);
@@ -1778,13 +1911,11 @@ mod tests {
         assert_eq!(r[0].0, "2.vm");
         let (r, _) = job_action(&mut core, &me, JobOp::Hold, &ids(&["1"]), "o", "", 5).await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::PERM));
+        // qrerun looks at the state before the caller (Torque's req_rerunjob).
         let (r, _) = job_action(&mut core, &me, JobOp::Rerun, &ids(&["1"]), "", "", 5).await;
         assert_eq!(
             code(&r[0]),
-            Some((
-                pbse::PERM,
-                "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)".into()
-            ))
+            Some((pbse::BADSTATE, "job 1.vm is in a bad state".into()))
         );
         let (r, _) = job_action(&mut core, &me, JobOp::Release, &ids(&["1"]), "", "", 5).await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BAD_STATE_TRANSITION));

@@ -86,6 +86,32 @@ fn dependencies_release_or_delete_dependents() {
             "Job deleted as result of dependency on job {parent}"
         ))
     );
+    // A dependent released by hand runs; when its dependency then fails it is killed as qdel
+    // would kill it (it was shown done while it ran on, and its slot given away).
+    if is_root() {
+        let held = c.qsub("held.sh", "true\n", &["-h"]);
+        let pid_file = c.work.join("early.pid");
+        let early = c.qsub(
+            "early.sh",
+            &format!("echo $$ > {}\nsleep 60\n", pid_file.display()),
+            &["-W", &format!("depend=afterok:{held}")],
+        );
+        let out = c.run_as_root("qrls", &["-h", "s", &early]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        c.wait_state(&early, "R", T);
+        assert!(wait_until(T, || !c.read_opt(&pid_file).trim().is_empty()));
+        let shell = format!("/proc/{}", c.read(&pid_file).trim());
+        assert!(c.run("qdel", &[&held]).status.success());
+        c.wait_state(&early, "C", T);
+        // Completed only once its shell is gone.
+        assert!(!std::path::Path::new(&shell).exists(), "{shell} still runs");
+        assert_eq!(c.job_attr(&early, "exit_status").as_deref(), Some("271"));
+        assert_eq!(
+            c.job_attr(&early, "comment"),
+            Some(format!("Job deleted as result of dependency on job {held}"))
+        );
+        assert_eq!(c.node_state("n1").as_deref(), Some("free"));
+    }
     // A dependency on a job that does not exist is refused.
     c.script("bad.sh", "true\n");
     let out = c.run("qsub", &["-W", "depend=afterok:999", "bad.sh"]);
@@ -188,6 +214,18 @@ fn manager_reruns_a_running_job_and_execution_time_waits() {
         assert!(wait_until(T, || c.read_opt(&marker).lines().count() == 2));
         c.wait_state(&id, "R", T);
         assert_eq!(c.job_attr(&id, "start_count").as_deref(), Some("2"));
+        // A job submitted with -r n is not rerun, and keeps running.
+        let fixed = c.qsub("fixed.sh", "sleep 60\n", &["-r", "n"]);
+        c.wait_state(&fixed, "R", T);
+        let out = c.run_as_root("qrerun", &[&fixed]);
+        assert_eq!(code(&out), 192);
+        assert_eq!(
+            stderr(&out),
+            format!("qrerun: job is not rerunnable MSG=job {fixed} not rerunnable {fixed}\n")
+        );
+        assert_eq!(c.job_state(&fixed).as_deref(), Some("R"));
+        assert_eq!(c.job_attr(&fixed, "start_count").as_deref(), Some("1"));
+        assert!(c.run_as_root("qdel", &[&fixed]).status.success());
     }
     // -a: a job with an execution time in the future waits in state W.
     c.script("later.sh", "true\n");
@@ -204,7 +242,9 @@ fn manager_reruns_a_running_job_and_execution_time_waits() {
     assert!(out.status.success());
     assert_eq!(stdout(&out), "");
     let listed = stdout(&c.run("qstat", &[]));
-    assert_eq!(listed.lines().count(), 2 + 3, "{listed}");
+    // Header, then rerun.sh, (as root: fixed.sh,) later.sh and the -z job.
+    let jobs = if is_root() { 4 } else { 3 };
+    assert_eq!(listed.lines().count(), 2 + jobs, "{listed}");
 }
 
 /// Minutes since local midnight, from `date` (the test crate has no date library).
