@@ -680,8 +680,14 @@ pub fn node_attrs(node: &NodeRuntime, server: &str) -> StatObject {
     if let Some(note) = &node.flags.note {
         a.push(Attr::text("note", note));
     }
-    a.push(Attr::text("mom_service_port", "15002"));
-    a.push(Attr::text("mom_manager_port", "15003"));
+    a.push(Attr::text(
+        "mom_service_port",
+        node.def.mom_ports.0.to_string(),
+    ));
+    a.push(Attr::text(
+        "mom_manager_port",
+        node.def.mom_ports.1.to_string(),
+    ));
     if node.def.gpus > 0 {
         a.push(Attr::text("gpus", node.def.gpus.to_string()));
     }
@@ -784,6 +790,7 @@ mod tests {
                 gpus: 0,
                 properties: vec!["fast".into(), "ib".into()],
                 access: Default::default(),
+                mom_ports: crate::model::DEFAULT_MOM_PORTS,
             },
             NodeFlags::default(),
             Instant::now(),

@@ -377,7 +377,13 @@ pub struct NodeDef {
     pub properties: Vec<String>,
     /// `acl_users=` / `acl_groups=`: who may use the node (empty: everyone).
     pub access: crate::scheduler::access::NodeAccess,
+    /// Torque's `mom_service_port=` / `mom_manager_port=` (default 15002 / 15003), shown by
+    /// `pbsnodes` as Torque shows them. Capstan's MOMs dial the server, so no port is used.
+    pub mom_ports: (u16, u16),
 }
+
+/// Torque's default MOM service and manager ports.
+pub const DEFAULT_MOM_PORTS: (u16, u16) = (15002, 15003);
 
 /// A MOM's last report about its node (kept in memory only).
 #[derive(Debug, Clone, Default, PartialEq)]

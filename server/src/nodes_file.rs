@@ -32,8 +32,9 @@ pub fn load(path: &Path) -> Result<Vec<NodeDef>, NodesFileError> {
 }
 
 /// Parses `name [np=N] [site=NAME] [speed=F] [dedicated=false] [window=W] [gpus=N]
+/// [mom_service_port=N] [mom_manager_port=N]
 /// [acl_users=U,...] [acl_groups=G,...] [key=value ...] [prop ...]` lines.
-/// `#` starts a comment; Torque keys Capstan does not use (`mom_service_port=`, `TTL=`, ...)
+/// `#` starts a comment; Torque keys Capstan does not use (`TTL=`, `requestid=`, ...)
 /// are accepted and ignored. A repeated name is an error.
 pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
     let mut nodes: Vec<NodeDef> = Vec::new();
@@ -62,6 +63,7 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
             gpus: 0,
             properties: Vec::new(),
             access: Default::default(),
+            mom_ports: crate::model::DEFAULT_MOM_PORTS,
         };
         for word in words {
             match word.split_once('=') {
@@ -106,6 +108,8 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
                 Some(("acl_groups", v)) => {
                     node.access.groups = name_list(v, "acl_groups", &invalid)?
                 }
+                Some(("mom_service_port", v)) => node.mom_ports.0 = port(v, &invalid)?,
+                Some(("mom_manager_port", v)) => node.mom_ports.1 = port(v, &invalid)?,
                 Some((_, _)) => {}
                 None => node.properties.push(word.to_string()),
             }
@@ -130,6 +134,15 @@ fn name_list(
         return Err(invalid(format!("bad {key} value `{value}`")));
     }
     Ok(names)
+}
+
+/// A TCP port number, not 0.
+fn port(value: &str, invalid: &dyn Fn(String) -> NodesFileError) -> Result<u16, NodesFileError> {
+    value
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| invalid(format!("bad port `{value}`")))
 }
 
 #[cfg(test)]
@@ -199,8 +212,22 @@ mod tests {
 
     #[test]
     fn ignores_unused_torque_keys() {
-        let nodes = parse("n1 np=2 mom_service_port=15002 TTL=x").unwrap();
+        let nodes = parse("n1 np=2 TTL=x requestid=7").unwrap();
         assert_eq!(nodes[0].np, 2);
         assert!(nodes[0].properties.is_empty());
+    }
+
+    #[test]
+    fn mom_ports_are_kept_for_pbsnodes() {
+        let nodes = parse("n1\nn2 mom_service_port=16002 mom_manager_port=16003\n").unwrap();
+        assert_eq!(nodes[0].mom_ports, crate::model::DEFAULT_MOM_PORTS);
+        assert_eq!(nodes[1].mom_ports, (16002, 16003));
+        for bad in [
+            "mom_service_port=0",
+            "mom_manager_port=x",
+            "mom_service_port=70000",
+        ] {
+            assert!(parse(&format!("n1 {bad}")).is_err(), "{bad}");
+        }
     }
 }
