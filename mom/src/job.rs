@@ -78,6 +78,11 @@ pub struct RunRecord {
     /// then does "starting" prove the script never ran.
     #[serde(default)]
     pub gated: bool,
+    /// How long its supervisor lets the job run once the MOM is gone (ms; 0 in records of
+    /// older MOMs, whose supervisors never kill): a new MOM that adopts the run tells the
+    /// supervisor so (SIGUSR1), and only then.
+    #[serde(default)]
+    pub orphan_timeout_ms: u64,
 }
 
 impl RunRecord {
@@ -100,6 +105,7 @@ impl RunRecord {
             walltime_elapsed: 0,
             delivery: Default::default(),
             gated: true,
+            orphan_timeout_ms: 0,
         }
     }
 

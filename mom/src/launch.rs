@@ -110,6 +110,10 @@ pub struct ExecPlan {
     /// the MOM names when the job has ended.
     #[serde(skip)]
     pub delivery: DeliveryPlan,
+    /// Once the MOM is gone (EOF on the supervisor's stdin), how long the supervisor lets
+    /// the job run before killing it, unless a new MOM adopts the run (ms; 0: never).
+    #[serde(default)]
+    pub orphan_timeout_ms: u64,
 }
 
 /// Steps of the child's setup, sent back over the error pipe.
@@ -161,8 +165,10 @@ pub fn launch(
     node_name: &str,
     spawner: &Spawner,
     login: bool,
+    orphan_timeout_ms: u64,
 ) -> Result<Launched, LaunchError> {
-    let plan = prepare(spec, layout, node_name, login)?;
+    let mut plan = prepare(spec, layout, node_name, login)?;
+    plan.orphan_timeout_ms = orphan_timeout_ms;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     let start_time = crate::status::now_secs();
@@ -331,6 +337,7 @@ pub fn prepare(
         script,
         env,
         delivery,
+        orphan_timeout_ms: 0,
     })
 }
 
@@ -384,6 +391,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         script,
         env,
         delivery: _,
+        orphan_timeout_ms: _,
     } = plan;
     let argv = vec![
         cstr(argv0(shell, *login))?,

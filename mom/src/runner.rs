@@ -21,7 +21,10 @@
 //! * a `done` flag the timers watch so they stop when the job ends.
 //!
 //! Runs found running at MOM start (started by an earlier MOM process) are
-//! adopted: a once-a-second check looks for the supervisor's exit file (the
+//! adopted, and their supervisors told so (SIGUSR1): a supervisor whose MOM is
+//! gone kills the job once [`orphan_timeout`] has passed without that word, a
+//! margin before the server counts the run lost and may start the job again
+//! elsewhere. An adopted run: a once-a-second check looks for the supervisor's exit file (the
 //! real exit status) or for both the shell and the supervisor being gone
 //! (status unknown: -1 unless the MOM killed the job). What the MOM did to a
 //! run (qsig, qdel, walltime) is persisted in its record, so the exit status
@@ -37,7 +40,7 @@
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -109,6 +112,18 @@ pub struct Runner {
     /// Whether job shells start as login shells (`$source_login_batch`; the
     /// config can change on SIGHUP, and only runs started after apply it).
     login_shells: AtomicBool,
+    /// How long a run's supervisor waits for a new MOM once this one is gone
+    /// before it kills the job (ms; 0: never), from the server's lost grace
+    /// (see [`orphan_timeout`]).
+    orphan_timeout_ms: AtomicU64,
+}
+
+/// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
+/// (a quarter of the grace, at least a second) before the server, after `lost_grace`
+/// without the MOM, counts the run lost and may start the job again elsewhere.
+pub fn orphan_timeout(lost_grace: Duration) -> Duration {
+    let margin = (lost_grace / 4).max(Duration::from_secs(1));
+    lost_grace.saturating_sub(margin)
 }
 
 impl Runner {
@@ -130,10 +145,24 @@ impl Runner {
             clock_ticks: procfs::clock_ticks(),
             spawner: Spawner::new(supervisor),
             login_shells: AtomicBool::new(MomConfig::default().source_login_batch),
+            orphan_timeout_ms: AtomicU64::new(0),
         })
     }
 
     /// Sets whether runs started from now on get a login shell.
+    /// The server's lost grace (Welcome): runs started from now on are killed by their
+    /// supervisor if their MOM is gone for [`orphan_timeout`] of it. 0 (an older server):
+    /// never.
+    pub fn set_lost_grace(&self, grace: Duration) {
+        let timeout = if grace.is_zero() {
+            Duration::ZERO
+        } else {
+            orphan_timeout(grace)
+        };
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.orphan_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
     pub fn set_login_shells(&self, on: bool) {
         self.login_shells.store(on, Ordering::Relaxed);
     }
@@ -217,6 +246,17 @@ impl Runner {
                 pid: record.supervisor_pid,
                 started: record.supervisor_started,
             };
+            if record.orphan_timeout_ms > 0 && supervisor.alive(&self.layout.exit_file(run_id)) {
+                // It kills the job once its MOM is gone too long, unless told it is adopted.
+                let pid = nix::unistd::Pid::from_raw(supervisor.pid);
+                if let Err(e) = nix::sys::signal::kill(pid, Signal::SIGUSR1) {
+                    tracing::warn!(
+                        run = run_id,
+                        supervisor = supervisor.pid,
+                        "cannot tell the supervisor it is adopted: {e}"
+                    );
+                }
+            }
             self.spawn_orphan_watch(run_id, record.session_id, supervisor, done1);
             if record.walltime_limit_secs > 0 {
                 self.spawn_walltime(
@@ -287,7 +327,9 @@ impl Runner {
     /// Starts a run (blocking: forks and writes files). A run id already held is ignored.
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let run_id = spec.run_id;
+        let orphan_timeout_ms = self.orphan_timeout_ms.load(Ordering::Relaxed);
         let mut record = RunRecord::starting(&spec, now_secs());
+        record.orphan_timeout_ms = orphan_timeout_ms;
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {
@@ -317,6 +359,7 @@ impl Runner {
                 &self.node_name,
                 &self.spawner,
                 self.login_shells.load(Ordering::Relaxed),
+                orphan_timeout_ms,
             )
         };
         let l = match launched {
@@ -448,6 +491,8 @@ impl Runner {
         }
         let by_mom = record.interventions;
         let exit_status = match waited {
+            // As the server ends a lost run that is not requeued.
+            Some(w) if w.orphaned && !by_mom.deleted && !by_mom.walltime => job_exec::FAIL1,
             Some(w) => exit::exit_status(Termination::from_wait_status(w.status), &by_mom),
             None => exit::exit_status_unwaited(&by_mom),
         };
@@ -468,6 +513,10 @@ impl Runner {
             message = "job deleted".into();
         } else if waited.is_none() {
             message = "job's exit status was lost (its supervisor died)".into();
+        } else if waited.is_some_and(|w| w.orphaned) {
+            message =
+                "job killed: its pbs_mom was gone too long (the server counts such runs lost)"
+                    .into();
         }
         // Torque's post-job file processing: the spooled output to its paths,
         // as the user; what cannot be copied is kept and reported. After the

@@ -168,10 +168,13 @@ impl Session {
             None => return Err(SessionError::Closed),
         };
         *welcomed = true;
+        self.runner
+            .set_lost_grace(Duration::from_secs(welcome.lost_grace_secs.into()));
         tracing::info!(
             server = %self.opts.server,
             server_name = %welcome.server_name,
             status_interval = welcome.status_interval_secs,
+            lost_grace = welcome.lost_grace_secs,
             held,
             "connected to server"
         );

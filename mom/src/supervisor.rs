@@ -28,6 +28,9 @@
 //! → go                             (the release: the MOM has recorded the run
 //!                                   as running; read by the held shell itself)
 //!      ... the job runs; its leftovers are cleared; the exit file is written ...
+//!      (if the pipe hangs up meanwhile, the MOM is gone: unless a new MOM
+//!       sends SIGUSR1 within the plan's `orphan_timeout_ms`, the job is killed
+//!       and the exit file says `orphaned`; see `wait_watching_mom`)
 //! ← exited
 //! → deliver [Delivery...]          (or EOF: nothing to copy, or the MOM is gone)
 //! ← delivered [null | "error"...]  | failed MESSAGE
@@ -51,12 +54,13 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +179,10 @@ pub struct ExitRecord {
     /// `launch::HeldShell`).
     #[serde(default)]
     pub held_back: bool,
+    /// The supervisor killed the job: its MOM was gone longer than the plan's
+    /// `orphan_timeout_ms` and no new MOM adopted the run (see [`wait_watching_mom`]).
+    #[serde(default)]
+    pub orphaned: bool,
 }
 
 /// Supervisor entry point; returns the process exit code.
@@ -220,7 +228,11 @@ pub fn main(exit_file: &Path) -> i32 {
     let _ = writeln!(out, "{} {pid}", word::HELD);
     let _ = out.flush();
     // The shell reads the MOM's `go` itself (see `launch::HeldShell`).
-    let Some(mut record) = wait_for_shell(pid) else {
+    let waited = match plan.orphan_timeout_ms {
+        0 => wait_for_shell(pid),
+        ms => wait_watching_mom(pid, Duration::from_millis(ms)),
+    };
+    let Some(mut record) = waited else {
         return 1;
     };
     if shell.was_held_back() {
@@ -439,6 +451,146 @@ fn wait_for_shell(shell: i32) -> Option<ExitRecord> {
     wait4_until(-1, shell)
 }
 
+/// [`wait_for_shell`], also watching the MOM: when its pipe closes (the MOM died or was
+/// stopped) and no new MOM says within `orphan_timeout` that it adopted the run (SIGUSR1,
+/// see `runner::Runner::recover`), the job's process group is killed. Why: the server counts
+/// the runs of a MOM gone for its lost grace as lost, and requeues them; the job must not be
+/// running still when it starts again elsewhere. `orphan_timeout` is a margin short of that
+/// grace (`runner::orphan_timeout`).
+fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut watched = SigSet::empty();
+    watched.add(Signal::SIGCHLD);
+    watched.add(Signal::SIGUSR1);
+    let mut old = SigSet::empty();
+    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old)).is_err()
+    {
+        return wait_for_shell(shell);
+    }
+    let restore = |old: &SigSet| {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+    };
+    let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
+    let Ok(signals) = SignalFd::with_flags(&watched, flags) else {
+        restore(&old);
+        return wait_for_shell(shell);
+    };
+    let stdin = io::stdin();
+    let mut mom_linked = true;
+    let mut adopted = false;
+    let mut deadline: Option<Instant> = None;
+    let mut killed = false;
+    let outcome = loop {
+        // An exit before the signalfd was made is still pending, so it is seen here.
+        match reap_nohang(shell) {
+            Reaped::Shell(mut record) => {
+                record.orphaned = killed;
+                break Some(record);
+            }
+            Reaped::Error => break None,
+            Reaped::Running => {}
+        }
+        if let Some(when) = deadline.filter(|_| !killed) {
+            if Instant::now() >= when {
+                // SIGKILL: the run is being counted lost; there is no one to report to.
+                let _ =
+                    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(shell), Signal::SIGKILL);
+                killed = true;
+                continue;
+            }
+        }
+        // Only the hang-up of the MOM's pipe is asked for: its `go` line is the held shell's
+        // to read, and nothing else comes before the job has ended.
+        let mut fds = vec![nix::poll::PollFd::new(
+            signals.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if mom_linked {
+            fds.push(nix::poll::PollFd::new(
+                stdin.as_fd(),
+                nix::poll::PollFlags::empty(),
+            ));
+        }
+        let timeout = match deadline.filter(|_| !killed) {
+            Some(when) => {
+                let left = when.saturating_duration_since(Instant::now()).as_millis();
+                nix::poll::PollTimeout::try_from(left.min(60_000) as i32 + 1)
+                    .unwrap_or(nix::poll::PollTimeout::MAX)
+            }
+            None => nix::poll::PollTimeout::NONE,
+        };
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break wait_for_shell(shell),
+        }
+        let hung_up = mom_linked
+            && fds[1].revents().is_some_and(|r| {
+                r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)
+            });
+        while let Ok(Some(info)) = signals.read_signal() {
+            if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                adopted = true;
+                deadline = None;
+            }
+        }
+        if hung_up {
+            mom_linked = false;
+            if !adopted {
+                deadline = Some(Instant::now() + orphan_timeout);
+            }
+        }
+    };
+    drop(signals);
+    restore(&old);
+    outcome
+}
+
+/// What a non-blocking reap found.
+enum Reaped {
+    Shell(ExitRecord),
+    Running,
+    Error,
+}
+
+/// Reaps every child that has exited (the job's orphans too, as in [`wait_for_shell`]),
+/// without blocking; the shell's record if it was among them.
+fn reap_nohang(shell: i32) -> Reaped {
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data; wait4 fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to locals.
+        let r = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::WNOHANG, &mut ru) };
+        if r == shell {
+            return Reaped::Shell(exit_record(status, &ru));
+        }
+        if r > 0 {
+            continue;
+        }
+        if r == 0 {
+            return Reaped::Running;
+        }
+        if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return Reaped::Error;
+    }
+}
+
+/// The record of a reaped shell, from its wait status and rusage.
+fn exit_record(status: i32, ru: &libc::rusage) -> ExitRecord {
+    let secs = |t: libc::timeval| t.tv_sec.max(0) as u64 + u64::from(t.tv_usec >= 500_000);
+    ExitRecord {
+        status,
+        cput_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
+        maxrss_kb: ru.ru_maxrss.max(0) as u64,
+        leftovers: Leftovers::Unknown,
+        held_back: false,
+        orphaned: false,
+    }
+}
+
 /// `wait4(which)` until it reaps `pid`, discarding any other child it reaps.
 fn wait4_until(which: i32, pid: i32) -> Option<ExitRecord> {
     loop {
@@ -452,14 +604,7 @@ fn wait4_until(which: i32, pid: i32) -> Option<ExitRecord> {
             continue;
         }
         if r == pid {
-            let secs = |t: libc::timeval| t.tv_sec.max(0) as u64 + u64::from(t.tv_usec >= 500_000);
-            return Some(ExitRecord {
-                status,
-                cput_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
-                maxrss_kb: ru.ru_maxrss.max(0) as u64,
-                leftovers: Leftovers::Unknown,
-                held_back: false,
-            });
+            return Some(exit_record(status, &ru));
         }
         if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
@@ -505,6 +650,7 @@ mod tests {
             maxrss_kb: 2048,
             leftovers: Leftovers::Killed,
             held_back: false,
+            orphaned: true,
         };
         write_exit_file(&path, &r).expect("write");
         write_exit_file(&path, &r).expect("overwrite");

@@ -112,6 +112,7 @@ async fn hello_welcome_run_ack_reconnect() {
     out.send(msg(server_message::Kind::Welcome(Welcome {
         server_name: "vm".into(),
         status_interval_secs: 1,
+        lost_grace_secs: 0,
     })))
     .expect("welcome");
 
@@ -185,6 +186,7 @@ async fn hello_welcome_run_ack_reconnect() {
     out.send(msg(server_message::Kind::Welcome(Welcome {
         server_name: "vm".into(),
         status_interval_secs: 60,
+        lost_grace_secs: 0,
     })))
     .expect("welcome");
     match next_event(&mut inbound).await {

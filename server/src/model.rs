@@ -472,6 +472,7 @@ pub enum ToMom {
     Welcome {
         server_name: String,
         status_interval_secs: u32,
+        lost_grace_secs: u32,
     },
     Start(Box<StartRunSpec>),
     Signal {

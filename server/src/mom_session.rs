@@ -134,9 +134,11 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
         ToMom::Welcome {
             server_name,
             status_interval_secs,
+            lost_grace_secs,
         } => server_message::Kind::Welcome(Welcome {
             server_name,
             status_interval_secs,
+            lost_grace_secs,
         }),
         ToMom::Start(spec) => {
             let spec = *spec;
@@ -278,6 +280,7 @@ async fn register(
     let _ = tx.send(ToMom::Welcome {
         server_name,
         status_interval_secs: interval,
+        lost_grace_secs: u32::try_from(core.config.lost_grace().as_secs()).unwrap_or(u32::MAX),
     });
     if !cancel.is_empty() {
         info!(node, runs = ?cancel, "cancelling runs the server does not expect");

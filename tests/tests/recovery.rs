@@ -41,8 +41,9 @@ fn server_restart_keeps_queued_and_running_jobs() {
 
 #[test]
 fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
-    // Runs of a node down for two status intervals are lost; give the new MOM 10 s.
-    let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "5"]);
+    // Runs of a node down for two status intervals (4 s) are lost, and a supervisor whose
+    // MOM is gone kills its job a second before that (at 3 s) unless a new MOM adopts it.
+    let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "2"]);
     let (started, marker) = (c.work.join("started"), c.work.join("release"));
     let id = c.qsub(
         "adopted.sh",
@@ -68,6 +69,8 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
         "the new MOM did not adopt the job:\n{}",
         c.mom_log("n1")
     );
+    // Past the supervisor's deadline: adopted, the job is not killed.
+    std::thread::sleep(Duration::from_secs(4));
     std::fs::write(&marker, "").unwrap();
     c.wait_state(&id, "C", T);
     assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
@@ -80,10 +83,22 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
 #[test]
 fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
-    let rerunnable = c.qsub("re.sh", "sleep 300\n", &["-l", "nodes=n1"]);
-    let fixed = c.qsub("fixed.sh", "sleep 300\n", &["-r", "n", "-l", "nodes=n2"]);
+    let pid_file = |name: &str| c.work.join(format!("{name}.pid"));
+    let script = |name: &str| format!("echo $$ > {}\nsleep 300\n", pid_file(name).display());
+    let rerunnable = c.qsub("re.sh", &script("re"), &["-l", "nodes=n1"]);
+    let fixed = c.qsub("fixed.sh", &script("fixed"), &["-r", "n", "-l", "nodes=n2"]);
     c.wait_state(&rerunnable, "R", T);
     c.wait_state(&fixed, "R", T);
+    let shells: Vec<String> = ["re", "fixed"]
+        .iter()
+        .map(|name| {
+            assert!(wait_until(T, || !c
+                .read_opt(pid_file(name))
+                .trim()
+                .is_empty()));
+            format!("/proc/{}", c.read(pid_file(name)).trim())
+        })
+        .collect();
     c.kill_mom("n1");
     c.kill_mom("n2");
     assert!(
@@ -98,6 +113,11 @@ fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     c.wait_state(&fixed, "C", T);
     let status = c.job_attr(&fixed, "exit_status").unwrap();
     assert!(status.starts_with('-'), "exit_status {status}");
+    // Their supervisors, with no MOM to come back, killed both jobs before the server
+    // counted the runs lost: the requeued job cannot run twice at once.
+    for shell in &shells {
+        assert!(!std::path::Path::new(shell).exists(), "{shell} still runs");
+    }
     // The MOMs come back: the requeued job runs again, and n2 is told to drop the run the
     // server has ended, so nothing runs twice.
     c.start_mom("n1");
