@@ -533,7 +533,12 @@ impl Runner {
                 helper(files)
             })
         });
-        let now = now_secs();
+        // When the shell ended, as its supervisor saw it: a run that ended while no MOM ran
+        // is not charged the time until the next MOM looked (older exit files: now).
+        let now = waited
+            .map(|w| w.ended_at)
+            .filter(|t| *t > 0)
+            .unwrap_or_else(now_secs);
         let used = Usage {
             cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
             mem_kb: live.peak.mem_kb.max(waited.map_or(0, |w| w.maxrss_kb)),

@@ -183,6 +183,9 @@ pub struct ExitRecord {
     /// `orphan_timeout_ms` and no new MOM adopted the run (see [`wait_watching_mom`]).
     #[serde(default)]
     pub orphaned: bool,
+    /// When the shell was reaped (epoch seconds; 0 in files of older supervisors).
+    #[serde(default)]
+    pub ended_at: i64,
 }
 
 /// Supervisor entry point; returns the process exit code.
@@ -588,6 +591,7 @@ fn exit_record(status: i32, ru: &libc::rusage) -> ExitRecord {
         leftovers: Leftovers::Unknown,
         held_back: false,
         orphaned: false,
+        ended_at: crate::status::now_secs(),
     }
 }
 
@@ -651,6 +655,7 @@ mod tests {
             leftovers: Leftovers::Killed,
             held_back: false,
             orphaned: true,
+            ended_at: 1_700_000_000,
         };
         write_exit_file(&path, &r).expect("write");
         write_exit_file(&path, &r).expect("overwrite");
@@ -673,11 +678,14 @@ mod tests {
             .args(["-c", "exit 4"])
             .spawn()
             .expect("spawn");
+        let before = crate::status::now_secs();
         let r = wait_child(child.id() as i32).expect("waited");
         assert_eq!(
             crate::exit::Termination::from_wait_status(r.status),
             crate::exit::Termination::Exited(4)
         );
+        // The end is stamped when the child is reaped, for a MOM that reads the file later.
+        assert!((before..=crate::status::now_secs()).contains(&r.ended_at));
         assert_eq!(wait_child(child.id() as i32), None);
     }
 
