@@ -109,10 +109,12 @@ fn used_from_proto(u: Option<capstan_proto::v1::ResourcesUsed>) -> Option<Resour
     })
 }
 
+/// The MOM's texts go into `pbsnodes` lines as they are: a control character (a newline, say)
+/// would break the listing, so each becomes a space; a load that is not a number is 0.
 fn status_from_proto(s: capstan_proto::v1::NodeStatus) -> NodeStatus {
     NodeStatus {
-        opsys: s.opsys,
-        uname: s.uname,
+        opsys: printable(s.opsys),
+        uname: printable(s.uname),
         sessions: s.sessions,
         nusers: s.nusers,
         idletime: s.idletime,
@@ -120,11 +122,25 @@ fn status_from_proto(s: capstan_proto::v1::NodeStatus) -> NodeStatus {
         availmem_kb: s.availmem_kb,
         physmem_kb: s.physmem_kb,
         ncpus: s.ncpus,
-        loadave: s.loadave,
+        loadave: if s.loadave.is_finite() {
+            s.loadave
+        } else {
+            0.0
+        },
         netload: s.netload,
-        state: s.state,
-        jobs: s.jobs,
+        state: printable(s.state),
+        jobs: s.jobs.into_iter().map(printable).collect(),
         rectime: s.rectime,
+    }
+}
+
+fn printable(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        text
     }
 }
 
@@ -544,5 +560,23 @@ pub async fn close_all(shared: &Shared) {
     let mut core = shared.core.lock().await;
     for n in core.state.nodes.iter_mut() {
         n.session = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moms_status_texts_stay_on_one_line() {
+        let status = status_from_proto(capstan_proto::v1::NodeStatus {
+            uname: "Linux n1\nstate = free".into(),
+            loadave: f64::NAN,
+            jobs: vec!["1.vm\r".into()],
+            ..Default::default()
+        });
+        assert_eq!(status.uname, "Linux n1 state = free");
+        assert_eq!(status.jobs, ["1.vm "]);
+        assert_eq!(status.loadave, 0.0);
     }
 }
