@@ -80,6 +80,8 @@ pub struct Launched {
     pub delivery: DeliveryPlan,
     /// The pipes to the supervisor, for the rest of the run (see `supervisor`).
     pub link: Link,
+    /// The supervisor kills the job if this MOM goes away and no other adopts the run.
+    pub watches_mom: bool,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -174,7 +176,7 @@ pub fn launch(
     let start_time = crate::status::now_secs();
     let (mut supervisor, mut link) = spawner.spawn(&layout.exit_file(spec.run_id))?;
     let refused = match link.start(&json) {
-        Ok(Started::Held(pid)) => {
+        Ok(Started::Held { pid, watches_mom }) => {
             return Ok(Launched {
                 pid,
                 supervisor,
@@ -183,6 +185,7 @@ pub fn launch(
                 start_time,
                 delivery: plan.delivery,
                 link,
+                watches_mom,
             })
         }
         // It says why and exits.

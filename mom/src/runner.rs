@@ -149,7 +149,6 @@ impl Runner {
         })
     }
 
-    /// Sets whether runs started from now on get a login shell.
     /// The server's lost grace (Welcome): runs started from now on are killed by their
     /// supervisor if their MOM is gone for [`orphan_timeout`] of it. 0 (an older server):
     /// never.
@@ -163,6 +162,7 @@ impl Runner {
         self.orphan_timeout_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Sets whether runs started from now on get a login shell.
     pub fn set_login_shells(&self, on: bool) {
         self.login_shells.store(on, Ordering::Relaxed);
     }
@@ -376,6 +376,9 @@ impl Runner {
         record.start_time = l.start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
+        // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
+        // would end an older one).
+        record.orphan_timeout_ms = if l.watches_mom { orphan_timeout_ms } else { 0 };
         record.supervisor_started = l.supervisor.started;
         record.delivery = l.delivery;
         record.phase = Phase::Running;
@@ -491,8 +494,8 @@ impl Runner {
         }
         let by_mom = record.interventions;
         let exit_status = match waited {
-            // As the server ends a lost run that is not requeued.
-            Some(w) if w.orphaned && !by_mom.deleted && !by_mom.walltime => job_exec::FAIL1,
+            // The server requeues it if it is rerunnable, as a run it counted lost.
+            Some(w) if w.orphaned && !by_mom.deleted && !by_mom.walltime => job_exec::INITABT,
             Some(w) => exit::exit_status(Termination::from_wait_status(w.status), &by_mom),
             None => exit::exit_status_unwaited(&by_mom),
         };

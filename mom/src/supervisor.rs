@@ -154,6 +154,8 @@ pub fn program() -> PathBuf {
 mod word {
     /// Answer of a supervisor that holds the shell until the MOM's `go`.
     pub const HELD: &str = "held";
+    /// After `held PID`: this supervisor watches its MOM (see `wait_watching_mom`).
+    pub const WATCH: &str = "watch";
     /// Answer of an older supervisor, whose shell already runs: refused.
     pub const STARTED: &str = "started";
     pub const FAILED: &str = "failed";
@@ -228,12 +230,21 @@ pub fn main(exit_file: &Path) -> i32 {
         }
     };
     let pid = shell.pid;
-    let _ = writeln!(out, "{} {pid}", word::HELD);
+    // SIGUSR1 is a new MOM's word that it adopted this run: blocked from here to the end
+    // (read from a signalfd while it matters), so one that comes late cannot end the
+    // supervisor. The shell was forked already; its mask is reset before exec anyway.
+    let watches_mom = plan.orphan_timeout_ms > 0 && block_adoption_signal();
+    if watches_mom {
+        let _ = writeln!(out, "{} {pid} {}", word::HELD, word::WATCH);
+    } else {
+        let _ = writeln!(out, "{} {pid}", word::HELD);
+    }
     let _ = out.flush();
     // The shell reads the MOM's `go` itself (see `launch::HeldShell`).
-    let waited = match plan.orphan_timeout_ms {
-        0 => wait_for_shell(pid),
-        ms => wait_watching_mom(pid, Duration::from_millis(ms)),
+    let waited = if watches_mom {
+        wait_watching_mom(pid, Duration::from_millis(plan.orphan_timeout_ms))
+    } else {
+        wait_for_shell(pid)
     };
     let Some(mut record) = waited else {
         return 1;
@@ -339,8 +350,10 @@ impl std::fmt::Debug for Link {
 /// What the supervisor answered to the job plan.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
-    /// The shell has this pid and waits for [`Link::go`].
-    Held(i32),
+    /// The shell has this pid and waits for [`Link::go`]; `watches_mom`: the
+    /// supervisor kills the job if its MOM goes and none adopts the run
+    /// (`held PID watch`; see [`wait_watching_mom`]).
+    Held { pid: i32, watches_mom: bool },
     /// An older supervisor's shell, already running with this pid: the MOM
     /// cannot have recorded it first, so it refuses the run.
     Unheld(i32),
@@ -371,11 +384,19 @@ impl Link {
             (line, sent) => return Err(format!("{line:?}, {sent:?}")),
         };
         match line.split_once(' ') {
-            Some((answer @ (word::HELD | word::STARTED), pid)) => match pid.parse::<i32>() {
-                Ok(pid) if pid > 1 && answer == word::HELD => Ok(Started::Held(pid)),
-                Ok(pid) if pid > 1 => Ok(Started::Unheld(pid)),
-                _ => Err(format!("supervisor said {line:?}")),
-            },
+            Some((answer @ (word::HELD | word::STARTED), rest)) => {
+                let (pid, watches_mom) = match rest.split_once(' ') {
+                    Some((pid, word::WATCH)) => (pid, true),
+                    _ => (rest, false),
+                };
+                match pid.parse::<i32>() {
+                    Ok(pid) if pid > 1 && answer == word::HELD => {
+                        Ok(Started::Held { pid, watches_mom })
+                    }
+                    Ok(pid) if pid > 1 => Ok(Started::Unheld(pid)),
+                    _ => Err(format!("supervisor said {line:?}")),
+                }
+            }
             Some((word::FAILED, why)) => Ok(Started::Failed(why.to_string())),
             _ => Err(format!("supervisor said {line:?}")),
         }
@@ -454,36 +475,51 @@ fn wait_for_shell(shell: i32) -> Option<ExitRecord> {
     wait4_until(-1, shell)
 }
 
-/// [`wait_for_shell`], also watching the MOM: when its pipe closes (the MOM died or was
-/// stopped) and no new MOM says within `orphan_timeout` that it adopted the run (SIGUSR1,
-/// see `runner::Runner::recover`), the job's process group is killed. Why: the server counts
-/// the runs of a MOM gone for its lost grace as lost, and requeues them; the job must not be
+/// Blocks SIGUSR1 (a new MOM's word that it adopted the run) for the rest of this process;
+/// whether that worked. See [`wait_watching_mom`].
+fn block_adoption_signal() -> bool {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGUSR1);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_ok()
+}
+
+/// [`wait_for_shell`], also watching the MOM: when its pipe hangs up (the MOM exited) and no
+/// new MOM says within `orphan_timeout` that it adopted the run (SIGUSR1, see
+/// `runner::Runner::recover`), the job's process group is killed. Why: the server counts the
+/// runs of a MOM gone for its lost grace as lost and requeues them; the job must not be
 /// running still when it starts again elsewhere. `orphan_timeout` is a margin short of that
-/// grace (`runner::orphan_timeout`).
+/// grace (`runner::orphan_timeout`). The adopting MOM is watched in turn (a pidfd of the
+/// signal's sender): if it exits too, the clock starts again. A MOM that is stopped rather
+/// than gone is not noticed. SIGUSR1 must be blocked already ([`block_adoption_signal`]).
 fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    let mut watched = SigSet::empty();
-    watched.add(Signal::SIGCHLD);
-    watched.add(Signal::SIGUSR1);
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
     let mut old = SigSet::empty();
-    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old)).is_err()
-    {
+    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_err() {
         return wait_for_shell(shell);
     }
+    // Back to the mask before: SIGCHLD as it was, SIGUSR1 still blocked.
     let restore = |old: &SigSet| {
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
     };
+    let mut watched = chld;
+    watched.add(Signal::SIGUSR1);
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
     let Ok(signals) = SignalFd::with_flags(&watched, flags) else {
         restore(&old);
         return wait_for_shell(shell);
     };
     let stdin = io::stdin();
-    let mut mom_linked = true;
-    let mut adopted = false;
+    let mut mom_pipe_open = true;
+    // The MOM that adopted the run, while it runs.
+    let mut adopter: Option<std::os::fd::OwnedFd> = None;
     let mut deadline: Option<Instant> = None;
     let mut killed = false;
+    let my_uid = nix::unistd::geteuid().as_raw();
     let outcome = loop {
         // An exit before the signalfd was made is still pending, so it is seen here.
         match reap_nohang(shell) {
@@ -496,7 +532,7 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
         }
         if let Some(when) = deadline.filter(|_| !killed) {
             if Instant::now() >= when {
-                // SIGKILL: the run is being counted lost; there is no one to report to.
+                // SIGKILL: the run is about to be counted lost; no one waits for a grace.
                 let _ =
                     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(shell), Signal::SIGKILL);
                 killed = true;
@@ -505,48 +541,64 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
         }
         // Only the hang-up of the MOM's pipe is asked for: its `go` line is the held shell's
         // to read, and nothing else comes before the job has ended.
-        let mut fds = vec![nix::poll::PollFd::new(
-            signals.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if mom_linked {
-            fds.push(nix::poll::PollFd::new(
-                stdin.as_fd(),
-                nix::poll::PollFlags::empty(),
-            ));
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if mom_pipe_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::empty()));
+        }
+        if let Some(pidfd) = &adopter {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
         let timeout = match deadline.filter(|_| !killed) {
             Some(when) => {
                 let left = when.saturating_duration_since(Instant::now()).as_millis();
-                nix::poll::PollTimeout::try_from(left.min(60_000) as i32 + 1)
-                    .unwrap_or(nix::poll::PollTimeout::MAX)
+                PollTimeout::try_from(left.min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
             }
-            None => nix::poll::PollTimeout::NONE,
+            None => PollTimeout::NONE,
         };
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => break wait_for_shell(shell),
         }
-        let hung_up = mom_linked
-            && fds[1].revents().is_some_and(|r| {
-                r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)
-            });
-        while let Ok(Some(info)) = signals.read_signal() {
-            if info.ssi_signo == Signal::SIGUSR1 as u32 {
-                adopted = true;
-                deadline = None;
+        let fired = |fd: &PollFd| {
+            fd.revents().is_some_and(|r| {
+                !(r & (PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)).is_empty()
+            })
+        };
+        let pipe_hung_up = mom_pipe_open && fired(&fds[1]);
+        let adopter_gone = adopter.is_some() && fired(&fds[fds.len() - 1]);
+        drop(fds);
+        if pipe_hung_up {
+            mom_pipe_open = false;
+            if adopter.is_none() {
+                deadline = Some(Instant::now() + orphan_timeout);
             }
         }
-        if hung_up {
-            mom_linked = false;
-            if !adopted {
-                deadline = Some(Instant::now() + orphan_timeout);
+        if adopter_gone {
+            adopter = None;
+            deadline = Some(Instant::now() + orphan_timeout);
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            if info.ssi_signo != Signal::SIGUSR1 as u32 || info.ssi_uid != my_uid {
+                continue;
+            }
+            if let Some(pidfd) = pidfd_open(info.ssi_pid as i32) {
+                adopter = Some(pidfd);
+                deadline = None;
             }
         }
     };
     drop(signals);
     restore(&old);
     outcome
+}
+
+/// A pidfd for `pid` (readable once it exits); `None` if it is gone already.
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor the kernel just created, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// What a non-blocking reap found.
@@ -799,7 +851,20 @@ mod tests {
     #[test]
     fn start_reads_the_pid_or_the_failure() {
         let cases = [
-            ("held 4242", Ok(Started::Held(4242))),
+            (
+                "held 4242",
+                Ok(Started::Held {
+                    pid: 4242,
+                    watches_mom: false,
+                }),
+            ),
+            (
+                "held 4242 watch",
+                Ok(Started::Held {
+                    pid: 4242,
+                    watches_mom: true,
+                }),
+            ),
             // An older supervisor: the shell already runs.
             ("started 4243", Ok(Started::Unheld(4243))),
             (

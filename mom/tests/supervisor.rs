@@ -34,7 +34,7 @@ fn supervise_held(b: &Bed, run_id: u64, plan: &ExecPlan) -> (Child, Link, i32) {
         .expect("spawn supervisor");
     let json = serde_json::to_vec(plan).expect("plan");
     let pid = match link.start(&json) {
-        Ok(Started::Held(pid)) => pid,
+        Ok(Started::Held { pid, .. }) => pid,
         other => panic!("supervisor did not hold the job's shell: {other:?}"),
     };
     (child, link, pid)
@@ -148,7 +148,7 @@ async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
     let spawner_name = capstan_mom::spawner::SPAWNER_NAME.to_str().expect("ascii");
     assert_eq!(comm.trim_end(), spawner_name, "exec'd, not forked");
     let json = serde_json::to_vec(&plan).expect("plan");
-    assert!(matches!(link.start(&json), Ok(Started::Held(_))));
+    assert!(matches!(link.start(&json), Ok(Started::Held { .. })));
     link.go().expect("release");
     assert!(link.exited());
     let results = link.deliver(&plan.delivery.files).expect("delivered");

@@ -6,5 +6,9 @@ pub const FAIL1: i32 = -1;
 /// JOB_EXEC_RETRY: the run never started its script and may be retried; the server
 /// requeues the job.
 pub const RETRY: i32 = -3;
+/// JOB_EXEC_INITABT: the job was aborted on its node without its MOM (the supervisor killed
+/// it when no MOM came back in time); as Torque, the server requeues it when it is
+/// rerunnable, else ends it with this status.
+pub const INITABT: i32 = -4;
 /// JOB_EXEC_OVERLIMIT_WT: killed for exceeding its walltime.
 pub const OVERLIMIT_WT: i32 = -11;

@@ -1236,6 +1236,13 @@ pub async fn runs_ended(
                 requeue(&mut job, now, end.comment.clone());
                 info!(job = %id, "job requeued");
             }
+            // Killed on its node because its MOM was gone (JOB_EXEC_INITABT): as a lost run,
+            // requeued when rerunnable; otherwise it ends below with that status.
+            None if end.exit_status == job_exec::INITABT && job.rerunable => {
+                let why = format!("Job requeued: its pbs_mom on {node} was gone too long");
+                requeue(&mut job, now, Some(why));
+                info!(job = %id, "job requeued: killed while its MOM was gone");
+            }
             None if never_ran => {
                 job.failed_starts += 1;
                 let held = job.failed_starts >= MAX_FAILED_STARTS;
@@ -1753,6 +1760,34 @@ mod tests {
         assert_eq!(
             child.comment.as_deref(),
             Some("Job deleted as result of dependency on job 1.vm")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_killed_without_its_mom_is_requeued_when_rerunnable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fixed = running_on(2, "n1", 20);
+        fixed.rerunable = false;
+        let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10), fixed]).await;
+        let end = |run_id| RunEnd {
+            run_id,
+            exit_status: job_exec::INITABT,
+            end_time: 150,
+            ..RunEnd::default()
+        };
+        assert!(runs_ended(&mut core, "n1", &[end(10), end(20)], 150)
+            .await
+            .unwrap());
+        let rerun = &core.state.jobs[&1];
+        assert_eq!(rerun.state, JobState::Queued);
+        assert_eq!(
+            rerun.comment.as_deref(),
+            Some("Job requeued: its pbs_mom on n1 was gone too long")
+        );
+        let ended = &core.state.jobs[&2];
+        assert_eq!(
+            (ended.state, ended.exit_status),
+            (JobState::Completed, Some(job_exec::INITABT))
         );
     }
 

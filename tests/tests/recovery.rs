@@ -81,6 +81,32 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
 }
 
 #[test]
+fn a_job_whose_adopting_mom_dies_too_is_killed_before_it_is_requeued() {
+    let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "2"]);
+    let pid_file = c.work.join("job.pid");
+    let id = c.qsub(
+        "twice.sh",
+        &format!("echo $$ > {}\nsleep 300\n", pid_file.display()),
+        &[],
+    );
+    c.wait_state(&id, "R", T);
+    assert!(wait_until(T, || !c.read_opt(&pid_file).trim().is_empty()));
+    let shell = format!("/proc/{}", c.read(&pid_file).trim());
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    assert!(
+        wait_until(T, || c.mom_log("n1").contains("adopting running job")),
+        "the new MOM did not adopt the job:\n{}",
+        c.mom_log("n1")
+    );
+    // The adopting MOM goes too, for good: the supervisor, watching it, kills the job before
+    // the server counts the run lost and requeues the job.
+    c.kill_mom("n1");
+    c.wait_state(&id, "Q", T);
+    assert!(!std::path::Path::new(&shell).exists(), "{shell} still runs");
+}
+
+#[test]
 fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
     let pid_file = |name: &str| c.work.join(format!("{name}.pid"));
