@@ -17,13 +17,23 @@ bin=$repo/target/capstan/release
 
 stop_cluster() {
     [ -f "$demo/pids" ] || return 0
+    local stopping=()
     while read -r pid; do
         # Only a PID this script recorded, and only while it is still one of ours.
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
             grep -q -e pbs_server -e pbs_mom "/proc/$pid/cmdline" 2>/dev/null; then
-            kill "$pid"
+            kill "$pid" && stopping+=("$pid")
         fi
     done <"$demo/pids"
+    # Until they have shut down (a restart right after must find the port and database
+    # free), for at most 10 s.
+    local pid
+    for pid in "${stopping[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
     rm -f "$demo/pids"
 }
 
