@@ -119,6 +119,14 @@ fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
         assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
         assert_eq!(&stderr(&out), want, "{command}");
     }
+    // Name by name: the queue that exists is listed, the unknown one refused.
+    let out = c.run_as_root("qmgr", &["-c", "list queue lab,nosuch"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(stdout(&out), listed);
+    assert_eq!(
+        stderr(&out),
+        "qmgr obj=nosuch svr=default: Unknown queue MSG=cannot locate queue nosuch\n"
+    );
 
     // An ordinary user may look but not touch.
     let out = c.run("qmgr", &["-c", "set server scheduling = false"]);

@@ -187,9 +187,18 @@ fn rpc_error(s: tonic::Status) -> String {
 async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(), String> {
     let command = match d.verb {
         Verb::List => {
-            let objects = stat(client, d.object, &d.names).await?;
-            emit(&qmgr::list(d.object, &objects, &chrono::Local));
-            return Ok(());
+            // Name by name, as Torque: a name that exists is listed even when another in the
+            // list is unknown; the first refusal is the directive's error.
+            let mut refused = None;
+            for names in one_by_one(&d.names) {
+                match stat(client, d.object, &names).await {
+                    Ok(objects) => emit(&qmgr::list(d.object, &objects, &chrono::Local)),
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                    }
+                }
+            }
+            return refused.map_or(Ok(()), Err);
         }
         Verb::Print => {
             let objects = stat(client, d.object, &d.names).await?;
@@ -202,7 +211,7 @@ async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(),
                         .collect()
                 }
                 ObjectKind::Queue => objects.iter().map(qmgr::print_queue).collect(),
-                ObjectKind::Node => objects.iter().map(qmgr::print_node).collect(),
+                ObjectKind::Node => qmgr::print_nodes(&objects),
             };
             emit(&text);
             return Ok(());
@@ -257,6 +266,15 @@ async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(),
 
 /// The objects of `kind` named `names` (all of them when none is named). An unknown name is
 /// Torque's `Unknown queue`/`Unknown node` line.
+/// Each name on its own (or, with none, everything in one request).
+fn one_by_one(names: &[String]) -> Vec<Vec<String>> {
+    if names.is_empty() {
+        vec![Vec::new()]
+    } else {
+        names.iter().map(|n| vec![n.clone()]).collect()
+    }
+}
+
 async fn stat(
     client: &mut BatchClient<Channel>,
     kind: ObjectKind,

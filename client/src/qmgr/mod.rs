@@ -531,13 +531,18 @@ pub fn print_server(server: &Object, queues: &[Object]) -> String {
     out
 }
 
-/// `print node NAME`.
-pub fn print_node(node: &Object) -> String {
-    format!(
-        "#\n# Create nodes and set their properties.\n#\n#\n# Create and define node {name}\n#\ncreate node {name}\n{}",
-        set_lines(&format!("set node {}", node.name), node, NODES_FILE_ONLY),
-        name = node.name
-    )
+/// `print node [NAME...]`: one header for the whole listing (Torque's `display`), then each
+/// node's block.
+pub fn print_nodes(nodes: &[Object]) -> String {
+    let mut out = String::from("#\n# Create nodes and set their properties.\n#\n");
+    for node in nodes {
+        out.push_str(&format!(
+            "#\n# Create and define node {name}\n#\ncreate node {name}\n{}",
+            set_lines(&format!("set node {}", node.name), node, NODES_FILE_ONLY),
+            name = node.name
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -653,6 +658,17 @@ mod tests {
         assert_eq!(
             print_server(&s, &[q]),
             "#\n# Create queues and set their attributes.\n#\n#\n# Create and define queue batch\n#\ncreate queue batch\nset queue batch queue_type = Execution\nset queue batch resources_default.walltime = 01:00:00\nset queue batch acl_users = alice\nset queue batch acl_users += bob\nset queue batch enabled = True\n#\n# Set server attributes.\n#\nset server scheduling = True\nset server managers = root@vm\nset server managers += alice@vm\nset server default_queue = batch\n"
+        );
+    }
+
+    #[test]
+    fn print_node_heads_the_listing_once() {
+        let node = |name: &str| Object::new(name, vec![Attribute::text("np", "2")]);
+        assert_eq!(
+            print_nodes(&[node("a1"), node("b1")]),
+            "#\n# Create nodes and set their properties.\n#\n\
+             #\n# Create and define node a1\n#\ncreate node a1\nset node a1 np = 2\n\
+             #\n# Create and define node b1\n#\ncreate node b1\nset node b1 np = 2\n"
         );
     }
 
