@@ -515,8 +515,10 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
     };
     let stdin = io::stdin();
     let mut mom_pipe_open = true;
-    // The MOM that adopted the run, while it runs.
-    let mut adopter: Option<std::os::fd::OwnedFd> = None;
+    // The MOMs that said they adopted the run, while they run (pidfds).
+    let mut adopters: Vec<std::os::fd::OwnedFd> = Vec::new();
+    // An adoption whose sender could not be watched (no pidfd on this kernel): trusted.
+    let mut adopted_unwatched = false;
     let mut deadline: Option<Instant> = None;
     let mut killed = false;
     let my_uid = nix::unistd::geteuid().as_raw();
@@ -545,7 +547,8 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
         if mom_pipe_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::empty()));
         }
-        if let Some(pidfd) = &adopter {
+        let first_adopter = fds.len();
+        for pidfd in &adopters {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
         let timeout = match deadline.filter(|_| !killed) {
@@ -564,27 +567,35 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
                 !(r & (PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)).is_empty()
             })
         };
-        let pipe_hung_up = mom_pipe_open && fired(&fds[1]);
-        let adopter_gone = adopter.is_some() && fired(&fds[fds.len() - 1]);
-        drop(fds);
-        if pipe_hung_up {
+        if mom_pipe_open && fired(&fds[1]) {
             mom_pipe_open = false;
-            if adopter.is_none() {
-                deadline = Some(Instant::now() + orphan_timeout);
-            }
         }
-        if adopter_gone {
-            adopter = None;
-            deadline = Some(Instant::now() + orphan_timeout);
+        let gone: Vec<usize> = (first_adopter..fds.len())
+            .filter(|&i| fired(&fds[i]))
+            .map(|i| i - first_adopter)
+            .collect();
+        drop(fds);
+        for i in gone.into_iter().rev() {
+            adopters.remove(i);
         }
         while let Ok(Some(info)) = signals.read_signal() {
             if info.ssi_signo != Signal::SIGUSR1 as u32 || info.ssi_uid != my_uid {
                 continue;
             }
-            if let Some(pidfd) = pidfd_open(info.ssi_pid as i32) {
-                adopter = Some(pidfd);
-                deadline = None;
+            match pidfd_open(info.ssi_pid as i32) {
+                Ok(pidfd) => adopters.push(pidfd),
+                // The sender is gone already: no adoption.
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(_) => adopted_unwatched = true,
             }
+        }
+        // The clock runs while no MOM is known to be there: the launching one's pipe hung
+        // up and every adopter has exited too.
+        let orphaned = !mom_pipe_open && adopters.is_empty() && !adopted_unwatched;
+        match (orphaned, deadline) {
+            (true, None) => deadline = Some(Instant::now() + orphan_timeout),
+            (false, Some(_)) => deadline = None,
+            _ => {}
         }
     };
     drop(signals);
@@ -592,13 +603,17 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
     outcome
 }
 
-/// A pidfd for `pid` (readable once it exits); `None` if it is gone already.
-fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+/// A pidfd for `pid`, readable once it exits (ESRCH: it is gone already; ENOSYS or EPERM on
+/// kernels before 5.3 or under a seccomp profile that refuses it).
+fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
     // SAFETY: a descriptor the kernel just created, owned by nothing else.
-    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// What a non-blocking reap found.

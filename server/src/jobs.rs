@@ -1269,8 +1269,13 @@ pub async fn runs_ended(
                     samples.push(sample);
                 }
                 // A job deleted while its MOM restarted: the run never started, and qdel wins.
+                // Killed without its MOM (INITABT) after a qdel it never acted on: deleted.
                 let exit_status = match pending {
-                    Some(PendingAction::Delete) if never_ran => EXIT_DELETED,
+                    Some(PendingAction::Delete)
+                        if never_ran || end.exit_status == job_exec::INITABT =>
+                    {
+                        EXIT_DELETED
+                    }
                     _ => end.exit_status,
                 };
                 end_job(&mut job, exit_status, end_time, end.comment.clone());
@@ -1768,16 +1773,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut fixed = running_on(2, "n1", 20);
         fixed.rerunable = false;
-        let mut core = core_with_jobs(dir.path(), vec![running_on(1, "n1", 10), fixed]).await;
+        let mut deleted = running_on(3, "n1", 30);
+        deleted.pending = Some(PendingAction::Delete);
+        let jobs = vec![running_on(1, "n1", 10), fixed, deleted];
+        let mut core = core_with_jobs(dir.path(), jobs).await;
         let end = |run_id| RunEnd {
             run_id,
             exit_status: job_exec::INITABT,
             end_time: 150,
             ..RunEnd::default()
         };
-        assert!(runs_ended(&mut core, "n1", &[end(10), end(20)], 150)
-            .await
-            .unwrap());
+        assert!(
+            runs_ended(&mut core, "n1", &[end(10), end(20), end(30)], 150)
+                .await
+                .unwrap()
+        );
         let rerun = &core.state.jobs[&1];
         assert_eq!(rerun.state, JobState::Queued);
         assert_eq!(
@@ -1788,6 +1798,12 @@ mod tests {
         assert_eq!(
             (ended.state, ended.exit_status),
             (JobState::Completed, Some(job_exec::INITABT))
+        );
+        // A qdel its MOM never acted on: deleted, as qdel says.
+        let deleted = &core.state.jobs[&3];
+        assert_eq!(
+            (deleted.state, deleted.exit_status),
+            (JobState::Completed, Some(EXIT_DELETED))
         );
     }
 
