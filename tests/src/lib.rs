@@ -429,6 +429,19 @@ impl Cluster {
         }
     }
 
+    /// `kill -9` one MOM, start another, and wait until it has adopted the node's running jobs.
+    pub fn restart_mom_adopting(&mut self, node: &str) {
+        self.kill_mom(node);
+        self.start_mom(node);
+        assert!(
+            wait_until(Duration::from_secs(30), || self
+                .mom_log(node)
+                .contains("adopting running job")),
+            "the new MOM did not adopt the job:\n{}",
+            self.mom_log(node)
+        );
+    }
+
     /// `kill -9` one MOM.
     pub fn kill_mom(&mut self, node: &str) {
         if let Some(pos) = self.moms.iter().position(|(n, _)| n == node) {
@@ -667,6 +680,25 @@ impl Cluster {
     /// Reads a file, or "" when it does not exist (yet).
     pub fn read_opt(&self, path: impl AsRef<Path>) -> String {
         fs::read_to_string(path.as_ref()).unwrap_or_default()
+    }
+
+    /// A job script that writes its shell's pid to `pid_file`, then sleeps `secs`.
+    pub fn pid_then_sleep(pid_file: &Path, secs: u32) -> String {
+        format!("echo $$ > {}\nsleep {secs}\n", pid_file.display())
+    }
+
+    /// `/proc/PID` of the shell that wrote its pid to `pid_file` (see
+    /// [`Cluster::pid_then_sleep`]), once it has: gone from there, the shell has exited.
+    pub fn shell_proc(&self, pid_file: &Path) -> PathBuf {
+        assert!(
+            wait_until(Duration::from_secs(30), || !self
+                .read_opt(pid_file)
+                .trim()
+                .is_empty()),
+            "{} was not written",
+            pid_file.display()
+        );
+        PathBuf::from(format!("/proc/{}", self.read(pid_file).trim()))
     }
 
     /// The sequence number of a job id (`12.tsrv` → `12`).

@@ -93,18 +93,17 @@ fn dependencies_release_or_delete_dependents() {
         let pid_file = c.work.join("early.pid");
         let early = c.qsub(
             "early.sh",
-            &format!("echo $$ > {}\nsleep 60\n", pid_file.display()),
+            &Cluster::pid_then_sleep(&pid_file, 60),
             &["-W", &format!("depend=afterok:{held}")],
         );
         let out = c.run_as_root("qrls", &["-h", "s", &early]);
         assert!(out.status.success(), "{}", stderr(&out));
         c.wait_state(&early, "R", T);
-        assert!(wait_until(T, || !c.read_opt(&pid_file).trim().is_empty()));
-        let shell = format!("/proc/{}", c.read(&pid_file).trim());
+        let shell = c.shell_proc(&pid_file);
         assert!(c.run("qdel", &[&held]).status.success());
         c.wait_state(&early, "C", T);
         // Completed only once its shell is gone.
-        assert!(!std::path::Path::new(&shell).exists(), "{shell} still runs");
+        assert!(!shell.exists(), "{} still runs", shell.display());
         assert_eq!(c.job_attr(&early, "exit_status").as_deref(), Some("271"));
         assert_eq!(
             c.job_attr(&early, "comment"),

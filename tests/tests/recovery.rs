@@ -62,13 +62,7 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
         "the MOM did not report the start"
     );
     // kill -9: the job's supervisor, in a session of its own, keeps the job running.
-    c.kill_mom("n1");
-    c.start_mom("n1");
-    assert!(
-        wait_until(T, || c.mom_log("n1").contains("adopting running job")),
-        "the new MOM did not adopt the job:\n{}",
-        c.mom_log("n1")
-    );
+    c.restart_mom_adopting("n1");
     // Past the supervisor's deadline: adopted, the job is not killed.
     std::thread::sleep(Duration::from_secs(4));
     std::fs::write(&marker, "").unwrap();
@@ -84,46 +78,29 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
 fn a_job_whose_adopting_mom_dies_too_is_killed_before_it_is_requeued() {
     let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "2"]);
     let pid_file = c.work.join("job.pid");
-    let id = c.qsub(
-        "twice.sh",
-        &format!("echo $$ > {}\nsleep 300\n", pid_file.display()),
-        &[],
-    );
+    let id = c.qsub("twice.sh", &Cluster::pid_then_sleep(&pid_file, 300), &[]);
     c.wait_state(&id, "R", T);
-    assert!(wait_until(T, || !c.read_opt(&pid_file).trim().is_empty()));
-    let shell = format!("/proc/{}", c.read(&pid_file).trim());
-    c.kill_mom("n1");
-    c.start_mom("n1");
-    assert!(
-        wait_until(T, || c.mom_log("n1").contains("adopting running job")),
-        "the new MOM did not adopt the job:\n{}",
-        c.mom_log("n1")
-    );
+    let shell = c.shell_proc(&pid_file);
+    c.restart_mom_adopting("n1");
     // The adopting MOM goes too, for good: the supervisor, watching it, kills the job before
     // the server counts the run lost and requeues the job.
     c.kill_mom("n1");
     c.wait_state(&id, "Q", T);
-    assert!(!std::path::Path::new(&shell).exists(), "{shell} still runs");
+    assert!(!shell.exists(), "{} still runs", shell.display());
 }
 
 #[test]
 fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
     let pid_file = |name: &str| c.work.join(format!("{name}.pid"));
-    let script = |name: &str| format!("echo $$ > {}\nsleep 300\n", pid_file(name).display());
+    let script = |name: &str| Cluster::pid_then_sleep(&pid_file(name), 300);
     let rerunnable = c.qsub("re.sh", &script("re"), &["-l", "nodes=n1"]);
     let fixed = c.qsub("fixed.sh", &script("fixed"), &["-r", "n", "-l", "nodes=n2"]);
     c.wait_state(&rerunnable, "R", T);
     c.wait_state(&fixed, "R", T);
-    let shells: Vec<String> = ["re", "fixed"]
+    let shells: Vec<_> = ["re", "fixed"]
         .iter()
-        .map(|name| {
-            assert!(wait_until(T, || !c
-                .read_opt(pid_file(name))
-                .trim()
-                .is_empty()));
-            format!("/proc/{}", c.read(pid_file(name)).trim())
-        })
+        .map(|name| c.shell_proc(&pid_file(name)))
         .collect();
     c.kill_mom("n1");
     c.kill_mom("n2");
@@ -142,7 +119,7 @@ fn losing_a_mom_marks_its_node_down_and_requeues_its_jobs() {
     // Their supervisors, with no MOM to come back, killed both jobs before the server
     // counted the runs lost: the requeued job cannot run twice at once.
     for shell in &shells {
-        assert!(!std::path::Path::new(shell).exists(), "{shell} still runs");
+        assert!(!shell.exists(), "{} still runs", shell.display());
     }
     // The MOMs come back: the requeued job runs again, and n2 is told to drop the run the
     // server has ended, so nothing runs twice.
