@@ -626,26 +626,7 @@ enum Reaped {
 /// Reaps every child that has exited (the job's orphans too, as in [`wait_for_shell`]),
 /// without blocking; the shell's record if it was among them.
 fn reap_nohang(shell: i32) -> Reaped {
-    loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain data; wait4 fills it.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to locals.
-        let r = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::WNOHANG, &mut ru) };
-        if r == shell {
-            return Reaped::Shell(exit_record(status, &ru));
-        }
-        if r > 0 {
-            continue;
-        }
-        if r == 0 {
-            return Reaped::Running;
-        }
-        if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        return Reaped::Error;
-    }
+    reap(-1, shell, libc::WNOHANG)
 }
 
 /// The record of a reaped shell, from its wait status and rusage.
@@ -664,23 +645,35 @@ fn exit_record(status: i32, ru: &libc::rusage) -> ExitRecord {
 
 /// `wait4(which)` until it reaps `pid`, discarding any other child it reaps.
 fn wait4_until(which: i32, pid: i32) -> Option<ExitRecord> {
+    match reap(which, pid, 0) {
+        Reaped::Shell(record) => Some(record),
+        Reaped::Running | Reaped::Error => None,
+    }
+}
+
+/// `wait4(which, flags)` until it reaps `pid` (its record), finds nothing more exited
+/// (`Running`, only with WNOHANG) or fails; any other child it reaps is discarded.
+fn reap(which: i32, pid: i32, flags: i32) -> Reaped {
     loop {
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers to locals. __WALL: also children cloned with another exit
         // signal than SIGCHLD.
-        let r = unsafe { libc::wait4(which, &mut status, libc::__WALL, &mut ru) };
-        if r > 0 && r != pid {
-            continue;
-        }
+        let r = unsafe { libc::wait4(which, &mut status, libc::__WALL | flags, &mut ru) };
         if r == pid {
-            return Some(exit_record(status, &ru));
+            return Reaped::Shell(exit_record(status, &ru));
         }
-        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+        if r > 0 {
             continue;
         }
-        return None;
+        if r == 0 {
+            return Reaped::Running;
+        }
+        if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return Reaped::Error;
     }
 }
 
