@@ -365,7 +365,8 @@ impl Batch for BatchService {
         }
         // A listing named again adds nothing but work under the state lock (Torque would
         // print it twice; no one asks for that, and a request can repeat it millions of times).
-        let mut listed: HashSet<Option<&str>> = HashSet::new();
+        let mut everything_listed = false;
+        let mut queues_listed: HashSet<&str> = HashSet::new();
         for operand in &operands {
             if table.byte_len() > MAX_LISTING_BYTES {
                 break;
@@ -384,10 +385,11 @@ impl Batch for BatchService {
                 continue;
             }
             let queue = before_at(operand);
-            if listed.contains(&None) || !listed.insert((!queue.is_empty()).then_some(queue)) {
+            if everything_listed || (!queue.is_empty() && !queues_listed.insert(queue)) {
                 continue;
             }
             if queue.is_empty() {
+                everything_listed = true;
                 list(&mut table, None);
             } else if state.queue(queue).is_some() {
                 list(&mut table, Some(queue));

@@ -264,17 +264,17 @@ async fn execute(client: &mut BatchClient<Channel>, d: &Directive) -> Result<(),
     Ok(())
 }
 
-/// The objects of `kind` named `names` (all of them when none is named). An unknown name is
-/// Torque's `Unknown queue`/`Unknown node` line.
 /// Each name on its own (or, with none, everything in one request).
 fn one_by_one(names: &[String]) -> Vec<Vec<String>> {
     if names.is_empty() {
         vec![Vec::new()]
     } else {
-        names.iter().map(|n| vec![n.clone()]).collect()
+        names.chunks(1).map(<[String]>::to_vec).collect()
     }
 }
 
+/// The objects of `kind` named `names` (all of them when none is named). An unknown name is
+/// Torque's `Unknown queue`/`Unknown node` line.
 async fn stat(
     client: &mut BatchClient<Channel>,
     kind: ObjectKind,
