@@ -153,12 +153,7 @@ impl Runner {
     /// supervisor if their MOM is gone for [`orphan_timeout`] of it. 0 (an older server):
     /// never.
     pub fn set_lost_grace(&self, grace: Duration) {
-        let timeout = if grace.is_zero() {
-            Duration::ZERO
-        } else {
-            orphan_timeout(grace)
-        };
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(orphan_timeout(grace).as_millis()).unwrap_or(u64::MAX);
         self.orphan_timeout_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -329,7 +324,6 @@ impl Runner {
         let run_id = spec.run_id;
         let orphan_timeout_ms = self.orphan_timeout_ms.load(Ordering::Relaxed);
         let mut record = RunRecord::starting(&spec, now_secs());
-        record.orphan_timeout_ms = orphan_timeout_ms;
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {

@@ -393,14 +393,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// A program that logs its role and exits at once: as a spawner it fails its first
-    /// request, as an exec'd supervisor it is gone before the MOM says anything.
-    fn logging_program(dir: &Path) -> PathBuf {
+    /// A program that logs its role (to `roles`) and exits at once: as a spawner it fails its
+    /// first request, as an exec'd supervisor it is gone before the MOM says anything. `then`
+    /// runs after the log line.
+    fn logging_program(dir: &Path, then: &str) -> PathBuf {
         let program = dir.join("helper.sh");
         let log = dir.join("roles");
         std::fs::write(
             &program,
-            format!("#!/bin/sh\necho \"$1\" >> '{}'\n", log.display()),
+            format!("#!/bin/sh\necho \"$1\" >> '{}'\n{then}", log.display()),
         )
         .expect("write");
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -411,17 +412,11 @@ mod tests {
     fn a_spawner_that_does_not_answer_is_given_up_and_the_supervisor_execd() {
         let dir = tempfile::tempdir().expect("tempdir");
         // As the spawner it reads nothing and never answers; as a supervisor it logs and exits.
-        let program = dir.path().join("helper.sh");
+        let program = logging_program(
+            dir.path(),
+            &format!("[ \"$1\" = {SPAWNER_ARG} ] && exec sleep 60\nexit 0\n"),
+        );
         let log = dir.path().join("roles");
-        std::fs::write(
-            &program,
-            format!(
-                "#!/bin/sh\necho \"$1\" >> '{}'\n[ \"$1\" = {SPAWNER_ARG} ] && exec sleep 60\nexit 0\n",
-                log.display()
-            ),
-        )
-        .expect("write");
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let spawner = Spawner {
             answer_timeout: Duration::from_millis(200),
             ..Spawner::new(program)
@@ -450,7 +445,7 @@ mod tests {
     #[test]
     fn a_spawner_that_fails_its_first_request_is_not_started_again() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spawner = Spawner::new(logging_program(dir.path()));
+        let spawner = Spawner::new(logging_program(dir.path(), ""));
         for run in 0..3 {
             let exit_file = dir.path().join(format!("{run}.exit"));
             let (mut supervisor, link) = spawner.spawn(&exit_file).expect("exec'd instead");

@@ -496,8 +496,7 @@ fn wait_watching_mom(shell: i32, orphan_timeout: Duration) -> Option<ExitRecord>
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
+    let chld = leftovers::sigchld();
     let mut old = SigSet::empty();
     if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_err() {
         return wait_for_shell(shell);

@@ -431,12 +431,13 @@ impl Cluster {
 
     /// `kill -9` one MOM, start another, and wait until it has adopted the node's running jobs.
     pub fn restart_mom_adopting(&mut self, node: &str) {
+        // The log is appended to across restarts: count this MOM's adoption lines only.
+        let adoptions = |c: &Cluster| c.mom_log(node).matches("adopting running job").count();
+        let before = adoptions(self);
         self.kill_mom(node);
         self.start_mom(node);
         assert!(
-            wait_until(Duration::from_secs(30), || self
-                .mom_log(node)
-                .contains("adopting running job")),
+            wait_until(Duration::from_secs(30), || adoptions(self) > before),
             "the new MOM did not adopt the job:\n{}",
             self.mom_log(node)
         );
