@@ -1,7 +1,7 @@
 //! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
-//! thresholds and `$source_login_batch` change what this MOM does; every other
+//! thresholds, `$source_login_batch` and `$prologalarm` change what this MOM does; every other
 //! keyword is accepted and ignored so an existing Torque config file can be
 //! dropped in unchanged.
 
@@ -20,7 +20,13 @@ pub struct MomConfig {
     /// by default, as in Torque; sites that run many short jobs turn it off,
     /// since on a typical distribution the profile costs more than the job.
     pub source_login_batch: bool,
+    /// Torque's `$prologalarm`: how long a prologue or epilogue may run before it
+    /// is killed (seconds, > 0).
+    pub prolog_alarm_secs: u64,
 }
+
+/// Torque's `PBS_PROLOG_TIME`, the `$prologalarm` default.
+pub const DEFAULT_PROLOG_ALARM_SECS: u64 = 300;
 
 impl Default for MomConfig {
     fn default() -> MomConfig {
@@ -28,6 +34,7 @@ impl Default for MomConfig {
             max_load: None,
             ideal_load: None,
             source_login_batch: true,
+            prolog_alarm_secs: DEFAULT_PROLOG_ALARM_SECS,
         }
     }
 }
@@ -62,6 +69,14 @@ impl MomConfig {
                 match value.and_then(parse_bool) {
                     Some(on) => cfg.source_login_batch = on,
                     None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+                }
+                continue;
+            }
+            if key == "$prologalarm" {
+                // Torque takes only a positive number of seconds.
+                match value.map(str::parse::<u64>) {
+                    Some(Ok(secs)) if secs > 0 => cfg.prolog_alarm_secs = secs,
+                    _ => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
                 }
                 continue;
             }
@@ -160,6 +175,15 @@ mod tests {
         let (c, w) = MomConfig::parse("$max_load lots\n$ideal_load\n$max_load -1\n");
         assert_eq!(c, MomConfig::default());
         assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn prologalarm_takes_positive_seconds() {
+        assert_eq!(MomConfig::parse("").0.prolog_alarm_secs, 300);
+        let (c, w) = MomConfig::parse("$prologalarm 45\n");
+        assert!(w.is_empty() && c.prolog_alarm_secs == 45, "{w:?}");
+        let (c, w) = MomConfig::parse("$prologalarm 0\n$prologalarm -5\n$prologalarm soon\n");
+        assert_eq!((c.prolog_alarm_secs, w.len()), (300, 3));
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct RunRecord {
     /// supervisor so (SIGUSR1), and only then.
     #[serde(default)]
     pub orphan_timeout_ms: u64,
+    /// What its epilogue is told (empty before the launch, and in records of older MOMs,
+    /// whose runs get no epilogue).
+    #[serde(default)]
+    pub pelog: crate::pelog::PelogJob,
 }
 
 impl RunRecord {
@@ -106,6 +110,7 @@ impl RunRecord {
             delivery: Default::default(),
             gated: true,
             orphan_timeout_ms: 0,
+            pelog: Default::default(),
         }
     }
 
@@ -134,6 +139,11 @@ pub struct RunSpec {
     pub init_work_dir: String,
     pub walltime_limit_secs: u64,
     pub allow_root: bool,
+    /// What the prologue and epilogue are told (see `pelog`): `Resource_List` as
+    /// `name=value,...`, the queue, the account ("" for none).
+    pub resource_limits: String,
+    pub queue: String,
+    pub account: String,
 }
 
 /// What the runner reports to the server, through the session.

@@ -51,6 +51,7 @@ use crate::deliver::{self, DeliveryPlan};
 use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
 use crate::paths::{self, OutputRequest, Streams};
+use crate::pelog::{self, PelogJob};
 use crate::spawner::{Spawner, SupervisorProcess};
 use crate::supervisor::{Link, Started};
 
@@ -82,6 +83,8 @@ pub struct Launched {
     pub link: Link,
     /// The supervisor kills the job if this MOM goes away and no other adopts the run.
     pub watches_mom: bool,
+    /// What the prologue and epilogue are told (see `pelog`).
+    pub pelog: PelogJob,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -112,6 +115,9 @@ pub struct ExecPlan {
     /// the MOM names when the job has ended.
     #[serde(skip)]
     pub delivery: DeliveryPlan,
+    /// What the prologue and epilogue are told; the MOM runs them (see `pelog`).
+    #[serde(skip)]
+    pub pelog: PelogJob,
     /// Once the MOM is gone (EOF on the supervisor's stdin), how long the supervisor lets
     /// the job run before killing it, unless a new MOM adopts the run (ms; 0: never).
     #[serde(default)]
@@ -186,6 +192,7 @@ pub fn launch(
                 delivery: plan.delivery,
                 link,
                 watches_mom,
+                pelog: plan.pelog,
             })
         }
         // It says why and exits.
@@ -329,6 +336,34 @@ pub fn prepare(
         PathBuf::from(&spec.init_work_dir)
     };
     let env = build_env(spec, layout, &user, &login_shell);
+    let group = if spec.egroup.is_empty() {
+        Group::from_gid(gid)
+            .ok()
+            .flatten()
+            .map_or_else(|| gid.to_string(), |g| g.name)
+    } else {
+        spec.egroup.clone()
+    };
+    let pelog = PelogJob {
+        job_id: spec.job_id.clone(),
+        user: user.name.clone(),
+        group,
+        job_name: spec.job_name.clone(),
+        resource_limits: spec.resource_limits.clone(),
+        queue: spec.queue.clone(),
+        account: spec.account.clone(),
+        script: script.clone(),
+        env: pelog::environment(
+            &env,
+            &spec.resource_limits,
+            node_name,
+            std::env::var("LANG").ok().as_deref(),
+        ),
+        streams: Some(spooled.open.clone()),
+        uid: user.uid.as_raw(),
+        identity: identity.clone(),
+        home: user.dir.clone(),
+    };
     Ok(ExecPlan {
         user_name: user.name.clone(),
         uid: user.uid.as_raw(),
@@ -340,6 +375,7 @@ pub fn prepare(
         script,
         env,
         delivery,
+        pelog,
         orphan_timeout_ms: 0,
     })
 }
@@ -394,6 +430,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         script,
         env,
         delivery: _,
+        pelog: _,
         orphan_timeout_ms: _,
     } = plan;
     let argv = vec![
@@ -668,10 +705,17 @@ fn child_setup(plan: &ChildPlan) -> ! {
         if become_user(plan.identity.as_ref()).is_err() {
             fail(Step::Identity);
         }
+        // O_APPEND, as Torque opens them: the prologue's output, appended while the shell
+        // is held, stays ahead of the job's own (see `pelog`).
         let open = |p: &CString| {
             libc::open(
                 p.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_TRUNC
+                    | libc::O_APPEND
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC,
                 0o600 as libc::c_uint,
             )
         };
@@ -790,12 +834,18 @@ pub fn remove_job_files(layout: &Layout, job_id: &str) {
     }
 }
 
-/// Appends a MOM message (the walltime notice) to the job's stderr file. The
-/// file was created by the user, so root only writes to it if it is still a
-/// regular file owned by that user, opened without following a final symlink
-/// and without creating anything.
+/// Appends a MOM message (the walltime notice) to the job's stderr file (see
+/// [`open_user_file_to_append`]).
 pub fn append_to_user_file(path: &Path, uid: u32, text: &str) -> io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    open_user_file_to_append(path, uid)?.write_all(text.as_bytes())
+}
+
+/// Opens one of the job's output files for the MOM to append to (the walltime
+/// notice, prologue and epilogue output). The file was created by the user, so
+/// root only writes to it if it is still a regular file owned by that user,
+/// opened without following a final symlink and without creating anything.
+pub fn open_user_file_to_append(path: &Path, uid: u32) -> io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
         .append(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
@@ -806,7 +856,7 @@ pub fn append_to_user_file(path: &Path, uid: u32, text: &str) -> io::Result<()> 
             "not a regular file owned by the job's user",
         ));
     }
-    f.write_all(text.as_bytes())
+    Ok(f)
 }
 
 /// argv[0] of the job's shell: its basename, after a `-` for a login shell

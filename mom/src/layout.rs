@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! DIR/mom_priv/           0751  root-owned; the MOM's private area
-//! DIR/mom_priv/config           Torque-style config ($max_load, $ideal_load, $source_login_batch)
+//! DIR/mom_priv/config           Torque-style config ($max_load, $ideal_load, $source_login_batch,
+//!                               $prologalarm)
+//! DIR/mom_priv/prologue, prologue.user, epilogue.user, epilogue
+//!                               the site's scripts around each job, if any (see `pelog`)
 //! DIR/mom_priv/jobs/      0711  run records RUNID.json, supervisor results RUNID.exit,
 //!                               per-job spool dirs JOBID/
 //! DIR/mom_priv/jobs/JOBID/ 0700 owned by the job's user: the script JOBID.SC,

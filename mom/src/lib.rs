@@ -3,7 +3,8 @@
 //! The binary is a thin shell around this library so that every concern can be
 //! tested on its own:
 //!
-//! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`).
+//! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
+//!   `$prologalarm`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
@@ -15,6 +16,7 @@
 //! * [`leftovers`]: what a job leaves behind, found and killed by its
 //!   supervisor (a child subreaper) instead of by a `/proc` sweep.
 //! * [`deliver`]: the output copied to its paths as the user.
+//! * [`pelog`]: the site's prologue and epilogue scripts around each job.
 //! * [`runner`]: the set of runs this MOM holds: start, watch, signal, end, forget.
 //! * [`session`]: the stream to the server (dial, hello, reconnect with backoff).
 //! * [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
@@ -27,6 +29,7 @@ pub mod launch;
 pub mod layout;
 pub mod leftovers;
 pub mod paths;
+pub mod pelog;
 pub mod procfs;
 pub mod runner;
 pub mod session;

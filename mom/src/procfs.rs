@@ -155,6 +155,24 @@ pub fn page_kb() -> u64 {
     }
 }
 
+/// Signals a job's process group; with `sweep`, also every process still in
+/// its session that moved to another group (blocking: scans /proc).
+pub fn kill_session(sid: i32, sig: nix::sys::signal::Signal, sweep: bool) {
+    if sid <= 1 {
+        return;
+    }
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(sid), sig);
+    if !sweep {
+        return;
+    }
+    for p in scan() {
+        let s = p.stat;
+        if s.pid > 1 && s.session == sid && s.pgrp != sid {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,7 @@ use crate::launch;
 use crate::layout::Layout;
 use crate::leftovers;
 use crate::paths::Delivery;
+use crate::pelog::{self, PelogJob};
 use crate::procfs::{self, Proc};
 use crate::spawner::Spawner;
 use crate::status::now_secs;
@@ -83,6 +84,8 @@ struct Live {
 struct Entry {
     record: RunRecord,
     live: Option<Live>,
+    /// The session of the prologue running for this run, if one is (a qdel kills it).
+    prologue: Option<i32>,
     /// Taken while this run's record is written (see [`Runner::save_latest`]).
     saving: Arc<Mutex<()>>,
 }
@@ -92,6 +95,7 @@ impl Entry {
         Entry {
             record,
             live,
+            prologue: None,
             saving: Arc::default(),
         }
     }
@@ -116,6 +120,8 @@ pub struct Runner {
     /// before it kills the job (ms; 0: never), from the server's lost grace
     /// (see [`orphan_timeout`]).
     orphan_timeout_ms: AtomicU64,
+    /// `$prologalarm`, ms: how long a prologue or epilogue may run.
+    prolog_alarm_ms: AtomicU64,
 }
 
 /// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
@@ -146,6 +152,9 @@ impl Runner {
             spawner: Spawner::new(supervisor),
             login_shells: AtomicBool::new(MomConfig::default().source_login_batch),
             orphan_timeout_ms: AtomicU64::new(0),
+            prolog_alarm_ms: AtomicU64::new(
+                MomConfig::default().prolog_alarm_secs.saturating_mul(1000),
+            ),
         })
     }
 
@@ -155,6 +164,69 @@ impl Runner {
     pub fn set_lost_grace(&self, grace: Duration) {
         let ms = u64::try_from(orphan_timeout(grace).as_millis()).unwrap_or(u64::MAX);
         self.orphan_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets `$prologalarm` for the scripts started from now on.
+    pub fn set_prolog_alarm(&self, alarm: Duration) {
+        let ms = u64::try_from(alarm.as_millis()).unwrap_or(u64::MAX);
+        self.prolog_alarm_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Runs `f` with the site's prologue and epilogue scripts (`mom_priv`, see `pelog`).
+    fn with_scripts<T>(&self, f: impl FnOnce(&pelog::Scripts<'_>) -> T) -> T {
+        let dir = self.layout.mom_priv();
+        f(&pelog::Scripts {
+            dir: &dir,
+            owner: nix::unistd::geteuid().as_raw(),
+            alarm: Duration::from_millis(self.prolog_alarm_ms.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// Runs the prologues of a launched run (its shell held), noting each
+    /// script's session in the run's entry so that a qdel meanwhile can kill it.
+    fn run_prologues(&self, run_id: u64, job: &PelogJob) -> Result<(), pelog::Failure> {
+        self.with_scripts(|scripts| {
+            scripts.prologues(job, |session| {
+                if let Some(entry) = self.runs().get_mut(&run_id) {
+                    entry.prologue = session;
+                }
+            })
+        })
+    }
+
+    /// Runs the epilogues of an ended run; their failures are only logged, as in Torque.
+    fn run_epilogues(&self, job: &PelogJob, session_id: i32, used: &Usage, exit_status: i32) {
+        if job.job_id.is_empty() {
+            return; // a run recorded by an older MOM, or never launched
+        }
+        for failed in self.with_scripts(|s| s.epilogues(job, session_id, used, exit_status)) {
+            tracing::warn!(job = %job.job_id, rc = failed.rc, "{}", failed.message);
+        }
+    }
+
+    /// Ends a launched run whose prologue failed (its shell was never released): Torque
+    /// still runs the epilogues, and an aborted job's files (the prologue's output) are
+    /// delivered; a job sent back to the queue writes them anew when it runs.
+    fn end_failed_prologue(
+        &self,
+        run_id: u64,
+        job: &PelogJob,
+        delivery: &deliver::DeliveryPlan,
+        failed: pelog::Failure,
+    ) {
+        let exit_status = pelog::prologue_exit_status(failed.rc);
+        tracing::warn!(run = run_id, job = %job.job_id, rc = failed.rc, exit_status, "{}", failed.message);
+        self.run_epilogues(job, 0, &Usage::default(), exit_status);
+        let copy_errors = if exit_status == job_exec::FAIL2 {
+            deliver::deliver(delivery, &self.layout, |files| {
+                deliver::copy_with_helper(delivery, files, self.spawner.program())
+            })
+        } else {
+            Vec::new()
+        };
+        let mut result = unstarted(exit_status, &failed.message);
+        result.copy_errors = copy_errors;
+        self.end(run_id, result);
     }
 
     /// Sets whether runs started from now on get a login shell.
@@ -323,7 +395,7 @@ impl Runner {
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let run_id = spec.run_id;
         let orphan_timeout_ms = self.orphan_timeout_ms.load(Ordering::Relaxed);
-        let mut record = RunRecord::starting(&spec, now_secs());
+        let record = RunRecord::starting(&spec, now_secs());
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {
@@ -364,6 +436,35 @@ impl Runner {
                 return;
             }
         };
+        if self.with_scripts(|scripts| scripts.any_prologue()) {
+            // A prologue may run for minutes: not on the session's thread, which must go on
+            // reporting status and taking a qdel for this very run meanwhile.
+            let runner = Arc::clone(self);
+            self.rt
+                .spawn_blocking(move || runner.release(&spec, record, l, orphan_timeout_ms));
+        } else {
+            self.release(&spec, record, l, orphan_timeout_ms);
+        }
+    }
+
+    /// The second half of [`Runner::start`], once the job's shell is held: the prologues,
+    /// then the run recorded as running and the shell released, unless a prologue failed
+    /// or a qdel or cancel came meanwhile (blocking).
+    fn release(
+        self: &Arc<Self>,
+        spec: &RunSpec,
+        mut record: RunRecord,
+        l: launch::Launched,
+        orphan_timeout_ms: u64,
+    ) {
+        let run_id = spec.run_id;
+        if let Err(failed) = self.run_prologues(run_id, &l.pelog) {
+            // Never released: the held shell exits without exec'ing.
+            l.link.close();
+            l.supervisor.reap();
+            self.end_failed_prologue(run_id, &l.pelog, &l.delivery, failed);
+            return;
+        }
         tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
         record.uid = l.uid;
         record.session_id = l.pid;
@@ -375,12 +476,16 @@ impl Runner {
         record.orphan_timeout_ms = if l.watches_mom { orphan_timeout_ms } else { 0 };
         record.supervisor_started = l.supervisor.started;
         record.delivery = l.delivery;
+        record.pelog = l.pelog;
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
-        // False when the run was cancelled and forgotten while it launched.
+        // False when the run was cancelled and forgotten while it launched; `deleted`: a
+        // qdel came meanwhile (in its prologue, say), so it is not released.
+        let mut deleted = false;
         let tracked = match self.runs().get_mut(&run_id) {
             Some(entry) => {
+                deleted = entry.record.interventions.deleted;
                 entry.record = record.clone();
                 entry.live = Some(Live {
                     pgid: l.pid,
@@ -395,7 +500,7 @@ impl Runner {
         let mut link = l.link;
         // Only once the record says Running may the script run: a MOM that dies
         // from then on is followed by one that adopts the run.
-        let recorded = tracked && self.save_latest(run_id);
+        let recorded = tracked && !deleted && self.save_latest(run_id);
         if !recorded {
             // Never released, so the shell exits without exec'ing (see
             // `launch::HeldShell`) and the supervisor after it.
@@ -406,6 +511,11 @@ impl Runner {
                 None => {
                     tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
                     self.remove_files(run_id, &spec.job_id);
+                }
+                // Reported as never run: with the qdel pending, the server makes it 271.
+                Some(live) if deleted => {
+                    tracing::info!(run = run_id, job = %spec.job_id, "run deleted while starting: not released");
+                    self.end_unreleased(run_id, live, "job deleted before its script ran");
                 }
                 Some(live) => {
                     tracing::warn!(run = run_id, job = %spec.job_id, "run not released: its start could not be recorded");
@@ -484,7 +594,7 @@ impl Runner {
         // as before.
         let cleared = waited.is_some_and(|w| w.leftovers.all_gone());
         if !cleared {
-            kill_session(live.pgid, Signal::SIGKILL, true);
+            procfs::kill_session(live.pgid, Signal::SIGKILL, true);
         }
         let by_mom = record.interventions;
         let exit_status = match waited {
@@ -515,6 +625,20 @@ impl Runner {
                 "job killed: its pbs_mom was gone too long (the server counts such runs lost)"
                     .into();
         }
+        // When the shell ended, as its supervisor saw it: a run that ended while no MOM ran
+        // is not charged the time until the next MOM looked (older exit files: now).
+        let now = waited
+            .map(|w| w.ended_at)
+            .filter(|t| *t > 0)
+            .unwrap_or_else(now_secs);
+        let used = Usage {
+            cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
+            mem_kb: live.peak.mem_kb.max(waited.map_or(0, |w| w.maxrss_kb)),
+            vmem_kb: live.peak.vmem_kb,
+            walltime_secs: (now - record.start_time).max(0) as u64,
+        };
+        // The site's epilogues, before the copy: their output is appended to the job's files.
+        self.run_epilogues(&record.pelog, live.pgid, &used, exit_status);
         // Torque's post-job file processing: the spooled output to its paths,
         // as the user; what cannot be copied is kept and reported. After the
         // walltime notice, which must be in the copy.
@@ -530,18 +654,6 @@ impl Runner {
                 helper(files)
             })
         });
-        // When the shell ended, as its supervisor saw it: a run that ended while no MOM ran
-        // is not charged the time until the next MOM looked (older exit files: now).
-        let now = waited
-            .map(|w| w.ended_at)
-            .filter(|t| *t > 0)
-            .unwrap_or_else(now_secs);
-        let used = Usage {
-            cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
-            mem_kb: live.peak.mem_kb.max(waited.map_or(0, |w| w.maxrss_kb)),
-            vmem_kb: live.peak.vmem_kb,
-            walltime_secs: (now - record.start_time).max(0) as u64,
-        };
         tracing::info!(run = run_id, job = %record.job_id, exit_status, ?used, "job ended");
         if live.cancelled {
             self.forget(run_id);
@@ -609,6 +721,22 @@ impl Runner {
                 return;
             };
             let Some(live) = entry.live.as_ref() else {
+                if delete && !entry.record.is_ended() {
+                    // Still starting (in its prologue, say): it will not be released, and
+                    // a prologue running for it is killed.
+                    entry.record.interventions.deleted = true;
+                    let prologue = entry.prologue;
+                    drop(runs);
+                    tracing::info!(
+                        run = run_id,
+                        ?prologue,
+                        "qdel of a starting run: it will not run"
+                    );
+                    if let Some(session) = prologue {
+                        procfs::kill_session(session, Signal::SIGKILL, true);
+                    }
+                    return;
+                }
                 tracing::warn!(
                     run = run_id,
                     sig,
@@ -629,7 +757,7 @@ impl Runner {
         // "the MOM delivered this".
         self.save_latest(run_id);
         tracing::info!(run = run_id, pgid, %signal, delete, "signalling job");
-        kill_session(pgid, signal, false);
+        procfs::kill_session(pgid, signal, false);
         if delete {
             let delay = if kill_delay_secs == 0 {
                 DEFAULT_KILL_DELAY
@@ -664,7 +792,7 @@ impl Runner {
                         pgid,
                         "server cancelled running run: killing it"
                     );
-                    kill_session(pgid, Signal::SIGKILL, true);
+                    procfs::kill_session(pgid, Signal::SIGKILL, true);
                 }
                 None => self.forget(run_id),
             }
@@ -748,7 +876,7 @@ impl Runner {
                 limit,
                 "walltime exceeded: killing job"
             );
-            kill_session(pgid, Signal::SIGTERM, false);
+            procfs::kill_session(pgid, Signal::SIGTERM, false);
             escalate(pgid, WALLTIME_GRACE, done).await;
         });
     }
@@ -811,27 +939,9 @@ async fn escalate(pgid: i32, delay: Duration, mut done: watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(delay) => {
             tracing::info!(pgid, "job still alive after grace: SIGKILL");
-            kill_session(pgid, Signal::SIGKILL, false);
+            procfs::kill_session(pgid, Signal::SIGKILL, false);
         }
         _ = ended(&mut done) => {}
-    }
-}
-
-/// Signals a job's process group; with `sweep`, also every process still in
-/// its session that moved to another group (blocking: scans /proc).
-fn kill_session(sid: i32, sig: Signal, sweep: bool) {
-    if sid <= 1 {
-        return;
-    }
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(sid), sig);
-    if !sweep {
-        return;
-    }
-    for p in procfs::scan() {
-        let s = p.stat;
-        if s.pid > 1 && s.session == sid && s.pgrp != sid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
-        }
     }
 }
 

@@ -78,6 +78,7 @@ pub struct Session {
 /// log line means the next job sees it.
 fn apply_config(runner: &Runner, config: MomConfig) {
     runner.set_login_shells(config.source_login_batch);
+    runner.set_prolog_alarm(std::time::Duration::from_secs(config.prolog_alarm_secs));
     tracing::info!(?config, "MOM config loaded");
 }
 
@@ -376,5 +377,8 @@ fn start_from_wire(s: StartRun) -> RunSpec {
         init_work_dir: s.init_work_dir,
         walltime_limit_secs: s.walltime_limit_secs,
         allow_root: s.allow_root,
+        resource_limits: s.resource_limits,
+        queue: s.queue,
+        account: s.account,
     }
 }

@@ -3,6 +3,9 @@
 
 /// JOB_EXEC_FAIL1: the run could not be started (bad user, spool error...), or was lost.
 pub const FAIL1: i32 = -1;
+/// JOB_EXEC_FAIL2: the run was aborted before its script ran and must not be retried (its
+/// prologue exited 1).
+pub const FAIL2: i32 = -2;
 /// JOB_EXEC_RETRY: the run never started its script and may be retried; the server
 /// requeues the job.
 pub const RETRY: i32 = -3;
@@ -12,3 +15,6 @@ pub const RETRY: i32 = -3;
 pub const INITABT: i32 = -4;
 /// JOB_EXEC_OVERLIMIT_WT: killed for exceeding its walltime.
 pub const OVERLIMIT_WT: i32 = -11;
+/// JOB_EXEC_RETRY_PROLOGUE: the prologue failed (any way but exiting 1); the script never ran
+/// and, as Torque, the server requeues the job.
+pub const RETRY_PROLOGUE: i32 = -14;

@@ -237,7 +237,29 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         init_work_dir: init_dir,
         walltime_limit_secs: walltime.unwrap_or(0),
         allow_root,
+        resource_limits: pelog_limits(&job.resources),
+        queue: job.queue.clone(),
+        account: job.account.clone().unwrap_or_default(),
     }
+}
+
+/// `Resource_List` as Torque's MOM hands it to the prologue and epilogue:
+/// `name=value` joined by commas, without the server's own `nodect`, and with
+/// `neednodes` (set by Torque's scheduler to the `nodes` it placed) after a `nodes`
+/// request: `nodes=1:ppn=2,walltime=00:02:00,neednodes=1:ppn=2`.
+pub fn pelog_limits(resources: &[(String, String)]) -> String {
+    let mut parts: Vec<String> = resources
+        .iter()
+        .filter(|(name, _)| name != "nodect")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    let has_neednodes = resources.iter().any(|(name, _)| name == "neednodes");
+    if let Some((_, nodes)) = resources.iter().find(|(name, _)| name == "nodes") {
+        if !has_neednodes {
+            parts.push(format!("neednodes={nodes}"));
+        }
+    }
+    parts.join(",")
 }
 
 /// `Job started on Sat Nov 21 at 16:08`.
@@ -501,6 +523,28 @@ mod tests {
         assert!(c
             .chars()
             .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn pelog_limits_are_torques_string() {
+        let list = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        // The reference's `-l nodes=1:ppn=2,walltime=00:02:00` job (section 8).
+        let job = list(&[
+            ("nodes", "1:ppn=2"),
+            ("nodect", "1"),
+            ("walltime", "00:02:00"),
+        ]);
+        assert_eq!(
+            pelog_limits(&job),
+            "nodes=1:ppn=2,walltime=00:02:00,neednodes=1:ppn=2"
+        );
+        assert_eq!(pelog_limits(&list(&[("procs", "3")])), "procs=3");
+        assert_eq!(pelog_limits(&[]), "");
     }
 
     #[test]

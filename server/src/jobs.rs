@@ -1216,7 +1216,9 @@ pub async fn runs_ended(
             job.resources_used = Some(ResourcesUsed::default());
         }
         let end_time = mom_time(end.end_time, now).unwrap_or(now);
-        let never_ran = end.exit_status == job_exec::RETRY;
+        // JOB_EXEC_RETRY_PROLOGUE too: the prologue failed, so the script never ran, and
+        // Torque requeues the job.
+        let never_ran = matches!(end.exit_status, job_exec::RETRY | job_exec::RETRY_PROLOGUE);
         if !never_ran {
             job.failed_starts = 0;
         }

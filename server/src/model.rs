@@ -464,6 +464,11 @@ pub struct StartRunSpec {
     pub init_work_dir: String,
     pub walltime_limit_secs: u64,
     pub allow_root: bool,
+    /// For the prologue and epilogue: `Resource_List` as Torque passes it (see
+    /// `dispatch::pelog_limits`), the queue and the account.
+    pub resource_limits: String,
+    pub queue: String,
+    pub account: String,
 }
 
 /// What the server sends a MOM over its session (converted to proto in `mom_session.rs`).

@@ -180,6 +180,9 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
                 init_work_dir: spec.init_work_dir,
                 walltime_limit_secs: spec.walltime_limit_secs,
                 allow_root: spec.allow_root,
+                resource_limits: spec.resource_limits,
+                queue: spec.queue,
+                account: spec.account,
             })
         }
         ToMom::Signal {

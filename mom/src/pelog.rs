@@ -1,0 +1,663 @@
+//! Prologue and epilogue scripts: the site's hooks around every job (Torque's
+//! `mom_priv/prologue`, `prologue.user`, `epilogue.user`, `epilogue`; reference
+//! section 8), run by the job's mother superior.
+//!
+//! When they run, and why there:
+//! * the prologues (`prologue` as the MOM's user, root on a real node, in
+//!   `mom_priv`; then `prologue.user` as the job's user, in its home) run once
+//!   the job's shell is set up and held before exec, and before the run is
+//!   recorded as running. So their output lands at the top of the job's stdout
+//!   and stderr files, which the held shell has just opened, and a MOM that dies
+//!   meanwhile leaves a run that never ran its script (the server requeues it).
+//! * the epilogues (`epilogue.user`, then `epilogue`, Torque's order) run once
+//!   the job has ended and its exit status and usage are known, before its
+//!   output is copied back, and append to the same files. They run from the
+//!   MOM, so a run adopted after a MOM restart gets them too; the record keeps
+//!   what they are told ([`PelogJob`]).
+//!
+//! Torque's rules, kept here: a missing script is skipped. A script that is not
+//! a regular file owned by the MOM's user, readable and executable by it and
+//! writable by nobody else (the `.user` ones also readable and executable by
+//! others), is not run and fails as -1 ("permission Error"). A script still
+//! running after `$prologalarm` is killed with its session and fails as -4. One
+//! killed by a signal counts as success (Torque reads only a normal exit's
+//! code). A prologue that fails decides the job's fate ([`prologue_exit_status`]);
+//! an epilogue's failure is only logged. Each runs in a session of its own with
+//! stdin on `/dev/null` and Torque's small environment ([`environment`]).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::job::Usage;
+use crate::launch::{self, Identity};
+use crate::paths::Streams;
+use crate::procfs;
+use capstan_proto::job_exec;
+
+/// One of the scripts, named as in `mom_priv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Prologue,
+    PrologueUser,
+    Epilogue,
+    EpilogueUser,
+}
+
+impl Script {
+    /// The prologues, in the order they run.
+    pub const PROLOGUES: [Script; 2] = [Script::Prologue, Script::PrologueUser];
+    /// The epilogues, in the order they run (Torque: the user's first).
+    pub const EPILOGUES: [Script; 2] = [Script::EpilogueUser, Script::Epilogue];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Script::Prologue => "prologue",
+            Script::PrologueUser => "prologue.user",
+            Script::Epilogue => "epilogue",
+            Script::EpilogueUser => "epilogue.user",
+        }
+    }
+
+    /// Runs as the job's user (else as the MOM's).
+    fn as_user(self) -> bool {
+        matches!(self, Script::PrologueUser | Script::EpilogueUser)
+    }
+}
+
+/// Torque's return code for a script whose file may not be run ("permission Error").
+pub const RC_REFUSED: i32 = -1;
+/// Torque's return code for a script killed at `$prologalarm`.
+pub const RC_TIMEOUT: i32 = -4;
+/// What Torque's child exits with when the script cannot be exec'd.
+pub const RC_EXEC_FAILED: i32 = 255;
+
+/// What the scripts are told about a job, and where their output goes. Kept in
+/// the run record, so that the epilogue of a run adopted after a MOM restart has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PelogJob {
+    pub job_id: String,
+    pub user: String,
+    pub group: String,
+    pub job_name: String,
+    /// `Resource_List` as `name=value,...` (see the server's `dispatch::pelog_limits`).
+    pub resource_limits: String,
+    pub queue: String,
+    /// "" when the job has none (Torque passes an empty argument).
+    pub account: String,
+    /// The job's script in this MOM's spool.
+    pub script: PathBuf,
+    /// The scripts' environment ([`environment`]).
+    pub env: Vec<(String, String)>,
+    /// The job's output files (in the spool, or in `$HOME` for `-k`); `None`
+    /// before the launch: output then goes nowhere.
+    pub streams: Option<Streams>,
+    /// The job's user, who must own those files.
+    pub uid: u32,
+    /// Who the `.user` scripts run as (`None` when the MOM does not switch user).
+    pub identity: Option<Identity>,
+    /// The `.user` scripts' working directory.
+    pub home: PathBuf,
+}
+
+/// A script that failed: which, Torque's return code, and the text Torque logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub script: Script,
+    pub rc: i32,
+    pub message: String,
+}
+
+/// The job's `exit_status` when a prologue failed with `rc`: 1 aborts the job
+/// (JOB_EXEC_FAIL2, -2); anything else, a timeout or a refused file included,
+/// sends it back to the queue to be tried again (JOB_EXEC_RETRY_PROLOGUE, -14).
+pub fn prologue_exit_status(rc: i32) -> i32 {
+    if rc == 1 {
+        job_exec::FAIL2
+    } else {
+        job_exec::RETRY_PROLOGUE
+    }
+}
+
+/// The prologues' arguments (Torque's eight): job id, user, group, job name,
+/// resource limits, queue, account, script.
+pub fn prologue_args(job: &PelogJob) -> Vec<String> {
+    vec![
+        job.job_id.clone(),
+        job.user.clone(),
+        job.group.clone(),
+        job.job_name.clone(),
+        job.resource_limits.clone(),
+        job.queue.clone(),
+        job.account.clone(),
+        job.script.display().to_string(),
+    ]
+}
+
+/// The epilogues' arguments (Torque's eleven): job id, user, group, job name,
+/// session id, resource limits, resources used, queue, account, exit status, script.
+pub fn epilogue_args(
+    job: &PelogJob,
+    session_id: i32,
+    used: &Usage,
+    exit_status: i32,
+) -> Vec<String> {
+    vec![
+        job.job_id.clone(),
+        job.user.clone(),
+        job.group.clone(),
+        job.job_name.clone(),
+        session_id.to_string(),
+        job.resource_limits.clone(),
+        used_string(used),
+        job.queue.clone(),
+        job.account.clone(),
+        exit_status.to_string(),
+        job.script.display().to_string(),
+    ]
+}
+
+/// `resources_used` as Torque's epilogue gets it:
+/// `cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0`.
+pub fn used_string(used: &Usage) -> String {
+    let hms = |s: u64| format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    format!(
+        "cput={},vmem={}kb,walltime={},mem={}kb,energy_used=0",
+        hms(used.cput_secs),
+        used.vmem_kb,
+        hms(used.walltime_secs),
+        used.mem_kb
+    )
+}
+
+/// The scripts' environment, as Torque's MOM gives it (observed): `PATH=/bin:/usr/bin`,
+/// the MOM's `LANG`, `PBS_MSHOST`, `PBS_NODEFILE`, `PBS_NODENUM=0`, `PBS_O_WORKDIR`,
+/// and, when the job asked for `nodes`, `PBS_RESOURCE_NODES`, `PBS_NP`, `PBS_NUM_NODES`
+/// and `PBS_NUM_PPN`. `job_env` is the job's own environment.
+pub fn environment(
+    job_env: &[(String, String)],
+    resource_limits: &str,
+    mother_superior: &str,
+    lang: Option<&str>,
+) -> Vec<(String, String)> {
+    let job = |name: &str| {
+        job_env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let nodes = resource_limits
+        .split(',')
+        .find_map(|r| r.strip_prefix("nodes="));
+    let mut env = vec![("PATH".to_string(), "/bin:/usr/bin".to_string())];
+    if let Some(lang) = lang {
+        env.push(("LANG".into(), lang.into()));
+    }
+    env.push(("PBS_MSHOST".into(), mother_superior.into()));
+    if let Some(file) = job("PBS_NODEFILE") {
+        env.push(("PBS_NODEFILE".into(), file));
+    }
+    env.push(("PBS_NODENUM".into(), "0".into()));
+    if nodes.is_some() {
+        for name in ["PBS_NP", "PBS_NUM_NODES", "PBS_NUM_PPN"] {
+            if let Some(v) = job(name) {
+                env.push((name.into(), v));
+            }
+        }
+    }
+    if let Some(dir) = job("PBS_O_WORKDIR") {
+        env.push(("PBS_O_WORKDIR".into(), dir));
+    }
+    if let Some(nodes) = nodes {
+        env.push(("PBS_RESOURCE_NODES".into(), nodes.into()));
+    }
+    env
+}
+
+/// Whether a script is there to run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Located {
+    /// No such file: nothing to run.
+    Missing,
+    Runnable(PathBuf),
+    /// There, but not to be run: Torque's return code and why.
+    Refused(i32, String),
+}
+
+/// Finds `script` in `dir` (`mom_priv`) and checks it as Torque does: a regular
+/// file owned by `owner` (the MOM's user), readable and executable by it and
+/// writable by nobody else; the `.user` scripts also readable and executable by
+/// others, since the job's user runs them.
+pub fn locate(dir: &Path, script: Script, owner: u32) -> Located {
+    let path = dir.join(script.file_name());
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Located::Missing,
+        Err(e) => {
+            return Located::Refused(
+                e.raw_os_error().unwrap_or(RC_REFUSED),
+                format!("cannot stat: {e}"),
+            )
+        }
+    };
+    let mode = meta.mode();
+    let others = if script.as_user() { 0o005 } else { 0 };
+    let runnable = meta.is_file()
+        && meta.uid() == owner
+        && mode & 0o500 == 0o500
+        && mode & 0o022 == 0
+        && mode & others == others;
+    if runnable {
+        Located::Runnable(path)
+    } else {
+        Located::Refused(RC_REFUSED, "permission Error".into())
+    }
+}
+
+/// How the MOM runs the scripts.
+#[derive(Debug, Clone)]
+pub struct Scripts<'a> {
+    /// `mom_priv`: where the scripts are, and the root ones' working directory.
+    pub dir: &'a Path,
+    /// The uid that must own the scripts (the MOM's).
+    pub owner: u32,
+    /// `$prologalarm`.
+    pub alarm: Duration,
+}
+
+impl Scripts<'_> {
+    /// Whether a prologue is there (runnable or not): starting a run then takes a while.
+    pub fn any_prologue(&self) -> bool {
+        Script::PROLOGUES
+            .into_iter()
+            .any(|script| locate(self.dir, script, self.owner) != Located::Missing)
+    }
+
+    /// Runs the prologues in order and stops at the first that fails.
+    /// `running` hears the pid (= session id) of each script as it starts, and
+    /// `None` when it has ended, so that a qdel meanwhile can kill it.
+    pub fn prologues(
+        &self,
+        job: &PelogJob,
+        mut running: impl FnMut(Option<i32>),
+    ) -> Result<(), Failure> {
+        let args = prologue_args(job);
+        for script in Script::PROLOGUES {
+            self.one(script, job, &args, &mut running)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the epilogues in order (all of them: a failure is only reported).
+    pub fn epilogues(
+        &self,
+        job: &PelogJob,
+        session_id: i32,
+        used: &Usage,
+        exit_status: i32,
+    ) -> Vec<Failure> {
+        let args = epilogue_args(job, session_id, used, exit_status);
+        Script::EPILOGUES
+            .into_iter()
+            .filter_map(|script| self.one(script, job, &args, &mut |_| {}).err())
+            .collect()
+    }
+
+    fn one(
+        &self,
+        script: Script,
+        job: &PelogJob,
+        args: &[String],
+        running: &mut dyn FnMut(Option<i32>),
+    ) -> Result<(), Failure> {
+        let path = match locate(self.dir, script, self.owner) {
+            Located::Missing => return Ok(()),
+            Located::Runnable(path) => path,
+            Located::Refused(rc, why) => return Err(failure(script, self.dir, rc, &why)),
+        };
+        let rc = self.run(script, &path, job, args, running);
+        running(None);
+        match rc {
+            0 => Ok(()),
+            RC_TIMEOUT => Err(failure(
+                script,
+                self.dir,
+                rc,
+                "prolog/epilog timeout occurred, child cleaned up",
+            )),
+            _ => Err(failure(script, self.dir, rc, "nonzero p/e exit status")),
+        }
+    }
+
+    /// Runs one script to its end or its alarm; Torque's return code.
+    fn run(
+        &self,
+        script: Script,
+        path: &Path,
+        job: &PelogJob,
+        args: &[String],
+        running: &mut dyn FnMut(Option<i32>),
+    ) -> i32 {
+        let (stdout, stderr) = open_outputs(job);
+        let stderr_copy = stderr.as_ref().and_then(|f| f.try_clone().ok());
+        let as_user = script.as_user();
+        let identity = job.identity.clone().filter(|_| as_user);
+        let cwd = if as_user {
+            job.home.as_path()
+        } else {
+            self.dir
+        };
+        let cwd = CString::new(cwd.as_os_str().as_bytes()).unwrap_or_else(|_| c"/".to_owned());
+        let chdir_failed = format!(
+            "PBS: chdir to {} failed (running {} in the current directory)\n",
+            cwd.to_string_lossy(),
+            script.file_name()
+        );
+        let mut cmd = Command::new(path);
+        cmd.args(args)
+            .env_clear()
+            .envs(job.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(stdout.map_or_else(Stdio::null, Stdio::from))
+            .stderr(stderr.map_or_else(Stdio::null, Stdio::from));
+        // SAFETY: between fork and exec only async-signal-safe calls (setsid, the
+        // identity switch of `become_user`, chdir, write) on data prepared before.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if as_user {
+                    launch::become_user(identity.as_ref())?;
+                }
+                if libc::chdir(cwd.as_ptr()) != 0 {
+                    // Torque only warns, and runs the script where it is.
+                    libc::write(2, chdir_failed.as_ptr().cast(), chdir_failed.len());
+                }
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(mut err) = stderr_copy {
+                    let _ = writeln!(err, "execv of {} failed: {e}", path.display());
+                }
+                return RC_EXEC_FAILED;
+            }
+        };
+        let pid = child.id() as i32;
+        running(Some(pid));
+        let (done_tx, done_rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = done_tx.send(());
+            status
+        });
+        let timed_out = matches!(
+            done_rx.recv_timeout(self.alarm),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if timed_out {
+            tracing::warn!(job = %job.job_id, script = %path.display(), pid, "$prologalarm reached: killing the script's session");
+            procfs::kill_session(pid, Signal::SIGKILL, true);
+        }
+        let status = waiter.join().ok().and_then(Result::ok);
+        if timed_out {
+            return RC_TIMEOUT;
+        }
+        // A script killed by a signal has no exit code: Torque counts it as 0.
+        status.and_then(|s| s.code()).unwrap_or(0)
+    }
+}
+
+fn failure(script: Script, dir: &Path, rc: i32, why: &str) -> Failure {
+    Failure {
+        script,
+        rc,
+        message: format!(
+            "prolog/epilog failed, file: {}, exit: {rc}, {why}",
+            dir.join(script.file_name()).display()
+        ),
+    }
+}
+
+/// The job's output files, opened for appending, for the script's stdout and
+/// stderr (joined streams share one file). A file that cannot be opened safely
+/// (see `launch::open_user_file_to_append`) leaves that stream on `/dev/null`.
+fn open_outputs(job: &PelogJob) -> (Option<File>, Option<File>) {
+    let open = |p: &Path| -> Option<File> {
+        if p == Path::new("/dev/null") {
+            return None;
+        }
+        launch::open_user_file_to_append(p, job.uid)
+            .map_err(|e| tracing::warn!(job = %job.job_id, "prologue/epilogue output: cannot open {}: {e}", p.display()))
+            .ok()
+    };
+    match &job.streams {
+        None => (None, None),
+        Some(Streams::Separate { stdout, stderr }) => (open(stdout), open(stderr)),
+        Some(Streams::IntoStdout(p) | Streams::IntoStderr(p)) => {
+            let file = open(p);
+            let copy = file.as_ref().and_then(|f| f.try_clone().ok());
+            (file, copy)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn job() -> PelogJob {
+        PelogJob {
+            job_id: "45.vm".into(),
+            user: "testuser".into(),
+            group: "testuser".into(),
+            job_name: "pelog".into(),
+            resource_limits: "nodes=1:ppn=2,walltime=00:02:00,neednodes=1:ppn=2".into(),
+            queue: "batch".into(),
+            account: String::new(),
+            script: "/var/spool/torque/mom_priv/jobs/45.vm.SC".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn arguments_are_torques() {
+        assert_eq!(
+            prologue_args(&job()),
+            [
+                "45.vm",
+                "testuser",
+                "testuser",
+                "pelog",
+                "nodes=1:ppn=2,walltime=00:02:00,neednodes=1:ppn=2",
+                "batch",
+                "",
+                "/var/spool/torque/mom_priv/jobs/45.vm.SC"
+            ]
+        );
+        let used = Usage {
+            cput_secs: 3661,
+            mem_kb: 2048,
+            vmem_kb: 10240,
+            walltime_secs: 59,
+        };
+        let args = epilogue_args(&job(), 15295, &used, 0);
+        assert_eq!(args.len(), 11);
+        assert_eq!(args[4], "15295");
+        assert_eq!(
+            args[6],
+            "cput=01:01:01,vmem=10240kb,walltime=00:00:59,mem=2048kb,energy_used=0"
+        );
+        assert_eq!(
+            (args[7].as_str(), args[8].as_str(), args[9].as_str()),
+            ("batch", "", "0")
+        );
+        assert_eq!(
+            used_string(&Usage::default()),
+            "cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0"
+        );
+    }
+
+    #[test]
+    fn environment_is_torques_small_one() {
+        let job_env: Vec<(String, String)> = [
+            ("PBS_NODEFILE", "/var/spool/torque/aux//45.vm"),
+            ("PBS_NP", "2"),
+            ("PBS_NUM_NODES", "1"),
+            ("PBS_NUM_PPN", "2"),
+            ("PBS_O_WORKDIR", "/home/testuser"),
+            ("PBS_JOBID", "45.vm"),
+            ("HOME", "/home/testuser"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let env = environment(&job_env, &job().resource_limits, "vm", Some("C.UTF-8"));
+        let text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            text,
+            [
+                "PATH=/bin:/usr/bin",
+                "LANG=C.UTF-8",
+                "PBS_MSHOST=vm",
+                "PBS_NODEFILE=/var/spool/torque/aux//45.vm",
+                "PBS_NODENUM=0",
+                "PBS_NP=2",
+                "PBS_NUM_NODES=1",
+                "PBS_NUM_PPN=2",
+                "PBS_O_WORKDIR=/home/testuser",
+                "PBS_RESOURCE_NODES=1:ppn=2"
+            ]
+        );
+        // Without a nodes request, the node counts are not given (Torque's rule).
+        let env = environment(&job_env, "procs=3", "vm", None);
+        assert!(env
+            .iter()
+            .all(|(k, _)| !k.starts_with("PBS_NUM") && k != "PBS_NP" && k != "LANG"));
+    }
+
+    #[test]
+    fn prologue_failures_map_to_torques_exit_statuses() {
+        assert_eq!(prologue_exit_status(1), -2);
+        for rc in [2, 255, RC_REFUSED, RC_TIMEOUT, RC_EXEC_FAILED] {
+            assert_eq!(prologue_exit_status(rc), -14, "rc {rc}");
+        }
+    }
+
+    #[test]
+    fn scripts_are_checked_as_torque_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = nix::unistd::geteuid().as_raw();
+        let write = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        assert_eq!(locate(dir.path(), Script::Prologue, me), Located::Missing);
+        write("prologue", 0o500);
+        assert!(matches!(
+            locate(dir.path(), Script::Prologue, me),
+            Located::Runnable(_)
+        ));
+        // Someone else's file, or one others may change, is not run.
+        assert!(matches!(
+            locate(dir.path(), Script::Prologue, me + 1),
+            Located::Refused(-1, _)
+        ));
+        for mode in [0o520, 0o502, 0o400, 0o100] {
+            write("prologue", mode);
+            assert!(
+                matches!(
+                    locate(dir.path(), Script::Prologue, me),
+                    Located::Refused(-1, _)
+                ),
+                "mode {mode:o}"
+            );
+        }
+        // The user's scripts must be readable and executable by the job's user too.
+        write("epilogue.user", 0o500);
+        assert!(matches!(
+            locate(dir.path(), Script::EpilogueUser, me),
+            Located::Refused(-1, _)
+        ));
+        write("epilogue.user", 0o755);
+        assert!(matches!(
+            locate(dir.path(), Script::EpilogueUser, me),
+            Located::Runnable(_)
+        ));
+        std::fs::create_dir(dir.path().join("epilogue")).expect("mkdir");
+        assert!(matches!(
+            locate(dir.path(), Script::Epilogue, me),
+            Located::Refused(-1, _)
+        ));
+    }
+
+    #[test]
+    fn a_script_runs_with_its_arguments_and_its_code_is_returned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        std::fs::write(&out, "").expect("out");
+        let script = dir.path().join("prologue");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"$# $1 $PBS_MSHOST $(pwd)\"\nexit 3\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+        let mut job = job();
+        job.uid = nix::unistd::geteuid().as_raw();
+        job.streams = Some(Streams::IntoStdout(out.clone()));
+        job.env = vec![("PBS_MSHOST".into(), "vm".into())];
+        let scripts = Scripts {
+            dir: dir.path(),
+            owner: job.uid,
+            alarm: Duration::from_secs(30),
+        };
+        let mut seen = Vec::new();
+        let failed = scripts
+            .prologues(&job, |pid| seen.push(pid))
+            .expect_err("exit 3 fails");
+        assert_eq!((failed.script, failed.rc), (Script::Prologue, 3));
+        assert!(
+            failed.message.ends_with("exit: 3, nonzero p/e exit status"),
+            "{}",
+            failed.message
+        );
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].is_some_and(|pid| pid > 1) && seen[1].is_none());
+        let printed = std::fs::read_to_string(&out).expect("read");
+        assert_eq!(printed, format!("8 45.vm vm {}\n", dir.path().display()));
+    }
+
+    #[test]
+    fn a_script_past_its_alarm_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("epilogue");
+        // A child of its own that holds the output pipe open too: the whole session goes.
+        std::fs::write(&script, "#!/bin/sh\nsleep 60 &\nsleep 60\n").expect("write");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+        let owner = nix::unistd::geteuid().as_raw();
+        let scripts = Scripts {
+            dir: dir.path(),
+            owner,
+            alarm: Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let failed = scripts.epilogues(&job(), 0, &Usage::default(), 0);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].rc, RC_TIMEOUT);
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}

@@ -1,0 +1,314 @@
+//! The site's prologue and epilogue scripts (Torque reference section 8): their
+//! arguments, environment and output, and what a failing or hung prologue, or a qdel
+//! during one, does to the job.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use capstan_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn one_node() -> Vec<NodeSpec> {
+    vec![NodeSpec::new("n1", "np=2")]
+}
+
+/// Installs `mom_priv/NAME` on n1 with `mode`, owned by whoever runs the tests (the MOM's
+/// user).
+fn install(c: &Cluster, name: &str, mode: u32, body: &str) -> PathBuf {
+    let path = c.mom_home("n1").join("mom_priv").join(name);
+    std::fs::write(&path, body).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// A directory the scripts (root's and the user's) may leave notes in.
+fn notes(c: &Cluster) -> PathBuf {
+    let dir = c.root.join("notes");
+    std::fs::create_dir_all(&dir).expect("notes dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    dir
+}
+
+/// A prologue body that exits with `first` the first time it runs and 0 after, counting
+/// its runs in `counter`.
+fn fails_once(counter: &Path, first: &str) -> String {
+    format!(
+        "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > {c}\n\
+         if [ $n = 1 ]; then {first}; fi\nexit 0\n",
+        c = counter.display()
+    )
+}
+
+#[test]
+fn prologue_and_epilogue_bracket_the_job_with_torques_arguments() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let mom_priv = c.mom_home("n1").join("mom_priv");
+    install(
+        &c,
+        "prologue",
+        0o500,
+        &format!(
+            "#!/bin/sh\necho \"prologue $#: $*\"\necho \"prologue in $(pwd)\"\n\
+             [ -r \"$8\" ] && echo 'prologue reads the script'\n\
+             env > {}/prologue.env\necho 'prologue to stderr' >&2\n",
+            notes.display()
+        ),
+    );
+    install(
+        &c,
+        "prologue.user",
+        0o555,
+        "#!/bin/sh\necho \"prologue.user as $(id -un) in $(pwd)\"\n",
+    );
+    install(
+        &c,
+        "epilogue.user",
+        0o555,
+        "#!/bin/sh\necho \"epilogue.user $#: ${10}\"\n",
+    );
+    install(
+        &c,
+        "epilogue",
+        0o500,
+        "#!/bin/sh\necho \"epilogue $#: $*\"\n",
+    );
+    let id = c.qsub(
+        "pelog.sh",
+        "echo 'the job itself'\n",
+        &[
+            "-N",
+            "pelog",
+            "-A",
+            "myacct",
+            "-l",
+            "nodes=1:ppn=2,walltime=00:02:00",
+        ],
+    );
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    let out = c.read(c.work.join(format!("pelog.o{}", Cluster::seq(&id))));
+    let lines: Vec<&str> = out.lines().collect();
+    let limits = "nodes=1:ppn=2,walltime=00:02:00,neednodes=1:ppn=2";
+    let user = &c.user.name;
+    // argv: id, user, group, name, limits, queue, account, script.
+    let prologue = lines[0].strip_prefix("prologue 8: ").expect(&out);
+    let prologue_args: Vec<&str> = prologue.split(' ').collect();
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(c.user.gid))
+        .ok()
+        .flatten()
+        .expect("the test user's group")
+        .name;
+    assert_eq!(
+        prologue_args[..7],
+        [
+            id.as_str(),
+            user,
+            &group,
+            "pelog",
+            limits,
+            "batch",
+            "myacct"
+        ]
+    );
+    assert!(
+        Path::new(prologue_args[7]).starts_with(&mom_priv),
+        "script path {}",
+        prologue_args[7]
+    );
+    assert_eq!(lines[1], format!("prologue in {}", mom_priv.display()));
+    assert_eq!(lines[2], "prologue reads the script");
+    assert_eq!(
+        lines[3],
+        format!("prologue.user as {user} in {}", c.user.home.display())
+    );
+    let job_line = lines
+        .iter()
+        .position(|l| *l == "the job itself")
+        .expect("job output");
+    assert!(job_line > 3, "{out}");
+    // After the job: the user's epilogue (told the exit status), then root's, with 11 args:
+    // id, user, group, name, session, limits, used, queue, account, exit status, script.
+    assert_eq!(lines[job_line + 1], "epilogue.user 11: 0");
+    let epilogue = lines[job_line + 2]
+        .strip_prefix("epilogue 11: ")
+        .expect(&out);
+    let epilogue_args: Vec<&str> = epilogue.split(' ').collect();
+    let session = c.job_attr(&id, "session_id").expect("session_id");
+    assert_eq!(epilogue_args[4], session);
+    assert_eq!(epilogue_args[5], limits);
+    assert!(epilogue_args[6].starts_with("cput=") && epilogue_args[6].ends_with(",energy_used=0"));
+    assert_eq!(epilogue_args[7..10], ["batch", "myacct", "0"]);
+    assert_eq!(lines.len(), job_line + 3, "{out}");
+    let err = c.read(c.work.join(format!("pelog.e{}", Cluster::seq(&id))));
+    assert_eq!(err, "prologue to stderr\n");
+    // Torque's small environment, nothing of the job's own.
+    let env = c.read(notes.join("prologue.env"));
+    let pbs: Vec<&str> = env.lines().filter(|l| l.starts_with("PBS_")).collect();
+    let mut pbs = pbs;
+    pbs.sort();
+    assert_eq!(
+        pbs,
+        [
+            "PBS_MSHOST=n1".to_string(),
+            format!("PBS_NODEFILE={}", c.mom_home("n1").join("aux").display()) + "//" + &id,
+            "PBS_NODENUM=0".to_string(),
+            "PBS_NP=2".to_string(),
+            "PBS_NUM_NODES=1".to_string(),
+            "PBS_NUM_PPN=2".to_string(),
+            format!("PBS_O_WORKDIR={}", c.work.display()),
+            "PBS_RESOURCE_NODES=1:ppn=2".to_string(),
+        ]
+    );
+    assert!(env.lines().any(|l| l == "PATH=/bin:/usr/bin"), "{env}");
+    assert!(
+        !env.contains("PBS_JOBID") && !env.contains("HOME="),
+        "{env}"
+    );
+}
+
+#[test]
+fn a_prologue_exiting_1_aborts_the_job_with_minus_2() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    install(
+        &c,
+        "prologue",
+        0o500,
+        "#!/bin/sh\necho 'no scratch space here'\nexit 1\n",
+    );
+    install(
+        &c,
+        "epilogue",
+        0o500,
+        "#!/bin/sh\necho \"epilogue after exit status ${10}\"\n",
+    );
+    let marker = notes.join("ran");
+    let id = c.qsub("aborted.sh", &format!("touch {}\n", marker.display()), &[]);
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("-2"));
+    assert!(!marker.exists(), "the script ran");
+    // The prologue's output is delivered, with the epilogue Torque still runs.
+    assert_eq!(
+        c.read(c.default_stdout("aborted.sh", &id)),
+        "no scratch space here\nepilogue after exit status -2\n"
+    );
+    assert_contains(&c.mom_log("n1"), "prolog/epilog failed, file: ");
+}
+
+#[test]
+fn a_prologue_failing_otherwise_requeues_the_job_which_runs_on_the_next_try() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let counter = notes.join("count");
+    install(&c, "prologue", 0o500, &fails_once(&counter, "exit 2"));
+    let (id, out) = c.run_job("retried.sh", "echo 'ran at last'\n", &[]);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    assert_eq!(out, "ran at last\n");
+    assert_eq!(c.read(&counter).trim(), "2");
+    assert_eq!(c.job_attr(&id, "start_count").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_prologue_past_prologalarm_is_killed_and_the_job_requeued() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let counter = notes.join("count");
+    let pid_file = notes.join("sleeper");
+    install(
+        &c,
+        "prologue",
+        0o500,
+        &fails_once(
+            &counter,
+            &format!("sleep 120 & echo $! > {}; wait", pid_file.display()),
+        ),
+    );
+    std::fs::write(c.mom_home("n1").join("mom_priv/config"), "$prologalarm 1\n").expect("config");
+    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_until(T, || c.mom_log("n1").contains("prolog_alarm_secs: 1 }")),
+        "the MOM did not reload its config:\n{}",
+        c.mom_log("n1")
+    );
+    let started = Instant::now();
+    let (id, out) = c.run_job("slow.sh", "echo done\n", &[]);
+    assert_eq!(out, "done\n");
+    assert_eq!(c.read(&counter).trim(), "2");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    // The hung prologue's whole session went, its background sleep included.
+    let sleeper = c.read(&pid_file);
+    assert!(
+        wait_until(T, || !Path::new(&format!("/proc/{}", sleeper.trim()))
+            .exists()),
+        "the prologue's sleep {} still runs",
+        sleeper.trim()
+    );
+    assert_contains(&c.mom_log("n1"), "$prologalarm reached");
+}
+
+#[test]
+fn qdel_during_the_prologue_kills_it_and_the_script_never_runs() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let pid_file = notes.join("prologue.pid");
+    install(
+        &c,
+        "prologue",
+        0o500,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 120\n",
+            pid_file.display()
+        ),
+    );
+    let marker = notes.join("ran");
+    let id = c.qsub("deleted.sh", &format!("touch {}\n", marker.display()), &[]);
+    assert!(
+        wait_until(T, || pid_file.exists() && !c.read(&pid_file).is_empty()),
+        "no prologue"
+    );
+    let prologue = c.read(&pid_file).trim().to_string();
+    let out = c.run("qdel", &[&id]);
+    assert!(out.status.success(), "qdel: {}", stderr(&out));
+    c.wait_state(&id, "C", Duration::from_secs(10));
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("271"));
+    assert!(!marker.exists(), "the script ran");
+    assert!(
+        wait_until(T, || !Path::new(&format!("/proc/{prologue}")).exists()),
+        "the prologue {prologue} still runs\n{}",
+        tail(&c.mom_log("n1"), 30)
+    );
+}
+
+#[test]
+fn a_prologue_others_may_change_is_never_run_and_the_job_is_held_after_the_retries() {
+    let c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let ran = notes.join("ran");
+    install(
+        &c,
+        "prologue",
+        0o570,
+        &format!("#!/bin/sh\ntouch {}\n", ran.display()),
+    );
+    let id = c.qsub("guarded.sh", "echo never\n", &[]);
+    // Each start fails as -1 ("permission Error", JOB_EXEC_RETRY_PROLOGUE), until the
+    // server holds the job rather than start it again.
+    let held = wait_until(T, || c.job_attr(&id, "Hold_Types").as_deref() == Some("s"));
+    assert!(
+        held,
+        "not held: {:?}\n{}",
+        c.job_attr(&id, "comment"),
+        tail(&c.server_log(), 30)
+    );
+    let comment = c.job_attr(&id, "comment").unwrap_or_default();
+    assert_contains(&comment, "permission Error");
+    assert!(!ran.exists(), "the prologue ran");
+}
