@@ -1,15 +1,15 @@
 //! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
-//! thresholds, `$source_login_batch` and `$prologalarm` change what this MOM does; every other
-//! keyword is accepted and ignored so an existing Torque config file can be
-//! dropped in unchanged.
+//! thresholds, `$source_login_batch`, `$prologalarm` and `$tmpdir` change what this MOM
+//! does; every other keyword is accepted and ignored so an existing Torque config file can
+//! be dropped in unchanged.
 
 use std::path::Path;
 
 /// What the config file sets: the load thresholds that turn the node `busy`
 /// (Torque reference 9.3) and how batch jobs' shells start.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MomConfig {
     /// Load at or above which the node reports `busy`.
     pub max_load: Option<f64>,
@@ -23,6 +23,8 @@ pub struct MomConfig {
     /// Torque's `$prologalarm`: how long a prologue or epilogue may run before it
     /// is killed (seconds, > 0).
     pub prolog_alarm_secs: u64,
+    /// Torque's `$tmpdir`: the directory in which each job gets its own `TMPDIR`.
+    pub tmpdir: Option<std::path::PathBuf>,
 }
 
 /// Torque's `PBS_PROLOG_TIME`, the `$prologalarm` default.
@@ -35,6 +37,7 @@ impl Default for MomConfig {
             ideal_load: None,
             source_login_batch: true,
             prolog_alarm_secs: DEFAULT_PROLOG_ALARM_SECS,
+            tmpdir: None,
         }
     }
 }
@@ -69,6 +72,16 @@ impl MomConfig {
                 match value.and_then(parse_bool) {
                     Some(on) => cfg.source_login_batch = on,
                     None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+                }
+                continue;
+            }
+            if key == "$tmpdir" {
+                match value {
+                    Some(dir) if dir.starts_with('/') => cfg.tmpdir = Some(dir.into()),
+                    _ => warnings.push(format!(
+                        "line {}: {key} needs an absolute directory: {raw:?}",
+                        n + 1
+                    )),
                 }
                 continue;
             }
@@ -184,6 +197,16 @@ mod tests {
         assert!(w.is_empty() && c.prolog_alarm_secs == 45, "{w:?}");
         let (c, w) = MomConfig::parse("$prologalarm 0\n$prologalarm -5\n$prologalarm soon\n");
         assert_eq!((c.prolog_alarm_secs, w.len()), (300, 3));
+    }
+
+    #[test]
+    fn tmpdir_takes_an_absolute_directory() {
+        assert_eq!(MomConfig::parse("").0.tmpdir, None);
+        let (c, w) = MomConfig::parse("$tmpdir /scratch\n");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.tmpdir.as_deref(), Some(Path::new("/scratch")));
+        let (c, w) = MomConfig::parse("$tmpdir scratch\n$tmpdir\n");
+        assert_eq!((c.tmpdir, w.len()), (None, 2));
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct RunRecord {
     /// whose runs get no epilogue).
     #[serde(default)]
     pub pelog: crate::pelog::PelogJob,
+    /// The job's own `TMPDIR` (`$tmpdir`), removed with its other files.
+    #[serde(default)]
+    pub tmpdir: Option<PathBuf>,
 }
 
 impl RunRecord {
@@ -111,6 +114,7 @@ impl RunRecord {
             gated: true,
             orphan_timeout_ms: 0,
             pelog: Default::default(),
+            tmpdir: None,
         }
     }
 

@@ -85,6 +85,21 @@ pub struct Launched {
     pub watches_mom: bool,
     /// What the prologue and epilogue are told (see `pelog`).
     pub pelog: PelogJob,
+    /// The job's own `TMPDIR` (`$tmpdir`), if any.
+    pub tmpdir: Option<PathBuf>,
+}
+
+/// How runs start, as the MOM's config says (read at each start: a SIGHUP changes it for
+/// the runs started after).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Start the shell as a login shell (`$source_login_batch`).
+    pub login: bool,
+    /// See [`ExecPlan::orphan_timeout_ms`].
+    pub orphan_timeout_ms: u64,
+    /// `$tmpdir`: each job gets a directory of its own in it, `DIR/JOBID` (0700, the
+    /// user's), as `TMPDIR`; removed with the job's other files.
+    pub tmpdir: Option<PathBuf>,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -118,6 +133,9 @@ pub struct ExecPlan {
     /// What the prologue and epilogue are told; the MOM runs them (see `pelog`).
     #[serde(skip)]
     pub pelog: PelogJob,
+    /// The job's own `TMPDIR`, made by the MOM (see [`StartOptions::tmpdir`]).
+    #[serde(skip)]
+    pub tmpdir: Option<PathBuf>,
     /// Once the MOM is gone (EOF on the supervisor's stdin), how long the supervisor lets
     /// the job run before killing it, unless a new MOM adopts the run (ms; 0: never).
     #[serde(default)]
@@ -172,11 +190,10 @@ pub fn launch(
     layout: &Layout,
     node_name: &str,
     spawner: &Spawner,
-    login: bool,
-    orphan_timeout_ms: u64,
+    options: &StartOptions,
 ) -> Result<Launched, LaunchError> {
-    let mut plan = prepare(spec, layout, node_name, login)?;
-    plan.orphan_timeout_ms = orphan_timeout_ms;
+    let mut plan = prepare(spec, layout, node_name, options)?;
+    plan.orphan_timeout_ms = options.orphan_timeout_ms;
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     let start_time = crate::status::now_secs();
@@ -193,6 +210,7 @@ pub fn launch(
                 link,
                 watches_mom,
                 pelog: plan.pelog,
+                tmpdir: plan.tmpdir,
             })
         }
         // It says why and exits.
@@ -250,7 +268,7 @@ pub fn prepare(
     spec: &RunSpec,
     layout: &Layout,
     node_name: &str,
-    login: bool,
+    options: &StartOptions,
 ) -> Result<ExecPlan, LaunchError> {
     let fail = |m: String| Err(LaunchError(m));
     if !safe_component(&spec.job_id) {
@@ -319,6 +337,10 @@ pub fn prepare(
     let owner = switch.then_some((user.uid, gid));
     let script = write_spool(spec, layout, owner)?;
     write_nodefile(spec, layout, node_name, owner)?;
+    let tmpdir = match &options.tmpdir {
+        Some(dir) => Some(make_tmpdir(dir, &spec.job_id, owner)?),
+        None => None,
+    };
 
     let login_shell = if user.shell.as_os_str().is_empty() {
         PathBuf::from("/bin/sh")
@@ -335,7 +357,7 @@ pub fn prepare(
     } else {
         PathBuf::from(&spec.init_work_dir)
     };
-    let env = build_env(spec, layout, &user, &login_shell);
+    let env = build_env(spec, layout, &user, &login_shell, tmpdir.as_deref());
     let group = if spec.egroup.is_empty() {
         Group::from_gid(gid)
             .ok()
@@ -371,11 +393,12 @@ pub fn prepare(
         streams: spooled.open,
         workdir,
         shell,
-        login,
+        login: options.login,
         script,
         env,
         delivery,
         pelog,
+        tmpdir,
         orphan_timeout_ms: 0,
     })
 }
@@ -431,6 +454,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         env,
         delivery: _,
         pelog: _,
+        tmpdir: _,
         orphan_timeout_ms: _,
     } = plan;
     let argv = vec![
@@ -636,6 +660,7 @@ pub fn build_env(
     layout: &Layout,
     user: &User,
     login_shell: &Path,
+    tmpdir: Option<&Path>,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| {
@@ -668,7 +693,36 @@ pub fn build_env(
     set("PBS_NODENUM", "0".into());
     set("PBS_TASKNUM", "1".into());
     set("PBS_VNODENUM", "0".into());
+    if let Some(dir) = tmpdir {
+        set("TMPDIR", dir.display().to_string());
+    }
     env
+}
+
+/// Makes the job's own `TMPDIR`, `DIR/JOBID` (see [`StartOptions::tmpdir`]): fresh (what a
+/// run before this one left is removed), 0700, the user's.
+fn make_tmpdir(
+    dir: &Path,
+    job_id: &str,
+    owner: Option<(Uid, Gid)>,
+) -> Result<PathBuf, LaunchError> {
+    let path = dir.join(job_id);
+    let err = |what: &str, e: io::Error| {
+        LaunchError(format!(
+            "PBS: cannot {what} job tmpdir {}: {e}",
+            path.display()
+        ))
+    };
+    remove_path(&path).map_err(|e| err("remove old", e))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .map_err(|e| err("create", e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+            .map_err(|e| err("chown", e))?;
+    }
+    Ok(path)
 }
 
 /// Runs in the forked child, never returns: sets the child up, reads the
@@ -822,13 +876,15 @@ fn remove_path(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes a job's spool directory and node file (after the server acked its last run).
-pub fn remove_job_files(layout: &Layout, job_id: &str) {
+/// Removes a job's spool directory, node file and `TMPDIR` (after the server acked its last
+/// run).
+pub fn remove_job_files(layout: &Layout, job_id: &str, tmpdir: Option<&Path>) {
     if !safe_component(job_id) {
         return;
     }
-    for p in [layout.spool_dir(job_id), layout.nodefile(job_id)] {
-        if let Err(e) = remove_path(&p) {
+    let own = [layout.spool_dir(job_id), layout.nodefile(job_id)];
+    for p in own.iter().map(PathBuf::as_path).chain(tmpdir) {
+        if let Err(e) = remove_path(p) {
             tracing::warn!("cannot remove {}: {e}", p.display());
         }
     }
@@ -894,7 +950,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"));
+        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PBS_JOBID"), Some("4.vm"));
         assert_eq!(get("HOME"), Some(user.dir.to_str().expect("utf8 home")));

@@ -3,7 +3,7 @@
 //! ```text
 //! DIR/mom_priv/           0751  root-owned; the MOM's private area
 //! DIR/mom_priv/config           Torque-style config ($max_load, $ideal_load, $source_login_batch,
-//!                               $prologalarm)
+//!                               $prologalarm, $tmpdir)
 //! DIR/mom_priv/prologue, prologue.user, epilogue.user, epilogue
 //!                               the site's scripts around each job, if any (see `pelog`)
 //! DIR/mom_priv/jobs/      0711  run records RUNID.json, supervisor results RUNID.exit,

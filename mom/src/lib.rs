@@ -4,7 +4,7 @@
 //! tested on its own:
 //!
 //! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
-//!   `$prologalarm`).
+//!   `$prologalarm`, `$tmpdir`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).

@@ -183,7 +183,8 @@ pub fn used_string(used: &Usage) -> String {
 /// The scripts' environment, as Torque's MOM gives it (observed): `PATH=/bin:/usr/bin`,
 /// the MOM's `LANG`, `PBS_MSHOST`, `PBS_NODEFILE`, `PBS_NODENUM=0`, `PBS_O_WORKDIR`,
 /// and, when the job asked for `nodes`, `PBS_RESOURCE_NODES`, `PBS_NP`, `PBS_NUM_NODES`
-/// and `PBS_NUM_PPN`. `job_env` is the job's own environment.
+/// and `PBS_NUM_PPN`; the job's `TMPDIR` when it has one (`$tmpdir`). `job_env` is the
+/// job's own environment.
 pub fn environment(
     job_env: &[(String, String)],
     resource_limits: &str,
@@ -220,6 +221,9 @@ pub fn environment(
     }
     if let Some(nodes) = nodes {
         env.push(("PBS_RESOURCE_NODES".into(), nodes.into()));
+    }
+    if let Some(dir) = job("TMPDIR") {
+        env.push(("TMPDIR".into(), dir));
     }
     env
 }
@@ -520,6 +524,7 @@ mod tests {
             ("PBS_O_WORKDIR", "/home/testuser"),
             ("PBS_JOBID", "45.vm"),
             ("HOME", "/home/testuser"),
+            ("TMPDIR", "/scratch/45.vm"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -538,7 +543,8 @@ mod tests {
                 "PBS_NUM_NODES=1",
                 "PBS_NUM_PPN=2",
                 "PBS_O_WORKDIR=/home/testuser",
-                "PBS_RESOURCE_NODES=1:ppn=2"
+                "PBS_RESOURCE_NODES=1:ppn=2",
+                "TMPDIR=/scratch/45.vm"
             ]
         );
         // Without a nodes request, the node counts are not given (Torque's rule).

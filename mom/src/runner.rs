@@ -122,6 +122,8 @@ pub struct Runner {
     orphan_timeout_ms: AtomicU64,
     /// `$prologalarm`, ms: how long a prologue or epilogue may run.
     prolog_alarm_ms: AtomicU64,
+    /// `$tmpdir`, for the runs started from now on.
+    tmpdir: Mutex<Option<PathBuf>>,
 }
 
 /// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
@@ -155,6 +157,7 @@ impl Runner {
             prolog_alarm_ms: AtomicU64::new(
                 MomConfig::default().prolog_alarm_secs.saturating_mul(1000),
             ),
+            tmpdir: Mutex::new(None),
         })
     }
 
@@ -170,6 +173,11 @@ impl Runner {
     pub fn set_prolog_alarm(&self, alarm: Duration) {
         let ms = u64::try_from(alarm.as_millis()).unwrap_or(u64::MAX);
         self.prolog_alarm_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets `$tmpdir` for the runs started from now on.
+    pub fn set_tmpdir(&self, dir: Option<PathBuf>) {
+        *self.tmpdir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
     }
 
     /// Runs `f` with the site's prologue and epilogue scripts (`mom_priv`, see `pelog`).
@@ -419,13 +427,21 @@ impl Runner {
                 spec.job_id
             )))
         } else {
+            let options = launch::StartOptions {
+                login: self.login_shells.load(Ordering::Relaxed),
+                orphan_timeout_ms,
+                tmpdir: self
+                    .tmpdir
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            };
             launch::launch(
                 &spec,
                 &self.layout,
                 &self.node_name,
                 &self.spawner,
-                self.login_shells.load(Ordering::Relaxed),
-                orphan_timeout_ms,
+                &options,
             )
         };
         let l = match launched {
@@ -477,6 +493,7 @@ impl Runner {
         record.supervisor_started = l.supervisor.started;
         record.delivery = l.delivery;
         record.pelog = l.pelog;
+        record.tmpdir = l.tmpdir.clone();
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
@@ -510,7 +527,7 @@ impl Runner {
             match live {
                 None => {
                     tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
-                    self.remove_files(run_id, &spec.job_id);
+                    self.remove_files(run_id, &spec.job_id, l.tmpdir.as_deref());
                 }
                 // Reported as never run: with the qdel pending, the server makes it 271.
                 Some(live) if deleted => {
@@ -682,16 +699,16 @@ impl Runner {
         if let Err(e) = self.store.delete(run_id) {
             tracing::error!(run = run_id, "cannot delete run record: {e}");
         }
-        self.remove_files(run_id, &job_id);
+        self.remove_files(run_id, &job_id, entry.record.tmpdir.as_deref());
         tracing::info!(run = run_id, job = %job_id, "run forgotten");
     }
 
     /// Removes the files of a run no longer held: its exit file, and the job's
     /// files unless another held run uses them.
-    fn remove_files(&self, run_id: u64, job_id: &str) {
+    fn remove_files(&self, run_id: u64, job_id: &str, tmpdir: Option<&Path>) {
         let _ = std::fs::remove_file(self.layout.exit_file(run_id));
         if !self.runs().values().any(|e| e.record.job_id == job_id) {
-            launch::remove_job_files(&self.layout, job_id);
+            launch::remove_job_files(&self.layout, job_id, tmpdir);
         }
     }
 

@@ -165,13 +165,13 @@ impl Collector {
         for w in warnings {
             tracing::warn!("{}: {w}", self.config_path.display());
         }
-        self.config = config;
+        self.config = config.clone();
         config
     }
 
     /// The config as last loaded.
     pub fn config(&self) -> MomConfig {
-        self.config
+        self.config.clone()
     }
 
     /// Reads the node's state. `jobs` and `usage` come from the runner.

@@ -16,6 +16,14 @@ use capstan_mom::procfs;
 use capstan_mom::spawner::Spawner;
 use capstan_mom::supervisor::{self, Link, Started};
 
+/// How these runs start: login shells, nothing else from a MOM config.
+fn login() -> launch::StartOptions {
+    launch::StartOptions {
+        login: true,
+        ..Default::default()
+    }
+}
+
 mod common;
 
 use common::{bed, mom_exe, Bed};
@@ -49,7 +57,7 @@ fn a_shell_without_the_release_never_runs_the_script() {
     let marker = b.work.join("ran");
     let script = format!("touch {}\necho out\n", marker.display());
     let plan =
-        launch::prepare(&b.spec(5, "5", &script), &b.layout, "node1", true).expect("prepare");
+        launch::prepare(&b.spec(5, "5", &script), &b.layout, "node1", &login()).expect("prepare");
     let (mut child, link, shell) = supervise_held(&b, 5, &plan);
     // Set up as the job (its own session, its output files open) but not the shell yet:
     // still the supervisor's image.
@@ -84,7 +92,8 @@ fn a_released_shell_inherits_nothing_else() {
         echo \"pipes: $(grep -c -E ' (pipe|socket):' fds.txt)\"\n\
         readlink /proc/$$/fd/0\n\
         sed -n 's/^SigIgn:\\t//p' /proc/$$/status\n";
-    let plan = launch::prepare(&b.spec(7, "7", script), &b.layout, "node1", true).expect("prepare");
+    let plan =
+        launch::prepare(&b.spec(7, "7", script), &b.layout, "node1", &login()).expect("prepare");
     // A pipe the MOM would pass down (no close-on-exec), open until the job has ended.
     let _inheritable = nix::unistd::pipe().expect("pipe");
     let (mut child, mut link, _) = supervise(&b, 7, &plan);
@@ -138,8 +147,8 @@ async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
         echo \"pipes: $(grep -c -E ' (pipe|socket|anon_inode):' fds.$PBS_JOBID)\"\n\
         sed -n 's/^SigBlk:\\t//p' /proc/$$/status\n";
     let seq = run_id.to_string();
-    let plan =
-        launch::prepare(&b.spec(run_id, &seq, script), &b.layout, "node1", true).expect("prepare");
+    let plan = launch::prepare(&b.spec(run_id, &seq, script), &b.layout, "node1", &login())
+        .expect("prepare");
     let (sup, mut link) = spawner.spawn(&b.layout.exit_file(run_id)).expect("spawn");
     let parent = procfs::stat_of(sup.pid)
         .expect("the supervisor's stat")
@@ -173,7 +182,7 @@ async fn run_through_spawner(b: &Bed, spawner: &Spawner, run_id: u64) -> i32 {
 async fn a_run_recorded_but_never_released_is_reported_unstarted() {
     let b = bed();
     let spec = b.spec(6, "6", "echo out\n");
-    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
+    let plan = launch::prepare(&spec, &b.layout, "node1", &login()).expect("prepare");
     let (child, link, shell) = supervise_held(&b, 6, &plan);
     drop(link);
     let status = common::reap(child, Duration::from_secs(20)).await;
@@ -209,7 +218,7 @@ fn copies_the_output_when_the_mom_says_so() {
         &b.spec(1, "1", "echo out\necho err >&2\nexit 2\n"),
         &b.layout,
         "node1",
-        true,
+        &login(),
     )
     .expect("prepare");
     let (mut child, mut link, _pid) = supervise(&b, 1, &plan);
@@ -251,8 +260,8 @@ fn copies_the_output_when_the_mom_says_so() {
 #[test]
 fn copies_nothing_when_the_mom_hangs_up() {
     let b = bed();
-    let plan =
-        launch::prepare(&b.spec(2, "2", "echo out\n"), &b.layout, "node1", true).expect("prepare");
+    let plan = launch::prepare(&b.spec(2, "2", "echo out\n"), &b.layout, "node1", &login())
+        .expect("prepare");
     let (mut child, mut link, _) = supervise(&b, 2, &plan);
     assert!(link.exited());
     drop(link);
@@ -274,7 +283,7 @@ async fn a_new_mom_delivers_what_the_supervisor_could_not() {
         go.display()
     );
     let spec = b.spec(3, "3", &script);
-    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
+    let plan = launch::prepare(&spec, &b.layout, "node1", &login()).expect("prepare");
     let (child, link, pid) = supervise(&b, 3, &plan);
     drop(link);
     // As today's MOMs record it: pid and start time (run_jobs.rs keeps an older record,
@@ -340,7 +349,7 @@ async fn an_older_moms_unrecorded_launch_is_stopped() {
 async fn stop_unrecorded_launch(older_mom: bool) -> capstan_mom::job::RunResult {
     let b = bed();
     let spec = b.spec(4, "4", "sleep 300\n");
-    let plan = launch::prepare(&spec, &b.layout, "node1", true).expect("prepare");
+    let plan = launch::prepare(&spec, &b.layout, "node1", &login()).expect("prepare");
     let (child, link, shell) = if older_mom {
         supervise(&b, 4, &plan)
     } else {

@@ -168,6 +168,36 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
     assert_eq!(plain, login.trim_start_matches('-'), "still a login shell");
 }
 
+/// `$tmpdir DIR` in the MOM's config gives each job a directory of its own, `DIR/JOBID`
+/// (0700, the user's), as `TMPDIR`; it goes with the job's other files once the server has
+/// the job's result.
+#[test]
+fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
+    let c = Cluster::start(&one_node());
+    let scratch = c.root.join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let config = c.mom_home("n1").join("mom_priv/config");
+    std::fs::write(&config, format!("$tmpdir {}\n", scratch.display())).expect("write config");
+    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_until(T, || c.mom_log("n1").contains("tmpdir: Some(")),
+        "the MOM did not reload its config:\n{}",
+        c.mom_log("n1")
+    );
+    let (id, out) = c.run_job(
+        "tmp.sh",
+        "echo \"$TMPDIR\"\nstat -c '%U %a' \"$TMPDIR\"\necho kept > \"$TMPDIR/f\"\n",
+        &[],
+    );
+    let dir = scratch.join(&id);
+    assert_eq!(out, format!("{}\n{} 700\n", dir.display(), c.user.name));
+    assert!(
+        wait_until(T, || !dir.exists()),
+        "{} is still there",
+        dir.display()
+    );
+}
+
 #[test]
 fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     let c = Cluster::start(&one_node());
