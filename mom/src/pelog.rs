@@ -4,12 +4,14 @@
 //!
 //! When they run, and why there:
 //! * the prologues (`prologue` as the MOM's user, root on a real node, in
-//!   `mom_priv`; then `prologue.user` as the job's user, in its home) run once
+//!   `mom_priv`; then `prologue.user` and the job's own `-l prologue=PATH` as the
+//!   job's user, in its home) run once
 //!   the job's shell is set up and held before exec, and before the run is
 //!   recorded as running. So their output lands at the top of the job's stdout
 //!   and stderr files, which the held shell has just opened, and a MOM that dies
 //!   meanwhile leaves a run that never ran its script (the server requeues it).
-//! * the epilogues (`epilogue.user`, then `epilogue`, Torque's order) run once
+//! * the epilogues (the job's own `-l epilogue=PATH`, `epilogue.user`, then
+//!   `epilogue`, Torque's order) run once
 //!   the job has ended and its exit status and usage are known, before its
 //!   output is copied back, and append to the same files. They run from the
 //!   MOM, so a run adopted after a MOM restart gets them too; the record keeps
@@ -50,28 +52,59 @@ use capstan_proto::job_exec;
 pub enum Script {
     Prologue,
     PrologueUser,
+    /// The job's own, `-l prologue=PATH`.
+    PrologueJob,
     Epilogue,
     EpilogueUser,
+    /// The job's own, `-l epilogue=PATH`.
+    EpilogueJob,
 }
 
 impl Script {
-    /// The prologues, in the order they run.
-    pub const PROLOGUES: [Script; 2] = [Script::Prologue, Script::PrologueUser];
-    /// The epilogues, in the order they run (Torque: the user's first).
-    pub const EPILOGUES: [Script; 2] = [Script::EpilogueUser, Script::Epilogue];
+    /// The prologues, in the order they run (Torque's: the site's, then the job's).
+    pub const PROLOGUES: [Script; 3] =
+        [Script::Prologue, Script::PrologueUser, Script::PrologueJob];
+    /// The epilogues, in the order they run (Torque's: the job's first, root's last).
+    pub const EPILOGUES: [Script; 3] =
+        [Script::EpilogueJob, Script::EpilogueUser, Script::Epilogue];
 
-    pub fn file_name(self) -> &'static str {
+    /// The file's name in `mom_priv`; the job's own scripts are where it says.
+    pub fn file_name(self) -> Option<&'static str> {
         match self {
-            Script::Prologue => "prologue",
-            Script::PrologueUser => "prologue.user",
-            Script::Epilogue => "epilogue",
-            Script::EpilogueUser => "epilogue.user",
+            Script::Prologue => Some("prologue"),
+            Script::PrologueUser => Some("prologue.user"),
+            Script::Epilogue => Some("epilogue"),
+            Script::EpilogueUser => Some("epilogue.user"),
+            Script::PrologueJob | Script::EpilogueJob => None,
         }
     }
 
     /// Runs as the job's user (else as the MOM's).
     fn as_user(self) -> bool {
-        matches!(self, Script::PrologueUser | Script::EpilogueUser)
+        !matches!(self, Script::Prologue | Script::Epilogue)
+    }
+
+    /// Where the script is for `job`: in `dir` (`mom_priv`), or for the job's own, the
+    /// `prologue`/`epilogue` resource it asked for (relative to `PBS_O_WORKDIR`, as
+    /// Torque's `get_local_script_path`); `None` when the job asked for none.
+    fn path(self, dir: &Path, job: &PelogJob) -> Option<PathBuf> {
+        let resource = match self {
+            Script::PrologueJob => "prologue=",
+            Script::EpilogueJob => "epilogue=",
+            _ => return self.file_name().map(|name| dir.join(name)),
+        };
+        let asked = job
+            .resource_limits
+            .split(',')
+            .find_map(|r| r.strip_prefix(resource))
+            .filter(|p| !p.is_empty())?;
+        let workdir = job
+            .env
+            .iter()
+            .find(|(n, _)| n == "PBS_O_WORKDIR")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/");
+        Some(Path::new(workdir).join(asked))
     }
 }
 
@@ -238,12 +271,19 @@ pub enum Located {
     Refused(i32, String),
 }
 
-/// Finds `script` in `dir` (`mom_priv`) and checks it as Torque does: a regular
-/// file owned by `owner` (the MOM's user), readable and executable by it and
-/// writable by nobody else; the `.user` scripts also readable and executable by
-/// others, since the job's user runs them.
-pub fn locate(dir: &Path, script: Script, owner: u32) -> Located {
-    let path = dir.join(script.file_name());
+/// Finds `script` for `job` and checks it as Torque does: a regular file owned by
+/// `owner` (the MOM's user; for the job's own scripts, the job's user), readable and
+/// executable by its owner and writable by nobody else; the `.user` scripts also
+/// readable and executable by others, since the job's user runs them.
+pub fn locate(dir: &Path, script: Script, owner: u32, job: &PelogJob) -> Located {
+    let Some(path) = script.path(dir, job) else {
+        return Located::Missing;
+    };
+    let (owner, others) = match script {
+        Script::PrologueJob | Script::EpilogueJob => (job.uid, 0),
+        Script::PrologueUser | Script::EpilogueUser => (owner, 0o005),
+        Script::Prologue | Script::Epilogue => (owner, 0),
+    };
     let meta = match std::fs::metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Located::Missing,
@@ -255,7 +295,6 @@ pub fn locate(dir: &Path, script: Script, owner: u32) -> Located {
         }
     };
     let mode = meta.mode();
-    let others = if script.as_user() { 0o005 } else { 0 };
     let runnable = meta.is_file()
         && meta.uid() == owner
         && mode & 0o500 == 0o500
@@ -280,11 +319,12 @@ pub struct Scripts<'a> {
 }
 
 impl Scripts<'_> {
-    /// Whether a prologue is there (runnable or not): starting a run then takes a while.
-    pub fn any_prologue(&self) -> bool {
+    /// Whether a prologue is there for `job` (runnable or not): starting it then takes a
+    /// while.
+    pub fn any_prologue(&self, job: &PelogJob) -> bool {
         Script::PROLOGUES
             .into_iter()
-            .any(|script| locate(self.dir, script, self.owner) != Located::Missing)
+            .any(|script| locate(self.dir, script, self.owner, job) != Located::Missing)
     }
 
     /// Runs the prologues in order and stops at the first that fails.
@@ -324,10 +364,13 @@ impl Scripts<'_> {
         args: &[String],
         running: &mut dyn FnMut(Option<i32>),
     ) -> Result<(), Failure> {
-        let path = match locate(self.dir, script, self.owner) {
+        let path = match locate(self.dir, script, self.owner, job) {
             Located::Missing => return Ok(()),
             Located::Runnable(path) => path,
-            Located::Refused(rc, why) => return Err(failure(script, self.dir, rc, &why)),
+            Located::Refused(rc, why) => {
+                let path = script.path(self.dir, job).unwrap_or_default();
+                return Err(failure(script, &path, rc, &why));
+            }
         };
         let rc = self.run(script, &path, job, args, running);
         running(None);
@@ -335,11 +378,11 @@ impl Scripts<'_> {
             0 => Ok(()),
             RC_TIMEOUT => Err(failure(
                 script,
-                self.dir,
+                &path,
                 rc,
                 "prolog/epilog timeout occurred, child cleaned up",
             )),
-            _ => Err(failure(script, self.dir, rc, "nonzero p/e exit status")),
+            _ => Err(failure(script, &path, rc, "nonzero p/e exit status")),
         }
     }
 
@@ -365,7 +408,7 @@ impl Scripts<'_> {
         let chdir_failed = format!(
             "PBS: chdir to {} failed (running {} in the current directory)\n",
             cwd.to_string_lossy(),
-            script.file_name()
+            path.display()
         );
         let mut cmd = Command::new(path);
         cmd.args(args)
@@ -423,13 +466,13 @@ impl Scripts<'_> {
     }
 }
 
-fn failure(script: Script, dir: &Path, rc: i32, why: &str) -> Failure {
+fn failure(script: Script, path: &Path, rc: i32, why: &str) -> Failure {
     Failure {
         script,
         rc,
         message: format!(
             "prolog/epilog failed, file: {}, exit: {rc}, {why}",
-            dir.join(script.file_name()).display()
+            path.display()
         ),
     }
 }
@@ -571,22 +614,25 @@ mod tests {
             std::fs::write(&p, "#!/bin/sh\n").expect("write");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
         };
-        assert_eq!(locate(dir.path(), Script::Prologue, me), Located::Missing);
+        assert_eq!(
+            locate(dir.path(), Script::Prologue, me, &job()),
+            Located::Missing
+        );
         write("prologue", 0o500);
         assert!(matches!(
-            locate(dir.path(), Script::Prologue, me),
+            locate(dir.path(), Script::Prologue, me, &job()),
             Located::Runnable(_)
         ));
         // Someone else's file, or one others may change, is not run.
         assert!(matches!(
-            locate(dir.path(), Script::Prologue, me + 1),
+            locate(dir.path(), Script::Prologue, me + 1, &job()),
             Located::Refused(-1, _)
         ));
         for mode in [0o520, 0o502, 0o400, 0o100] {
             write("prologue", mode);
             assert!(
                 matches!(
-                    locate(dir.path(), Script::Prologue, me),
+                    locate(dir.path(), Script::Prologue, me, &job()),
                     Located::Refused(-1, _)
                 ),
                 "mode {mode:o}"
@@ -595,17 +641,52 @@ mod tests {
         // The user's scripts must be readable and executable by the job's user too.
         write("epilogue.user", 0o500);
         assert!(matches!(
-            locate(dir.path(), Script::EpilogueUser, me),
+            locate(dir.path(), Script::EpilogueUser, me, &job()),
             Located::Refused(-1, _)
         ));
         write("epilogue.user", 0o755);
         assert!(matches!(
-            locate(dir.path(), Script::EpilogueUser, me),
+            locate(dir.path(), Script::EpilogueUser, me, &job()),
             Located::Runnable(_)
         ));
         std::fs::create_dir(dir.path().join("epilogue")).expect("mkdir");
         assert!(matches!(
-            locate(dir.path(), Script::Epilogue, me),
+            locate(dir.path(), Script::Epilogue, me, &job()),
+            Located::Refused(-1, _)
+        ));
+    }
+
+    #[test]
+    fn the_jobs_own_scripts_are_where_it_asked_and_must_be_its_users() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = nix::unistd::geteuid().as_raw();
+        let mut job = job();
+        job.uid = me;
+        job.env = vec![("PBS_O_WORKDIR".into(), dir.path().display().to_string())];
+        assert_eq!(
+            locate(dir.path(), Script::PrologueJob, me, &job),
+            Located::Missing
+        );
+        job.resource_limits = "walltime=00:01:00,prologue=pre.sh,epilogue=/nonexistent/post".into();
+        assert_eq!(
+            locate(dir.path(), Script::PrologueJob, me, &job),
+            Located::Missing
+        );
+        let pre = dir.path().join("pre.sh");
+        std::fs::write(&pre, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(
+            locate(dir.path(), Script::PrologueJob, me + 1, &job),
+            Located::Runnable(pre.clone())
+        );
+        assert_eq!(
+            locate(dir.path(), Script::EpilogueJob, me, &job),
+            Located::Missing
+        );
+        // Another user's file is not run as this job's.
+        job.uid = me + 1;
+        assert!(matches!(
+            locate(dir.path(), Script::PrologueJob, me, &job),
             Located::Refused(-1, _)
         ));
     }

@@ -452,7 +452,7 @@ impl Runner {
                 return;
             }
         };
-        if self.with_scripts(|scripts| scripts.any_prologue()) {
+        if self.with_scripts(|scripts| scripts.any_prologue(&l.pelog)) {
             // A prologue may run for minutes: not on the session's thread, which must go on
             // reporting status and taking a qdel for this very run meanwhile.
             let runner = Arc::clone(self);

@@ -316,3 +316,31 @@ fn a_prologue_others_may_change_is_never_run_and_the_job_is_held_after_the_retri
     assert_contains(&comment, "permission Error");
     assert!(!ran.exists(), "the prologue ran");
 }
+
+#[test]
+fn a_jobs_own_prologue_and_epilogue_run_as_its_user_around_the_site_ones() {
+    let c = Cluster::start(&one_node());
+    install(&c, "prologue", 0o500, "#!/bin/sh\necho 'site prologue'\n");
+    install(&c, "epilogue", 0o500, "#!/bin/sh\necho 'site epilogue'\n");
+    // The job's scripts, its user's, given relative to the submission directory.
+    for (name, word) in [("pre.sh", "job prologue"), ("post.sh", "job epilogue")] {
+        let path = c.script(
+            name,
+            &format!("#!/bin/sh\necho \"{word} as $(id -un): $1\"\n"),
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let (id, out) = c.run_job(
+        "own.sh",
+        "echo 'the job itself'\n",
+        &["-l", "prologue=pre.sh,epilogue=post.sh"],
+    );
+    let user = &c.user.name;
+    assert_eq!(
+        out,
+        format!(
+            "site prologue\njob prologue as {user}: {id}\nthe job itself\n\
+             job epilogue as {user}: {id}\nsite epilogue\n"
+        )
+    );
+}
