@@ -90,6 +90,15 @@ pub struct RunRecord {
     /// The job's own `TMPDIR` (`$tmpdir`), removed with its other files.
     #[serde(default)]
     pub tmpdir: Option<PathBuf>,
+    /// The prologue running for this starting run, if one is: its pid (= session id) and
+    /// start time in clock ticks after boot, which name one process. A qdel or cancel kills
+    /// it, and so does the next MOM if this one dies meanwhile.
+    #[serde(default)]
+    pub prologue_session: Option<(i32, u64)>,
+    /// The epilogues have been started: a MOM that adopts the run after a restart does not
+    /// run them again (at most once).
+    #[serde(default)]
+    pub epilogues_started: bool,
 }
 
 impl RunRecord {
@@ -115,6 +124,8 @@ impl RunRecord {
             orphan_timeout_ms: 0,
             pelog: Default::default(),
             tmpdir: None,
+            prologue_session: None,
+            epilogues_started: false,
         }
     }
 

@@ -112,8 +112,13 @@ impl Script {
 pub const RC_REFUSED: i32 = -1;
 /// Torque's return code for a script killed at `$prologalarm`.
 pub const RC_TIMEOUT: i32 = -4;
+/// Torque's return code for a script that outlived its SIGKILL by [`KILL_WAIT`].
+pub const RC_UNKILLABLE: i32 = -5;
 /// What Torque's child exits with when the script cannot be exec'd.
 pub const RC_EXEC_FAILED: i32 = 255;
+/// How long a script killed at its alarm may take to die (Torque's wait): one stuck in
+/// the kernel (a hung NFS mount) is then left to a thread of its own, and fails.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// What the scripts are told about a job, and where their output goes. Kept in
 /// the run record, so that the epilogue of a run adopted after a MOM restart has it.
@@ -141,6 +146,15 @@ pub struct PelogJob {
     pub identity: Option<Identity>,
     /// The `.user` scripts' working directory.
     pub home: PathBuf,
+}
+
+/// Why the prologues stopped before the job could start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// One failed.
+    Failed(Failure),
+    /// The run is no longer wanted (a qdel, a cancel): the rest were not run.
+    Abandoned,
 }
 
 /// A script that failed: which, Torque's return code, and the text Torque logs.
@@ -328,18 +342,36 @@ impl Scripts<'_> {
     }
 
     /// Runs the prologues in order and stops at the first that fails.
-    /// `running` hears the pid (= session id) of each script as it starts, and
-    /// `None` when it has ended, so that a qdel meanwhile can kill it.
+    ///
+    /// `wanted` is asked whether the run is still wanted before each script and
+    /// after the last (with `None`), and as each script starts (with its pid = session
+    /// id, which it may record so that a qdel can kill the script): on `false` the
+    /// script just started is killed and no other runs.
     pub fn prologues(
         &self,
         job: &PelogJob,
-        mut running: impl FnMut(Option<i32>),
-    ) -> Result<(), Failure> {
+        mut wanted: impl FnMut(Option<i32>) -> bool,
+    ) -> Result<(), Stop> {
         let args = prologue_args(job);
         for script in Script::PROLOGUES {
-            self.one(script, job, &args, &mut running)?;
+            if !wanted(None) {
+                return Err(Stop::Abandoned);
+            }
+            self.one(script, job, &args, &mut wanted)
+                .map_err(Stop::Failed)?;
         }
-        Ok(())
+        if wanted(None) {
+            Ok(())
+        } else {
+            Err(Stop::Abandoned)
+        }
+    }
+
+    /// Whether an epilogue is there for `job` (runnable or not).
+    pub fn any_epilogue(&self, job: &PelogJob) -> bool {
+        Script::EPILOGUES
+            .into_iter()
+            .any(|script| locate(self.dir, script, self.owner, job) != Located::Missing)
     }
 
     /// Runs the epilogues in order (all of them: a failure is only reported).
@@ -353,7 +385,7 @@ impl Scripts<'_> {
         let args = epilogue_args(job, session_id, used, exit_status);
         Script::EPILOGUES
             .into_iter()
-            .filter_map(|script| self.one(script, job, &args, &mut |_| {}).err())
+            .filter_map(|script| self.one(script, job, &args, &mut |_| true).err())
             .collect()
     }
 
@@ -362,7 +394,7 @@ impl Scripts<'_> {
         script: Script,
         job: &PelogJob,
         args: &[String],
-        running: &mut dyn FnMut(Option<i32>),
+        wanted: &mut dyn FnMut(Option<i32>) -> bool,
     ) -> Result<(), Failure> {
         let path = match locate(self.dir, script, self.owner, job) {
             Located::Missing => return Ok(()),
@@ -372,10 +404,15 @@ impl Scripts<'_> {
                 return Err(failure(script, &path, rc, &why));
             }
         };
-        let rc = self.run(script, &path, job, args, running);
-        running(None);
+        let rc = self.run(script, &path, job, args, wanted);
         match rc {
             0 => Ok(()),
+            RC_UNKILLABLE => Err(failure(
+                script,
+                &path,
+                rc,
+                "prolog/epilog timeout occurred, cannot kill child",
+            )),
             RC_TIMEOUT => Err(failure(
                 script,
                 &path,
@@ -393,7 +430,7 @@ impl Scripts<'_> {
         path: &Path,
         job: &PelogJob,
         args: &[String],
-        running: &mut dyn FnMut(Option<i32>),
+        wanted: &mut dyn FnMut(Option<i32>) -> bool,
     ) -> i32 {
         let (stdout, stderr) = open_outputs(job);
         let stderr_copy = stderr.as_ref().and_then(|f| f.try_clone().ok());
@@ -442,7 +479,9 @@ impl Scripts<'_> {
             }
         };
         let pid = child.id() as i32;
-        running(Some(pid));
+        if !wanted(Some(pid)) {
+            procfs::kill_session(pid, Signal::SIGKILL, true);
+        }
         let (done_tx, done_rx) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
             let status = child.wait();
@@ -456,13 +495,17 @@ impl Scripts<'_> {
         if timed_out {
             tracing::warn!(job = %job.job_id, script = %path.display(), pid, "$prologalarm reached: killing the script's session");
             procfs::kill_session(pid, Signal::SIGKILL, true);
-        }
-        let status = waiter.join().ok().and_then(Result::ok);
-        if timed_out {
+            if done_rx.recv_timeout(KILL_WAIT).is_err() {
+                // The waiter reaps it whenever it dies.
+                return RC_UNKILLABLE;
+            }
             return RC_TIMEOUT;
         }
-        // A script killed by a signal has no exit code: Torque counts it as 0.
-        status.and_then(|s| s.code()).unwrap_or(0)
+        match waiter.join() {
+            // A script killed by a signal has no exit code: Torque counts it as 0.
+            Ok(Ok(status)) => status.code().unwrap_or(0),
+            _ => RC_EXEC_FAILED,
+        }
     }
 }
 
@@ -713,9 +756,15 @@ mod tests {
             alarm: Duration::from_secs(30),
         };
         let mut seen = Vec::new();
-        let failed = scripts
-            .prologues(&job, |pid| seen.push(pid))
+        let stop = scripts
+            .prologues(&job, |pid| {
+                seen.push(pid);
+                true
+            })
             .expect_err("exit 3 fails");
+        let Stop::Failed(failed) = stop else {
+            panic!("{stop:?}");
+        };
         assert_eq!((failed.script, failed.rc), (Script::Prologue, 3));
         assert!(
             failed.message.ends_with("exit: 3, nonzero p/e exit status"),
@@ -723,9 +772,42 @@ mod tests {
             failed.message
         );
         assert_eq!(seen.len(), 2);
-        assert!(seen[0].is_some_and(|pid| pid > 1) && seen[1].is_none());
+        assert!(seen[0].is_none() && seen[1].is_some_and(|pid| pid > 1));
         let printed = std::fs::read_to_string(&out).expect("read");
         assert_eq!(printed, format!("8 45.vm vm {}\n", dir.path().display()));
+    }
+
+    #[test]
+    fn a_run_no_longer_wanted_kills_its_prologue_and_runs_no_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("user-ran");
+        let write = |name: &str, body: String, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        write("prologue", "#!/bin/sh\nexec sleep 60\n".into(), 0o500);
+        write(
+            "prologue.user",
+            format!("#!/bin/sh\ntouch {}\n", marker.display()),
+            0o755,
+        );
+        let owner = nix::unistd::geteuid().as_raw();
+        let scripts = Scripts {
+            dir: dir.path(),
+            owner,
+            alarm: Duration::from_secs(60),
+        };
+        let started = std::time::Instant::now();
+        // Wanted until the first script has started (a qdel then).
+        let mut asked = 0;
+        let stop = scripts.prologues(&job(), |_| {
+            asked += 1;
+            asked == 1
+        });
+        assert_eq!(stop, Err(Stop::Abandoned));
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(!marker.exists(), "prologue.user ran");
     }
 
     #[test]

@@ -84,8 +84,6 @@ struct Live {
 struct Entry {
     record: RunRecord,
     live: Option<Live>,
-    /// The session of the prologue running for this run, if one is (a qdel kills it).
-    prologue: Option<i32>,
     /// Taken while this run's record is written (see [`Runner::save_latest`]).
     saving: Arc<Mutex<()>>,
 }
@@ -95,7 +93,6 @@ impl Entry {
         Entry {
             record,
             live,
-            prologue: None,
             saving: Arc::default(),
         }
     }
@@ -190,22 +187,62 @@ impl Runner {
         })
     }
 
-    /// Runs the prologues of a launched run (its shell held), noting each
-    /// script's session in the run's entry so that a qdel meanwhile can kill it.
-    fn run_prologues(&self, run_id: u64, job: &PelogJob) -> Result<(), pelog::Failure> {
+    /// Runs the prologues of a launched run (its shell held) while the run is wanted (held,
+    /// not deleted), recording each script's session (on disk too) so that a qdel, a cancel
+    /// or the next MOM can kill it.
+    fn run_prologues(&self, run_id: u64, job: &PelogJob) -> Result<(), pelog::Stop> {
         self.with_scripts(|scripts| {
             scripts.prologues(job, |session| {
-                if let Some(entry) = self.runs().get_mut(&run_id) {
-                    entry.prologue = session;
+                let session = session.map(|pid| {
+                    let started = procfs::proc_of(pid).map_or(0, |p| p.stat.start_ticks);
+                    (pid, started)
+                });
+                let wanted = match self.runs().get_mut(&run_id) {
+                    Some(entry) => {
+                        entry.record.prologue_session = session;
+                        !entry.record.interventions.deleted
+                    }
+                    None => false,
+                };
+                if wanted && session.is_some() {
+                    self.save_latest(run_id);
                 }
+                wanted
             })
         })
     }
 
-    /// Runs the epilogues of an ended run; their failures are only logged, as in Torque.
-    fn run_epilogues(&self, job: &PelogJob, session_id: i32, used: &Usage, exit_status: i32) {
-        if job.job_id.is_empty() {
-            return; // a run recorded by an older MOM, or never launched
+    /// Whether the run is held and not deleted.
+    fn wanted(&self, run_id: u64) -> bool {
+        self.runs()
+            .get(&run_id)
+            .is_some_and(|e| !e.record.interventions.deleted)
+    }
+
+    /// Runs the epilogues of an ended run, at most once: they are marked started on disk
+    /// first, so a MOM that adopts the run after a restart meanwhile does not run them again.
+    /// Their failures are only logged, as in Torque.
+    fn run_epilogues(
+        &self,
+        run_id: u64,
+        job: &PelogJob,
+        session_id: i32,
+        used: &Usage,
+        exit_status: i32,
+    ) {
+        // Empty in a record of an older MOM.
+        if job.job_id.is_empty() || !self.with_scripts(|s| s.any_epilogue(job)) {
+            return;
+        }
+        let first = match self.runs().get_mut(&run_id) {
+            Some(entry) if !entry.record.epilogues_started => {
+                entry.record.epilogues_started = true;
+                true
+            }
+            _ => false,
+        };
+        if !first || !self.save_latest(run_id) {
+            return;
         }
         for failed in self.with_scripts(|s| s.epilogues(job, session_id, used, exit_status)) {
             tracing::warn!(job = %job.job_id, rc = failed.rc, "{}", failed.message);
@@ -224,7 +261,7 @@ impl Runner {
     ) {
         let exit_status = pelog::prologue_exit_status(failed.rc);
         tracing::warn!(run = run_id, job = %job.job_id, rc = failed.rc, exit_status, "{}", failed.message);
-        self.run_epilogues(job, 0, &Usage::default(), exit_status);
+        self.run_epilogues(run_id, job, 0, &Usage::default(), exit_status);
         let copy_errors = if exit_status == job_exec::FAIL2 {
             deliver::deliver(delivery, &self.layout, |files| {
                 deliver::copy_with_helper(delivery, files, self.spawner.program())
@@ -292,6 +329,8 @@ impl Runner {
                     // reported as never run, so the server requeues it. A record of an
                     // older MOM, whose shells ran at once, proves nothing: -1 as before.
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
+                    // A prologue it was running would otherwise run on beside the retry's.
+                    kill_prologue(record.prologue_session);
                     let result = if record.gated {
                         unstarted(job_exec::RETRY, RESTARTED_WHILE_STARTING)
                     } else {
@@ -474,17 +513,22 @@ impl Runner {
         orphan_timeout_ms: u64,
     ) {
         let run_id = spec.run_id;
-        if let Err(failed) = self.run_prologues(run_id, &l.pelog) {
-            // Never released: the held shell exits without exec'ing.
-            l.link.close();
-            l.supervisor.reap();
-            self.end_failed_prologue(run_id, &l.pelog, &l.delivery, failed);
-            return;
+        match self.run_prologues(run_id, &l.pelog) {
+            Err(pelog::Stop::Failed(failed)) if self.wanted(run_id) => {
+                // Never released: the held shell exits without exec'ing.
+                l.link.close();
+                l.supervisor.reap();
+                self.end_failed_prologue(run_id, &l.pelog, &l.delivery, failed);
+                return;
+            }
+            // A qdel or a cancel meanwhile: the checks below leave the shell unreleased.
+            Err(_) | Ok(()) => {}
         }
-        tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
+        // The job's clock (walltime, start time) starts after its prologues, as Torque's.
+        let start_time = now_secs();
         record.uid = l.uid;
         record.session_id = l.pid;
-        record.start_time = l.start_time;
+        record.start_time = start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
         // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
@@ -541,13 +585,14 @@ impl Runner {
             }
             return;
         }
+        tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
         if let Err(e) = link.go() {
             tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the release: {e}");
         }
         self.emit(Event::Started {
             run_id,
             session_id: l.pid,
-            start_time: l.start_time,
+            start_time,
         });
         let runner = Arc::clone(self);
         let supervisor_process = l.supervisor;
@@ -571,13 +616,7 @@ impl Runner {
             }
         });
         if spec.walltime_limit_secs > 0 {
-            self.spawn_walltime(
-                run_id,
-                l.pid,
-                l.start_time,
-                spec.walltime_limit_secs,
-                done_rx,
-            );
+            self.spawn_walltime(run_id, l.pid, start_time, spec.walltime_limit_secs, done_rx);
         }
     }
 
@@ -655,7 +694,7 @@ impl Runner {
             walltime_secs: (now - record.start_time).max(0) as u64,
         };
         // The site's epilogues, before the copy: their output is appended to the job's files.
-        self.run_epilogues(&record.pelog, live.pgid, &used, exit_status);
+        self.run_epilogues(run_id, &record.pelog, live.pgid, &used, exit_status);
         // Torque's post-job file processing: the spooled output to its paths,
         // as the user; what cannot be copied is kept and reported. After the
         // walltime notice, which must be in the copy.
@@ -738,20 +777,18 @@ impl Runner {
                 return;
             };
             let Some(live) = entry.live.as_ref() else {
-                if delete && !entry.record.is_ended() {
+                if delete && entry.record.phase == Phase::Starting {
                     // Still starting (in its prologue, say): it will not be released, and
                     // a prologue running for it is killed.
                     entry.record.interventions.deleted = true;
-                    let prologue = entry.prologue;
+                    let prologue = entry.record.prologue_session;
                     drop(runs);
                     tracing::info!(
                         run = run_id,
                         ?prologue,
                         "qdel of a starting run: it will not run"
                     );
-                    if let Some(session) = prologue {
-                        procfs::kill_session(session, Signal::SIGKILL, true);
-                    }
+                    kill_prologue(prologue);
                     return;
                 }
                 tracing::warn!(
@@ -789,6 +826,7 @@ impl Runner {
     /// CancelRuns: kill what still runs, forget everything named.
     pub fn cancel(&self, run_ids: &[u64]) {
         for &run_id in run_ids {
+            let mut prologue = None;
             let running = {
                 let mut runs = self.runs();
                 match runs.get_mut(&run_id) {
@@ -799,9 +837,13 @@ impl Runner {
                         live.cancelled = true;
                         Some(live.pgid)
                     }
-                    Some(_) => None,
+                    Some(entry) => {
+                        prologue = entry.record.prologue_session;
+                        None
+                    }
                 }
             };
+            kill_prologue(prologue);
             match running {
                 Some(pgid) => {
                     tracing::info!(
@@ -975,6 +1017,17 @@ fn stop_unrecorded_launch(exit_file: &Path) {
         tracing::warn!(supervisor = pid, exit_file = %exit_file.display(), "stopping a job launch no MOM recorded");
         leftovers::kill_descendants_of(pid, &procs);
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Kills the session of a run's prologue, if that process (pid and start time) still runs.
+fn kill_prologue(session: Option<(i32, u64)>) {
+    let Some((pid, started)) = session else {
+        return;
+    };
+    if procfs::proc_of(pid).is_some_and(|p| p.stat.start_ticks == started) {
+        tracing::info!(pid, "killing a prologue");
+        procfs::kill_session(pid, Signal::SIGKILL, true);
     }
 }
 

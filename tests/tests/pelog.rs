@@ -51,7 +51,7 @@ fn prologue_and_epilogue_bracket_the_job_with_torques_arguments() {
         "prologue",
         0o500,
         &format!(
-            "#!/bin/sh\necho \"prologue $#: $*\"\necho \"prologue in $(pwd)\"\n\
+            "#!/bin/sh\necho \"prologue $#: $*\"\necho \"prologue in $(pwd) as $(id -u)\"\n\
              [ -r \"$8\" ] && echo 'prologue reads the script'\n\
              env > {}/prologue.env\necho 'prologue to stderr' >&2\n",
             notes.display()
@@ -118,7 +118,12 @@ fn prologue_and_epilogue_bracket_the_job_with_torques_arguments() {
         "script path {}",
         prologue_args[7]
     );
-    assert_eq!(lines[1], format!("prologue in {}", mom_priv.display()));
+    // As the MOM's user (root on a real node).
+    let mom_uid = nix::unistd::geteuid();
+    assert_eq!(
+        lines[1],
+        format!("prologue in {} as {mom_uid}", mom_priv.display())
+    );
     assert_eq!(lines[2], "prologue reads the script");
     assert_eq!(
         lines[3],
@@ -272,6 +277,14 @@ fn qdel_during_the_prologue_kills_it_and_the_script_never_runs() {
             pid_file.display()
         ),
     );
+    // Never reached: the qdel stops the prologues as well as the job.
+    let user_ran = notes.join("user-ran");
+    install(
+        &c,
+        "prologue.user",
+        0o555,
+        &format!("#!/bin/sh\ntouch {}\n", user_ran.display()),
+    );
     let marker = notes.join("ran");
     let id = c.qsub("deleted.sh", &format!("touch {}\n", marker.display()), &[]);
     assert!(
@@ -284,6 +297,7 @@ fn qdel_during_the_prologue_kills_it_and_the_script_never_runs() {
     c.wait_state(&id, "C", Duration::from_secs(10));
     assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("271"));
     assert!(!marker.exists(), "the script ran");
+    assert!(!user_ran.exists(), "prologue.user ran after the qdel");
     assert!(
         wait_until(T, || !Path::new(&format!("/proc/{prologue}")).exists()),
         "the prologue {prologue} still runs\n{}",
@@ -342,5 +356,71 @@ fn a_jobs_own_prologue_and_epilogue_run_as_its_user_around_the_site_ones() {
             "site prologue\njob prologue as {user}: {id}\nthe job itself\n\
              job epilogue as {user}: {id}\nsite epilogue\n"
         )
+    );
+}
+
+#[test]
+fn the_jobs_walltime_starts_after_its_prologue() {
+    let c = Cluster::start(&one_node());
+    install(&c, "prologue", 0o500, "#!/bin/sh\nsleep 3\n");
+    // 3 s of prologue and 2 s of job: over the 3 s limit only if the prologue counted.
+    let (id, out) = c.run_job(
+        "timed.sh",
+        "sleep 2\necho finished\n",
+        &["-l", "walltime=3"],
+    );
+    assert_eq!(out, "finished\n");
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+}
+
+#[test]
+fn a_mom_restarted_during_the_epilogue_does_not_run_it_again() {
+    let mut c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let log = notes.join("epilogue.log");
+    install(
+        &c,
+        "epilogue",
+        0o500,
+        &format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nsleep 3\necho 'epilogue done'\n",
+            log.display()
+        ),
+    );
+    let id = c.qsub("ended.sh", "echo 'the job'\n", &[]);
+    assert!(wait_until(T, || log.exists()), "the epilogue did not start");
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    assert_eq!(c.read(&log), format!("{id}\n"), "the epilogue ran again");
+    assert_contains(&c.read(c.default_stdout("ended.sh", &id)), "the job\n");
+}
+
+#[test]
+fn a_mom_restarted_during_a_prologue_kills_it_before_the_job_is_tried_again() {
+    let mut c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let pids = notes.join("prologue.pids");
+    // Hangs the first time only; records each run's pid.
+    install(
+        &c,
+        "prologue",
+        0o500,
+        &format!(
+            "#!/bin/sh\necho $$ >> {p}\n[ $(wc -l < {p}) = 1 ] && exec sleep 120\nexit 0\n",
+            p = pids.display()
+        ),
+    );
+    let id = c.qsub("restarted.sh", "echo 'ran once'\n", &[]);
+    assert!(wait_until(T, || pids.exists()), "no prologue");
+    let first = c.read(&pids).trim().to_string();
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.read(c.default_stdout("restarted.sh", &id)), "ran once\n");
+    assert!(
+        wait_until(T, || !Path::new(&format!("/proc/{first}")).exists()),
+        "the first prologue {first} still runs beside the retry"
     );
 }
