@@ -158,3 +158,53 @@ fn qstat_with_many_jobs_stays_complete() {
     let out = stdout(&c.run("qstat", &["-i"]));
     assert_eq!(out, "");
 }
+
+/// `qselect` prints the ids of the jobs matching every criterion, one per line, in the
+/// server's order; bad criteria get Torque's message and usage, and change nothing.
+#[test]
+fn qselect_prints_the_matching_job_ids() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let done = c.qsub("done.sh", "true\n", &["-N", "done"]);
+    c.wait_state(&done, "C", T);
+    let alpha = c.qsub("a.sh", "true\n", &["-h", "-N", "alpha", "-p", "5"]);
+    let beta = c.qsub(
+        "b.sh",
+        "true\n",
+        &["-h", "-N", "beta", "-l", "walltime=02:00:00", "-r", "n"],
+    );
+    let user = c.user.name.clone();
+    let select = |args: &[&str]| {
+        let out = c.run("qselect", args);
+        assert_eq!(code(&out), 0, "qselect {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let ids = |list: &[&String]| list.iter().map(|id| format!("{id}\n")).collect::<String>();
+    assert_eq!(select(&[]), ids(&[&done, &alpha, &beta]));
+    assert_eq!(select(&["-s", "H"]), ids(&[&alpha, &beta]));
+    assert_eq!(select(&["-s", ".ne.C", "-N", "beta"]), ids(&[&beta]));
+    assert_eq!(select(&["-p", ".gt.0"]), ids(&[&alpha]));
+    assert_eq!(select(&["-h", "u"]), ids(&[&alpha, &beta]));
+    assert_eq!(select(&["-l", "walltime.gt.01:00:00"]), ids(&[&beta]));
+    assert_eq!(select(&["-r", "n"]), ids(&[&beta]));
+    assert_eq!(
+        select(&["-u", &user, "-q", "batch", "-s", "C"]),
+        ids(&[&done])
+    );
+    assert_eq!(select(&["-u", "nobody"]), "");
+    // The idiom it exists for: act on the selected jobs.
+    let out = c.run("qrls", &[&alpha, &beta]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    c.wait_state(&beta, "C", T);
+    assert_eq!(select(&["-s", "H"]), "");
+
+    let out = c.run("qselect", &["-s", "X"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("qselect: illegal -s value\nusage: qselect "),
+        "{}",
+        stderr(&out)
+    );
+    let out = c.run("qselect", &["-q", "nosuch"]);
+    assert_eq!(stderr(&out), "qselect: Unknown queue\n");
+    assert_eq!(code(&out), 172);
+}
