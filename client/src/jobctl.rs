@@ -1,4 +1,4 @@
-//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`.
+//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`, `qmove`.
 //!
 //! They share one shape (Torque's `qdel.c`, `qhold.c`, ...): getopt options, one or more job
 //! ids, one server request, and per failed job a line `CMD: TEXT[ MSG=DETAIL] JOBID` on
@@ -6,7 +6,8 @@
 //! the raw number), 0 when everything succeeded. Quirks kept from Torque 6.1.3: `qhold`,
 //! `qrls`, `qsig` and `qrerun` print nothing for an unknown job id (but still exit 153);
 //! `qdel` says `qdel: nonexistent job id: ID`; failures while expanding `qdel all` do not
-//! change the exit status. Usage errors print Torque's usage line and exit 2.
+//! change the exit status. Usage errors print Torque's usage line and exit 2. `qmove` takes no
+//! options (Torque's parses none): `qmove DESTINATION JOBID...`.
 //!
 //! Options are parsed by hand with getopt semantics ([`crate::getopt`]) because Torque's
 //! messages and usage lines must be reproduced exactly.
@@ -27,6 +28,7 @@ pub enum Command {
     Qrls,
     Qsig,
     Qrerun,
+    Qmove,
 }
 
 impl Command {
@@ -38,6 +40,7 @@ impl Command {
             Command::Qrls => "qrls",
             Command::Qsig => "qsig",
             Command::Qrerun => "qrerun",
+            Command::Qmove => "qmove",
         }
     }
 
@@ -51,6 +54,7 @@ impl Command {
             Command::Qrls => "usage: qrls [-h {uos}] [-t array_range] job_identifier...\n",
             Command::Qsig => "usage: qsig [-a] [-s signal] job_identifier...\n",
             Command::Qrerun => "usage: qrerun [-f] <JOBID>[ <JOBID>]...\n",
+            Command::Qmove => "usage: qmove destination job_identifier...\n",
         }
     }
 
@@ -60,6 +64,7 @@ impl Command {
             Command::Qhold | Command::Qrls => "h:t:",
             Command::Qsig => "as:",
             Command::Qrerun => "m:f",
+            Command::Qmove => "",
         }
     }
 
@@ -70,6 +75,7 @@ impl Command {
             Command::Qrls => JobOp::Release,
             Command::Qsig => JobOp::Signal,
             Command::Qrerun => JobOp::Rerun,
+            Command::Qmove => JobOp::Move,
         }
     }
 }
@@ -87,11 +93,28 @@ pub struct Invocation {
     pub command: Command,
     pub hold_types: String,
     pub signal: String,
+    /// qmove's destination.
+    pub destination: String,
     pub ids: Vec<String>,
 }
 
 /// Parses `args` (without the program name) Torque's way.
 pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, UsageError> {
+    if command == Command::Qmove {
+        // Torque's qmove parses no options: the destination, then the job ids.
+        return match args {
+            [destination, ids @ ..] if !ids.is_empty() => Ok(Invocation {
+                command,
+                hold_types: String::new(),
+                signal: String::new(),
+                destination: destination.clone(),
+                ids: ids.to_vec(),
+            }),
+            _ => Err(UsageError {
+                preamble: String::new(),
+            }),
+        };
+    }
     let name = command.name();
     let parsed = getopt(args, command.optstring());
     let mut preamble = String::new();
@@ -165,6 +188,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
         command,
         hold_types,
         signal,
+        destination: String::new(),
         ids: parsed.operands,
     })
 }
@@ -189,6 +213,7 @@ pub fn requests(inv: &Invocation) -> Vec<(bool, JobActionRequest)> {
                     ids: vec![if all { "all".to_string() } else { id.clone() }],
                     hold_types: inv.hold_types.clone(),
                     signal: inv.signal.clone(),
+                    destination: inv.destination.clone(),
                 },
             )),
         }

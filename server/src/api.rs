@@ -466,6 +466,7 @@ impl Batch for BatchService {
             Ok(pb::JobOp::Release) => JobOp::Release,
             Ok(pb::JobOp::Signal) => JobOp::Signal,
             Ok(pb::JobOp::Rerun) => JobOp::Rerun,
+            Ok(pb::JobOp::Move) => JobOp::Move,
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
         let (results, _) = self
@@ -473,8 +474,12 @@ impl Batch for BatchService {
             .change(
                 move |core| {
                     Box::pin(async move {
-                        let (ids, holds, signal) = (&req.ids, &req.hold_types, &req.signal);
-                        jobs::job_action(core, &caller, op, ids, holds, signal, now_epoch()).await
+                        let args = jobs::ActionArgs {
+                            hold_types: req.hold_types,
+                            signal: req.signal,
+                            destination: req.destination,
+                        };
+                        jobs::job_action(core, &caller, op, &req.ids, &args, now_epoch()).await
                     })
                 },
                 |(_, wake)| *wake,

@@ -61,6 +61,30 @@ pub enum JobOp {
     Release,
     Signal,
     Rerun,
+    /// qmove: to another queue.
+    Move,
+}
+
+/// What a job-control request says besides its operation and its job ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionArgs {
+    /// qhold/qrls `-h`: letters of {u, o, s}; empty means `u`.
+    pub hold_types: String,
+    /// qsig `-s`: a signal name or number; empty means SIGTERM.
+    pub signal: String,
+    /// qmove: the destination (`queue`, `queue@server`, or `@server` for the default queue).
+    pub destination: String,
+}
+
+#[cfg(test)]
+impl ActionArgs {
+    fn test(hold_types: &str, signal: &str) -> ActionArgs {
+        ActionArgs {
+            hold_types: hold_types.into(),
+            signal: signal.into(),
+            destination: String::new(),
+        }
+    }
 }
 
 /// Seconds between qdel's SIGTERM and SIGKILL.
@@ -720,14 +744,13 @@ struct Plan {
     freed_or_queued: bool,
 }
 
-/// qdel / qhold / qrls / qsig / qrerun on a list of ids (`all` for delete).
+/// qdel / qhold / qrls / qsig / qrerun / qmove on a list of ids (`all` for delete).
 pub async fn job_action(
     core: &mut Core,
     caller: &Caller,
     op: JobOp,
     ids: &[String],
-    hold_text: &str,
-    signal_text: &str,
+    args: &ActionArgs,
     now: i64,
 ) -> (Vec<ActionResult>, bool) {
     let server = core.state.server_name.clone();
@@ -763,17 +786,7 @@ pub async fn job_action(
     for (shown, seq) in targets {
         let outcome = match seq {
             None => Err(PbsError::new(pbse::UNKJOBID, "", shown.clone())),
-            Some(seq) => act_on(
-                core,
-                caller,
-                op,
-                seq,
-                hold_text,
-                signal_text,
-                now,
-                &mut plan,
-            )
-            .map_err(|mut e| {
+            Some(seq) => act_on(core, caller, op, seq, args, now, &mut plan).map_err(|mut e| {
                 if e.object.is_empty() {
                     e.object = shown.clone();
                 }
@@ -956,14 +969,12 @@ pub(crate) fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn act_on(
     core: &Core,
     caller: &Caller,
     op: JobOp,
     seq: u64,
-    hold_text: &str,
-    signal_text: &str,
+    args: &ActionArgs,
     now: i64,
     plan: &mut Plan,
 ) -> Result<(), PbsError> {
@@ -1029,13 +1040,13 @@ fn act_on(
             }
         }
         JobOp::Hold => {
-            let holds = requested_holds(hold_text, privilege)?;
+            let holds = requested_holds(&args.hold_types, privilege)?;
             job.hold_types.add(holds);
             job.mtime = now;
             settle(&mut job, now);
         }
         JobOp::Release => {
-            let holds = requested_holds(hold_text, privilege)?;
+            let holds = requested_holds(&args.hold_types, privilege)?;
             if !job.hold_types.intersects(holds) {
                 return Err(PbsError::new(pbse::BAD_STATE_TRANSITION, "", ""));
             }
@@ -1049,7 +1060,7 @@ fn act_on(
                 return Err(PbsError::new(pbse::BADSTATE, "", ""));
             }
             let signal =
-                parse_signal(signal_text).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+                parse_signal(&args.signal).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
             if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
                 plan.messages.push((
                     ms.to_string(),
@@ -1083,8 +1094,59 @@ fn act_on(
                 plan.freed_or_queued = true;
             }
         }
+        JobOp::Move => {
+            move_job(state, &mut job, &args.destination, now)?;
+            plan.freed_or_queued = true;
+        }
     }
     plan.overlay.insert(seq, job);
+    Ok(())
+}
+
+/// qmove: a job that has not started goes to another queue, as if submitted there: the
+/// queue must exist and be enabled and admit the job's owner (its ACLs), its defaults fill
+/// what the job did not ask for, and the job must still fit some node; `qtime` restarts.
+fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result<(), PbsError> {
+    if !matches!(
+        job.state,
+        JobState::Queued | JobState::Held | JobState::Waiting
+    ) {
+        return Err(PbsError::new(pbse::BADSTATE, "", ""));
+    }
+    let name = capstan_proto::text::before_at(destination);
+    let name = if name.is_empty() {
+        state.default_queue.as_str()
+    } else {
+        name
+    };
+    let Some(queue) = state.queue(name) else {
+        return Err(PbsError::new(pbse::UNKQUE, "", ""));
+    };
+    if !queue.enabled {
+        return Err(PbsError::new(pbse::QUNOENB, "", ""));
+    }
+    let owner = Caller {
+        uid: job.uid,
+        user: job.euser.clone(),
+        group: job.egroup.clone(),
+        host: job
+            .owner
+            .split_once('@')
+            .map_or_else(String::new, |(_, host)| host.to_string()),
+    };
+    crate::authz::check_queue_acls(queue, &owner)?;
+    let mut resources = job.resources.clone();
+    for (n, v) in &queue.resources_default {
+        if !resources.iter().any(|(g, _)| g == n) {
+            resources.push((n.clone(), v.clone()));
+        }
+    }
+    let request = feasible_request(state, &mut resources, &job.euser, &job.egroup)?;
+    job.queue = queue.name.clone();
+    job.resources = resources;
+    job.request = Some(request);
+    job.qtime = now;
+    job.mtime = now;
     Ok(())
 }
 
@@ -1918,8 +1980,7 @@ mod tests {
             &user(1000),
             JobOp::Rerun,
             &ids(&["1"]),
-            "",
-            "",
+            &ActionArgs::default(),
             5,
         )
         .await;
@@ -1930,7 +1991,15 @@ mod tests {
                 "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)".into()
             ))
         );
-        let (r, _) = job_action(&mut core, &user(0), JobOp::Rerun, &ids(&["2"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Rerun,
+            &ids(&["2"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert_eq!(
             code(&r[0]),
             Some((pbse::NORERUN, "job 2.vm not rerunnable".into()))
@@ -1952,37 +2021,109 @@ mod tests {
         let me = user(1000);
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
-        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["2"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Delete,
+            &ids(&["2"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert_eq!(code(&r[0]), Some((pbse::PERM, String::new())));
         assert_eq!(r[0].0, "2.vm");
-        let (r, _) = job_action(&mut core, &me, JobOp::Hold, &ids(&["1"]), "o", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Hold,
+            &ids(&["1"]),
+            &ActionArgs::test("o", ""),
+            5,
+        )
+        .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::PERM));
         // qrerun looks at the state before the caller (Torque's req_rerunjob).
-        let (r, _) = job_action(&mut core, &me, JobOp::Rerun, &ids(&["1"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Rerun,
+            &ids(&["1"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert_eq!(
             code(&r[0]),
             Some((pbse::BADSTATE, "job 1.vm is in a bad state".into()))
         );
-        let (r, _) = job_action(&mut core, &me, JobOp::Release, &ids(&["1"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Release,
+            &ids(&["1"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BAD_STATE_TRANSITION));
-        let (r, _) = job_action(&mut core, &me, JobOp::Signal, &ids(&["1"]), "", "USR1", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Signal,
+            &ids(&["1"]),
+            &ActionArgs::test("", "USR1"),
+            5,
+        )
+        .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BADSTATE));
-        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["3.vm"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Delete,
+            &ids(&["3.vm"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert_eq!(
             code(&r[0]),
             Some((pbse::BADSTATE, "invalid state for job - COMPLETE".into()))
         );
 
-        let (r, _) = job_action(&mut core, &me, JobOp::Hold, &ids(&["1"]), "", "", 5).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Hold,
+            &ids(&["1"]),
+            &ActionArgs::test("", ""),
+            5,
+        )
+        .await;
         assert!(r[0].1.is_none());
         assert_eq!(core.state.jobs[&1].state, JobState::Held);
         assert_eq!(core.state.jobs[&1].hold_types.letters(), "u");
-        let (r, _) = job_action(&mut core, &me, JobOp::Release, &ids(&["1"]), "", "", 6).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Release,
+            &ids(&["1"]),
+            &ActionArgs::test("", ""),
+            6,
+        )
+        .await;
         assert!(r[0].1.is_none());
         assert_eq!(core.state.jobs[&1].state, JobState::Queued);
 
         // `all` takes only the caller's unfinished jobs; a queued job is C without exit status.
-        let (r, _) = job_action(&mut core, &me, JobOp::Delete, &ids(&["all"]), "", "", 7).await;
+        let (r, _) = job_action(
+            &mut core,
+            &me,
+            JobOp::Delete,
+            &ids(&["all"]),
+            &ActionArgs::test("", ""),
+            7,
+        )
+        .await;
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].0, "1.vm");
         let deleted = &core.state.jobs[&1];
@@ -1991,7 +2132,15 @@ mod tests {
         assert_eq!(core.state.jobs[&2].state, JobState::Queued);
 
         // Root on the server host (a manager) may act on anyone's job; the change is stored.
-        let (r, _) = job_action(&mut core, &user(0), JobOp::Hold, &ids(&["2"]), "o", "", 8).await;
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Hold,
+            &ids(&["2"]),
+            &ActionArgs::test("o", ""),
+            8,
+        )
+        .await;
         assert!(r[0].1.is_none());
         let loaded = core.store.load().await.unwrap();
         let stored = loaded.jobs.iter().find(|j| j.seq == 2).unwrap();

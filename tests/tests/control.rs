@@ -258,3 +258,71 @@ fn chrono_free_minutes_of_day() -> u32 {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     parts.next().unwrap_or(0) * 60 + parts.next().unwrap_or(0)
 }
+
+/// `qmove DEST JOB...` moves jobs that have not started to another queue (its defaults fill
+/// in, `qtime` restarts); a running job, an unknown or disabled queue are refused in Torque's
+/// words and change nothing.
+#[test]
+fn qmove_moves_a_waiting_job_to_another_queue() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let qmgr = |command: &str| {
+        let out = c.run_as_root("qmgr", &["-c", command]);
+        assert!(
+            out.status.success(),
+            "qmgr -c '{command}': {}",
+            stderr(&out)
+        );
+    };
+    qmgr("create queue dq");
+    qmgr("set queue dq enabled = true, started = true, resources_default.walltime = 00:20:00");
+    qmgr("create queue off");
+    let held = c.qsub("moved.sh", "echo moved\n", &["-h"]);
+    let out = c.run("qmove", &["dq", &held]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(c.job_attr(&held, "queue").as_deref(), Some("dq"));
+    // The batch queue's walltime default came with the job at submission; dq's does not
+    // replace it.
+    assert_eq!(
+        c.job_attr(&held, "Resource_List.walltime").as_deref(),
+        Some("01:00:00")
+    );
+    let seq = Cluster::seq(&held);
+    let refused = |args: &[&str], want: String, exit: i32| {
+        let out = c.run("qmove", args);
+        assert_eq!(stderr(&out), want, "qmove {args:?}");
+        assert_eq!(code(&out), exit, "qmove {args:?}");
+    };
+    refused(
+        &["nosuch", &held],
+        format!("qmove: Unknown queue {held}\n"),
+        172,
+    );
+    refused(
+        &["off", seq],
+        format!("qmove: Queue is not enabled {held}\n"),
+        175,
+    );
+    refused(&["dq", "999"], String::new(), 153);
+    refused(
+        &["dq"],
+        "usage: qmove destination job_identifier...\n".into(),
+        2,
+    );
+    assert_eq!(c.job_attr(&held, "queue").as_deref(), Some("dq"));
+    // Released, it runs from its new queue; once running it may not move.
+    let out = c.run("qrls", &[&held]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&held, "C", T);
+    assert_eq!(c.read(c.default_stdout("moved.sh", &held)), "moved\n");
+    let running = c.qsub("busy.sh", "sleep 30\n", &[]);
+    c.wait_state(&running, "R", T);
+    refused(
+        &["dq", &running],
+        format!("qmove: Request invalid for state of job {running}\n"),
+        170,
+    );
+    assert_eq!(c.job_attr(&running, "queue").as_deref(), Some("batch"));
+    let out = c.run("qdel", &[&running]);
+    assert!(out.status.success());
+}
