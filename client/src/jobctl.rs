@@ -1,4 +1,5 @@
-//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`, `qmove`.
+//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`, `qmove`, and `qrun`
+//! (its own request, and its own exits; see [`qrun`]).
 //!
 //! They share one shape (Torque's `qdel.c`, `qhold.c`, ...): getopt options, one or more job
 //! ids, one server request, and per failed job a line `CMD: TEXT[ MSG=DETAIL] JOBID` on
@@ -15,7 +16,7 @@
 use std::io::Write;
 
 use capstan_proto::pbse;
-use capstan_proto::v1::{JobActionRequest, JobActionResult, JobOp};
+use capstan_proto::v1::{JobActionRequest, JobActionResult, JobOp, RunJobsRequest};
 
 use crate::connect;
 use crate::getopt::{getopt, Item};
@@ -344,10 +345,173 @@ async fn execute(inv: &Invocation) -> i32 {
     exit_code
 }
 
+/// Torque's qrun usage (stderr, exit 1).
+pub const QRUN_USAGE: &str = "Usage: qrun [-H host] job_id ...\n";
+
+/// What `qrun` was asked: the jobs, and `-H`'s hosts (empty: wherever they fit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrunInvocation {
+    pub hosts: String,
+    pub ids: Vec<String>,
+}
+
+/// Parses qrun's command line (Torque's `qrun.c`: `-H host`, and Torque 6's `-a`, which
+/// asks for no wait and changes nothing here); `Err` holds what to print before the usage.
+pub fn parse_qrun(args: &[String]) -> Result<QrunInvocation, String> {
+    let parsed = getopt(args, "aH:");
+    let mut preamble = String::new();
+    let mut errors = 0;
+    let mut hosts = String::new();
+    for item in &parsed.items {
+        match item {
+            Item::Error(complaint) => {
+                preamble.push_str(&format!("qrun: {complaint}\n"));
+                errors += 1;
+            }
+            Item::Opt('H', arg) => {
+                let arg = arg.as_deref().unwrap_or("");
+                if arg.is_empty() {
+                    preamble.push_str("qrun: illegal -H value\n");
+                    errors += 1;
+                }
+                hosts = arg.to_string();
+            }
+            Item::Opt(_, _) => {}
+        }
+    }
+    if errors > 0 || parsed.operands.is_empty() {
+        return Err(preamble);
+    }
+    Ok(QrunInvocation {
+        hosts,
+        ids: parsed.operands,
+    })
+}
+
+/// Torque's report of one qrun failure: `qrun: TEXT[ MSG=DETAIL] JOBID`, an unknown job
+/// included (qrun, unlike qhold, says so).
+pub fn qrun_complaint(result: &JobActionResult) -> Option<String> {
+    let err = result.error.as_ref().filter(|e| e.code != 0)?;
+    let id = if err.object.is_empty() {
+        result.id.as_str()
+    } else {
+        err.object.as_str()
+    };
+    let text = pbse::text(err.code);
+    Some(if err.detail.is_empty() {
+        format!("qrun: {text} {id}\n")
+    } else {
+        format!("qrun: {text} MSG={} {id}\n", err.detail)
+    })
+}
+
+/// Runs `qrun`: `args` without the program name; returns the exit status (Torque's: 1 for
+/// a bad command line, 2 if any job could not be run).
+pub fn qrun(args: &[String]) -> i32 {
+    let inv = match parse_qrun(args) {
+        Ok(inv) => inv,
+        Err(preamble) => {
+            let _ = write!(std::io::stderr().lock(), "{preamble}{QRUN_USAGE}");
+            return 1;
+        }
+    };
+    let run = async {
+        let mut client = match connect::connect().await {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("{}", e.torque_message("qrun"));
+                return 2;
+            }
+        };
+        let request = RunJobsRequest {
+            ids: inv.ids.clone(),
+            hosts: inv.hosts.clone(),
+        };
+        let reply = match client.run_jobs(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                match crate::connect::ConnectError::from_status(&status) {
+                    Some(err) => eprintln!("{}", err.torque_message("qrun")),
+                    None => eprintln!(
+                        "qrun: {} MSG={}",
+                        pbse::text(pbse::SYSTEM),
+                        status.message()
+                    ),
+                }
+                return 2;
+            }
+        };
+        let mut status = 0;
+        for result in &reply.results {
+            if let Some(line) = qrun_complaint(result) {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                status = 2;
+            }
+        }
+        status
+    };
+    match connect::block_on(run) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("qrun: cannot start runtime: {e}");
+            1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use capstan_proto::v1::PbsError;
+
+    #[test]
+    fn qrun_parses_torques_options_and_words_its_failures() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_qrun(&args(&["-H", "n1+n2", "4", "5.vm"])),
+            Ok(QrunInvocation {
+                hosts: "n1+n2".into(),
+                ids: args(&["4", "5.vm"]),
+            })
+        );
+        assert_eq!(
+            parse_qrun(&args(&["-a", "4"])).map(|i| i.ids),
+            Ok(args(&["4"]))
+        );
+        assert_eq!(parse_qrun(&args(&[])), Err(String::new()));
+        assert_eq!(
+            parse_qrun(&args(&["-H", "", "4"])),
+            Err("qrun: illegal -H value\n".into())
+        );
+        assert_eq!(
+            parse_qrun(&args(&["-x", "4"])),
+            Err("qrun: invalid option -- 'x'\n".into())
+        );
+        let failed = |code, detail: &str| JobActionResult {
+            id: "18.vm".into(),
+            error: Some(PbsError {
+                code,
+                detail: detail.into(),
+                object: String::new(),
+            }),
+        };
+        assert_eq!(
+            qrun_complaint(&failed(pbse::PERM, "")).as_deref(),
+            Some("qrun: Unauthorized Request  18.vm\n")
+        );
+        assert_eq!(
+            qrun_complaint(&failed(
+                pbse::RESCUNAV,
+                "job allocation request exceeds currently available cluster nodes, 1 requested, 0 available"
+            ))
+            .as_deref(),
+            Some("qrun: Resource temporarily unavailable MSG=job allocation request exceeds currently available cluster nodes, 1 requested, 0 available 18.vm\n")
+        );
+        assert_eq!(
+            qrun_complaint(&failed(pbse::UNKJOBID, "")).as_deref(),
+            Some("qrun: Unknown Job Id Error 18.vm\n")
+        );
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
 
 use crate::attrs;
-use crate::dispatch::now_epoch;
+use crate::dispatch::{self, now_epoch};
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage;
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
@@ -631,6 +631,35 @@ impl Batch for BatchService {
                 id: req.id,
                 error: result.err().map(error_to_proto),
             }],
+        }))
+    }
+
+    async fn run_jobs(
+        &self,
+        request: Request<pb::RunJobsRequest>,
+    ) -> Result<Response<pb::JobActionReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let results = self
+            .shared
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        dispatch::run_now(core, &caller, &req.ids, &req.hosts, now_epoch()).await
+                    })
+                },
+                // It starts what it starts itself; nothing new for the scheduler.
+                |_| false,
+            )
+            .await?;
+        Ok(Response::new(pb::JobActionReply {
+            results: results
+                .into_iter()
+                .map(|(id, error)| pb::JobActionResult {
+                    id,
+                    error: error.map(error_to_proto),
+                })
+                .collect(),
         }))
     }
 }

@@ -20,7 +20,9 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::attrs::format_exec_host;
+use crate::authz::Privilege;
 use crate::jobs;
+use crate::model::PbsError;
 use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
 use crate::resources;
 use crate::scheduler::access::Owner;
@@ -30,6 +32,7 @@ use crate::scheduler::{
 };
 use crate::shutdown::Shutdown;
 use crate::state::{Core, Shared, State};
+use capstan_proto::pbse;
 
 /// Interval of the safety-net pass.
 pub const SAFETY_PASS: Duration = Duration::from_secs(2);
@@ -324,31 +327,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             });
             continue;
         };
-        let request = match &job.request {
-            Some(r) => r.clone(),
-            None => {
-                let map = job.resources.iter().cloned().collect();
-                match resources::slot_request(&map) {
-                    Ok(r) => r,
-                    Err(_) => continue,
-                }
-            }
-        };
-        pending.push(PendingJob {
-            seq: job.seq,
-            queue_priority,
-            priority: job.priority,
-            qtime: job.qtime,
-            request,
-            walltime_secs: job.walltime_secs(),
-            site: job.resource("site").map(str::to_string),
-            span: span_of(job.resource("place")),
-            usage_share: usage.share(&job.euser),
-            owner: Owner {
-                user: job.euser.clone(),
-                group: job.egroup.clone(),
-            },
-        });
+        pending.extend(pending_job(job, queue_priority, usage.share(&job.euser)));
     }
     // Shown as `start_priority`. The periodic pass keeps it current; a pass per event (one
     // per job end in a drain) does not rebuild it for the whole queue.
@@ -366,12 +345,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             jobs: pending,
             nodes: node_views(state, true),
             running: running_jobs(state),
-            settings: Settings {
-                site_span_penalty: core.config.site_span_penalty,
-                max_wait_secs: core.config.site_max_wait as i64,
-                utc_offset_secs: utc_offset(now),
-                weights,
-            },
+            settings: settings(core, now, weights),
         };
         // Jobs an event's pass does not reach keep their comment until the periodic pass.
         scheduler::schedule(&snapshot, reach)
@@ -433,7 +407,57 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
     if overlay.is_empty() && starts.is_empty() {
         return;
     }
+    if let Err(e) = commit_starts(core, overlay, starts, now).await {
+        warn!("scheduling pass not committed: {e}");
+    }
+}
 
+/// The scheduler's settings from the server's configuration.
+fn settings(core: &Core, now: i64, weights: Weights) -> Settings {
+    Settings {
+        site_span_penalty: core.config.site_span_penalty,
+        max_wait_secs: core.config.site_max_wait as i64,
+        utc_offset_secs: utc_offset(now),
+        weights,
+    }
+}
+
+/// What the scheduler needs to know about a queued job; `None` when its resource list no
+/// longer parses.
+fn pending_job(job: &Job, queue_priority: i64, usage_share: f64) -> Option<PendingJob> {
+    let request = match &job.request {
+        Some(r) => r.clone(),
+        None => {
+            let map = job.resources.iter().cloned().collect();
+            resources::slot_request(&map).ok()?
+        }
+    };
+    Some(PendingJob {
+        seq: job.seq,
+        queue_priority,
+        priority: job.priority,
+        qtime: job.qtime,
+        request,
+        walltime_secs: job.walltime_secs(),
+        site: job.resource("site").map(str::to_string),
+        span: span_of(job.resource("place")),
+        usage_share,
+        owner: Owner {
+            user: job.euser.clone(),
+            group: job.egroup.clone(),
+        },
+    })
+}
+
+/// Starts `starts` (job, comment note, placement) and saves the other changed jobs of
+/// `overlay`: the runs, the jobs and what their start did to dependents in ONE transaction,
+/// then memory, then each mother superior's StartRun (see the module comment).
+async fn commit_starts(
+    core: &mut Core,
+    mut overlay: BTreeMap<u64, Job>,
+    starts: Vec<(u64, String, Vec<HostSlots>)>,
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
     // The jobs started, and the signals for running dependents whose dependency failed.
     type Committed = (Vec<u64>, Vec<(String, ToMom)>);
     let result: Result<Committed, crate::store::StoreError> = async {
@@ -470,13 +494,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
         Ok((started, kills))
     }
     .await;
-    let (started, kills) = match result {
-        Ok(started) => started,
-        Err(e) => {
-            warn!("scheduling pass not committed: {e}");
-            return;
-        }
-    };
+    let (started, kills) = result?;
     core.state.apply_jobs(overlay.into_values().collect());
     jobs::send_messages(core, kills);
     for seq in started {
@@ -497,6 +515,119 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             }
         }
     }
+    Ok(())
+}
+
+/// qrun: starts each job now, whatever its place in the queue, its queue's `started` or the
+/// server's `scheduling` (an operator's override), wherever the scheduler's feasibility
+/// rules find room for it, on the nodes `hosts` names only when given (`-H
+/// node[+node...]`, Torque's host list; `/N` slot suffixes are ignored). Managers and
+/// operators only; a job must be queued. One result per id, in order, as for qdel.
+pub async fn run_now(
+    core: &mut Core,
+    caller: &jobs::Caller,
+    ids: &[String],
+    hosts: &str,
+    now: i64,
+) -> Vec<(String, Option<PbsError>)> {
+    let mut results = Vec::with_capacity(ids.len());
+    for id in ids {
+        let outcome = run_one(core, caller, id, hosts, now).await;
+        results.push(match outcome {
+            Ok(shown) => (shown, None),
+            Err((shown, e)) => (shown, Some(e)),
+        });
+    }
+    results
+}
+
+async fn run_one(
+    core: &mut Core,
+    caller: &jobs::Caller,
+    id: &str,
+    hosts: &str,
+    now: i64,
+) -> Result<String, (String, PbsError)> {
+    let server = core.state.server_name.clone();
+    let shown = jobs::shown_job_id(id, &server);
+    let fail = |code: i32, detail: String| {
+        Err((shown.clone(), PbsError::new(code, detail, shown.clone())))
+    };
+    let Some(job) = jobs::parse_job_id(id, &server).and_then(|seq| core.state.jobs.get(&seq))
+    else {
+        return fail(pbse::UNKJOBID, String::new());
+    };
+    if core.state.server_attrs.privilege(caller) < Privilege::Operator {
+        return fail(pbse::PERM, String::new());
+    }
+    if job.state != JobState::Queued {
+        return fail(pbse::BADSTATE, String::new());
+    }
+    let usage = core.state.learning.fairshare.share(&job.euser);
+    let Some(pending) = pending_job(job, 0, usage) else {
+        return fail(pbse::BADATVAL, String::new());
+    };
+    let wanted: Vec<&str> = hosts
+        .split('+')
+        .map(|h| h.split('/').next().unwrap_or(""))
+        .filter(|h| !h.is_empty())
+        .collect();
+    let mut nodes = node_views(&core.state, true);
+    if !wanted.is_empty() {
+        if let Some(unknown) = wanted.iter().find(|h| !nodes.iter().any(|n| n.name == **h)) {
+            return fail(pbse::UNKNODE, format!("cannot locate node {unknown}"));
+        }
+        nodes.retain(|n| wanted.contains(&n.name.as_str()));
+    }
+    let requested = pending.request.nodect();
+    let available = nodes
+        .iter()
+        .filter(|n| n.available && n.used.iter().any(|used| !used))
+        .count();
+    let mut settings = settings(core, now, Weights::default());
+    // Started now or not at all: no waiting for a better site.
+    settings.max_wait_secs = 0;
+    let snapshot = Snapshot {
+        now,
+        jobs: vec![pending],
+        nodes,
+        running: running_jobs(&core.state),
+        settings,
+    };
+    let seq = job.seq;
+    let start = scheduler::schedule(&snapshot, Reach::AllJobs)
+        .into_iter()
+        .find_map(|d| match d {
+            Decision::Start {
+                seq: s,
+                placement,
+                site,
+                score,
+                scores,
+            } if s == seq => Some((site, score, scores, placement)),
+            _ => None,
+        });
+    let Some((site, score, scores, placement)) = start else {
+        return fail(
+            pbse::RESCUNAV,
+            format!(
+                "job allocation request exceeds currently available cluster nodes, {requested} requested, {available} available"
+            ),
+        );
+    };
+    let hosts: Vec<HostSlots> = placement
+        .into_iter()
+        .map(|p| HostSlots {
+            node: p.node,
+            slots: p.slots,
+        })
+        .collect();
+    let note = start_note(&site, score, &scores);
+    commit_starts(core, BTreeMap::new(), vec![(seq, note, hosts)], now)
+        .await
+        .map_err(|e| (shown.clone(), PbsError::system(e)))?;
+    tracing::info!(job = %shown, by = %caller.user_at_host(), "job run by qrun");
+    Ok(shown)
 }
 
 /// What a start adds to Torque's `Job started on ...` comment: the site and the scores that

@@ -326,3 +326,68 @@ fn qmove_moves_a_waiting_job_to_another_queue() {
     let out = c.run("qdel", &[&running]);
     assert!(out.status.success());
 }
+
+/// `qrun` (managers and operators) starts a queued job now, even with scheduling off, on
+/// the nodes `-H` names when given; it says why when it cannot, and exits 2.
+#[test]
+fn qrun_starts_a_job_now_where_it_fits() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1"), NodeSpec::new("n2", "np=1")]);
+    let off = c.run_as_root("qmgr", &["-c", "set server scheduling = false"]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let first = c.qsub("first.sh", "sleep 30\n", &[]);
+    let second = c.qsub("second.sh", "sleep 30\n", &[]);
+    let third = c.qsub("third.sh", "sleep 30\n", &[]);
+    assert_eq!(c.job_state(&first).as_deref(), Some("Q"));
+    let refused = |out: std::process::Output, want: String| {
+        assert_eq!(stderr(&out), want);
+        assert_eq!(code(&out), 2);
+    };
+    refused(
+        c.run("qrun", &[&first]),
+        format!("qrun: Unauthorized Request  {first}\n"),
+    );
+    // Where it is told to run, and nowhere else.
+    let out = c.run_as_root("qrun", &["-H", "n2", &first]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(c.job_state(&first).as_deref(), Some("R"));
+    assert_eq!(c.job_attr(&first, "exec_host").as_deref(), Some("n2/0"));
+    refused(
+        c.run_as_root("qrun", &["-H", "n2", &second]),
+        format!(
+            "qrun: Resource temporarily unavailable MSG=job allocation request exceeds \
+             currently available cluster nodes, 1 requested, 0 available {second}\n"
+        ),
+    );
+    let out = c.run_as_root("qrun", &[&second]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(c.job_attr(&second, "exec_host").as_deref(), Some("n1/0"));
+    refused(
+        c.run_as_root("qrun", &[&third]),
+        format!(
+            "qrun: Resource temporarily unavailable MSG=job allocation request exceeds \
+             currently available cluster nodes, 1 requested, 0 available {third}\n"
+        ),
+    );
+    refused(
+        c.run_as_root("qrun", &["-H", "nosuch", &third]),
+        format!("qrun: Unknown node  MSG=cannot locate node nosuch {third}\n"),
+    );
+    refused(
+        c.run_as_root("qrun", &[&first]),
+        format!("qrun: Request invalid for state of job {first}\n"),
+    );
+    refused(
+        c.run_as_root("qrun", &["999"]),
+        format!("qrun: Unknown Job Id Error 999.{SERVER_NAME}\n"),
+    );
+    let out = c.run_as_root("qrun", &[]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (1, "Usage: qrun [-H host] job_id ...\n".into())
+    );
+    assert_eq!(c.job_state(&third).as_deref(), Some("Q"));
+    for id in [&first, &second, &third] {
+        let out = c.run("qdel", &[id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
