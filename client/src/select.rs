@@ -12,6 +12,9 @@
 //! set; `-s` matches a state among those listed; `-u` matches `Job_Owner` as Torque's user
 //! ACL does (`user`, or `user@host` with `*` wildcards in the host).
 
+use capstan_proto::pbse;
+use capstan_proto::resources::{kind_of, ResourceKind};
+
 use crate::format::AttrView;
 use crate::getopt::{getopt, Item};
 
@@ -68,8 +71,8 @@ pub enum Criterion {
     Checkpoint(Op, String),
     /// `-h`: `Hold_Types` (the set of holds) against these.
     Holds(Op, String),
-    /// `-l`: one resource of `Resource_List`.
-    Resource(Op, String, String),
+    /// `-l`: one resource of `Resource_List`, compared as its kind of value.
+    Resource(Op, String, ResourceKind, String),
     /// `-N`: `Job_Name` equal.
     Name(String),
     /// `-p`: `Priority`.
@@ -175,9 +178,9 @@ fn criterion_matches(c: &Criterion, job: &impl AttrView) -> bool {
                 Ordering::Greater
             })
         }
-        Criterion::Resource(op, name, value) => {
+        Criterion::Resource(op, name, kind, value) => {
             let ordering = match job.get_res("Resource_List", name) {
-                Some(have) => compare_resource(have, value),
+                Some(have) => compare_resource(*kind, have, value),
                 None => Ordering::Less,
             };
             op.accepts(ordering)
@@ -212,16 +215,36 @@ fn criterion_matches(c: &Criterion, job: &impl AttrView) -> bool {
     }
 }
 
-/// Compares a job's resource value with a criterion's as the resource's type would: a
+/// Compares a job's resource value with a criterion's as the resource's kind says: a
 /// duration by seconds, a size by bytes, a count as a number, anything else as text.
-fn compare_resource(have: &str, want: &str) -> std::cmp::Ordering {
-    if let (Some(a), Some(b)) = (duration_secs(have), duration_secs(want)) {
-        return a.cmp(&b);
+fn compare_resource(kind: ResourceKind, have: &str, want: &str) -> std::cmp::Ordering {
+    let typed = match kind {
+        ResourceKind::Duration => duration_secs(have)
+            .zip(duration_secs(want))
+            .map(|(a, b)| a.cmp(&b)),
+        ResourceKind::Size => size_bytes(have)
+            .zip(size_bytes(want))
+            .map(|(a, b)| a.cmp(&b)),
+        ResourceKind::Count | ResourceKind::Signed => have
+            .parse::<i64>()
+            .ok()
+            .zip(want.parse::<i64>().ok())
+            .map(|(a, b)| a.cmp(&b)),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| have.cmp(want))
+}
+
+/// Whether `value` is one a resource of `kind` takes (Torque's server decodes it so, and
+/// answers PBSE_BADATVAL when it cannot).
+fn valid_value(kind: ResourceKind, value: &str) -> bool {
+    match kind {
+        ResourceKind::Duration => duration_secs(value).is_some(),
+        ResourceKind::Size => size_bytes(value).is_some(),
+        ResourceKind::Count => value.parse::<u64>().is_ok(),
+        ResourceKind::Signed => value.parse::<i64>().is_ok(),
+        _ => true,
     }
-    if let (Some(a), Some(b)) = (size_bytes(have), size_bytes(want)) {
-        return a.cmp(&b);
-    }
-    have.cmp(want)
 }
 
 /// `[[H:]M:]S` (a plain number is seconds) as seconds.
@@ -284,9 +307,22 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     }
 }
 
-/// Why the command line was refused: Torque's lines for stderr (the usage follows).
+/// Why qselect does not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadUsage(pub Vec<String>);
+pub enum Refusal {
+    /// The command line: Torque's lines for stderr, then the usage (exit 2).
+    Usage(Vec<String>),
+    /// What Torque's server refuses in a selection (an unknown resource, a bad value, an
+    /// order on the holds): that PBSE number, printed in its words, and its exit.
+    Server(i32),
+}
+
+impl Refusal {
+    /// Torque's `qselect: TEXT` line for a server refusal.
+    pub fn server_message(code: i32) -> String {
+        format!("qselect: {}", pbse::text(code))
+    }
+}
 
 /// Torque's `check_op`: an optional `.xx.` prefix; the rest is the value.
 fn split_op(arg: &str) -> (Op, &str) {
@@ -303,10 +339,16 @@ fn split_op(arg: &str) -> (Op, &str) {
 pub fn parse<S: AsRef<str>>(
     args: &[S],
     now: &chrono::DateTime<chrono::Local>,
-) -> Result<Selection, BadUsage> {
+) -> Result<Selection, Refusal> {
     let parsed = getopt(args, OPTSTRING);
-    let mut sel = Selection::default();
+    let mut sel = Selection {
+        // Torque's qselect reads it too.
+        exec_only: std::env::var_os("PBS_QSTAT_EXECONLY").is_some(),
+        ..Selection::default()
+    };
     let mut errors = Vec::new();
+    // The first thing Torque's server would refuse, once the command line is good.
+    let mut refused: Option<i32> = None;
     for item in parsed.items {
         let (letter, value) = match item {
             Item::Opt(letter, value) => (letter, value.unwrap_or_default()),
@@ -348,13 +390,31 @@ pub fn parse<S: AsRef<str>>(
                 let letters_ok = !text.is_empty() && text.chars().all(|c| "uosn".contains(c));
                 let n_alone = !text.contains('n') || text.chars().all(|c| c == 'n');
                 if letters_ok && n_alone {
+                    // Hold_Types may only be selected equal or not (Torque's ATR_DFLAG_SELEQ).
+                    if !matches!(op, Op::Eq | Op::Ne) {
+                        refused.get_or_insert(pbse::IVALREQ);
+                    }
                     sel.criteria.push(Criterion::Holds(op, text.to_string()));
                 } else {
                     errors.push(said("illegal -h value"));
                 }
             }
             'l' => match parse_resources(&value) {
-                Some(list) => sel.criteria.extend(list),
+                Some(list) => {
+                    for (op, name, want) in list {
+                        match kind_of(&name) {
+                            None => {
+                                refused.get_or_insert(pbse::UNKRESC);
+                            }
+                            Some(kind) => {
+                                if !valid_value(kind, &want) {
+                                    refused.get_or_insert(pbse::BADATVAL);
+                                }
+                                sel.criteria.push(Criterion::Resource(op, name, kind, want));
+                            }
+                        }
+                    }
+                }
                 None => {
                     errors.push(said("illegal -l value"));
                     errors.push(format!("resource_list: {value}"));
@@ -365,7 +425,10 @@ pub fn parse<S: AsRef<str>>(
                 let (op, text) = split_op(&value);
                 match text.trim().parse::<i64>() {
                     Ok(p) => sel.criteria.push(Criterion::Priority(op, p)),
-                    Err(_) => errors.push(said("illegal -p value")),
+                    // The server decodes it (Torque's client only splits the operator off).
+                    Err(_) => {
+                        refused.get_or_insert(pbse::BADATVAL);
+                    }
                 }
             }
             'q' => sel.destination = Some(value),
@@ -397,12 +460,14 @@ pub fn parse<S: AsRef<str>>(
     }
     if !parsed.operands.is_empty() && errors.is_empty() {
         // Torque takes no operands: the usage alone.
-        return Err(BadUsage(Vec::new()));
+        return Err(Refusal::Usage(Vec::new()));
     }
-    if errors.is_empty() {
-        Ok(sel)
-    } else {
-        Err(BadUsage(errors))
+    if !errors.is_empty() {
+        return Err(Refusal::Usage(errors));
+    }
+    match refused {
+        Some(code) => Err(Refusal::Server(code)),
+        None => Ok(sel),
     }
 }
 
@@ -413,7 +478,7 @@ fn said(message: &str) -> String {
 
 /// `-l name.op.value[,name.op.value...]` (Torque's `check_res_op`: the operator is
 /// required, and every value non-empty).
-fn parse_resources(list: &str) -> Option<Vec<Criterion>> {
+fn parse_resources(list: &str) -> Option<Vec<(Op, String, String)>> {
     if list.ends_with(',') {
         return None;
     }
@@ -423,7 +488,7 @@ fn parse_resources(list: &str) -> Option<Vec<Criterion>> {
             let op = Op::from_letters(rest.get(..2)?)?;
             let value = rest.get(2..)?.strip_prefix('.')?;
             (!name.is_empty() && !value.is_empty())
-                .then(|| Criterion::Resource(op, name.to_string(), value.to_string()))
+                .then(|| (op, name.to_string(), value.to_string()))
         })
         .collect()
 }
@@ -445,6 +510,10 @@ mod tests {
 
     fn select(args: &[&str]) -> Selection {
         parse(args, &chrono::Local::now()).expect("parses")
+    }
+
+    fn refusal(args: &[&str]) -> Refusal {
+        parse(args, &chrono::Local::now()).expect_err("refused")
     }
 
     #[test]
@@ -498,7 +567,10 @@ mod tests {
 
     #[test]
     fn bad_values_get_torques_messages() {
-        let bad = |args: &[&str]| parse(args, &chrono::Local::now()).expect_err("refused").0;
+        let bad = |args: &[&str]| match refusal(args) {
+            Refusal::Usage(lines) => lines,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(bad(&["-s", "QX"]), ["qselect: illegal -s value"]);
         assert_eq!(bad(&["-h", "un"]), ["qselect: illegal -h value"]);
         assert_eq!(bad(&["-r", "maybe"]), ["qsub: illegal -r value"]);
@@ -514,6 +586,26 @@ mod tests {
         assert_eq!(bad(&["-a", "tomorrow"]), ["qselect: illegal -a value"]);
         assert_eq!(bad(&["-Z"]), ["qselect: invalid option -- 'Z'"]);
         assert!(bad(&["12.vm"]).is_empty(), "operands: usage only");
+        // What Torque's server refuses.
+        assert_eq!(
+            refusal(&["-l", "nosuch.lt.1"]),
+            Refusal::Server(pbse::UNKRESC)
+        );
+        assert_eq!(
+            refusal(&["-l", "walltime.gt.abc"]),
+            Refusal::Server(pbse::BADATVAL)
+        );
+        assert_eq!(refusal(&["-p", "abc"]), Refusal::Server(pbse::BADATVAL));
+        assert_eq!(refusal(&["-h", ".gt.u"]), Refusal::Server(pbse::IVALREQ));
+        // A bad command line is said first.
+        assert!(matches!(
+            refusal(&["-p", "abc", "-s", "X"]),
+            Refusal::Usage(_)
+        ));
+        assert_eq!(
+            Refusal::server_message(pbse::UNKRESC),
+            "qselect: Unknown resource type "
+        );
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub struct RunRecord {
     /// run them again (at most once).
     #[serde(default)]
     pub epilogues_started: bool,
+    /// Its prologue failed: the run ends with this exit status (-2 or -14), even if the MOM
+    /// restarts before reporting it.
+    #[serde(default)]
+    pub prologue_failed: Option<i32>,
 }
 
 impl RunRecord {
@@ -126,6 +130,7 @@ impl RunRecord {
             tmpdir: None,
             prologue_session: None,
             epilogues_started: false,
+            prologue_failed: None,
         }
     }
 

@@ -136,6 +136,9 @@ pub struct ExecPlan {
     /// The job's own `TMPDIR`, made by the MOM (see [`StartOptions::tmpdir`]).
     #[serde(skip)]
     pub tmpdir: Option<PathBuf>,
+    /// `tmpdir` was made by this launch (not an earlier run's, reused).
+    #[serde(skip)]
+    pub tmpdir_made: bool,
     /// Once the MOM is gone (EOF on the supervisor's stdin), how long the supervisor lets
     /// the job run before killing it, unless a new MOM adopts the run (ms; 0: never).
     #[serde(default)]
@@ -194,6 +197,22 @@ pub fn launch(
 ) -> Result<Launched, LaunchError> {
     let mut plan = prepare(spec, layout, node_name, options)?;
     plan.orphan_timeout_ms = options.orphan_timeout_ms;
+    let made_tmpdir = plan.tmpdir.clone().filter(|_| plan.tmpdir_made);
+    let launched = start_supervisor(spec, layout, spawner, plan);
+    if let (Err(_), Some(dir)) = (&launched, made_tmpdir) {
+        // Made for this launch and never used: gone again (only if still empty).
+        let _ = std::fs::remove_dir(dir);
+    }
+    launched
+}
+
+/// The launch once the plan is made: the supervisor started and the shell held.
+fn start_supervisor(
+    spec: &RunSpec,
+    layout: &Layout,
+    spawner: &Spawner,
+    plan: ExecPlan,
+) -> Result<Launched, LaunchError> {
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
     let start_time = crate::status::now_secs();
@@ -337,9 +356,12 @@ pub fn prepare(
     let owner = switch.then_some((user.uid, gid));
     let script = write_spool(spec, layout, owner)?;
     write_nodefile(spec, layout, node_name, owner)?;
-    let tmpdir = match &options.tmpdir {
-        Some(dir) => Some(make_tmpdir(dir, &spec.job_id, owner)?),
-        None => None,
+    let (tmpdir, tmpdir_made) = match &options.tmpdir {
+        Some(dir) => {
+            let (path, made) = make_tmpdir(dir, &spec.job_id, owner)?;
+            (Some(path), made)
+        }
+        None => (None, false),
     };
 
     let login_shell = if user.shell.as_os_str().is_empty() {
@@ -399,6 +421,7 @@ pub fn prepare(
         delivery,
         pelog,
         tmpdir,
+        tmpdir_made,
         orphan_timeout_ms: 0,
     })
 }
@@ -455,6 +478,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         delivery: _,
         pelog: _,
         tmpdir: _,
+        tmpdir_made: _,
         orphan_timeout_ms: _,
     } = plan;
     let argv = vec![
@@ -699,13 +723,17 @@ pub fn build_env(
     env
 }
 
-/// Makes the job's own `TMPDIR`, `DIR/JOBID` (see [`StartOptions::tmpdir`]): fresh (what a
-/// run before this one left is removed), 0700, the user's.
+/// Makes the job's own `TMPDIR`, `DIR/JOBID` (see [`StartOptions::tmpdir`]), 0700, the
+/// user's. `DIR` may be shared and writable by all, and job ids are predictable, so as
+/// Torque's `TMakeTmpDir`: a directory already there is used only if it is the user's (one
+/// left by an earlier run of the job), never removed or taken over; one this call made is
+/// given to the user through a descriptor opened without following links. Also says whether
+/// this call made it.
 fn make_tmpdir(
     dir: &Path,
     job_id: &str,
     owner: Option<(Uid, Gid)>,
-) -> Result<PathBuf, LaunchError> {
+) -> Result<(PathBuf, bool), LaunchError> {
     let path = dir.join(job_id);
     let err = |what: &str, e: io::Error| {
         LaunchError(format!(
@@ -713,16 +741,33 @@ fn make_tmpdir(
             path.display()
         ))
     };
-    remove_path(&path).map_err(|e| err("remove old", e))?;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .map_err(|e| err("create", e))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
-            .map_err(|e| err("chown", e))?;
+    let created = match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(err("create", e)),
+    };
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| err("open", e))?;
+    let meta = opened.metadata().map_err(|e| err("stat", e))?;
+    let me = Uid::effective();
+    let user = owner.map_or(me, |(uid, _)| uid);
+    if meta.uid() == user.as_raw() {
+        return Ok((path, created));
     }
-    Ok(path)
+    match owner {
+        Some((uid, gid)) if created && meta.uid() == me.as_raw() => {
+            nix::unistd::fchown(opened.as_raw_fd(), Some(uid), Some(gid))
+                .map_err(|e| err("chown", e.into()))?;
+            Ok((path, true))
+        }
+        _ => Err(LaunchError(format!(
+            "PBS: job tmpdir {} exists and is not the job user's",
+            path.display()
+        ))),
+    }
 }
 
 /// Runs in the forked child, never returns: sets the child up, reads the
@@ -876,14 +921,47 @@ fn remove_path(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes a job's spool directory, node file and `TMPDIR` (after the server acked its last
-/// run).
-pub fn remove_job_files(layout: &Layout, job_id: &str, tmpdir: Option<&Path>) {
+/// Moves a job's spool directory, node file and `TMPDIR` out of the way (after the server
+/// acked its last run) and returns where they went, for [`remove_set_aside`]: a rename
+/// is one quick call, while removing a tree a job filled with millions of files takes as
+/// long as it takes, which must not hold up the MOM's session. The names are then free for
+/// the job's next run here. What cannot be renamed is returned as it is.
+pub fn set_aside_job_files(layout: &Layout, job_id: &str, tmpdir: Option<&Path>) -> Vec<PathBuf> {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if !safe_component(job_id) {
-        return;
+        return Vec::new();
     }
     let own = [layout.spool_dir(job_id), layout.nodefile(job_id)];
-    for p in own.iter().map(PathBuf::as_path).chain(tmpdir) {
+    own.iter()
+        .map(PathBuf::as_path)
+        .chain(tmpdir)
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .map(|p| {
+            let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut name = std::ffi::OsString::from(".");
+            name.push(p.file_name().unwrap_or_default());
+            name.push(format!(".removing-{}-{serial}", std::process::id()));
+            let aside = p.with_file_name(name);
+            // Never over something already there (the directory may be shared).
+            let renamed = nix::fcntl::renameat2(
+                None,
+                p,
+                None,
+                &aside,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            );
+            if renamed.is_ok() {
+                aside
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .collect()
+}
+
+/// Removes what [`set_aside_job_files`] returned (blocking; never follows a link).
+pub fn remove_set_aside(paths: &[PathBuf]) {
+    for p in paths {
         if let Err(e) = remove_path(p) {
             tracing::warn!("cannot remove {}: {e}", p.display());
         }

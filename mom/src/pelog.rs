@@ -294,7 +294,18 @@ pub fn locate(dir: &Path, script: Script, owner: u32, job: &PelogJob) -> Located
         return Located::Missing;
     };
     let (owner, others) = match script {
-        Script::PrologueJob | Script::EpilogueJob => (job.uid, 0),
+        Script::PrologueJob | Script::EpilogueJob => {
+            // The user's path, looked at by root: one the user could not reach counts as
+            // missing, so the answer says nothing about what is there.
+            if job
+                .identity
+                .as_ref()
+                .is_some_and(|id| !reachable_by(&path, id))
+            {
+                return Located::Missing;
+            }
+            (job.uid, 0)
+        }
         Script::PrologueUser | Script::EpilogueUser => (owner, 0o005),
         Script::Prologue | Script::Epilogue => (owner, 0),
     };
@@ -321,6 +332,26 @@ pub fn locate(dir: &Path, script: Script, owner: u32, job: &PelogJob) -> Located
     }
 }
 
+/// Whether the user `id` could reach `path`: every directory above it searchable by that
+/// user (mode bits; ACLs are not read).
+fn reachable_by(path: &Path, id: &Identity) -> bool {
+    path.ancestors()
+        .skip(1)
+        .all(|dir| match std::fs::metadata(dir) {
+            Ok(m) => {
+                let mode = m.mode();
+                if m.uid() == id.uid {
+                    mode & 0o100 != 0
+                } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+                    mode & 0o010 != 0
+                } else {
+                    mode & 0o001 != 0
+                }
+            }
+            Err(_) => false,
+        })
+}
+
 /// How the MOM runs the scripts.
 #[derive(Debug, Clone)]
 pub struct Scripts<'a> {
@@ -332,13 +363,18 @@ pub struct Scripts<'a> {
     pub alarm: Duration,
 }
 
+/// Whether the job asked for a prologue of its own (`-l prologue=`), there or not.
+pub fn names_own_prologue(job: &PelogJob) -> bool {
+    Script::PrologueJob.path(Path::new("/"), job).is_some()
+}
+
 impl Scripts<'_> {
-    /// Whether a prologue is there for `job` (runnable or not): starting it then takes a
-    /// while.
-    pub fn any_prologue(&self, job: &PelogJob) -> bool {
-        Script::PROLOGUES
+    /// Whether the site has a prologue in `mom_priv` (runnable or not).
+    pub fn any_site_prologue(&self) -> bool {
+        let job = PelogJob::default();
+        [Script::Prologue, Script::PrologueUser]
             .into_iter()
-            .any(|script| locate(self.dir, script, self.owner, job) != Located::Missing)
+            .any(|script| locate(self.dir, script, self.owner, &job) != Located::Missing)
     }
 
     /// Runs the prologues in order and stops at the first that fails.
@@ -732,6 +768,31 @@ mod tests {
             locate(dir.path(), Script::PrologueJob, me, &job),
             Located::Refused(-1, _)
         ));
+        // Behind a directory the user may not search, it is as good as missing.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let open = dir.path().join("open.sh");
+        std::fs::write(&open, "#!/bin/sh\n").expect("write");
+        job.resource_limits = format!("prologue={}", open.display());
+        let stranger = Identity {
+            uid: me + 1,
+            gid: 54321,
+            groups: vec![54321],
+        };
+        job.identity = Some(stranger.clone());
+        assert!(matches!(
+            locate(dir.path(), Script::PrologueJob, me, &job),
+            Located::Refused(-1, _)
+        ));
+        let hidden = dir.path().join("hidden");
+        std::fs::create_dir(&hidden).expect("mkdir");
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::write(hidden.join("pre.sh"), "#!/bin/sh\n").expect("write");
+        job.resource_limits = format!("prologue={}", hidden.join("pre.sh").display());
+        assert_eq!(
+            locate(dir.path(), Script::PrologueJob, me, &job),
+            Located::Missing
+        );
     }
 
     #[test]

@@ -261,6 +261,11 @@ impl Runner {
     ) {
         let exit_status = pelog::prologue_exit_status(failed.rc);
         tracing::warn!(run = run_id, job = %job.job_id, rc = failed.rc, exit_status, "{}", failed.message);
+        // On disk first: a MOM restarted from here on reports this end, not a run to retry.
+        if let Some(entry) = self.runs().get_mut(&run_id) {
+            entry.record.prologue_failed = Some(exit_status);
+        }
+        self.save_latest(run_id);
         self.run_epilogues(run_id, job, 0, &Usage::default(), exit_status);
         let copy_errors = if exit_status == job_exec::FAIL2 {
             deliver::deliver(delivery, &self.layout, |files| {
@@ -331,7 +336,9 @@ impl Runner {
                     stop_unrecorded_launch(&self.layout.exit_file(run_id));
                     // A prologue it was running would otherwise run on beside the retry's.
                     kill_prologue(record.prologue_session);
-                    let result = if record.gated {
+                    let result = if let Some(status) = record.prologue_failed {
+                        unstarted(status, "prologue failed")
+                    } else if record.gated {
                         unstarted(job_exec::RETRY, RESTARTED_WHILE_STARTING)
                     } else {
                         unstarted(job_exec::FAIL1, RESTARTED_WHILE_STARTING)
@@ -442,7 +449,12 @@ impl Runner {
     pub fn start(self: &Arc<Self>, spec: RunSpec) {
         let run_id = spec.run_id;
         let orphan_timeout_ms = self.orphan_timeout_ms.load(Ordering::Relaxed);
-        let record = RunRecord::starting(&spec, now_secs());
+        let tmpdir = self
+            .tmpdir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut record = RunRecord::starting(&spec, now_secs());
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {
@@ -469,11 +481,7 @@ impl Runner {
             let options = launch::StartOptions {
                 login: self.login_shells.load(Ordering::Relaxed),
                 orphan_timeout_ms,
-                tmpdir: self
-                    .tmpdir
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
+                tmpdir,
             };
             launch::launch(
                 &spec,
@@ -491,29 +499,45 @@ impl Runner {
                 return;
             }
         };
-        if self.with_scripts(|scripts| scripts.any_prologue(&l.pelog)) {
-            // A prologue may run for minutes: not on the session's thread, which must go on
-            // reporting status and taking a qdel for this very run meanwhile.
+        // The job's TMPDIR exists from here on: whichever way the run ends, it goes with
+        // the run's files (on disk with the next save, e.g. as a prologue starts).
+        record.tmpdir = l.tmpdir.clone();
+        if let Some(entry) = self.runs().get_mut(&run_id) {
+            entry.record.tmpdir = l.tmpdir.clone();
+        }
+        // Decided once: a prologue may run for minutes, so a run that may have one is
+        // released from a blocking thread of its own, never the session's, which must go on
+        // reporting status and taking a qdel for this very run meanwhile. The job's own
+        // script is not even looked for here (its path is the user's, maybe on a slow mount).
+        let prologues = pelog::names_own_prologue(&l.pelog)
+            || self.with_scripts(|scripts| scripts.any_site_prologue());
+        if prologues {
             let runner = Arc::clone(self);
             self.rt
-                .spawn_blocking(move || runner.release(&spec, record, l, orphan_timeout_ms));
+                .spawn_blocking(move || runner.release(&spec, record, l, orphan_timeout_ms, true));
         } else {
-            self.release(&spec, record, l, orphan_timeout_ms);
+            self.release(&spec, record, l, orphan_timeout_ms, false);
         }
     }
 
-    /// The second half of [`Runner::start`], once the job's shell is held: the prologues,
-    /// then the run recorded as running and the shell released, unless a prologue failed
-    /// or a qdel or cancel came meanwhile (blocking).
+    /// The second half of [`Runner::start`], once the job's shell is held: the prologues
+    /// (when `prologues`), then the run recorded as running and the shell released, unless a
+    /// prologue failed or a qdel or cancel came meanwhile (blocking).
     fn release(
         self: &Arc<Self>,
         spec: &RunSpec,
         mut record: RunRecord,
         l: launch::Launched,
         orphan_timeout_ms: u64,
+        prologues: bool,
     ) {
         let run_id = spec.run_id;
-        match self.run_prologues(run_id, &l.pelog) {
+        let ran = if prologues {
+            self.run_prologues(run_id, &l.pelog)
+        } else {
+            Ok(())
+        };
+        match ran {
             Err(pelog::Stop::Failed(failed)) if self.wanted(run_id) => {
                 // Never released: the held shell exits without exec'ing.
                 l.link.close();
@@ -537,7 +561,6 @@ impl Runner {
         record.supervisor_started = l.supervisor.started;
         record.delivery = l.delivery;
         record.pelog = l.pelog;
-        record.tmpdir = l.tmpdir.clone();
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
@@ -571,7 +594,7 @@ impl Runner {
             match live {
                 None => {
                     tracing::info!(run = run_id, job = %spec.job_id, "run cancelled while starting: not released");
-                    self.remove_files(run_id, &spec.job_id, l.tmpdir.as_deref());
+                    self.remove_files(run_id, &spec.job_id, record.tmpdir.as_deref());
                 }
                 // Reported as never run: with the qdel pending, the server makes it 271.
                 Some(live) if deleted => {
@@ -746,8 +769,18 @@ impl Runner {
     /// files unless another held run uses them.
     fn remove_files(&self, run_id: u64, job_id: &str, tmpdir: Option<&Path>) {
         let _ = std::fs::remove_file(self.layout.exit_file(run_id));
-        if !self.runs().values().any(|e| e.record.job_id == job_id) {
-            launch::remove_job_files(&self.layout, job_id, tmpdir);
+        // Set aside under the runs lock, so a new run of the job here cannot slip in between
+        // the check and the move and lose its files; removed on a thread of its own.
+        let aside = {
+            let runs = self.runs();
+            if runs.values().any(|e| e.record.job_id == job_id) {
+                return;
+            }
+            launch::set_aside_job_files(&self.layout, job_id, tmpdir)
+        };
+        if !aside.is_empty() {
+            self.rt
+                .spawn_blocking(move || launch::remove_set_aside(&aside));
         }
     }
 

@@ -11,6 +11,7 @@
 //!   and their SIGTERM/SIGINT wait.
 //! * [`daemon`]: `PBS_HOME`'s default, the server's TLS port, daemon logging.
 //! * [`text`]: small text rules both sides apply (Torque's `NAME@HOST`, cheap equality).
+//! * [`resources`]: the resource names a job may ask for, and the kind of value of each.
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -23,6 +24,7 @@ pub mod enrolment;
 pub mod job_exec;
 pub mod pbse;
 pub mod remote;
+pub mod resources;
 pub mod shutdown;
 pub mod text;
 

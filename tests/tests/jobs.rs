@@ -196,6 +196,18 @@ fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
         "{} is still there",
         dir.display()
     );
+    // A directory someone else made under the job's name (ids are predictable) is neither
+    // used nor removed: the job cannot start.
+    let next = c.qsub("squatted.sh", "echo ran\n", &["-h"]);
+    let squatted = scratch.join(&next);
+    std::fs::create_dir(&squatted).expect("squat");
+    std::fs::write(squatted.join("keep"), "mine").expect("squat file");
+    let out = c.run("qrls", &[&next]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(&next, "C", T);
+    assert_eq!(c.job_attr(&next, "exit_status").as_deref(), Some("-1"));
+    assert_eq!(c.read(squatted.join("keep")), "mine");
+    assert_contains(&c.mom_log("n1"), "exists and is not the job user's");
 }
 
 #[test]

@@ -207,4 +207,18 @@ fn qselect_prints_the_matching_job_ids() {
     let out = c.run("qselect", &["-q", "nosuch"]);
     assert_eq!(stderr(&out), "qselect: Unknown queue\n");
     assert_eq!(code(&out), 172);
+    // What Torque's server refuses: an unknown resource, a value its kind does not take.
+    let out = c.run("qselect", &["-l", "nosuch.lt.1"]);
+    assert_eq!(
+        (stderr(&out), code(&out)),
+        ("qselect: Unknown resource type \n".into(), 189)
+    );
+    let out = c.run("qselect", &["-l", "walltime.gt.soon"]);
+    assert_eq!(
+        (stderr(&out), code(&out)),
+        (
+            "qselect: Illegal attribute or resource value for\n".into(),
+            168
+        )
+    );
 }

@@ -424,3 +424,54 @@ fn a_mom_restarted_during_a_prologue_kills_it_before_the_job_is_tried_again() {
         "the first prologue {first} still runs beside the retry"
     );
 }
+
+#[test]
+fn a_mom_restarted_during_a_failed_prologues_epilogue_still_ends_the_job_minus_2() {
+    let mut c = Cluster::start(&one_node());
+    let notes = notes(&c);
+    let log = notes.join("epilogue.log");
+    install(&c, "prologue", 0o500, "#!/bin/sh\nexit 1\n");
+    install(
+        &c,
+        "epilogue",
+        0o500,
+        &format!(
+            "#!/bin/sh\necho \"${{10}}\" >> {}\nsleep 3\n",
+            log.display()
+        ),
+    );
+    let marker = notes.join("ran");
+    let id = c.qsub("never.sh", &format!("touch {}\n", marker.display()), &[]);
+    assert!(wait_until(T, || log.exists()), "the epilogue did not start");
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("-2"));
+    assert!(!marker.exists(), "the script ran");
+    assert_eq!(c.read(&log), "-2\n", "the epilogue ran again");
+}
+
+#[test]
+fn the_tmpdir_of_a_job_whose_prologue_failed_is_removed_too() {
+    let c = Cluster::start(&one_node());
+    let scratch = c.root.join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    std::fs::write(
+        c.mom_home("n1").join("mom_priv/config"),
+        format!("$tmpdir {}\n", scratch.display()),
+    )
+    .expect("config");
+    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
+    assert!(wait_until(T, || c.mom_log("n1").contains("tmpdir: Some(")));
+    install(&c, "prologue", 0o500, "#!/bin/sh\nexit 1\n");
+    let id = c.qsub("aborted.sh", "true\n", &[]);
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("-2"));
+    assert!(
+        wait_until(T, || std::fs::read_dir(&scratch)
+            .is_ok_and(|mut d| d.next().is_none())),
+        "left in {}: {:?}",
+        scratch.display(),
+        std::fs::read_dir(&scratch).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+}

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::format::table::Table;
 use capstan_client::format::{AttrView, ServerError};
-use capstan_client::select::{self, Selection};
+use capstan_client::select::{self, Refusal, Selection};
+use capstan_proto::pbse;
 use capstan_proto::v1::StatJobsRequest;
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,12 +16,16 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let selection = match select::parse(&args, &chrono::Local::now()) {
         Ok(s) => s,
-        Err(bad) => {
-            for line in bad.0 {
+        Err(Refusal::Usage(lines)) => {
+            for line in lines {
                 eprintln!("{line}");
             }
             eprint!("{}", select::USAGE);
             return ExitCode::from(2);
+        }
+        Err(Refusal::Server(code)) => {
+            eprintln!("{}", Refusal::server_message(code));
+            return ExitCode::from(pbse::exit_code(code) as u8);
         }
     };
     match run(&selection).await {
