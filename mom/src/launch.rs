@@ -746,12 +746,20 @@ fn make_tmpdir(
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(err("create", e)),
     };
+    // One this call made and could not hand over is removed again (it is empty), so the
+    // job's next start here does not find it in the way.
+    let undo = |e: LaunchError| {
+        if created {
+            let _ = std::fs::remove_dir(&path);
+        }
+        e
+    };
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(|e| err("open", e))?;
-    let meta = opened.metadata().map_err(|e| err("stat", e))?;
+        .map_err(|e| undo(err("open", e)))?;
+    let meta = opened.metadata().map_err(|e| undo(err("stat", e)))?;
     let me = Uid::effective();
     let user = owner.map_or(me, |(uid, _)| uid);
     if meta.uid() == user.as_raw() {
@@ -760,7 +768,7 @@ fn make_tmpdir(
     match owner {
         Some((uid, gid)) if created && meta.uid() == me.as_raw() => {
             nix::unistd::fchown(opened.as_raw_fd(), Some(uid), Some(gid))
-                .map_err(|e| err("chown", e.into()))?;
+                .map_err(|e| undo(err("chown", e.into())))?;
             Ok((path, true))
         }
         _ => Err(LaunchError(format!(
@@ -921,13 +929,20 @@ fn remove_path(p: &Path) -> io::Result<()> {
     }
 }
 
+/// Where [`set_aside_job_files`] puts things: a hidden name in the same directory, which
+/// [`remove_leftovers`] recognises.
+const SET_ASIDE_MARK: &str = ".capstan-removing-";
+
 /// Moves a job's spool directory, node file and `TMPDIR` out of the way (after the server
 /// acked its last run) and returns where they went, for [`remove_set_aside`]: a rename
 /// is one quick call, while removing a tree a job filled with millions of files takes as
 /// long as it takes, which must not hold up the MOM's session. The names are then free for
-/// the job's next run here. What cannot be renamed is returned as it is.
+/// the job's next run here. The new name carries a random part (the directory may be shared,
+/// and a MOM restarted may get its old pid); what cannot be renamed is left where it is, for
+/// the next run of the job to reuse or refuse, never removed in place (a new run of the job
+/// could already own it).
 pub fn set_aside_job_files(layout: &Layout, job_id: &str, tmpdir: Option<&Path>) -> Vec<PathBuf> {
-    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    use std::hash::{BuildHasher, Hasher};
     if !safe_component(job_id) {
         return Vec::new();
     }
@@ -936,27 +951,52 @@ pub fn set_aside_job_files(layout: &Layout, job_id: &str, tmpdir: Option<&Path>)
         .map(PathBuf::as_path)
         .chain(tmpdir)
         .filter(|p| std::fs::symlink_metadata(p).is_ok())
-        .map(|p| {
-            let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut name = std::ffi::OsString::from(".");
+        .filter_map(|p| {
+            let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+            random.write(p.as_os_str().as_bytes());
+            let mut name = std::ffi::OsString::from(SET_ASIDE_MARK);
+            name.push(format!("{:016x}-", random.finish()));
             name.push(p.file_name().unwrap_or_default());
-            name.push(format!(".removing-{}-{serial}", std::process::id()));
             let aside = p.with_file_name(name);
-            // Never over something already there (the directory may be shared).
-            let renamed = nix::fcntl::renameat2(
+            // Never over something already there.
+            match nix::fcntl::renameat2(
                 None,
                 p,
                 None,
                 &aside,
                 nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-            );
-            if renamed.is_ok() {
-                aside
-            } else {
-                p.to_path_buf()
+            ) {
+                Ok(()) => Some(aside),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot set {} aside for removal: {e}; left in place",
+                        p.display()
+                    );
+                    None
+                }
             }
         })
         .collect()
+}
+
+/// What earlier MOM processes set aside and did not get to remove (they stopped first), in
+/// `dirs` (the jobs and aux directories, the `$tmpdir`) (blocking).
+pub fn remove_leftovers(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let leftovers: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .as_bytes()
+                    .starts_with(SET_ASIDE_MARK.as_bytes())
+            })
+            .map(|e| e.path())
+            .collect();
+        remove_set_aside(&leftovers);
+    }
 }
 
 /// Removes what [`set_aside_job_files`] returned (blocking; never follows a link).

@@ -151,6 +151,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .context("recovering run records")?;
     }
     let collector = Collector::new(layout.config());
+    // What an earlier MOM set aside for removal and did not get to remove, in the
+    // background (a job's tree may be large).
+    let mut leftovers = vec![layout.jobs_dir(), layout.aux_dir()];
+    leftovers.extend(collector.config().tmpdir);
+    tokio::task::spawn_blocking(move || capstan_mom::launch::remove_leftovers(&leftovers));
     let session = Session::new(
         SessionOptions {
             server,

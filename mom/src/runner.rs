@@ -502,8 +502,11 @@ impl Runner {
         // The job's TMPDIR exists from here on: whichever way the run ends, it goes with
         // the run's files (on disk with the next save, e.g. as a prologue starts).
         record.tmpdir = l.tmpdir.clone();
-        if let Some(entry) = self.runs().get_mut(&run_id) {
-            entry.record.tmpdir = l.tmpdir.clone();
+        if l.tmpdir.is_some() {
+            if let Some(entry) = self.runs().get_mut(&run_id) {
+                entry.record.tmpdir = l.tmpdir.clone();
+            }
+            self.save_latest(run_id);
         }
         // Decided once: a prologue may run for minutes, so a run that may have one is
         // released from a blocking thread of its own, never the session's, which must go on

@@ -648,8 +648,8 @@ impl Batch for BatchService {
                         dispatch::run_now(core, &caller, &req.ids, &req.hosts, now_epoch()).await
                     })
                 },
-                // It starts what it starts itself; nothing new for the scheduler.
-                |_| false,
+                // A start may release `after:` dependents: the scheduler looks again.
+                |_| true,
             )
             .await?;
         Ok(Response::new(pb::JobActionReply {

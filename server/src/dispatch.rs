@@ -553,13 +553,14 @@ async fn run_one(
     let fail = |code: i32, detail: String| {
         Err((shown.clone(), PbsError::new(code, detail, shown.clone())))
     };
+    // Privilege first: an ordinary user learns nothing of which jobs exist.
+    if core.state.server_attrs.privilege(caller) < Privilege::Operator {
+        return fail(pbse::PERM, String::new());
+    }
     let Some(job) = jobs::parse_job_id(id, &server).and_then(|seq| core.state.jobs.get(&seq))
     else {
         return fail(pbse::UNKJOBID, String::new());
     };
-    if core.state.server_attrs.privilege(caller) < Privilege::Operator {
-        return fail(pbse::PERM, String::new());
-    }
     if job.state != JobState::Queued {
         return fail(pbse::BADSTATE, String::new());
     }

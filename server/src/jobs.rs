@@ -542,16 +542,7 @@ fn build_job(
     // `select` or `ncpus` (see `resources::slot_request`), and Torque shows a procs job with
     // no nodes (and refuses ncpus beside nodes).
     let mut resources_list = given_resources;
-    let slots_asked_otherwise = resources_list
-        .iter()
-        .any(|(n, _)| matches!(n.as_str(), "procs" | "select" | "ncpus"));
-    for (n, v) in &queue.resources_default {
-        let given = resources_list.iter().any(|(g, _)| g == n);
-        let overridden = n == "nodes" && slots_asked_otherwise;
-        if !given && !overridden {
-            resources_list.push((n.clone(), v.clone()));
-        }
-    }
+    let defaulted = apply_queue_defaults(queue, &mut resources_list);
     let request = feasible_request(state, &mut resources_list, &caller.user, &caller.group)?;
 
     if !depend.is_empty() {
@@ -617,6 +608,7 @@ fn build_job(
         start_time: None,
         start_count: 0,
         failed_starts: 0,
+        defaulted,
         comp_time: None,
         total_runtime: None,
         submit_host: host,
@@ -634,6 +626,28 @@ fn build_job(
     // Parents that already finished decide at once.
     evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
     Ok(job)
+}
+
+/// Fills in the queue's `resources_default` for what the job did not ask for, and returns the
+/// names filled in. A default `nodes` does not apply to a job that asks for its slots with
+/// `procs`, `select` or `ncpus`: it would override them.
+fn apply_queue_defaults(
+    queue: &crate::model::Queue,
+    resources: &mut Vec<(String, String)>,
+) -> Vec<String> {
+    let slots_asked_otherwise = resources
+        .iter()
+        .any(|(n, _)| matches!(n.as_str(), "procs" | "select" | "ncpus"));
+    let mut filled = Vec::new();
+    for (n, v) in &queue.resources_default {
+        let given = resources.iter().any(|(g, _)| g == n);
+        let overridden = n == "nodes" && slots_asked_otherwise;
+        if !given && !overridden {
+            resources.push((n.clone(), v.clone()));
+            filled.push(n.clone());
+        }
+    }
+    filled
 }
 
 /// The placement request of a (normalised) Resource_List, refused with PBSE_EXCQRESC when no
@@ -1135,15 +1149,15 @@ fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result
             .map_or_else(String::new, |(_, host)| host.to_string()),
     };
     crate::authz::check_queue_acls(queue, &owner)?;
+    // What the old queue's defaults filled in goes; the new queue's fill in (Torque's
+    // svr_dequejob / svr_enquejob).
     let mut resources = job.resources.clone();
-    for (n, v) in &queue.resources_default {
-        if !resources.iter().any(|(g, _)| g == n) {
-            resources.push((n.clone(), v.clone()));
-        }
-    }
+    resources.retain(|(n, _)| !job.defaulted.contains(n));
+    let defaulted = apply_queue_defaults(queue, &mut resources);
     let request = feasible_request(state, &mut resources, &job.euser, &job.egroup)?;
     job.queue = queue.name.clone();
     job.resources = resources;
+    job.defaulted = defaulted;
     job.request = Some(request);
     job.qtime = now;
     job.mtime = now;

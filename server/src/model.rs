@@ -219,6 +219,11 @@ pub struct Job {
     /// requeued once more.
     #[serde(default)]
     pub failed_starts: u32,
+    /// The `Resource_List` names its queue's `resources_default` filled in (not asked for):
+    /// qmove drops them and takes the new queue's, as Torque does. Empty in jobs stored
+    /// before Capstan kept it.
+    #[serde(default)]
+    pub defaulted: Vec<String>,
     pub comp_time: Option<i64>,
     pub total_runtime: Option<f64>,
     pub submit_host: String,

@@ -579,6 +579,7 @@ pub(crate) mod tests {
             start_time: None,
             start_count: 0,
             failed_starts: 0,
+            defaulted: Vec::new(),
             comp_time: None,
             total_runtime: None,
             submit_host: "vm".into(),

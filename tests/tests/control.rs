@@ -281,12 +281,31 @@ fn qmove_moves_a_waiting_job_to_another_queue() {
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     assert_eq!(stdout(&out), "");
     assert_eq!(c.job_attr(&held, "queue").as_deref(), Some("dq"));
-    // The batch queue's walltime default came with the job at submission; dq's does not
-    // replace it.
+    // As Torque: what the old queue's defaults filled in goes, the new queue's fill in;
+    // what the job asked for stays.
     assert_eq!(
         c.job_attr(&held, "Resource_List.walltime").as_deref(),
-        Some("01:00:00")
+        Some("00:20:00")
     );
+    let asked = c.qsub(
+        "asked.sh",
+        "true\n",
+        &["-h", "-l", "walltime=00:05:00,procs=1"],
+    );
+    let out = c.run("qmove", &["dq", &asked]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(
+        c.job_attr(&asked, "Resource_List.walltime").as_deref(),
+        Some("00:05:00")
+    );
+    // A default `nodes` would override `procs`: it is not applied, as at submission.
+    assert_eq!(c.job_attr(&asked, "Resource_List.nodes"), None);
+    assert_eq!(
+        c.job_attr(&asked, "Resource_List.procs").as_deref(),
+        Some("1")
+    );
+    let out = c.run("qdel", &[&asked]);
+    assert!(out.status.success());
     let seq = Cluster::seq(&held);
     let refused = |args: &[&str], want: String, exit: i32| {
         let out = c.run("qmove", args);

@@ -173,7 +173,7 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 /// the job's result.
 #[test]
 fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
-    let c = Cluster::start(&one_node());
+    let mut c = Cluster::start(&one_node());
     let scratch = c.root.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
     let config = c.mom_home("n1").join("mom_priv/config");
@@ -208,6 +208,18 @@ fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
     assert_eq!(c.job_attr(&next, "exit_status").as_deref(), Some("-1"));
     assert_eq!(c.read(squatted.join("keep")), "mine");
     assert_contains(&c.mom_log("n1"), "exists and is not the job user's");
+    // What a MOM set aside for removal and did not get to remove (it stopped first) goes
+    // when the next one starts.
+    let leftover = scratch.join(".capstan-removing-0123456789abcdef-7.tsrv");
+    std::fs::create_dir_all(leftover.join("deep")).expect("leftover");
+    c.kill_mom("n1");
+    c.start_mom("n1");
+    assert!(
+        wait_until(T, || !leftover.exists()),
+        "{} is still there",
+        leftover.display()
+    );
+    assert!(squatted.exists(), "another user's directory was removed");
 }
 
 #[test]
