@@ -8,13 +8,16 @@
 //!
 //! Capstan names every attribute Torque shows. Attributes Capstan does not implement as
 //! settable (`log_events`, `mail_from`, `acl_hosts` on the server, ...) are refused with
-//! PBSE_NOSUP and a reason, never silently accepted; nodes come from `server_priv/nodes`.
+//! PBSE_NOSUP and a reason, never silently accepted. Nodes live in `server_priv/nodes`: qmgr's
+//! `create node`, `set node` and `delete node` rewrite that file (durably, line by line; see
+//! `nodes_file`) and then change memory, so the cluster grows without a server restart.
 
 use tracing::info;
 
 use crate::authz::{Privilege, ServerAttrs};
 use crate::jobs::Caller;
 use crate::model::{PbsError, Queue};
+use crate::nodes_file;
 use crate::resources;
 use crate::state::Core;
 use capstan_proto::pbse;
@@ -142,12 +145,206 @@ pub async fn manage(
         Object::Queue(name) => {
             manage_queue(core, caller, command, &name, attrs, privilege, now).await
         }
-        Object::Node(name) => Err(PbsError::new(
-            pbse::NOSUP,
-            "nodes are defined in server_priv/nodes; use pbsnodes -o/-c/-N for their state",
-            name,
-        )),
+        Object::Node(name) => manage_node(core, caller, command, &name, attrs, privilege).await,
     }
+}
+
+/// The node attributes qmgr may set: Torque's `np`, `properties` and `ntype` (`cluster`
+/// only), and Capstan's `site`, `speed` and `dedicated` (the nodes file's keys).
+const NODE_SETTABLE: &[&str] = &["np", "properties", "ntype", "site", "speed", "dedicated"];
+
+/// qmgr on a node (managers only): `create node NAME [attrs]`, `set node NAME attrs`,
+/// `delete node NAME`. The nodes file is rewritten first, then memory follows. A node
+/// keeps its slots' jobs: `np` may not drop below a slot in use, and a node is deleted only
+/// when no job holds it and its MOM is not connected (stop it first).
+async fn manage_node(
+    core: &mut Core,
+    caller: &Caller,
+    command: Command,
+    name: &str,
+    attrs: &[ManageAttr],
+    privilege: Privilege,
+) -> Result<(), PbsError> {
+    if privilege < Privilege::Manager {
+        return Err(perm_error(name));
+    }
+    let path = core.config.nodes_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(PbsError::system(format!("{}: {e}", path.display()))),
+    };
+    let exists = core.state.node(name).is_some();
+    let unknown = || PbsError::new(pbse::UNKNODE, "", name);
+    let new_text = match command {
+        Command::Create => {
+            if exists {
+                return Err(PbsError::new(pbse::NODEEXIST, "", name));
+            }
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if !valid_name {
+                return Err(PbsError::new(
+                    pbse::BADATVAL,
+                    format!("invalid node name {name}"),
+                    name,
+                ));
+            }
+            let mut line = nodes_file::NodeLine::new(name);
+            for attr in attrs {
+                apply_node_attr(&mut line, Command::Set, attr)?;
+            }
+            nodes_file::add_node(&text, &line)
+        }
+        Command::Set | Command::Unset => {
+            if !exists {
+                return Err(unknown());
+            }
+            let mut failed = None;
+            let edited = nodes_file::edit_node(&text, name, |line| {
+                for attr in attrs {
+                    if let Err(e) = apply_node_attr(line, command, attr) {
+                        failed = Some(e);
+                        return;
+                    }
+                }
+            })
+            .ok_or_else(unknown)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            edited
+        }
+        Command::Delete => {
+            let node = core.state.node(name).ok_or_else(unknown)?;
+            if node.slots.iter().any(Option::is_some) {
+                return Err(PbsError::new(
+                    pbse::IVALREQ,
+                    format!("node {name} has running jobs"),
+                    name,
+                ));
+            }
+            if node.is_up() {
+                return Err(PbsError::new(
+                    pbse::IVALREQ,
+                    format!("the pbs_mom of node {name} is connected; stop it first"),
+                    name,
+                ));
+            }
+            nodes_file::remove_node(&text, name).ok_or_else(unknown)?
+        }
+    };
+    // The whole file as the server would read it at its next start: an edit that would not
+    // load is refused here.
+    let defs = nodes_file::parse(&new_text)
+        .map_err(|e| PbsError::new(pbse::BADATVAL, e.to_string(), name))?;
+    let def = defs.iter().find(|d| d.name == name).cloned();
+    if let (Some(def), Some(node)) = (&def, core.state.node(name)) {
+        let in_use = node
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        if (def.np as usize) < in_use {
+            return Err(PbsError::new(
+                pbse::BADATVAL,
+                format!(
+                    "np {} is below the slots in use on {name} ({in_use})",
+                    def.np
+                ),
+                name,
+            ));
+        }
+    }
+    nodes_file::save(&path, &new_text)
+        .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+    match (command, def) {
+        (Command::Delete, _) => {
+            core.state.nodes.retain(|n| n.def.name != name);
+            // Its offline flag and note go with it: a node created later under the same name
+            // starts clean.
+            let cleared = async {
+                let mut tx = core.store.begin().await?;
+                tx.save_node_flags(name, &crate::model::NodeFlags::default())
+                    .await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = cleared {
+                tracing::warn!(node = name, "cannot clear the deleted node's flags: {e}");
+            }
+        }
+        (Command::Create, Some(def)) => {
+            let flags = crate::model::NodeFlags::default();
+            core.state.nodes.push(crate::state::NodeRuntime::new(
+                def,
+                flags,
+                std::time::Instant::now(),
+            ));
+        }
+        (_, Some(def)) => {
+            if let Some(node) = core.state.node_mut(name) {
+                node.slots.resize(def.np as usize, None);
+                node.def = def;
+            }
+        }
+        (_, None) => {}
+    }
+    info!(by = %caller.user_at_host(), node = name, ?command, "node changed (nodes file rewritten)");
+    Ok(())
+}
+
+/// One qmgr attribute on a node's line (checked again when the file is parsed).
+fn apply_node_attr(
+    line: &mut nodes_file::NodeLine,
+    command: Command,
+    attr: &ManageAttr,
+) -> Result<(), PbsError> {
+    let name = attr.name.as_str();
+    if !NODE_SETTABLE.contains(&name) {
+        return Err(PbsError::new(pbse::UNKNODEATR, "", line.name.clone()));
+    }
+    let bad = || PbsError::new(pbse::BADATVAL, "", line.name.clone());
+    let unset = command == Command::Unset;
+    match name {
+        "properties" => {
+            let values: Vec<String> = attr
+                .value
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if values.iter().any(|v| v.contains('=') || v.contains('#')) {
+                return Err(bad());
+            }
+            match (unset, attr.op) {
+                (true, _) => line.properties.clear(),
+                (false, Op::Set) => line.properties = values,
+                (false, Op::Incr) => {
+                    for v in values {
+                        if !line.properties.contains(&v) {
+                            line.properties.push(v);
+                        }
+                    }
+                }
+                (false, Op::Decr) => line.properties.retain(|p| !values.contains(p)),
+            }
+        }
+        // Torque's only node type for a MOM.
+        "ntype" if unset || attr.value.eq_ignore_ascii_case("cluster") => {}
+        "ntype" => return Err(bad()),
+        _ if unset || attr.op != Op::Set => return Err(bad()),
+        _ if attr.value.is_empty()
+            || attr.value.contains(char::is_whitespace)
+            || attr.value.contains('#') =>
+        {
+            return Err(bad())
+        }
+        key => line.set(key, &attr.value),
+    }
+    Ok(())
 }
 
 async fn manage_server(

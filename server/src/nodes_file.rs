@@ -3,7 +3,9 @@
 //!
 //! Administrators describe nodes the Torque way (`node01 np=4 bigmem`), so the file stays the
 //! place where nodes are defined; the database only keeps what changes at run time (offline,
-//! note). Pure parsing, no I/O besides reading the file in [`load`].
+//! note). `qmgr -c 'create node ...'`, `set node` and `delete node` change the file as
+//! Torque's server does, but line by line ([`NodeLine`]): the administrator's comments, blank
+//! lines and keys Capstan ignores stay. Pure, no I/O besides [`load`] and [`save`].
 
 use std::path::Path;
 
@@ -122,6 +124,141 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
     Ok(nodes)
 }
 
+/// One node's line of the file, as words: edited by qmgr without disturbing the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLine {
+    pub name: String,
+    /// `key=value` words, in order.
+    keyed: Vec<(String, String)>,
+    /// Bare words: the node's properties, in order.
+    pub properties: Vec<String>,
+    /// What followed `#`, kept.
+    comment: Option<String>,
+}
+
+impl NodeLine {
+    /// A new node's line.
+    pub fn new(name: &str) -> NodeLine {
+        NodeLine {
+            name: name.to_string(),
+            keyed: Vec::new(),
+            properties: Vec::new(),
+            comment: None,
+        }
+    }
+
+    /// The line that defines a node, if `raw` is one.
+    fn parse(raw: &str) -> Option<NodeLine> {
+        let (code, comment) = match raw.split_once('#') {
+            Some((code, comment)) => (code, Some(comment.to_string())),
+            None => (raw, None),
+        };
+        let mut words = code.split_whitespace();
+        let name = words.next()?.to_string();
+        let mut line = NodeLine {
+            name,
+            keyed: Vec::new(),
+            properties: Vec::new(),
+            comment,
+        };
+        for word in words {
+            match word.split_once('=') {
+                Some((k, v)) => line.keyed.push((k.to_string(), v.to_string())),
+                None => line.properties.push(word.to_string()),
+            }
+        }
+        Some(line)
+    }
+
+    /// Sets `key=value`, in place of the key's word when there is one.
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.keyed.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value.to_string(),
+            None => self.keyed.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    /// The line as written: name, `key=value` words, properties, comment.
+    pub fn render(&self) -> String {
+        let mut out = self.name.clone();
+        for (k, v) in &self.keyed {
+            out.push_str(&format!(" {k}={v}"));
+        }
+        for p in &self.properties {
+            out.push(' ');
+            out.push_str(p);
+        }
+        if let Some(comment) = &self.comment {
+            out.push_str(" #");
+            out.push_str(comment);
+        }
+        out
+    }
+}
+
+/// The file's text with node `name`'s line changed by `edit` (`None`: no such line).
+pub fn edit_node(text: &str, name: &str, edit: impl FnOnce(&mut NodeLine)) -> Option<String> {
+    let mut edit = Some(edit);
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(
+            |raw| match NodeLine::parse(raw).filter(|l| l.name == name && !found) {
+                Some(mut line) => {
+                    found = true;
+                    if let Some(edit) = edit.take() {
+                        edit(&mut line);
+                    }
+                    line.render()
+                }
+                None => raw.to_string(),
+            },
+        )
+        .collect();
+    found.then(|| joined(&lines))
+}
+
+/// The file's text without node `name`'s line (`None`: no such line).
+pub fn remove_node(text: &str, name: &str) -> Option<String> {
+    let before = text.lines().count();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|raw| NodeLine::parse(raw).is_none_or(|l| l.name != name))
+        .map(str::to_string)
+        .collect();
+    (lines.len() < before).then(|| joined(&lines))
+}
+
+/// The file's text with `line` added at the end.
+pub fn add_node(text: &str, line: &NodeLine) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.push(line.render());
+    joined(&lines)
+}
+
+fn joined(lines: &[String]) -> String {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// Writes the file whole and durably: a new file beside it, synced, renamed over it, and the
+/// directory synced, so a crash leaves the old file or the new one.
+pub fn save(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".new");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// `a,b,c` → names; an empty list or an empty name is a mistake worth stopping for, since it
 /// would silently open or close a lent node.
 fn name_list(
@@ -163,6 +300,40 @@ mod tests {
         assert_eq!(nodes[1].properties, vec!["bigmem", "ssd"]);
         assert_eq!(nodes[2].np, 1);
         assert!(nodes[2].properties.is_empty());
+    }
+
+    #[test]
+    fn node_lines_are_edited_in_place_keeping_the_rest() {
+        let text = "# lab cluster\nvm np=2 fast ib TTL=2026-01-01T00:00:00Z # rack 3\n\nvm2 np=4\n";
+        let edited = edit_node(text, "vm", |l| {
+            l.set("np", "8");
+            l.properties.retain(|p| p != "ib");
+            l.properties.push("ssd".into());
+        })
+        .unwrap();
+        assert_eq!(
+            edited,
+            "# lab cluster\nvm np=8 TTL=2026-01-01T00:00:00Z fast ssd # rack 3\n\nvm2 np=4\n"
+        );
+        assert_eq!(parse(&edited).unwrap()[0].np, 8);
+        assert!(edit_node(text, "nosuch", |_| {}).is_none());
+        let mut line = NodeLine::new("ws07");
+        line.set("np", "8");
+        line.set("site", "b");
+        line.properties.push("gpu".into());
+        let added = add_node(text, &line);
+        assert!(
+            added.ends_with("vm2 np=4\nws07 np=8 site=b gpu\n"),
+            "{added}"
+        );
+        assert_eq!(parse(&added).unwrap()[2].site, "b");
+        assert_eq!(
+            remove_node(&added, "vm").unwrap(),
+            "# lab cluster\n\nvm2 np=4\nws07 np=8 site=b gpu\n"
+        );
+        assert!(remove_node(text, "nosuch").is_none());
+        // A name in a comment is not a node.
+        assert!(edit_node("# vm np=2\n", "vm", |_| {}).is_none());
     }
 
     #[test]

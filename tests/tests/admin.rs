@@ -456,3 +456,81 @@ fn scheduling_false_and_stopped_queues_hold_back_new_starts() {
     qmgr_ok(&c, "set queue batch started = true");
     c.wait_state(&id, "C", T);
 }
+
+/// `qmgr -c 'create node ...'`, `set node` and `delete node` change the cluster without a
+/// restart, and the nodes file with it (line by line: comments stay), as Torque's server
+/// rewrites it.
+#[test]
+fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let nodes_file = c.home.join("server_priv/nodes");
+    let original = c.read(&nodes_file);
+    std::fs::write(&nodes_file, format!("# the lab's nodes\n{original}")).expect("comment");
+    qmgr_ok(&c, "create node n2 np=2,properties=bigmem");
+    assert_eq!(
+        c.read(&nodes_file),
+        format!("# the lab's nodes\n{original}n2 np=2 bigmem\n")
+    );
+    let shown = stdout(&c.run("pbsnodes", &["n2"]));
+    assert_contains(&shown, "     np = 2\n");
+    assert_contains(&shown, "     properties = bigmem\n");
+    // Its MOM is welcome at once, and jobs go there.
+    c.start_mom("n2");
+    assert!(
+        c.wait_nodes_up(&["n2".to_string()], T),
+        "{}",
+        c.pbsnodes_text()
+    );
+    let (id, out) = c.run_job("big.sh", "cat $PBS_NODEFILE\n", &["-l", "nodes=1:bigmem"]);
+    assert_eq!(out, "n2\n", "{id}");
+    qmgr_ok(&c, "set node n2 properties += ssd");
+    qmgr_ok(&c, "set node n2 np = 4");
+    assert_contains(&c.read(&nodes_file), "n2 np=4 bigmem ssd\n");
+    let shown = stdout(&c.run("pbsnodes", &["n2"]));
+    assert_contains(&shown, "     np = 4\n");
+    assert_contains(&shown, "     properties = bigmem,ssd\n");
+    // It survives a server restart: the file is the truth.
+    c.kill_server();
+    c.start_server();
+    assert_contains(&stdout(&c.run("pbsnodes", &["n2"])), "     np = 4\n");
+    assert!(
+        c.wait_nodes_up(&["n2".to_string()], T),
+        "{}",
+        c.pbsnodes_text()
+    );
+
+    let refused = |command: &str, want: &str| {
+        let out = c.run_as_root("qmgr", &["-c", command]);
+        assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
+        assert_eq!(stderr(&out), want, "{command}");
+    };
+    refused(
+        "create node n1",
+        "qmgr obj=n1 svr=default: Node name already exists\n",
+    );
+    refused(
+        "set node n1 color = red",
+        "qmgr: Syntax error - cannot locate attribute\nset node n1 color = red\n            ^\n",
+    );
+    refused("set node n1 np = 0", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `0`\n");
+    refused(
+        "delete node nosuch",
+        "qmgr obj=nosuch svr=default: Unknown node\n",
+    );
+    refused(
+        "delete node n2",
+        "qmgr obj=n2 svr=default: Invalid request MSG=the pbs_mom of node n2 is connected; stop it first\n",
+    );
+    let user = c.run("qmgr", &["-c", "create node n3"]);
+    assert_eq!(code(&user), 2);
+    assert_contains(&stderr(&user), "Unauthorized Request");
+    c.kill_mom("n2");
+    assert!(wait_until(T, || c.node_state("n2").as_deref() == Some("down")));
+    qmgr_ok(&c, "delete node n2");
+    assert_eq!(
+        c.read(&nodes_file),
+        format!("# the lab's nodes\n{original}")
+    );
+    let out = c.run("pbsnodes", &["n2"]);
+    assert_ne!(code(&out), 0);
+}
