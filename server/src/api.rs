@@ -204,6 +204,19 @@ fn error_to_proto(e: PbsError) -> pb::PbsError {
     }
 }
 
+/// One result per job id, in order, as the job-control commands print them.
+fn action_reply(results: Vec<(String, Option<PbsError>)>) -> pb::JobActionReply {
+    pb::JobActionReply {
+        results: results
+            .into_iter()
+            .map(|(id, error)| pb::JobActionResult {
+                id,
+                error: error.map(error_to_proto),
+            })
+            .collect(),
+    }
+}
+
 fn attr_to_proto(a: Attr) -> pb::Attr {
     pb::Attr {
         name: a.name.into_owned(),
@@ -485,15 +498,7 @@ impl Batch for BatchService {
                 |(_, wake)| *wake,
             )
             .await?;
-        Ok(Response::new(pb::JobActionReply {
-            results: results
-                .into_iter()
-                .map(|(id, error)| pb::JobActionResult {
-                    id,
-                    error: error.map(error_to_proto),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(action_reply(results)))
     }
 
     async fn stat_nodes(
@@ -652,15 +657,7 @@ impl Batch for BatchService {
                 |_| true,
             )
             .await?;
-        Ok(Response::new(pb::JobActionReply {
-            results: results
-                .into_iter()
-                .map(|(id, error)| pb::JobActionResult {
-                    id,
-                    error: error.map(error_to_proto),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(action_reply(results)))
     }
 }
 
