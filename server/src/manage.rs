@@ -149,14 +149,37 @@ pub async fn manage(
     }
 }
 
-/// The node attributes qmgr may set: Torque's `np`, `properties` and `ntype` (`cluster`
-/// only), and Capstan's `site`, `speed` and `dedicated` (the nodes file's keys).
-const NODE_SETTABLE: &[&str] = &["np", "properties", "ntype", "site", "speed", "dedicated"];
+/// The node attributes qmgr may set in the nodes file: Torque's `np`, `gpus`, `properties`
+/// and `ntype` (`cluster` only), and Capstan's `site`, `speed` and `dedicated`. `state`
+/// (`offline` only: the rest is the node's own doing) and `note` are the node's flags, kept
+/// in the database as `pbsnodes -o`/`-N` keep them, so `print node` replays.
+const NODE_FILE_ATTRS: &[&str] = &[
+    "np",
+    "gpus",
+    "properties",
+    "ntype",
+    "site",
+    "speed",
+    "dedicated",
+];
+
+/// A node name qmgr may create: a host name (letters, digits, `-`, labels joined by `.`), at
+/// most 64 characters.
+fn valid_node_name(name: &str) -> bool {
+    name.len() <= 64
+        && !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
 
 /// qmgr on a node (managers only): `create node NAME [attrs]`, `set node NAME attrs`,
-/// `delete node NAME`. The nodes file is rewritten first, then memory follows. A node
-/// keeps its slots' jobs: `np` may not drop below a slot in use, and a node is deleted only
-/// when no job holds it and its MOM is not connected (stop it first).
+/// `unset node NAME attrs`, `delete node NAME`. The node's flags are committed first, then
+/// the nodes file is rewritten, then memory follows. A node keeps its slots' jobs: `np` may
+/// not drop below a slot in use, and a node is deleted only when no job holds it and its
+/// MOM is not connected (stop it first).
 async fn manage_node(
     core: &mut Core,
     caller: &Caller,
@@ -174,18 +197,21 @@ async fn manage_node(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(PbsError::system(format!("{}: {e}", path.display()))),
     };
-    let exists = core.state.node(name).is_some();
+    let current = core.state.node(name);
     let unknown = || PbsError::new(pbse::UNKNODE, "", name);
+    let (file_attrs, flag_attrs): (Vec<&ManageAttr>, Vec<&ManageAttr>) = attrs
+        .iter()
+        .partition(|a| NODE_FILE_ATTRS.contains(&a.name.as_str()));
+    let mut flags = current.map(|n| n.flags.clone()).unwrap_or_default();
+    for attr in &flag_attrs {
+        apply_node_flag(&mut flags, command, attr, name)?;
+    }
     let new_text = match command {
         Command::Create => {
-            if exists {
+            if current.is_some() {
                 return Err(PbsError::new(pbse::NODEEXIST, "", name));
             }
-            let valid_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-            if !valid_name {
+            if !valid_node_name(name) {
                 return Err(PbsError::new(
                     pbse::BADATVAL,
                     format!("invalid node name {name}"),
@@ -193,18 +219,18 @@ async fn manage_node(
                 ));
             }
             let mut line = nodes_file::NodeLine::new(name);
-            for attr in attrs {
+            for attr in &file_attrs {
                 apply_node_attr(&mut line, Command::Set, attr)?;
             }
             nodes_file::add_node(&text, &line)
         }
         Command::Set | Command::Unset => {
-            if !exists {
+            if current.is_none() {
                 return Err(unknown());
             }
             let mut failed = None;
             let edited = nodes_file::edit_node(&text, name, |line| {
-                for attr in attrs {
+                for attr in &file_attrs {
                     if let Err(e) = apply_node_attr(line, command, attr) {
                         failed = Some(e);
                         return;
@@ -218,7 +244,7 @@ async fn manage_node(
             edited
         }
         Command::Delete => {
-            let node = core.state.node(name).ok_or_else(unknown)?;
+            let node = current.ok_or_else(unknown)?;
             if node.slots.iter().any(Option::is_some) {
                 return Err(PbsError::new(
                     pbse::IVALREQ,
@@ -233,6 +259,9 @@ async fn manage_node(
                     name,
                 ));
             }
+            // Its offline flag and note go with it: a node created later under the same name
+            // starts clean.
+            flags = Default::default();
             nodes_file::remove_node(&text, name).ok_or_else(unknown)?
         }
     };
@@ -241,7 +270,7 @@ async fn manage_node(
     let defs = nodes_file::parse(&new_text)
         .map_err(|e| PbsError::new(pbse::BADATVAL, e.to_string(), name))?;
     let def = defs.iter().find(|d| d.name == name).cloned();
-    if let (Some(def), Some(node)) = (&def, core.state.node(name)) {
+    if let (Some(def), Some(node)) = (&def, current) {
         let in_use = node
             .slots
             .iter()
@@ -258,41 +287,64 @@ async fn manage_node(
             ));
         }
     }
-    nodes_file::save(&path, &new_text)
-        .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+    // The flags first (a create or delete clears what an earlier node of that name left).
+    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    tx.save_node_flags(name, &flags)
+        .await
+        .map_err(PbsError::system)?;
+    tx.commit().await.map_err(PbsError::system)?;
+    if new_text != text {
+        nodes_file::save(&path, &new_text)
+            .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+    }
     match (command, def) {
-        (Command::Delete, _) => {
-            core.state.nodes.retain(|n| n.def.name != name);
-            // Its offline flag and note go with it: a node created later under the same name
-            // starts clean.
-            let cleared = async {
-                let mut tx = core.store.begin().await?;
-                tx.save_node_flags(name, &crate::model::NodeFlags::default())
-                    .await?;
-                tx.commit().await
-            }
-            .await;
-            if let Err(e) = cleared {
-                tracing::warn!(node = name, "cannot clear the deleted node's flags: {e}");
-            }
-        }
-        (Command::Create, Some(def)) => {
-            let flags = crate::model::NodeFlags::default();
-            core.state.nodes.push(crate::state::NodeRuntime::new(
-                def,
-                flags,
-                std::time::Instant::now(),
-            ));
-        }
+        (Command::Delete, _) => core.state.nodes.retain(|n| n.def.name != name),
+        (Command::Create, Some(def)) => core.state.nodes.push(crate::state::NodeRuntime::new(
+            def,
+            flags,
+            std::time::Instant::now(),
+        )),
         (_, Some(def)) => {
             if let Some(node) = core.state.node_mut(name) {
                 node.slots.resize(def.np as usize, None);
                 node.def = def;
+                node.flags = flags;
             }
         }
         (_, None) => {}
     }
-    info!(by = %caller.user_at_host(), node = name, ?command, "node changed (nodes file rewritten)");
+    info!(by = %caller.user_at_host(), node = name, ?command, "node changed");
+    Ok(())
+}
+
+/// `state` and `note` on a node: its flags (see [`NODE_FILE_ATTRS`]).
+fn apply_node_flag(
+    flags: &mut crate::model::NodeFlags,
+    command: Command,
+    attr: &ManageAttr,
+    node: &str,
+) -> Result<(), PbsError> {
+    let bad = || PbsError::new(pbse::BADATVAL, "", node);
+    match attr.name.as_str() {
+        "state" => {
+            let offline = attr.value.split(',').any(|w| w.trim() == "offline");
+            match (command, attr.op) {
+                (Command::Unset, _) => flags.offline = false,
+                (_, Op::Set) => flags.offline = offline,
+                (_, Op::Incr) if offline => flags.offline = true,
+                (_, Op::Decr) if offline => flags.offline = false,
+                // `down`, `free`, `job-exclusive`, ...: what the node is, not what is set.
+                _ => {}
+            }
+        }
+        "note" => match command {
+            Command::Unset => flags.note = None,
+            _ if attr.value.chars().any(char::is_control) => return Err(bad()),
+            _ if attr.value.is_empty() => flags.note = None,
+            _ => flags.note = Some(attr.value.clone()),
+        },
+        _ => return Err(PbsError::new(pbse::UNKNODEATR, "", node)),
+    }
     Ok(())
 }
 
@@ -303,10 +355,14 @@ fn apply_node_attr(
     attr: &ManageAttr,
 ) -> Result<(), PbsError> {
     let name = attr.name.as_str();
-    if !NODE_SETTABLE.contains(&name) {
-        return Err(PbsError::new(pbse::UNKNODEATR, "", line.name.clone()));
-    }
-    let bad = || PbsError::new(pbse::BADATVAL, "", line.name.clone());
+    let bad = |why: &str| PbsError::new(pbse::BADATVAL, why, line.name.clone());
+    // Nothing that could end the line or split a word.
+    let plain = |v: &str| {
+        !v.is_empty()
+            && !v
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    };
     let unset = command == Command::Unset;
     match name {
         "properties" => {
@@ -314,10 +370,9 @@ fn apply_node_attr(
                 .value
                 .split(',')
                 .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
                 .collect();
-            if values.iter().any(|v| v.contains('=') || v.contains('#')) {
-                return Err(bad());
+            if !unset && values.iter().any(|v| !plain(v) || v.contains('=')) {
+                return Err(bad("a property is one word, without = or #"));
             }
             match (unset, attr.op) {
                 (true, _) => line.properties.clear(),
@@ -334,13 +389,12 @@ fn apply_node_attr(
         }
         // Torque's only node type for a MOM.
         "ntype" if unset || attr.value.eq_ignore_ascii_case("cluster") => {}
-        "ntype" => return Err(bad()),
-        _ if unset || attr.op != Op::Set => return Err(bad()),
-        _ if attr.value.is_empty()
-            || attr.value.contains(char::is_whitespace)
-            || attr.value.contains('#') =>
-        {
-            return Err(bad())
+        "ntype" => return Err(bad("ntype is cluster")),
+        // The key's default again (np=1, gpus=0, the default site, speed 1, dedicated).
+        key if unset => line.unset(key),
+        key if attr.op != Op::Set => return Err(bad(&format!("{key} takes ="))),
+        key if !plain(&attr.value) || attr.value.contains(',') => {
+            return Err(bad(&format!("bad {key} value")))
         }
         key => line.set(key, &attr.value),
     }

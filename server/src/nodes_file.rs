@@ -21,6 +21,10 @@ pub enum NodesFileError {
     Io { path: String, message: String },
 }
 
+/// The most slots (or GPUs) one node may have: the server keeps a slot table per node, so a
+/// typo of a few more digits must not cost it gigabytes.
+pub const MAX_NP: u32 = 4096;
+
 /// Reads and parses the nodes file; a missing file means no nodes.
 pub fn load(path: &Path) -> Result<Vec<NodeDef>, NodesFileError> {
     match std::fs::read_to_string(path) {
@@ -73,13 +77,15 @@ pub fn parse(text: &str) -> Result<Vec<NodeDef>, NodesFileError> {
                     node.np = v
                         .parse()
                         .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| invalid(format!("bad np value `{v}`")))?;
+                        .filter(|n| (1..=MAX_NP).contains(n))
+                        .ok_or_else(|| invalid(format!("bad np value `{v}` (1 to {MAX_NP})")))?;
                 }
                 Some(("gpus", v)) => {
                     node.gpus = v
                         .parse()
-                        .map_err(|_| invalid(format!("bad gpus value `{v}`")))?;
+                        .ok()
+                        .filter(|n| *n <= MAX_NP)
+                        .ok_or_else(|| invalid(format!("bad gpus value `{v}`")))?;
                 }
                 Some(("site", v)) => {
                     if v.is_empty() {
@@ -170,12 +176,25 @@ impl NodeLine {
         Some(line)
     }
 
-    /// Sets `key=value`, in place of the key's word when there is one.
+    /// Sets `key=value`, in place of the key's first word when there is one (and without
+    /// its repeats, which the parser would read last).
     pub fn set(&mut self, key: &str, value: &str) {
-        match self.keyed.iter_mut().find(|(k, _)| k == key) {
-            Some(kv) => kv.1 = value.to_string(),
+        match self.keyed.iter().position(|(k, _)| k == key) {
+            Some(first) => {
+                self.keyed[first].1 = value.to_string();
+                let mut index = 0;
+                self.keyed.retain(|(k, _)| {
+                    index += 1;
+                    index - 1 == first || k != key
+                });
+            }
             None => self.keyed.push((key.to_string(), value.to_string())),
         }
+    }
+
+    /// Removes `key` (its default applies again).
+    pub fn unset(&mut self, key: &str) {
+        self.keyed.retain(|(k, _)| k != key);
     }
 
     /// The line as written: name, `key=value` words, properties, comment.
@@ -242,14 +261,27 @@ fn joined(lines: &[String]) -> String {
     text
 }
 
-/// Writes the file whole and durably: a new file beside it, synced, renamed over it, and the
+/// Writes the file whole and durably: a new file beside it (with the old one's permissions;
+/// a symlinked file is written where the link points), synced, renamed over it, and the
 /// directory synced, so a crash leaves the old file or the new one.
 pub fn save(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mode = std::fs::metadata(path).map_or(0o644, |m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    });
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".new");
     let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -347,6 +379,10 @@ mod tests {
             Err(NodesFileError::Invalid { line: 2, .. })
         ));
         assert!(parse("a np=0").is_err());
+        assert!(parse("a np=4294967295").is_err());
+        let mut line = NodeLine::parse("n1 np=2 fast np=2").unwrap();
+        line.set("np", "8");
+        assert_eq!(line.render(), "n1 np=8 fast");
         assert!(parse("a speed=-1").is_err());
     }
 

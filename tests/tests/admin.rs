@@ -485,10 +485,30 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
     assert_eq!(out, "n2\n", "{id}");
     qmgr_ok(&c, "set node n2 properties += ssd");
     qmgr_ok(&c, "set node n2 np = 4");
-    assert_contains(&c.read(&nodes_file), "n2 np=4 bigmem ssd\n");
+    qmgr_ok(&c, "set node n2 site = b");
+    assert_contains(&c.read(&nodes_file), "n2 np=4 site=b bigmem ssd\n");
+    // Its flags as pbsnodes -o/-N keep them, so `print node` replays.
+    qmgr_ok(&c, "set node n2 state += offline");
+    qmgr_ok(&c, "set node n2 note = \"new disk\"");
+    let shown = stdout(&c.run("pbsnodes", &["n2"]));
+    assert_contains(&shown, "     state = offline\n");
+    assert_contains(&shown, "     site = b\n");
+    assert_contains(&shown, "     note = new disk\n");
+    let printed = stdout(&c.run_as_root("qmgr", &["-c", "print node n2"]));
+    assert_contains(&printed, "set node n2 site = b\n");
+    assert_contains(
+        &printed,
+        "set node n2 properties = bigmem\nset node n2 properties += ssd\n",
+    );
+    qmgr_ok(&c, "set node n2 state -= offline");
+    qmgr_ok(&c, "unset node n2 note");
     let shown = stdout(&c.run("pbsnodes", &["n2"]));
     assert_contains(&shown, "     np = 4\n");
     assert_contains(&shown, "     properties = bigmem,ssd\n");
+    assert!(
+        !shown.contains("offline") && !shown.contains("note"),
+        "{shown}"
+    );
     // It survives a server restart: the file is the truth.
     c.kill_server();
     c.start_server();
@@ -512,7 +532,13 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
         "set node n1 color = red",
         "qmgr: Syntax error - cannot locate attribute\nset node n1 color = red\n            ^\n",
     );
-    refused("set node n1 np = 0", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `0`\n");
+    refused("set node n1 np = 0", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `0` (1 to 4096)\n");
+    refused("set node n1 np = 4294967295", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `4294967295` (1 to 4096)\n");
+    refused(
+        "set node n1 properties = \"fast ghost\"",
+        "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=a property is one word, without = or #\n",
+    );
+    refused("create node -x", "qmgr obj=-x svr=default: Illegal attribute or resource value for MSG=invalid node name -x\n");
     refused(
         "delete node nosuch",
         "qmgr obj=nosuch svr=default: Unknown node\n",

@@ -154,8 +154,18 @@ pub const QUEUE_ATTRS: &[&str] = &[
     "total_jobs",
 ];
 
-/// Node attribute names Torque knows.
-pub const NODE_ATTRS: &[&str] = &["state", "np", "properties", "ntype", "note", "gpus"];
+/// Node attribute names Torque knows, and Capstan's nodes-file keys qmgr may set too.
+pub const NODE_ATTRS: &[&str] = &[
+    "state",
+    "np",
+    "properties",
+    "ntype",
+    "note",
+    "gpus",
+    "site",
+    "speed",
+    "dedicated",
+];
 
 fn verb_of(word: &str) -> Option<Verb> {
     let w = word.to_ascii_lowercase();
@@ -396,18 +406,15 @@ const COMPUTED: &[&str] = &[
     "power_state",
     "mom_service_port",
     "mom_manager_port",
-    "site",
-    "speed",
     "learned_speed",
-    "dedicated",
-    "window",
 ];
 
 /// Node attributes that come from `server_priv/nodes` and cannot be set with qmgr.
-const NODES_FILE_ONLY: &[&str] = &["acl_users", "acl_groups"];
+const NODES_FILE_ONLY: &[&str] = &["acl_users", "acl_groups", "window"];
 
 /// Attributes whose value is a comma-separated list printed one entry per `set`/`+=` line.
 const LISTS: &[&str] = &[
+    "properties",
     "managers",
     "operators",
     "submit_hosts",
