@@ -253,7 +253,7 @@ fn duration_secs(v: &str) -> Option<u64> {
         return None;
     }
     v.split(':').try_fold(0u64, |acc, part| {
-        Some(acc.checked_mul(60)? + part.parse::<u64>().ok()?)
+        acc.checked_mul(60)?.checked_add(part.parse::<u64>().ok()?)
     })
 }
 
@@ -283,7 +283,7 @@ fn size_bytes(v: &str) -> Option<u128> {
         "p" => 5,
         _ => return None,
     };
-    Some(n * unit * 1024u128.pow(power))
+    n.checked_mul(unit)?.checked_mul(1024u128.pow(power))
 }
 
 /// Torque's user ACL match: `user` matches any host; `user@host` the host too, where the
@@ -297,12 +297,18 @@ fn user_matches(entry: &str, owner: &str) -> bool {
 }
 
 fn wildcard(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
+    wildcard_bytes(pattern.as_bytes(), text.as_bytes())
+}
+
+/// On bytes, so a host name in any script never splits a character.
+fn wildcard_bytes(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.iter().position(|b| *b == b'*') {
         None => pattern.eq_ignore_ascii_case(text),
-        Some((head, rest)) => {
+        Some(star) => {
+            let (head, rest) = (&pattern[..star], &pattern[star + 1..]);
             text.len() >= head.len()
                 && text[..head.len()].eq_ignore_ascii_case(head)
-                && (0..=text.len() - head.len()).any(|i| wildcard(rest, &text[head.len() + i..]))
+                && (head.len()..=text.len()).any(|i| wildcard_bytes(rest, &text[i..]))
         }
     }
 }
@@ -528,6 +534,8 @@ mod tests {
         assert!(select(&["-s", ".ne.R"]).matches(&queued));
         assert!(select(&["-u", "bob,alice"]).matches(&queued));
         assert!(select(&["-u", "alice@*.lab.org"]).matches(&queued));
+        assert!(!select(&["-u", "alice@*.lab.örg"]).matches(&queued));
+        assert!(wildcard("*é", "café") && !wildcard("caf", "café"));
         assert!(!select(&["-u", "alice@other"]).matches(&queued));
         assert!(select(&["-N", "sim", "-s", "Q"]).matches(&queued));
         assert!(!select(&["-N", "sim2"]).matches(&queued));

@@ -1,4 +1,7 @@
-//! Starting a job's shell as its user: the only `fork`/`exec` code in the MOM.
+//! Starting a job's shell as its user: the job's own `fork`/`exec` code. (The MOM forks
+//! otherwise only through std's `Command`, which runs nothing but async-signal-safe calls
+//! before exec: the copy helper of `deliver` and the prologue and epilogue scripts of
+//! `pelog`, both rare enough that a fork of the MOM is no cost.)
 //!
 //! Three steps, split so that the risky part runs in the smallest process:
 //!

@@ -10,7 +10,9 @@
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
 //! * [`procfs`] and [`status`]: reading `/proc` for node status and per-job usage.
 //! * [`job`] and [`store`]: a run's durable record, kept until the server acknowledges it.
-//! * [`launch`]: starting a job's shell as its user (the only `fork`/`exec` code).
+//! * [`launch`]: starting a job's shell as its user (through the spawner and the
+//!   supervisor; the MOM itself forks only through std's `Command`, for the copy helper and
+//!   the prologue and epilogue scripts, see [`pelog`]).
 //! * [`supervisor`]: the per-run process that waits for the shell, records
 //!   how it ended (so results survive a MOM restart) and copies the output.
 //! * [`leftovers`]: what a job leaves behind, found and killed by its

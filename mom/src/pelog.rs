@@ -297,11 +297,12 @@ pub fn locate(dir: &Path, script: Script, owner: u32, job: &PelogJob) -> Located
         Script::PrologueJob | Script::EpilogueJob => {
             // The user's path, looked at by root: one the user could not reach counts as
             // missing, so the answer says nothing about what is there.
-            if job
-                .identity
-                .as_ref()
-                .is_some_and(|id| !reachable_by(&path, id))
-            {
+            // Both the path given and where its links lead (root follows them below).
+            let reachable = |id: &Identity| {
+                reachable_by(&path, id)
+                    && std::fs::canonicalize(&path).is_ok_and(|real| reachable_by(&real, id))
+            };
+            if job.identity.as_ref().is_some_and(|id| !reachable(id)) {
                 return Located::Missing;
             }
             (job.uid, 0)

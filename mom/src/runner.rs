@@ -9,6 +9,13 @@
 //! it until the MOM's release), so a run found still "starting" after a crash
 //! never ran.
 //!
+//! A start has two halves: [`Runner::start`] launches (spool, node file, `TMPDIR`,
+//! the supervisor and its held shell); `release` runs the site's and the job's
+//! prologues (see `pelog`; on a blocking thread of its own when there may be any), then
+//! records the run as running and releases the shell, unless a prologue failed or a qdel or
+//! cancel came meanwhile. At the end, `finish` runs the epilogues (at most once, marked on
+//! disk first) before the output is copied.
+//!
 //! Each running job has:
 //! * a supervisor process (see `supervisor`) that waits for the shell, clears
 //!   what the job left behind, writes `RUNID.exit` and copies the output, and
@@ -500,7 +507,7 @@ impl Runner {
             }
         };
         // The job's TMPDIR exists from here on: whichever way the run ends, it goes with
-        // the run's files (on disk with the next save, e.g. as a prologue starts).
+        // the run's files (saved at once).
         record.tmpdir = l.tmpdir.clone();
         if l.tmpdir.is_some() {
             if let Some(entry) = self.runs().get_mut(&run_id) {
@@ -573,6 +580,8 @@ impl Runner {
         let tracked = match self.runs().get_mut(&run_id) {
             Some(entry) => {
                 deleted = entry.record.interventions.deleted;
+                // What came meanwhile (a qdel) stays with the run.
+                record.interventions = entry.record.interventions;
                 entry.record = record.clone();
                 entry.live = Some(Live {
                     pgid: l.pid,

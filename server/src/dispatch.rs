@@ -1,4 +1,5 @@
-//! The scheduling loop: snapshot → `scheduler::schedule` → one commit → StartRun to MOMs.
+//! The scheduling loop: snapshot → `scheduler::schedule` → one commit → StartRun to MOMs;
+//! and qrun ([`run_now`]), the same path for one job an operator starts now.
 //!
 //! Why event-driven: a job should be running within milliseconds of `qsub` on an idle
 //! cluster, so a pass runs whenever something that could let a job start happens (submit, job

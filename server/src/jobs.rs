@@ -1,5 +1,5 @@
-//! The job lifecycle: submit validation, delete, hold, release, signal, rerun, dependencies,
-//! run completion, node loss and the `keep_completed` purge.
+//! The job lifecycle: submit validation, delete, hold, release, signal, rerun, move (qmove),
+//! dependencies, run completion, node loss and the `keep_completed` purge.
 //!
 //! Why one module: these are the rules of Torque's job state machine, and they share one
 //! pattern: compute the changed jobs on clones (an "overlay"), let dependency consequences

@@ -14,12 +14,13 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
-//! * [`manage`]: qmgr's create/delete/set/unset on the server and queues, and pbsnodes'
-//!   node changes (`-o`, `-c`, `-r`, `-N`).
+//! * [`manage`]: qmgr's create/delete/set/unset on the server, queues and nodes, and
+//!   pbsnodes' node changes (`-o`, `-c`, `-r`, `-N`).
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
-//! * [`dispatch`]: the event-driven scheduling loop around [`scheduler::schedule`].
+//! * [`dispatch`]: the event-driven scheduling loop around [`scheduler::schedule`], and qrun.
 //! * [`attrs`]: domain objects → Torque attribute lists in Torque's order.
-//! * [`nodes_file`]: the `server_priv/nodes` parser.
+//! * [`nodes_file`]: `server_priv/nodes`: the parser, and the line editing qmgr's node
+//!   changes write it back with.
 //! * [`resources`], [`scheduler`]: Torque resource grammar and placement, pure functions.
 //! * [`shutdown`]: SIGTERM/SIGINT and the shutdown broadcast.
 //!

@@ -1,10 +1,12 @@
-//! `qmgr`'s changes: create/delete queues and set/unset server and queue attributes
-//! (Torque's `pbs_manager` request), and `pbsnodes`' node changes (offline, clear, note).
+//! `qmgr`'s changes: create/delete queues and nodes and set/unset server, queue and node
+//! attributes (Torque's `pbs_manager` request), and `pbsnodes`' node changes (offline, clear,
+//! note).
 //!
 //! Why its own module: these are administrative rules with their own permission model
 //! (operators may run the cluster, only managers may change who is trusted) and their own
 //! error words. The change is computed on copies, committed in one transaction, and only then
-//! applied to memory, like every other change (see `jobs.rs`).
+//! applied to memory, like every other change (see `jobs.rs`). A node change writes the
+//! nodes file first and then commits the node's flags, putting the file back if that fails.
 //!
 //! Capstan names every attribute Torque shows. Attributes Capstan does not implement as
 //! settable (`log_events`, `mail_from`, `acl_hosts` on the server, ...) are refused with
@@ -228,20 +230,25 @@ async fn manage_node(
             if current.is_none() {
                 return Err(unknown());
             }
-            let mut failed = None;
-            let edited = nodes_file::edit_node(&text, name, |line| {
-                for attr in &file_attrs {
-                    if let Err(e) = apply_node_attr(line, command, attr) {
-                        failed = Some(e);
-                        return;
+            if file_attrs.is_empty() {
+                // Flags only: the node's line stays as it is written.
+                text.clone()
+            } else {
+                let mut failed = None;
+                let edited = nodes_file::edit_node(&text, name, |line| {
+                    for attr in &file_attrs {
+                        if let Err(e) = apply_node_attr(line, command, attr) {
+                            failed = Some(e);
+                            return;
+                        }
                     }
+                })
+                .ok_or_else(unknown)?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-            })
-            .ok_or_else(unknown)?;
-            if let Some(e) = failed {
-                return Err(e);
+                edited
             }
-            edited
         }
         Command::Delete => {
             let node = current.ok_or_else(unknown)?;
@@ -287,15 +294,27 @@ async fn manage_node(
             ));
         }
     }
-    // The flags first (a create or delete clears what an earlier node of that name left).
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    tx.save_node_flags(name, &flags)
-        .await
-        .map_err(PbsError::system)?;
-    tx.commit().await.map_err(PbsError::system)?;
-    if new_text != text {
+    // The file, then the flags (a create or delete clears what an earlier node of that
+    // name left); if the flags cannot be committed, the file is put back, so a refused
+    // command has changed nothing.
+    let changes_file = new_text != text;
+    if changes_file {
         nodes_file::save(&path, &new_text)
             .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+    }
+    let committed = async {
+        let mut tx = core.store.begin().await?;
+        tx.save_node_flags(name, &flags).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = committed {
+        if changes_file {
+            if let Err(undo) = nodes_file::save(&path, &text) {
+                tracing::error!(file = %path.display(), "cannot put the nodes file back: {undo}");
+            }
+        }
+        return Err(PbsError::system(e));
     }
     match (command, def) {
         (Command::Delete, _) => core.state.nodes.retain(|n| n.def.name != name),
@@ -393,6 +412,18 @@ fn apply_node_attr(
         // The key's default again (np=1, gpus=0, the default site, speed 1, dedicated).
         key if unset => line.unset(key),
         key if attr.op != Op::Set => return Err(bad(&format!("{key} takes ="))),
+        key @ ("np" | "gpus") => {
+            let least = u32::from(key == "np");
+            match attr.value.parse::<u32>() {
+                Ok(n) if (least..=nodes_file::MAX_NP).contains(&n) => line.set(key, &attr.value),
+                _ => {
+                    return Err(bad(&format!(
+                        "{key} is a number from {least} to {}",
+                        nodes_file::MAX_NP
+                    )))
+                }
+            }
+        }
         key if !plain(&attr.value) || attr.value.contains(',') => {
             return Err(bad(&format!("bad {key} value")))
         }

@@ -532,8 +532,8 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
         "set node n1 color = red",
         "qmgr: Syntax error - cannot locate attribute\nset node n1 color = red\n            ^\n",
     );
-    refused("set node n1 np = 0", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `0` (1 to 4096)\n");
-    refused("set node n1 np = 4294967295", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=nodes file line 2: bad np value `4294967295` (1 to 4096)\n");
+    refused("set node n1 np = 0", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=np is a number from 1 to 4096\n");
+    refused("set node n1 np = 4294967295", "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=np is a number from 1 to 4096\n");
     refused(
         "set node n1 properties = \"fast ghost\"",
         "qmgr obj=n1 svr=default: Illegal attribute or resource value for MSG=a property is one word, without = or #\n",

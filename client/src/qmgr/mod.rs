@@ -421,7 +421,6 @@ const LISTS: &[&str] = &[
     "acl_users",
     "acl_groups",
     "acl_hosts",
-    "properties",
     "state",
 ];
 
