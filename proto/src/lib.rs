@@ -11,7 +11,9 @@
 //!   and their SIGTERM/SIGINT wait.
 //! * [`daemon`]: `PBS_HOME`'s default, the server's TLS port, daemon logging.
 //! * [`text`]: small text rules both sides apply (Torque's `NAME@HOST`, cheap equality).
-//! * [`resources`]: the resource names a job may ask for, and the kind of value of each.
+//! * [`resources`]: the resource names a job may ask for, the kind of value of each, and
+//!   Torque's duration and size grammar.
+//! * [`acl`]: Torque's user, host and group ACL matching.
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -19,6 +21,7 @@ pub mod v1 {
     tonic::include_proto!("capstan.v1");
 }
 
+pub mod acl;
 pub mod daemon;
 pub mod enrolment;
 pub mod job_exec;

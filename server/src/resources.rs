@@ -13,6 +13,7 @@
 //! a typo must not silently become a different request.
 
 use capstan_proto::resources::{kind_of, ResourceKind as Kind};
+pub use capstan_proto::resources::{parse_duration, parse_size, parse_size_kb};
 use std::collections::BTreeMap;
 
 /// Why a resource was refused; the API layer maps each to Torque's PBSE error.
@@ -161,45 +162,6 @@ pub fn slot_request(resources: &BTreeMap<String, String>) -> Result<SlotRequest,
     })
 }
 
-/// `[[HH:]MM:]SS` → seconds.
-///
-/// As Torque's `decode_time`: fields may exceed 59 (`90` is 1m30s), an empty field counts as 0
-/// (`1::5`), and a fraction of a second is rounded (`.5` and up rounds up). At least one digit
-/// is required and at most two colons are allowed (`1:2:3:4:5` is illegal).
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let (whole, fraction) = match text.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (text, None),
-    };
-    let fields: Vec<&str> = whole.split(':').collect();
-    if fields.len() > 3 || !whole.bytes().any(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut secs: u64 = 0;
-    for field in fields {
-        if !field.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let n: u64 = if field.is_empty() {
-            0
-        } else {
-            field.parse().ok()?
-        };
-        secs = secs.checked_mul(60)?.checked_add(n)?;
-    }
-    if let Some(f) = fraction {
-        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        // Torque looks at milliseconds only: `.5` → 500 ms, `.4999` → 499 ms.
-        if f.as_bytes().first().is_some_and(|d| *d >= b'5') {
-            secs = secs.checked_add(1)?;
-        }
-    }
-    // Torque keeps durations in a C long.
-    (secs < i64::MAX as u64).then_some(secs)
-}
-
 /// Seconds → `HH:MM:SS` (hours may exceed 99).
 pub fn format_duration(secs: u64) -> String {
     format!(
@@ -208,87 +170,6 @@ pub fn format_duration(secs: u64) -> String {
         (secs % 3600) / 60,
         secs % 60
     )
-}
-
-/// Torque size (`512mb`, `2gb`, `100kb`, `1024`, `10w`) → kilobytes, rounded up so that a
-/// request for `1b` still counts as needing memory.
-pub fn parse_size_kb(text: &str) -> Option<u64> {
-    parse_size(text)?.kilobytes()
-}
-
-/// Bytes in a `w` (word) unit. PBS documents a word as the machine word, 8 bytes on the 64-bit
-/// hosts Capstan runs on.
-const WORD_BYTES: u64 = 8;
-
-/// A decoded Torque size: `num << shift` bytes or words, as Torque's `struct size_value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Size {
-    num: u64,
-    shift: u32,
-    words: bool,
-}
-
-impl Size {
-    /// The form Torque's `from_size` prints.
-    fn canonical(&self) -> String {
-        let prefix = match self.shift {
-            10 => "k",
-            20 => "m",
-            30 => "g",
-            40 => "t",
-            50 => "p",
-            _ => "",
-        };
-        format!(
-            "{}{}{}",
-            self.num,
-            prefix,
-            if self.words { "w" } else { "b" }
-        )
-    }
-
-    fn kilobytes(&self) -> Option<u64> {
-        let unit: u128 = if self.words { WORD_BYTES as u128 } else { 1 };
-        let bytes = (self.num as u128)
-            .checked_mul(unit)?
-            .checked_mul(1u128 << self.shift)?;
-        u64::try_from(bytes.div_ceil(1024)).ok()
-    }
-}
-
-/// Digits, then an optional multiplier `k m g t p` and an optional `b`/`w`, case-insensitive.
-fn parse_size(text: &str) -> Option<Size> {
-    let digits_end = text
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(text.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let num: u64 = text[..digits_end].parse().ok()?;
-    let suffix = text[digits_end..].to_ascii_lowercase();
-    let mut rest = suffix.as_str();
-    let shift = match rest.chars().next() {
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some('p') => 50,
-        _ => 0,
-    };
-    if shift != 0 {
-        rest = &rest[1..];
-    }
-    let words = match rest {
-        "" | "b" => false,
-        "w" => true,
-        _ => return None,
-    };
-    let size = Size { num, shift, words };
-    // Refuse sizes that do not fit in 64 bits of kilobytes: they cannot be compared with
-    // anything a node has.
-    size.kilobytes()?;
-    Some(size)
 }
 
 /// A non-negative decimal integer that fits in 32 bits (counts of nodes, processors, tasks).
