@@ -16,7 +16,7 @@
 use std::io::Write;
 
 use capstan_proto::pbse;
-use capstan_proto::v1::{JobActionRequest, JobActionResult, JobOp, RunJobsRequest};
+use capstan_proto::v1::{JobActionRequest, JobActionResult, JobOp, PbsError, RunJobsRequest};
 
 use crate::connect;
 use crate::getopt::{getopt, Item};
@@ -249,17 +249,9 @@ pub fn outcome_for(name: &str, result: &JobActionResult, from_all: bool) -> Outc
     let Some(err) = result.error.as_ref().filter(|e| e.code != 0) else {
         return out;
     };
-    let id = if err.object.is_empty() {
-        result.id.as_str()
-    } else {
-        err.object.as_str()
-    };
+    let id = failed_id(result, err);
     let text = pbse::text(err.code);
-    let line = if err.detail.is_empty() {
-        format!("{name}: {text} {id}\n")
-    } else {
-        format!("{name}: {text} MSG={} {id}\n", err.detail)
-    };
+    let line = complaint_line(name, result, err);
     if from_all {
         // qdel_all skips jobs that vanished or are finishing, reports the rest, and never
         // changes the exit status.
@@ -392,17 +384,27 @@ pub fn parse_qrun(args: &[String]) -> Result<QrunInvocation, String> {
 /// included (qrun, unlike qhold, says so).
 pub fn qrun_complaint(result: &JobActionResult) -> Option<String> {
     let err = result.error.as_ref().filter(|e| e.code != 0)?;
-    let id = if err.object.is_empty() {
-        result.id.as_str()
+    Some(complaint_line("qrun", result, err))
+}
+
+/// The job a failure is about: the one the server names, else the operand.
+fn failed_id<'r>(result: &'r JobActionResult, err: &'r PbsError) -> &'r str {
+    if err.object.is_empty() {
+        &result.id
     } else {
-        err.object.as_str()
-    };
+        &err.object
+    }
+}
+
+/// Torque's `CMD: TEXT[ MSG=DETAIL] JOBID` line for one failed job.
+fn complaint_line(name: &str, result: &JobActionResult, err: &PbsError) -> String {
+    let id = failed_id(result, err);
     let text = pbse::text(err.code);
-    Some(if err.detail.is_empty() {
-        format!("qrun: {text} {id}\n")
+    if err.detail.is_empty() {
+        format!("{name}: {text} {id}\n")
     } else {
-        format!("qrun: {text} MSG={} {id}\n", err.detail)
-    })
+        format!("{name}: {text} MSG={} {id}\n", err.detail)
+    }
 }
 
 /// Runs `qrun`: `args` without the program name; returns the exit status (Torque's: 1 for
