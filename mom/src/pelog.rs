@@ -89,15 +89,11 @@ impl Script {
     /// Torque's `get_local_script_path`); `None` when the job asked for none.
     fn path(self, dir: &Path, job: &PelogJob) -> Option<PathBuf> {
         let resource = match self {
-            Script::PrologueJob => "prologue=",
-            Script::EpilogueJob => "epilogue=",
+            Script::PrologueJob => "prologue",
+            Script::EpilogueJob => "epilogue",
             _ => return self.file_name().map(|name| dir.join(name)),
         };
-        let asked = job
-            .resource_limits
-            .split(',')
-            .find_map(|r| r.strip_prefix(resource))
-            .filter(|p| !p.is_empty())?;
+        let asked = asked_resource(&job.resource_limits, resource).filter(|p| !p.is_empty())?;
         let workdir = job
             .env
             .iter()
@@ -244,9 +240,7 @@ pub fn environment(
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    let nodes = resource_limits
-        .split(',')
-        .find_map(|r| r.strip_prefix("nodes="));
+    let nodes = asked_resource(resource_limits, "nodes");
     let mut env = vec![("PATH".to_string(), "/bin:/usr/bin".to_string())];
     if let Some(lang) = lang {
         env.push(("LANG".into(), lang.into()));
@@ -366,7 +360,14 @@ pub struct Scripts<'a> {
 
 /// Whether the job asked for a prologue of its own (`-l prologue=`), there or not.
 pub fn names_own_prologue(job: &PelogJob) -> bool {
-    Script::PrologueJob.path(Path::new("/"), job).is_some()
+    asked_resource(&job.resource_limits, "prologue").is_some_and(|p| !p.is_empty())
+}
+
+/// The value of resource `name` in a `name=value,...` resource-limit string.
+fn asked_resource<'l>(resource_limits: &'l str, name: &str) -> Option<&'l str> {
+    resource_limits
+        .split(',')
+        .find_map(|r| r.strip_prefix(name)?.strip_prefix('='))
 }
 
 impl Scripts<'_> {
