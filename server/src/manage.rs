@@ -199,7 +199,70 @@ async fn manage_node(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(PbsError::system(format!("{}: {e}", path.display()))),
     };
-    let current = core.state.node(name);
+    let change = plan_node_change(core.state.node(name), &text, command, name, attrs)?;
+    // The file, then the flags (a create or delete clears what an earlier node of that
+    // name left); if the flags cannot be committed, the file is put back, so a refused
+    // command has changed nothing.
+    let changes_file = change.text != text;
+    if changes_file {
+        nodes_file::save(&path, &change.text)
+            .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+    }
+    let committed = async {
+        let mut tx = core.store.begin().await?;
+        tx.save_node_flags(name, &change.flags).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = committed {
+        if changes_file {
+            if let Err(undo) = nodes_file::save(&path, &text) {
+                tracing::error!(file = %path.display(), "cannot put the nodes file back: {undo}");
+            }
+        }
+        return Err(PbsError::system(e));
+    }
+    match (command, change.def) {
+        (Command::Delete, _) => core.state.nodes.retain(|n| n.def.name != name),
+        (Command::Create, Some(def)) => core.state.nodes.push(crate::state::NodeRuntime::new(
+            def,
+            change.flags,
+            std::time::Instant::now(),
+        )),
+        (_, Some(def)) => {
+            if let Some(node) = core.state.node_mut(name) {
+                node.slots.resize(def.np as usize, None);
+                node.def = def;
+                node.flags = change.flags;
+            }
+        }
+        (_, None) => {}
+    }
+    info!(by = %caller.user_at_host(), node = name, ?command, "node changed");
+    Ok(())
+}
+
+/// What a node command makes of the nodes file and the node.
+#[derive(Debug)]
+struct NodeChange {
+    /// The nodes file's new text (the old one when only flags change).
+    text: String,
+    /// The node's flags after the command (cleared by create and delete).
+    flags: crate::model::NodeFlags,
+    /// The node as the new file defines it (`None` once deleted).
+    def: Option<crate::model::NodeDef>,
+}
+
+/// Works out a node command from the node as it is (`current`) and the file's `text`, with
+/// no I/O: refused when the node's existence, running jobs or MOM say no, or when the new
+/// file would not load at the server's next start.
+fn plan_node_change(
+    current: Option<&crate::state::NodeRuntime>,
+    text: &str,
+    command: Command,
+    name: &str,
+    attrs: &[ManageAttr],
+) -> Result<NodeChange, PbsError> {
     let unknown = || PbsError::new(pbse::UNKNODE, "", name);
     let (file_attrs, flag_attrs): (Vec<&ManageAttr>, Vec<&ManageAttr>) = attrs
         .iter()
@@ -224,31 +287,26 @@ async fn manage_node(
             for attr in &file_attrs {
                 apply_node_attr(&mut line, Command::Set, attr)?;
             }
-            nodes_file::add_node(&text, &line)
+            nodes_file::add_node(text, &line)
+        }
+        // Flags only: the node's line stays as it is written.
+        Command::Set | Command::Unset if file_attrs.is_empty() => {
+            current.ok_or_else(unknown)?;
+            text.to_string()
         }
         Command::Set | Command::Unset => {
-            if current.is_none() {
-                return Err(unknown());
+            current.ok_or_else(unknown)?;
+            let mut failed = None;
+            let edited = nodes_file::edit_node(text, name, |line| {
+                failed = file_attrs
+                    .iter()
+                    .find_map(|attr| apply_node_attr(line, command, attr).err());
+            })
+            .ok_or_else(unknown)?;
+            if let Some(e) = failed {
+                return Err(e);
             }
-            if file_attrs.is_empty() {
-                // Flags only: the node's line stays as it is written.
-                text.clone()
-            } else {
-                let mut failed = None;
-                let edited = nodes_file::edit_node(&text, name, |line| {
-                    for attr in &file_attrs {
-                        if let Err(e) = apply_node_attr(line, command, attr) {
-                            failed = Some(e);
-                            return;
-                        }
-                    }
-                })
-                .ok_or_else(unknown)?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                edited
-            }
+            edited
         }
         Command::Delete => {
             let node = current.ok_or_else(unknown)?;
@@ -269,14 +327,14 @@ async fn manage_node(
             // Its offline flag and note go with it: a node created later under the same name
             // starts clean.
             flags = Default::default();
-            nodes_file::remove_node(&text, name).ok_or_else(unknown)?
+            nodes_file::remove_node(text, name).ok_or_else(unknown)?
         }
     };
     // The whole file as the server would read it at its next start: an edit that would not
     // load is refused here.
     let defs = nodes_file::parse(&new_text)
         .map_err(|e| PbsError::new(pbse::BADATVAL, e.to_string(), name))?;
-    let def = defs.iter().find(|d| d.name == name).cloned();
+    let def = defs.into_iter().find(|d| d.name == name);
     if let (Some(def), Some(node)) = (&def, current) {
         let in_use = node
             .slots
@@ -294,46 +352,11 @@ async fn manage_node(
             ));
         }
     }
-    // The file, then the flags (a create or delete clears what an earlier node of that
-    // name left); if the flags cannot be committed, the file is put back, so a refused
-    // command has changed nothing.
-    let changes_file = new_text != text;
-    if changes_file {
-        nodes_file::save(&path, &new_text)
-            .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
-    }
-    let committed = async {
-        let mut tx = core.store.begin().await?;
-        tx.save_node_flags(name, &flags).await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = committed {
-        if changes_file {
-            if let Err(undo) = nodes_file::save(&path, &text) {
-                tracing::error!(file = %path.display(), "cannot put the nodes file back: {undo}");
-            }
-        }
-        return Err(PbsError::system(e));
-    }
-    match (command, def) {
-        (Command::Delete, _) => core.state.nodes.retain(|n| n.def.name != name),
-        (Command::Create, Some(def)) => core.state.nodes.push(crate::state::NodeRuntime::new(
-            def,
-            flags,
-            std::time::Instant::now(),
-        )),
-        (_, Some(def)) => {
-            if let Some(node) = core.state.node_mut(name) {
-                node.slots.resize(def.np as usize, None);
-                node.def = def;
-                node.flags = flags;
-            }
-        }
-        (_, None) => {}
-    }
-    info!(by = %caller.user_at_host(), node = name, ?command, "node changed");
-    Ok(())
+    Ok(NodeChange {
+        text: new_text,
+        flags,
+        def,
+    })
 }
 
 /// `state` and `note` on a node: its flags (see [`NODE_FILE_ATTRS`]).
@@ -843,6 +866,62 @@ mod tests {
             value: value.into(),
             op,
         }
+    }
+
+    #[test]
+    fn node_changes_are_planned_without_io() {
+        let text = "# lab\nn1 np=2 fast\n";
+        let def = nodes_file::parse(text).unwrap().remove(0);
+        let mut n1 =
+            crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now());
+        n1.slots[1] = Some(7);
+        let plan = |command, name: &str, attrs: &[ManageAttr], node| {
+            plan_node_change(node, text, command, name, attrs)
+        };
+        let code = |r: Result<NodeChange, PbsError>| r.map(|_| ()).unwrap_err().code;
+        assert_eq!(
+            code(plan(Command::Create, "n1", &[], Some(&n1))),
+            pbse::NODEEXIST
+        );
+        assert_eq!(
+            code(plan(Command::Set, "n9", &[set("np", "4", Op::Set)], None)),
+            pbse::UNKNODE
+        );
+        // Slot 1 holds a job: np may not drop below 2, and the node may not go.
+        assert_eq!(
+            code(plan(
+                Command::Set,
+                "n1",
+                &[set("np", "1", Op::Set)],
+                Some(&n1)
+            )),
+            pbse::BADATVAL
+        );
+        assert_eq!(
+            code(plan(Command::Delete, "n1", &[], Some(&n1))),
+            pbse::IVALREQ
+        );
+        let grown = plan(Command::Set, "n1", &[set("np", "4", Op::Set)], Some(&n1)).unwrap();
+        assert_eq!(grown.text, "# lab\nn1 np=4 fast\n");
+        assert_eq!(grown.def.map(|d| d.np), Some(4));
+        // Flags only: the file stays as written.
+        let offline = plan(
+            Command::Set,
+            "n1",
+            &[set("state", "offline", Op::Incr)],
+            Some(&n1),
+        )
+        .unwrap();
+        assert_eq!(offline.text, text);
+        assert!(offline.flags.offline);
+        let created = plan(
+            Command::Create,
+            "n2",
+            &[set("properties", "gpu", Op::Set)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(created.text, "# lab\nn1 np=2 fast\nn2 gpu\n");
     }
 
     #[test]
