@@ -629,8 +629,21 @@ impl Runner {
             session_id: l.pid,
             start_time,
         });
+        self.spawn_waiter(run_id, link, l.supervisor);
+        if spec.walltime_limit_secs > 0 {
+            self.spawn_walltime(run_id, l.pid, start_time, spec.walltime_limit_secs, done_rx);
+        }
+    }
+
+    /// The released run's waiter, on a blocking thread: holds the pipes to its supervisor
+    /// until the job ends, then finishes the run.
+    fn spawn_waiter(
+        self: &Arc<Self>,
+        run_id: u64,
+        mut link: Link,
+        supervisor_process: crate::spawner::SupervisorProcess,
+    ) {
         let runner = Arc::clone(self);
-        let supervisor_process = l.supervisor;
         let exit_file = self.layout.exit_file(run_id);
         self.rt.spawn_blocking(move || {
             if link.exited() {
@@ -650,9 +663,6 @@ impl Runner {
                 runner.finish(run_id, supervisor::read_exit_file(&exit_file), None);
             }
         });
-        if spec.walltime_limit_secs > 0 {
-            self.spawn_walltime(run_id, l.pid, start_time, spec.walltime_limit_secs, done_rx);
-        }
     }
 
     /// Ends a run whose shell is gone (blocking): sweeps what is left of its
