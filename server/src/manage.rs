@@ -194,7 +194,7 @@ async fn manage_node(
         return Err(perm_error(name));
     }
     let path = core.config.nodes_file();
-    let text = match std::fs::read_to_string(&path) {
+    let text = match tokio::fs::read_to_string(&path).await {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(PbsError::system(format!("{}: {e}", path.display()))),
@@ -205,8 +205,7 @@ async fn manage_node(
     // command has changed nothing.
     let changes_file = change.text != text;
     if changes_file {
-        nodes_file::save(&path, &change.text)
-            .map_err(|e| PbsError::system(format!("{}: {e}", path.display())))?;
+        save_nodes_file(&path, &change.text).await?;
     }
     let committed = async {
         let mut tx = core.store.begin().await?;
@@ -216,8 +215,8 @@ async fn manage_node(
     .await;
     if let Err(e) = committed {
         if changes_file {
-            if let Err(undo) = nodes_file::save(&path, &text) {
-                tracing::error!(file = %path.display(), "cannot put the nodes file back: {undo}");
+            if let Err(undo) = save_nodes_file(&path, &text).await {
+                tracing::error!(file = %path.display(), "cannot put the nodes file back: {}", undo.detail);
             }
         }
         return Err(PbsError::system(e));
@@ -240,6 +239,17 @@ async fn manage_node(
     }
     info!(by = %caller.user_at_host(), node = name, ?command, "node changed");
     Ok(())
+}
+
+/// Writes the nodes file durably (two fsyncs) on a blocking thread, off the server's async
+/// workers.
+async fn save_nodes_file(path: &std::path::Path, text: &str) -> Result<(), PbsError> {
+    let (path, text) = (path.to_path_buf(), text.to_string());
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || nodes_file::save(&path, &text))
+        .await
+        .map_err(|e| PbsError::system(format!("{shown}: {e}")))?
+        .map_err(|e| PbsError::system(format!("{shown}: {e}")))
 }
 
 /// What a node command makes of the nodes file and the node.
