@@ -211,8 +211,10 @@ impl Runner {
                     }
                     None => false,
                 };
-                if wanted && session.is_some() {
-                    self.save_latest(run_id);
+                if let (true, Some((pid, _))) = (wanted, session) {
+                    if self.save_latest(run_id) {
+                        tracing::info!(run = run_id, session = pid, "prologue running (recorded)");
+                    }
                 }
                 wanted
             })

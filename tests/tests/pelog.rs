@@ -413,7 +413,15 @@ fn a_mom_restarted_during_a_prologue_kills_it_before_the_job_is_tried_again() {
         ),
     );
     let id = c.qsub("restarted.sh", "echo 'ran once'\n", &[]);
-    assert!(wait_until(T, || pids.exists()), "no prologue");
+    // Killed once its MOM has the prologue on record (a MOM killed in the instant between
+    // starting the script and saving its session cannot know it).
+    assert!(
+        wait_until(T, || {
+            c.mom_log("n1").contains("prologue running (recorded)")
+                && !c.read_opt(&pids).trim().is_empty()
+        }),
+        "no prologue"
+    );
     let first = c.read(&pids).trim().to_string();
     c.kill_mom("n1");
     c.start_mom("n1");
