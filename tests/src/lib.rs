@@ -413,6 +413,29 @@ impl Cluster {
         self.moms.push((label.to_string(), child));
     }
 
+    /// Writes `text` as `node`'s `mom_priv/config`, has its MOM reread it (SIGHUP) and waits
+    /// for the reload's log line, which it returns (it shows the config now in effect).
+    pub fn reconfigure_mom(&self, node: &str, text: &str) -> String {
+        const LOADED: &str = "MOM config loaded";
+        let loads = |c: &Cluster| c.mom_log(node).matches(LOADED).count();
+        let before = loads(self);
+        let config = self.mom_home(node).join("mom_priv/config");
+        fs::create_dir_all(config.parent().expect("mom_priv")).expect("mom_priv");
+        fs::write(&config, text).expect("write MOM config");
+        self.signal_mom(node, nix::sys::signal::Signal::SIGHUP);
+        assert!(
+            wait_until(Duration::from_secs(30), || loads(self) > before),
+            "the MOM did not reload its config:\n{}",
+            self.mom_log(node)
+        );
+        let log = self.mom_log(node);
+        log.lines()
+            .rev()
+            .find(|l| l.contains(LOADED))
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// How many lines of the server log contain `needle`.
     pub fn server_log_count(&self, needle: &str) -> usize {
         self.server_log()

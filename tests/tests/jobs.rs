@@ -155,15 +155,8 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
     let login = argv0("login.sh");
     assert!(login.starts_with('-'), "not a login shell: {login:?}");
 
-    let config = c.mom_home("n1").join("mom_priv/config");
-    std::fs::create_dir_all(config.parent().unwrap()).expect("mom_priv");
-    std::fs::write(&config, "$source_login_batch false\n").expect("write config");
-    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
-    assert!(
-        wait_until(T, || c.mom_log("n1").contains("source_login_batch: false")),
-        "the MOM did not reload its config:\n{}",
-        c.mom_log("n1")
-    );
+    let loaded = c.reconfigure_mom("n1", "$source_login_batch false\n");
+    assert_contains(&loaded, "source_login_batch: false");
     let plain = argv0("plain.sh");
     assert_eq!(plain, login.trim_start_matches('-'), "still a login shell");
 }
@@ -176,14 +169,8 @@ fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
     let mut c = Cluster::start(&one_node());
     let scratch = c.root.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
-    let config = c.mom_home("n1").join("mom_priv/config");
-    std::fs::write(&config, format!("$tmpdir {}\n", scratch.display())).expect("write config");
-    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
-    assert!(
-        wait_until(T, || c.mom_log("n1").contains("tmpdir: Some(")),
-        "the MOM did not reload its config:\n{}",
-        c.mom_log("n1")
-    );
+    let loaded = c.reconfigure_mom("n1", &format!("$tmpdir {}\n", scratch.display()));
+    assert_contains(&loaded, "tmpdir: Some(");
     let (id, out) = c.run_job(
         "tmp.sh",
         "echo \"$TMPDIR\"\nstat -c '%U %a' \"$TMPDIR\"\necho kept > \"$TMPDIR/f\"\n",

@@ -231,17 +231,8 @@ fn a_prologue_past_prologalarm_is_killed_and_the_job_requeued() {
             &format!("sleep 120 & echo $! > {}; wait", pid_file.display()),
         ),
     );
-    std::fs::write(c.mom_home("n1").join("mom_priv/config"), "$prologalarm 1\n").expect("config");
-    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
-    assert!(
-        wait_until(T, || c
-            .mom_log("n1")
-            .split("prolog_alarm_secs: ")
-            .skip(1)
-            .any(|rest| rest.starts_with("1,") || rest.starts_with("1 "))),
-        "the MOM did not reload its config:\n{}",
-        c.mom_log("n1")
-    );
+    let loaded = c.reconfigure_mom("n1", "$prologalarm 1\n");
+    assert_contains(&loaded, "prolog_alarm_secs: 1,");
     let started = Instant::now();
     let (id, out) = c.run_job("slow.sh", "echo done\n", &[]);
     assert_eq!(out, "done\n");
@@ -464,13 +455,8 @@ fn the_tmpdir_of_a_job_whose_prologue_failed_is_removed_too() {
     let c = Cluster::start(&one_node());
     let scratch = c.root.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
-    std::fs::write(
-        c.mom_home("n1").join("mom_priv/config"),
-        format!("$tmpdir {}\n", scratch.display()),
-    )
-    .expect("config");
-    c.signal_mom("n1", nix::sys::signal::Signal::SIGHUP);
-    assert!(wait_until(T, || c.mom_log("n1").contains("tmpdir: Some(")));
+    let loaded = c.reconfigure_mom("n1", &format!("$tmpdir {}\n", scratch.display()));
+    assert_contains(&loaded, "tmpdir: Some(");
     install(&c, "prologue", 0o500, "#!/bin/sh\nexit 1\n");
     let id = c.qsub("aborted.sh", "true\n", &[]);
     c.wait_state(&id, "C", T);
