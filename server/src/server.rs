@@ -200,6 +200,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Some(tls::server_config(&ca, &config.server_name)?)
     };
 
+    // The MOM listener first: the command socket's appearance then tells whoever waits for
+    // it (scripts, tests) that both listeners are bound.
+    let tcp = TcpListener::bind(config.mom_listen)
+        .await
+        .with_context(|| format!("binding MOM listener {}", config.mom_listen))?;
+    let mom_addr = tcp.local_addr()?;
     let socket = config.socket_path();
     match std::fs::remove_file(&socket) {
         Ok(()) => info!(socket = %socket.display(), "removed stale socket"),
@@ -210,10 +216,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod {}", socket.display()))?;
-    let tcp = TcpListener::bind(config.mom_listen)
-        .await
-        .with_context(|| format!("binding MOM listener {}", config.mom_listen))?;
-    let mom_addr = tcp.local_addr()?;
 
     let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let dispatcher = tokio::spawn(dispatch::run(
