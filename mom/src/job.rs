@@ -103,6 +103,12 @@ pub struct RunRecord {
     /// restarts before reporting it.
     #[serde(default)]
     pub prologue_failed: Option<i32>,
+    /// The boot this record was written in (`/proc/sys/kernel/random/boot_id`). Its versions
+    /// are not synced (see `store`), so a record from an earlier boot may lack its last
+    /// ones; and none of its processes exist any more. Empty in records of older MOMs,
+    /// which synced every version.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 impl RunRecord {
@@ -131,6 +137,7 @@ impl RunRecord {
             prologue_session: None,
             epilogues_started: false,
             prologue_failed: None,
+            boot_id: String::new(),
         }
     }
 

@@ -162,22 +162,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             node_name,
             tls,
         },
-        runner,
+        runner.clone(),
         events_rx,
         collector,
     )?;
 
     let (notify, _) = broadcast::channel::<()>(1);
+    let durable = tokio::spawn(runner.keep_results_durable(Shutdown::new(notify.subscribe())));
     let mut task = tokio::spawn(session.run(Shutdown::new(notify.subscribe())));
-    tokio::select! {
+    let ended = tokio::select! {
         sig = shutdown::wait_for_signal() => {
             let sig = sig.context("installing signal handlers")?;
             tracing::info!("{sig} received: shutting down (running jobs keep running)");
             drop(notify);
-            task.await.context("session task")?;
+            task.await.context("session task")
         }
-        r = &mut task => r.context("session task")?,
-    }
+        r = &mut task => {
+            drop(notify);
+            r.context("session task")
+        }
+    };
+    // Its last round syncs every result the server has not acknowledged.
+    durable.await.context("result sync task")?;
+    ended?;
     Ok(())
 }
 

@@ -133,6 +133,14 @@ pub fn session_totals(procs: &[Proc], session: i32, page_kb: u64) -> SessionTota
     t
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`, new at every boot); empty if the
+/// kernel does not say.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.

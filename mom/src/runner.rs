@@ -6,8 +6,11 @@
 //! *before* it is reported, so a result reported once can always be reported
 //! again after a crash (the server acknowledges with AckRunEnded). A job's
 //! shell execs only once its run is recorded as running (its supervisor holds
-//! it until the MOM's release), so a run found still "starting" after a crash
-//! never ran.
+//! it until the MOM's release), so a run found still "starting" after a MOM
+//! crash never ran. Records are written, not synced (see `store`): a result the
+//! server has not acknowledged within [`RESULT_SYNC_DELAY`] is synced then
+//! ([`Runner::keep_results_durable`]), and a record from before a reboot is
+//! read as what it is, possibly short of its last versions ([`Runner::recover`]).
 //!
 //! A start has two halves: [`Runner::start`] launches (spool, node file, `TMPDIR`,
 //! the supervisor and its held shell); `release` runs the site's and the job's
@@ -49,7 +52,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::runtime::Handle;
@@ -65,6 +68,7 @@ use crate::leftovers;
 use crate::paths::Delivery;
 use crate::pelog::{self, PelogJob};
 use crate::procfs::{self, Proc};
+use crate::shutdown::Shutdown;
 use crate::spawner::Spawner;
 use crate::status::now_secs;
 use crate::store::Store;
@@ -79,6 +83,12 @@ const DEFAULT_KILL_DELAY: u32 = 2;
 const RESTARTED_WHILE_STARTING: &str = "pbs_mom restarted while starting the job";
 /// How often an adopted run (no waiter) is checked for its shell.
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
+/// How long a result may wait for the server's acknowledgement unsynced. A connected server
+/// commits it within milliseconds, after which the MOM's copy no longer matters; one that
+/// waits longer (the server is away or slow) may have to outlive a power loss.
+pub const RESULT_SYNC_DELAY: Duration = Duration::from_secs(1);
+/// The message of a run whose record is from before the node rebooted.
+const REBOOTED: &str = "the node rebooted while the job was starting or running";
 
 /// Live state of a running run (not persisted).
 struct Live {
@@ -93,11 +103,16 @@ struct Entry {
     live: Option<Live>,
     /// Taken while this run's record is written (see [`Runner::save_latest`]).
     saving: Arc<Mutex<()>>,
+    /// When its result was written, while that is not yet synced (see
+    /// [`Runner::sync_results`]).
+    unsynced_result: Option<Instant>,
 }
 
 impl Entry {
     fn new(record: RunRecord, live: Option<Live>) -> Entry {
         Entry {
+            // A result read from disk may be one an earlier MOM had not synced yet.
+            unsynced_result: record.is_ended().then(Instant::now),
             record,
             live,
             saving: Arc::default(),
@@ -128,6 +143,8 @@ pub struct Runner {
     prolog_alarm_ms: AtomicU64,
     /// `$tmpdir`, for the runs started from now on.
     tmpdir: Mutex<Option<PathBuf>>,
+    /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
+    boot_id: String,
 }
 
 /// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
@@ -162,6 +179,7 @@ impl Runner {
                 MomConfig::default().prolog_alarm_secs.saturating_mul(1000),
             ),
             tmpdir: Mutex::new(None),
+            boot_id: procfs::boot_id(),
         })
     }
 
@@ -334,8 +352,23 @@ impl Runner {
         for mut record in self.store.load_all() {
             let run_id = record.run_id;
             let mut live = None;
+            let rebooted = !record.boot_id.is_empty() && record.boot_id != self.boot_id;
             match record.phase {
                 Phase::Ended(_) => {}
+                Phase::Starting | Phase::Running if rebooted => {
+                    // Written before the node rebooted: nothing of the run is left (its
+                    // pids and process groups may now be others'), and the record may lack
+                    // its last versions, so "starting" no longer proves the script never
+                    // ran. The run is reported lost (-4), as the server counts a node's
+                    // runs it lost: requeued when rerunnable.
+                    tracing::warn!(run = run_id, job = %record.job_id, "run record from before a reboot");
+                    let result = match record.prologue_failed {
+                        Some(status) => unstarted(status, "prologue failed"),
+                        None => unstarted(job_exec::INITABT, REBOOTED),
+                    };
+                    record.phase = Phase::Ended(result);
+                    self.save(&record);
+                }
                 Phase::Starting => {
                     // The last MOM died mid-launch, before the release: a supervisor it
                     // started may still hold the job's shell, which never exec'd the
@@ -450,8 +483,59 @@ impl Runner {
             };
             entry.record.phase = Phase::Ended(result.clone());
         }
-        self.save_latest(run_id);
+        if self.save_latest(run_id) {
+            if let Some(entry) = self.runs().get_mut(&run_id) {
+                entry.unsynced_result = Some(Instant::now());
+            }
+        }
         self.emit(Event::Ended { run_id, result });
+    }
+
+    /// Syncs the records of the results that have waited `waited` or longer for the
+    /// server's acknowledgement (blocking; see `store`).
+    pub fn sync_results(&self, waited: Duration) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .runs()
+            .iter()
+            .filter(|(_, e)| {
+                e.unsynced_result
+                    .is_some_and(|t| now.saturating_duration_since(t) >= waited)
+            })
+            .map(|(run_id, _)| *run_id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.sync(&due) {
+            // Tried again at the next round.
+            tracing::error!("cannot sync run records: {e}");
+            return;
+        }
+        let mut runs = self.runs();
+        for run_id in due {
+            if let Some(entry) = runs.get_mut(&run_id) {
+                entry.unsynced_result = entry.unsynced_result.filter(|t| *t > now);
+            }
+        }
+    }
+
+    /// Until shutdown, syncs each result not acknowledged within [`RESULT_SYNC_DELAY`];
+    /// at shutdown, every one not acknowledged (the MOM may stay down a while).
+    pub async fn keep_results_durable(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(RESULT_SYNC_DELAY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let waited = tokio::select! {
+                _ = tick.tick() => RESULT_SYNC_DELAY,
+                _ = shutdown.recv() => Duration::ZERO,
+            };
+            let runner = Arc::clone(&self);
+            let _ = tokio::task::spawn_blocking(move || runner.sync_results(waited)).await;
+            if waited.is_zero() {
+                return;
+            }
+        }
     }
 
     /// Starts a run (blocking: forks and writes files). A run id already held is ignored.
@@ -463,7 +547,10 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut record = RunRecord::starting(&spec, now_secs());
+        let mut record = RunRecord {
+            boot_id: self.boot_id.clone(),
+            ..RunRecord::starting(&spec, now_secs())
+        };
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {
@@ -1033,7 +1120,8 @@ impl Runner {
     }
 }
 
-/// The end of a run whose script never ran (`exit_status` -1 or -3).
+/// The end of a run with no usage to tell: its script never ran (`exit_status` -1, -2,
+/// -3, -14), or it is not known to have (-4 after a reboot).
 fn unstarted(exit_status: i32, message: &str) -> RunResult {
     RunResult {
         exit_status,
@@ -1132,4 +1220,141 @@ fn is_supervisor_of(p: &Proc, exit_file: &Path) -> bool {
 /// Whether the session leader `pgid` still runs (a zombie does not count).
 fn session_alive(pgid: i32) -> bool {
     pgid > 1 && procfs::stat_of(pgid).is_some_and(|s| s.session == pgid && s.state != 'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runner over a fresh MOM home (the directory lives as long as the first value), and
+    /// the receiver of its events.
+    fn runner() -> (
+        tempfile::TempDir,
+        Arc<Runner>,
+        mpsc::UnboundedReceiver<Event>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        layout.ensure().expect("ensure");
+        let (events, received) = mpsc::unbounded_channel();
+        let runner = Runner::new(layout, "n1".into(), events, PathBuf::from("/nonexistent"));
+        (dir, runner, received)
+    }
+
+    /// A record of run `run_id` in `phase`, written in boot `boot_id`, naming this test
+    /// process as its supervisor and its process group as the job's: were it adopted, this
+    /// process would be watched and signalled.
+    fn record(run_id: u64, phase: Phase, boot_id: &str) -> RunRecord {
+        let me = std::process::id() as i32;
+        RunRecord {
+            phase,
+            boot_id: boot_id.to_string(),
+            uid: nix::unistd::getuid().as_raw(),
+            session_id: nix::unistd::getpgrp().as_raw(),
+            supervisor_pid: me,
+            supervisor_started: procfs::stat_of(me).map_or(0, |s| s.start_ticks),
+            ..RunRecord::starting(
+                &RunSpec {
+                    run_id,
+                    job_id: format!("{run_id}.vm"),
+                    euser: "u".into(),
+                    ..Default::default()
+                },
+                1,
+            )
+        }
+    }
+
+    fn result_of(runner: &Runner, run_id: u64) -> Option<RunResult> {
+        runner
+            .finished()
+            .into_iter()
+            .find_map(|(id, r)| (id == run_id).then_some(r))
+    }
+
+    #[tokio::test]
+    async fn runs_recorded_before_a_reboot_are_lost_not_adopted_nor_unstarted() {
+        let (_dir, runner, _events) = runner();
+        runner
+            .store
+            .save(&record(1, Phase::Starting, "an-earlier-boot"))
+            .expect("save");
+        runner
+            .store
+            .save(&record(2, Phase::Running, "an-earlier-boot"))
+            .expect("save");
+        let failed = RunRecord {
+            prologue_failed: Some(job_exec::FAIL2),
+            ..record(3, Phase::Starting, "an-earlier-boot")
+        };
+        runner.store.save(&failed).expect("save");
+        runner.recover();
+        for run_id in [1, 2] {
+            let result = result_of(&runner, run_id).expect("ended at recovery");
+            assert_eq!(result.exit_status, job_exec::INITABT, "run {run_id}");
+            assert_eq!(result.message, REBOOTED);
+        }
+        // What a record says happened still did.
+        assert_eq!(
+            result_of(&runner, 3).map(|r| r.exit_status),
+            Some(job_exec::FAIL2)
+        );
+        // Ended on disk too: a second MOM start in this boot reads the same.
+        let (events, _received) = mpsc::unbounded_channel();
+        let again = Runner::new(
+            runner.layout.clone(),
+            "n1".into(),
+            events,
+            PathBuf::from("/nonexistent"),
+        );
+        again.recover();
+        assert_eq!(
+            result_of(&again, 2).map(|r| r.exit_status),
+            Some(job_exec::INITABT)
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_of_this_boot_keep_their_meaning() {
+        let (_dir, runner, _events) = runner();
+        let this_boot = runner.boot_id.clone();
+        assert!(!this_boot.is_empty(), "the kernel gives a boot id");
+        runner
+            .store
+            .save(&record(1, Phase::Starting, &this_boot))
+            .expect("save");
+        // An older MOM's record (no boot id) was synced: "starting" still proves it.
+        runner
+            .store
+            .save(&record(2, Phase::Starting, ""))
+            .expect("save");
+        runner.recover();
+        for run_id in [1, 2] {
+            let result = result_of(&runner, run_id).expect("ended at recovery");
+            assert_eq!(result.exit_status, job_exec::RETRY, "run {run_id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_is_synced_once_it_has_waited_and_not_before() {
+        let (_dir, runner, _events) = runner();
+        runner
+            .store
+            .save(&record(7, Phase::Starting, ""))
+            .expect("save");
+        runner.recover();
+        let unsynced = |r: &Runner| r.runs().get(&7).and_then(|e| e.unsynced_result);
+        assert!(
+            unsynced(&runner).is_some(),
+            "a result read from disk may be unsynced"
+        );
+        runner.sync_results(Duration::from_secs(3600));
+        assert!(unsynced(&runner).is_some(), "not due yet");
+        runner.sync_results(Duration::ZERO);
+        assert_eq!(unsynced(&runner), None);
+        // Acknowledged: forgotten, nothing left to sync.
+        runner.ack(&[7]);
+        assert!(runner.finished().is_empty());
+        runner.sync_results(Duration::ZERO);
+    }
 }

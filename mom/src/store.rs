@@ -1,14 +1,26 @@
-//! Durable run records: one file per run in `mom_priv/jobs/`, `RUNID.json`.
+//! Run records: one file per run in `mom_priv/jobs/`, `RUNID.json`.
 //!
 //! A result must survive a MOM crash or a server outage until the server has
 //! committed it (AckRunEnded). The file holds the record's successive
-//! versions, one JSON line each, appended and synced; the current version is
-//! the last line that parses. A crash mid-append leaves a torn last line,
-//! which loading skips (the next append starts on a line of its own), so the
-//! previous version stands. That is the crash guarantee of writing a temporary
-//! file and renaming it over the old one, without creating and deleting an
-//! inode for every change of every job, which on a busy node was a measurable
-//! share of the MOM's work.
+//! versions, one JSON line each, appended; the current version is the last
+//! line that parses. A crash mid-append leaves a torn last line, which loading
+//! skips (the next append starts on a line of its own), so the previous
+//! version stands. That is the crash guarantee of writing a temporary file and
+//! renaming it over the old one, without creating and deleting an inode for
+//! every change of every job, which on a busy node was a measurable share of
+//! the MOM's work.
+//!
+//! Appends are not synced. What a record protects against is the MOM process
+//! dying (a crash, `kill -9`, an upgrade) while its jobs live on, and the
+//! kernel keeps every completed write through that. A power loss or a kernel
+//! crash kills the jobs too: a record then matters only if it holds a result
+//! the server has not committed, so [`Store::sync`] makes exactly those
+//! durable, once they have waited for the server a moment (see
+//! `Runner::sync_results`); the other versions, three or four per job, are
+//! not worth a disk flush each. A record written before a reboot may therefore
+//! have lost its last versions; each record names the boot it was written in,
+//! so the next MOM does not read such a record as the whole story (see
+//! `Runner::recover`).
 //!
 //! The runner writes each run's versions in order (`Runner::save_latest`). MOMs
 //! before that could append a late signal's stale version after the end, so
@@ -45,7 +57,7 @@ impl Store {
         Store { layout }
     }
 
-    /// Appends `record` as the run's current version, synced before returning.
+    /// Appends `record` as the run's current version (not synced: see the module comment).
     pub fn save(&self, record: &RunRecord) -> Result<(), StoreError> {
         let path = self.layout.record(record.run_id);
         let io_err = |source| StoreError::Io {
@@ -73,14 +85,25 @@ impl Store {
         line.extend_from_slice(&json);
         line.push(b'\n');
         (&f).write_all(&line).map_err(io_err)?;
-        f.sync_data().map_err(io_err)?;
-        if len == 0 {
-            // A new file's name lives in the directory: sync that too.
-            std::fs::File::open(self.layout.jobs_dir())
-                .and_then(|d| d.sync_all())
-                .map_err(io_err)?;
-        }
         Ok(())
+    }
+
+    /// Makes the records of `run_ids` durable: each file's data, then the directory that
+    /// holds their names, once. A record that is gone (acknowledged and deleted meanwhile)
+    /// needs nothing.
+    pub fn sync(&self, run_ids: &[u64]) -> Result<(), StoreError> {
+        for &run_id in run_ids {
+            let path = self.layout.record(run_id);
+            match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        let dir = self.layout.jobs_dir();
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::Io { path: dir, source })
     }
 
     pub fn delete(&self, run_id: u64) -> Result<(), StoreError> {
@@ -294,5 +317,19 @@ mod tests {
         r.phase = Phase::Running;
         store.save(&r).expect("save");
         assert_eq!(store.load_all(), vec![r]);
+    }
+
+    #[test]
+    fn sync_takes_records_present_and_gone() {
+        let (_dir, _layout, store) = store();
+        store.save(&started(1)).expect("save");
+        store
+            .sync(&[1, 2])
+            .expect("a record acknowledged and deleted meanwhile is no error");
+        assert_eq!(
+            store.load_all(),
+            vec![started(1)],
+            "syncing changes nothing"
+        );
     }
 }

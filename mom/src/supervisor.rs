@@ -676,7 +676,9 @@ fn reap(which: i32, pid: i32, flags: i32) -> Reaped {
     }
 }
 
-/// Writes the exit file atomically (temporary file, sync, rename).
+/// Writes the exit file atomically (temporary file, rename). Not synced, as run records are
+/// not (see `store`): it is for the next MOM after a MOM restart, which the kernel's copy
+/// serves; after a reboot the run's record says which boot it is from.
 pub fn write_exit_file(path: &Path, record: &ExitRecord) -> io::Result<()> {
     let tmp = path.with_extension("exit.tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -686,7 +688,6 @@ pub fn write_exit_file(path: &Path, record: &ExitRecord) -> io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(&serde_json::to_vec(record).map_err(io::Error::other)?)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
