@@ -43,7 +43,8 @@ pub enum Phase {
     Ended(RunResult),
 }
 
-/// The durable record of one run, `mom_priv/jobs/RUNID.json`.
+/// The record of one run, `mom_priv/jobs/RUNID.json`: it outlives the MOM process (see `store`
+/// for what it outlives and what not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: u64,

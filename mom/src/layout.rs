@@ -52,7 +52,7 @@ impl Layout {
         self.home.join("aux")
     }
 
-    /// The durable record of one run.
+    /// The record of one run (see `store`).
     pub fn record(&self, run_id: u64) -> PathBuf {
         self.jobs_dir().join(format!("{run_id}.json"))
     }

@@ -9,7 +9,8 @@
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
 //! * [`procfs`] and [`status`]: reading `/proc` for node status and per-job usage.
-//! * [`job`] and [`store`]: a run's durable record, kept until the server acknowledges it.
+//! * [`job`] and [`store`]: a run's record, kept until the server acknowledges it; it outlives
+//!   the MOM process (see `store` for reboots).
 //! * [`launch`]: starting a job's shell as its user (through the spawner and the
 //!   supervisor; the MOM itself forks only through std's `Command`, for the copy helper and
 //!   the prologue and epilogue scripts, see [`pelog`]).

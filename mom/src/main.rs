@@ -13,6 +13,7 @@
 //! SIGHUP rereads `DIR/mom_priv/config`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use capstan_mom::layout::Layout;
@@ -150,41 +151,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .context("recovering run records")?;
     }
+    let options = SessionOptions {
+        server,
+        node_name,
+        tls,
+    };
+    let served = serve(layout, options, runner.clone(), events_rx).await;
+    // The last round: every result the server has not acknowledged, once the session has
+    // ended (the MOM may stay down a while), whatever ended it.
+    let _ = tokio::task::spawn_blocking(move || runner.sync_results(Duration::ZERO)).await;
+    served
+}
+
+/// The MOM once its runs are recovered: the session with the server until a signal or a
+/// fatal error.
+async fn serve(
+    layout: Layout,
+    options: SessionOptions,
+    runner: std::sync::Arc<Runner>,
+    events_rx: mpsc::UnboundedReceiver<capstan_mom::job::Event>,
+) -> anyhow::Result<()> {
     let collector = Collector::new(layout.config());
     // What an earlier MOM set aside for removal and did not get to remove, in the
     // background (a job's tree may be large).
     let mut leftovers = vec![layout.jobs_dir(), layout.aux_dir()];
     leftovers.extend(collector.config().tmpdir);
     tokio::task::spawn_blocking(move || capstan_mom::launch::remove_leftovers(&leftovers));
-    let session = Session::new(
-        SessionOptions {
-            server,
-            node_name,
-            tls,
-        },
-        runner.clone(),
-        events_rx,
-        collector,
-    )?;
-
     let (notify, _) = broadcast::channel::<()>(1);
-    let durable = tokio::spawn(runner.keep_results_durable(Shutdown::new(notify.subscribe())));
+    tokio::spawn(
+        runner
+            .clone()
+            .keep_results_durable(Shutdown::new(notify.subscribe())),
+    );
+    let session = Session::new(options, runner, events_rx, collector)?;
     let mut task = tokio::spawn(session.run(Shutdown::new(notify.subscribe())));
-    let ended = tokio::select! {
+    tokio::select! {
         sig = shutdown::wait_for_signal() => {
             let sig = sig.context("installing signal handlers")?;
             tracing::info!("{sig} received: shutting down (running jobs keep running)");
             drop(notify);
-            task.await.context("session task")
+            task.await.context("session task")?;
         }
-        r = &mut task => {
-            drop(notify);
-            r.context("session task")
-        }
-    };
-    // Its last round syncs every result the server has not acknowledged.
-    durable.await.context("result sync task")?;
-    ended?;
+        r = &mut task => r.context("session task")?,
+    }
     Ok(())
 }
 

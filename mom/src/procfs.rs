@@ -141,6 +141,20 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// When this boot began (`btime` in `/proc/stat`), if the kernel says.
+pub fn boot_time() -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs = parse_btime(&stat)?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// The `btime` line of `/proc/stat`: the boot's start, seconds since the epoch.
+fn parse_btime(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|secs| secs.trim().parse().ok())
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -184,6 +198,14 @@ pub fn kill_session(sid: i32, sig: nix::sys::signal::Signal, sweep: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn btime_is_read_from_its_line() {
+        let stat = "cpu  1 2 3 4\nintr 5\nbtime 1765000000\nprocesses 7\n";
+        assert_eq!(parse_btime(stat), Some(1_765_000_000));
+        assert_eq!(parse_btime("cpu 1\n"), None);
+        assert!(boot_time().is_some(), "this kernel says when it booted");
+    }
 
     const STAT: &str = "4242 (my (odd) prog) S 1 4242 4242 34816 4242 4194560 500 0 0 0 150 50 7 3 20 0 1 0 123456 10485760 256 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 

@@ -4,13 +4,14 @@
 //! State lives in one map guarded by a std mutex (critical sections are short
 //! and never await). Every phase change is written to the run's record on disk
 //! *before* it is reported, so a result reported once can always be reported
-//! again after a crash (the server acknowledges with AckRunEnded). A job's
+//! again after a MOM crash (the server acknowledges with AckRunEnded). A job's
 //! shell execs only once its run is recorded as running (its supervisor holds
 //! it until the MOM's release), so a run found still "starting" after a MOM
 //! crash never ran. Records are written, not synced (see `store`): a result the
-//! server has not acknowledged within [`RESULT_SYNC_DELAY`] is synced then
-//! ([`Runner::keep_results_durable`]), and a record from before a reboot is
-//! read as what it is, possibly short of its last versions ([`Runner::recover`]).
+//! server has not acknowledged within [`RESULT_SYNC_DELAY`] is synced then, within
+//! a quarter of that more ([`Runner::keep_results_durable`]), and a record from
+//! before a reboot is read as what it is, possibly short of its last versions
+//! ([`Runner::recover`]): a run it held is reported lost (-4).
 //!
 //! A start has two halves: [`Runner::start`] launches (spool, node file, `TMPDIR`,
 //! the supervisor and its held shell); `release` runs the site's and the job's
@@ -83,9 +84,10 @@ const DEFAULT_KILL_DELAY: u32 = 2;
 const RESTARTED_WHILE_STARTING: &str = "pbs_mom restarted while starting the job";
 /// How often an adopted run (no waiter) is checked for its shell.
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
-/// How long a result may wait for the server's acknowledgement unsynced. A connected server
-/// commits it within milliseconds, after which the MOM's copy no longer matters; one that
-/// waits longer (the server is away or slow) may have to outlive a power loss.
+/// How long a result may wait for the server's acknowledgement unsynced (checked four times
+/// as often, so at most a quarter more). A connected server commits it within milliseconds,
+/// after which the MOM's copy no longer matters; one that waits longer (the server is away
+/// or slow) may have to outlive a power loss.
 pub const RESULT_SYNC_DELAY: Duration = Duration::from_secs(1);
 /// The message of a run whose record is from before the node rebooted.
 const REBOOTED: &str = "the node rebooted while the job was starting or running";
@@ -163,8 +165,15 @@ impl Runner {
         events: mpsc::UnboundedSender<Event>,
         supervisor: PathBuf,
     ) -> Arc<Runner> {
+        let boot_id = procfs::boot_id();
+        let mut store = Store::new(layout.clone()).booted_at(procfs::boot_time());
+        if boot_id.is_empty() {
+            // Records could not say which boot they are from, so none may lack a version.
+            tracing::warn!("the kernel gives no boot id: run records are synced at every change");
+            store = store.syncing_each_version();
+        }
         Arc::new(Runner {
-            store: Store::new(layout.clone()),
+            store,
             layout,
             node_name,
             rt: Handle::current(),
@@ -179,7 +188,7 @@ impl Runner {
                 MomConfig::default().prolog_alarm_secs.saturating_mul(1000),
             ),
             tmpdir: Mutex::new(None),
-            boot_id: procfs::boot_id(),
+            boot_id,
         })
     }
 
@@ -328,7 +337,15 @@ impl Runner {
         let Some(record) = self.runs().get(&run_id).map(|e| e.record.clone()) else {
             return false;
         };
-        self.save(&record)
+        let saved = self.save(&record);
+        if saved && record.is_ended() {
+            // Whichever write put the result there (the end, or a late signal's version
+            // after it), it waits for the server from now (see `sync_results`).
+            if let Some(entry) = self.runs().get_mut(&run_id) {
+                entry.unsynced_result = Some(Instant::now());
+            }
+        }
+        saved
     }
 
     /// Whether the record is on disk (a failure is logged).
@@ -352,7 +369,11 @@ impl Runner {
         for mut record in self.store.load_all() {
             let run_id = record.run_id;
             let mut live = None;
-            let rebooted = !record.boot_id.is_empty() && record.boot_id != self.boot_id;
+            let rebooted = from_an_earlier_boot(&record.boot_id, &self.boot_id);
+            if record.boot_id.is_empty() && !rebooted {
+                // An older MOM's record, synced: its next versions say this boot.
+                record.boot_id = self.boot_id.clone();
+            }
             match record.phase {
                 Phase::Ended(_) => {}
                 Phase::Starting | Phase::Running if rebooted => {
@@ -483,11 +504,7 @@ impl Runner {
             };
             entry.record.phase = Phase::Ended(result.clone());
         }
-        if self.save_latest(run_id) {
-            if let Some(entry) = self.runs().get_mut(&run_id) {
-                entry.unsynced_result = Some(Instant::now());
-            }
-        }
+        self.save_latest(run_id);
         self.emit(Event::Ended { run_id, result });
     }
 
@@ -507,34 +524,43 @@ impl Runner {
         if due.is_empty() {
             return;
         }
-        if let Err(e) = self.store.sync(&due) {
-            // Tried again at the next round.
+        // What fails is tried again at the next round; the others are not held up by it.
+        let synced: Vec<u64> = due
+            .into_iter()
+            .filter(|&run_id| match self.store.sync_record(run_id) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(run = run_id, "cannot sync run record: {e}");
+                    false
+                }
+            })
+            .collect();
+        if let Err(e) = self.store.sync_dir() {
             tracing::error!("cannot sync run records: {e}");
             return;
         }
         let mut runs = self.runs();
-        for run_id in due {
+        for run_id in synced {
             if let Some(entry) = runs.get_mut(&run_id) {
+                // A result written again since `now` waits for the next round.
                 entry.unsynced_result = entry.unsynced_result.filter(|t| *t > now);
             }
         }
     }
 
-    /// Until shutdown, syncs each result not acknowledged within [`RESULT_SYNC_DELAY`];
-    /// at shutdown, every one not acknowledged (the MOM may stay down a while).
+    /// Until shutdown, syncs each result not acknowledged within [`RESULT_SYNC_DELAY`]
+    /// (the last round, of every result, is `main`'s, once the session has ended).
     pub async fn keep_results_durable(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut tick = tokio::time::interval(RESULT_SYNC_DELAY);
+        let mut tick = tokio::time::interval(RESULT_SYNC_DELAY / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let waited = tokio::select! {
-                _ = tick.tick() => RESULT_SYNC_DELAY,
-                _ = shutdown.recv() => Duration::ZERO,
-            };
-            let runner = Arc::clone(&self);
-            let _ = tokio::task::spawn_blocking(move || runner.sync_results(waited)).await;
-            if waited.is_zero() {
-                return;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
             }
+            let runner = Arc::clone(&self);
+            let _ =
+                tokio::task::spawn_blocking(move || runner.sync_results(RESULT_SYNC_DELAY)).await;
         }
     }
 
@@ -1120,6 +1146,13 @@ impl Runner {
     }
 }
 
+/// Whether a record written in boot `record_boot` is from before this boot `this_boot`. An
+/// empty id says nothing: older MOMs wrote none (and synced every version), and a MOM that
+/// cannot read this boot's id syncs every version too.
+fn from_an_earlier_boot(record_boot: &str, this_boot: &str) -> bool {
+    !record_boot.is_empty() && !this_boot.is_empty() && record_boot != this_boot
+}
+
 /// The end of a run with no usage to tell: its script never ran (`exit_status` -1, -2,
 /// -3, -14), or it is not known to have (-4 after a reboot).
 fn unstarted(exit_status: i32, message: &str) -> RunResult {
@@ -1265,6 +1298,22 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_end_of_a_run_waits_to_be_synced() {
+        let (_dir, runner, mut events) = runner();
+        let running = record(8, Phase::Running, &runner.boot_id);
+        runner.runs().insert(8, Entry::new(running, None));
+        assert!(runner.runs()[&8].unsynced_result.is_none(), "no result yet");
+        runner.end(8, unstarted(job_exec::FAIL1, "test"));
+        assert!(matches!(
+            events.try_recv(),
+            Ok(Event::Ended { run_id: 8, .. })
+        ));
+        assert!(runner.runs()[&8].unsynced_result.is_some());
+        runner.sync_results(RESULT_SYNC_DELAY);
+        assert!(runner.runs()[&8].unsynced_result.is_some(), "not due yet");
+    }
+
     fn result_of(runner: &Runner, run_id: u64) -> Option<RunResult> {
         runner
             .finished()
@@ -1288,7 +1337,18 @@ mod tests {
             ..record(3, Phase::Starting, "an-earlier-boot")
         };
         runner.store.save(&failed).expect("save");
+        let done = RunResult {
+            exit_status: 0,
+            used: Usage::default(),
+            end_time: 2,
+            session_id: 9,
+            message: String::new(),
+            copy_errors: Vec::new(),
+        };
+        let ended = record(4, Phase::Ended(done.clone()), "an-earlier-boot");
+        runner.store.save(&ended).expect("save");
         runner.recover();
+        assert_eq!(result_of(&runner, 4), Some(done), "a result is a result");
         for run_id in [1, 2] {
             let result = result_of(&runner, run_id).expect("ended at recovery");
             assert_eq!(result.exit_status, job_exec::INITABT, "run {run_id}");
@@ -1314,6 +1374,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_two_known_and_different_boot_ids_say_a_reboot() {
+        assert!(from_an_earlier_boot("a", "b"));
+        assert!(!from_an_earlier_boot("a", "a"));
+        assert!(
+            !from_an_earlier_boot("", "b"),
+            "an older MOM's record, synced"
+        );
+        assert!(
+            !from_an_earlier_boot("a", ""),
+            "this boot unknown: every version synced"
+        );
+    }
+
     #[tokio::test]
     async fn runs_of_this_boot_keep_their_meaning() {
         let (_dir, runner, _events) = runner();
@@ -1333,6 +1407,12 @@ mod tests {
             let result = result_of(&runner, run_id).expect("ended at recovery");
             assert_eq!(result.exit_status, job_exec::RETRY, "run {run_id}");
         }
+        // The older MOM's record says this boot from its next version on.
+        let on_disk = runner.store.load_all();
+        assert!(
+            on_disk.iter().all(|r| r.boot_id == this_boot),
+            "{on_disk:?}"
+        );
     }
 
     #[tokio::test]
@@ -1350,6 +1430,11 @@ mod tests {
         );
         runner.sync_results(Duration::from_secs(3600));
         assert!(unsynced(&runner).is_some(), "not due yet");
+        runner.sync_results(Duration::ZERO);
+        assert_eq!(unsynced(&runner), None);
+        // A result written later (here: a version after the end) waits again.
+        runner.save_latest(7);
+        assert!(unsynced(&runner).is_some(), "written again");
         runner.sync_results(Duration::ZERO);
         assert_eq!(unsynced(&runner), None);
         // Acknowledged: forgotten, nothing left to sync.

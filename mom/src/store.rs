@@ -14,13 +14,15 @@
 //! dying (a crash, `kill -9`, an upgrade) while its jobs live on, and the
 //! kernel keeps every completed write through that. A power loss or a kernel
 //! crash kills the jobs too: a record then matters only if it holds a result
-//! the server has not committed, so [`Store::sync`] makes exactly those
-//! durable, once they have waited for the server a moment (see
+//! the server has not committed, so [`Store::sync_record`] makes exactly
+//! those durable, once they have waited for the server a moment (see
 //! `Runner::sync_results`); the other versions, three or four per job, are
 //! not worth a disk flush each. A record written before a reboot may therefore
-//! have lost its last versions; each record names the boot it was written in,
-//! so the next MOM does not read such a record as the whole story (see
-//! `Runner::recover`).
+//! have lost its last versions, or all of them; each record names the boot it
+//! was written in, so the next MOM does not read such a record as the whole
+//! story (see `Runner::recover`), and an unreadable one last written before
+//! this boot is removed. Where the kernel does not give a boot id, every
+//! version is synced as before ([`Store::syncing_each_version`]).
 //!
 //! The runner writes each run's versions in order (`Runner::save_latest`). MOMs
 //! before that could append a late signal's stale version after the end, so
@@ -30,6 +32,7 @@
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::job::RunRecord;
 use crate::layout::Layout;
@@ -50,14 +53,38 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     layout: Layout,
+    /// Sync every version as it is appended (see [`Store::syncing_each_version`]).
+    sync_each: bool,
+    /// When this boot began, if known (see [`Store::booted_at`]).
+    booted_at: Option<SystemTime>,
 }
 
 impl Store {
     pub fn new(layout: Layout) -> Store {
-        Store { layout }
+        Store {
+            layout,
+            sync_each: false,
+            booted_at: None,
+        }
     }
 
-    /// Appends `record` as the run's current version (not synced: see the module comment).
+    /// Every version synced as it is appended, and a new file's name with it: for a node
+    /// whose records cannot say which boot they are from.
+    pub fn syncing_each_version(self) -> Store {
+        Store {
+            sync_each: true,
+            ..self
+        }
+    }
+
+    /// This boot's start: an unreadable record last written before it is what a power loss
+    /// left of an unsynced one, and [`Store::load_all`] removes it.
+    pub fn booted_at(self, booted_at: Option<SystemTime>) -> Store {
+        Store { booted_at, ..self }
+    }
+
+    /// Appends `record` as the run's current version (not synced, unless every version is:
+    /// see the module comment).
     pub fn save(&self, record: &RunRecord) -> Result<(), StoreError> {
         let path = self.layout.record(record.run_id);
         let io_err = |source| StoreError::Io {
@@ -85,21 +112,28 @@ impl Store {
         line.extend_from_slice(&json);
         line.push(b'\n');
         (&f).write_all(&line).map_err(io_err)?;
+        if self.sync_each {
+            f.sync_data().map_err(io_err)?;
+            if len == 0 {
+                self.sync_dir()?;
+            }
+        }
         Ok(())
     }
 
-    /// Makes the records of `run_ids` durable: each file's data, then the directory that
-    /// holds their names, once. A record that is gone (acknowledged and deleted meanwhile)
-    /// needs nothing.
-    pub fn sync(&self, run_ids: &[u64]) -> Result<(), StoreError> {
-        for &run_id in run_ids {
-            let path = self.layout.record(run_id);
-            match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StoreError::Io { path, source }),
-            }
+    /// Makes a run's record durable (its data; its name needs [`Store::sync_dir`]). A record
+    /// that is gone (acknowledged and deleted meanwhile) needs nothing.
+    pub fn sync_record(&self, run_id: u64) -> Result<(), StoreError> {
+        let path = self.layout.record(run_id);
+        match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }),
         }
+    }
+
+    /// Makes the records' names durable (the directory that holds them).
+    pub fn sync_dir(&self) -> Result<(), StoreError> {
         let dir = self.layout.jobs_dir();
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -115,8 +149,9 @@ impl Store {
         }
     }
 
-    /// Every readable record; unreadable ones are logged and left in place
-    /// for an administrator to look at.
+    /// Every readable record. An unreadable one is logged and left in place for an
+    /// administrator to look at, unless it was last written before this boot: then it is
+    /// what a power loss left of an unsynced record, and is removed.
     pub fn load_all(&self) -> Vec<RunRecord> {
         let dir = self.layout.jobs_dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -149,11 +184,29 @@ impl Store {
             }
             match load(&path) {
                 Ok(r) => out.push(r),
+                Err(StoreError::Unreadable { .. }) if self.written_before_this_boot(&path) => {
+                    let file = path.display();
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::warn!(%file, "removed an unreadable run record from before this boot")
+                        }
+                        Err(e) => {
+                            tracing::error!(%file, "cannot remove an unreadable run record from before this boot: {e}")
+                        }
+                    }
+                }
                 Err(e) => tracing::error!("ignoring run record: {e}"),
             }
         }
         out.sort_by_key(|r| r.run_id);
         out
+    }
+}
+
+impl Store {
+    fn written_before_this_boot(&self, path: &Path) -> bool {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified());
+        matches!((modified, self.booted_at), (Ok(m), Some(b)) if m < b)
     }
 }
 
@@ -323,13 +376,42 @@ mod tests {
     fn sync_takes_records_present_and_gone() {
         let (_dir, _layout, store) = store();
         store.save(&started(1)).expect("save");
+        store.sync_record(1).expect("sync");
         store
-            .sync(&[1, 2])
+            .sync_record(2)
             .expect("a record acknowledged and deleted meanwhile is no error");
+        store.sync_dir().expect("sync the directory");
         assert_eq!(
             store.load_all(),
             vec![started(1)],
             "syncing changes nothing"
+        );
+        let each = store.clone().syncing_each_version();
+        each.save(&started(3)).expect("a synced save");
+        assert_eq!(each.load_all(), vec![started(1), started(3)]);
+    }
+
+    #[test]
+    fn an_unreadable_record_from_before_this_boot_is_removed_one_from_this_boot_kept() {
+        let (_dir, layout, store) = store();
+        // What a power loss leaves of an unsynced record: a name, no complete line.
+        std::fs::write(layout.record(1), b"").expect("write");
+        std::fs::write(layout.record(2), b"\0\0\0\0").expect("write");
+        let written = std::fs::metadata(layout.record(2))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let minute = std::time::Duration::from_secs(60);
+        let this_boot = store.clone().booted_at(Some(written - minute));
+        assert!(this_boot.load_all().is_empty());
+        assert!(
+            layout.record(1).exists() && layout.record(2).exists(),
+            "kept"
+        );
+        let after_reboot = store.booted_at(Some(written + minute));
+        assert!(after_reboot.load_all().is_empty());
+        assert!(
+            !layout.record(1).exists() && !layout.record(2).exists(),
+            "removed"
         );
     }
 }

@@ -1303,10 +1303,15 @@ pub async fn runs_ended(
                 requeue(&mut job, now, end.comment.clone());
                 info!(job = %id, "job requeued");
             }
-            // Killed on its node because its MOM was gone (JOB_EXEC_INITABT): as a lost run,
-            // requeued when rerunnable; otherwise it ends below with that status.
+            // Lost on its node (JOB_EXEC_INITABT: killed because its MOM was gone, or its
+            // node rebooted under it): as a lost run, requeued when rerunnable; otherwise it
+            // ends below with that status. The MOM's message says which.
             None if end.exit_status == job_exec::INITABT && job.rerunable => {
-                let why = format!("Job requeued: its pbs_mom on {node} was gone too long");
+                let why = if end.message.is_empty() {
+                    format!("Job requeued: its pbs_mom on {node} was gone too long")
+                } else {
+                    format!("Job requeued: run lost on {node}: {}", end.message)
+                };
                 requeue(&mut job, now, Some(why));
                 info!(job = %id, "job requeued: killed while its MOM was gone");
             }
@@ -1846,7 +1851,9 @@ mod tests {
         fixed.rerunable = false;
         let mut deleted = running_on(3, "n1", 30);
         deleted.pending = Some(PendingAction::Delete);
-        let jobs = vec![running_on(1, "n1", 10), fixed, deleted];
+        let mut after_reboot = running_on(4, "n1", 40);
+        after_reboot.rerunable = true;
+        let jobs = vec![running_on(1, "n1", 10), fixed, deleted, after_reboot];
         let mut core = core_with_jobs(dir.path(), jobs).await;
         let end = |run_id| RunEnd {
             run_id,
@@ -1854,16 +1861,29 @@ mod tests {
             end_time: 150,
             ..RunEnd::default()
         };
-        assert!(
-            runs_ended(&mut core, "n1", &[end(10), end(20), end(30)], 150)
-                .await
-                .unwrap()
-        );
+        let rebooted = |run_id| RunEnd {
+            message: "the node rebooted while the job was starting or running".into(),
+            ..end(run_id)
+        };
+        assert!(runs_ended(
+            &mut core,
+            "n1",
+            &[end(10), end(20), end(30), rebooted(40)],
+            150
+        )
+        .await
+        .unwrap());
         let rerun = &core.state.jobs[&1];
         assert_eq!(rerun.state, JobState::Queued);
         assert_eq!(
             rerun.comment.as_deref(),
             Some("Job requeued: its pbs_mom on n1 was gone too long")
+        );
+        let rerun = &core.state.jobs[&4];
+        assert_eq!(rerun.state, JobState::Queued);
+        assert_eq!(
+            rerun.comment.as_deref(),
+            Some("Job requeued: run lost on n1: the node rebooted while the job was starting or running")
         );
         let ended = &core.state.jobs[&2];
         assert_eq!(
