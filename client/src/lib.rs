@@ -3,7 +3,8 @@
 //! Each binary in `src/bin/` is thin: parse options the Torque way, call the server through
 //! [`connect`], and print with the pure renderers in [`format`] (qstat, pbsnodes), the qsub
 //! logic in [`qsub`], or the shared job-control helpers in [`jobctl`] (qdel, qhold, qrls,
-//! qsig, qrerun, qalter), qmgr's language in [`qmgr`], and qselect's matching in [`select`]. Proto types stop here: renderers take attribute lists and return strings,
+//! qsig, qrerun, qalter), qmgr's language in [`qmgr`], the queue switches (qenable, qdisable, qstart, qstop) in
+//! [`queuectl`], qterm in [`qterm`], and qselect's matching in [`select`]. Proto types stop here: renderers take attribute lists and return strings,
 //! so they are tested without a server.
 //!
 //! [`agent`] is `trqauthd`, the login node's authentication agent the commands dial when the
@@ -19,4 +20,6 @@ pub mod getopt;
 pub mod jobctl;
 pub mod qmgr;
 pub mod qsub;
+pub mod qterm;
+pub mod queuectl;
 pub mod select;

@@ -659,6 +659,40 @@ impl Batch for BatchService {
             .await?;
         Ok(Response::new(action_reply(results)))
     }
+
+    async fn terminate(
+        &self,
+        request: Request<pb::TerminateRequest>,
+    ) -> Result<Response<pb::ManageReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let kind = match pb::ShutdownType::try_from(request.get_ref().r#type) {
+            Ok(pb::ShutdownType::Quick) => jobs::ShutdownType::Quick,
+            Ok(pb::ShutdownType::Immediate) => jobs::ShutdownType::Immediate,
+            Ok(pb::ShutdownType::Delay) => jobs::ShutdownType::Delay,
+            Err(_) => return Err(Status::invalid_argument("unknown shutdown type")),
+        };
+        let who = caller.user_at_host();
+        let prepared = self
+            .shared
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        jobs::prepare_shutdown(core, &caller, kind, now_epoch()).await
+                    })
+                },
+                |_| false,
+            )
+            .await?;
+        if let Err(e) = prepared {
+            return Ok(Response::new(pb::ManageReply {
+                error: Some(error_to_proto(e)),
+            }));
+        }
+        info!(by = %who, ?kind, "qterm: stopping the server");
+        self.shared.termination.request();
+        self.shared.termination.wait_stopped().await;
+        Ok(Response::new(pb::ManageReply { error: None }))
+    }
 }
 
 #[cfg(test)]

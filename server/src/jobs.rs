@@ -733,6 +733,60 @@ pub async fn submit(
 /// One id's outcome in a `JobAction` reply.
 pub type ActionResult = (String, Option<PbsError>);
 
+/// What qterm does to running jobs (Torque's `qterm -t`; checkpointing is not built, so no job
+/// is checkpointed first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownType {
+    /// They keep running on their nodes; the restarted server finds them (the default).
+    Quick,
+    /// Rerunnable ones are requeued (killed, as qrerun does), the others deleted.
+    Immediate,
+    /// Rerunnable ones are requeued, the others keep running.
+    Delay,
+}
+
+/// qterm's part before the server stops: only operators and managers may stop it (Torque's
+/// PBSE_PERM, with no more said); then, for `Immediate` and `Delay`, running jobs are
+/// requeued or deleted as qrerun and qdel would (committed now; their MOMs are told now, or
+/// at the restarted server's Hello if the word does not reach them first).
+pub async fn prepare_shutdown(
+    core: &mut Core,
+    caller: &Caller,
+    kind: ShutdownType,
+    now: i64,
+) -> Result<(), PbsError> {
+    if !core.state.server_attrs.is_op_or_mgr(caller) {
+        return Err(PbsError::new(pbse::PERM, "", ""));
+    }
+    if kind == ShutdownType::Quick {
+        return Ok(());
+    }
+    let server = core.state.server_name.clone();
+    let (requeue, delete): (Vec<&Job>, Vec<&Job>) = core
+        .state
+        .running_jobs()
+        .filter(|job| job.pending.is_none())
+        .partition(|job| job.rerunable);
+    let requeue: Vec<String> = requeue.iter().map(|job| job.id(&server)).collect();
+    let delete: Vec<String> = match kind {
+        ShutdownType::Immediate => delete.iter().map(|job| job.id(&server)).collect(),
+        _ => Vec::new(),
+    };
+    let args = ActionArgs::default();
+    for (op, ids) in [(JobOp::Rerun, requeue), (JobOp::Delete, delete)] {
+        if ids.is_empty() {
+            continue;
+        }
+        let (results, _) = job_action(core, caller, op, &ids, &args, now).await;
+        for (id, error) in results {
+            if let Some(e) = error {
+                warn!(job = %id, code = e.code, detail = %e.detail, ?op, "not stopped for the shutdown");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
 /// whole job, SIGKILL after `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
 /// server does when the run's end is reported (see `PendingAction`).

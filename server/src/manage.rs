@@ -644,19 +644,32 @@ async fn manage_queue(
             Ok(())
         }
         Command::Set | Command::Unset => {
-            let Some(mut queue) = existing else {
-                return Err(unknown_queue(name));
+            // No name: every queue, as Torque's server reads it (`qenable @server`).
+            let mut changed: Vec<Queue> = if name.is_empty() {
+                core.state.queues.clone()
+            } else {
+                existing.into_iter().collect()
             };
-            for attr in attrs {
-                apply_queue_attr(&mut queue, command, attr, privilege)?;
+            if changed.is_empty() {
+                // Torque's `mgr_queue_set` says no more than that.
+                return Err(PbsError::new(pbse::UNKQUE, "", name));
             }
-            queue.mtime = now;
+            for queue in changed.iter_mut() {
+                for attr in attrs {
+                    apply_queue_attr(queue, command, attr, privilege)?;
+                }
+                queue.mtime = now;
+            }
             let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-            tx.save_queue(&queue).await.map_err(PbsError::system)?;
+            for queue in &changed {
+                tx.save_queue(queue).await.map_err(PbsError::system)?;
+            }
             tx.commit().await.map_err(PbsError::system)?;
-            info!(by = %caller.user_at_host(), queue = name, ?attrs, "queue attributes changed");
-            if let Some(slot) = core.state.queues.iter_mut().find(|q| q.name == name) {
-                *slot = queue;
+            for queue in changed {
+                info!(by = %caller.user_at_host(), queue = %queue.name, ?attrs, "queue attributes changed");
+                if let Some(slot) = core.state.queues.iter_mut().find(|q| q.name == queue.name) {
+                    *slot = queue;
+                }
             }
             Ok(())
         }

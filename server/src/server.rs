@@ -167,6 +167,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         }),
         config,
         wake: Notify::new(),
+        termination: Default::default(),
     }))
 }
 
@@ -277,13 +278,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         "pbs_server ready"
     );
 
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = shared.termination.requested() => info!("qterm received"),
+    }
     info!("shutting down");
     let _ = notify_shutdown.send(());
     mom_session::close_all(&shared).await;
-    let wait = async {
+    let work = async {
         let _ = dispatcher.await;
         let _ = watchdog.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .is_err()
+    {
+        warn!("the scheduler did not stop within 5 s; stopping anyway");
+    }
+    shared.core.lock().await.store.close().await;
+    // Everything is committed and closed: a waiting qterm may be answered now, while the
+    // listeners finish the requests they have (its own among them).
+    shared.termination.stopped();
+    let listeners = async {
         if let Ok(Err(e)) = batch_server.await {
             warn!("batch listener: {e}");
         }
@@ -291,13 +307,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             warn!("MOM listener: {e}");
         }
     };
-    if tokio::time::timeout(Duration::from_secs(5), wait)
+    if tokio::time::timeout(Duration::from_secs(5), listeners)
         .await
         .is_err()
     {
         warn!("listeners did not stop within 5 s; exiting anyway");
     }
-    shared.core.lock().await.store.close().await;
     let _ = std::fs::remove_file(&socket);
     info!("pbs_server stopped");
     Ok(())

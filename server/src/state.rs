@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use crate::config::Config;
 use crate::model::{HostSlots, Job, JobState, NodeDef, NodeFlags, NodeStatus, Queue, ToMom};
@@ -418,6 +418,49 @@ pub struct Shared {
     pub core: Mutex<Core>,
     /// Woken on submit, job end, release, node up/change: runs a scheduling pass.
     pub wake: Notify,
+    /// qterm's request to stop, and the word that the server has (see [`Termination`]).
+    pub termination: Termination,
+}
+
+/// qterm's way to stop the server: it asks ([`Termination::request`]); `server::run` stops as
+/// on a signal and, once its work is done and its database closed, says so
+/// ([`Termination::stopped`]); qterm's answer waits for that, as Torque's does, so a script
+/// may start the next server as soon as qterm returns.
+#[derive(Debug)]
+pub struct Termination {
+    requested: watch::Sender<bool>,
+    stopped: watch::Sender<bool>,
+}
+
+impl Default for Termination {
+    fn default() -> Termination {
+        Termination {
+            requested: watch::Sender::new(false),
+            stopped: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Termination {
+    pub fn request(&self) {
+        self.requested.send_replace(true);
+    }
+
+    /// Resolves once a stop was requested.
+    pub async fn requested(&self) {
+        let mut requested = self.requested.subscribe();
+        let _ = requested.wait_for(|r| *r).await;
+    }
+
+    pub fn stopped(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once the server has stopped its work.
+    pub async fn wait_stopped(&self) {
+        let mut stopped = self.stopped.subscribe();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
 }
 
 /// The state and its store, changed only together under [`Shared::core`].

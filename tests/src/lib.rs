@@ -444,6 +444,20 @@ impl Cluster {
             .count()
     }
 
+    /// Waits (at most `timeout`) for the server process to exit by itself (qterm); whether it
+    /// did. It is forgotten either way, so [`Cluster::start_server`] may start another.
+    pub fn wait_server_exit(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.server.take() else {
+            return true;
+        };
+        let exited = wait_until(timeout, || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        exited
+    }
+
     /// `kill -9` the server, as a crash would.
     pub fn kill_server(&mut self) {
         if let Some(mut child) = self.server.take() {

@@ -560,3 +560,159 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
     let out = c.run("pbsnodes", &["n2"]);
     assert_ne!(code(&out), 0);
 }
+
+/// A queue attribute as `qstat -Qf` prints it.
+fn queue_attr(c: &Cluster, queue: &str, attr: &str) -> Option<String> {
+    let out = c.run_as_root("qstat", &["-Qf", queue]);
+    let prefix = format!("    {attr} = ");
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+#[test]
+fn qenable_qdisable_qstart_qstop_switch_queues_in_torques_words() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the manager) and an unprivileged user");
+        return;
+    }
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    qmgr_ok(&c, "create queue lab");
+    let switch = |cmd: &str, operands: &[&str]| {
+        let out = c.run_as_root(cmd, operands);
+        (code(&out), stdout(&out), stderr(&out))
+    };
+    let quiet = (0, String::new(), String::new());
+
+    assert_eq!(switch("qdisable", &["batch"]), quiet);
+    assert_eq!(queue_attr(&c, "batch", "enabled").as_deref(), Some("False"));
+    let out = c.submit_as(&c.user, &c.work, "refused.sh", "true\n", &[]);
+    assert_ne!(code(&out), 0, "a disabled queue takes no job");
+    assert_contains(&stderr(&out), "Queue is not enabled");
+    assert_eq!(switch("qenable", &["batch"]), quiet);
+    assert_eq!(queue_attr(&c, "batch", "enabled").as_deref(), Some("True"));
+
+    // Stopped: jobs are taken but not run, until the queue is started.
+    assert_eq!(switch("qstop", &["batch"]), quiet);
+    assert_eq!(queue_attr(&c, "batch", "started").as_deref(), Some("False"));
+    let id = c.qsub("waits.sh", "true\n", &[]);
+    c.wait_state(&id, "Q", T);
+    assert_contains(&c.job_attr(&id, "comment").unwrap_or_default(), "stopped");
+    assert_eq!(switch("qstart", &["batch"]), quiet);
+    c.wait_state(&id, "C", T);
+
+    // No queue, only a server: every queue.
+    assert_eq!(switch("qdisable", &[&format!("@{SERVER_NAME}")]), quiet);
+    for queue in ["batch", "lab"] {
+        assert_eq!(queue_attr(&c, queue, "enabled").as_deref(), Some("False"));
+    }
+    assert_eq!(switch("qenable", &["batch@tsrv", "lab"]), quiet);
+    for queue in ["batch", "lab"] {
+        assert_eq!(queue_attr(&c, queue, "enabled").as_deref(), Some("True"));
+    }
+
+    // Torque's refusals: each operand is tried; the last failure's status is the exit status.
+    let usage = |cmd: &str| {
+        (
+            1,
+            String::new(),
+            format!("Usage: {cmd} [queue][@server] ...\n"),
+        )
+    };
+    assert_eq!(switch("qenable", &[]), usage("qenable"));
+    assert_eq!(switch("qstop", &["-x", "batch"]), usage("qstop"));
+    assert_eq!(
+        switch("qdisable", &["nosuch", "lab"]),
+        (2, String::new(), "qdisable: Unknown queue nosuch\n".into())
+    );
+    assert_eq!(queue_attr(&c, "lab", "enabled").as_deref(), Some("False"));
+    assert_eq!(
+        switch("qenable", &["lab", "ba#d"]),
+        (
+            1,
+            String::new(),
+            "qenable: illegally formed destination: ba#d\n".into()
+        )
+    );
+    assert_eq!(queue_attr(&c, "lab", "enabled").as_deref(), Some("True"));
+    let out = c.run("qstop", &["batch@tsrv"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "qstop: Unauthorized Request  MSG=error in permissions (PERM_OPorMGR) batch@tsrv\n"
+    );
+    assert_eq!(
+        queue_attr(&c, "batch", "started").as_deref(),
+        Some("True"),
+        "unchanged"
+    );
+}
+
+#[test]
+fn qterm_stops_the_server_once_its_work_is_done_and_jobs_follow_the_type() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the manager) and an unprivileged user");
+        return;
+    }
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=3")]);
+    // Refused to a user, and for a bad type; the server goes on.
+    let out = c.run("qterm", &[]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (2, "qterm: Unauthorized Request \n".into())
+    );
+    let out = c.run_as_root("qterm", &["-t", "soon"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            1,
+            "Usage: qterm [-t immediate|delay|quick] [server ...]\n".into()
+        )
+    );
+    assert!(c.run("qstat", &[]).status.success(), "still serving");
+
+    // quick (the default): the job runs on through the server's absence.
+    let marker = c.work.join("quick.done");
+    let body = format!("sleep 2\ntouch {}\n", marker.display());
+    let quick = c.qsub("quick.sh", &body, &[]);
+    c.wait_state(&quick, "R", T);
+    let out = c.run_as_root("qterm", &[]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    // Answered once the server's work is done: its process is gone a moment later.
+    assert!(
+        c.wait_server_exit(Duration::from_secs(10)),
+        "{}",
+        c.server_log()
+    );
+    assert!(
+        !c.home.join("capstan.sock").exists(),
+        "the socket is removed"
+    );
+    c.start_server();
+    c.wait_state(&quick, "C", T);
+    assert_eq!(c.job_attr(&quick, "exit_status").as_deref(), Some("0"));
+    assert!(marker.exists(), "the job ran to its end");
+
+    // immediate: the rerunnable job is requeued (and runs again), the other one deleted.
+    let again = c.qsub("again.sh", "sleep 30\n", &[]);
+    let fixed = c.qsub("fixed.sh", "sleep 30\n", &["-r", "n"]);
+    c.wait_state(&again, "R", T);
+    c.wait_state(&fixed, "R", T);
+    let out = c.run_as_root("qterm", &["-t", "immediate"]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert!(
+        c.wait_server_exit(Duration::from_secs(10)),
+        "{}",
+        c.server_log()
+    );
+    c.start_server();
+    c.wait_state(&fixed, "C", T);
+    assert_eq!(c.job_attr(&fixed, "exit_status").as_deref(), Some("271"));
+    assert!(
+        wait_until(T, || c
+            .job_attr(&again, "start_count")
+            .is_some_and(|n| n == "2")),
+        "requeued and started again: {:?}",
+        c.job_attr(&again, "start_count")
+    );
+}

@@ -1,0 +1,9 @@
+//! qdisable: stop a queue taking new jobs (its jobs stay) (Torque-compatible). All logic lives in
+//! [`capstan_client::queuectl`].
+
+use capstan_client::queuectl::{run, Switch};
+
+fn main() {
+    let args = capstan_client::getopt::args();
+    std::process::exit(run(Switch::Disable, &args));
+}
