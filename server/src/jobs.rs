@@ -1366,8 +1366,8 @@ pub async fn runs_ended(
                 } else {
                     format!("Job requeued: run lost on {node}: {}", end.message)
                 };
+                info!(job = %id, "job requeued: run lost on its node ({why})");
                 requeue(&mut job, now, Some(why));
-                info!(job = %id, "job requeued: killed while its MOM was gone");
             }
             None if never_ran => {
                 job.failed_starts += 1;

@@ -168,3 +168,84 @@ fn learned_speed_and_fair_share_survive_a_restart() {
         Some("-100.00")
     );
 }
+
+/// The pid of `pid`'s parent, from `/proc/PID/stat` (fields counted after the command name).
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn after_a_reboot_the_mom_reports_its_runs_lost_and_the_server_requeues_or_ends_them() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a mount namespace to give the MOM another boot id)");
+        return;
+    }
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let work = c.work.clone();
+    let pid_file = |name: &str| work.join(format!("{name}.pid"));
+    let script = |name: &str| Cluster::pid_then_sleep(&pid_file(name), 300);
+    let rerunnable = c.qsub("re.sh", &script("re"), &[]);
+    let fixed = c.qsub("fixed.sh", &script("fixed"), &["-r", "n"]);
+    for id in [&rerunnable, &fixed] {
+        c.wait_state(id, "R", T);
+        assert!(wait_until(T, || c.job_attr(id, "session_id").is_some()));
+    }
+    // A power loss: the MOM, the runs' supervisors and the jobs all go at once.
+    c.kill_mom("n1");
+    for name in ["re", "fixed"] {
+        let shell: i32 = c.read(pid_file(name)).trim().parse().unwrap();
+        let supervisor = parent_of(shell);
+        assert!(supervisor > 1, "the shell of {name} has its supervisor");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(supervisor),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(shell),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // The node comes back in another boot: its MOM sees another boot id, so its records
+    // (not synced) may lack their last versions and none of their processes exist.
+    let fake_boot = c.root.join("boot_id");
+    std::fs::write(&fake_boot, "11111111-2222-3333-4444-555555555555\n").unwrap();
+    let mount = format!(
+        "mount --bind {} /proc/sys/kernel/random/boot_id && exec \"$@\"",
+        fake_boot.display()
+    );
+    c.start_mom_under(
+        "n1",
+        Some(&["unshare", "--mount", "--", "sh", "-c", &mount, "sh"]),
+    );
+    c.wait_state(&fixed, "C", T);
+    assert_eq!(c.job_attr(&fixed, "exit_status").as_deref(), Some("-4"));
+    assert!(
+        wait_until(T, || c
+            .job_attr(&rerunnable, "start_count")
+            .is_some_and(|n| n == "2")),
+        "requeued and started again: {:?}",
+        c.job_attr(&rerunnable, "comment")
+    );
+    assert_eq!(
+        c.mom_log("n1")
+            .matches("run record from before a reboot")
+            .count(),
+        2,
+        "{}",
+        c.mom_log("n1")
+    );
+    assert_eq!(
+        c.server_log_count(
+            "Job requeued: run lost on n1: the node rebooted while the job was starting or running"
+        ),
+        1,
+        "{}",
+        c.server_log()
+    );
+}
