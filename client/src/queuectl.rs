@@ -25,6 +25,8 @@ use crate::connect;
 
 /// Torque's PBS_MAXQUEUENAME: the longest queue name a destination may carry.
 const MAX_QUEUE_NAME: usize = 15;
+/// Torque's longest server part: PBS_MAXSERVERNAME + PBS_MAXPORTNUM + 2.
+const MAX_SERVER_NAME: usize = 1024 + 5 + 2;
 
 /// Which of the four commands, and so which switch it turns which way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +74,14 @@ impl Switch {
 }
 
 /// A destination operand, `[queue][@server]`, split as Torque's `parse_destination_id` does:
-/// leading blanks skipped; a queue of up to 15 printable characters other than `#` and `@`;
-/// then nothing, or `@` and a non-empty server. `None` when the operand is not that.
+/// leading white space skipped; a queue of up to 15 name characters (printable, not `#` nor
+/// `@`); then nothing, or `@` and a server of 1 to 1031 name characters. `None` when the
+/// operand is not that.
 pub fn parse_destination(operand: &str) -> Option<(&str, &str)> {
-    let text = operand.trim_start_matches([' ', '\t']);
-    let queue_end = text
-        .find(|c: char| !(c.is_ascii_graphic() && c != '#' && c != '@'))
-        .unwrap_or(text.len());
+    let is_name_char = |c: char| c.is_ascii_graphic() && c != '#' && c != '@';
+    // C's isspace: space, \t, \n, \v, \f, \r.
+    let text = operand.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let queue_end = text.find(|c| !is_name_char(c)).unwrap_or(text.len());
     let (queue, rest) = text.split_at(queue_end);
     if queue.len() > MAX_QUEUE_NAME {
         return None;
@@ -87,7 +90,7 @@ pub fn parse_destination(operand: &str) -> Option<(&str, &str)> {
         return Some((queue, ""));
     }
     let server = rest.strip_prefix('@')?;
-    (!server.is_empty() && server.chars().all(|c| c.is_ascii_graphic() && c != '@'))
+    (!server.is_empty() && server.len() <= MAX_SERVER_NAME && server.chars().all(is_name_char))
         .then_some((queue, server))
 }
 
@@ -189,6 +192,18 @@ mod tests {
             Some(("q23456789012345", ""))
         );
         assert_eq!(parse_destination("q234567890123456"), None, "16 characters");
+        assert_eq!(
+            parse_destination("\n\tbatch"),
+            Some(("batch", "")),
+            "C's isspace"
+        );
+        assert_eq!(parse_destination("batch@s#x"), None);
+        let longest = "s".repeat(MAX_SERVER_NAME);
+        assert_eq!(
+            parse_destination(&format!("b@{longest}")),
+            Some(("b", longest.as_str()))
+        );
+        assert_eq!(parse_destination(&format!("b@{longest}s")), None);
     }
 
     #[test]

@@ -671,13 +671,18 @@ impl Batch for BatchService {
             Ok(pb::ShutdownType::Delay) => jobs::ShutdownType::Delay,
             Err(_) => return Err(Status::invalid_argument("unknown shutdown type")),
         };
-        let who = caller.user_at_host();
+        let shared = Arc::clone(&self.shared);
+        // Asked for in the change itself: a qterm that hangs up once its jobs are requeued or
+        // deleted still stops the server (only the wait below is the caller's).
         let prepared = self
             .shared
             .change(
                 move |core| {
                     Box::pin(async move {
-                        jobs::prepare_shutdown(core, &caller, kind, now_epoch()).await
+                        jobs::prepare_shutdown(core, &caller, kind, now_epoch()).await?;
+                        info!(by = %caller.user_at_host(), ?kind, "qterm: stopping the server");
+                        shared.termination.request();
+                        Ok(())
                     })
                 },
                 |_| false,
@@ -688,8 +693,6 @@ impl Batch for BatchService {
                 error: Some(error_to_proto(e)),
             }));
         }
-        info!(by = %who, ?kind, "qterm: stopping the server");
-        self.shared.termination.request();
         self.shared.termination.wait_stopped().await;
         Ok(Response::new(pb::ManageReply { error: None }))
     }

@@ -281,7 +281,7 @@ fn started_comment(now: i64) -> String {
 /// are full.
 async fn pass(core: &mut Core, now: i64, reach: Reach) {
     let every_job = reach == Reach::AllJobs;
-    if !every_job && !has_capacity(&core.state) {
+    if core.state.stopping || (!every_job && !has_capacity(&core.state)) {
         return;
     }
     let mut overlay: BTreeMap<u64, Job> = BTreeMap::new();

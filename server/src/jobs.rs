@@ -746,7 +746,8 @@ pub enum ShutdownType {
 }
 
 /// qterm's part before the server stops: only operators and managers may stop it (Torque's
-/// PBSE_PERM, with no more said); then, for `Immediate` and `Delay`, running jobs are
+/// PBSE_PERM, with no more said); no job starts from then on (`State::stopping`); for
+/// `Immediate` and `Delay`, running jobs are
 /// requeued or deleted as qrerun and qdel would (committed now; their MOMs are told now, or
 /// at the restarted server's Hello if the word does not reach them first).
 pub async fn prepare_shutdown(
@@ -758,6 +759,7 @@ pub async fn prepare_shutdown(
     if !core.state.server_attrs.is_op_or_mgr(caller) {
         return Err(PbsError::new(pbse::PERM, "", ""));
     }
+    core.state.stopping = true;
     if kind == ShutdownType::Quick {
         return Ok(());
     }
@@ -1896,6 +1898,63 @@ mod tests {
             child.comment.as_deref(),
             Some("Job deleted as result of dependency on job 1.vm")
         );
+    }
+
+    #[tokio::test]
+    async fn qterm_requeues_or_deletes_running_jobs_by_type_and_stops_starts() {
+        let jobs = || {
+            let mut again = running_on(1, "n1", 10);
+            again.rerunable = true;
+            let mut fixed = running_on(2, "n1", 20);
+            fixed.rerunable = false;
+            vec![again, fixed, job(3, JobState::Queued)]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), jobs()).await;
+        let refused = prepare_shutdown(&mut core, &user(1000), ShutdownType::Immediate, 150).await;
+        assert_eq!(
+            refused.map_err(|e| (e.code, e.detail)),
+            Err((pbse::PERM, String::new()))
+        );
+        assert!(!core.state.stopping, "a refusal changes nothing");
+        assert_eq!(core.state.jobs[&1].pending, None);
+        prepare_shutdown(&mut core, &user(0), ShutdownType::Immediate, 150)
+            .await
+            .unwrap();
+        assert!(core.state.stopping, "no pass starts a job now");
+        // Their node has no MOM session here, so qrerun and qdel act at once.
+        assert_eq!(core.state.jobs[&1].state, JobState::Queued, "requeued");
+        assert_eq!(
+            (core.state.jobs[&2].state, core.state.jobs[&2].exit_status),
+            (JobState::Completed, Some(EXIT_DELETED)),
+            "deleted"
+        );
+        assert_eq!(core.state.jobs[&3].state, JobState::Queued);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), jobs()).await;
+        prepare_shutdown(&mut core, &user(0), ShutdownType::Delay, 150)
+            .await
+            .unwrap();
+        assert_eq!(core.state.jobs[&1].state, JobState::Queued, "requeued");
+        assert_eq!(
+            core.state.jobs[&2].state,
+            JobState::Running,
+            "delay: it runs on"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), jobs()).await;
+        prepare_shutdown(&mut core, &user(0), ShutdownType::Quick, 150)
+            .await
+            .unwrap();
+        assert!(core.state.stopping);
+        assert_eq!(
+            core.state.jobs[&1].state,
+            JobState::Running,
+            "quick: all run on"
+        );
+        assert_eq!(core.state.jobs[&2].state, JobState::Running);
     }
 
     #[tokio::test]

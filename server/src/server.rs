@@ -296,6 +296,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         warn!("the scheduler did not stop within 5 s; stopping anyway");
     }
     shared.core.lock().await.store.close().await;
+    // The command listener no longer accepts; its path goes before qterm is answered, so
+    // that it cannot be a next server's socket by the time this one gets to it.
+    let _ = std::fs::remove_file(&socket);
     // Everything is committed and closed: a waiting qterm may be answered now, while the
     // listeners finish the requests they have (its own among them).
     shared.termination.stopped();
@@ -313,7 +316,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     {
         warn!("listeners did not stop within 5 s; exiting anyway");
     }
-    let _ = std::fs::remove_file(&socket);
     info!("pbs_server stopped");
     Ok(())
 }

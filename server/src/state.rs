@@ -166,6 +166,9 @@ pub struct State {
     pub learning: Learning,
     /// Server security attributes (`managers`, `operators`, `submit_hosts`, ...).
     pub server_attrs: crate::authz::ServerAttrs,
+    /// qterm was accepted: no pass starts a job from now on (one requeued for `-t immediate`
+    /// must not start again in the moment before the server stops). Memory only.
+    pub stopping: bool,
     /// Seqs of the jobs a scheduling pass looks at (queued, or waiting for their `-a`
     /// time), so a pass costs O(pending) and not O(every job kept): thousands of completed
     /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] and
@@ -213,6 +216,7 @@ impl State {
             next_session_id: 1,
             learning: Learning::default(),
             server_attrs,
+            stopping: false,
             pending: BTreeSet::new(),
             running: BTreeSet::new(),
             awaiting_dependencies: BTreeSet::new(),

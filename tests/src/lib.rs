@@ -444,6 +444,11 @@ impl Cluster {
             .count()
     }
 
+    /// The server process, no longer the cluster's to stop (the caller waits for it).
+    pub fn take_server(&mut self) -> Option<Child> {
+        self.server.take()
+    }
+
     /// Waits (at most `timeout`) for the server process to exit by itself (qterm); whether it
     /// did. It is forgotten either way, so [`Cluster::start_server`] may start another.
     pub fn wait_server_exit(&mut self, timeout: Duration) -> bool {

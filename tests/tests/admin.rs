@@ -715,4 +715,23 @@ fn qterm_stops_the_server_once_its_work_is_done_and_jobs_follow_the_type() {
         "requeued and started again: {:?}",
         c.job_attr(&again, "start_count")
     );
+
+    // The next server may start as soon as qterm returns, even while the old process still
+    // waits for an idle client to hang up: the socket is the new server's, and stays.
+    let socket = c.home.join("capstan.sock");
+    let idle = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let out = c.run_as_root("qterm", &[]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    let mut old = c.take_server().unwrap();
+    c.start_server();
+    assert!(
+        wait_until(T, || matches!(old.try_wait(), Ok(Some(_)))),
+        "the old server did not exit"
+    );
+    drop(idle);
+    assert!(
+        socket.exists(),
+        "the old server removed the new one's socket"
+    );
+    assert!(c.run("qstat", &[]).status.success());
 }
