@@ -240,3 +240,29 @@ pub fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output>
     std::mem::forget(runtime);
     Ok(output)
 }
+
+/// Runs a command's work (see [`block_on`]) to its exit status; 1, said on stderr, if no
+/// runtime could start.
+pub fn exit_status_of(command: &str, work: impl std::future::Future<Output = i32>) -> i32 {
+    match block_on(work) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("{command}: cannot start runtime: {e}");
+            1
+        }
+    }
+}
+
+/// What a command prints for a request the server did not answer: a refused connection or
+/// host in Torque's `cannot connect` words, else `refused(message)`, the command's own line
+/// for a server failure.
+pub fn rpc_failure_line(
+    command: &str,
+    status: &tonic::Status,
+    refused: impl FnOnce(&str) -> String,
+) -> String {
+    match ConnectError::from_status(status) {
+        Some(err) => format!("{}\n", err.torque_message(command)),
+        None => refused(status.message()),
+    }
+}

@@ -282,13 +282,7 @@ pub fn run(command: Command, args: &[String]) -> i32 {
             return 2;
         }
     };
-    match connect::block_on(execute(&inv)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{}: cannot start runtime: {e}", command.name());
-            1
-        }
-    }
+    connect::exit_status_of(command.name(), execute(&inv))
 }
 
 async fn execute(inv: &Invocation) -> i32 {
@@ -432,14 +426,10 @@ pub fn qrun(args: &[String]) -> i32 {
         let reply = match client.run_jobs(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
-                match crate::connect::ConnectError::from_status(&status) {
-                    Some(err) => eprintln!("{}", err.torque_message("qrun")),
-                    None => eprintln!(
-                        "qrun: {} MSG={}",
-                        pbse::text(pbse::SYSTEM),
-                        status.message()
-                    ),
-                }
+                let line = connect::rpc_failure_line("qrun", &status, |message| {
+                    format!("qrun: {} MSG={message}\n", pbse::text(pbse::SYSTEM))
+                });
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
                 return 2;
             }
         };
@@ -452,13 +442,7 @@ pub fn qrun(args: &[String]) -> i32 {
         }
         status
     };
-    match connect::block_on(run) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("qrun: cannot start runtime: {e}");
-            1
-        }
-    }
+    connect::exit_status_of("qrun", run)
 }
 
 #[cfg(test)]

@@ -110,10 +110,9 @@ pub fn run(args: &[String]) -> i32 {
                     .error
                     .filter(|e| e.code != 0)
                     .map(|e| refusal_line(e.code, &e.detail, server)),
-                Err(status) => Some(match connect::ConnectError::from_status(&status) {
-                    Some(err) => format!("{}\n", err.torque_message("qterm")),
-                    None => refusal_line(pbse::SYSTEM, status.message(), server),
-                }),
+                Err(status) => Some(connect::rpc_failure_line("qterm", &status, |message| {
+                    refusal_line(pbse::SYSTEM, message, server)
+                })),
             };
             if let Some(line) = line {
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -122,13 +121,7 @@ pub fn run(args: &[String]) -> i32 {
         }
         status
     };
-    match connect::block_on(work) {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("qterm: cannot start runtime: {e}");
-            1
-        }
-    }
+    connect::exit_status_of("qterm", work)
 }
 
 #[cfg(test)]

@@ -148,10 +148,9 @@ pub fn run(switch: Switch, args: &[String]) -> i32 {
                     }
                     _ => None,
                 },
-                Err(status) => Some(match connect::ConnectError::from_status(&status) {
-                    Some(err) => format!("{}\n", err.torque_message(command)),
-                    None => refusal_line(command, pbse::SYSTEM, status.message(), queue, server),
-                }),
+                Err(status) => Some(connect::rpc_failure_line(command, &status, |message| {
+                    refusal_line(command, pbse::SYSTEM, message, queue, server)
+                })),
             };
             if let Some(line) = line {
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -160,13 +159,7 @@ pub fn run(switch: Switch, args: &[String]) -> i32 {
         }
         status
     };
-    match connect::block_on(work) {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("{command}: cannot start runtime: {e}");
-            1
-        }
-    }
+    connect::exit_status_of(command, work)
 }
 
 #[cfg(test)]

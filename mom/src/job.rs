@@ -145,6 +145,23 @@ impl RunRecord {
     pub fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended(_))
     }
+
+    /// A starting record of run `run_id` (job `RUNID.vm` of user `u`, uid 1000), for tests.
+    #[cfg(test)]
+    pub fn for_test(run_id: u64) -> RunRecord {
+        RunRecord {
+            uid: 1000,
+            ..RunRecord::starting(
+                &RunSpec {
+                    run_id,
+                    job_id: format!("{run_id}.vm"),
+                    euser: "u".into(),
+                    ..Default::default()
+                },
+                1,
+            )
+        }
+    }
 }
 
 /// A request to start a run (the MOM's copy of `StartRun`).

@@ -1286,15 +1286,7 @@ mod tests {
             session_id: nix::unistd::getpgrp().as_raw(),
             supervisor_pid: me,
             supervisor_started: procfs::stat_of(me).map_or(0, |s| s.start_ticks),
-            ..RunRecord::starting(
-                &RunSpec {
-                    run_id,
-                    job_id: format!("{run_id}.vm"),
-                    euser: "u".into(),
-                    ..Default::default()
-                },
-                1,
-            )
+            ..RunRecord::for_test(run_id)
         }
     }
 

@@ -251,7 +251,7 @@ fn load(path: &Path) -> Result<RunRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Phase, RunResult, RunSpec, Usage};
+    use crate::job::{Phase, RunResult, Usage};
 
     /// A store in a fresh MOM home (the directory lives as long as the first value).
     fn store() -> (tempfile::TempDir, Layout, Store) {
@@ -263,18 +263,7 @@ mod tests {
     }
 
     fn started(run_id: u64) -> RunRecord {
-        RunRecord {
-            uid: 1000,
-            ..RunRecord::starting(
-                &RunSpec {
-                    run_id,
-                    job_id: format!("{run_id}.vm"),
-                    euser: "u".into(),
-                    ..Default::default()
-                },
-                1,
-            )
-        }
+        RunRecord::for_test(run_id)
     }
 
     fn ended(r: &RunRecord, exit_status: i32) -> RunRecord {

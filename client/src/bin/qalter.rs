@@ -77,13 +77,7 @@ fn run(args: &[String]) -> i32 {
     if let Some(h) = hold {
         attrs.push(text_attr("Hold_Types", "", &h));
     }
-    match connect::block_on(alter(&parsed.operands, attrs)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("qalter: cannot start runtime: {e}");
-            1
-        }
-    }
+    connect::exit_status_of("qalter", alter(&parsed.operands, attrs))
 }
 
 async fn alter(ids: &[String], attrs: Vec<Attr>) -> i32 {
