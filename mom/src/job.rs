@@ -110,6 +110,11 @@ pub struct RunRecord {
     /// which synced every version.
     #[serde(default)]
     pub boot_id: String,
+    /// Since when the job is suspended (`qsig -s suspend`), epoch seconds. Its walltime
+    /// does not count meanwhile: a resume moves `start_time` on by the time suspended, as
+    /// Torque's MOM does.
+    #[serde(default)]
+    pub suspended_at: Option<i64>,
 }
 
 impl RunRecord {
@@ -139,11 +144,17 @@ impl RunRecord {
             epilogues_started: false,
             prologue_failed: None,
             boot_id: String::new(),
+            suspended_at: None,
         }
     }
 
     pub fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended(_))
+    }
+
+    /// The run's walltime at `now`, seconds: not counting the time it is or was suspended.
+    pub fn walltime(&self, now: i64) -> u64 {
+        (self.suspended_at.unwrap_or(now) - self.start_time).max(0) as u64
     }
 
     /// A starting record of run `run_id` (job `RUNID.vm` of user `u`, uid 1000), for tests.

@@ -98,6 +98,21 @@ struct Live {
     done: watch::Sender<bool>,
     cancelled: bool,
     peak: Usage,
+    /// Told when the run's clock stops or goes on (a suspend or resume), so its walltime
+    /// timer looks again.
+    clock: watch::Sender<()>,
+}
+
+impl Live {
+    fn new(pgid: i32, done: watch::Sender<bool>) -> Live {
+        Live {
+            pgid,
+            done,
+            cancelled: false,
+            peak: Usage::default(),
+            clock: watch::Sender::new(()),
+        }
+    }
 }
 
 struct Entry {
@@ -413,12 +428,7 @@ impl Runner {
                     tracing::info!(run = run_id, job = %record.job_id, session = record.session_id, "adopting running job");
                     let (done, _) = watch::channel(false);
                     adopted.push((run_id, record.clone(), done.subscribe(), done.subscribe()));
-                    live = Some(Live {
-                        pgid: record.session_id,
-                        done,
-                        cancelled: false,
-                        peak: Usage::default(),
-                    });
+                    live = Some(Live::new(record.session_id, done));
                 }
             }
             tracing::info!(run = run_id, job = %record.job_id, ended = record.is_ended(), "holding run from disk");
@@ -443,13 +453,7 @@ impl Runner {
             }
             self.spawn_orphan_watch(run_id, record.session_id, supervisor, done1);
             if record.walltime_limit_secs > 0 {
-                self.spawn_walltime(
-                    run_id,
-                    record.session_id,
-                    record.start_time,
-                    record.walltime_limit_secs,
-                    done2,
-                );
+                self.spawn_walltime(run_id, record.session_id, record.walltime_limit_secs, done2);
             }
         }
     }
@@ -698,12 +702,7 @@ impl Runner {
                 // What came meanwhile (a qdel) stays with the run.
                 record.interventions = entry.record.interventions;
                 entry.record = record.clone();
-                entry.live = Some(Live {
-                    pgid: l.pid,
-                    done,
-                    cancelled: false,
-                    peak: Usage::default(),
-                });
+                entry.live = Some(Live::new(l.pid, done));
                 true
             }
             None => false,
@@ -746,7 +745,7 @@ impl Runner {
         });
         self.spawn_waiter(run_id, link, l.supervisor);
         if spec.walltime_limit_secs > 0 {
-            self.spawn_walltime(run_id, l.pid, start_time, spec.walltime_limit_secs, done_rx);
+            self.spawn_walltime(run_id, l.pid, spec.walltime_limit_secs, done_rx);
         }
     }
 
@@ -851,7 +850,7 @@ impl Runner {
             cput_secs: live.peak.cput_secs.max(waited.map_or(0, |w| w.cput_secs)),
             mem_kb: live.peak.mem_kb.max(waited.map_or(0, |w| w.maxrss_kb)),
             vmem_kb: live.peak.vmem_kb,
-            walltime_secs: (now - record.start_time).max(0) as u64,
+            walltime_secs: record.walltime(now),
         };
         // The site's epilogues, before the copy: their output is appended to the job's files.
         self.run_epilogues(run_id, &record.pelog, live.pgid, &used, exit_status);
@@ -935,7 +934,7 @@ impl Runner {
                 }
             }
         };
-        let (pgid, done) = {
+        let (pgid, done, stopped) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
                 tracing::warn!(
@@ -975,12 +974,18 @@ impl Runner {
             } else {
                 entry.record.interventions.record_signal(sig);
             }
-            (pgid, done)
+            // A stopped job would only see SIGTERM once continued: Torque's MOM continues
+            // a suspended job it is told to end.
+            let stopped = entry.record.suspended_at.is_some() && signal == Signal::SIGTERM;
+            (pgid, done, stopped)
         };
         // Persist first: after a MOM restart the exit status must still say
         // "the MOM delivered this".
         self.save_latest(run_id);
         tracing::info!(run = run_id, pgid, %signal, delete, "signalling job");
+        if stopped {
+            procfs::kill_session(pgid, Signal::SIGCONT, true);
+        }
         procfs::kill_session(pgid, signal, false);
         if delete {
             let delay = if kill_delay_secs == 0 {
@@ -991,6 +996,60 @@ impl Runner {
             self.rt
                 .spawn(escalate(pgid, Duration::from_secs(delay.into()), done));
         }
+    }
+
+    /// qsig -s suspend (`suspend`) or resume: the job's processes stopped (SIGSTOP) or
+    /// continued (SIGCONT), and its clock with them, as Torque's MOM does. The time suspended
+    /// is recorded (on disk first, for a MOM that restarts meanwhile) and, at the resume,
+    /// moves the run's start on, so neither its walltime limit nor its `resources_used`
+    /// count it. Resuming a job that is not suspended only continues its processes (Torque
+    /// proceeds too).
+    pub fn suspend(&self, run_id: u64, suspend: bool) {
+        let now = now_secs();
+        let pgid = {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                tracing::warn!(
+                    run = run_id,
+                    suspend,
+                    "suspend or resume of a run not held; ignored"
+                );
+                return;
+            };
+            let Some(live) = entry.live.as_ref() else {
+                tracing::warn!(
+                    run = run_id,
+                    suspend,
+                    "suspend or resume of a run not running; ignored"
+                );
+                return;
+            };
+            let pgid = live.pgid;
+            let record = &mut entry.record;
+            match (suspend, record.suspended_at) {
+                (true, None) => record.suspended_at = Some(now),
+                (true, Some(_)) => {
+                    tracing::info!(run = run_id, "already suspended");
+                    return;
+                }
+                (false, Some(since)) => {
+                    record.start_time += (now - since).max(0);
+                    record.suspended_at = None;
+                }
+                (false, None) => {}
+            }
+            live.clock.send_replace(());
+            pgid
+        };
+        self.save_latest(run_id);
+        let signal = if suspend {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        tracing::info!(run = run_id, pgid, %signal, "suspending or resuming job");
+        // Every process of the job's session, also those in process groups of their own.
+        procfs::kill_session(pgid, signal, true);
     }
 
     /// CancelRuns: kill what still runs, forget everything named.
@@ -1059,7 +1118,7 @@ impl Runner {
                 .max(t.cpu_ticks / self.clock_ticks.max(1));
             live.peak.mem_kb = live.peak.mem_kb.max(t.rss_kb);
             live.peak.vmem_kb = live.peak.vmem_kb.max(t.vsize_kb);
-            live.peak.walltime_secs = (now - entry.record.start_time).max(0) as u64;
+            live.peak.walltime_secs = entry.record.walltime(now);
             jobs.push(entry.record.job_id.clone());
             usage.push((entry.record.run_id, live.peak));
         }
@@ -1069,44 +1128,77 @@ impl Runner {
         (jobs, usage)
     }
 
-    /// Kills the job at its walltime limit: SIGTERM, then SIGKILL after a grace.
+    /// Kills the job at its walltime limit: SIGTERM, then SIGKILL after a grace. The time it
+    /// spends suspended does not count: while suspended the timer waits for the resume, which
+    /// moves the run's start on (see [`Runner::suspend`]).
     fn spawn_walltime(
         self: &Arc<Self>,
         run_id: u64,
         pgid: i32,
-        start_time: i64,
         limit: u64,
         mut done: watch::Receiver<bool>,
     ) {
+        let Some(mut clock) = self
+            .runs()
+            .get(&run_id)
+            .and_then(|e| e.live.as_ref())
+            .map(|live| live.clock.subscribe())
+        else {
+            return;
+        };
         let runner = Arc::clone(self);
         self.rt.spawn(async move {
-            let elapsed = (now_secs() - start_time).max(0) as u64;
-            // Torque kills when walltime *exceeds* the limit: one second past it.
-            let remaining = Duration::from_secs(limit.saturating_add(1).saturating_sub(elapsed));
-            tokio::select! {
-                _ = tokio::time::sleep(remaining) => {}
-                _ = ended(&mut done) => return,
-            }
-            let elapsed = (now_secs() - start_time).max(0) as u64;
-            {
-                let mut runs = runner.runs();
-                let Some(entry) = runs.get_mut(&run_id).filter(|e| e.live.is_some()) else {
-                    return;
+            loop {
+                // Torque kills when walltime *exceeds* the limit: one second past it.
+                let wait = {
+                    let runs = runner.runs();
+                    let Some(entry) = runs.get(&run_id).filter(|e| e.live.is_some()) else {
+                        return;
+                    };
+                    let elapsed = entry.record.walltime(now_secs());
+                    entry.record.suspended_at.is_none().then(|| {
+                        Duration::from_secs(limit.saturating_add(1).saturating_sub(elapsed))
+                    })
                 };
-                entry.record.interventions.walltime = true;
-                entry.record.walltime_elapsed = elapsed;
+                let expired = tokio::select! {
+                    _ = sleep_or_forever(wait) => true,
+                    changed = clock.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        false
+                    }
+                    _ = ended(&mut done) => return,
+                };
+                if !expired {
+                    continue;
+                }
+                let elapsed = {
+                    let mut runs = runner.runs();
+                    let Some(entry) = runs.get_mut(&run_id).filter(|e| e.live.is_some()) else {
+                        return;
+                    };
+                    let elapsed = entry.record.walltime(now_secs());
+                    if entry.record.suspended_at.is_some() || elapsed <= limit {
+                        continue;
+                    }
+                    entry.record.interventions.walltime = true;
+                    entry.record.walltime_elapsed = elapsed;
+                    elapsed
+                };
+                let r = Arc::clone(&runner);
+                let _ = tokio::task::spawn_blocking(move || r.save_latest(run_id)).await;
+                tracing::info!(
+                    run = run_id,
+                    pgid,
+                    elapsed,
+                    limit,
+                    "walltime exceeded: killing job"
+                );
+                procfs::kill_session(pgid, Signal::SIGTERM, false);
+                escalate(pgid, WALLTIME_GRACE, done).await;
+                return;
             }
-            let r = Arc::clone(&runner);
-            let _ = tokio::task::spawn_blocking(move || r.save_latest(run_id)).await;
-            tracing::info!(
-                run = run_id,
-                pgid,
-                elapsed,
-                limit,
-                "walltime exceeded: killing job"
-            );
-            procfs::kill_session(pgid, Signal::SIGTERM, false);
-            escalate(pgid, WALLTIME_GRACE, done).await;
         });
     }
 
@@ -1163,6 +1255,14 @@ fn unstarted(exit_status: i32, message: &str) -> RunResult {
         session_id: 0,
         message: message.to_string(),
         copy_errors: Vec::new(),
+    }
+}
+
+/// Sleeps `wait`, or forever when there is none.
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1304,6 +1404,68 @@ mod tests {
         assert!(runner.runs()[&8].unsynced_result.is_some());
         runner.sync_results(RESULT_SYNC_DELAY);
         assert!(runner.runs()[&8].unsynced_result.is_some(), "not due yet");
+    }
+
+    #[test]
+    fn a_runs_walltime_leaves_out_its_suspension() {
+        let mut r = RunRecord::for_test(1);
+        r.start_time = 100;
+        assert_eq!(r.walltime(130), 30);
+        r.suspended_at = Some(110);
+        assert_eq!(r.walltime(130), 10, "frozen while suspended");
+        assert_eq!(r.walltime(90), 10, "whatever the clock says");
+    }
+
+    #[tokio::test]
+    async fn suspend_stops_the_jobs_processes_and_its_clock_resume_moves_its_start_on() {
+        use std::os::unix::process::CommandExt;
+        let (_dir, runner, _events) = runner();
+        // A job of its own process group, as a job's shell is.
+        let mut job = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let pgid = job.id() as i32;
+        let state = || procfs::stat_of(pgid).map(|s| s.state);
+        let mut running = record(9, Phase::Running, &runner.boot_id);
+        running.start_time = now_secs() - 100;
+        let (done, _) = watch::channel(false);
+        runner
+            .runs()
+            .insert(9, Entry::new(running, Some(Live::new(pgid, done))));
+        let mut clock = runner.runs()[&9].live.as_ref().unwrap().clock.subscribe();
+
+        runner.suspend(9, true);
+        let since = runner.runs()[&9].record.suspended_at.expect("suspended");
+        assert!(clock.has_changed().unwrap(), "the walltime timer is told");
+        clock.mark_unchanged();
+        let stopped = wait_for(|| state() == Some('T'));
+        assert!(stopped, "{:?}", state());
+        let on_disk = runner.store.load_all();
+        assert_eq!(on_disk[0].suspended_at, Some(since), "on disk first");
+
+        let start = runner.runs()[&9].record.start_time;
+        runner.suspend(9, false);
+        let record = runner.runs()[&9].record.clone();
+        assert_eq!(record.suspended_at, None);
+        assert_eq!(record.start_time, start + (now_secs() - since).max(0));
+        assert!(clock.has_changed().unwrap());
+        let continued = wait_for(|| matches!(state(), Some('S' | 'R')));
+        assert!(continued, "{:?}", state());
+        let _ = job.kill();
+        let _ = job.wait();
+    }
+
+    /// Polls `condition` (every 10 ms, at most 10 s).
+    fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..1000 {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     fn result_of(runner: &Runner, run_id: u64) -> Option<RunResult> {

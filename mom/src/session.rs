@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use capstan_proto::v1::{
     mom_message, mom_session_client::MomSessionClient, server_message, HeldRun, Hello, MomMessage,
-    NodeStatus, ResourcesUsed, RunEnded, RunStarted, RunUsage, ServerMessage, StartRun,
+    NodeStatus, ResourcesUsed, RunEnded, RunStarted, RunUsage, ServerMessage,
+    SignalKind as RunSignalKind, StartRun,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -228,9 +229,17 @@ impl Session {
                     run = s.run_id,
                     signal = s.signal,
                     delete = s.delete,
+                    kind = s.kind,
                     "SignalRun"
                 );
-                Box::new(move || runner.signal(s.run_id, s.signal, s.delete, s.kill_delay_secs))
+                match RunSignalKind::try_from(s.kind) {
+                    Ok(RunSignalKind::Suspend) => Box::new(move || runner.suspend(s.run_id, true)),
+                    Ok(RunSignalKind::Resume) => Box::new(move || runner.suspend(s.run_id, false)),
+                    // A kind this MOM does not know: the signal as it is.
+                    _ => Box::new(move || {
+                        runner.signal(s.run_id, s.signal, s.delete, s.kill_delay_secs)
+                    }),
+                }
             }
             Some(server_message::Kind::AckEnded(a)) => Box::new(move || runner.ack(&a.run_ids)),
             Some(server_message::Kind::Cancel(c)) => {

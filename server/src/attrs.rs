@@ -338,7 +338,13 @@ pub fn write_job_attrs(
         a.res_lazy(used_at, "mem", || format!("{}kb", used.mem_kb));
         a.res(at!("resources_used"), "energy_used", "0");
     }
-    a.text(at!("job_state"), job.state.letter());
+    // Torque's `S`: a running job's state letter while it is suspended.
+    let letter = if job.state == JobState::Running && job.suspended {
+        "S"
+    } else {
+        job.state.letter()
+    };
+    a.text(at!("job_state"), letter);
     a.text(at!("queue"), &job.queue);
     a.text(at!("server"), server);
     if let Some(account) = &job.account {

@@ -478,6 +478,7 @@ async fn commit_starts(
             job.start_count += 1;
             job.comment = Some(started_comment(now) + &why);
             job.session_id = None;
+            job.suspended = false;
             job.resources_used = None;
             job.exit_status = None;
             job.comp_time = None;

@@ -608,6 +608,7 @@ fn build_job(
         start_time: None,
         start_count: 0,
         failed_starts: 0,
+        suspended: false,
         defaulted,
         comp_time: None,
         total_runtime: None,
@@ -1129,6 +1130,31 @@ fn act_on(
             if job.state != JobState::Running {
                 return Err(PbsError::new(pbse::BADSTATE, "", ""));
             }
+            // Torque's two privileged names (compared as written, as Torque's server does).
+            if let Some(suspend) = match args.signal.trim() {
+                "suspend" => Some(true),
+                "resume" => Some(false),
+                _ => None,
+            } {
+                if privilege < Privilege::Operator {
+                    return Err(PbsError::new(pbse::PERM, "", ""));
+                }
+                if suspend && job.suspended {
+                    // Torque's MOM refuses to suspend a suspended job.
+                    return Err(PbsError::new(pbse::BADSTATE, "", ""));
+                }
+                if let (Some(run_id), Some(ms)) = (job.current_run, job.mother_superior()) {
+                    plan.messages
+                        .push((ms.to_string(), ToMom::Suspend { run_id, suspend }));
+                }
+                // Resuming a job that is not suspended only continues its processes.
+                if job.suspended != suspend {
+                    job.suspended = suspend;
+                    job.mtime = now;
+                    plan.overlay.insert(seq, job);
+                }
+                return Ok(());
+            }
             let signal =
                 parse_signal(&args.signal).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
             if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
@@ -1238,6 +1264,7 @@ fn end_job(job: &mut Job, exit_status: i32, now: i64, comment: Option<String>) {
     job.mtime = now;
     job.current_run = None;
     job.pending = None;
+    job.suspended = false;
     if let Some(start) = job.start_time {
         job.total_runtime = Some((now - start).max(0) as f64);
     }
@@ -1252,6 +1279,7 @@ fn requeue(job: &mut Job, now: i64, comment: Option<String>) {
     job.exec_host.clear();
     job.current_run = None;
     job.pending = None;
+    job.suspended = false;
     job.session_id = None;
     job.mtime = now;
     job.qtime = now;
@@ -1898,6 +1926,90 @@ mod tests {
             child.comment.as_deref(),
             Some("Job deleted as result of dependency on job 1.vm")
         );
+    }
+
+    #[tokio::test]
+    async fn operators_suspend_and_resume_running_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = vec![running_on(1, "n1", 10), job(2, JobState::Queued)];
+        let mut core = core_with_jobs(dir.path(), jobs).await;
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let sig = |name: &str| ActionArgs::test("", name);
+        // The owner (uid 1000) may signal, not suspend; a queued job is refused first.
+        let (r, _) = job_action(
+            &mut core,
+            &user(1000),
+            JobOp::Signal,
+            &ids(&["2"]),
+            &sig("suspend"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BADSTATE));
+        let (r, _) = job_action(
+            &mut core,
+            &user(1000),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("suspend"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]), Some((pbse::PERM, String::new())));
+        assert!(!core.state.jobs[&1].suspended);
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("suspend"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]), None);
+        assert!(core.state.jobs[&1].suspended);
+        assert_eq!(
+            core.state.jobs[&1].state,
+            JobState::Running,
+            "still running for every rule"
+        );
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("suspend"),
+            5,
+        )
+        .await;
+        assert_eq!(
+            code(&r[0]).map(|c| c.0),
+            Some(pbse::BADSTATE),
+            "already suspended"
+        );
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("resume"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]), None);
+        assert!(!core.state.jobs[&1].suspended);
+        // Resuming a job that is not suspended continues its processes and changes nothing.
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("resume"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]), None);
+        assert!(!core.state.jobs[&1].suspended);
     }
 
     #[tokio::test]

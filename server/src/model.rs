@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::resources::SlotRequest;
 
-/// Torque's job states (`job_state`). Transit, Exiting and Suspended are never entered.
+/// Torque's job states (`job_state`). Transit and Exiting are never entered; a suspended job
+/// is Running with [`Job::suspended`] set, shown `S` (Torque keeps its state too and only
+/// shows the letter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobState {
     Queued,
@@ -219,6 +221,10 @@ pub struct Job {
     /// requeued once more.
     #[serde(default)]
     pub failed_starts: u32,
+    /// Running, but suspended (`qsig -s suspend`): shown `S`, as Torque shows its
+    /// JOB_SVFLG_Suspend; still Running for every count and rule, and its slots stay held.
+    #[serde(default)]
+    pub suspended: bool,
     /// The `Resource_List` names its queue's `resources_default` filled in (not asked for):
     /// qmove drops them and takes the new queue's, as Torque does. Empty in jobs stored
     /// before Capstan kept it.
@@ -490,6 +496,11 @@ pub enum ToMom {
         signal: i32,
         delete: bool,
         kill_delay_secs: u32,
+    },
+    /// qsig -s suspend (`suspend`) or resume.
+    Suspend {
+        run_id: u64,
+        suspend: bool,
     },
     AckEnded(Vec<u64>),
     Cancel(Vec<u64>),

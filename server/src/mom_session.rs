@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use capstan_proto::v1::mom_session_server::MomSession;
 use capstan_proto::v1::{
     mom_message, server_message, AckRunEnded, CancelRuns, EnvVar, Hello, MomMessage, ServerMessage,
-    SignalRun, StartRun, Welcome,
+    SignalKind, SignalRun, StartRun, Welcome,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -195,6 +195,22 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
             signal,
             delete,
             kill_delay_secs,
+            kind: SignalKind::Plain as i32,
+        }),
+        ToMom::Suspend { run_id, suspend } => server_message::Kind::Signal(SignalRun {
+            run_id,
+            signal: if suspend {
+                libc::SIGSTOP
+            } else {
+                libc::SIGCONT
+            },
+            delete: false,
+            kill_delay_secs: 0,
+            kind: if suspend {
+                SignalKind::Suspend
+            } else {
+                SignalKind::Resume
+            } as i32,
         }),
         ToMom::AckEnded(run_ids) => server_message::Kind::AckEnded(AckRunEnded { run_ids }),
         ToMom::Cancel(run_ids) => server_message::Kind::Cancel(CancelRuns { run_ids }),

@@ -579,6 +579,7 @@ pub(crate) mod tests {
             start_time: None,
             start_count: 0,
             failed_starts: 0,
+            suspended: false,
             defaulted: Vec::new(),
             comp_time: None,
             total_runtime: None,

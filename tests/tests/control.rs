@@ -410,3 +410,71 @@ fn qrun_starts_a_job_now_where_it_fits() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn an_operator_suspends_and_resumes_a_job_whose_walltime_stops_meanwhile() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the manager) and an unprivileged user");
+        return;
+    }
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let pid_file = c.work.join("job.pid");
+    // Its sleep runs out while it is suspended: were the suspension counted, the 4 s
+    // walltime limit would kill it.
+    let body = format!("echo $$ > {}\nsleep 6\necho done\n", pid_file.display());
+    let id = c.qsub("paused.sh", &body, &["-l", "walltime=00:00:04"]);
+    c.wait_state(&id, "R", T);
+    let shell = c.shell_proc(&pid_file);
+    let proc_state = || {
+        std::fs::read_to_string(shell.join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+            .flatten()
+    };
+
+    // Its owner may signal it, but not suspend it (Torque: operators and managers only).
+    let out = c.run("qsig", &["-s", "suspend", &id]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (159, format!("qsig: Unauthorized Request  {id}\n"))
+    );
+    let out = c.run_as_root("qsig", &["-s", "suspend", &id]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    c.wait_state(&id, "S", T);
+    assert!(
+        wait_until(T, || proc_state() == Some('T')),
+        "{:?}",
+        proc_state()
+    );
+    // Suspended twice: refused, as Torque's MOM refuses.
+    let out = c.run_as_root("qsig", &["-s", "suspend", &id]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            170,
+            format!("qsig: Request invalid for state of job {id}\n")
+        )
+    );
+    // Past its walltime limit on the clock, suspended all the while.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        c.job_state(&id).as_deref(),
+        Some("S"),
+        "not killed while suspended"
+    );
+    let out = c.run_as_root("qsig", &["-s", "resume", &id]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("0"));
+    let walltime = c
+        .job_attr(&id, "resources_used.walltime")
+        .unwrap_or_default();
+    assert!(
+        walltime.as_str() < "00:00:04",
+        "the suspension is not counted: {walltime}"
+    );
+    assert_eq!(c.read(c.default_stdout("paused.sh", &id)), "done\n");
+    // A job that is not running cannot be suspended.
+    let out = c.run_as_root("qsig", &["-s", "resume", &id]);
+    assert_eq!(code(&out), 170, "{}", stderr(&out));
+}
