@@ -202,7 +202,11 @@ fn criterion_matches(c: &Criterion, job: &impl AttrView) -> bool {
             have == *r
         }
         Criterion::States(op, states) => {
-            let state = job.get("job_state").unwrap_or("");
+            // A suspended job (`S`) is running, as Torque's server selects it.
+            let state = match job.get("job_state").unwrap_or("") {
+                "S" => "R",
+                state => state,
+            };
             let among = !state.is_empty() && states.contains(state);
             op.accepts(if among {
                 Ordering::Equal
@@ -473,6 +477,12 @@ mod tests {
         assert!(select(&["-s", "QH"]).matches(&queued));
         assert!(!select(&["-s", "R"]).matches(&queued));
         assert!(select(&["-s", ".ne.R"]).matches(&queued));
+        let suspended = job(&[("job_state", "", "S")]);
+        assert!(
+            select(&["-s", "R"]).matches(&suspended),
+            "running, suspended"
+        );
+        assert!(!select(&["-s", ".ne.R"]).matches(&suspended));
         assert!(select(&["-u", "bob,alice"]).matches(&queued));
         assert!(select(&["-u", "alice@*.lab.org"]).matches(&queued));
         assert!(!select(&["-u", "alice@*.lab.örg"]).matches(&queued));

@@ -222,4 +222,5 @@ pub struct Held {
     pub run_id: u64,
     pub job_id: String,
     pub finished: bool,
+    pub suspended: bool,
 }

@@ -467,6 +467,7 @@ impl Runner {
                 run_id: e.record.run_id,
                 job_id: e.record.job_id.clone(),
                 finished: e.record.is_ended(),
+                suspended: e.record.suspended_at.is_some(),
             })
             .collect();
         v.sort_by_key(|h| h.run_id);
@@ -975,8 +976,14 @@ impl Runner {
                 entry.record.interventions.record_signal(sig);
             }
             // A stopped job would only see SIGTERM once continued: Torque's MOM continues
-            // a suspended job it is told to end.
-            let stopped = entry.record.suspended_at.is_some() && signal == Signal::SIGTERM;
+            // a suspended job it is told to end. Continued (so, or by a plain SIGCONT), it
+            // is no longer suspended: its clock goes on, and its walltime limit with it.
+            let continues = matches!(signal, Signal::SIGTERM | Signal::SIGCONT);
+            let stopped = entry.record.suspended_at.is_some() && continues;
+            if stopped {
+                resume_clock(&mut entry.record, now_secs());
+                live.clock.send_replace(());
+            }
             (pgid, done, stopped)
         };
         // Persist first: after a MOM restart the exit status must still say
@@ -1032,10 +1039,7 @@ impl Runner {
                     tracing::info!(run = run_id, "already suspended");
                     return;
                 }
-                (false, Some(since)) => {
-                    record.start_time += (now - since).max(0);
-                    record.suspended_at = None;
-                }
+                (false, Some(_)) => resume_clock(record, now),
                 (false, None) => {}
             }
             live.clock.send_replace(());
@@ -1255,6 +1259,13 @@ fn unstarted(exit_status: i32, message: &str) -> RunResult {
         session_id: 0,
         message: message.to_string(),
         copy_errors: Vec::new(),
+    }
+}
+
+/// A suspended run's clock goes on at `now`: its start moves on by the time suspended.
+fn resume_clock(record: &mut RunRecord, now: i64) {
+    if let Some(since) = record.suspended_at.take() {
+        record.start_time += (now - since).max(0);
     }
 }
 

@@ -302,6 +302,7 @@ fn held_to_wire(h: Held) -> HeldRun {
         run_id: h.run_id,
         job_id: h.job_id,
         finished: h.finished,
+        suspended: h.suspended,
     }
 }
 

@@ -1139,9 +1139,14 @@ fn act_on(
                 if privilege < Privilege::Operator {
                     return Err(PbsError::new(pbse::PERM, "", ""));
                 }
-                if suspend && job.suspended {
-                    // Torque's MOM refuses to suspend a suspended job.
+                // Torque's MOM refuses a job not yet running there (before its RunStarted:
+                // in its prologue, say), and a suspend of a suspended one; a MOM out of reach
+                // cannot be told (Torque's server fails the request then too).
+                if job.session_id.is_none() || (suspend && job.suspended) {
                     return Err(PbsError::new(pbse::BADSTATE, "", ""));
+                }
+                if !ms_connected {
+                    return Err(PbsError::new(pbse::NORELYMOM, "", ""));
                 }
                 if let (Some(run_id), Some(ms)) = (job.current_run, job.mother_superior()) {
                     plan.messages
@@ -1167,6 +1172,13 @@ fn act_on(
                         kill_delay_secs: 0,
                     },
                 ));
+            }
+            // SIGCONT, and the SIGCONT the MOM sends before a SIGTERM, continue a suspended
+            // job: it is no longer suspended, and its walltime counts again (on the MOM too).
+            if job.suspended && matches!(signal, libc::SIGCONT | libc::SIGTERM) {
+                job.suspended = false;
+                job.mtime = now;
+                plan.overlay.insert(seq, job);
             }
             return Ok(());
         }
@@ -1931,85 +1943,97 @@ mod tests {
     #[tokio::test]
     async fn operators_suspend_and_resume_running_jobs() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = vec![running_on(1, "n1", 10), job(2, JobState::Queued)];
+        let mut started = running_on(1, "n1", 10);
+        started.session_id = Some(4321);
+        let starting = running_on(3, "n1", 30);
+        let jobs = vec![started, job(2, JobState::Queued), starting];
         let mut core = core_with_jobs(dir.path(), jobs).await;
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let sig = |name: &str| ActionArgs::test("", name);
+        // n1's MOM out of reach: it cannot be told.
+        core.state.nodes = crate::nodes_file::parse("n1 np=2\n")
+            .unwrap()
+            .into_iter()
+            .map(|def| {
+                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
+            })
+            .collect();
+        let (r, _) = job_action(
+            &mut core,
+            &user(0),
+            JobOp::Signal,
+            &ids(&["1"]),
+            &sig("suspend"),
+            5,
+        )
+        .await;
+        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::NORELYMOM));
+        let (tx, mut to_mom) = tokio::sync::mpsc::unbounded_channel();
+        core.state.nodes[0].session = Some(crate::state::SessionHandle { id: 1, tx });
+        let mut act = async |caller: u32, id: &str, name: &str| {
+            let (r, _) = job_action(
+                &mut core,
+                &user(caller),
+                JobOp::Signal,
+                &ids(&[id]),
+                &sig(name),
+                5,
+            )
+            .await;
+            code(&r[0])
+        };
         // The owner (uid 1000) may signal, not suspend; a queued job is refused first.
-        let (r, _) = job_action(
-            &mut core,
-            &user(1000),
-            JobOp::Signal,
-            &ids(&["2"]),
-            &sig("suspend"),
-            5,
-        )
-        .await;
-        assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BADSTATE));
-        let (r, _) = job_action(
-            &mut core,
-            &user(1000),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("suspend"),
-            5,
-        )
-        .await;
-        assert_eq!(code(&r[0]), Some((pbse::PERM, String::new())));
-        assert!(!core.state.jobs[&1].suspended);
-        let (r, _) = job_action(
-            &mut core,
-            &user(0),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("suspend"),
-            5,
-        )
-        .await;
-        assert_eq!(code(&r[0]), None);
-        assert!(core.state.jobs[&1].suspended);
         assert_eq!(
-            core.state.jobs[&1].state,
-            JobState::Running,
-            "still running for every rule"
+            act(1000, "2", "suspend").await.map(|c| c.0),
+            Some(pbse::BADSTATE)
         );
-        let (r, _) = job_action(
-            &mut core,
-            &user(0),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("suspend"),
-            5,
-        )
-        .await;
         assert_eq!(
-            code(&r[0]).map(|c| c.0),
+            act(1000, "1", "suspend").await,
+            Some((pbse::PERM, String::new()))
+        );
+        // Not yet running on its MOM (no RunStarted: in its prologue, say).
+        assert_eq!(
+            act(0, "3", "suspend").await.map(|c| c.0),
+            Some(pbse::BADSTATE)
+        );
+        assert_eq!(act(0, "1", "suspend").await, None);
+        assert_eq!(
+            act(0, "1", "suspend").await.map(|c| c.0),
             Some(pbse::BADSTATE),
-            "already suspended"
+            "twice"
         );
-        let (r, _) = job_action(
-            &mut core,
-            &user(0),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("resume"),
-            5,
-        )
-        .await;
-        assert_eq!(code(&r[0]), None);
-        assert!(!core.state.jobs[&1].suspended);
+        assert_eq!(act(0, "1", "resume").await, None);
         // Resuming a job that is not suspended continues its processes and changes nothing.
-        let (r, _) = job_action(
-            &mut core,
-            &user(0),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("resume"),
-            5,
-        )
-        .await;
-        assert_eq!(code(&r[0]), None);
-        assert!(!core.state.jobs[&1].suspended);
+        assert_eq!(act(0, "1", "resume").await, None);
+        // A plain SIGCONT (the owner may send it) continues a suspended job: not suspended.
+        assert_eq!(act(0, "1", "suspend").await, None);
+        assert_eq!(act(1000, "1", "CONT").await, None);
+        let mut sent = Vec::new();
+        while let Ok(message) = to_mom.try_recv() {
+            sent.push(message);
+        }
+        let suspend = |suspend| ToMom::Suspend {
+            run_id: 10,
+            suspend,
+        };
+        let cont = ToMom::Signal {
+            run_id: 10,
+            signal: libc::SIGCONT,
+            delete: false,
+            kill_delay_secs: 0,
+        };
+        assert_eq!(
+            sent,
+            vec![
+                suspend(true),
+                suspend(false),
+                suspend(false),
+                suspend(true),
+                cont
+            ]
+        );
+        assert!(!core.state.jobs[&1].suspended, "continued by the SIGCONT");
+        assert_eq!(core.state.jobs[&1].state, JobState::Running);
     }
 
     #[tokio::test]

@@ -321,6 +321,32 @@ async fn register(
         info!(node, runs = ?cancel, "cancelling runs the server does not expect");
         let _ = tx.send(ToMom::Cancel(cancel));
     }
+    // A suspend or resume the MOM missed (its session went before the word reached it): the
+    // server's view is sent again.
+    let suspended: HashMap<u64, bool> = hello
+        .held_runs
+        .iter()
+        .map(|r| (r.run_id, r.suspended))
+        .collect();
+    for job in core.state.running_jobs() {
+        let Some(run) = job.current_run else {
+            continue;
+        };
+        if job.mother_superior() == Some(node)
+            && suspended.get(&run).is_some_and(|s| *s != job.suspended)
+        {
+            info!(
+                node,
+                run,
+                suspended = job.suspended,
+                "the MOM missed a suspend or resume; sent again"
+            );
+            let _ = tx.send(ToMom::Suspend {
+                run_id: run,
+                suspend: job.suspended,
+            });
+        }
+    }
     // A qdel/qrerun committed before the MOM went away may never have reached it.
     for job in core.state.running_jobs() {
         if let (Some(run), Some(_)) = (job.current_run, job.pending) {

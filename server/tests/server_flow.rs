@@ -533,15 +533,18 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
         &server,
         "n1",
         vec![
+            // Stopped there, though the server never suspended it (a resume it missed).
             pb::HeldRun {
                 run_id: start.run_id,
                 job_id: "0.vm".into(),
                 finished: false,
+                suspended: true,
             },
             pb::HeldRun {
                 run_id: 777,
                 job_id: "9.vm".into(),
                 finished: false,
+                suspended: false,
             },
         ],
     )
@@ -550,6 +553,17 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
     match mom.next().await {
         pb::server_message::Kind::Cancel(c) => assert_eq!(c.run_ids, vec![777]),
         other => panic!("expected CancelRuns, got {other:?}"),
+    }
+    match mom.next().await {
+        pb::server_message::Kind::Signal(s) => {
+            assert_eq!(s.run_id, start.run_id);
+            assert_eq!(
+                s.kind,
+                pb::SignalKind::Resume as i32,
+                "the server's view again"
+            );
+        }
+        other => panic!("expected SignalRun, got {other:?}"),
     }
     assert_eq!(get(&stat(&mut c, "0").await, "job_state"), Some("R"));
     // qdel of a running job asks the MOM to kill it; its end completes the delete.
@@ -576,6 +590,7 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
             run_id: start.run_id,
             job_id: "0.vm".into(),
             finished: false,
+            suspended: false,
         }],
     )
     .await

@@ -478,3 +478,48 @@ fn an_operator_suspends_and_resumes_a_job_whose_walltime_stops_meanwhile() {
     let out = c.run_as_root("qsig", &["-s", "resume", &id]);
     assert_eq!(code(&out), 170, "{}", stderr(&out));
 }
+
+#[test]
+fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continues_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the manager) and an unprivileged user");
+        return;
+    }
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let pid_file = c.work.join("job.pid");
+    let id = c.qsub("paused.sh", &Cluster::pid_then_sleep(&pid_file, 300), &[]);
+    c.wait_state(&id, "R", T);
+    let shell = c.shell_proc(&pid_file);
+    let proc_state = || {
+        std::fs::read_to_string(shell.join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+            .flatten()
+    };
+    assert!(wait_until(T, || c.job_attr(&id, "session_id").is_some()));
+    let out = c.run_as_root("qsig", &["-s", "suspend", &id]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert!(wait_until(T, || proc_state() == Some('T')));
+
+    // Its MOM restarts: the job stays stopped, and shown suspended.
+    c.restart_mom_adopting("n1");
+    assert_eq!(c.job_state(&id).as_deref(), Some("S"));
+    assert_eq!(proc_state(), Some('T'));
+    // With its MOM gone, it cannot be resumed: the server says so and changes nothing.
+    c.kill_mom("n1");
+    assert!(wait_until(T, || c.node_state("n1").as_deref() == Some("down")));
+    let out = c.run_as_root("qsig", &["-s", "resume", &id]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (201, format!("qsig: Server could not connect to MOM {id}\n"))
+    );
+    assert_eq!(c.job_state(&id).as_deref(), Some("S"));
+    c.restart_mom_adopting("n1");
+
+    // Its owner's SIGCONT continues it: no longer suspended, on the server or on the node.
+    let out = c.run("qsig", &["-s", "CONT", &id]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    c.wait_state(&id, "R", T);
+    assert!(wait_until(T, || matches!(proc_state(), Some('S' | 'R'))));
+    assert_contains(&c.mom_log("n1"), "signalling job");
+}
