@@ -1,5 +1,5 @@
-//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`, `qmove`, and `qrun`
-//! (its own request, and its own exits; see [`qrun`]).
+//! The job-control commands: `qdel`, `qhold`, `qrls`, `qsig`, `qrerun`, `qmove`, `qmsg`, and
+//! `qrun` (its own request, and its own exits; see [`qrun`]).
 //!
 //! They share one shape (Torque's `qdel.c`, `qhold.c`, ...): getopt options, one or more job
 //! ids, one server request, and per failed job a line `CMD: TEXT[ MSG=DETAIL] JOBID` on
@@ -8,7 +8,9 @@
 //! `qrls`, `qsig` and `qrerun` print nothing for an unknown job id (but still exit 153);
 //! `qdel` says `qdel: nonexistent job id: ID`; failures while expanding `qdel all` do not
 //! change the exit status. Usage errors print Torque's usage line and exit 2. `qmove` takes no
-//! options (Torque's parses none): `qmove DESTINATION JOBID...`.
+//! options (Torque's parses none): `qmove DESTINATION JOBID...`. `qmsg [-O] [-E] MESSAGE
+//! JOBID...` writes MESSAGE (its first 256 bytes, as Torque's) into running jobs' stderr
+//! (`-E`, the default) and/or stdout (`-O`) files; it does report an unknown job id.
 //!
 //! Options are parsed by hand with getopt semantics ([`crate::getopt`]) because Torque's
 //! messages and usage lines must be reproduced exactly.
@@ -30,6 +32,7 @@ pub enum Command {
     Qsig,
     Qrerun,
     Qmove,
+    Qmsg,
 }
 
 impl Command {
@@ -42,6 +45,7 @@ impl Command {
             Command::Qsig => "qsig",
             Command::Qrerun => "qrerun",
             Command::Qmove => "qmove",
+            Command::Qmsg => "qmsg",
         }
     }
 
@@ -56,6 +60,7 @@ impl Command {
             Command::Qsig => "usage: qsig [-a] [-s signal] job_identifier...\n",
             Command::Qrerun => "usage: qrerun [-f] <JOBID>[ <JOBID>]...\n",
             Command::Qmove => "usage: qmove destination job_identifier...\n",
+            Command::Qmsg => "usage: qmsg [-O] [-E] msg_string job_identifier...\n",
         }
     }
 
@@ -66,6 +71,7 @@ impl Command {
             Command::Qsig => "as:",
             Command::Qrerun => "m:f",
             Command::Qmove => "",
+            Command::Qmsg => "EO",
         }
     }
 
@@ -77,6 +83,7 @@ impl Command {
             Command::Qsig => JobOp::Signal,
             Command::Qrerun => JobOp::Rerun,
             Command::Qmove => JobOp::Move,
+            Command::Qmsg => JobOp::Message,
         }
     }
 }
@@ -96,8 +103,15 @@ pub struct Invocation {
     pub signal: String,
     /// qmove's destination.
     pub destination: String,
+    /// qmsg's message, and its files (`-O`, `-E`; neither: stderr, the server decides).
+    pub message: String,
+    pub message_stdout: bool,
+    pub message_stderr: bool,
     pub ids: Vec<String>,
 }
+
+/// Torque's qmsg keeps this many bytes of its message.
+const MAX_QMSG_BYTES: usize = 256;
 
 /// Parses `args` (without the program name) Torque's way.
 pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, UsageError> {
@@ -109,6 +123,9 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                 hold_types: String::new(),
                 signal: String::new(),
                 destination: destination.clone(),
+                message: String::new(),
+                message_stdout: false,
+                message_stderr: false,
                 ids: ids.to_vec(),
             }),
             _ => Err(UsageError {
@@ -123,6 +140,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
     let mut extension_given = false;
     let mut hold_types = String::new();
     let mut signal = String::new();
+    let (mut message_stdout, mut message_stderr) = (false, false);
     for item in &parsed.items {
         match item {
             Item::Error(complaint) => {
@@ -177,12 +195,30 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                     }
                     (Command::Qsig, 'a') => {}
                     (Command::Qsig, 's') => signal = arg.to_string(),
+                    (Command::Qmsg, 'O') => message_stdout = true,
+                    (Command::Qmsg, 'E') => message_stderr = true,
                     _ => errors += 1,
                 }
             }
         }
     }
-    if errors > 0 || parsed.operands.is_empty() {
+    let mut operands = parsed.operands;
+    // qmsg: the message first, then at least one job.
+    let message = if command == Command::Qmsg && operands.len() >= 2 {
+        let mut message = operands.remove(0);
+        let mut end = message.len().min(MAX_QMSG_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message
+    } else if command == Command::Qmsg {
+        operands.clear();
+        String::new()
+    } else {
+        String::new()
+    };
+    if errors > 0 || operands.is_empty() {
         return Err(UsageError { preamble });
     }
     Ok(Invocation {
@@ -190,7 +226,10 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
         hold_types,
         signal,
         destination: String::new(),
-        ids: parsed.operands,
+        message,
+        message_stdout,
+        message_stderr,
+        ids: operands,
     })
 }
 
@@ -215,6 +254,9 @@ pub fn requests(inv: &Invocation) -> Vec<(bool, JobActionRequest)> {
                     hold_types: inv.hold_types.clone(),
                     signal: inv.signal.clone(),
                     destination: inv.destination.clone(),
+                    message: inv.message.clone(),
+                    message_stdout: inv.message_stdout,
+                    message_stderr: inv.message_stderr,
                 },
             )),
         }
@@ -265,6 +307,9 @@ pub fn outcome_for(name: &str, result: &JobActionResult, from_all: bool) -> Outc
     if err.code == pbse::UNKJOBID {
         if name == "qdel" {
             out.stderr = format!("qdel: nonexistent job id: {id}\n");
+        } else if name == "qmsg" {
+            // Torque's qmsg looks for the job elsewhere first, then reports it.
+            out.stderr = line;
         }
         return out;
     }
@@ -517,6 +562,50 @@ mod tests {
     fn report(command: Command, result: &JobActionResult) -> (String, i32) {
         let o = outcome(command, result, false);
         (o.stderr, o.exit_code)
+    }
+
+    #[test]
+    fn qmsg_takes_its_message_then_jobs_and_reports_unknown_ids() {
+        let inv = parse_args(
+            Command::Qmsg,
+            &args(&["-O", "-E", "hello there", "1", "2.vm"]),
+        )
+        .unwrap();
+        assert_eq!(inv.message, "hello there");
+        assert!(inv.message_stdout && inv.message_stderr);
+        assert_eq!(inv.ids, vec!["1", "2.vm"]);
+        let inv = parse_args(Command::Qmsg, &args(&["hi", "1"])).unwrap();
+        assert!(
+            !inv.message_stdout && !inv.message_stderr,
+            "the server's default: stderr"
+        );
+        let long = "é".repeat(200);
+        let inv = parse_args(Command::Qmsg, &args(&[&long, "1"])).unwrap();
+        assert_eq!(
+            inv.message,
+            "é".repeat(128),
+            "256 bytes, on a character's boundary"
+        );
+        assert!(parse_args(Command::Qmsg, &args(&["only a message"])).is_err());
+        assert!(parse_args(Command::Qmsg, &args(&["-x", "m", "1"])).is_err());
+        assert_eq!(
+            Command::Qmsg.usage(),
+            "usage: qmsg [-O] [-E] msg_string job_identifier...\n"
+        );
+        assert_eq!(
+            report(Command::Qmsg, &failed("99.vm", pbse::UNKJOBID, "")),
+            ("qmsg: Unknown Job Id Error 99.vm\n".to_string(), 153)
+        );
+        let request = &requests(&parse_args(Command::Qmsg, &args(&["-O", "m", "1"])).unwrap())[0].1;
+        assert_eq!(
+            (
+                request.op,
+                request.message.as_str(),
+                request.message_stdout,
+                request.message_stderr
+            ),
+            (JobOp::Message as i32, "m", true, false)
+        );
     }
 
     #[test]

@@ -35,6 +35,14 @@ impl Streams {
             Streams::IntoStdout(p) | Streams::IntoStderr(p) => p,
         }
     }
+
+    /// The file the job's fd 1 writes to (qmsg -O).
+    pub fn stdout_target(&self) -> &Path {
+        match self {
+            Streams::Separate { stdout, .. } => stdout,
+            Streams::IntoStdout(p) | Streams::IntoStderr(p) => p,
+        }
+    }
 }
 
 /// What `StartRun` says about output, plus what only the MOM knows (the home dir).

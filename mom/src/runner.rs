@@ -684,6 +684,7 @@ impl Runner {
         record.session_id = l.pid;
         record.start_time = start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
+        record.stdout_target = Some(l.streams.stdout_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
         // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
         // would end an older one).
@@ -1054,6 +1055,39 @@ impl Runner {
         tracing::info!(run = run_id, pgid, %signal, "suspending or resuming job");
         // Every process of the job's session, also those in process groups of their own.
         procfs::kill_session(pgid, signal, true);
+    }
+
+    /// qmsg: `text` and a newline into the running job's stdout and/or stderr file (once if
+    /// they are one file), appended as Torque's MOM writes it, to a file still the user's.
+    pub fn message(&self, run_id: u64, text: &str, stdout: bool, stderr: bool) {
+        let (uid, files) = {
+            let runs = self.runs();
+            let Some(entry) = runs.get(&run_id).filter(|e| e.live.is_some()) else {
+                tracing::warn!(run = run_id, "message for a run not running; ignored");
+                return;
+            };
+            let record = &entry.record;
+            let mut files: Vec<PathBuf> = Vec::new();
+            for (wanted, file) in [
+                (stdout, &record.stdout_target),
+                (stderr, &record.stderr_target),
+            ] {
+                if let Some(file) = file.as_ref().filter(|f| wanted && !files.contains(f)) {
+                    files.push(file.clone());
+                }
+            }
+            (record.uid, files)
+        };
+        let line = format!("{text}\n");
+        for file in files {
+            if let Err(e) = launch::append_to_user_file(&file, uid, &line) {
+                tracing::warn!(
+                    run = run_id,
+                    "cannot write the message to {}: {e}",
+                    file.display()
+                );
+            }
+        }
     }
 
     /// CancelRuns: kill what still runs, forget everything named.

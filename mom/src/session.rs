@@ -241,6 +241,10 @@ impl Session {
                     }),
                 }
             }
+            Some(server_message::Kind::Message(m)) => {
+                tracing::info!(run = m.run_id, "MessageRun");
+                Box::new(move || runner.message(m.run_id, &m.text, m.stdout, m.stderr))
+            }
             Some(server_message::Kind::AckEnded(a)) => Box::new(move || runner.ack(&a.run_ids)),
             Some(server_message::Kind::Cancel(c)) => {
                 tracing::info!(runs = ?c.run_ids, "CancelRuns");

@@ -480,6 +480,7 @@ impl Batch for BatchService {
             Ok(pb::JobOp::Signal) => JobOp::Signal,
             Ok(pb::JobOp::Rerun) => JobOp::Rerun,
             Ok(pb::JobOp::Move) => JobOp::Move,
+            Ok(pb::JobOp::Message) => JobOp::Message,
             _ => return Err(Status::invalid_argument("unknown job operation")),
         };
         let (results, _) = self
@@ -491,6 +492,9 @@ impl Batch for BatchService {
                             hold_types: req.hold_types,
                             signal: req.signal,
                             destination: req.destination,
+                            message: req.message,
+                            message_stdout: req.message_stdout,
+                            message_stderr: req.message_stderr,
                         };
                         jobs::job_action(core, &caller, op, &req.ids, &args, now_epoch()).await
                     })

@@ -63,6 +63,8 @@ pub enum JobOp {
     Rerun,
     /// qmove: to another queue.
     Move,
+    /// qmsg: a line into a running job's output.
+    Message,
 }
 
 /// What a job-control request says besides its operation and its job ids.
@@ -74,6 +76,10 @@ pub struct ActionArgs {
     pub signal: String,
     /// qmove: the destination (`queue`, `queue@server`, or `@server` for the default queue).
     pub destination: String,
+    /// qmsg: the message and its files (stdout, stderr).
+    pub message: String,
+    pub message_stdout: bool,
+    pub message_stderr: bool,
 }
 
 #[cfg(test)]
@@ -82,10 +88,13 @@ impl ActionArgs {
         ActionArgs {
             hold_types: hold_types.into(),
             signal: signal.into(),
-            destination: String::new(),
+            ..ActionArgs::default()
         }
     }
 }
+
+/// The longest qmsg message the server relays, bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// Seconds between qdel's SIGTERM and SIGKILL.
 pub const KILL_DELAY_SECS: u32 = 2;
@@ -1179,6 +1188,32 @@ fn act_on(
                 job.suspended = false;
                 job.mtime = now;
                 plan.overlay.insert(seq, job);
+            }
+            return Ok(());
+        }
+        JobOp::Message => {
+            // Torque's server relays a message to a running job only.
+            if job.state != JobState::Running || job.session_id.is_none() {
+                return Err(PbsError::new(pbse::BADSTATE, "", ""));
+            }
+            if !ms_connected {
+                return Err(PbsError::new(pbse::NORELYMOM, "", ""));
+            }
+            // qmsg sends at most 256 characters; a peer gets no more room than a page.
+            if args.message.len() > MAX_MESSAGE_BYTES {
+                return Err(PbsError::new(pbse::BADATVAL, "message too long", ""));
+            }
+            if let (Some(run_id), Some(ms)) = (job.current_run, job.mother_superior()) {
+                plan.messages.push((
+                    ms.to_string(),
+                    ToMom::Message {
+                        run_id,
+                        text: args.message.clone(),
+                        // Neither named: stderr, as Torque's qmsg defaults.
+                        stdout: args.message_stdout,
+                        stderr: args.message_stderr || !args.message_stdout,
+                    },
+                ));
             }
             return Ok(());
         }

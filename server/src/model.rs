@@ -502,6 +502,13 @@ pub enum ToMom {
         run_id: u64,
         suspend: bool,
     },
+    /// qmsg: `text` and a newline, into the job's stdout and/or stderr file.
+    Message {
+        run_id: u64,
+        text: String,
+        stdout: bool,
+        stderr: bool,
+    },
     AckEnded(Vec<u64>),
     Cancel(Vec<u64>),
 }

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use capstan_proto::v1::mom_session_server::MomSession;
 use capstan_proto::v1::{
-    mom_message, server_message, AckRunEnded, CancelRuns, EnvVar, Hello, MomMessage, ServerMessage,
-    SignalKind, SignalRun, StartRun, Welcome,
+    mom_message, server_message, AckRunEnded, CancelRuns, EnvVar, Hello, MessageRun, MomMessage,
+    ServerMessage, SignalKind, SignalRun, StartRun, Welcome,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -211,6 +211,17 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
             } else {
                 SignalKind::Resume
             } as i32,
+        }),
+        ToMom::Message {
+            run_id,
+            text,
+            stdout,
+            stderr,
+        } => server_message::Kind::Message(MessageRun {
+            run_id,
+            text,
+            stdout,
+            stderr,
         }),
         ToMom::AckEnded(run_ids) => server_message::Kind::AckEnded(AckRunEnded { run_ids }),
         ToMom::Cancel(run_ids) => server_message::Kind::Cancel(CancelRuns { run_ids }),

@@ -523,3 +523,59 @@ fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continu
     assert!(wait_until(T, || matches!(proc_state(), Some('S' | 'R'))));
     assert_contains(&c.mom_log("n1"), "signalling job");
 }
+
+#[test]
+fn qmsg_writes_into_a_running_jobs_output_files() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let marker = c.work.join("release");
+    let body = format!(
+        "echo before\nwhile [ ! -e {} ]; do sleep 0.05; done\necho after\n",
+        marker.display()
+    );
+    let id = c.qsub("told.sh", &body, &[]);
+    c.wait_state(&id, "R", T);
+    assert!(wait_until(T, || c.job_attr(&id, "session_id").is_some()));
+    // Its owner tells it: stderr by default, stdout with -O.
+    for args in [vec!["to stderr", &id], vec!["-O", "to stdout", &id]] {
+        let out = c.run("qmsg", &args);
+        assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    }
+    // The MOM writes them into the job's spooled files, as the job runs on.
+    let spool = c.mom_home("n1").join("mom_priv/jobs").join(&id);
+    let spooled = |suffix: &str, line: &str| {
+        c.read_opt(spool.join(format!("{id}.{suffix}")))
+            .contains(line)
+    };
+    assert!(wait_until(T, || spooled("OU", "to stdout")
+        && spooled("ER", "to stderr")));
+    std::fs::write(&marker, "").unwrap();
+    c.wait_state(&id, "C", T);
+    let seq = Cluster::seq(&id);
+    assert_eq!(
+        c.read(c.work.join(format!("told.sh.o{seq}"))),
+        "before\nto stdout\nafter\n"
+    );
+    assert_eq!(
+        c.read(c.work.join(format!("told.sh.e{seq}"))),
+        "to stderr\n"
+    );
+    // Not running any more, or unknown: Torque's words.
+    let out = c.run("qmsg", &["late", &id]);
+    assert_eq!(code(&out), 170, "{}", stderr(&out));
+    let out = c.run("qmsg", &["lost", "999"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            153,
+            format!("qmsg: Unknown Job Id Error 999.{SERVER_NAME}\n")
+        )
+    );
+    let out = c.run("qmsg", &["no job"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            2,
+            "usage: qmsg [-O] [-E] msg_string job_identifier...\n".into()
+        )
+    );
+}
