@@ -1067,18 +1067,35 @@ impl Runner {
                 return;
             };
             let record = &entry.record;
+            // Records of older MOMs name no stdout file: the launch's streams still do.
+            let stdout_target = record.stdout_target.clone().or_else(|| {
+                record
+                    .pelog
+                    .streams
+                    .as_ref()
+                    .map(|s| s.stdout_target().to_path_buf())
+            });
             let mut files: Vec<PathBuf> = Vec::new();
             for (wanted, file) in [
-                (stdout, &record.stdout_target),
-                (stderr, &record.stderr_target),
+                (stdout, stdout_target),
+                (stderr, record.stderr_target.clone()),
             ] {
-                if let Some(file) = file.as_ref().filter(|f| wanted && !files.contains(f)) {
-                    files.push(file.clone());
+                match file {
+                    Some(file) if wanted && !files.contains(&file) => files.push(file),
+                    None if wanted => {
+                        tracing::warn!(run = run_id, "no output file known for the message")
+                    }
+                    _ => {}
                 }
             }
             (record.uid, files)
         };
-        let line = format!("{text}\n");
+        // A newline after it, unless it ends with one (Torque's MOM).
+        let line = if text.ends_with('\n') {
+            text.to_string()
+        } else {
+            format!("{text}\n")
+        };
         for file in files {
             if let Err(e) = launch::append_to_user_file(&file, uid, &line) {
                 tracing::warn!(
@@ -1500,6 +1517,42 @@ mod tests {
         assert!(continued, "{:?}", state());
         let _ = job.kill();
         let _ = job.wait();
+    }
+
+    #[tokio::test]
+    async fn a_message_goes_to_the_jobs_files_once_each_with_one_newline() {
+        let (dir, runner, _events) = runner();
+        let (out, err) = (dir.path().join("job.OU"), dir.path().join("job.ER"));
+        std::fs::write(&out, "").unwrap();
+        std::fs::write(&err, "").unwrap();
+        let mut running = record(5, Phase::Running, &runner.boot_id);
+        running.stderr_target = Some(err.clone());
+        // An older MOM's record: no stdout file of its own, the launch's streams name it.
+        running.stdout_target = None;
+        running.pelog.streams = Some(crate::paths::Streams::Separate {
+            stdout: out.clone(),
+            stderr: err.clone(),
+        });
+        let (done, _) = watch::channel(false);
+        runner
+            .runs()
+            .insert(5, Entry::new(running, Some(Live::new(0, done))));
+        runner.message(5, "to both", true, true);
+        runner.message(5, "ends with its own\n", false, true);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "to both\n");
+        assert_eq!(
+            std::fs::read_to_string(&err).unwrap(),
+            "to both\nends with its own\n"
+        );
+        // Joined streams (one file): written once.
+        if let Some(entry) = runner.runs().get_mut(&5) {
+            entry.record.stdout_target = Some(err.clone());
+        }
+        runner.message(5, "once", true, true);
+        assert_eq!(
+            std::fs::read_to_string(&err).unwrap(),
+            "to both\nends with its own\nonce\n"
+        );
     }
 
     /// Polls `condition` (every 10 ms, at most 10 s).

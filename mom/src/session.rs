@@ -243,7 +243,12 @@ impl Session {
             }
             Some(server_message::Kind::Message(m)) => {
                 tracing::info!(run = m.run_id, "MessageRun");
-                Box::new(move || runner.message(m.run_id, &m.text, m.stdout, m.stderr))
+                // Not awaited: the file may be in a home on a slow or hung mount (`-k`), and
+                // nothing that follows depends on the line being written.
+                tokio::task::spawn_blocking(move || {
+                    runner.message(m.run_id, &m.text, m.stdout, m.stderr)
+                });
+                return;
             }
             Some(server_message::Kind::AckEnded(a)) => Box::new(move || runner.ack(&a.run_ids)),
             Some(server_message::Kind::Cancel(c)) => {
