@@ -227,4 +227,5 @@ pub struct Held {
     pub job_id: String,
     pub finished: bool,
     pub suspended: bool,
+    pub session_id: i32,
 }

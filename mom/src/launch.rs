@@ -1011,8 +1011,8 @@ pub fn remove_set_aside(paths: &[PathBuf]) {
     }
 }
 
-/// Appends a MOM message (the walltime notice) to the job's stderr file (see
-/// [`open_user_file_to_append`]).
+/// Appends a MOM message (the walltime notice, a qmsg line) to one of the job's output files
+/// (see [`open_user_file_to_append`]).
 pub fn append_to_user_file(path: &Path, uid: u32, text: &str) -> io::Result<()> {
     open_user_file_to_append(path, uid)?.write_all(text.as_bytes())
 }

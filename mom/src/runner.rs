@@ -385,7 +385,7 @@ impl Runner {
             let run_id = record.run_id;
             let mut live = None;
             let rebooted = from_an_earlier_boot(&record.boot_id, &self.boot_id);
-            if record.boot_id.is_empty() && !rebooted {
+            if record.boot_id.is_empty() {
                 // An older MOM's record, synced: its next versions say this boot.
                 record.boot_id = self.boot_id.clone();
             }
@@ -468,6 +468,7 @@ impl Runner {
                 job_id: e.record.job_id.clone(),
                 finished: e.record.is_ended(),
                 suspended: e.record.suspended_at.is_some(),
+                session_id: e.record.session_id,
             })
             .collect();
         v.sort_by_key(|h| h.run_id);
@@ -936,7 +937,7 @@ impl Runner {
                 }
             }
         };
-        let (pgid, done, stopped) = {
+        let (pgid, done, continue_first) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
                 tracing::warn!(
@@ -980,18 +981,20 @@ impl Runner {
             // a suspended job it is told to end. Continued (so, or by a plain SIGCONT), it
             // is no longer suspended: its clock goes on, and its walltime limit with it.
             let continues = matches!(signal, Signal::SIGTERM | Signal::SIGCONT);
-            let stopped = entry.record.suspended_at.is_some() && continues;
-            if stopped {
+            let was_suspended = entry.record.suspended_at.is_some() && continues;
+            if was_suspended {
                 resume_clock(&mut entry.record, now_secs());
                 live.clock.send_replace(());
             }
-            (pgid, done, stopped)
+            // A SIGCONT needs no other before it.
+            let continue_first = was_suspended && signal != Signal::SIGCONT;
+            (pgid, done, continue_first)
         };
         // Persist first: after a MOM restart the exit status must still say
         // "the MOM delivered this".
         self.save_latest(run_id);
         tracing::info!(run = run_id, pgid, %signal, delete, "signalling job");
-        if stopped {
+        if continue_first {
             procfs::kill_session(pgid, Signal::SIGCONT, true);
         }
         procfs::kill_session(pgid, signal, false);
@@ -1012,7 +1015,7 @@ impl Runner {
     /// moves the run's start on, so neither its walltime limit nor its `resources_used`
     /// count it. Resuming a job that is not suspended only continues its processes (Torque
     /// proceeds too).
-    pub fn suspend(&self, run_id: u64, suspend: bool) {
+    pub fn set_suspended(&self, run_id: u64, suspend: bool) {
         let now = now_secs();
         let pgid = {
             let mut runs = self.runs();
@@ -1185,7 +1188,7 @@ impl Runner {
 
     /// Kills the job at its walltime limit: SIGTERM, then SIGKILL after a grace. The time it
     /// spends suspended does not count: while suspended the timer waits for the resume, which
-    /// moves the run's start on (see [`Runner::suspend`]).
+    /// moves the run's start on (see [`Runner::set_suspended`]).
     fn spawn_walltime(
         self: &Arc<Self>,
         run_id: u64,
@@ -1498,7 +1501,7 @@ mod tests {
             .insert(9, Entry::new(running, Some(Live::new(pgid, done))));
         let mut clock = runner.runs()[&9].live.as_ref().unwrap().clock.subscribe();
 
-        runner.suspend(9, true);
+        runner.set_suspended(9, true);
         let since = runner.runs()[&9].record.suspended_at.expect("suspended");
         assert!(clock.has_changed().unwrap(), "the walltime timer is told");
         clock.mark_unchanged();
@@ -1508,7 +1511,7 @@ mod tests {
         assert_eq!(on_disk[0].suspended_at, Some(since), "on disk first");
 
         let start = runner.runs()[&9].record.start_time;
-        runner.suspend(9, false);
+        runner.set_suspended(9, false);
         let record = runner.runs()[&9].record.clone();
         assert_eq!(record.suspended_at, None);
         assert_eq!(record.start_time, start + (now_secs() - since).max(0));

@@ -73,7 +73,13 @@ pub struct Session {
     events: mpsc::UnboundedReceiver<Event>,
     collector: Arc<Mutex<Collector>>,
     hangup: Signal,
+    /// qmsg lines being written, at most [`MESSAGES_IN_FLIGHT`]: each write has a blocking
+    /// thread of its own, and a home on a hung mount must not use up the pool.
+    messages: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many qmsg lines may be being written at once; more are dropped (and logged).
+const MESSAGES_IN_FLIGHT: usize = 4;
 
 /// Hands the runner its part of the config; logged only once in effect, so the
 /// log line means the next job sees it.
@@ -98,6 +104,7 @@ impl Session {
             events,
             collector: Arc::new(Mutex::new(collector)),
             hangup: signal(SignalKind::hangup())?,
+            messages: Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT)),
         })
     }
 
@@ -233,8 +240,12 @@ impl Session {
                     "SignalRun"
                 );
                 match RunSignalKind::try_from(s.kind) {
-                    Ok(RunSignalKind::Suspend) => Box::new(move || runner.suspend(s.run_id, true)),
-                    Ok(RunSignalKind::Resume) => Box::new(move || runner.suspend(s.run_id, false)),
+                    Ok(RunSignalKind::Suspend) => {
+                        Box::new(move || runner.set_suspended(s.run_id, true))
+                    }
+                    Ok(RunSignalKind::Resume) => {
+                        Box::new(move || runner.set_suspended(s.run_id, false))
+                    }
                     // A kind this MOM does not know: the signal as it is.
                     _ => Box::new(move || {
                         runner.signal(s.run_id, s.signal, s.delete, s.kill_delay_secs)
@@ -245,8 +256,13 @@ impl Session {
                 tracing::info!(run = m.run_id, "MessageRun");
                 // Not awaited: the file may be in a home on a slow or hung mount (`-k`), and
                 // nothing that follows depends on the line being written.
+                let Ok(permit) = Arc::clone(&self.messages).try_acquire_owned() else {
+                    tracing::warn!(run = m.run_id, "too many qmsg lines being written; dropped");
+                    return;
+                };
                 tokio::task::spawn_blocking(move || {
-                    runner.message(m.run_id, &m.text, m.stdout, m.stderr)
+                    runner.message(m.run_id, &m.text, m.stdout, m.stderr);
+                    drop(permit);
                 });
                 return;
             }
@@ -312,6 +328,7 @@ fn held_to_wire(h: Held) -> HeldRun {
         job_id: h.job_id,
         finished: h.finished,
         suspended: h.suspended,
+        session_id: h.session_id,
     }
 }
 

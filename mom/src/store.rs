@@ -22,7 +22,8 @@
 //! was written in, so the next MOM does not read such a record as the whole
 //! story (see `Runner::recover`), and an unreadable one last written before
 //! this boot is removed. Where the kernel does not give a boot id, every
-//! version is synced as before ([`Store::syncing_each_version`]).
+//! record version is synced as before ([`Store::syncing_each_version`]); the
+//! supervisor's exit files are not synced either way (see `supervisor`).
 //!
 //! The runner writes each run's versions in order (`Runner::save_latest`). MOMs
 //! before that could append a late signal's stale version after the end, so

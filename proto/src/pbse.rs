@@ -47,6 +47,8 @@ pub const EXCQRESC: i32 = 15038;
 pub const NORERUN: i32 = 15040;
 /// Resource temporarily unavailable.
 pub const RESCUNAV: i32 = 15046;
+/// Server shutting down (qterm was accepted).
+pub const SVRDOWN: i32 = 15034;
 /// Server could not connect to MOM (the job's node is not reachable now).
 pub const NORELYMOM: i32 = 15049;
 /// Invalid Job Dependency.
@@ -92,6 +94,7 @@ pub fn text(code: i32) -> &'static str {
         EXCQRESC => "Job exceeds queue resource limits",
         NORERUN => "job is not rerunnable",
         RESCUNAV => "Resource temporarily unavailable",
+        SVRDOWN => "Server shutting down",
         NORELYMOM => "Server could not connect to MOM",
         BADDEPEND => "Invalid Job Dependency",
         UNKNODE => "Unknown node ",

@@ -101,11 +101,15 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
                 .unwrap_or(scheduler::DEFAULT_WALLTIME);
             RunningJob {
                 seq: j.seq,
-                // Saturating: qsub accepts walltimes up to i64::MAX seconds.
-                expected_end: j
-                    .start_time
-                    .unwrap_or(0)
-                    .saturating_add(i64::try_from(walltime).unwrap_or(i64::MAX)),
+                // Saturating: qsub accepts walltimes up to i64::MAX seconds. A suspended job
+                // holds its slots until someone resumes it: no end to plan around.
+                expected_end: if j.suspended {
+                    i64::MAX
+                } else {
+                    j.start_time
+                        .unwrap_or(0)
+                        .saturating_add(i64::try_from(walltime).unwrap_or(i64::MAX))
+                },
                 placement: j
                     .exec_host
                     .iter()
@@ -558,6 +562,10 @@ async fn run_one(
     // Privilege first: an ordinary user learns nothing of which jobs exist.
     if core.state.server_attrs.privilege(caller) < Privilege::Operator {
         return fail(pbse::PERM, String::new());
+    }
+    // qterm was accepted: no job starts any more, this way either.
+    if core.state.stopping {
+        return fail(pbse::SVRDOWN, String::new());
     }
     let Some(job) = jobs::parse_job_id(id, &server).and_then(|seq| core.state.jobs.get(&seq))
     else {

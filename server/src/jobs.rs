@@ -1,5 +1,6 @@
-//! The job lifecycle: submit validation, delete, hold, release, signal, rerun, move (qmove),
-//! dependencies, run completion, node loss and the `keep_completed` purge.
+//! The job lifecycle: submit validation, delete, hold, release, signal (suspend and resume
+//! too), rerun, move (qmove), message (qmsg), dependencies, run completion, node loss, what
+//! qterm does to running jobs, and the `keep_completed` purge.
 //!
 //! Why one module: these are the rules of Torque's job state machine, and they share one
 //! pattern: compute the changed jobs on clones (an "overlay"), let dependency consequences
@@ -319,6 +320,8 @@ pub fn cascade(
                     work.push(child.seq);
                 } else if child.pending == Some(PendingAction::Delete) {
                     kills.extend(delete_signal(&child));
+                    // The MOM continues a suspended job it is told to end.
+                    child.suspended = false;
                 }
                 overlay.insert(child.seq, child);
             }
@@ -824,7 +827,7 @@ struct Plan {
     freed_or_queued: bool,
 }
 
-/// qdel / qhold / qrls / qsig / qrerun / qmove on a list of ids (`all` for delete).
+/// qdel / qhold / qrls / qsig / qrerun / qmove / qmsg on a list of ids (`all` for delete).
 pub async fn job_action(
     core: &mut Core,
     caller: &Caller,
@@ -1103,6 +1106,8 @@ fn act_on(
                 if ms_connected {
                     plan.messages.extend(delete_signal(&job));
                     job.pending = Some(PendingAction::Delete);
+                    // The MOM continues a suspended job it is told to end.
+                    job.suspended = false;
                     job.mtime = now;
                 } else {
                     if let Some(run) = job.current_run {
@@ -1151,15 +1156,21 @@ fn act_on(
                 // Torque's MOM refuses a job not yet running there (before its RunStarted:
                 // in its prologue, say), and a suspend of a suspended one; a MOM out of reach
                 // cannot be told (Torque's server fails the request then too).
-                if job.session_id.is_none() || (suspend && job.suspended) {
+                // Nor one being ended (a qdel or qrerun under way).
+                if job.session_id.is_none() || job.pending.is_some() || (suspend && job.suspended) {
                     return Err(PbsError::new(pbse::BADSTATE, "", ""));
                 }
                 if !ms_connected {
                     return Err(PbsError::new(pbse::NORELYMOM, "", ""));
                 }
                 if let (Some(run_id), Some(ms)) = (job.current_run, job.mother_superior()) {
-                    plan.messages
-                        .push((ms.to_string(), ToMom::Suspend { run_id, suspend }));
+                    plan.messages.push((
+                        ms.to_string(),
+                        ToMom::Suspend {
+                            run_id,
+                            suspended: suspend,
+                        },
+                    ));
                 }
                 // Resuming a job that is not suspended only continues its processes.
                 if job.suspended != suspend {
@@ -1228,6 +1239,7 @@ fn act_on(
             if ms_connected {
                 plan.messages.extend(delete_signal(&job));
                 job.pending = Some(PendingAction::Requeue);
+                job.suspended = false;
                 job.mtime = now;
             } else {
                 if let Some(run) = job.current_run {
@@ -2047,9 +2059,9 @@ mod tests {
         while let Ok(message) = to_mom.try_recv() {
             sent.push(message);
         }
-        let suspend = |suspend| ToMom::Suspend {
+        let suspend = |suspended| ToMom::Suspend {
             run_id: 10,
-            suspend,
+            suspended,
         };
         let cont = ToMom::Signal {
             run_id: 10,
@@ -2093,6 +2105,13 @@ mod tests {
             .await
             .unwrap();
         assert!(core.state.stopping, "no pass starts a job now");
+        let refused =
+            crate::dispatch::run_now(&mut core, &user(0), &["3".to_string()], "", 150).await;
+        assert_eq!(
+            refused[0].1.as_ref().map(|e| e.code),
+            Some(pbse::SVRDOWN),
+            "nor qrun"
+        );
         // Their node has no MOM session here, so qrerun and qdel act at once.
         assert_eq!(core.state.jobs[&1].state, JobState::Queued, "requeued");
         assert_eq!(

@@ -500,7 +500,7 @@ pub enum ToMom {
     /// qsig -s suspend (`suspend`) or resume.
     Suspend {
         run_id: u64,
-        suspend: bool,
+        suspended: bool,
     },
     /// qmsg: `text` and a newline, into the job's stdout and/or stderr file.
     Message {

@@ -197,7 +197,10 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
             kill_delay_secs,
             kind: SignalKind::Plain as i32,
         }),
-        ToMom::Suspend { run_id, suspend } => server_message::Kind::Signal(SignalRun {
+        ToMom::Suspend {
+            run_id,
+            suspended: suspend,
+        } => server_message::Kind::Signal(SignalRun {
             run_id,
             signal: if suspend {
                 libc::SIGSTOP
@@ -332,18 +335,38 @@ async fn register(
         info!(node, runs = ?cancel, "cancelling runs the server does not expect");
         let _ = tx.send(ToMom::Cancel(cancel));
     }
+    // Session ids are memory only (RunStarted): a restarted server learns them again here,
+    // as a suspend or a qmsg needs them.
+    let sessions: HashMap<u64, i32> = hello
+        .held_runs
+        .iter()
+        .filter(|r| r.session_id > 0 && !r.finished)
+        .map(|r| (r.run_id, r.session_id))
+        .collect();
+    if !sessions.is_empty() {
+        core.state.update_running_jobs(|job| {
+            if job.mother_superior() == Some(node) && job.session_id.is_none() {
+                if let Some(session) = job.current_run.and_then(|r| sessions.get(&r)) {
+                    job.session_id = Some(*session);
+                }
+            }
+        });
+    }
     // A suspend or resume the MOM missed (its session went before the word reached it): the
     // server's view is sent again.
     let suspended: HashMap<u64, bool> = hello
         .held_runs
         .iter()
+        .filter(|r| !r.finished)
         .map(|r| (r.run_id, r.suspended))
         .collect();
     for job in core.state.running_jobs() {
         let Some(run) = job.current_run else {
             continue;
         };
+        // A job being ended is continued by its MOM, whatever it was.
         if job.mother_superior() == Some(node)
+            && job.pending.is_none()
             && suspended.get(&run).is_some_and(|s| *s != job.suspended)
         {
             info!(
@@ -354,7 +377,7 @@ async fn register(
             );
             let _ = tx.send(ToMom::Suspend {
                 run_id: run,
-                suspend: job.suspended,
+                suspended: job.suspended,
             });
         }
     }

@@ -539,12 +539,14 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
                 job_id: "0.vm".into(),
                 finished: false,
                 suspended: true,
+                session_id: 0,
             },
             pb::HeldRun {
                 run_id: 777,
                 job_id: "9.vm".into(),
                 finished: false,
                 suspended: false,
+                session_id: 0,
             },
         ],
     )
@@ -591,6 +593,7 @@ async fn unknown_node_is_refused_and_reconnect_reconciles() {
             job_id: "0.vm".into(),
             finished: false,
             suspended: false,
+            session_id: 0,
         }],
     )
     .await

@@ -526,7 +526,7 @@ fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continu
 
 #[test]
 fn qmsg_writes_into_a_running_jobs_output_files() {
-    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
     let marker = c.work.join("release");
     let body = format!(
         "echo before\nwhile [ ! -e {} ]; do sleep 0.05; done\necho after\n",
@@ -534,6 +534,10 @@ fn qmsg_writes_into_a_running_jobs_output_files() {
     );
     let id = c.qsub("told.sh", &body, &[]);
     c.wait_state(&id, "R", T);
+    assert!(wait_until(T, || c.job_attr(&id, "session_id").is_some()));
+    // The server restarts under it: the MOM tells the new one the job's session again.
+    c.kill_server();
+    c.start_server();
     assert!(wait_until(T, || c.job_attr(&id, "session_id").is_some()));
     // Its owner tells it: stderr by default, stdout with -O.
     for args in [vec!["to stderr", &id], vec!["-O", "to stdout", &id]] {
