@@ -319,9 +319,7 @@ pub fn cascade(
                 if child.state == JobState::Completed {
                     work.push(child.seq);
                 } else if child.pending == Some(PendingAction::Delete) {
-                    kills.extend(delete_signal(&child));
-                    // The MOM continues a suspended job it is told to end.
-                    child.suspended = false;
+                    kills.extend(delete_signal(&mut child));
                 }
                 overlay.insert(child.seq, child);
             }
@@ -805,7 +803,9 @@ pub async fn prepare_shutdown(
 /// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
 /// whole job, SIGKILL after `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
 /// server does when the run's end is reported (see `PendingAction`).
-fn delete_signal(job: &Job) -> Option<(String, ToMom)> {
+fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
+    // The MOM continues a suspended job before the SIGTERM: it is no longer suspended.
+    job.suspended = false;
     let (run, ms) = (job.current_run?, job.mother_superior()?);
     Some((
         ms.to_string(),
@@ -1104,10 +1104,8 @@ fn act_on(
         JobOp::Delete => {
             if job.state == JobState::Running {
                 if ms_connected {
-                    plan.messages.extend(delete_signal(&job));
+                    plan.messages.extend(delete_signal(&mut job));
                     job.pending = Some(PendingAction::Delete);
-                    // The MOM continues a suspended job it is told to end.
-                    job.suspended = false;
                     job.mtime = now;
                 } else {
                     if let Some(run) = job.current_run {
@@ -1237,9 +1235,8 @@ fn act_on(
                 ));
             }
             if ms_connected {
-                plan.messages.extend(delete_signal(&job));
+                plan.messages.extend(delete_signal(&mut job));
                 job.pending = Some(PendingAction::Requeue);
-                job.suspended = false;
                 job.mtime = now;
             } else {
                 if let Some(run) = job.current_run {
