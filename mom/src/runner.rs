@@ -8,8 +8,8 @@
 //! shell execs only once its run is recorded as running (its supervisor holds
 //! it until the MOM's release), so a run found still "starting" after a MOM
 //! crash never ran. Records are written, not synced (see `store`): a result the
-//! server has not acknowledged within [`RESULT_SYNC_DELAY`] is synced then, within
-//! a quarter of that more ([`Runner::keep_results_durable`]), and a record from
+//! server has not acknowledged within [`RESULT_SYNC_DELAY`] is synced then
+//! ([`Runner::keep_results_durable`], woken by the result's deadline), and a record from
 //! before a reboot is read as what it is, possibly short of its last versions
 //! ([`Runner::recover`]): a run it held is reported lost (-4).
 //!
@@ -84,8 +84,8 @@ const DEFAULT_KILL_DELAY: u32 = 2;
 const RESTARTED_WHILE_STARTING: &str = "pbs_mom restarted while starting the job";
 /// How often an adopted run (no waiter) is checked for its shell.
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
-/// How long a result may wait for the server's acknowledgement unsynced (checked four times
-/// as often, so at most a quarter more). A connected server commits it within milliseconds,
+/// How long a result may wait for the server's acknowledgement unsynced. A connected server
+/// commits it within milliseconds,
 /// after which the MOM's copy no longer matters; one that waits longer (the server is away
 /// or slow) may have to outlive a power loss.
 pub const RESULT_SYNC_DELAY: Duration = Duration::from_secs(1);
@@ -162,6 +162,10 @@ pub struct Runner {
     tmpdir: Mutex<Option<PathBuf>>,
     /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
     boot_id: String,
+    /// [`Runner::keep_results_durable`] waits for a result with nothing to sync before it
+    /// (`sync_idle`): the next result written wakes it (`result_written`).
+    sync_idle: AtomicBool,
+    result_written: tokio::sync::Notify,
 }
 
 /// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
@@ -204,6 +208,8 @@ impl Runner {
             ),
             tmpdir: Mutex::new(None),
             boot_id,
+            sync_idle: AtomicBool::new(false),
+            result_written: tokio::sync::Notify::new(),
         })
     }
 
@@ -358,6 +364,9 @@ impl Runner {
             // after it), it waits for the server from now (see `sync_results`).
             if let Some(entry) = self.runs().get_mut(&run_id) {
                 entry.unsynced_result = Some(Instant::now());
+            }
+            if self.sync_idle.load(Ordering::SeqCst) {
+                self.result_written.notify_one();
             }
         }
         saved
@@ -530,43 +539,67 @@ impl Runner {
         if due.is_empty() {
             return;
         }
-        // What fails is tried again at the next round; the others are not held up by it.
-        let synced: Vec<u64> = due
-            .into_iter()
-            .filter(|&run_id| match self.store.sync_record(run_id) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(run = run_id, "cannot sync run record: {e}");
-                    false
-                }
-            })
-            .collect();
-        if let Err(e) = self.store.sync_dir() {
-            tracing::error!("cannot sync run records: {e}");
-            return;
-        }
+        // What fails is tried again a delay later; the others are not held up by it.
+        let (synced, failed): (Vec<u64>, Vec<u64>) =
+            due.into_iter()
+                .partition(|&run_id| match self.store.sync_record(run_id) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(run = run_id, "cannot sync run record: {e}");
+                        false
+                    }
+                });
+        let (synced, failed) = match self.store.sync_dir() {
+            Ok(()) => (synced, failed),
+            Err(e) => {
+                tracing::error!("cannot sync run records: {e}");
+                (Vec::new(), synced.into_iter().chain(failed).collect())
+            }
+        };
         let mut runs = self.runs();
         for run_id in synced {
             if let Some(entry) = runs.get_mut(&run_id) {
-                // A result written again since `now` waits for the next round.
+                // A result written again since `now` waits for its own deadline.
                 entry.unsynced_result = entry.unsynced_result.filter(|t| *t > now);
+            }
+        }
+        for run_id in failed {
+            if let Some(entry) = runs.get_mut(&run_id) {
+                entry.unsynced_result = Some(now);
             }
         }
     }
 
-    /// Until shutdown, syncs each result not acknowledged within [`RESULT_SYNC_DELAY`]
-    /// (the last round, of every result, is `main`'s, once the session has ended).
+    /// Until shutdown, syncs each result not acknowledged within [`RESULT_SYNC_DELAY`], at
+    /// its deadline: it sleeps until the earliest unsynced result's, or, with none, until a
+    /// result is written (the last round, of every result, is `main`'s, once the session
+    /// has ended). Results written meanwhile have later deadlines, seen at the next wake.
     pub async fn keep_results_durable(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut tick = tokio::time::interval(RESULT_SYNC_DELAY / 4);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Idle first, then look: a result written after the look finds us idle and
+            // leaves a wake-up (Notify keeps one), so none is missed.
+            self.sync_idle.store(true, Ordering::SeqCst);
+            let earliest = self.runs().values().filter_map(|e| e.unsynced_result).min();
+            if earliest.is_some() {
+                self.sync_idle.store(false, Ordering::SeqCst);
+            }
+            let due = async {
+                match earliest {
+                    Some(written) => {
+                        tokio::time::sleep_until((written + RESULT_SYNC_DELAY).into()).await
+                    }
+                    None => self.result_written.notified().await,
+                }
+            };
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = due => {}
                 _ = shutdown.recv() => return,
             }
-            let runner = Arc::clone(&self);
-            let _ =
-                tokio::task::spawn_blocking(move || runner.sync_results(RESULT_SYNC_DELAY)).await;
+            if earliest.is_some() {
+                let runner = Arc::clone(&self);
+                let _ = tokio::task::spawn_blocking(move || runner.sync_results(RESULT_SYNC_DELAY))
+                    .await;
+            }
         }
     }
 
@@ -1453,6 +1486,39 @@ mod tests {
             supervisor_started: procfs::stat_of(me).map_or(0, |s| s.start_ticks),
             ..RunRecord::for_test(run_id)
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_syncer_wakes_for_a_result_and_syncs_it_at_its_deadline() {
+        let (_dir, runner, _events) = runner();
+        let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+        let syncer =
+            tokio::spawn(Arc::clone(&runner).keep_results_durable(Shutdown::new(stop.subscribe())));
+        // Nothing to sync yet: it waits for a result.
+        assert!(wait_for_async(|| runner.sync_idle.load(Ordering::SeqCst)).await);
+        let running = record(8, Phase::Running, &runner.boot_id);
+        runner.runs().insert(8, Entry::new(running, None));
+        runner.end(8, unstarted(job_exec::FAIL1, "test"));
+        let written = runner.runs()[&8].unsynced_result.expect("marked");
+        let synced = wait_for_async(|| runner.runs()[&8].unsynced_result.is_none()).await;
+        assert!(synced, "synced once due");
+        assert!(
+            written.elapsed() >= RESULT_SYNC_DELAY,
+            "not before its deadline"
+        );
+        drop(stop);
+        syncer.await.unwrap();
+    }
+
+    /// Polls `condition` on the runtime (every 10 ms, at most 10 s).
+    async fn wait_for_async(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..1000 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
     }
 
     #[tokio::test]
