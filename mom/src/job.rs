@@ -57,9 +57,6 @@ pub struct RunRecord {
     pub walltime_limit_secs: u64,
     /// The file the job's stderr goes to (walltime notice), once known.
     pub stderr_target: Option<PathBuf>,
-    /// The file its stdout goes to (qmsg -O), once known (none in records of older MOMs).
-    #[serde(default)]
-    pub stdout_target: Option<PathBuf>,
     pub phase: Phase,
     /// Pid of the run's supervisor process (0 before it runs).
     #[serde(default)]
@@ -133,7 +130,6 @@ impl RunRecord {
             start_time,
             walltime_limit_secs: spec.walltime_limit_secs,
             stderr_target: None,
-            stdout_target: None,
             phase: Phase::Starting,
             supervisor_pid: 0,
             supervisor_started: 0,

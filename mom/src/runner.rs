@@ -718,7 +718,6 @@ impl Runner {
         record.session_id = l.pid;
         record.start_time = start_time;
         record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
-        record.stdout_target = Some(l.streams.stdout_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
         // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
         // would end an older one).
@@ -1103,14 +1102,13 @@ impl Runner {
                 return;
             };
             let record = &entry.record;
-            // Records of older MOMs name no stdout file: the launch's streams still do.
-            let stdout_target = record.stdout_target.clone().or_else(|| {
-                record
-                    .pelog
-                    .streams
-                    .as_ref()
-                    .map(|s| s.stdout_target().to_path_buf())
-            });
+            // The stdout file is the launch's (kept for the epilogue); the stderr one is in
+            // every record, also those of MOMs from before epilogues.
+            let stdout_target = record
+                .pelog
+                .streams
+                .as_ref()
+                .map(|s| s.stdout_target().to_path_buf());
             let mut files: Vec<PathBuf> = Vec::new();
             for (wanted, file) in [
                 (stdout, stdout_target),
@@ -1596,8 +1594,6 @@ mod tests {
         std::fs::write(&err, "").unwrap();
         let mut running = record(5, Phase::Running, &runner.boot_id);
         running.stderr_target = Some(err.clone());
-        // An older MOM's record: no stdout file of its own, the launch's streams name it.
-        running.stdout_target = None;
         running.pelog.streams = Some(crate::paths::Streams::Separate {
             stdout: out.clone(),
             stderr: err.clone(),
@@ -1615,7 +1611,7 @@ mod tests {
         );
         // Joined streams (one file): written once.
         if let Some(entry) = runner.runs().get_mut(&5) {
-            entry.record.stdout_target = Some(err.clone());
+            entry.record.pelog.streams = Some(crate::paths::Streams::IntoStderr(err.clone()));
         }
         runner.message(5, "once", true, true);
         assert_eq!(
