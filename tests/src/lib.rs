@@ -772,6 +772,24 @@ impl Drop for Cluster {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
+/// parentheses) of the process at `proc_dir` (`/proc/PID`); `None` once it is gone.
+fn proc_stat_fields(proc_dir: &Path) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(proc_dir.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The state letter of the process at `proc_dir` (`R`, `S`, `T` for stopped, ...).
+pub fn proc_state(proc_dir: &Path) -> Option<char> {
+    proc_stat_fields(proc_dir)?.first()?.chars().next()
+}
+
+/// The pid of the parent of the process at `proc_dir`.
+pub fn proc_parent(proc_dir: &Path) -> Option<i32> {
+    proc_stat_fields(proc_dir)?.get(1)?.parse().ok()
+}
+
 /// The last `n` lines of a log, for failure messages.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -425,12 +425,7 @@ fn an_operator_suspends_and_resumes_a_job_whose_walltime_stops_meanwhile() {
     let id = c.qsub("paused.sh", &body, &["-l", "walltime=00:00:04"]);
     c.wait_state(&id, "R", T);
     let shell = c.shell_proc(&pid_file);
-    let proc_state = || {
-        std::fs::read_to_string(shell.join("stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
-            .flatten()
-    };
+    let proc_state = || proc_state(&shell);
 
     // Its owner may signal it, but not suspend it (Torque: operators and managers only).
     let out = c.run("qsig", &["-s", "suspend", &id]);
@@ -490,12 +485,7 @@ fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continu
     let id = c.qsub("paused.sh", &Cluster::pid_then_sleep(&pid_file, 300), &[]);
     c.wait_state(&id, "R", T);
     let shell = c.shell_proc(&pid_file);
-    let proc_state = || {
-        std::fs::read_to_string(shell.join("stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
-            .flatten()
-    };
+    let proc_state = || proc_state(&shell);
     assert!(wait_until(T, || c.job_attr(&id, "session_id").is_some()));
     let out = c.run_as_root("qsig", &["-s", "suspend", &id]);
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));

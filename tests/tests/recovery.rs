@@ -169,17 +169,6 @@ fn learned_speed_and_fair_share_survive_a_restart() {
     );
 }
 
-/// The pid of `pid`'s parent, from `/proc/PID/stat` (fields counted after the command name).
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    after_name
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn after_a_reboot_the_mom_reports_its_runs_lost_and_the_server_requeues_or_ends_them() {
     if !is_root() {
@@ -200,7 +189,8 @@ fn after_a_reboot_the_mom_reports_its_runs_lost_and_the_server_requeues_or_ends_
     c.kill_mom("n1");
     for name in ["re", "fixed"] {
         let shell: i32 = c.read(pid_file(name)).trim().parse().unwrap();
-        let supervisor = parent_of(shell);
+        let supervisor =
+            proc_parent(&std::path::PathBuf::from(format!("/proc/{shell}"))).unwrap_or(0);
         assert!(supervisor > 1, "the shell of {name} has its supervisor");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(supervisor),
