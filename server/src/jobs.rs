@@ -1748,6 +1748,20 @@ mod tests {
         }
     }
 
+    /// [`job_action`] on one id, as the tests write it: its results.
+    async fn act(
+        core: &mut Core,
+        caller: &Caller,
+        op: JobOp,
+        id: &str,
+        args: &ActionArgs,
+        now: i64,
+    ) -> Vec<ActionResult> {
+        job_action(core, caller, op, &[id.to_string()], args, now)
+            .await
+            .0
+    }
+
     fn code(r: &ActionResult) -> Option<(i32, String)> {
         r.1.as_ref().map(|e| (e.code, e.detail.clone()))
     }
@@ -1992,7 +2006,6 @@ mod tests {
         let starting = running_on(3, "n1", 30);
         let jobs = vec![started, job(2, JobState::Queued), starting];
         let mut core = core_with_jobs(dir.path(), jobs).await;
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let sig = |name: &str| ActionArgs::test("", name);
         // n1's MOM out of reach: it cannot be told.
         core.state.nodes = crate::nodes_file::parse("n1 np=2\n")
@@ -2002,56 +2015,40 @@ mod tests {
                 crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
             })
             .collect();
-        let (r, _) = job_action(
-            &mut core,
-            &user(0),
-            JobOp::Signal,
-            &ids(&["1"]),
-            &sig("suspend"),
-            5,
-        )
-        .await;
+        let r = act(&mut core, &user(0), JobOp::Signal, "1", &sig("suspend"), 5).await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::NORELYMOM));
         let (tx, mut to_mom) = tokio::sync::mpsc::unbounded_channel();
         core.state.nodes[0].session = Some(crate::state::SessionHandle { id: 1, tx });
-        let mut act = async |caller: u32, id: &str, name: &str| {
-            let (r, _) = job_action(
-                &mut core,
-                &user(caller),
-                JobOp::Signal,
-                &ids(&[id]),
-                &sig(name),
-                5,
-            )
-            .await;
+        let mut signal = async |caller: u32, id: &str, name: &str| {
+            let r = act(&mut core, &user(caller), JobOp::Signal, id, &sig(name), 5).await;
             code(&r[0])
         };
         // The owner (uid 1000) may signal, not suspend; a queued job is refused first.
         assert_eq!(
-            act(1000, "2", "suspend").await.map(|c| c.0),
+            signal(1000, "2", "suspend").await.map(|c| c.0),
             Some(pbse::BADSTATE)
         );
         assert_eq!(
-            act(1000, "1", "suspend").await,
+            signal(1000, "1", "suspend").await,
             Some((pbse::PERM, String::new()))
         );
         // Not yet running on its MOM (no RunStarted: in its prologue, say).
         assert_eq!(
-            act(0, "3", "suspend").await.map(|c| c.0),
+            signal(0, "3", "suspend").await.map(|c| c.0),
             Some(pbse::BADSTATE)
         );
-        assert_eq!(act(0, "1", "suspend").await, None);
+        assert_eq!(signal(0, "1", "suspend").await, None);
         assert_eq!(
-            act(0, "1", "suspend").await.map(|c| c.0),
+            signal(0, "1", "suspend").await.map(|c| c.0),
             Some(pbse::BADSTATE),
             "twice"
         );
-        assert_eq!(act(0, "1", "resume").await, None);
+        assert_eq!(signal(0, "1", "resume").await, None);
         // Resuming a job that is not suspended continues its processes and changes nothing.
-        assert_eq!(act(0, "1", "resume").await, None);
+        assert_eq!(signal(0, "1", "resume").await, None);
         // A plain SIGCONT (the owner may send it) continues a suspended job: not suspended.
-        assert_eq!(act(0, "1", "suspend").await, None);
-        assert_eq!(act(1000, "1", "CONT").await, None);
+        assert_eq!(signal(0, "1", "suspend").await, None);
+        assert_eq!(signal(1000, "1", "CONT").await, None);
         let mut sent = Vec::new();
         while let Ok(message) = to_mom.try_recv() {
             sent.push(message);
@@ -2308,12 +2305,11 @@ mod tests {
         let mut fixed = running_on(2, "n1", 20);
         fixed.rerunable = false;
         let mut core = core_with_jobs(dir.path(), vec![mine, fixed]).await;
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &user(1000),
             JobOp::Rerun,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::default(),
             5,
         )
@@ -2325,11 +2321,11 @@ mod tests {
                 "additional permissions required (ATR_DFLAG_MGWR | ATR_DFLAG_OPWR)".into()
             ))
         );
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &user(0),
             JobOp::Rerun,
-            &ids(&["2"]),
+            "2",
             &ActionArgs::test("", ""),
             5,
         )
@@ -2353,35 +2349,34 @@ mod tests {
         done.uid = 1000;
         let mut core = core_with_jobs(dir.path(), vec![mine, theirs, done]).await;
         let me = user(1000);
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Delete,
-            &ids(&["2"]),
+            "2",
             &ActionArgs::test("", ""),
             5,
         )
         .await;
         assert_eq!(code(&r[0]), Some((pbse::PERM, String::new())));
         assert_eq!(r[0].0, "2.vm");
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Hold,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("o", ""),
             5,
         )
         .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::PERM));
         // qrerun looks at the state before the caller (Torque's req_rerunjob).
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Rerun,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("", ""),
             5,
         )
@@ -2390,31 +2385,31 @@ mod tests {
             code(&r[0]),
             Some((pbse::BADSTATE, "job 1.vm is in a bad state".into()))
         );
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Release,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("", ""),
             5,
         )
         .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BAD_STATE_TRANSITION));
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Signal,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("", "USR1"),
             5,
         )
         .await;
         assert_eq!(code(&r[0]).map(|c| c.0), Some(pbse::BADSTATE));
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Delete,
-            &ids(&["3.vm"]),
+            "3.vm",
             &ActionArgs::test("", ""),
             5,
         )
@@ -2424,11 +2419,11 @@ mod tests {
             Some((pbse::BADSTATE, "invalid state for job - COMPLETE".into()))
         );
 
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Hold,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("", ""),
             5,
         )
@@ -2436,11 +2431,11 @@ mod tests {
         assert!(r[0].1.is_none());
         assert_eq!(core.state.jobs[&1].state, JobState::Held);
         assert_eq!(core.state.jobs[&1].hold_types.letters(), "u");
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Release,
-            &ids(&["1"]),
+            "1",
             &ActionArgs::test("", ""),
             6,
         )
@@ -2449,11 +2444,11 @@ mod tests {
         assert_eq!(core.state.jobs[&1].state, JobState::Queued);
 
         // `all` takes only the caller's unfinished jobs; a queued job is C without exit status.
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &me,
             JobOp::Delete,
-            &ids(&["all"]),
+            "all",
             &ActionArgs::test("", ""),
             7,
         )
@@ -2466,11 +2461,11 @@ mod tests {
         assert_eq!(core.state.jobs[&2].state, JobState::Queued);
 
         // Root on the server host (a manager) may act on anyone's job; the change is stored.
-        let (r, _) = job_action(
+        let r = act(
             &mut core,
             &user(0),
             JobOp::Hold,
-            &ids(&["2"]),
+            "2",
             &ActionArgs::test("o", ""),
             8,
         )
