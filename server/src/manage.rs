@@ -287,11 +287,7 @@ fn plan_node_change(
                 return Err(PbsError::new(pbse::NODEEXIST, "", name));
             }
             if !valid_node_name(name) {
-                return Err(PbsError::new(
-                    pbse::BADATVAL,
-                    format!("invalid node name {name}"),
-                    name,
-                ));
+                return Err(invalid_name("node", name));
             }
             let mut line = nodes_file::NodeLine::new(name);
             for attr in &file_attrs {
@@ -601,11 +597,7 @@ async fn manage_queue(
                 return Err(PbsError::new(pbse::QUEEXIST, "", name));
             }
             if !valid_queue_name(name) {
-                return Err(PbsError::new(
-                    pbse::BADATVAL,
-                    format!("invalid queue name {name}"),
-                    name,
-                ));
+                return Err(invalid_name("queue", name));
             }
             let mut queue = Queue::new(name, now);
             for attr in attrs {
@@ -735,6 +727,11 @@ pub async fn modify_nodes(
         }
     }
     (errors, true)
+}
+
+/// A name qmgr may not create a `kind` (node, queue) with.
+fn invalid_name(kind: &str, name: &str) -> PbsError {
+    PbsError::new(pbse::BADATVAL, format!("invalid {kind} name {name}"), name)
 }
 
 fn unknown_queue(name: &str) -> PbsError {
