@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::attrs;
 use crate::dispatch::{self, now_epoch};
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
-use crate::manage;
+use crate::manage::{self, NoteChange};
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
 use crate::state::{ChangeFailed, Shared};
 use crate::tls;
@@ -548,7 +548,10 @@ impl Batch for BatchService {
             .change(
                 move |core| {
                     Box::pin(async move {
-                        let note = req.note.as_deref();
+                        let note = req.note.as_deref().map(|text| match req.append_note {
+                            true => NoteChange::Append(text),
+                            false => NoteChange::Set(text),
+                        });
                         manage::modify_nodes(core, &caller, &req.names, offline, note).await
                     })
                 },

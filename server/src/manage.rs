@@ -668,15 +668,39 @@ async fn manage_queue(
     }
 }
 
-/// pbsnodes -o/-c/-r/-N: sets or clears `offline` (`None` leaves it) and the note (empty or
-/// `n` removes it) of each named node, for operators and managers. The changes are committed
-/// in one transaction, then applied. Returns the per-node errors and whether anything changed.
+/// What pbsnodes does to a node's note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteChange<'a> {
+    /// `-N TEXT`: the note becomes TEXT; empty or `n` removes it.
+    Set(&'a str),
+    /// `-A TEXT`: TEXT is appended to the note after ", " (Torque's delimiter), or becomes
+    /// the note if there is none.
+    Append(&'a str),
+}
+
+impl NoteChange<'_> {
+    /// The note after this change to `note`.
+    fn apply(self, note: Option<&str>) -> Option<String> {
+        match (self, note) {
+            (NoteChange::Set(text), _) => (!text.is_empty() && text != "n").then(|| text.into()),
+            (NoteChange::Append(""), note) => note.map(str::to_string),
+            (NoteChange::Append(text), Some(note)) if !note.is_empty() => {
+                Some(format!("{note}, {text}"))
+            }
+            (NoteChange::Append(text), _) => Some(text.to_string()),
+        }
+    }
+}
+
+/// pbsnodes -o/-c/-r/-N/-A: sets or clears `offline` (`None` leaves it) and changes the note
+/// of each named node, for operators and managers. The changes are committed in one
+/// transaction, then applied. Returns the per-node errors and whether anything changed.
 pub async fn modify_nodes(
     core: &mut Core,
     caller: &Caller,
     names: &[String],
     offline: Option<bool>,
-    note: Option<&str>,
+    note: Option<NoteChange<'_>>,
 ) -> (Vec<PbsError>, bool) {
     let permitted = core.state.server_attrs.is_op_or_mgr(caller);
     let mut errors = Vec::new();
@@ -698,8 +722,8 @@ pub async fn modify_nodes(
         if let Some(offline) = offline {
             flags.offline = offline;
         }
-        if let Some(note) = note {
-            flags.note = (!note.is_empty() && note != "n").then(|| note.to_string());
+        if let Some(change) = note {
+            flags.note = change.apply(flags.note.as_deref());
         }
         if flags != node.flags {
             changed.push((name.clone(), flags));
@@ -886,6 +910,30 @@ mod tests {
             value: value.into(),
             op,
         }
+    }
+
+    #[test]
+    fn a_note_is_set_cleared_or_appended_to_after_a_comma() {
+        let after = |change: NoteChange, note: Option<&str>| change.apply(note);
+        assert_eq!(
+            after(NoteChange::Set("disk"), Some("old")).as_deref(),
+            Some("disk")
+        );
+        assert_eq!(after(NoteChange::Set("n"), Some("old")), None);
+        assert_eq!(after(NoteChange::Set(""), Some("old")), None);
+        assert_eq!(
+            after(NoteChange::Append("fan"), Some("disk")).as_deref(),
+            Some("disk, fan")
+        );
+        assert_eq!(
+            after(NoteChange::Append("fan"), None).as_deref(),
+            Some("fan")
+        );
+        assert_eq!(
+            after(NoteChange::Append(""), Some("disk")).as_deref(),
+            Some("disk")
+        );
+        assert_eq!(after(NoteChange::Append(""), None), None);
     }
 
     #[test]

@@ -180,6 +180,18 @@ fn offline_nodes_take_no_work_until_cleared() {
         listed,
         format!("{:<20} {:<26} {}\n", "n1", "offline", "disk check")
     );
+    // -A appends to the note after ", " (Torque 6's delimiter).
+    let out = c.run_as_root("pbsnodes", &["-A", "fan noisy", "n1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let listed = stdout(&c.run_as_root("pbsnodes", &["-ln"]));
+    assert_eq!(
+        listed,
+        format!(
+            "{:<20} {:<26} {}\n",
+            "n1", "offline", "disk check, fan noisy"
+        )
+    );
     let id = c.qsub("wait.sh", "true\n", &[]);
     c.wait_held_back(&id);
     let out = c.run_as_root("pbsnodes", &["-c", "n1"]);

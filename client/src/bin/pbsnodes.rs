@@ -42,8 +42,10 @@ struct Options {
     action: Action,
     xml: bool,
     quiet: bool,
-    /// `-N`: `Some("")` clears the note (`-N n`).
+    /// `-N` (or `-A`): `Some("")` clears the note (`-N n`).
     note: Option<String>,
+    /// `-A`: the note is appended to the node's note (after ", ") rather than set.
+    append_note: bool,
     /// `-n` (with `-l`): show notes.
     list_notes: bool,
     operands: Vec<String>,
@@ -62,6 +64,7 @@ fn parse(args: &[String]) -> Parse {
         xml: false,
         quiet: false,
         note: None,
+        append_note: false,
         list_notes: false,
         operands: parsed.operands,
     };
@@ -87,8 +90,8 @@ fn parse(args: &[String]) -> Parse {
                 o.action = Action::All;
                 o.xml = true;
             }
-            'N' => {
-                // -N combines with -o, -c, ...; alone it only sets the note.
+            'N' | 'A' => {
+                // -N and -A combine with -o, -c, ...; alone they only change the note.
                 if o.action == Action::All {
                     o.action = Action::Note;
                 }
@@ -96,11 +99,16 @@ fn parse(args: &[String]) -> Parse {
                 if text.contains('\n') {
                     eprintln!("Warning: note contains a newline - server may reject it...");
                 }
+                o.append_note = c == 'A';
                 // `-N n` is the same as `-N ""`: it clears the note.
-                o.note = Some(if text == "n" { String::new() } else { text });
+                o.note = Some(if text == "n" && c == 'N' {
+                    String::new()
+                } else {
+                    text
+                });
             }
             'n' => o.list_notes = true,
-            'A' | 'm' => {
+            'm' => {
                 eprintln!("pbsnodes: option -{c} is not supported by this server");
                 return Parse::Exit(ExitCode::from(1));
             }
@@ -198,7 +206,8 @@ async fn run(o: Options) -> Result<(), Failure> {
     };
     if let Some(op) = op {
         if !operands.is_empty() {
-            modify(&mut client, &operands, op, o.note.clone(), o.quiet).await?;
+            let note = o.note.clone().map(|text| (text, o.append_note));
+            modify(&mut client, &operands, op, note, o.quiet).await?;
         }
     }
 
@@ -236,21 +245,24 @@ async fn run(o: Options) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `-o`, `-c`, `-r`, `-N`: errors are reported per node in Torque's words and, as in
-/// Torque, do not change the exit status.
+/// `-o`, `-c`, `-r`, `-N`, `-A`: errors are reported per node in Torque's words and, as in
+/// Torque, do not change the exit status. `note` is the note's text and whether it is
+/// appended (`-A`).
 async fn modify(
     client: &mut BatchClient<Channel>,
     names: &[String],
     op: NodeOp,
-    note: Option<String>,
+    note: Option<(String, bool)>,
     quiet: bool,
 ) -> Result<(), Failure> {
     let has_note = note.is_some();
+    let (note, append_note) = note.map_or((None, false), |(text, append)| (Some(text), append));
     let reply = client
         .modify_nodes(ModifyNodesRequest {
             names: names.to_vec(),
             op: op as i32,
             note,
+            append_note,
         })
         .await
         .map_err(Failure::Rpc)?
@@ -339,6 +351,12 @@ mod tests {
         assert_eq!(o.action, Action::List);
         assert!(o.list_notes);
         assert!(run_parse(&["-x"]).unwrap().xml);
+        let o = run_parse(&["-A", "n", "vm"]).unwrap();
+        assert_eq!(o.action, Action::Note);
+        assert_eq!((o.note.as_deref(), o.append_note), (Some("n"), true));
+        let o = run_parse(&["-c", "-A", "fan ok", "vm"]).unwrap();
+        assert_eq!(o.action, Action::Clear);
+        assert_eq!((o.note.as_deref(), o.append_note), (Some("fan ok"), true));
     }
 
     #[test]
