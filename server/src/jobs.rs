@@ -558,7 +558,16 @@ fn build_job(
     if !depend.is_empty() {
         holds.system = true;
     }
-    let vars = crate::model::split_variable_list(&variable_list);
+    let mut vars = crate::model::split_variable_list(&variable_list);
+    // qsub names the origin queue only when given `-q`; otherwise it is the queue the job
+    // went to, first in the list as Torque puts it.
+    if !vars.iter().any(|(k, _)| k == "PBS_O_QUEUE") {
+        variable_list = match variable_list.is_empty() {
+            true => format!("PBS_O_QUEUE={}", queue.name),
+            false => format!("PBS_O_QUEUE={},{variable_list}", queue.name),
+        };
+        vars.insert(0, ("PBS_O_QUEUE".into(), queue.name.clone()));
+    }
     let var = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let workdir = var("PBS_O_WORKDIR")
         .or_else(|| init_work_dir.clone())
@@ -1829,6 +1838,46 @@ mod tests {
             };
             let submitted = submit(&mut core, &user(1000), &input, now).await.unwrap();
             assert_eq!(submitted.state, state, "{attrs:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pbs_o_queue_is_the_queue_the_job_went_to_unless_qsub_named_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_with_jobs(dir.path(), Vec::new()).await;
+        for name in ["batch", "dq"] {
+            core.state.queues.push(crate::model::Queue {
+                enabled: true,
+                started: true,
+                ..crate::model::Queue::new(name, 0)
+            });
+        }
+        core.state.default_queue = "dq".into();
+        let nodes = crate::nodes_file::parse("n1 np=2\n").unwrap();
+        core.state.nodes = nodes
+            .into_iter()
+            .map(|def| {
+                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
+            })
+            .collect();
+        let cases = [
+            ("", "PBS_O_HOME=/h", "PBS_O_QUEUE=dq,PBS_O_HOME=/h"),
+            ("", "", "PBS_O_QUEUE=dq"),
+            (
+                "batch",
+                "PBS_O_QUEUE=batch,PBS_O_HOME=/h",
+                "PBS_O_QUEUE=batch,PBS_O_HOME=/h",
+            ),
+        ];
+        for (destination, given, stored) in cases {
+            let input = SubmitInput {
+                attrs: vec![Attr::text("Variable_List", given)],
+                script: b"true\n".to_vec(),
+                destination: destination.into(),
+            };
+            let submitted = submit(&mut core, &user(1000), &input, 100).await.unwrap();
+            let seq: u64 = submitted.id.split('.').next().unwrap().parse().unwrap();
+            assert_eq!(core.state.jobs[&seq].variable_list, stored, "{given}");
         }
     }
 

@@ -4,14 +4,12 @@ use capstan_proto::v1::{Attr, AttrKind, SubmitRequest};
 
 use super::options::{Context, JobOptions};
 
-/// The queue name for `PBS_O_QUEUE`: the queue part of `-q QUEUE[@SERVER]`, else `batch`
-/// (the server, which knows its real default queue, may correct it).
-pub fn origin_queue(destination: Option<&str>) -> String {
+/// The queue name for `PBS_O_QUEUE`: the queue part of `-q QUEUE[@SERVER]`. Without one the
+/// variable is left out and the server, which knows its default queue, puts it first.
+pub fn origin_queue(destination: Option<&str>) -> Option<&str> {
     destination
         .map(capstan_proto::text::before_at)
         .filter(|q| !q.is_empty())
-        .unwrap_or("batch")
-        .to_string()
 }
 
 /// Escapes a value for the comma-separated `Variable_List` (Torque writes `\,`).
@@ -19,14 +17,16 @@ fn escape(value: &str) -> String {
     value.replace(',', "\\,")
 }
 
-/// `Variable_List` in Torque's order (reference 2.3): `PBS_O_QUEUE`, `PBS_O_HOME`,
+/// `Variable_List` in Torque's order (reference 2.3): `PBS_O_QUEUE` (with `-q`), `PBS_O_HOME`,
 /// `PBS_O_LOGNAME`, `PBS_O_PATH`, `PBS_O_MAIL`, `PBS_O_SHELL` (then `PBS_O_TZ`, `PBS_O_LANG`
 /// when set), the `-v` variables, `PBS_O_WORKDIR`, `PBS_O_INITDIR` (with `-d`), `PBS_O_HOST`,
 /// `PBS_O_SERVER`, and with `-V` the whole submission environment.
 pub fn variable_list(opts: &JobOptions, ctx: &Context) -> String {
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut push = |name: &str, value: &str| vars.push((name.to_string(), value.to_string()));
-    push("PBS_O_QUEUE", &origin_queue(opts.destination.as_deref()));
+    if let Some(queue) = origin_queue(opts.destination.as_deref()) {
+        push("PBS_O_QUEUE", queue);
+    }
     push("PBS_O_HOME", ctx.getenv("HOME").unwrap_or("/"));
     for (env, var) in [
         ("LOGNAME", "PBS_O_LOGNAME"),
@@ -151,7 +151,7 @@ mod tests {
     fn variable_list_matches_reference_order() {
         assert_eq!(
             variable_list(&opts(&[]), &ctx()),
-            "PBS_O_QUEUE=batch,PBS_O_HOME=/home/testuser,PBS_O_LOGNAME=testuser,\
+            "PBS_O_HOME=/home/testuser,PBS_O_LOGNAME=testuser,\
              PBS_O_PATH=/usr/bin:/bin,PBS_O_MAIL=/var/mail/testuser,PBS_O_SHELL=/bin/bash,\
              PBS_O_WORKDIR=/home/testuser,PBS_O_HOST=vm,PBS_O_SERVER=vm"
         );
@@ -183,7 +183,7 @@ mod tests {
         let list = variable_list(&opts(&["-v", "X=1"]), &c);
         assert_eq!(
             list,
-            "PBS_O_QUEUE=batch,PBS_O_HOME=/,PBS_O_LOGNAME=testuser,PBS_O_PATH=/usr/bin:/bin,\
+            "PBS_O_HOME=/,PBS_O_LOGNAME=testuser,PBS_O_PATH=/usr/bin:/bin,\
              PBS_O_SHELL=/bin/bash,PBS_O_TZ=UTC,PBS_O_LANG=C.UTF-8,X=1,\
              PBS_O_WORKDIR=/home/testuser,PBS_O_HOST=vm,PBS_O_SERVER=vm"
         );
