@@ -323,12 +323,10 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             continue;
         }
         let Some(Some(queue_priority)) = queue_priority.get(job.queue.as_str()).copied() else {
+            // Torque's words (reference 3.2).
             held_back.push(Decision::Wait {
                 seq: job.seq,
-                reason: format!(
-                    "Not Running: queue {} is stopped (started = False)",
-                    job.queue
-                ),
+                reason: "Not Running: Queue not started.".to_string(),
             });
             continue;
         };

@@ -1432,8 +1432,9 @@ pub async fn runs_ended(
         }
         let mut job = job.clone();
         let id = job.id(&core.state.server_name);
-        if end.session_id > 0 {
-            job.session_id = Some(end.session_id);
+        // 0 when no session ever started (a prologue that aborted the job), as Torque shows it.
+        if end.session_id > 0 || job.session_id.is_none() {
+            job.session_id = Some(end.session_id.max(0));
         }
         if let Some(used) = end.used {
             job.resources_used = Some(used);
@@ -1484,6 +1485,8 @@ pub async fn runs_ended(
                     info!(job = %id, "job requeued: its script never ran");
                 }
                 requeue(&mut job, now, why);
+                // Torque shows why the last start failed (-14: the prologue asked for a retry).
+                job.exit_status = Some(end.exit_status);
             }
             pending => {
                 if let Some(sample) = speed_sample(&job, end.exit_status, end_time) {
@@ -2261,7 +2264,8 @@ mod tests {
         let job = &loaded.jobs[0];
         assert_eq!(job.state, JobState::Queued);
         assert!(job.exec_host.is_empty() && job.current_run.is_none());
-        assert_eq!(job.exit_status, None);
+        // Why the last start failed, as Torque shows it (-14 for a prologue's retry).
+        assert_eq!(job.exit_status, Some(job_exec::RETRY));
         assert_eq!(
             job.comment.as_deref(),
             Some("Job requeued: pbs_mom restarted while starting the job")

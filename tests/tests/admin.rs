@@ -449,10 +449,7 @@ fn scheduling_false_and_stopped_queues_hold_back_new_starts() {
     c.wait_state(&id, "C", T);
     qmgr_ok(&c, "set queue batch started = false");
     let id = c.qsub("stopped.sh", "true\n", &[]);
-    assert_eq!(
-        c.wait_held_back(&id),
-        "Not Running: queue batch is stopped (started = False)"
-    );
+    assert_eq!(c.wait_held_back(&id), "Not Running: Queue not started.");
     qmgr_ok(&c, "set queue batch started = true");
     c.wait_state(&id, "C", T);
 }
@@ -541,7 +538,7 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
     refused("create node -x", "qmgr obj=-x svr=default: Illegal attribute or resource value for MSG=invalid node name -x\n");
     refused(
         "delete node nosuch",
-        "qmgr obj=nosuch svr=default: Unknown node\n",
+        "qmgr obj=nosuch svr=default: Unknown node \n",
     );
     refused(
         "delete node n2",
@@ -597,7 +594,10 @@ fn qenable_qdisable_qstart_qstop_switch_queues_in_torques_words() {
     assert_eq!(queue_attr(&c, "batch", "started").as_deref(), Some("False"));
     let id = c.qsub("waits.sh", "true\n", &[]);
     c.wait_state(&id, "Q", T);
-    assert_contains(&c.job_attr(&id, "comment").unwrap_or_default(), "stopped");
+    assert_contains(
+        &c.job_attr(&id, "comment").unwrap_or_default(),
+        "Not Running: Queue not started.",
+    );
     assert_eq!(switch("qstart", &["batch"]), quiet);
     c.wait_state(&id, "C", T);
 

@@ -205,6 +205,18 @@ fn offline_nodes_take_no_work_until_cleared() {
         stderr(&out),
         "pbsnodes: Unknown node  MSG=cannot locate specified node\n"
     );
+    // qnodes is pbsnodes under Torque's other name.
+    let out = c.run_as_root("qnodes", &["-l", "all"]);
+    assert_eq!(
+        stdout(&out),
+        stdout(&c.run_as_root("pbsnodes", &["-l", "all"]))
+    );
+    let out = c.run_as_root("qnodes", &["nosuch"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        stderr(&out),
+        "qnodes: Unknown node  MSG=cannot locate specified node\n"
+    );
 }
 
 #[test]

@@ -194,6 +194,8 @@ fn a_prologue_exiting_1_aborts_the_job_with_minus_2() {
     let id = c.qsub("aborted.sh", &format!("touch {}\n", marker.display()), &[]);
     c.wait_state(&id, "C", T);
     assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("-2"));
+    // No session ever started: Torque shows 0.
+    assert_eq!(c.job_attr(&id, "session_id").as_deref(), Some("0"));
     assert!(!marker.exists(), "the script ran");
     // The prologue's output is delivered, with the epilogue Torque still runs.
     assert_eq!(

@@ -1,7 +1,8 @@
-//! `pbsnodes`: list nodes, mark them offline or clear that, set their notes.
+//! `pbsnodes` (and `qnodes`, the same program under another name, as Torque installs it):
+//! list nodes, mark them offline or clear that, set their notes.
 //!
-//! Option handling and messages follow Torque's `src/cmds/pbsnodes.c` (6.1.3's usage text);
-//! printing is done by `capstan_client::format::nodes`.
+//! Option handling and messages follow Torque's `src/cmds/pbsnodes.c` (6.1.3's usage text),
+//! which names itself by `argv[0]`; printing is done by `capstan_client::format::nodes`.
 
 use std::process::ExitCode;
 
@@ -16,8 +17,24 @@ use tonic::transport::Channel;
 /// Torque 6.1.3's option string, `-:` included for `--version`.
 const OPTSTRING: &str = "aA:cdlm:opqrs:x-:N:n";
 
-const USAGE: &str = "usage:\tpbsnodes [-{c|d|l|o|p|r}] [-s server] [-n] [-N \"note\"] [-A \"append note\"] [-q] [-m standby|suspend|sleep|hibernate|shutdown] node ...\n\
-\tpbsnodes [-{a|x}] [-s server] [-q] [node]\n";
+/// Torque's usage text, `{}` being the program's name.
+fn usage() -> String {
+    let name = progname();
+    format!("usage:\t{name} [-{{c|d|l|o|p|r}}] [-s server] [-n] [-N \"note\"] [-A \"append note\"] [-q] [-m standby|suspend|sleep|hibernate|shutdown] node ...\n\
+\t{name} [-{{a|x}}] [-s server] [-q] [node]\n")
+}
+
+/// The name this program was called by (`pbsnodes` or `qnodes`), for its messages.
+fn progname() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "pbsnodes".into())
+}
 
 /// What to do (Torque's `flag`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +89,7 @@ fn parse(args: &[String]) -> Parse {
         let (c, arg) = match item {
             Item::Opt(c, arg) => (c, arg),
             Item::Error(msg) => {
-                eprintln!("pbsnodes: {msg}");
+                eprintln!("{}: {msg}", progname());
                 errflg = true;
                 continue;
             }
@@ -109,7 +126,10 @@ fn parse(args: &[String]) -> Parse {
             }
             'n' => o.list_notes = true,
             'm' => {
-                eprintln!("pbsnodes: option -{c} is not supported by this server");
+                eprintln!(
+                    "{}: option -{c} is not supported by this server",
+                    progname()
+                );
                 return Parse::Exit(ExitCode::from(1));
             }
             '-' => {
@@ -136,7 +156,7 @@ fn parse(args: &[String]) -> Parse {
     }
     if errflg {
         if !o.quiet {
-            eprint!("{USAGE}");
+            eprint!("{}", usage());
         }
         return Parse::Exit(ExitCode::from(1));
     }
@@ -170,13 +190,13 @@ async fn stat(
         .into_inner();
     if let Some(e) = reply.errors.into_iter().next() {
         if !quiet {
-            eprintln!("pbsnodes: {}", ServerError::from(e).message());
+            eprintln!("{}: {}", progname(), ServerError::from(e).message());
         }
         return Err(Failure::Exit(1));
     }
     if reply.objects.is_empty() {
         if !quiet {
-            eprintln!("pbsnodes: No nodes found");
+            eprintln!("{}: No nodes found", progname());
         }
         return Err(Failure::Exit(2));
     }
@@ -311,7 +331,8 @@ async fn main() -> ExitCode {
             if !quiet {
                 let errno = err.errno().unwrap_or(libc::ECONNREFUSED);
                 eprintln!(
-                    "pbsnodes: cannot connect to server {}, error={errno} ({})",
+                    "{}: cannot connect to server {}, error={errno} ({})",
+                    progname(),
                     err.server(),
                     ConnectError::reason(errno)
                 );
@@ -320,7 +341,7 @@ async fn main() -> ExitCode {
         }
         Err(Failure::Rpc(status)) => {
             if !quiet {
-                eprintln!("pbsnodes: {}", status.message());
+                eprintln!("{}: {}", progname(), status.message());
             }
             ExitCode::from(1)
         }
@@ -365,7 +386,8 @@ mod tests {
         assert!(run_parse(&["-n"]).is_none());
         assert!(run_parse(&["-Z"]).is_none());
         assert!(run_parse(&["-a", ""]).is_none());
-        assert!(USAGE.starts_with("usage:\tpbsnodes [-{c|d|l|o|p|r}] [-s server] [-n]"));
-        assert!(USAGE.ends_with("\n\tpbsnodes [-{a|x}] [-s server] [-q] [node]\n"));
+        let usage = usage().replace(&progname(), "pbsnodes");
+        assert!(usage.starts_with("usage:\tpbsnodes [-{c|d|l|o|p|r}] [-s server] [-n]"));
+        assert!(usage.ends_with("\n\tpbsnodes [-{a|x}] [-s server] [-q] [node]\n"));
     }
 }

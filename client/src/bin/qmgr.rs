@@ -173,7 +173,7 @@ fn server_error(object: &str, e: ServerError) -> String {
     } else {
         &e.object
     };
-    format!("qmgr obj={object} svr=default: {}", e.message())
+    format!("qmgr obj={object} svr=default: {}", e.full_message())
 }
 
 /// How a failed call reads: a refusal as Torque's `cannot connect to server` line.

@@ -182,9 +182,15 @@ impl ServerError {
     /// gave one. The PBSE texts keep their trailing spaces, which is where Torque's double
     /// space before `MSG=` comes from (`Unknown node  MSG=cannot locate specified node`).
     pub fn message(&self) -> String {
+        self.full_message().trim_end().to_string()
+    }
+
+    /// [`ServerError::message`] with the PBSE text's trailing space kept when there is no
+    /// `MSG=`, as qmgr prints it (`qmgr obj=x svr=default: Unknown node `).
+    pub fn full_message(&self) -> String {
         let text = capstan_proto::pbse::text(self.code);
         if self.detail.is_empty() {
-            text.trim_end().to_string()
+            text.to_string()
         } else {
             format!("{text} MSG={}", self.detail)
         }
