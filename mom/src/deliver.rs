@@ -51,7 +51,7 @@ pub const DELIVER_ARG: &str = "--capstan-deliver";
 
 /// Everything needed after the job ends to deliver its output; persisted in
 /// the run record so a restarted MOM delivers adopted runs' output too.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryPlan {
     pub job_id: String,
     pub user_name: String,
@@ -62,6 +62,24 @@ pub struct DeliveryPlan {
     /// `USER@HOST:` as Torque prints before a destination path.
     pub dest_prefix: String,
     pub files: Vec<Delivery>,
+    /// The job's umask, which the copies run with (see `launch::ExecPlan::umask`).
+    #[serde(default = "launch::default_umask")]
+    pub umask: u32,
+}
+
+/// Nothing to deliver, with Torque's umask (never 0: the copies' files would be 0666).
+impl Default for DeliveryPlan {
+    fn default() -> Self {
+        DeliveryPlan {
+            job_id: String::new(),
+            user_name: String::new(),
+            uid: 0,
+            identity: None,
+            dest_prefix: String::new(),
+            files: Vec::new(),
+            umask: launch::DEFAULT_UMASK,
+        }
+    }
 }
 
 fn log_delivered(plan: &DeliveryPlan, d: &Delivery) {
@@ -245,6 +263,7 @@ fn is_null(d: &Delivery) -> bool {
 /// the helper, and needs no exec, which is what makes this path cheap.
 pub fn copy_in_child(
     identity: Option<&Identity>,
+    umask: u32,
     files: &[Delivery],
 ) -> Result<CopyResults, DeliverError> {
     let failed = |what: &str, e: nix::Error| DeliverError::Helper(format!("{what}: {e}"));
@@ -257,7 +276,7 @@ pub fn copy_in_child(
             drop(from_child);
             // A panic must not unwind into the supervisor's code in this process.
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                copy_child(identity, files, to_parent)
+                copy_child(identity, umask, files, to_parent)
             }))
             .unwrap_or(3);
             // SAFETY: _exit ends the child without running the parent's
@@ -292,7 +311,12 @@ pub fn copy_in_child(
 /// The forked copier: gives up the supervisor's pipes to the MOM, becomes the
 /// user, copies, writes the results. Returns its exit code: 2 when it could
 /// not set itself up (nothing written), 1 when the results could not be sent.
-fn copy_child(identity: Option<&Identity>, files: &[Delivery], results: OwnedFd) -> i32 {
+fn copy_child(
+    identity: Option<&Identity>,
+    umask: u32,
+    files: &[Delivery],
+    results: OwnedFd,
+) -> i32 {
     const DEV_NULL: &CStr = c"/dev/null";
     // SAFETY: plain system calls on valid, NUL-terminated data.
     unsafe {
@@ -305,7 +329,7 @@ fn copy_child(identity: Option<&Identity>, files: &[Delivery], results: OwnedFd)
             return 2;
         }
     }
-    if launch::become_user(identity).is_err() {
+    if launch::become_user(identity, umask).is_err() {
         return 2;
     }
     copy_and_answer(files, File::from(results))
@@ -333,11 +357,11 @@ pub fn copy_with_helper(
     cmd.current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-    let identity = plan.identity.clone();
+    let (identity, umask) = (plan.identity.clone(), plan.umask);
     // SAFETY: become_user makes only async-signal-safe calls on data prepared
     // before the fork.
     unsafe {
-        cmd.pre_exec(move || launch::become_user(identity.as_ref()));
+        cmd.pre_exec(move || launch::become_user(identity.as_ref(), umask));
     }
     let mut child = cmd.spawn().map_err(|source| DeliverError::Spawn {
         program: helper.to_path_buf(),
@@ -402,7 +426,7 @@ fn copy_one(d: &Delivery) -> Result<(), String> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(0o666)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&d.dest)
         .map_err(|e| {

@@ -200,6 +200,10 @@ pub struct RunSpec {
     pub resource_limits: String,
     pub queue: String,
     pub account: String,
+    /// `-W umask=`: the job's umask (`None`: Torque's 077).
+    pub umask: Option<u32>,
+    /// `-F`: the script's arguments.
+    pub arguments: Vec<String>,
 }
 
 /// What the runner reports to the server, through the session.

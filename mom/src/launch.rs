@@ -146,6 +146,20 @@ pub struct ExecPlan {
     /// the job run before killing it, unless a new MOM adopts the run (ms; 0: never).
     #[serde(default)]
     pub orphan_timeout_ms: u64,
+    /// The job's umask (`-W umask=`, else Torque's 077): its processes' and, through the
+    /// mode 0666 they are created with, its output files'.
+    #[serde(default = "default_umask")]
+    pub umask: u32,
+    /// `-F`: the script's arguments, after its path on the shell's command line.
+    #[serde(default)]
+    pub arguments: Vec<String>,
+}
+
+/// Torque's umask for a job that gave none.
+pub const DEFAULT_UMASK: u32 = 0o077;
+
+pub(crate) fn default_umask() -> u32 {
+    DEFAULT_UMASK
 }
 
 /// Steps of the child's setup, sent back over the error pipe.
@@ -170,6 +184,7 @@ enum Opens {
 /// owned by [`spawn_job`]; the child only uses their numbers.
 struct ChildPlan {
     identity: Option<Identity>,
+    umask: u32,
     opens: Opens,
     workdir: CString,
     shell: CString,
@@ -354,6 +369,7 @@ pub fn prepare(
         identity: identity.clone(),
         dest_prefix: deliver::dest_prefix(&user.name, &spec.env),
         files: spooled.deliveries,
+        umask: spec.umask.unwrap_or(DEFAULT_UMASK),
     };
 
     let owner = switch.then_some((user.uid, gid));
@@ -426,6 +442,8 @@ pub fn prepare(
         tmpdir,
         tmpdir_made,
         orphan_timeout_ms: 0,
+        umask: spec.umask.unwrap_or(DEFAULT_UMASK),
+        arguments: spec.arguments.clone(),
     })
 }
 
@@ -483,11 +501,16 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         tmpdir: _,
         tmpdir_made: _,
         orphan_timeout_ms: _,
+        umask,
+        arguments,
     } = plan;
-    let argv = vec![
+    let mut argv = vec![
         cstr(argv0(shell, *login))?,
         cstr(script.as_os_str().as_bytes())?,
     ];
+    for argument in arguments {
+        argv.push(cstr(argument.as_bytes())?);
+    }
     let envp = env
         .iter()
         .map(|(k, v)| cstr(format!("{k}={v}").into_bytes()))
@@ -504,6 +527,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         .map_err(|e| LaunchError(format!("PBS: cannot open /dev/null: {e}")))?;
     let child_plan = ChildPlan {
         identity: identity.clone(),
+        umask: *umask,
         opens,
         workdir: path_cstr(workdir)?,
         shell: path_cstr(shell)?,
@@ -812,7 +836,7 @@ fn child_setup(plan: &ChildPlan) -> ! {
         if libc::setsid() < 0 {
             fail(Step::Setsid);
         }
-        if become_user(plan.identity.as_ref()).is_err() {
+        if become_user(plan.identity.as_ref(), plan.umask).is_err() {
             fail(Step::Identity);
         }
         // O_APPEND, as Torque opens them: the prologue's output, appended while the shell
@@ -826,7 +850,7 @@ fn child_setup(plan: &ChildPlan) -> ! {
                     | libc::O_APPEND
                     | libc::O_NOFOLLOW
                     | libc::O_CLOEXEC,
-                0o600 as libc::c_uint,
+                0o666 as libc::c_uint,
             )
         };
         match &plan.opens {
@@ -885,11 +909,11 @@ fn child_setup(plan: &ChildPlan) -> ! {
 }
 
 /// Takes `identity`'s supplementary groups, group and user (when the MOM
-/// switches user), then umask 077: how every process of a job's user starts,
+/// switches user), then the job's `umask`: how every process of a job's user starts,
 /// the job's shell as well as the copies of its output (`deliver`). Only
 /// async-signal-safe calls on data prepared before the fork, so it may run
 /// between `fork` and `exec`; on failure, errno says why.
-pub(crate) fn become_user(identity: Option<&Identity>) -> io::Result<()> {
+pub(crate) fn become_user(identity: Option<&Identity>, umask: u32) -> io::Result<()> {
     // SAFETY: plain system calls on valid data owned by the caller.
     unsafe {
         if let Some(id) = identity {
@@ -900,7 +924,7 @@ pub(crate) fn become_user(identity: Option<&Identity>) -> io::Result<()> {
                 return Err(io::Error::last_os_error());
             }
         }
-        libc::umask(0o077);
+        libc::umask(umask as libc::mode_t);
     }
     Ok(())
 }

@@ -498,7 +498,7 @@ impl Scripts<'_> {
             cmd.pre_exec(move || {
                 libc::setsid();
                 if as_user {
-                    launch::become_user(identity.as_ref())?;
+                    launch::become_user(identity.as_ref(), launch::DEFAULT_UMASK)?;
                 }
                 if libc::chdir(cwd.as_ptr()) != 0 {
                     // Torque only warns, and runs the script where it is.

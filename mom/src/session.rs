@@ -417,5 +417,7 @@ fn start_from_wire(s: StartRun) -> RunSpec {
         resource_limits: s.resource_limits,
         queue: s.queue,
         account: s.account,
+        umask: s.umask,
+        arguments: s.arguments,
     }
 }

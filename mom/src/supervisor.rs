@@ -259,10 +259,10 @@ pub fn main(exit_file: &Path) -> i32 {
     if write_exit_file(exit_file, &record).is_err() {
         return 1;
     }
-    let identity = plan.identity.as_ref();
+    let (identity, umask) = (plan.identity.as_ref(), plan.umask);
     // An error here means the MOM is gone (EPIPE): the next one delivers.
     let _ = serve_mom(&mut input, &mut out, |files| {
-        deliver::copy_in_child(identity, files)
+        deliver::copy_in_child(identity, umask, files)
     });
     0
 }

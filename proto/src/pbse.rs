@@ -33,6 +33,8 @@ pub const UNKQUE: i32 = 15020;
 pub const QUNOENB: i32 = 15023;
 /// Bad UID for job execution.
 pub const BADUSER: i32 = 15025;
+/// Bad GID for job execution.
+pub const BADGRP: i32 = 15026;
 /// Queue already exists.
 pub const QUEEXIST: i32 = 15027;
 /// Cannot delete busy queue.
@@ -87,6 +89,7 @@ pub fn text(code: i32) -> &'static str {
         UNKQUE => "Unknown queue",
         QUNOENB => "Queue is not enabled",
         BADUSER => "Bad UID for job execution",
+        BADGRP => "Bad GID for job execution",
         QUEEXIST => "Queue already exists",
         QUEBUSY => "Cannot delete busy queue",
         NOSUP => "Feature/function not supported",

@@ -248,6 +248,13 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         resource_limits: pelog_limits(&job.resources),
         queue: job.queue.clone(),
         account: job.account.clone().unwrap_or_default(),
+        umask: job.umask,
+        arguments: job
+            .job_arguments
+            .iter()
+            .flat_map(|args| args.split_whitespace())
+            .map(str::to_string)
+            .collect(),
     }
 }
 

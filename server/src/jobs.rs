@@ -352,6 +352,60 @@ fn bad_value(name: &str) -> PbsError {
     PbsError::new(pbse::BADATVAL, "", name)
 }
 
+/// `umask`: what qsub sends (the octal mask's value, in decimal), at most 0777.
+fn valid_umask(v: &str) -> Result<u32, PbsError> {
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|mask| *mask <= 0o777)
+        .ok_or_else(|| bad_value("umask"))
+}
+
+/// `User_List` (`qsub -u user[@host][,...]`): whom to run the job as. Torque lets a user
+/// run jobs as another account that trusts them (`.rhosts`); Capstan has no such trust, so
+/// every entry must name the submitting user, else Torque's PBSE_BADUSER.
+fn valid_user_list(v: &str, caller: &Caller) -> Result<String, PbsError> {
+    for entry in v.split(',') {
+        let user = entry.split('@').next().unwrap_or_default().trim();
+        if user != caller.user {
+            return Err(PbsError::new(
+                pbse::BADUSER,
+                format!("{} may not run jobs as {user}", caller.user),
+                "",
+            ));
+        }
+    }
+    Ok(v.to_string())
+}
+
+/// The group a job runs with, from `group_list` (`group[@host][,...]`, Torque's syntax;
+/// the entry without a host, else the first): the caller's own group, or one that lists
+/// them as a member, else Torque's PBSE_BADGRP. (The MOM checks again, on its node.)
+fn group_from_list(list: &str, caller: &Caller) -> Result<String, PbsError> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    let chosen = entries
+        .iter()
+        .find(|e| !e.contains('@'))
+        .or(entries.first())
+        .map(|e| e.split('@').next().unwrap_or_default())
+        .unwrap_or_default();
+    if chosen == caller.group {
+        return Ok(chosen.to_string());
+    }
+    let member = match nix::unistd::Group::from_name(chosen) {
+        Ok(Some(group)) => group.mem.contains(&caller.user),
+        _ => false,
+    };
+    if chosen.is_empty() || !member {
+        return Err(PbsError::new(
+            pbse::BADGRP,
+            format!("{} is not a member of group {chosen}", caller.user),
+            "",
+        ));
+    }
+    Ok(chosen.to_string())
+}
+
 /// `Job_Name`: not empty, no white space, no `/`.
 fn valid_job_name(v: &str) -> Result<String, PbsError> {
     if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -503,6 +557,12 @@ fn build_job(
     let mut rerunable = true;
     let mut checkpoint = "u".to_string();
     let mut execution_time = None;
+    let mut umask = None;
+    let mut job_arguments = None;
+    let mut kill_delay = None;
+    let mut fault_tolerant = false;
+    let mut group_list = None;
+    let mut user_list = None;
 
     for attr in &input.attrs {
         let v = attr.value.as_str();
@@ -534,9 +594,18 @@ fn build_job(
                 execution_time = Some(v.parse().map_err(|_| bad_value("Execution_Time"))?)
             }
             "job_array_request" => return Err(PbsError::new(pbse::BAD_ARRAY_REQ, "", "")),
+            "umask" => umask = Some(valid_umask(v)?),
+            "job_arguments" => job_arguments = Some(v.to_string()),
+            "kill_delay" => {
+                kill_delay = Some(v.trim().parse().map_err(|_| bad_value("kill_delay"))?)
+            }
+            "fault_tolerant" => {
+                fault_tolerant = parse_bool(v).ok_or_else(|| bad_value("fault_tolerant"))?
+            }
+            "group_list" => group_list = Some(v.to_string()),
+            "User_List" => user_list = Some(valid_user_list(v, caller)?),
             // Accepted for compatibility; identity and these values are the server's.
-            "Job_Owner" | "fault_tolerant" | "job_radix" | "request_version" | "umask"
-            | "group_list" | "User_List" | "queue" => {}
+            "Job_Owner" | "job_radix" | "request_version" | "queue" => {}
             _ => {
                 return Err(PbsError::new(
                     pbse::NOATTR,
@@ -598,7 +667,10 @@ fn build_job(
         owner: caller.user_at_host(),
         uid: caller.uid,
         euser: caller.user.clone(),
-        egroup: caller.group.clone(),
+        egroup: match &group_list {
+            Some(list) => group_from_list(list, caller)?,
+            None => caller.group.clone(),
+        },
         state: JobState::Queued,
         queue: queue.name.clone(),
         account,
@@ -626,6 +698,12 @@ fn build_job(
         submit_args,
         start_time: None,
         start_count: 0,
+        umask,
+        job_arguments,
+        kill_delay,
+        fault_tolerant,
+        group_list,
+        user_list,
         failed_starts: 0,
         suspended: false,
         defaulted,
@@ -810,7 +888,7 @@ pub async fn prepare_shutdown(
 }
 
 /// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
-/// whole job, SIGKILL after `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
+/// whole job, SIGKILL after its `-K` delay or `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
 /// server does when the run's end is reported (see `PendingAction`).
 fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
     // The MOM continues a suspended job before the SIGTERM: it is no longer suspended.
@@ -822,7 +900,7 @@ fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
             run_id: run,
             signal: libc::SIGTERM,
             delete: true,
-            kill_delay_secs: KILL_DELAY_SECS,
+            kill_delay_secs: job.kill_delay.unwrap_or(KILL_DELAY_SECS),
         },
     ))
 }
@@ -1912,6 +1990,23 @@ mod tests {
         j.current_run = Some(run);
         j.start_time = Some(100);
         j
+    }
+
+    #[test]
+    fn qdel_waits_the_jobs_own_kill_delay_before_sigkill() {
+        let delay = |job: &mut Job| match delete_signal(job) {
+            Some((
+                node,
+                ToMom::Signal {
+                    kill_delay_secs, ..
+                },
+            )) => (node, kill_delay_secs),
+            other => panic!("{other:?}"),
+        };
+        let mut job = running_on(1, "n1", 10);
+        assert_eq!(delay(&mut job), ("n1".to_string(), KILL_DELAY_SECS));
+        job.kill_delay = Some(30);
+        assert_eq!(delay(&mut job), ("n1".to_string(), 30));
     }
 
     #[tokio::test]

@@ -216,6 +216,25 @@ pub struct Job {
     pub submit_args: Option<String>,
     pub start_time: Option<i64>,
     pub start_count: u32,
+    /// `-W umask=`: the job's umask (Torque keeps the number, shown in decimal); `None`:
+    /// Torque's 077.
+    #[serde(default)]
+    pub umask: Option<u32>,
+    /// `-F "args"`: what the script is given as `$1`, `$2`, ... (split at spaces).
+    #[serde(default)]
+    pub job_arguments: Option<String>,
+    /// `-K SECS`: between qdel's SIGTERM and its SIGKILL (else the server's default).
+    #[serde(default)]
+    pub kill_delay: Option<u32>,
+    /// `-f`: shown as asked (sister nodes only hold slots, so losing one never aborts a job).
+    #[serde(default)]
+    pub fault_tolerant: bool,
+    /// `-W group_list=`: as given; the group chosen from it is `egroup`.
+    #[serde(default)]
+    pub group_list: Option<String>,
+    /// `-u`: as given (it may only name the submitting user).
+    #[serde(default)]
+    pub user_list: Option<String>,
     /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
     /// ran resets it. At [`crate::jobs::MAX_FAILED_STARTS`] the job is held instead of
     /// requeued once more.
@@ -480,6 +499,9 @@ pub struct StartRunSpec {
     pub resource_limits: String,
     pub queue: String,
     pub account: String,
+    /// `-W umask=` (`None`: Torque's 077) and `-F`'s arguments.
+    pub umask: Option<u32>,
+    pub arguments: Vec<String>,
 }
 
 /// What the server sends a MOM over its session (converted to proto in `mom_session.rs`).

@@ -183,6 +183,8 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
                 resource_limits: spec.resource_limits,
                 queue: spec.queue,
                 account: spec.account,
+                umask: spec.umask,
+                arguments: spec.arguments,
             })
         }
         ToMom::Signal {
@@ -389,7 +391,7 @@ async fn register(
                     run_id: run,
                     signal: libc::SIGTERM,
                     delete: true,
-                    kill_delay_secs: jobs::KILL_DELAY_SECS,
+                    kill_delay_secs: job.kill_delay.unwrap_or(jobs::KILL_DELAY_SECS),
                 });
             }
         }

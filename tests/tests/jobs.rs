@@ -45,6 +45,65 @@ fn job_runs_as_its_user_and_writes_torque_output_files() {
     );
 }
 
+#[test]
+fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
+    let c = Cluster::start(&one_node());
+    let group = nix::unistd::Group::from_gid(c.user.gid.into())
+        .unwrap()
+        .expect("the test user's group")
+        .name;
+    let group_list = format!("group_list={group}");
+    let (id, out) = c.run_job(
+        "opts.sh",
+        "umask\necho \"args: $1|$2|$#\"\ntouch \"$PBS_O_WORKDIR/made\"\nid -gn\n",
+        &[
+            "-W",
+            "umask=022",
+            "-F",
+            "one two",
+            "-K",
+            "5",
+            "-f",
+            "-W",
+            &group_list,
+        ],
+    );
+    assert_eq!(out, format!("0022\nargs: one|two|2\n{group}\n"));
+    // The job's umask: for what the job creates and for its delivered output.
+    for (file, mode) in [
+        (c.work.join("made"), 0o644),
+        (c.default_stdout("opts.sh", &id), 0o644),
+    ] {
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(meta.mode() & 0o777, mode, "{} mode", file.display());
+    }
+    assert_eq!(c.job_attr(&id, "umask").as_deref(), Some("18"));
+    assert_eq!(c.job_attr(&id, "job_arguments").as_deref(), Some("one two"));
+    assert_eq!(c.job_attr(&id, "kill_delay").as_deref(), Some("5"));
+    assert_eq!(c.job_attr(&id, "fault_tolerant").as_deref(), Some("True"));
+    assert_eq!(c.job_attr(&id, "group_list"), Some(group.clone()));
+    assert_eq!(c.job_attr(&id, "egroup"), Some(group));
+
+    // Another user's account, or a group the user is not in: Torque's refusals, nothing kept.
+    let script = c.script("refused.sh", "true\n");
+    let script = script.to_str().unwrap();
+    let out = c.run("qsub", &["-u", "root", script]);
+    assert_eq!(code(&out), 177, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "qsub: submit error (Bad UID for job execution MSG={} may not run jobs as root)\n",
+            c.user.name
+        )
+    );
+    let out = c.run("qsub", &["-W", "group_list=nosuchgroup", script]);
+    assert_eq!(code(&out), 178, "{}", stderr(&out));
+    assert_contains(&stderr(&out), "Bad GID for job execution");
+    assert_eq!(c.job_attr(&id, "job_state").as_deref(), Some("C"));
+    let listed = stdout(&c.run("qstat", &[]));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .unwrap()
