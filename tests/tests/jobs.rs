@@ -96,9 +96,11 @@ fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
             c.user.name
         )
     );
-    let out = c.run("qsub", &["-W", "group_list=nosuchgroup", script]);
-    assert_eq!(code(&out), 178, "{}", stderr(&out));
-    assert_contains(&stderr(&out), "Bad GID for job execution");
+    for list in ["group_list=nosuchgroup", "group_list=root"] {
+        let out = c.run("qsub", &["-W", list, script]);
+        assert_eq!(code(&out), 178, "{list}: {}", stderr(&out));
+        assert_contains(&stderr(&out), "Bad GID for job execution");
+    }
     assert_eq!(c.job_attr(&id, "job_state").as_deref(), Some("C"));
     let listed = stdout(&c.run("qstat", &[]));
     assert_eq!(listed.lines().count(), 3, "{listed}");

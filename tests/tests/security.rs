@@ -261,8 +261,9 @@ fn revoked_and_removed_nodes_are_refused() {
 
 #[test]
 fn forged_owner_attributes_are_ignored() {
-    // Job_Owner / User_List / group_list sent in a Submit request are accepted for Torque
+    // Job_Owner (and a forged PBS_O_LOGNAME) sent in a Submit request are accepted for Torque
     // compatibility and ignored: the owner is the uid the Unix socket's peer credentials give.
+    // (User_List and group_list naming root are refused: see the jobs tests.)
     let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
     c.script("forged.sh", "id -un\n");
     let forge = env!("CARGO_BIN_EXE_capstan-forge");

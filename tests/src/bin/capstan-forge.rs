@@ -1,10 +1,11 @@
 //! A hostile client for the security tests, speaking the Batch protocol directly (no qsub).
 //!
 //! `capstan-forge SOCKET SCRIPT` submits SCRIPT over a Unix socket (the server's or a login
-//! node's `trqauthd`) claiming to be root in every field a request can carry (`Job_Owner`,
-//! `User_List`, `group_list`, a forged `PBS_O_LOGNAME`, and the agent's user-assertion
+//! node's `trqauthd`) claiming to be root in every field a request can carry and the server
+//! does not check (`Job_Owner`, a forged `PBS_O_LOGNAME`, and the agent's user-assertion
 //! header), then prints the job id. All of it must be ignored: the owner is the uid the
-//! socket's peer credentials give.
+//! socket's peer credentials give. (`User_List` and `group_list` naming root are refused
+//! outright: `jobs.rs`'s tests.)
 //!
 //! `capstan-forge tls HOST:PORT SERVER_NAME CA_FILE CERT_DIR|- USER SCRIPT` dials the server's
 //! TLS listener itself, presenting the certificate installed in CERT_DIR (a MOM's `mom_priv/tls`
@@ -30,8 +31,6 @@ fn forged_request(script: &str, user: &str) -> tonic::Request<SubmitRequest> {
     let mut request = tonic::Request::new(SubmitRequest {
         attrs: vec![
             attr("Job_Owner", "root@tsrv"),
-            attr("User_List", "root"),
-            attr("group_list", "root"),
             attr("Job_Name", "forged"),
             attr(
                 "Variable_List",
