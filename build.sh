@@ -72,7 +72,7 @@ fi
 out=$target/capstan/$profile
 mkdir -p "$out"
 # Exactly these names: what a renamed binary or an earlier build left there goes.
-wanted=" ${daemons[*]} ${commands[*]} qnodes "
+wanted=" ${daemons[*]} ${commands[*]} "
 for path in "$out"/*; do
     [ -e "$path" ] && [[ $wanted != *" ${path##*/} "* ]] && rm -rf "$path"
 done
@@ -81,8 +81,6 @@ done
 gather() { ln -f "$1" "$out/" 2>/dev/null || cp -f "$1" "$out/"; }
 for name in "${daemons[@]}"; do gather "$target/$profile/$name"; done
 for name in "${commands[@]}"; do gather "$commands_dir/$name"; done
-# Torque's qnodes is pbsnodes under another name (it speaks with the name it was called by).
-ln -f "$out/pbsnodes" "$out/qnodes" 2>/dev/null || cp -f "$out/pbsnodes" "$out/qnodes"
 if [ -z "$why_not" ]; then
     echo "build.sh: $out: the commands are static musl binaries" >&2
 else

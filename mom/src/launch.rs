@@ -308,6 +308,7 @@ pub fn prepare(
     options: &StartOptions,
 ) -> Result<ExecPlan, LaunchError> {
     let fail = |m: String| Err(LaunchError(m));
+    let umask = spec.umask.unwrap_or(DEFAULT_UMASK);
     if !safe_component(&spec.job_id) {
         return fail(format!("invalid job id {:?}", spec.job_id));
     }
@@ -369,7 +370,7 @@ pub fn prepare(
         identity: identity.clone(),
         dest_prefix: deliver::dest_prefix(&user.name, &spec.env),
         files: spooled.deliveries,
-        umask: spec.umask.unwrap_or(DEFAULT_UMASK),
+        umask,
     };
 
     let owner = switch.then_some((user.uid, gid));
@@ -442,7 +443,7 @@ pub fn prepare(
         tmpdir,
         tmpdir_made,
         orphan_timeout_ms: 0,
-        umask: spec.umask.unwrap_or(DEFAULT_UMASK),
+        umask,
         arguments: spec.arguments.clone(),
     })
 }
@@ -1106,5 +1107,50 @@ mod tests {
         assert_eq!(get("LD_PRELOAD"), None);
         assert!(get("BAD=NAME").is_none());
         assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
+    }
+
+    /// A plan or delivery written before `-W umask` existed (an older MOM's run record, an
+    /// older MOM's supervisor input) means Torque's 077, never 0.
+    #[test]
+    fn plans_without_a_umask_mean_077() {
+        let plan = ExecPlan {
+            user_name: "u".into(),
+            uid: 1000,
+            identity: None,
+            streams: Streams::IntoStdout("/tmp/x.OU".into()),
+            workdir: "/tmp".into(),
+            shell: "/bin/sh".into(),
+            login: true,
+            script: "/tmp/x.SC".into(),
+            env: Vec::new(),
+            delivery: DeliveryPlan::default(),
+            pelog: PelogJob::default(),
+            tmpdir: None,
+            tmpdir_made: false,
+            orphan_timeout_ms: 0,
+            umask: 0o022,
+            arguments: vec!["a".into()],
+        };
+        let older = |value: serde_json::Value, keys: &[&str]| {
+            let mut value = value;
+            for key in keys {
+                value.as_object_mut().expect("an object").remove(*key);
+            }
+            value
+        };
+        let json = older(
+            serde_json::to_value(&plan).unwrap(),
+            &["umask", "arguments"],
+        );
+        let read: ExecPlan = serde_json::from_value(json).unwrap();
+        assert_eq!((read.umask, read.arguments.len()), (0o077, 0));
+        let delivery = DeliveryPlan {
+            umask: 0o022,
+            ..DeliveryPlan::default()
+        };
+        let json = older(serde_json::to_value(&delivery).unwrap(), &["umask"]);
+        let read: DeliveryPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(read.umask, 0o077);
+        assert_eq!(DeliveryPlan::default().umask, 0o077);
     }
 }

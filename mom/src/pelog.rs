@@ -498,6 +498,7 @@ impl Scripts<'_> {
             cmd.pre_exec(move || {
                 libc::setsid();
                 if as_user {
+                    // Torque's 077, not the job's `-W umask`: the site's scripts, not the job.
                     launch::become_user(identity.as_ref(), launch::DEFAULT_UMASK)?;
                 }
                 if libc::chdir(cwd.as_ptr()) != 0 {

@@ -548,9 +548,12 @@ impl Batch for BatchService {
             .change(
                 move |core| {
                     Box::pin(async move {
-                        let note = req.note.as_deref().map(|text| match req.append_note {
-                            true => NoteChange::Append(text),
-                            false => NoteChange::Set(text),
+                        let note = req.note.as_deref().map(|text| {
+                            if req.append_note {
+                                NoteChange::Append(text)
+                            } else {
+                                NoteChange::Set(text)
+                            }
                         });
                         manage::modify_nodes(core, &caller, &req.names, offline, note).await
                     })

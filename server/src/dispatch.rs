@@ -249,10 +249,12 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         queue: job.queue.clone(),
         account: job.account.clone().unwrap_or_default(),
         umask: job.umask,
+        // Split at spaces, as Torque's MOM splits them.
         arguments: job
             .job_arguments
             .iter()
-            .flat_map(|args| args.split_whitespace())
+            .flat_map(|args| args.split(' '))
+            .filter(|arg| !arg.is_empty())
             .map(str::to_string)
             .collect(),
     }

@@ -361,6 +361,19 @@ fn valid_umask(v: &str) -> Result<u32, PbsError> {
         .ok_or_else(|| bad_value("umask"))
 }
 
+/// The longest `-K` a job may ask for: every qdel of it, a manager's or qterm's too, waits
+/// this long before SIGKILL if the job ignores SIGTERM.
+pub const MAX_KILL_DELAY_SECS: u32 = 600;
+
+/// `kill_delay` (`qsub -K SECS`): whole seconds, at most [`MAX_KILL_DELAY_SECS`].
+fn valid_kill_delay(v: &str) -> Result<u32, PbsError> {
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|secs| *secs <= MAX_KILL_DELAY_SECS)
+        .ok_or_else(|| bad_value("kill_delay"))
+}
+
 /// `User_List` (`qsub -u user[@host][,...]`): whom to run the job as. Torque lets a user
 /// run jobs as another account that trusts them (`.rhosts`); Capstan has no such trust, so
 /// every entry must name the submitting user, else Torque's PBSE_BADUSER.
@@ -535,8 +548,6 @@ fn build_job(
         ));
     }
 
-    crate::authz::check_queue_acls(queue, caller)?;
-
     let mut name = "STDIN".to_string();
     let mut given_resources: Vec<(String, String)> = Vec::new();
     let mut out_given = None;
@@ -595,10 +606,9 @@ fn build_job(
             }
             "job_array_request" => return Err(PbsError::new(pbse::BAD_ARRAY_REQ, "", "")),
             "umask" => umask = Some(valid_umask(v)?),
+            "job_arguments" if v.contains('\0') => return Err(bad_value("job_arguments")),
             "job_arguments" => job_arguments = Some(v.to_string()),
-            "kill_delay" => {
-                kill_delay = Some(v.trim().parse().map_err(|_| bad_value("kill_delay"))?)
-            }
+            "kill_delay" => kill_delay = Some(valid_kill_delay(v)?),
             "fault_tolerant" => {
                 fault_tolerant = parse_bool(v).ok_or_else(|| bad_value("fault_tolerant"))?
             }
@@ -616,13 +626,24 @@ fn build_job(
         }
     }
 
+    // The job runs with this group, so the queue's and nodes' group ACLs judge it.
+    let egroup = match &group_list {
+        Some(list) => group_from_list(list, caller)?,
+        None => caller.group.clone(),
+    };
+    let as_job = Caller {
+        group: egroup.clone(),
+        ..caller.clone()
+    };
+    crate::authz::check_queue_acls(queue, &as_job)?;
+
     // Queue defaults fill what was not given; nodect follows nodes. A default `nodes` does
     // not apply to a job that asks for its slots another way: it would win over `procs`,
     // `select` or `ncpus` (see `resources::slot_request`), and Torque shows a procs job with
     // no nodes (and refuses ncpus beside nodes).
     let mut resources_list = given_resources;
     let defaulted = apply_queue_defaults(queue, &mut resources_list);
-    let request = feasible_request(state, &mut resources_list, &caller.user, &caller.group)?;
+    let request = feasible_request(state, &mut resources_list, &caller.user, &egroup)?;
 
     if !depend.is_empty() {
         holds.system = true;
@@ -631,9 +652,10 @@ fn build_job(
     // qsub names the origin queue only when given `-q`; otherwise it is the queue the job
     // went to, first in the list as Torque puts it.
     if !vars.iter().any(|(k, _)| k == "PBS_O_QUEUE") {
-        variable_list = match variable_list.is_empty() {
-            true => format!("PBS_O_QUEUE={}", queue.name),
-            false => format!("PBS_O_QUEUE={},{variable_list}", queue.name),
+        variable_list = if variable_list.is_empty() {
+            format!("PBS_O_QUEUE={}", queue.name)
+        } else {
+            format!("PBS_O_QUEUE={},{variable_list}", queue.name)
         };
         vars.insert(0, ("PBS_O_QUEUE".into(), queue.name.clone()));
     }
@@ -667,10 +689,7 @@ fn build_job(
         owner: caller.user_at_host(),
         uid: caller.uid,
         euser: caller.user.clone(),
-        egroup: match &group_list {
-            Some(list) => group_from_list(list, caller)?,
-            None => caller.group.clone(),
-        },
+        egroup,
         state: JobState::Queued,
         queue: queue.name.clone(),
         account,
@@ -888,8 +907,8 @@ pub async fn prepare_shutdown(
 }
 
 /// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
-/// whole job, SIGKILL after its `-K` delay or `KILL_DELAY_SECS`. qdel and qrerun differ only in what the
-/// server does when the run's end is reported (see `PendingAction`).
+/// whole job, SIGKILL after its `-K` delay or `KILL_DELAY_SECS`. qdel and qrerun differ only
+/// in what the server does when the run's end is reported (see `PendingAction`).
 fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
     // The MOM continues a suspended job before the SIGTERM: it is no longer suspended.
     job.suspended = false;
@@ -1206,6 +1225,8 @@ fn act_on(
                 job.state = JobState::Completed;
                 job.comp_time = Some(now);
                 job.mtime = now;
+                // Not a failed start's status (-14, -3) from before it was requeued.
+                job.exit_status = None;
                 plan.seeds.push(seq);
             }
         }

@@ -96,6 +96,13 @@ fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
             c.user.name
         )
     );
+    // A kill delay that would keep every qdel (a manager's too) waiting for hours.
+    let out = c.run("qsub", &["-K", "601", script]);
+    assert_eq!(code(&out), 168, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "qsub: submit error (Illegal attribute or resource value for kill_delay)\n"
+    );
     for list in ["group_list=nosuchgroup", "group_list=root"] {
         let out = c.run("qsub", &["-W", list, script]);
         assert_eq!(code(&out), 178, "{list}: {}", stderr(&out));

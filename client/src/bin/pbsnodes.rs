@@ -55,14 +55,21 @@ enum Action {
     Nothing,
 }
 
+/// What `-N` or `-A` does to the nodes' notes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NoteEdit {
+    /// `-N TEXT`: the note becomes TEXT; `Set("")` clears it (`-N n`).
+    Set(String),
+    /// `-A TEXT`: TEXT is appended to the note, after ", ".
+    Append(String),
+}
+
 struct Options {
     action: Action,
     xml: bool,
     quiet: bool,
-    /// `-N` (or `-A`): `Some("")` clears the note (`-N n`).
-    note: Option<String>,
-    /// `-A`: the note is appended to the node's note (after ", ") rather than set.
-    append_note: bool,
+    /// `-N` or `-A`.
+    note: Option<NoteEdit>,
     /// `-n` (with `-l`): show notes.
     list_notes: bool,
     operands: Vec<String>,
@@ -81,7 +88,6 @@ fn parse(args: &[String]) -> Parse {
         xml: false,
         quiet: false,
         note: None,
-        append_note: false,
         list_notes: false,
         operands: parsed.operands,
     };
@@ -116,12 +122,11 @@ fn parse(args: &[String]) -> Parse {
                 if text.contains('\n') {
                     eprintln!("Warning: note contains a newline - server may reject it...");
                 }
-                o.append_note = c == 'A';
-                // `-N n` is the same as `-N ""`: it clears the note.
-                o.note = Some(if text == "n" && c == 'N' {
-                    String::new()
-                } else {
-                    text
+                o.note = Some(match c {
+                    'A' => NoteEdit::Append(text),
+                    // `-N n` is the same as `-N ""`: it clears the note.
+                    _ if text == "n" => NoteEdit::Set(String::new()),
+                    _ => NoteEdit::Set(text),
                 });
             }
             'n' => o.list_notes = true,
@@ -226,8 +231,7 @@ async fn run(o: Options) -> Result<(), Failure> {
     };
     if let Some(op) = op {
         if !operands.is_empty() {
-            let note = o.note.clone().map(|text| (text, o.append_note));
-            modify(&mut client, &operands, op, note, o.quiet).await?;
+            modify(&mut client, &operands, op, o.note.clone(), o.quiet).await?;
         }
     }
 
@@ -266,17 +270,20 @@ async fn run(o: Options) -> Result<(), Failure> {
 }
 
 /// `-o`, `-c`, `-r`, `-N`, `-A`: errors are reported per node in Torque's words and, as in
-/// Torque, do not change the exit status. `note` is the note's text and whether it is
-/// appended (`-A`).
+/// Torque, do not change the exit status.
 async fn modify(
     client: &mut BatchClient<Channel>,
     names: &[String],
     op: NodeOp,
-    note: Option<(String, bool)>,
+    note: Option<NoteEdit>,
     quiet: bool,
 ) -> Result<(), Failure> {
     let has_note = note.is_some();
-    let (note, append_note) = note.map_or((None, false), |(text, append)| (Some(text), append));
+    let (note, append_note) = match note {
+        Some(NoteEdit::Set(text)) => (Some(text), false),
+        Some(NoteEdit::Append(text)) => (Some(text), true),
+        None => (None, false),
+    };
     let reply = client
         .modify_nodes(ModifyNodesRequest {
             names: names.to_vec(),
@@ -310,7 +317,7 @@ async fn modify(
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = match parse(&args) {
         Parse::Run(o) => o,
@@ -364,20 +371,20 @@ mod tests {
     fn actions_and_notes() {
         let o = run_parse(&["-o", "-N", "maint window", "vm"]).unwrap();
         assert_eq!(o.action, Action::Offline);
-        assert_eq!(o.note.as_deref(), Some("maint window"));
+        assert_eq!(o.note, Some(NoteEdit::Set("maint window".into())));
         let o = run_parse(&["-N", "n", "vm"]).unwrap();
         assert_eq!(o.action, Action::Note);
-        assert_eq!(o.note.as_deref(), Some(""));
+        assert_eq!(o.note, Some(NoteEdit::Set(String::new())));
         let o = run_parse(&["-ln", "all"]).unwrap();
         assert_eq!(o.action, Action::List);
         assert!(o.list_notes);
         assert!(run_parse(&["-x"]).unwrap().xml);
         let o = run_parse(&["-A", "n", "vm"]).unwrap();
         assert_eq!(o.action, Action::Note);
-        assert_eq!((o.note.as_deref(), o.append_note), (Some("n"), true));
+        assert_eq!(o.note, Some(NoteEdit::Append("n".into())));
         let o = run_parse(&["-c", "-A", "fan ok", "vm"]).unwrap();
         assert_eq!(o.action, Action::Clear);
-        assert_eq!((o.note.as_deref(), o.append_note), (Some("fan ok"), true));
+        assert_eq!(o.note, Some(NoteEdit::Append("fan ok".into())));
     }
 
     #[test]
