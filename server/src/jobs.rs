@@ -791,7 +791,12 @@ fn feasible_request(
             "",
         ));
     }
-    if request.procs {
+    // Torque counts nodes only for a job that asked for them (directly or through a queue
+    // default): a procs job, or a bare job in a queue with no default, shows NDS `--`.
+    let asked = ["nodes", "select", "ncpus"]
+        .iter()
+        .any(|n| map.contains_key(*n));
+    if request.procs || !asked {
         return Ok(request);
     }
     let nodect = ("nodect".to_string(), request.nodect().to_string());

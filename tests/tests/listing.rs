@@ -142,6 +142,22 @@ fn qstat_formats() {
     );
     assert!(lines[5].ends_with("   --    --    -- "), "{out}");
     assert!(c.run("qdel", &[&running]).status.success());
+
+    // A queue with no resource defaults: a bare job asked for no nodes, and Torque shows no
+    // node count (NDS and TSK `--`, reference 3.2's 13.vm).
+    for command in [
+        "create queue dq",
+        "set queue dq enabled = true, started = true",
+    ] {
+        let out = c.run_as_root("qmgr", &["-c", command]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+    }
+    let bare = c.qsub("bare.sh", "true\n", &["-h", "-q", "dq"]);
+    let out = stdout(&c.run("qstat", &["-a", &bare]));
+    let row: Vec<&str> = out.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(&row[4..7], ["--", "--", "--"], "{out}");
+    assert_eq!(c.job_attr(&bare, "Resource_List.nodect"), None);
+    assert!(c.run("qdel", &[&bare]).status.success());
 }
 
 #[test]
