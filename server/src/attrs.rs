@@ -156,7 +156,7 @@ impl AttrFilter {
 /// Every attribute [`write_job_attrs`] can emit. A filter becomes a bit mask over this table once
 /// per request, so the ~50 "is this wanted?" questions per job are bit tests, not string
 /// compares (they were a third of a 5,000-job listing's server time).
-const JOB_ATTR_NAMES: [&str; 50] = [
+const JOB_ATTR_NAMES: [&str; 51] = [
     "Job_Name",
     "Job_Owner",
     "resources_used",
@@ -203,6 +203,7 @@ const JOB_ATTR_NAMES: [&str; 50] = [
     "comp_time",
     "job_radix",
     "total_runtime",
+    "node_exclusive",
     "submit_host",
     "init_work_dir",
     "job_arguments",
@@ -447,6 +448,9 @@ pub fn write_job_attrs(
     a.text(at!("job_radix"), "0");
     if let Some(total) = job.total_runtime {
         a.lazy(at!("total_runtime"), || format!("{total:.6}"));
+    }
+    if job.node_exclusive {
+        a.text(at!("node_exclusive"), "True");
     }
     a.text(at!("submit_host"), &job.submit_host);
     a.text(at!("init_work_dir"), &job.init_work_dir);

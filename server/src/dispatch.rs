@@ -110,12 +110,18 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
                         .unwrap_or(0)
                         .saturating_add(i64::try_from(walltime).unwrap_or(i64::MAX))
                 },
+                // Every slot it holds: an exclusive job holds its nodes' other slots too.
                 placement: j
                     .exec_host
                     .iter()
                     .map(|h| NodeSlots {
                         node: h.node.clone(),
-                        slots: h.slots.clone(),
+                        slots: match state.node(&h.node) {
+                            Some(node) if j.exclusive() => (0..node.slots.len() as u32)
+                                .filter(|i| node.slots[*i as usize] == Some(j.seq))
+                                .collect(),
+                            _ => h.slots.clone(),
+                        },
                     })
                     .collect(),
             }
@@ -458,6 +464,7 @@ fn pending_job(job: &Job, queue_priority: i64, usage_share: f64) -> Option<Pendi
             user: job.euser.clone(),
             group: job.egroup.clone(),
         },
+        exclusive: job.exclusive(),
     })
 }
 

@@ -574,6 +574,7 @@ fn build_job(
     let mut fault_tolerant = false;
     let mut group_list = None;
     let mut user_list = None;
+    let mut node_exclusive = false;
 
     for attr in &input.attrs {
         let v = attr.value.as_str();
@@ -614,6 +615,9 @@ fn build_job(
             }
             "group_list" => group_list = Some(v.to_string()),
             "User_List" => user_list = Some(valid_user_list(v, caller)?),
+            "node_exclusive" => {
+                node_exclusive = parse_bool(v).ok_or_else(|| bad_value("node_exclusive"))?
+            }
             // Accepted for compatibility; identity and these values are the server's.
             "Job_Owner" | "job_radix" | "request_version" | "queue" => {}
             _ => {
@@ -723,6 +727,7 @@ fn build_job(
         fault_tolerant,
         group_list,
         user_list,
+        node_exclusive,
         failed_starts: 0,
         suspended: false,
         defaulted,

@@ -235,6 +235,9 @@ pub struct Job {
     /// `-u`: as given (it may only name the submitting user).
     #[serde(default)]
     pub user_list: Option<String>,
+    /// `-n`: the job's nodes run nothing else while it runs (it holds all their slots).
+    #[serde(default)]
+    pub node_exclusive: bool,
     /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
     /// ran resets it. At [`crate::jobs::MAX_FAILED_STARTS`] the job is held instead of
     /// requeued once more.
@@ -267,6 +270,12 @@ pub struct Job {
 
 impl Job {
     /// `Resource_List.NAME`, if set.
+    /// Whether the job's nodes run nothing else: `qsub -n`, or Torque's (Moab's)
+    /// `-l naccesspolicy=singlejob`.
+    pub fn exclusive(&self) -> bool {
+        self.node_exclusive || self.resource("naccesspolicy") == Some("singlejob")
+    }
+
     pub fn resource(&self, name: &str) -> Option<&str> {
         self.resources
             .iter()

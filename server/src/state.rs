@@ -267,12 +267,18 @@ impl State {
         }
     }
 
-    /// Marks the job's exec_host slots as held by it.
-    pub fn occupy(&mut self, seq: u64, exec_host: &[HostSlots]) {
+    /// Marks the job's exec_host slots as held by it; with `whole_nodes` (an exclusive
+    /// job), its nodes' free slots too, so that nothing else lands there while it runs.
+    pub fn occupy(&mut self, seq: u64, exec_host: &[HostSlots], whole_nodes: bool) {
         for host in exec_host {
             if let Some(node) = self.node_mut(&host.node) {
                 for slot in &host.slots {
                     if let Some(s) = node.slots.get_mut(*slot as usize) {
+                        *s = Some(seq);
+                    }
+                }
+                if whole_nodes {
+                    for s in node.slots.iter_mut().filter(|s| s.is_none()) {
                         *s = Some(seq);
                     }
                 }
@@ -304,7 +310,7 @@ impl State {
             }
             if job.state == JobState::Running {
                 let host = job.exec_host.clone();
-                self.occupy(job.seq, &host);
+                self.occupy(job.seq, &host, job.exclusive());
             }
             mark(&mut self.pending, job.seq, is_pending(&job));
             mark(&mut self.running, job.seq, is_running(&job));

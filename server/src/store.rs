@@ -584,6 +584,7 @@ pub(crate) mod tests {
             fault_tolerant: false,
             group_list: None,
             user_list: None,
+            node_exclusive: false,
             failed_starts: 0,
             suspended: false,
             defaulted: Vec::new(),

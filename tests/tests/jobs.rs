@@ -113,6 +113,25 @@ fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
     assert_eq!(listed.lines().count(), 3, "{listed}");
 }
 
+#[test]
+fn an_exclusive_job_has_its_node_to_itself() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let alone = c.qsub("alone.sh", "sleep 60\n", &["-n"]);
+    c.wait_state(&alone, "R", T);
+    assert_eq!(
+        c.job_attr(&alone, "node_exclusive").as_deref(),
+        Some("True")
+    );
+    // It asked for one slot and got one, but the node takes nothing else meanwhile.
+    assert_eq!(c.job_attr(&alone, "exec_host"), Some("n1/0".to_string()));
+    assert_eq!(c.node_state("n1").as_deref(), Some("job-exclusive"));
+    let shared = c.qsub("shared.sh", "true\n", &[]);
+    c.wait_held_back(&shared);
+    assert!(c.run("qdel", &[&alone]).status.success());
+    c.wait_state(&shared, "C", T);
+    assert_eq!(c.job_attr(&shared, "exec_host"), Some("n1/0".to_string()));
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .unwrap()

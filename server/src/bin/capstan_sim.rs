@@ -287,6 +287,7 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                 jobs: pending
                     .iter()
                     .map(|&j| PendingJob {
+                        exclusive: false,
                         seq: j as u64,
                         queue_priority: 0,
                         priority: 0,
@@ -537,6 +538,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 },
             };
             PendingJob {
+                exclusive: false,
                 seq: i,
                 queue_priority: 0,
                 priority: (i % 11) as i64,

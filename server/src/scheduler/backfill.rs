@@ -212,6 +212,7 @@ mod tests {
             s.reserved_slots = slots;
             s.free = free;
             let j = PendingJob {
+                exclusive: false,
                 walltime_secs: Some(wall),
                 ..job(0, nodes_req(vec![chunk(1, 1)]))
             };
@@ -231,6 +232,7 @@ mod tests {
 
     fn wall(seq: u64, slots: u32, wall: u64) -> PendingJob {
         PendingJob {
+            exclusive: false,
             walltime_secs: Some(wall),
             ..job(seq, nodes_req(vec![chunk(1, slots)]))
         }

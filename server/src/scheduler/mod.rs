@@ -26,9 +26,10 @@
 //!   number, combined with age and [`fairshare`] into one value (`qstat -f`'s
 //!   `start_priority` for queued jobs).
 //! * **Filters** ([`NodeFilter`]): hard per-node checks, each in its own module, listed
-//!   cheapest first in [`Pipeline::filters`]: [`node_state`], [`slots`], [`lending`] (owner
-//!   windows), [`backfill`] (reservations), [`host`], [`properties`], [`memory`], [`access`]
-//!   (nodes restricted to some users or groups).
+//!   cheapest first in [`Pipeline::filters`]: [`node_state`], [`slots`], [`exclusive`] (a
+//!   `-n` job's nodes must be empty), [`lending`] (owner windows), [`backfill`]
+//!   (reservations), [`host`], [`properties`], [`memory`], [`access`] (nodes restricted to
+//!   some users or groups).
 //!   A filter sees the node as it stands in this pass ([`NodeState`]).
 //! * **Candidate sets** ([`sites`]): a multi-node job runs inside one site whenever one site can
 //!   hold it; the [`SitePolicy`] decides what happens when none can.
@@ -57,6 +58,7 @@
 pub mod access;
 pub mod backfill;
 pub mod dedicated;
+pub mod exclusive;
 pub mod fairshare;
 pub mod host;
 pub mod lending;
@@ -155,6 +157,8 @@ pub struct PendingJob {
     pub usage_share: f64,
     /// Whose job it is (restricted nodes admit only some users and groups).
     pub owner: access::Owner,
+    /// `qsub -n` (or `-l naccesspolicy=singlejob`): its nodes run no other job.
+    pub exclusive: bool,
 }
 
 /// What a job's chance of fitting in a pass depends on: identical keys fit or fail alike.
@@ -165,6 +169,7 @@ struct FeasibilityKey<'j> {
     site: Option<&'j str>,
     span: Span,
     owner: &'j access::Owner,
+    exclusive: bool,
 }
 
 impl PendingJob {
@@ -190,6 +195,7 @@ impl PendingJob {
             site,
             span,
             owner,
+            exclusive,
         } = self;
         FeasibilityKey {
             request,
@@ -197,6 +203,7 @@ impl PendingJob {
             site: site.as_deref(),
             span: *span,
             owner,
+            exclusive: *exclusive,
         }
     }
 
@@ -438,6 +445,7 @@ impl Pipeline {
         vec![
             Box::new(node_state::Available),
             Box::new(slots::FreeSlots),
+            Box::new(exclusive::WholeNode),
             Box::new(lending::LendingWindow { overrun }),
             Box::new(backfill::Reserved),
             Box::new(host::HostName),
@@ -570,13 +578,14 @@ impl Pipeline {
                         duration *= settings.site_span_penalty;
                     }
                     let end = now.saturating_add(duration.ceil() as i64);
-                    releases.extend(picks.iter().map(|&(node, slots)| backfill::Release {
+                    let held = cluster.held(job, &picks);
+                    releases.extend(held.iter().map(|&(node, slots)| backfill::Release {
                         end,
                         node,
                         slots,
                     }));
                     let site = sites::label(&cluster, &picks);
-                    let placement = cluster.commit(picks);
+                    let placement = cluster.commit(job, picks);
                     decisions.push(Decision::Start {
                         seq: job.seq,
                         placement,
@@ -627,6 +636,7 @@ impl Pipeline {
         nodes: &[NodeView],
     ) -> bool {
         let job = PendingJob {
+            exclusive: false,
             seq: 0,
             queue_priority: 0,
             priority: 0,
@@ -758,6 +768,7 @@ pub(crate) mod testutil {
 
     pub fn job(seq: u64, request: SlotRequest) -> PendingJob {
         PendingJob {
+            exclusive: false,
             seq,
             queue_priority: 0,
             priority: 0,
@@ -897,6 +908,7 @@ mod tests {
         // now + that is past i64::MAX: end times saturate instead of overflowing.
         let huge = crate::resources::parse_duration("9223372036854775806");
         let with_wall = |seq, ppn, walltime_secs| PendingJob {
+            exclusive: false,
             walltime_secs,
             ..job(seq, nodes_req(vec![chunk(1, ppn)]))
         };
@@ -977,6 +989,7 @@ mod tests {
                 jobs: vec![
                     job(0, nodes_req(vec![chunk(1, 1)])),
                     PendingJob {
+                        exclusive: false,
                         priority: 100,
                         ..job(1, nodes_req(vec![chunk(1, 1)]))
                     },
@@ -988,10 +1001,12 @@ mod tests {
                 name: "queue priority beats -p",
                 jobs: vec![
                     PendingJob {
+                        exclusive: false,
                         priority: 1000,
                         ..job(0, nodes_req(vec![chunk(1, 1)]))
                     },
                     PendingJob {
+                        exclusive: false,
                         queue_priority: 10,
                         ..job(1, nodes_req(vec![chunk(1, 1)]))
                     },

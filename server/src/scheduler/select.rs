@@ -225,14 +225,38 @@ impl<'a> Cluster<'a> {
     /// changed.
     pub fn place(&mut self, pipeline: &Pipeline, job: &PendingJob) -> Option<Vec<NodeSlots>> {
         let picks = self.find(pipeline, job)?;
-        Some(self.commit(picks))
+        Some(self.commit(job, picks))
     }
 
-    /// Takes the slots of a choice made by [`Self::find_in`].
-    pub fn commit(&mut self, picks: Vec<(usize, u32)>) -> Vec<NodeSlots> {
+    /// The slots `job` would hold on each picked node: what it asked for, or for an
+    /// exclusive job every free slot (see [`Self::commit`]).
+    pub fn held(&self, job: &PendingJob, picks: &[(usize, u32)]) -> Vec<(usize, u32)> {
+        picks
+            .iter()
+            .map(|&(i, slots)| {
+                if job.exclusive {
+                    (i, self.nodes[i].free.max(slots))
+                } else {
+                    (i, slots)
+                }
+            })
+            .collect()
+    }
+
+    /// Takes the slots of a choice made by [`Self::find_in`]. An exclusive job's placement
+    /// names the slots it asked for, but it takes its nodes' other free slots too, so that no
+    /// later job of the pass lands there (the server holds them for it the same way).
+    pub fn commit(&mut self, job: &PendingJob, picks: Vec<(usize, u32)>) -> Vec<NodeSlots> {
         let placement: Vec<NodeSlots> = picks
             .into_iter()
-            .map(|(i, slots)| self.take(i, slots))
+            .map(|(i, slots)| {
+                let placed = self.take(i, slots);
+                if job.exclusive {
+                    let rest = self.nodes[i].free;
+                    self.take(i, rest);
+                }
+                placed
+            })
             .collect();
         for site in 0..self.open.len() {
             if self.open[site].len() != self.counters[site].open_nodes {
