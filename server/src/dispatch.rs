@@ -53,8 +53,10 @@ pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
             name: n.def.name.clone(),
             site: n.def.site.clone(),
             np: n.def.np,
+            // A node an exclusive job holds has no slot to offer.
             used: if live {
-                n.slots.iter().map(|s| s.is_some()).collect()
+                let alone = n.exclusive_holder.is_some();
+                n.slots.iter().map(|s| alone || s.is_some()).collect()
             } else {
                 vec![false; n.slots.len()]
             },
@@ -110,16 +112,16 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
                         .unwrap_or(0)
                         .saturating_add(i64::try_from(walltime).unwrap_or(i64::MAX))
                 },
-                // Every slot it holds: an exclusive job holds its nodes' other slots too.
+                // The slots that come back at its end: all of an exclusive job's nodes'.
                 placement: j
                     .exec_host
                     .iter()
                     .map(|h| NodeSlots {
                         node: h.node.clone(),
                         slots: match state.node(&h.node) {
-                            Some(node) if j.exclusive() => (0..node.slots.len() as u32)
-                                .filter(|i| node.slots[*i as usize] == Some(j.seq))
-                                .collect(),
+                            Some(node) if node.exclusive_holder == Some(j.seq) => {
+                                (0..node.slots.len() as u32).collect()
+                            }
                             _ => h.slots.clone(),
                         },
                     })

@@ -269,13 +269,16 @@ pub struct Job {
 }
 
 impl Job {
-    /// `Resource_List.NAME`, if set.
     /// Whether the job's nodes run nothing else: `qsub -n`, or Torque's (Moab's)
     /// `-l naccesspolicy=singlejob`.
     pub fn exclusive(&self) -> bool {
-        self.node_exclusive || self.resource("naccesspolicy") == Some("singlejob")
+        self.node_exclusive
+            || self
+                .resource("naccesspolicy")
+                .is_some_and(|p| p.eq_ignore_ascii_case("singlejob"))
     }
 
+    /// `Resource_List.NAME`, if set.
     pub fn resource(&self, name: &str) -> Option<&str> {
         self.resources
             .iter()

@@ -37,8 +37,12 @@ pub struct SessionHandle {
 pub struct NodeRuntime {
     pub def: NodeDef,
     pub flags: NodeFlags,
-    /// `slots[i]` = the job holding slot i.
+    /// `slots[i]` = the job holding slot i (as its `exec_host` says).
     pub slots: Vec<Option<u64>>,
+    /// An exclusive job (`qsub -n`) running here: the node takes nothing else, whatever its
+    /// free slots (also ones `qmgr` adds meanwhile), and shows `job-exclusive`. Derived from
+    /// the jobs, never stored.
+    pub exclusive_holder: Option<u64>,
     pub status: Option<NodeStatus>,
     pub session: Option<SessionHandle>,
     pub last_seen: Instant,
@@ -53,6 +57,7 @@ impl NodeRuntime {
     pub fn new(def: NodeDef, flags: NodeFlags, now: Instant) -> NodeRuntime {
         NodeRuntime {
             slots: vec![None; def.np as usize],
+            exclusive_holder: None,
             def,
             flags,
             status: None,
@@ -95,7 +100,8 @@ impl NodeRuntime {
             parts.push("offline");
         }
         if self.is_up() {
-            if !self.slots.is_empty() && self.used_slots() == self.slots.len() {
+            let full = !self.slots.is_empty() && self.used_slots() == self.slots.len();
+            if full || self.exclusive_holder.is_some() {
                 parts.push("job-exclusive");
             }
             if self.is_busy() {
@@ -251,6 +257,8 @@ impl State {
         let mut usage = self.learning.fairshare.clone();
         usage.advance(
             now,
+            // The slots each job asked for: an exclusive job is charged for those, not for
+            // the rest of its nodes (its owner did not use them; Torque's accounting agrees).
             self.running_jobs().map(|j| {
                 let slots: usize = j.exec_host.iter().map(|h| h.slots.len()).sum();
                 (j.euser.as_str(), slots as u32)
@@ -267,9 +275,9 @@ impl State {
         }
     }
 
-    /// Marks the job's exec_host slots as held by it; with `whole_nodes` (an exclusive
-    /// job), its nodes' free slots too, so that nothing else lands there while it runs.
-    pub fn occupy(&mut self, seq: u64, exec_host: &[HostSlots], whole_nodes: bool) {
+    /// Marks the job's exec_host slots as held by it, and with `exclusive` its nodes as
+    /// its alone.
+    pub fn occupy(&mut self, seq: u64, exec_host: &[HostSlots], exclusive: bool) {
         for host in exec_host {
             if let Some(node) = self.node_mut(&host.node) {
                 for slot in &host.slots {
@@ -277,10 +285,8 @@ impl State {
                         *s = Some(seq);
                     }
                 }
-                if whole_nodes {
-                    for s in node.slots.iter_mut().filter(|s| s.is_none()) {
-                        *s = Some(seq);
-                    }
+                if exclusive {
+                    node.exclusive_holder = Some(seq);
                 }
             }
         }
@@ -294,6 +300,9 @@ impl State {
                     if *s == Some(seq) {
                         *s = None;
                     }
+                }
+                if node.exclusive_holder == Some(seq) {
+                    node.exclusive_holder = None;
                 }
             }
         }
@@ -555,6 +564,33 @@ mod tests {
         assert!(handler.await.unwrap_err().is_cancelled());
         go.send(()).unwrap();
         finished.await.expect("the change ran to its end");
+    }
+
+    #[test]
+    fn an_exclusive_job_holds_its_node_whole_until_it_leaves() {
+        let def = crate::nodes_file::parse("n1 np=4\n").unwrap().remove(0);
+        let node = NodeRuntime::new(def, Default::default(), Instant::now());
+        let mut state = State::new("vm", 9, "batch", vec![], vec![node], Default::default());
+        let mut job = crate::store::tests::sample_job(3);
+        job.state = JobState::Running;
+        job.node_exclusive = true;
+        job.exec_host = vec![HostSlots {
+            node: "n1".into(),
+            slots: vec![0],
+        }];
+        state.apply_jobs(vec![job.clone()]);
+        let n1 = state.node("n1").unwrap();
+        // Its one slot, as exec_host says; the node is its alone all the same.
+        assert_eq!(n1.slots, [Some(3), None, None, None]);
+        assert_eq!(n1.exclusive_holder, Some(3));
+        let views = crate::dispatch::node_views(&state, true);
+        assert_eq!(views[0].used, [true; 4]);
+        job.state = JobState::Queued;
+        state.apply_jobs(vec![job]);
+        let n1 = state.node("n1").unwrap();
+        assert_eq!((n1.exclusive_holder, n1.used_slots()), (None, 0));
+        let views = crate::dispatch::node_views(&state, true);
+        assert_eq!(views[0].used, [false; 4]);
     }
 
     #[test]

@@ -125,11 +125,22 @@ fn an_exclusive_job_has_its_node_to_itself() {
     // It asked for one slot and got one, but the node takes nothing else meanwhile.
     assert_eq!(c.job_attr(&alone, "exec_host"), Some("n1/0".to_string()));
     assert_eq!(c.node_state("n1").as_deref(), Some("job-exclusive"));
+    assert_contains(&c.pbsnodes_text(), format!("     jobs = 0/{alone}\n"));
     let shared = c.qsub("shared.sh", "true\n", &[]);
     c.wait_held_back(&shared);
     assert!(c.run("qdel", &[&alone]).status.success());
     c.wait_state(&shared, "C", T);
     assert_eq!(c.job_attr(&shared, "exec_host"), Some("n1/0".to_string()));
+    // Moab's spelling, which Torque sites use: the same.
+    let single = c.qsub(
+        "single.sh",
+        "sleep 60\n",
+        &["-l", "naccesspolicy=singlejob"],
+    );
+    c.wait_state(&single, "R", T);
+    assert_eq!(c.node_state("n1").as_deref(), Some("job-exclusive"));
+    assert!(c.run("qdel", &[&single]).status.success());
+    c.wait_state(&single, "C", T);
 }
 
 fn hostname() -> String {

@@ -287,7 +287,6 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                 jobs: pending
                     .iter()
                     .map(|&j| PendingJob {
-                        exclusive: false,
                         seq: j as u64,
                         queue_priority: 0,
                         priority: 0,
@@ -298,6 +297,7 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                         span: Span::Default,
                         usage_share: 0.0,
                         owner: Default::default(),
+                        exclusive: false,
                     })
                     .collect(),
                 nodes: nodes.clone(),
@@ -538,7 +538,6 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 },
             };
             PendingJob {
-                exclusive: false,
                 seq: i,
                 queue_priority: 0,
                 priority: (i % 11) as i64,
@@ -549,6 +548,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 span: Span::Default,
                 usage_share: 0.0,
                 owner: Default::default(),
+                exclusive: false,
             }
         })
         .collect();

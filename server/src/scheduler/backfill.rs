@@ -46,6 +46,16 @@ impl Reservation {
     }
 }
 
+/// The slots one unit of `chunk` takes on `node`: its `ppn`, or the whole node for an
+/// exclusive job.
+fn slots_taken(job: &PendingJob, chunk: &Chunk, node: &NodeState<'_>) -> u32 {
+    if job.exclusive {
+        node.view.np
+    } else {
+        chunk.ppn.max(1)
+    }
+}
+
 /// Filter: reserved slots go only to jobs that end before the reservation starts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reserved;
@@ -62,9 +72,11 @@ impl NodeFilter for Reserved {
         node: &NodeState<'_>,
     ) -> Result<(), Reason> {
         match node.reserved_from {
+            // An exclusive job takes every slot, the reserved ones too.
             Some(from)
                 if node.now.saturating_add(node.duration(job)) > from
-                    && node.free < chunk.ppn.max(1).saturating_add(node.reserved_slots) =>
+                    && node.free
+                        < slots_taken(job, chunk, node).saturating_add(node.reserved_slots) =>
             {
                 Err("slots reserved for a waiting job".into())
             }
@@ -128,7 +140,11 @@ pub fn earliest_in_scope(
             lo = mid + 1;
         }
     }
-    let picks = fits(times[lo])?;
+    // An exclusive job's reservation holds its nodes whole, as its start will.
+    let picks = fits(times[lo])?
+        .into_iter()
+        .map(|(i, n)| (i, if job.exclusive { nodes[i].view.np } else { n }))
+        .collect::<Vec<_>>();
     Some(Reservation {
         start: times[lo],
         speed: speed::slowest(cluster, &picks),
@@ -212,7 +228,6 @@ mod tests {
             s.reserved_slots = slots;
             s.free = free;
             let j = PendingJob {
-                exclusive: false,
                 walltime_secs: Some(wall),
                 ..job(0, nodes_req(vec![chunk(1, 1)]))
             };
@@ -232,7 +247,6 @@ mod tests {
 
     fn wall(seq: u64, slots: u32, wall: u64) -> PendingJob {
         PendingJob {
-            exclusive: false,
             walltime_secs: Some(wall),
             ..job(seq, nodes_req(vec![chunk(1, slots)]))
         }

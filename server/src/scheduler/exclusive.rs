@@ -1,9 +1,10 @@
 //! Filter: an exclusive job (`qsub -n`, or `-l naccesspolicy=singlejob`) runs only on nodes
 //! where nothing else runs, as Torque's `node_exclusive` asks.
 //!
-//! Only the new job's side needs a rule: once an exclusive job is placed, it holds every slot
-//! of its nodes (in the pass, see [`Cluster::commit`](super::select::Cluster::commit), and in
-//! the server's slot table), so [`slots`](super::slots) turns everyone else away.
+//! Only the new job's side needs a rule: once an exclusive job is placed, every slot of its
+//! nodes counts as used (in the pass, see [`Cluster::commit`](super::select::Cluster::commit);
+//! in the snapshot, the server reports its nodes full), so [`slots`](super::slots) turns
+//! everyone else away. Reservations hold its nodes whole too ([`super::backfill`]).
 
 use super::{NodeFilter, NodeState, PendingJob, Reason};
 use crate::resources::Chunk;
@@ -26,7 +27,7 @@ impl NodeFilter for WholeNode {
         if !job.exclusive || node.free >= node.view.np {
             Ok(())
         } else {
-            Err("the job asked for whole nodes (-n) and this one is in use".into())
+            Err("the job asked for whole nodes and this one is in use".into())
         }
     }
 }

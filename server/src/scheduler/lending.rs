@@ -172,7 +172,6 @@ mod tests {
             let state = NodeState::at(&view, now, 0);
             assert_eq!(state.lending, lending, "{name}");
             let j = PendingJob {
-                exclusive: false,
                 walltime_secs: Some(wall),
                 ..job(0, nodes_req(vec![chunk(1, 1)]))
             };

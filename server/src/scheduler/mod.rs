@@ -636,7 +636,6 @@ impl Pipeline {
         nodes: &[NodeView],
     ) -> bool {
         let job = PendingJob {
-            exclusive: false,
             seq: 0,
             queue_priority: 0,
             priority: 0,
@@ -647,6 +646,7 @@ impl Pipeline {
             span: Span::Free,
             usage_share: 0.0,
             owner: owner.clone(),
+            exclusive: false,
         };
         select::Cluster::idealised(nodes).find(self, &job).is_some()
     }
@@ -768,7 +768,6 @@ pub(crate) mod testutil {
 
     pub fn job(seq: u64, request: SlotRequest) -> PendingJob {
         PendingJob {
-            exclusive: false,
             seq,
             queue_priority: 0,
             priority: 0,
@@ -779,6 +778,7 @@ pub(crate) mod testutil {
             span: Span::Default,
             usage_share: 0.0,
             owner: Default::default(),
+            exclusive: false,
         }
     }
 }
@@ -908,7 +908,6 @@ mod tests {
         // now + that is past i64::MAX: end times saturate instead of overflowing.
         let huge = crate::resources::parse_duration("9223372036854775806");
         let with_wall = |seq, ppn, walltime_secs| PendingJob {
-            exclusive: false,
             walltime_secs,
             ..job(seq, nodes_req(vec![chunk(1, ppn)]))
         };
@@ -935,6 +934,52 @@ mod tests {
             Reach::AllJobs,
         ));
         assert_eq!(got, vec![start(1, &[("vm", &[0])]), wait(2), wait(3)]);
+    }
+
+    #[test]
+    fn reservations_and_exclusive_jobs_keep_nodes_whole() {
+        let walled = |seq, chunks: Vec<Chunk>, walltime: u64, exclusive| PendingJob {
+            walltime_secs: Some(walltime),
+            exclusive,
+            ..job(seq, nodes_req(chunks))
+        };
+        let long = 100_000;
+        // An exclusive job waits for node vm to empty: its reservation holds all four slots,
+        // so only a job that ends first may use the three free ones meanwhile.
+        let got = plain(schedule(
+            &snapshot(
+                vec![
+                    walled(1, vec![chunk(1, 1)], 1000, false),
+                    walled(2, vec![chunk(1, 1)], 1000, true),
+                    walled(3, vec![chunk(1, 1)], long, false),
+                    walled(4, vec![chunk(1, 1)], 500, false),
+                ],
+                vec![node("vm", 4)],
+            ),
+            Reach::AllJobs,
+        ));
+        assert_eq!(
+            got,
+            vec![
+                start(1, &[("vm", &[0])]),
+                wait(2),
+                wait(3),
+                start(4, &[("vm", &[1])])
+            ]
+        );
+        // A long exclusive job may not take a free node some of whose slots are reserved.
+        let got = plain(schedule(
+            &snapshot(
+                vec![
+                    walled(1, vec![chunk(1, 2)], 1000, false),
+                    walled(2, vec![chunk(2, 2)], 1000, false),
+                    walled(3, vec![chunk(1, 1)], long, true),
+                ],
+                vec![node("b", 2), node("a", 4)],
+            ),
+            Reach::AllJobs,
+        ));
+        assert_eq!(got, vec![start(1, &[("b", &[0, 1])]), wait(2), wait(3)]);
     }
 
     #[test]
@@ -989,7 +1034,6 @@ mod tests {
                 jobs: vec![
                     job(0, nodes_req(vec![chunk(1, 1)])),
                     PendingJob {
-                        exclusive: false,
                         priority: 100,
                         ..job(1, nodes_req(vec![chunk(1, 1)]))
                     },
@@ -1001,12 +1045,10 @@ mod tests {
                 name: "queue priority beats -p",
                 jobs: vec![
                     PendingJob {
-                        exclusive: false,
                         priority: 1000,
                         ..job(0, nodes_req(vec![chunk(1, 1)]))
                     },
                     PendingJob {
-                        exclusive: false,
                         queue_priority: 10,
                         ..job(1, nodes_req(vec![chunk(1, 1)]))
                     },

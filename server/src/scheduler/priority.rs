@@ -71,7 +71,6 @@ mod tests {
 
     fn pj(seq: u64, queue_priority: i64, priority: i64, qtime: i64) -> PendingJob {
         PendingJob {
-            exclusive: false,
             queue_priority,
             priority,
             qtime,
@@ -132,7 +131,6 @@ mod tests {
             ..Weights::default()
         };
         let heavy = |seq, qtime, p| PendingJob {
-            exclusive: false,
             usage_share: 0.9,
             owner: Default::default(),
             ..pj(seq, 0, p, qtime)

@@ -235,7 +235,9 @@ impl<'a> Cluster<'a> {
             .iter()
             .map(|&(i, slots)| {
                 if job.exclusive {
-                    (i, self.nodes[i].free.max(slots))
+                    // The exclusive filter admitted the node only if it was wholly free.
+                    debug_assert!(slots <= self.nodes[i].free);
+                    (i, self.nodes[i].free)
                 } else {
                     (i, slots)
                 }

@@ -256,7 +256,6 @@ mod tests {
     #[test]
     fn choose_table() {
         let job = PendingJob {
-            exclusive: false,
             walltime_secs: Some(1000),
             ..job(0, nodes_req(vec![chunk(2, 1)]))
         };
@@ -333,7 +332,6 @@ mod tests {
             in_site(node("b2", 2), "b"),
         ];
         let mpi = |wall: u64| PendingJob {
-            exclusive: false,
             walltime_secs: Some(wall),
             ..job(0, nodes_req(vec![chunk(2, 2)]))
         };
