@@ -61,6 +61,11 @@ impl Config {
         self.home.join("server_priv")
     }
 
+    /// Torque's accounting log directory (a file per day).
+    pub fn accounting_dir(&self) -> PathBuf {
+        self.server_priv().join("accounting")
+    }
+
     pub fn nodes_file(&self) -> PathBuf {
         self.server_priv().join("nodes")
     }

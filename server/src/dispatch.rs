@@ -517,7 +517,7 @@ async fn commit_starts(
     }
     .await;
     let (started, kills) = result?;
-    core.state.apply_jobs(overlay.into_values().collect());
+    core.apply_jobs(overlay.into_values().collect(), now);
     jobs::send_messages(core, kills);
     for seq in started {
         let Some(job) = core.state.jobs.get(&seq) else {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::accounting::Event;
 use crate::authz::Privilege;
 use crate::model::{
     parse_bool, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction,
@@ -853,7 +854,7 @@ pub async fn submit(
     let id = job.id(&core.state.server_name);
     let state = job.state;
     info!(job = %id, user = %caller.user, state = state.letter(), "job submitted");
-    core.state.apply_jobs(vec![job]);
+    core.apply_jobs(vec![job], now);
     Ok(Submitted { id, state })
 }
 
@@ -1021,7 +1022,24 @@ pub async fn job_action(
         }
         return (results, false);
     }
-    core.state.apply_jobs(plan.overlay.into_values().collect());
+    if op == JobOp::Delete {
+        let requestor = caller.user_at_host();
+        let deleted = plan.overlay.values().filter(|job| {
+            let id = job.id(&server);
+            results.iter().any(|(r, e)| e.is_none() && *r == id)
+        });
+        for job in deleted {
+            core.accounting.record(
+                Event::Deleted {
+                    requestor: &requestor,
+                },
+                job,
+                &server,
+                now,
+            );
+        }
+    }
+    core.apply_jobs(plan.overlay.into_values().collect(), now);
     send_messages(core, plan.messages);
     (results, plan.freed_or_queued)
 }
@@ -1154,7 +1172,7 @@ pub async fn alter(
     tx.save_job(&job).await.map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     info!(job = %shown, by = %caller.user_at_host(), "job altered");
-    core.state.apply_jobs(vec![job]);
+    core.apply_jobs(vec![job], now);
     Ok(!running)
 }
 
@@ -1646,7 +1664,7 @@ pub async fn runs_ended(
             .map_err(PbsError::system)?;
     }
     tx.commit().await.map_err(PbsError::system)?;
-    core.state.apply_jobs(overlay.into_values().collect());
+    core.apply_jobs(overlay.into_values().collect(), now);
     send_messages(core, kills);
     core.state.learning.fairshare = usage;
     if !samples.is_empty() {
@@ -1764,7 +1782,7 @@ pub async fn lose_jobs(
     }
     save_overlay(&mut tx, &overlay).await?;
     tx.commit().await.map_err(PbsError::system)?;
-    core.state.apply_jobs(overlay.into_values().collect());
+    core.apply_jobs(overlay.into_values().collect(), now);
     send_messages(core, kills);
     Ok(())
 }
@@ -1852,6 +1870,7 @@ mod tests {
         Core {
             state,
             store,
+            accounting: crate::accounting::Accounting::new(config.accounting_dir()),
             config: std::sync::Arc::new(config),
         }
     }

@@ -14,6 +14,7 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
+//! * [`accounting`]: Torque's accounting log (`Q`/`S`/`E`/`D` records per job).
 //! * [`manage`]: qmgr's create/delete/set/unset on the server, queues and nodes, and
 //!   pbsnodes' node changes (`-o`, `-c`, `-r`, `-N`).
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
@@ -31,6 +32,7 @@
 //! * A run is recorded (with its id) before its StartRun leaves the server.
 //! * Heartbeats never write to the database.
 
+pub mod accounting;
 pub mod api;
 pub mod attrs;
 pub mod authz;

@@ -28,6 +28,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
+use crate::accounting::Accounting;
 use crate::api::BatchService;
 use crate::authz::ServerAttrs;
 use crate::config::Config;
@@ -163,6 +164,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
         core: Mutex::new(Core {
             state,
             store,
+            accounting: Accounting::new(config.accounting_dir()),
             config: config.clone(),
         }),
         config,

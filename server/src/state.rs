@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
+use crate::accounting::{self, Accounting};
 use crate::config::Config;
 use crate::model::{HostSlots, Job, JobState, NodeDef, NodeFlags, NodeStatus, Queue, ToMom};
 use crate::scheduler::fairshare::Usage;
@@ -488,6 +489,23 @@ pub struct Core {
     pub state: State,
     pub store: Store,
     pub config: Arc<Config>,
+    /// Torque's accounting log (`server_priv/accounting/`).
+    pub accounting: Accounting,
+}
+
+impl Core {
+    /// Replaces jobs in memory with their committed versions ([`State::apply_jobs`]) and
+    /// writes the accounting records their changes call for (`now`: when they happened).
+    pub fn apply_jobs(&mut self, jobs: Vec<Job>, now: i64) {
+        for job in &jobs {
+            let old = self.state.jobs.get(&job.seq);
+            for event in accounting::transitions(old, job) {
+                self.accounting
+                    .record(event, job, &self.state.server_name, now);
+            }
+        }
+        self.state.apply_jobs(jobs);
+    }
 }
 
 /// A change to the core for [`Shared::change`]: a future borrowing the locked core.

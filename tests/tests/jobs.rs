@@ -143,6 +143,71 @@ fn an_exclusive_job_has_its_node_to_itself() {
     c.wait_state(&single, "C", T);
 }
 
+#[test]
+fn the_accounting_log_records_each_jobs_queue_start_end_and_deletion() {
+    let c = Cluster::start(&one_node());
+    let ran = c.qsub("acct.sh", "exit 3\n", &["-N", "acct"]);
+    c.wait_state(&ran, "C", T);
+    let held = c.qsub("held.sh", "true\n", &["-h"]);
+    assert!(c.run("qdel", &[&held]).status.success());
+    c.wait_state(&held, "C", T);
+    // A file per day, `server_priv/accounting/YYYYMMDD`, as Torque's (two if the test ran
+    // across midnight).
+    let dir = c.home.join("server_priv/accounting");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.iter().all(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            name.len() == 8 && name.bytes().all(|b| b.is_ascii_digit())
+        }),
+        "{files:?}"
+    );
+    let text: String = files.iter().map(|f| c.read(f)).collect();
+    let records: Vec<(&str, &str, &str)> = text
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ';');
+            let _when = parts.next().unwrap();
+            (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<(&str, &str)> = records.iter().map(|(k, id, _)| (*k, *id)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Q", ran.as_str()),
+            ("S", ran.as_str()),
+            ("E", ran.as_str()),
+            ("Q", held.as_str()),
+            ("D", held.as_str())
+        ],
+        "{text}"
+    );
+    let end = records[2].2;
+    for field in [
+        format!("user={} ", c.user.name),
+        "jobname=acct ".to_string(),
+        "exec_host=n1/0 ".to_string(),
+        "Exit_status=3 ".to_string(),
+        "resources_used.walltime=".to_string(),
+    ] {
+        assert_contains(end, field);
+    }
+    assert_eq!(records[0].2, "queue=batch");
+    assert_eq!(
+        records[4].2,
+        format!("requestor={}@{}", c.user.name, hostname())
+    );
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .unwrap()
