@@ -2,9 +2,12 @@
 //! local date), `MM/DD/YYYY HH:MM:SS;TYPE;JOBID;key=value ...`, which sites' usage reports
 //! (pbsacct and the scripts labs write) read.
 //!
-//! Records: `Q` (queued: `queue=`), `S` (started: who, what, where, the times and
-//! `Resource_List.*`), `E` (ended: the start record's fields plus `session`, `end`,
-//! `Exit_status` and `resources_used.*`), `D` (deleted: `requestor=`).
+//! Records: `Q` (queued, also into another queue by qmove: `queue=`), `S` (started: who,
+//! what, where, the times and `Resource_List.*`), `E` (ended: the start record's fields plus
+//! `session`, `end`, `Exit_status` and `resources_used.*`), `R` (a run cut short and the job
+//! requeued: the same fields as `E`), `D` (qdel: `requestor=`), `A` (aborted before it ran: a
+//! dependency failed). Values are written with spaces and control characters replaced by
+//! `_`, so no value (an account string, a resource) can add a field or a line.
 //!
 //! Why it is not the database: it is a report, appended without fsync as Torque's is; a lost
 //! line after a crash loses no job. A failed write is logged and never fails the change that
@@ -12,14 +15,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use chrono::{Local, TimeZone};
 use tracing::warn;
 
 use crate::attrs::format_exec_host;
-use crate::model::{Job, JobState};
+use crate::model::{Job, JobState, PendingAction};
 use crate::resources::format_duration;
 
 /// What happened to a job.
@@ -31,8 +34,12 @@ pub enum Event<'a> {
     Started,
     /// `E`: it ended (completed, deleted while running, killed).
     Ended,
+    /// `R`: its run ended and it went back to the queue (qrerun, a lost node, a failed start).
+    Rerun,
     /// `D`: `qdel` by `requestor` (`user@host`).
     Deleted { requestor: &'a str },
+    /// `A`: ended without running, and not by a qdel (its dependency failed).
+    Aborted,
 }
 
 impl Event<'_> {
@@ -41,7 +48,9 @@ impl Event<'_> {
             Event::Queued => 'Q',
             Event::Started => 'S',
             Event::Ended => 'E',
+            Event::Rerun => 'R',
             Event::Deleted { .. } => 'D',
+            Event::Aborted => 'A',
         }
     }
 }
@@ -86,15 +95,18 @@ impl Accounting {
         if self.open.as_ref().is_none_or(|(d, _)| d != date) {
             // Root's only: the records name every user's jobs, which other users may not see
             // (`query_other_jobs` is False by default).
+            // Also when they exist already (a Torque installation's, 0755 and 0644).
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&self.dir)?;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
                 .open(self.dir.join(date))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             self.open = Some((date.to_string(), file));
         }
         let (_, file) = self.open.as_mut().expect("opened above");
@@ -105,10 +117,10 @@ impl Accounting {
 /// One record, newline included. `when` is `MM/DD/YYYY HH:MM:SS`.
 pub fn line(event: Event<'_>, job: &Job, server: &str, when: &str) -> String {
     let fields = match event {
-        Event::Queued => format!("queue={}", job.queue),
-        Event::Deleted { requestor } => format!("requestor={requestor}"),
+        Event::Queued | Event::Aborted => format!("queue={}", clean(&job.queue)),
+        Event::Deleted { requestor } => format!("requestor={}", clean(requestor)),
         Event::Started => run_fields(job),
-        Event::Ended => {
+        Event::Ended | Event::Rerun => {
             let mut fields = run_fields(job);
             let slots: usize = job.exec_host.iter().map(|h| h.slots.len()).sum();
             fields.push_str(&format!(
@@ -122,7 +134,13 @@ pub fn line(event: Event<'_>, job: &Job, server: &str, when: &str) -> String {
             if let Some(status) = job.exit_status {
                 fields.push_str(&format!(" Exit_status={status}"));
             }
-            let used = job.resources_used.unwrap_or_default();
+            let mut used = job.resources_used.unwrap_or_default();
+            // No report from the MOM (its node was lost): what the server saw elapse.
+            if used.walltime_secs == 0 {
+                if let (Some(start), Some(end)) = (job.start_time, job.comp_time) {
+                    used.walltime_secs = end.saturating_sub(start).max(0) as u64;
+                }
+            }
             fields.push_str(&format!(
                 " resources_used.cput={} resources_used.energy_used=0 resources_used.mem={}kb \
                  resources_used.vmem={}kb resources_used.walltime={}",
@@ -137,15 +155,32 @@ pub fn line(event: Event<'_>, job: &Job, server: &str, when: &str) -> String {
     format!("{when};{};{};{fields}\n", event.letter(), job.id(server))
 }
 
+/// A value as a record may carry it: one field of one line.
+fn clean(value: &str) -> std::borrow::Cow<'_, str> {
+    let odd = |c: char| c.is_whitespace() || c.is_control();
+    if value.chars().any(odd) {
+        value
+            .chars()
+            .map(|c| if odd(c) { '_' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        value.into()
+    }
+}
+
 /// What a start record says, and an end record repeats.
 fn run_fields(job: &Job) -> String {
-    let mut fields = format!("user={} group={}", job.euser, job.egroup);
+    let mut fields = format!("user={} group={}", clean(&job.euser), clean(&job.egroup));
     if let Some(account) = &job.account {
-        fields.push_str(&format!(" account={account}"));
+        fields.push_str(&format!(" account={}", clean(account)));
     }
     fields.push_str(&format!(
         " jobname={} queue={} ctime={} qtime={}",
-        job.name, job.queue, job.ctime, job.qtime
+        clean(&job.name),
+        clean(&job.queue),
+        job.ctime,
+        job.qtime
     ));
     if let Some(etime) = job.etime {
         fields.push_str(&format!(" etime={etime}"));
@@ -153,30 +188,47 @@ fn run_fields(job: &Job) -> String {
     if let Some(start) = job.start_time {
         fields.push_str(&format!(" start={start}"));
     }
-    fields.push_str(&format!(" owner={}", job.owner));
+    fields.push_str(&format!(" owner={}", clean(&job.owner)));
     if !job.exec_host.is_empty() {
-        fields.push_str(&format!(" exec_host={}", format_exec_host(&job.exec_host)));
+        let hosts = format_exec_host(&job.exec_host);
+        fields.push_str(&format!(" exec_host={}", clean(&hosts)));
     }
     for (name, value) in &job.resources {
-        fields.push_str(&format!(" Resource_List.{name}={value}"));
+        fields.push_str(&format!(" Resource_List.{}={}", clean(name), clean(value)));
     }
     fields
 }
 
-/// The records a job's new version calls for, compared with the version it replaces: `Q` for
-/// a new job, `S` for a start, `E` for the end of a run. (`D` is written where qdel is
-/// handled: only there is the requestor known.)
-pub fn transitions(old: Option<&Job>, new: &Job) -> Vec<Event<'static>> {
-    let was_running = old.is_some_and(|o| o.state == JobState::Running);
+/// The records a job's new version calls for, compared with the version it replaces.
+/// `requestor` is set when the change is a qdel's (`user@host`): only its handler knows who
+/// asked. A change applied twice calls for nothing the second time.
+pub fn transitions<'r>(old: Option<&Job>, new: &Job, requestor: Option<&'r str>) -> Vec<Event<'r>> {
+    let Some(old) = old else {
+        return vec![Event::Queued];
+    };
+    let running = |j: &Job| j.state == JobState::Running;
+    let deleting = |j: &Job| j.pending == Some(PendingAction::Delete);
     let mut events = Vec::new();
-    if old.is_none() {
+    if old.queue != new.queue {
         events.push(Event::Queued);
     }
-    if new.state == JobState::Running && !was_running {
-        events.push(Event::Started);
+    match (running(old), new.state) {
+        (false, JobState::Running) => events.push(Event::Started),
+        (true, JobState::Completed) => events.push(Event::Ended),
+        (true, JobState::Queued | JobState::Held | JobState::Waiting) => events.push(Event::Rerun),
+        (false, JobState::Completed) if old.state != JobState::Completed => {
+            events.push(match requestor {
+                Some(requestor) => Event::Deleted { requestor },
+                None => Event::Aborted,
+            })
+        }
+        _ => {}
     }
-    if was_running && new.state == JobState::Completed {
-        events.push(Event::Ended);
+    // qdel of a running job: recorded when asked (its E follows when the run ends).
+    if let Some(requestor) = requestor {
+        if running(old) && !deleting(old) && deleting(new) {
+            events.push(Event::Deleted { requestor });
+        }
     }
     events
 }
@@ -259,6 +311,12 @@ mod tests {
             ),
             format!("{when};D;45.vm;requestor=root@vm\n")
         );
+        // No value adds a field or a line, whatever the user put in it.
+        job.account = Some("lab\n11/21/2026 16:08:23;E;1.vm;user=bob Exit_status=0".into());
+        let forged = line(Event::Started, &job, "vm", when);
+        assert_eq!(forged.lines().count(), 1, "{forged}");
+        let field = "account=lab_11/21/2026_16:08:23;E;1.vm;user=bob_Exit_status=0";
+        assert!(forged.split(' ').any(|f| f == field), "{forged}");
     }
 
     #[test]
@@ -269,14 +327,31 @@ mod tests {
         running.state = JobState::Running;
         let mut done = ran();
         done.state = JobState::Completed;
-        assert_eq!(transitions(None, &queued), [Event::Queued]);
-        assert_eq!(transitions(Some(&queued), &running), [Event::Started]);
-        assert_eq!(transitions(Some(&running), &running), []);
-        assert_eq!(transitions(Some(&running), &done), [Event::Ended]);
-        // Deleted before it ever ran: the D record says so, there is no run to end.
-        assert_eq!(transitions(Some(&queued), &done), []);
+        let change = |old: Option<&Job>, new: &Job| transitions(old, new, None);
+        let qdel = |old: &Job, new: &Job| transitions(Some(old), new, Some("root@vm"));
+        let deleted = Event::Deleted {
+            requestor: "root@vm",
+        };
+        assert_eq!(change(None, &queued), [Event::Queued]);
+        assert_eq!(change(Some(&queued), &running), [Event::Started]);
+        assert_eq!(change(Some(&running), &running), []);
+        assert_eq!(change(Some(&running), &done), [Event::Ended]);
         // Requeued (qrerun, a lost node): the run is over, the job is not.
-        assert_eq!(transitions(Some(&running), &queued), []);
+        assert_eq!(change(Some(&running), &queued), [Event::Rerun]);
+        // Ended before it ran: by qdel, or because its dependency failed.
+        assert_eq!(qdel(&queued, &done), [deleted]);
+        assert_eq!(change(Some(&queued), &done), [Event::Aborted]);
+        assert_eq!(change(Some(&done), &done), []);
+        // qdel of a running job: D now, E when the run ends; a second qdel adds nothing.
+        let mut deleting = running.clone();
+        deleting.pending = Some(PendingAction::Delete);
+        assert_eq!(qdel(&running, &deleting), [deleted]);
+        assert_eq!(qdel(&deleting, &deleting), []);
+        assert_eq!(change(Some(&deleting), &done), [Event::Ended]);
+        // qmove: queued again, into its new queue.
+        let mut moved = queued.clone();
+        moved.queue = "lab".into();
+        assert_eq!(change(Some(&queued), &moved), [Event::Queued]);
     }
 
     #[test]

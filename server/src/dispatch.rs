@@ -170,10 +170,9 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
 }
 
 fn has_capacity(state: &State) -> bool {
-    state
-        .nodes
-        .iter()
-        .any(|n| n.available() && n.slots.iter().any(|s| s.is_none()))
+    state.nodes.iter().any(|n| {
+        n.available() && n.exclusive_holder.is_none() && n.slots.iter().any(|s| s.is_none())
+    })
 }
 
 /// 32 upper-case hex digits, unpredictable enough for a job cookie.
@@ -387,10 +386,11 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
                     && state.node(&placement[0].node).is_some_and(|n| n.is_up())
                     && placement.iter().all(|p| {
                         state.node(&p.node).is_some_and(|n| {
-                            p.slots.iter().all(|s| {
-                                n.slots.get(*s as usize) == Some(&None)
-                                    && claimed.insert((p.node.clone(), *s))
-                            })
+                            n.exclusive_holder.is_none()
+                                && p.slots.iter().all(|s| {
+                                    n.slots.get(*s as usize) == Some(&None)
+                                        && claimed.insert((p.node.clone(), *s))
+                                })
                         })
                     });
                 if !valid {

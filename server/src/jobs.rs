@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::accounting::Event;
 use crate::authz::Privilege;
 use crate::model::{
     parse_bool, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction,
@@ -420,6 +419,15 @@ fn group_from_list(list: &str, caller: &Caller) -> Result<String, PbsError> {
     Ok(chosen.to_string())
 }
 
+/// `Account_Name` (`-A`): any text but control characters (a newline would be a line of its
+/// own in the prologue's arguments and the accounting log).
+fn valid_account(v: &str) -> Result<String, PbsError> {
+    if v.chars().any(char::is_control) {
+        return Err(bad_value("Account_Name"));
+    }
+    Ok(v.to_string())
+}
+
 /// `Job_Name`: not empty, no white space, no `/`.
 fn valid_job_name(v: &str) -> Result<String, PbsError> {
     if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -592,7 +600,7 @@ fn build_job(
             "depend" => depend = parse_depend(v, state)?,
             "Hold_Types" => holds = HoldTypes::parse(v).ok_or_else(|| bad_value("Hold_Types"))?,
             "submit_args" => submit_args = Some(v.to_string()),
-            "Account_Name" => account = Some(v.to_string()),
+            "Account_Name" => account = Some(valid_account(v)?),
             "Mail_Users" => mail_users = Some(v.to_string()),
             "Shell_Path_List" => shell_path = Some(v.to_string()),
             "init_work_dir" => init_work_dir = Some(v.to_string()),
@@ -1022,24 +1030,12 @@ pub async fn job_action(
         }
         return (results, false);
     }
-    if op == JobOp::Delete {
-        let requestor = caller.user_at_host();
-        let deleted = plan.overlay.values().filter(|job| {
-            let id = job.id(&server);
-            results.iter().any(|(r, e)| e.is_none() && *r == id)
-        });
-        for job in deleted {
-            core.accounting.record(
-                Event::Deleted {
-                    requestor: &requestor,
-                },
-                job,
-                &server,
-                now,
-            );
-        }
-    }
-    core.apply_jobs(plan.overlay.into_values().collect(), now);
+    let requestor = (op == JobOp::Delete).then(|| caller.user_at_host());
+    core.apply_jobs_by(
+        plan.overlay.into_values().collect(),
+        now,
+        requestor.as_deref(),
+    );
     send_messages(core, plan.messages);
     (results, plan.freed_or_queued)
 }
@@ -1127,7 +1123,7 @@ pub async fn alter(
             "Keep_Files" => job.keep_files = valid_keep_files(v).map_err(fail)?,
             "Mail_Points" => job.mail_points = valid_mail_points(v).map_err(fail)?,
             "Mail_Users" => job.mail_users = Some(v.to_string()),
-            "Account_Name" => job.account = Some(v.to_string()),
+            "Account_Name" => job.account = Some(valid_account(v)?),
             "Priority" => job.priority = valid_priority(v).map_err(fail)?,
             "Rerunable" => {
                 job.rerunable = parse_bool(v).ok_or_else(|| fail(bad_value("Rerunable")))?

@@ -178,8 +178,10 @@ pub struct State {
     pub stopping: bool,
     /// Seqs of the jobs a scheduling pass looks at (queued, or waiting for their `-a`
     /// time), so a pass costs O(pending) and not O(every job kept): thousands of completed
-    /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] and
-    /// [`State::remove_job`], the only ways a job changes in memory besides usage figures.
+    /// or held jobs must not slow each `qsub`. Kept in step by [`State::apply_jobs`] (which
+    /// changes go through as [`Core::apply_jobs`], for the accounting log; directly only at
+    /// load) and [`State::remove_job`], the only ways a job changes in memory besides usage
+    /// figures.
     pending: BTreeSet<u64>,
     /// Seqs of the running jobs, kept in step the same way: fair share is charged and
     /// running jobs are listed for the scheduler at every pass, also without visiting every
@@ -497,9 +499,14 @@ impl Core {
     /// Replaces jobs in memory with their committed versions ([`State::apply_jobs`]) and
     /// writes the accounting records their changes call for (`now`: when they happened).
     pub fn apply_jobs(&mut self, jobs: Vec<Job>, now: i64) {
+        self.apply_jobs_by(jobs, now, None);
+    }
+
+    /// [`Core::apply_jobs`] for a qdel by `requestor` (`user@host`), which its records name.
+    pub fn apply_jobs_by(&mut self, jobs: Vec<Job>, now: i64, requestor: Option<&str>) {
         for job in &jobs {
             let old = self.state.jobs.get(&job.seq);
-            for event in accounting::transitions(old, job) {
+            for event in accounting::transitions(old, job, requestor) {
                 self.accounting
                     .record(event, job, &self.state.server_name, now);
             }

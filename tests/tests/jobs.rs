@@ -146,8 +146,12 @@ fn an_exclusive_job_has_its_node_to_itself() {
 #[test]
 fn the_accounting_log_records_each_jobs_queue_start_end_and_deletion() {
     let c = Cluster::start(&one_node());
-    let ran = c.qsub("acct.sh", "exit 3\n", &["-N", "acct"]);
+    let ran = c.qsub("acct.sh", "exit 3\n", &["-h", "-N", "acct"]);
+    let dependency = format!("depend=afterok:{ran}");
+    let after = c.qsub("after.sh", "true\n", &["-W", &dependency]);
+    assert!(c.run("qrls", &[&ran]).status.success());
     c.wait_state(&ran, "C", T);
+    c.wait_state(&after, "C", T);
     let held = c.qsub("held.sh", "true\n", &["-h"]);
     assert!(c.run("qdel", &[&held]).status.success());
     c.wait_state(&held, "C", T);
@@ -184,14 +188,17 @@ fn the_accounting_log_records_each_jobs_queue_start_end_and_deletion() {
         kinds,
         [
             ("Q", ran.as_str()),
+            ("Q", after.as_str()),
             ("S", ran.as_str()),
             ("E", ran.as_str()),
+            // Its dependency failed: it never runs, and nobody deleted it.
+            ("A", after.as_str()),
             ("Q", held.as_str()),
             ("D", held.as_str())
         ],
         "{text}"
     );
-    let end = records[2].2;
+    let end = records[3].2;
     for field in [
         format!("user={} ", c.user.name),
         "jobname=acct ".to_string(),
@@ -202,8 +209,9 @@ fn the_accounting_log_records_each_jobs_queue_start_end_and_deletion() {
         assert_contains(end, field);
     }
     assert_eq!(records[0].2, "queue=batch");
+    assert_eq!(records[4].2, "queue=batch");
     assert_eq!(
-        records[4].2,
+        records[6].2,
         format!("requestor={}@{}", c.user.name, hostname())
     );
 }
