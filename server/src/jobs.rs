@@ -1871,6 +1871,24 @@ mod tests {
         }
     }
 
+    /// Enabled, started `queues` and one node `n1` (np=2), for submissions to land.
+    fn open_queues_and_a_node(core: &mut Core, queues: &[&str]) {
+        for name in queues {
+            core.state.queues.push(crate::model::Queue {
+                enabled: true,
+                started: true,
+                ..crate::model::Queue::new(name, 0)
+            });
+        }
+        let nodes = crate::nodes_file::parse("n1 np=2\n").unwrap();
+        core.state.nodes = nodes
+            .into_iter()
+            .map(|def| {
+                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
+            })
+            .collect();
+    }
+
     fn user(uid: u32) -> Caller {
         Caller {
             uid,
@@ -1929,18 +1947,7 @@ mod tests {
         let mut done = job(4, JobState::Completed);
         done.exit_status = Some(0);
         let mut core = core_with_jobs(dir.path(), vec![job(3, JobState::Queued), done]).await;
-        core.state.queues.push(crate::model::Queue {
-            enabled: true,
-            started: true,
-            ..crate::model::Queue::new("batch", 0)
-        });
-        let nodes = crate::nodes_file::parse("n1 np=2\n").unwrap();
-        core.state.nodes = nodes
-            .into_iter()
-            .map(|def| {
-                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
-            })
-            .collect();
+        open_queues_and_a_node(&mut core, &["batch"]);
         let now = 1_000_000;
         let cases: [(Vec<Attr>, JobState); 6] = [
             (vec![], JobState::Queued),
@@ -1972,21 +1979,8 @@ mod tests {
     async fn pbs_o_queue_is_the_queue_the_job_went_to_unless_qsub_named_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core_with_jobs(dir.path(), Vec::new()).await;
-        for name in ["batch", "dq"] {
-            core.state.queues.push(crate::model::Queue {
-                enabled: true,
-                started: true,
-                ..crate::model::Queue::new(name, 0)
-            });
-        }
+        open_queues_and_a_node(&mut core, &["batch", "dq"]);
         core.state.default_queue = "dq".into();
-        let nodes = crate::nodes_file::parse("n1 np=2\n").unwrap();
-        core.state.nodes = nodes
-            .into_iter()
-            .map(|def| {
-                crate::state::NodeRuntime::new(def, Default::default(), std::time::Instant::now())
-            })
-            .collect();
         let cases = [
             ("", "PBS_O_HOME=/h", "PBS_O_QUEUE=dq,PBS_O_HOME=/h"),
             ("", "", "PBS_O_QUEUE=dq"),
