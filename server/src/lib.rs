@@ -14,7 +14,7 @@
 //! * [`mom_session`]: the MomSession service (node identity, reconciliation, status, run
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
-//! * [`accounting`]: Torque's accounting log (`Q`/`S`/`E`/`D` records per job).
+//! * [`accounting`]: Torque's accounting log (`Q`/`S`/`E`/`R`/`D`/`A` records).
 //! * [`manage`]: qmgr's create/delete/set/unset on the server, queues and nodes, and
 //!   pbsnodes' node changes (`-o`, `-c`, `-r`, `-N`).
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.

@@ -235,7 +235,7 @@ pub struct Job {
     /// `-u`: as given (it may only name the submitting user).
     #[serde(default)]
     pub user_list: Option<String>,
-    /// `-n`: the job's nodes run nothing else while it runs (it holds all their slots).
+    /// `-n`: the job's nodes run nothing else while it runs (see `State::occupy`).
     #[serde(default)]
     pub node_exclusive: bool,
     /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
