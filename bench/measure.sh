@@ -100,6 +100,13 @@ floor() {
 }
 
 echo 'true' >held.sh
+if [ "${MEASURE:-all}" = drain ]; then
+    # Only the drain (bench/ab.sh compares builds by it): rate and CPU per job by component.
+    read -r drain_s drain_rate drain_cpu server_cpu moms_cpu reaped_cpu drain_steal < <(drain)
+    echo "drain_s=$drain_s drain_rate=$drain_rate drain_cpu=$drain_cpu server_cpu=$server_cpu" \
+        "moms_cpu=$moms_cpu reaped_cpu=$reaped_cpu drain_steal=$drain_steal"
+    exit 0
+fi
 if [ "${MEASURE:-all}" = plain-drain ]; then
     # The MOMs now run with `$source_login_batch false`: the same drain with plain shells,
     # after the held jobs of step 4 are deleted. The server knows more completed jobs now

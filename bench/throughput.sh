@@ -15,8 +15,11 @@
 #   and, for each drain, where the CPU went per job (pbs_server, MOMs, supervisors and
 #   shells, the whole machine) and how much of the VM's time its host stole.
 #
-#   bench/throughput.sh [--quick] [--no-reference]
+#   bench/throughput.sh [--quick] [--no-reference] [--drain-only] [--plain]
 #     --quick: smaller counts, for a smoke run
+#     --drain-only: only the drain (step 3, without its floor), printed as one line of
+#       `name=value` pairs: what bench/ab.sh compares builds by
+#     --plain: with --drain-only, the MOMs run `$source_login_batch false` from the start
 #     --no-reference: skip the Slurm reference (bench/slurm_reference.sh, Slurm from Debian's
 #       packages on the same machine, same counts), run after Capstan's own measurements;
 #       ratios are Capstan against that same-run reference.
@@ -25,14 +28,17 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 n_qsub=1000; n_lat=30; n_drain=1000; n_qstat=5000; qstat_reps=30
-quick=() reference=1
+quick=() reference=1 drain_only= plain=
 for arg in "$@"; do
     case $arg in
         --quick) quick=(--quick); n_qsub=100; n_lat=5; n_drain=100; n_qstat=500; qstat_reps=5 ;;
         --no-reference) reference= ;;
-        *) echo "usage: $0 [--quick] [--no-reference]" >&2; exit 2 ;;
+        --drain-only) drain_only=1 ;;
+        --plain) plain=1 ;;
+        *) echo "usage: $0 [--quick] [--no-reference] [--drain-only] [--plain]" >&2; exit 2 ;;
     esac
 done
+[ -z "$plain" ] || [ -n "$drain_only" ] || { echo "$0: --plain goes with --drain-only" >&2; exit 2; }
 
 if [ -n "${CAPSTAN_BIN_DIR:-}" ]; then
     # Someone else's build, measured as it is; it must be complete.
@@ -65,6 +71,10 @@ for n in a1 a2 b1 b2; do   # enrol: the MOMs use TLS 1.3 with client certificate
     mkdir -p "$dir/mom-$n"
     "$bin/pbs_server" --home "$dir/server" enroll "$n" --out "$dir/$n.bundle" 2>/dev/null
     "$bin/pbs_mom" --home "$dir/mom-$n" install-cert "$dir/$n.bundle" 2>/dev/null
+    if [ -n "$plain" ]; then
+        mkdir -p "$dir/mom-$n/mom_priv"
+        echo '$source_login_batch false' >"$dir/mom-$n/mom_priv/config"
+    fi
 done
 RUST_LOG=warn "$bin/pbs_server" --home "$dir/server" --mom-listen "127.0.0.1:$port" \
     >"$dir/server.log" 2>&1 &
@@ -103,6 +113,10 @@ measure() {
         SERVER_PID=$server_pid MOM_PIDS="${mom_pids[*]}" \
         bash "$repo/bench/measure.sh"
 }
+if [ -n "$drain_only" ]; then
+    measure drain
+    exit 0
+fi
 results=$(measure all)
 eval "$results"
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Compares two builds by the drain of bench/throughput.sh, alternating them on fresh
+# clusters so that both see the same machine: this VM's speed drifts by 15% and more over an
+# afternoon, so two builds measured an hour apart cannot be compared.
+#
+#   bench/ab.sh [--rounds N] [--plain] DIR_A DIR_B
+#     DIR_A, DIR_B: directories as build.sh fills them (target/capstan/release, or a copy)
+#     --rounds N: drains per build (default 3), A then B each round
+#     --plain: the MOMs run `$source_login_batch false` (plain shells)
+#
+# Prints each drain, then per build the mean rate and CPU per job (machine, pbs_server, the
+# MOMs), and B's mean rate as a ratio of A's.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+rounds=3 plain=() dirs=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rounds) rounds=${2:?--rounds needs a number}; shift ;;
+        --plain) plain=(--plain) ;;
+        -*) echo "usage: $0 [--rounds N] [--plain] DIR_A DIR_B" >&2; exit 2 ;;
+        *) dirs+=("$1") ;;
+    esac
+    shift
+done
+[ ${#dirs[@]} = 2 ] || { echo "usage: $0 [--rounds N] [--plain] DIR_A DIR_B" >&2; exit 2; }
+for d in "${dirs[@]}"; do
+    [ -x "$d/pbs_server" ] || { echo "$0: $d has no pbs_server" >&2; exit 1; }
+done
+
+results=()
+for round in $(seq 1 "$rounds"); do
+    for i in 0 1; do
+        line=$(CAPSTAN_BIN_DIR=${dirs[$i]} "$repo/bench/throughput.sh" --drain-only "${plain[@]}" |
+            grep '^drain_s=') || { echo "$0: the drain of ${dirs[$i]} failed" >&2; exit 1; }
+        label=$([ "$i" = 0 ] && echo A || echo B)
+        echo "round $round $label ${dirs[$i]}: $line"
+        results+=("$label $line")
+    done
+done
+printf '%s\n' "${results[@]}" | awk '
+    { label = $1
+      for (f = 2; f <= NF; f++) { split($f, kv, "="); v[label, kv[1]] += kv[2] }
+      n[label]++ }
+    END {
+      for (l = 0; l < 2; l++) {
+        label = l ? "B" : "A"
+        printf "%s: %.1f jobs/s; CPU ms per job: machine %.2f, pbs_server %.2f, MOMs %.2f\n", label,
+          v[label, "drain_rate"] / n[label], v[label, "drain_cpu"] / n[label],
+          v[label, "server_cpu"] / n[label], v[label, "moms_cpu"] / n[label]
+      }
+      printf "B/A: %.3f\n", v["B", "drain_rate"] / n["B"] / (v["A", "drain_rate"] / n["A"])
+    }'
