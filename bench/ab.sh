@@ -4,10 +4,13 @@
 # afternoon, so two builds measured an hour apart cannot be compared.
 #
 #   bench/ab.sh [--rounds N] [--plain] DIR_A DIR_B
-#     DIR_A, DIR_B: directories as build.sh fills them (target/capstan/release, or a copy)
-#     --rounds N: drains per build (default 3), A then B each round
+#     DIR_A, DIR_B: directories as build.sh fills them (target/capstan/release, or a copy
+#       under /tmp: when run as root, the jobs' user capstanbench runs the commands from it)
+#     --rounds N: drains per build (default 3); A first in odd rounds, B first in even ones
 #     --plain: the MOMs run `$source_login_batch false` (plain shells)
 #
+# Each drain is throughput.sh's `--drain-only`: on a fresh server, so its figures are not
+# those of the full run's table (whose drain follows the qsub and latency steps).
 # Prints each drain, then per build the mean rate and CPU per job (machine, pbs_server, the
 # MOMs), and B's mean rate as a ratio of A's.
 set -euo pipefail
@@ -23,13 +26,25 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ ${#dirs[@]} = 2 ] || { echo "usage: $0 [--rounds N] [--plain] DIR_A DIR_B" >&2; exit 2; }
-for d in "${dirs[@]}"; do
-    [ -x "$d/pbs_server" ] || { echo "$0: $d has no pbs_server" >&2; exit 1; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "$0: --rounds needs a positive integer" >&2; exit 2; }
+for i in 0 1; do
+    # Absolute: throughput.sh puts it on PATH and then works from its own directory.
+    dirs[i]=$(cd "${dirs[i]}" && pwd) || { echo "$0: no directory ${dirs[i]}" >&2; exit 1; }
+    for program in pbs_server pbs_mom capstan_supervisor qsub; do
+        [ -x "${dirs[i]}/$program" ] || { echo "$0: ${dirs[i]} has no $program" >&2; exit 1; }
+    done
+    if [ "$(id -u)" = 0 ] && id capstanbench >/dev/null 2>&1 &&
+        ! runuser -u capstanbench -- test -x "${dirs[i]}/qsub"; then
+        echo "$0: capstanbench, who runs the jobs, cannot run ${dirs[i]}/qsub" >&2
+        exit 1
+    fi
 done
 
 results=()
 for round in $(seq 1 "$rounds"); do
-    for i in 0 1; do
+    order=(0 1)
+    [ $((round % 2)) = 1 ] || order=(1 0)
+    for i in "${order[@]}"; do
         line=$(CAPSTAN_BIN_DIR=${dirs[$i]} "$repo/bench/throughput.sh" --drain-only "${plain[@]}" |
             grep '^drain_s=') || { echo "$0: the drain of ${dirs[$i]} failed" >&2; exit 1; }
         label=$([ "$i" = 0 ] && echo A || echo B)

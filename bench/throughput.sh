@@ -15,10 +15,11 @@
 #   and, for each drain, where the CPU went per job (pbs_server, MOMs, supervisors and
 #   shells, the whole machine) and how much of the VM's time its host stole.
 #
-#   bench/throughput.sh [--quick] [--no-reference] [--drain-only] [--plain]
+#   bench/throughput.sh [--quick] [--no-reference] [--drain-only [--plain]]
 #     --quick: smaller counts, for a smoke run
-#     --drain-only: only the drain (step 3, without its floor), printed as one line of
-#       `name=value` pairs: what bench/ab.sh compares builds by
+#     --drain-only: only the drain (step 3, without its floor), on the fresh server, printed
+#       as one line of `name=value` pairs: what bench/ab.sh compares builds by (not comparable
+#       with the full run's drain, which follows steps 1 and 2)
 #     --plain: with --drain-only, the MOMs run `$source_login_batch false` from the start
 #     --no-reference: skip the Slurm reference (bench/slurm_reference.sh, Slurm from Debian's
 #       packages on the same machine, same counts), run after Capstan's own measurements;
@@ -35,7 +36,7 @@ for arg in "$@"; do
         --no-reference) reference= ;;
         --drain-only) drain_only=1 ;;
         --plain) plain=1 ;;
-        *) echo "usage: $0 [--quick] [--no-reference] [--drain-only] [--plain]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] [--no-reference] [--drain-only [--plain]]" >&2; exit 2 ;;
     esac
 done
 [ -z "$plain" ] || [ -n "$drain_only" ] || { echo "$0: --plain goes with --drain-only" >&2; exit 2; }
