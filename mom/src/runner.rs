@@ -969,7 +969,7 @@ impl Runner {
                 }
             }
         };
-        let (pgid, done, continue_first) = {
+        let (pgid, done, was_suspended, continue_first) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
                 tracing::warn!(
@@ -1020,7 +1020,7 @@ impl Runner {
             }
             // A SIGCONT needs no other before it.
             let continue_first = was_suspended && signal != Signal::SIGCONT;
-            (pgid, done, continue_first)
+            (pgid, done, was_suspended, continue_first)
         };
         // Persist first: after a MOM restart the exit status must still say
         // "the MOM delivered this".
@@ -1029,7 +1029,10 @@ impl Runner {
         if continue_first {
             procfs::kill_session(pgid, Signal::SIGCONT, true);
         }
-        procfs::kill_session(pgid, signal, false);
+        // A SIGCONT that resumes a suspended job reaches all of its session, as the suspend's
+        // SIGSTOP did (`set_suspended`), not only its process group.
+        let sweep = was_suspended && signal == Signal::SIGCONT;
+        procfs::kill_session(pgid, signal, sweep);
         if delete {
             let delay = if kill_delay_secs == 0 {
                 DEFAULT_KILL_DELAY
@@ -1575,10 +1578,17 @@ mod tests {
         assert_eq!(on_disk[0].suspended_at, Some(since), "on disk first");
 
         let start = runner.runs()[&9].record.start_time;
+        let before = now_secs();
         runner.set_suspended(9, false);
+        let after = now_secs();
         let record = runner.runs()[&9].record.clone();
         assert_eq!(record.suspended_at, None);
-        assert_eq!(record.start_time, start + (now_secs() - since).max(0));
+        // The start moves by the time suspended, read by set_suspended between these two.
+        let moved = record.start_time - start;
+        assert!(
+            (before - since).max(0) <= moved && moved <= (after - since).max(0),
+            "{moved}"
+        );
         assert!(clock.has_changed().unwrap());
         let continued = wait_for(|| matches!(state(), Some('S' | 'R')));
         assert!(continued, "{:?}", state());
