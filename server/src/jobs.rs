@@ -931,6 +931,12 @@ pub async fn prepare_shutdown(
 fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
     // The MOM continues a suspended job before the SIGTERM: it is no longer suspended.
     job.suspended = false;
+    kill_signal(job)
+}
+
+/// The message that ends the job's current run as qdel does, to its mother superior; also
+/// resent to a MOM that reconnects before it acted on it.
+pub fn kill_signal(job: &Job) -> Option<(String, ToMom)> {
     let (run, ms) = (job.current_run?, job.mother_superior()?);
     Some((
         ms.to_string(),

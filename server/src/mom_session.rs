@@ -385,14 +385,13 @@ async fn register(
     }
     // A qdel/qrerun committed before the MOM went away may never have reached it.
     for job in core.state.running_jobs() {
-        if let (Some(run), Some(_)) = (job.current_run, job.pending) {
-            if job.mother_superior() == Some(node) && held.contains(&run) {
-                let _ = tx.send(ToMom::Signal {
-                    run_id: run,
-                    signal: libc::SIGTERM,
-                    delete: true,
-                    kill_delay_secs: job.kill_delay.unwrap_or(jobs::KILL_DELAY_SECS),
-                });
+        let held_here = job.current_run.is_some_and(|run| held.contains(&run));
+        if job.pending.is_none() || !held_here {
+            continue;
+        }
+        if let Some((ms, signal)) = jobs::kill_signal(job) {
+            if ms == node {
+                let _ = tx.send(signal);
             }
         }
     }
