@@ -593,11 +593,7 @@ fn qenable_qdisable_qstart_qstop_switch_queues_in_torques_words() {
     assert_eq!(switch("qstop", &["batch"]), quiet);
     assert_eq!(queue_attr(&c, "batch", "started").as_deref(), Some("False"));
     let id = c.qsub("waits.sh", "true\n", &[]);
-    c.wait_state(&id, "Q", T);
-    assert_contains(
-        &c.job_attr(&id, "comment").unwrap_or_default(),
-        "Not Running: Queue not started.",
-    );
+    assert_eq!(c.wait_held_back(&id), "Not Running: Queue not started.");
     assert_eq!(switch("qstart", &["batch"]), quiet);
     c.wait_state(&id, "C", T);
 
@@ -724,6 +720,11 @@ fn qterm_stops_the_server_once_its_work_is_done_and_jobs_follow_the_type() {
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     let mut old = c.take_server().unwrap();
     c.start_server();
+    // Still waiting for the idle client: the two servers overlap, which is the case tested.
+    assert!(
+        matches!(old.try_wait(), Ok(None)),
+        "the old server exited early"
+    );
     assert!(
         wait_until(T, || matches!(old.try_wait(), Ok(Some(_)))),
         "the old server did not exit"

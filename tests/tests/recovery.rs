@@ -188,9 +188,9 @@ fn after_a_reboot_the_mom_reports_its_runs_lost_and_the_server_requeues_or_ends_
     // A power loss: the MOM, the runs' supervisors and the jobs all go at once.
     c.kill_mom("n1");
     for name in ["re", "fixed"] {
+        let shell_dir = c.shell_proc(&pid_file(name));
+        let supervisor = proc_parent(&shell_dir).unwrap_or(0);
         let shell: i32 = c.read(pid_file(name)).trim().parse().unwrap();
-        let supervisor =
-            proc_parent(&std::path::PathBuf::from(format!("/proc/{shell}"))).unwrap_or(0);
         assert!(supervisor > 1, "the shell of {name} has its supervisor");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(supervisor),
