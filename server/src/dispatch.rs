@@ -53,10 +53,8 @@ pub fn node_views(state: &State, live: bool) -> Vec<NodeView> {
             name: n.def.name.clone(),
             site: n.def.site.clone(),
             np: n.def.np,
-            // A node an exclusive job holds has no slot to offer.
             used: if live {
-                let alone = n.exclusive_holder.is_some();
-                n.slots.iter().map(|s| alone || s.is_some()).collect()
+                (0..n.slots.len()).map(|i| !n.slot_free(i)).collect()
             } else {
                 vec![false; n.slots.len()]
             },
@@ -118,7 +116,7 @@ fn running_jobs(state: &State) -> Vec<RunningJob> {
                     .iter()
                     .map(|h| NodeSlots {
                         node: h.node.clone(),
-                        slots: match state.node(&h.node) {
+                        slots: match j.exclusive().then(|| state.node(&h.node)).flatten() {
                             Some(node) if node.exclusive_holder == Some(j.seq) => {
                                 (0..node.slots.len() as u32).collect()
                             }
@@ -170,9 +168,10 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
 }
 
 fn has_capacity(state: &State) -> bool {
-    state.nodes.iter().any(|n| {
-        n.available() && n.exclusive_holder.is_none() && n.slots.iter().any(|s| s.is_none())
-    })
+    state
+        .nodes
+        .iter()
+        .any(|n| n.available() && n.has_free_slot())
 }
 
 /// 32 upper-case hex digits, unpredictable enough for a job cookie.
@@ -386,11 +385,9 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
                     && state.node(&placement[0].node).is_some_and(|n| n.is_up())
                     && placement.iter().all(|p| {
                         state.node(&p.node).is_some_and(|n| {
-                            n.exclusive_holder.is_none()
-                                && p.slots.iter().all(|s| {
-                                    n.slots.get(*s as usize) == Some(&None)
-                                        && claimed.insert((p.node.clone(), *s))
-                                })
+                            p.slots.iter().all(|s| {
+                                n.slot_free(*s as usize) && claimed.insert((p.node.clone(), *s))
+                            })
                         })
                     });
                 if !valid {

@@ -91,6 +91,18 @@ impl NodeRuntime {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// Whether slot `i` may take a new job: nobody holds it, and no exclusive job holds the
+    /// node. What the scheduler's snapshot, the pass trigger, a start's last check and the
+    /// `job-exclusive` state all ask.
+    pub fn slot_free(&self, i: usize) -> bool {
+        self.exclusive_holder.is_none() && self.slots.get(i) == Some(&None)
+    }
+
+    /// Whether any slot may take a new job.
+    pub fn has_free_slot(&self) -> bool {
+        (0..self.slots.len()).any(|i| self.slot_free(i))
+    }
+
     /// Torque's `state` string: `down`, `offline`, `job-exclusive`, `busy`, `free`, comma-joined.
     pub fn state_string(&self) -> String {
         let mut parts: Vec<&str> = Vec::new();
@@ -101,8 +113,7 @@ impl NodeRuntime {
             parts.push("offline");
         }
         if self.is_up() {
-            let full = !self.slots.is_empty() && self.used_slots() == self.slots.len();
-            if full || self.exclusive_holder.is_some() {
+            if !self.slots.is_empty() && !self.has_free_slot() {
                 parts.push("job-exclusive");
             }
             if self.is_busy() {

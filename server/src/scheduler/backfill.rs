@@ -46,16 +46,6 @@ impl Reservation {
     }
 }
 
-/// The slots one unit of `chunk` takes on `node`: its `ppn`, or the whole node for an
-/// exclusive job.
-fn slots_taken(job: &PendingJob, chunk: &Chunk, node: &NodeState<'_>) -> u32 {
-    if job.exclusive {
-        node.view.np
-    } else {
-        chunk.ppn.max(1)
-    }
-}
-
 /// Filter: reserved slots go only to jobs that end before the reservation starts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reserved;
@@ -76,7 +66,9 @@ impl NodeFilter for Reserved {
             Some(from)
                 if node.now.saturating_add(node.duration(job)) > from
                     && node.free
-                        < slots_taken(job, chunk, node).saturating_add(node.reserved_slots) =>
+                        < job
+                            .slots_on(node.view.np, chunk.ppn.max(1))
+                            .saturating_add(node.reserved_slots) =>
             {
                 Err("slots reserved for a waiting job".into())
             }
@@ -143,7 +135,7 @@ pub fn earliest_in_scope(
     // An exclusive job's reservation holds its nodes whole, as its start will.
     let picks = fits(times[lo])?
         .into_iter()
-        .map(|(i, n)| (i, if job.exclusive { nodes[i].view.np } else { n }))
+        .map(|(i, n)| (i, job.slots_on(nodes[i].view.np, n)))
         .collect::<Vec<_>>();
     Some(Reservation {
         start: times[lo],

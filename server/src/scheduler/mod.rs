@@ -214,6 +214,17 @@ impl PendingJob {
             .unwrap_or(DEFAULT_WALLTIME)
     }
 
+    /// The slots the job holds on a node of `np` slots where it asked for `asked`: all of
+    /// them when it is exclusive (the one place that rule is spelt, for the pass and for
+    /// reservations).
+    pub fn slots_on(&self, np: u32, asked: u32) -> u32 {
+        if self.exclusive {
+            np
+        } else {
+            asked
+        }
+    }
+
     /// Could the job's nodes be in more than one place?
     pub fn multi_node(&self) -> bool {
         self.request.procs || self.request.nodect() > 1

@@ -233,15 +233,8 @@ impl<'a> Cluster<'a> {
     pub fn held(&self, job: &PendingJob, picks: &[(usize, u32)]) -> Vec<(usize, u32)> {
         picks
             .iter()
-            .map(|&(i, slots)| {
-                if job.exclusive {
-                    // The exclusive filter admitted the node only if it was wholly free.
-                    debug_assert!(slots <= self.nodes[i].free);
-                    (i, self.nodes[i].free)
-                } else {
-                    (i, slots)
-                }
-            })
+            // The exclusive filter admitted such a node only if it was wholly free.
+            .map(|&(i, slots)| (i, job.slots_on(self.nodes[i].free, slots)))
             .collect()
     }
 
@@ -249,13 +242,14 @@ impl<'a> Cluster<'a> {
     /// names the slots it asked for, but it takes its nodes' other free slots too, so that no
     /// later job of the pass lands there (the server holds them for it the same way).
     pub fn commit(&mut self, job: &PendingJob, picks: Vec<(usize, u32)>) -> Vec<NodeSlots> {
+        let held = self.held(job, &picks);
         let placement: Vec<NodeSlots> = picks
             .into_iter()
-            .map(|(i, slots)| {
-                let placed = self.take(i, slots);
-                if job.exclusive {
-                    let rest = self.nodes[i].free;
-                    self.take(i, rest);
+            .zip(held)
+            .map(|((i, asked), (_, holds))| {
+                let placed = self.take(i, asked);
+                if holds > asked {
+                    self.take(i, holds - asked);
                 }
                 placed
             })
