@@ -71,11 +71,13 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
 
 /// Torque's line for a refused request: `qterm: TEXT[ MSG=DETAIL]SERVER`.
 pub fn refusal_line(code: i32, detail: &str, server: &str) -> String {
-    let mut line = format!("qterm: {}", pbse::text(code));
-    if !detail.is_empty() {
-        line.push_str(" MSG=");
-        line.push_str(detail);
+    let text = crate::format::ServerError {
+        code,
+        detail: detail.to_string(),
+        object: String::new(),
     }
+    .full_message();
+    let mut line = format!("qterm: {text}");
     line.push_str(server);
     line.push('\n');
     line

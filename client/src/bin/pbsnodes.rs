@@ -318,7 +318,8 @@ async fn modify(
 
 #[tokio::main(flavor = "current_thread")]
 pub async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy, as every command's: an argument that is not UTF-8 must not panic.
+    let args = capstan_client::getopt::args();
     let options = match parse(&args) {
         Parse::Run(o) => o,
         Parse::Exit(code) => return code,
