@@ -294,11 +294,8 @@ impl Batch for BatchService {
     ) -> Result<Response<pb::SubmitReply>, Status> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
-        let input = SubmitInput {
-            attrs: req.attrs.into_iter().map(attr_from_proto).collect(),
-            script: req.script,
-            destination: req.destination,
-        };
+        let attrs = req.attrs.into_iter().map(attr_from_proto).collect();
+        let input = SubmitInput::new(attrs, req.script, req.destination, &caller);
         let submitter = caller.clone();
         let result = self
             .shared

@@ -52,6 +52,26 @@ pub struct SubmitInput {
     pub attrs: Vec<Attr>,
     pub script: Vec<u8>,
     pub destination: String,
+    /// The group `group_list` chose for the job ([`SubmitInput::new`]), or why it may not
+    /// have it; `None` when the submission names none. Looked up before the change: the
+    /// group database may be LDAP, and nothing slow runs under the state lock.
+    pub group: Option<Result<String, PbsError>>,
+}
+
+impl SubmitInput {
+    /// The submission, with its `group_list` resolved against the group database.
+    pub fn new(attrs: Vec<Attr>, script: Vec<u8>, destination: String, caller: &Caller) -> Self {
+        let group = attrs
+            .iter()
+            .rfind(|a| a.name == "group_list")
+            .map(|a| group_from_list(&a.value, caller));
+        SubmitInput {
+            attrs,
+            script,
+            destination,
+            group,
+        }
+    }
 }
 
 /// The job-control operations of `JobAction`.
@@ -640,8 +660,8 @@ fn build_job(
     }
 
     // The job runs with this group, so the queue's and nodes' group ACLs judge it.
-    let egroup = match &group_list {
-        Some(list) => group_from_list(list, caller)?,
+    let egroup = match &input.group {
+        Some(group) => group.clone()?,
         None => caller.group.clone(),
     };
     let as_job = Caller {
@@ -1934,6 +1954,7 @@ mod tests {
             attrs: Vec::new(),
             script: b"true\n".to_vec(),
             destination: "nosuchqueue".into(),
+            group: None,
         };
         let refused = submit(&mut core, &user(1000), &input, 100)
             .await
@@ -1975,6 +1996,7 @@ mod tests {
                 attrs: attrs.clone(),
                 script: b"true\n".to_vec(),
                 destination: String::new(),
+                group: None,
             };
             let submitted = submit(&mut core, &user(1000), &input, now).await.unwrap();
             assert_eq!(submitted.state, state, "{attrs:?}");
@@ -2001,6 +2023,7 @@ mod tests {
                 attrs: vec![Attr::text("Variable_List", given)],
                 script: b"true\n".to_vec(),
                 destination: destination.into(),
+                group: None,
             };
             let submitted = submit(&mut core, &user(1000), &input, 100).await.unwrap();
             let seq: u64 = submitted.id.split('.').next().unwrap().parse().unwrap();
