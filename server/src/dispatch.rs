@@ -479,7 +479,7 @@ async fn commit_starts(
     // The jobs started, and the signals for running dependents whose dependency failed.
     type Committed = (Vec<u64>, Vec<(String, ToMom)>);
     let result: Result<Committed, crate::store::StoreError> = async {
-        let mut tx = core.store.begin().await?;
+        let mut tx = core.store.begin()?;
         let mut started = Vec::new();
         for (seq, why, hosts) in starts {
             let Some(job) = overlay.get(&seq).or_else(|| core.state.jobs.get(&seq)) else {
@@ -487,7 +487,7 @@ async fn commit_starts(
             };
             let mut job = job.clone();
             let exec_host = format_exec_host(&hosts);
-            let run_id = tx.insert_run(seq, &hosts[0].node, &exec_host, now).await?;
+            let run_id = tx.insert_run(seq, &hosts[0].node, &exec_host, now)?;
             job.state = JobState::Running;
             job.exec_host = hosts;
             job.current_run = Some(run_id);
@@ -507,7 +507,7 @@ async fn commit_starts(
         }
         let kills = jobs::cascade(&core.state, &mut overlay, started.clone(), now);
         for job in overlay.values() {
-            tx.save_job(job).await?;
+            tx.save_job(job)?;
         }
         tx.commit().await?;
         Ok((started, kills))

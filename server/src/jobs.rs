@@ -349,9 +349,9 @@ pub fn cascade(
 }
 
 /// Writes every job of the overlay.
-async fn save_overlay(tx: &mut StoreTx<'_>, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
+fn save_overlay(tx: &mut StoreTx<'_>, overlay: &BTreeMap<u64, Job>) -> Result<(), PbsError> {
     for job in overlay.values() {
-        tx.save_job(job).await.map_err(PbsError::system)?;
+        tx.save_job(job).map_err(PbsError::system)?;
     }
     Ok(())
 }
@@ -1038,12 +1038,10 @@ pub async fn job_action(
     let kills = cascade(&core.state, &mut plan.overlay, seeds, now);
     plan.messages.extend(kills);
     let committed = async {
-        let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-        save_overlay(&mut tx, &plan.overlay).await?;
+        let mut tx = core.store.begin().map_err(PbsError::system)?;
+        save_overlay(&mut tx, &plan.overlay)?;
         for (run, status) in &plan.run_ends {
-            tx.end_run(*run, now, *status)
-                .await
-                .map_err(PbsError::system)?;
+            tx.end_run(*run, now, *status).map_err(PbsError::system)?;
         }
         tx.commit().await.map_err(PbsError::system)
     }
@@ -1190,8 +1188,8 @@ pub async fn alter(
     if !running {
         settle(&mut job, now);
     }
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    tx.save_job(&job).await.map_err(PbsError::system)?;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
+    tx.save_job(&job).map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     info!(job = %shown, by = %caller.user_at_host(), "job altered");
     core.apply_jobs(vec![job], now);
@@ -1669,20 +1667,17 @@ pub async fn runs_ended(
     let kills = cascade(&core.state, &mut overlay, seeds, now);
     // Fair share charged up to this end (the ending jobs still count as running here).
     let usage = core.state.fairshare_at(now);
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
     for (run, end_time, status) in run_ends {
         tx.end_run(run, end_time, status)
-            .await
             .map_err(PbsError::system)?;
     }
-    save_overlay(&mut tx, &overlay).await?;
+    save_overlay(&mut tx, &overlay)?;
     let (rows, as_of) = usage.saved();
     tx.save_fairshare(&rows, as_of.unwrap_or(now))
-        .await
         .map_err(PbsError::system)?;
     for (node, shape, walltime, ended_at) in &samples {
         tx.insert_speed_sample(node, shape, *walltime, *ended_at)
-            .await
             .map_err(PbsError::system)?;
     }
     tx.commit().await.map_err(PbsError::system)?;
@@ -1796,13 +1791,12 @@ pub async fn lose_jobs(
         return Ok(());
     }
     let kills = cascade(&core.state, &mut overlay, seeds, now);
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
     for run in run_ends {
         tx.end_run(run, now, job_exec::FAIL1)
-            .await
             .map_err(PbsError::system)?;
     }
-    save_overlay(&mut tx, &overlay).await?;
+    save_overlay(&mut tx, &overlay)?;
     tx.commit().await.map_err(PbsError::system)?;
     core.apply_jobs(overlay.into_values().collect(), now);
     send_messages(core, kills);
@@ -1834,9 +1828,8 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     if old.is_empty() {
         return Ok(0);
     }
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
     tx.purge_jobs(&old, core.state.next_job_number)
-        .await
         .map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     for seq in &old {

@@ -208,8 +208,8 @@ async fn manage_node(
         save_nodes_file(&path, &change.text).await?;
     }
     let committed = async {
-        let mut tx = core.store.begin().await?;
-        tx.save_node_flags(name, &change.flags).await?;
+        let mut tx = core.store.begin()?;
+        tx.save_node_flags(name, &change.flags)?;
         tx.commit().await
     }
     .await;
@@ -504,13 +504,10 @@ async fn manage_server(
             &core.state.queues,
         )?;
     }
-    let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-    tx.save_server_attrs(&next)
-        .await
-        .map_err(PbsError::system)?;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
+    tx.save_server_attrs(&next).map_err(PbsError::system)?;
     if default_queue != core.state.default_queue {
         tx.set_default_queue(&default_queue)
-            .await
             .map_err(PbsError::system)?;
     }
     tx.commit().await.map_err(PbsError::system)?;
@@ -603,8 +600,8 @@ async fn manage_queue(
             for attr in attrs {
                 apply_queue_attr(&mut queue, Command::Set, attr, privilege)?;
             }
-            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-            tx.save_queue(&queue).await.map_err(PbsError::system)?;
+            let mut tx = core.store.begin().map_err(PbsError::system)?;
+            tx.save_queue(&queue).map_err(PbsError::system)?;
             tx.commit().await.map_err(PbsError::system)?;
             info!(by = %caller.user_at_host(), queue = name, "queue created");
             core.state.queues.push(queue);
@@ -622,10 +619,10 @@ async fn manage_queue(
                 return Err(PbsError::new(pbse::QUEBUSY, "", name));
             }
             let clears_default = core.state.default_queue == name;
-            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
-            tx.delete_queue(name).await.map_err(PbsError::system)?;
+            let mut tx = core.store.begin().map_err(PbsError::system)?;
+            tx.delete_queue(name).map_err(PbsError::system)?;
             if clears_default {
-                tx.set_default_queue("").await.map_err(PbsError::system)?;
+                tx.set_default_queue("").map_err(PbsError::system)?;
             }
             tx.commit().await.map_err(PbsError::system)?;
             info!(by = %caller.user_at_host(), queue = name, "queue deleted");
@@ -652,9 +649,9 @@ async fn manage_queue(
                 }
                 queue.mtime = now;
             }
-            let mut tx = core.store.begin().await.map_err(PbsError::system)?;
+            let mut tx = core.store.begin().map_err(PbsError::system)?;
             for queue in &changed {
-                tx.save_queue(queue).await.map_err(PbsError::system)?;
+                tx.save_queue(queue).map_err(PbsError::system)?;
             }
             tx.commit().await.map_err(PbsError::system)?;
             for queue in changed {
@@ -733,9 +730,9 @@ pub async fn modify_nodes(
         return (errors, false);
     }
     let committed = async {
-        let mut tx = core.store.begin().await?;
+        let mut tx = core.store.begin()?;
         for (name, flags) in &changed {
-            tx.save_node_flags(name, flags).await?;
+            tx.save_node_flags(name, flags)?;
         }
         tx.commit().await
     }

@@ -92,11 +92,11 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             ],
             ..Queue::new(DEFAULT_QUEUE, now)
         };
-        let mut tx = store.begin().await?;
-        tx.save_queue(&batch).await?;
-        tx.set_default_queue(DEFAULT_QUEUE).await?;
+        let mut tx = store.begin()?;
+        tx.save_queue(&batch)?;
+        tx.set_default_queue(DEFAULT_QUEUE)?;
         // Nothing stored yet: numbering starts at 0, as Torque's does.
-        tx.set_next_job_number(0).await?;
+        tx.set_next_job_number(0)?;
         tx.commit().await?;
         info!("first start: created queue batch");
         queues.push(batch);
@@ -113,8 +113,8 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
                 .map(|u| u.name);
             let attrs =
                 ServerAttrs::first_start(&crate::config::short_hostname(), server_user.as_deref());
-            let mut tx = store.begin().await?;
-            tx.save_server_attrs(&attrs).await?;
+            let mut tx = store.begin()?;
+            tx.save_server_attrs(&attrs)?;
             tx.commit().await?;
             info!(managers = ?attrs.managers, "server attributes initialised");
             attrs

@@ -7,9 +7,9 @@
 //!   `state.rs` serialises every change, and the store lives inside it). A pool, even of one,
 //!   pings its connection on every release from a task of its own: a round trip to SQLite's
 //!   worker thread and a wake-up of another, paid by every qsub and every job's start and end.
-//!   With no pool to reset it, a call must not be cancelled halfway: a `begin` dropped after
-//!   SQLite's worker began would leave the transaction open, every later `begin` would become
-//!   a nested savepoint, and no commit would reach the disk. Every caller runs on a task nothing
+//!   With no pool to reset it, a call must not be cancelled halfway: a [`StoreTx::commit`]
+//!   dropped after SQLite's worker began its statements would leave the transaction open,
+//!   every later BEGIN would fail, and no commit would reach the disk. Every caller runs on a task nothing
 //!   cancels (`state::uncancelled`, the MOM session readers, the dispatcher, the node
 //!   monitor); only the runtime's end at shutdown drops one, and the connection, closing with
 //!   it, rolls the transaction back.
@@ -28,9 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, Transaction};
+use sqlx::{Arguments, Connection, Row, Sqlite};
 
 use crate::authz::ServerAttrs;
 use crate::model::{Job, NodeFlags, Queue};
@@ -122,6 +123,12 @@ impl From<RunRow> for RunRecord {
 #[derive(Debug)]
 pub struct Store {
     conn: Option<SqliteConnection>,
+    /// The next run id to give out. Transactions are sent whole at commit, so a run's id is
+    /// chosen here rather than by SQLite's AUTOINCREMENT: higher than any id ever committed
+    /// (`sqlite_sequence` remembers those even after their rows are purged), and never
+    /// handed out twice by this process. An id taken by a transaction that then failed may be
+    /// taken again after a restart; nothing outside the database ever saw it.
+    next_run_id: u64,
 }
 
 impl Store {
@@ -147,9 +154,18 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        let conn = pool.acquire().await?.detach();
+        let mut conn = pool.acquire().await?.detach();
         pool.close().await;
-        Ok(Store { conn: Some(conn) })
+        let highest_run_id: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0), \
+                        COALESCE((SELECT MAX(run_id) FROM runs), 0))",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        Ok(Store {
+            conn: Some(conn),
+            next_run_id: highest_run_id.max(0) as u64 + 1,
+        })
     }
 
     fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
@@ -272,10 +288,14 @@ impl Store {
         Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
-    /// Starts a transaction.
-    pub async fn begin(&mut self) -> Result<StoreTx<'_>, StoreError> {
+    /// Starts a transaction (in memory: see [`StoreTx`]).
+    pub fn begin(&mut self) -> Result<StoreTx<'_>, StoreError> {
+        let Store { conn, next_run_id } = self;
         Ok(StoreTx {
-            tx: self.conn()?.begin().await?,
+            conn: conn.as_mut().ok_or(StoreError::Closed)?,
+            next_run_id,
+            sql: String::from("BEGIN;\n"),
+            args: SqliteArguments::default(),
         })
     }
 
@@ -313,9 +333,20 @@ impl Store {
     }
 }
 
-/// One transaction; dropped without [`StoreTx::commit`] it rolls back.
+/// One transaction, built in memory and sent to SQLite whole at [`StoreTx::commit`]: its
+/// statements travel as ONE multi-statement query (`BEGIN; ...; COMMIT;`, the arguments bound
+/// in order across them), one round trip to SQLite's worker thread instead of one per
+/// statement plus two for BEGIN and COMMIT. Each round trip is two thread wake-ups, and a
+/// job's start and end each commit a transaction of several statements. Nothing reaches the
+/// database before `commit`, so a transaction dropped uncommitted needs no rollback, and no
+/// statement may depend on reading the transaction's own writes (none does: memory is the
+/// state, the database its durable copy).
 pub struct StoreTx<'c> {
-    tx: Transaction<'c, Sqlite>,
+    conn: &'c mut SqliteConnection,
+    /// The store's next run id, taken by [`StoreTx::insert_run`].
+    next_run_id: &'c mut u64,
+    sql: String,
+    args: SqliteArguments<'static>,
 }
 
 fn job_json(job: &Job) -> Result<String, StoreError> {
@@ -326,212 +357,222 @@ fn job_json(job: &Job) -> Result<String, StoreError> {
     })
 }
 
-/// Sets one `server_kv` entry, in a transaction or autocommitted.
+/// Sets one `server_kv` entry (two values: key, value).
+const SET_KV: &str = "INSERT INTO server_kv (key, value) VALUES (?, ?) \
+                      ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+/// Sets one `server_kv` entry, autocommitted (in a transaction: [`StoreTx`]).
 async fn set_kv<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
     key: &str,
     value: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO server_kv (key, value) VALUES (?, ?) \
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(key)
-    .bind(value)
-    .execute(executor)
-    .await?;
+    sqlx::query(SET_KV)
+        .bind(key)
+        .bind(value)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
 impl StoreTx<'_> {
+    /// Appends one statement; its `?`s take the values bound after it, in order.
+    fn push(&mut self, statement: &str) {
+        self.sql.push_str(statement);
+        self.sql.push_str(";\n");
+    }
+
+    fn bind<T>(&mut self, value: T) -> Result<(), StoreError>
+    where
+        T: sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + 'static,
+    {
+        self.args
+            .add(value)
+            .map_err(|e| StoreError::Sql(sqlx::Error::Encode(e)))
+    }
+
+    fn set_kv(&mut self, key: &str, value: String) -> Result<(), StoreError> {
+        self.push(SET_KV);
+        self.bind(key.to_string())?;
+        self.bind(value)
+    }
+
     /// Rewrites an existing job's attributes (the script never changes).
-    pub async fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?")
-            .bind(job.state.letter())
-            .bind(&job.queue)
-            .bind(job_json(job)?)
-            .bind(job.seq as i64)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    pub fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
+        self.push("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?");
+        self.bind(job.state.letter())?;
+        self.bind(job.queue.clone())?;
+        self.bind(job_json(job)?)?;
+        self.bind(job.seq as i64)
     }
 
     /// Forgets purged jobs and their runs (else the runs table grows by a row per start
-    /// for as long as the server lives; run ids are not reused, see the schema's
-    /// AUTOINCREMENT). The jobs' rows were what showed their numbers used (see
+    /// for as long as the server lives; run ids are not reused, see [`Store`]'s
+    /// `next_run_id`). The jobs' rows were what showed their numbers used (see
     /// [`Store::load`]), so the server's `next_job_number` is recorded with them. One
     /// statement per table, whatever the number of jobs (the list goes as a JSON array).
-    pub async fn purge_jobs(
-        &mut self,
-        seqs: &[u64],
-        next_job_number: u64,
-    ) -> Result<(), StoreError> {
+    pub fn purge_jobs(&mut self, seqs: &[u64], next_job_number: u64) -> Result<(), StoreError> {
         let numbers: Vec<String> = seqs.iter().map(u64::to_string).collect();
         let list = format!("[{}]", numbers.join(","));
-        sqlx::query("DELETE FROM runs WHERE job_seq IN (SELECT value FROM json_each(?))")
-            .bind(&list)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))")
-            .bind(&list)
-            .execute(&mut *self.tx)
-            .await?;
-        self.set_next_job_number(next_job_number).await
+        self.push("DELETE FROM runs WHERE job_seq IN (SELECT value FROM json_each(?))");
+        self.bind(list.clone())?;
+        self.push("DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))");
+        self.bind(list)?;
+        self.set_next_job_number(next_job_number)
     }
 
     /// Records the next job number. Callers pass one no lower than any recorded or derived
     /// before ([`Store::load`]).
-    pub async fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
-        set_kv(&mut *self.tx, "next_job_number", &next.to_string()).await
+    pub fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
+        self.set_kv("next_job_number", next.to_string())
     }
 
-    pub async fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
-        set_kv(&mut *self.tx, "default_queue", queue).await
+    pub fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
+        self.set_kv("default_queue", queue.to_string())
     }
 
-    pub async fn save_server_attrs(&mut self, attrs: &ServerAttrs) -> Result<(), StoreError> {
+    pub fn save_server_attrs(&mut self, attrs: &ServerAttrs) -> Result<(), StoreError> {
         let json = serde_json::to_string(attrs).map_err(|e| StoreError::Corrupt {
             what: "server",
             key: "server_attrs".into(),
             message: e.to_string(),
         })?;
-        set_kv(&mut *self.tx, "server_attrs", &json).await
+        self.set_kv("server_attrs", json)
     }
 
-    pub async fn save_queue(&mut self, queue: &Queue) -> Result<(), StoreError> {
+    pub fn save_queue(&mut self, queue: &Queue) -> Result<(), StoreError> {
         let data = serde_json::to_string(queue).map_err(|e| StoreError::Corrupt {
             what: "queue",
             key: queue.name.clone(),
             message: e.to_string(),
         })?;
-        sqlx::query(
+        self.push(
             "INSERT INTO queues (name, data) VALUES (?, ?) \
              ON CONFLICT(name) DO UPDATE SET data = excluded.data",
-        )
-        .bind(&queue.name)
-        .bind(data)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        );
+        self.bind(queue.name.clone())?;
+        self.bind(data)
     }
 
-    pub async fn delete_queue(&mut self, name: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM queues WHERE name = ?")
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    pub fn delete_queue(&mut self, name: &str) -> Result<(), StoreError> {
+        self.push("DELETE FROM queues WHERE name = ?");
+        self.bind(name.to_string())
     }
 
-    pub async fn save_node_flags(
-        &mut self,
-        name: &str,
-        flags: &NodeFlags,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    pub fn save_node_flags(&mut self, name: &str, flags: &NodeFlags) -> Result<(), StoreError> {
+        self.push(
             "INSERT INTO nodes (name, offline, note) VALUES (?, ?, ?) \
              ON CONFLICT(name) DO UPDATE SET offline = excluded.offline, note = excluded.note",
-        )
-        .bind(name)
-        .bind(flags.offline as i64)
-        .bind(flags.note.as_deref())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        );
+        self.bind(name.to_string())?;
+        self.bind(flags.offline as i64)?;
+        self.bind(flags.note.clone())
     }
 
     /// Records a new run and returns its id.
-    pub async fn insert_run(
+    pub fn insert_run(
         &mut self,
         job_seq: u64,
         mother_superior: &str,
         exec_host: &str,
         started_at: i64,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO runs (job_seq, mother_superior, exec_host, started_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(job_seq as i64)
-        .bind(mother_superior)
-        .bind(exec_host)
-        .bind(started_at)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(result.last_insert_rowid() as u64)
+        let run_id = *self.next_run_id;
+        *self.next_run_id += 1;
+        self.push(
+            "INSERT INTO runs (run_id, job_seq, mother_superior, exec_host, started_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        );
+        self.bind(run_id as i64)?;
+        self.bind(job_seq as i64)?;
+        self.bind(mother_superior.to_string())?;
+        self.bind(exec_host.to_string())?;
+        self.bind(started_at)?;
+        Ok(run_id)
     }
 
     /// Records how a run ended (idempotent: a second end keeps the first).
-    pub async fn end_run(
+    pub fn end_run(
         &mut self,
         run_id: u64,
         ended_at: i64,
         exit_status: i32,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.push(
             "UPDATE runs SET ended_at = ?, exit_status = ? WHERE run_id = ? AND ended_at IS NULL",
-        )
-        .bind(ended_at)
-        .bind(exit_status as i64)
-        .bind(run_id as i64)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        );
+        self.bind(ended_at)?;
+        self.bind(exit_status as i64)?;
+        self.bind(run_id as i64)
     }
 
     /// Records a learned-speed sample, keeping the newest [`SPEED_SAMPLES_KEPT`] per
     /// (node, shape).
-    pub async fn insert_speed_sample(
+    pub fn insert_speed_sample(
         &mut self,
         node: &str,
         shape: &str,
         walltime_secs: u64,
         ended_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.push(
             "INSERT INTO speed_samples (node, shape, walltime_secs, ended_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(node)
-        .bind(shape)
-        .bind(walltime_secs as i64)
-        .bind(ended_at)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
+        );
+        self.bind(node.to_string())?;
+        self.bind(shape.to_string())?;
+        self.bind(walltime_secs as i64)?;
+        self.bind(ended_at)?;
+        self.push(
             "DELETE FROM speed_samples WHERE node = ? AND shape = ? AND id NOT IN \
              (SELECT id FROM speed_samples WHERE node = ? AND shape = ? ORDER BY id DESC LIMIT ?)",
-        )
-        .bind(node)
-        .bind(shape)
-        .bind(node)
-        .bind(shape)
-        .bind(SPEED_SAMPLES_KEPT)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        );
+        self.bind(node.to_string())?;
+        self.bind(shape.to_string())?;
+        self.bind(node.to_string())?;
+        self.bind(shape.to_string())?;
+        self.bind(SPEED_SAMPLES_KEPT)
     }
 
     /// Saves users' decayed fair-share usage as of `as_of`.
-    pub async fn save_fairshare(
+    pub fn save_fairshare(
         &mut self,
         usage: &[(String, f64)],
         as_of: i64,
     ) -> Result<(), StoreError> {
         for (user, value) in usage {
-            sqlx::query(
+            self.push(
                 "INSERT INTO fairshare_usage (username, usage, as_of) VALUES (?, ?, ?) \
                  ON CONFLICT(username) DO UPDATE SET usage = excluded.usage, as_of = excluded.as_of",
-            )
-            .bind(user)
-            .bind(value)
-            .bind(as_of)
-            .execute(&mut *self.tx)
-            .await?;
+            );
+            self.bind(user.clone())?;
+            self.bind(*value)?;
+            self.bind(as_of)?;
         }
         Ok(())
     }
 
+    /// Sends the transaction and commits it (with `durable`, synced when this returns). A
+    /// transaction with nothing in it costs nothing.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        let StoreTx {
+            conn,
+            mut sql,
+            args,
+            ..
+        } = self;
+        if sql == "BEGIN;\n" {
+            return Ok(());
+        }
+        sql.push_str("COMMIT;");
+        if let Err(e) = sqlx::query_with(&sql, args).execute(&mut *conn).await {
+            // The statements before the one that failed stand in an open transaction; left
+            // open, every later BEGIN would fail. (If BEGIN itself failed there is nothing
+            // to roll back, and the ROLLBACK's own error says only that.)
+            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                tracing::debug!("rollback after a failed transaction: {rollback}");
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 }
@@ -654,8 +695,8 @@ pub(crate) mod tests {
         let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(3)).await.unwrap();
         {
-            let mut tx = store.begin().await.unwrap();
-            tx.purge_jobs(&[3], 99).await.unwrap();
+            let mut tx = store.begin().unwrap();
+            tx.purge_jobs(&[3], 99).unwrap();
         }
         let loaded = store.load().await.unwrap();
         assert_eq!(loaded.jobs.len(), 1);
@@ -667,11 +708,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(0)).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        let a = tx.insert_run(0, "n1", "n1/0", 10).await.unwrap();
-        let b = tx.insert_run(0, "n1", "n1/0", 20).await.unwrap();
-        tx.end_run(a, 15, 0).await.unwrap();
-        tx.end_run(a, 99, 7).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        let a = tx.insert_run(0, "n1", "n1/0", 10).unwrap();
+        let b = tx.insert_run(0, "n1", "n1/0", 20).unwrap();
+        tx.end_run(a, 15, 0).unwrap();
+        tx.end_run(a, 99, 7).unwrap();
         tx.commit().await.unwrap();
         assert!(b > a);
         let runs = store.runs_of_job(0).await.unwrap();
@@ -687,16 +728,15 @@ pub(crate) mod tests {
         let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         let mut job = sample_job(5);
         store.insert_job(&job).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin().unwrap();
         tx.save_queue(&Queue {
             enabled: true,
             started: true,
             resources_default: vec![("nodes".into(), "1".into())],
             ..Queue::new("batch", 7)
         })
-        .await
         .unwrap();
-        tx.set_default_queue("batch").await.unwrap();
+        tx.set_default_queue("batch").unwrap();
         tx.save_node_flags(
             "n1",
             &NodeFlags {
@@ -704,13 +744,12 @@ pub(crate) mod tests {
                 note: Some("maint".into()),
             },
         )
-        .await
         .unwrap();
         tx.commit().await.unwrap();
         job.state = JobState::Completed;
         job.exit_status = Some(3);
-        let mut tx = store.begin().await.unwrap();
-        tx.save_job(&job).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.save_job(&job).unwrap();
         tx.commit().await.unwrap();
         let loaded = store.load().await.unwrap();
         assert_eq!(loaded.default_queue.as_deref(), Some("batch"));
@@ -718,8 +757,8 @@ pub(crate) mod tests {
         assert_eq!(loaded.jobs[0].state, JobState::Completed);
         assert_eq!(loaded.jobs[0].exit_status, Some(3));
         assert!(loaded.node_flags["n1"].offline);
-        let mut tx = store.begin().await.unwrap();
-        tx.purge_jobs(&[5], 6).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.purge_jobs(&[5], 6).unwrap();
         tx.commit().await.unwrap();
         let loaded = store.load().await.unwrap();
         assert!(loaded.jobs.is_empty());
@@ -732,9 +771,9 @@ pub(crate) mod tests {
         let path = dir.path().join("db");
         let mut store = Store::open(&path, false).await.unwrap();
         store.insert_job(&sample_job(2)).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        tx.insert_run(1, "n1", "n1/0", 10).await.unwrap(); // job 1 was purged before
-        tx.insert_run(2, "n1", "n1/0", 10).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.insert_run(1, "n1", "n1/0", 10).unwrap(); // job 1 was purged before
+        tx.insert_run(2, "n1", "n1/0", 10).unwrap();
         tx.commit().await.unwrap();
         // As a database from before migration 3: not applied yet.
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
@@ -754,22 +793,78 @@ pub(crate) mod tests {
         for seq in [1, 2, 3] {
             store.insert_job(&sample_job(seq)).await.unwrap();
         }
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin().unwrap();
         for seq in [1, 2, 3] {
-            tx.insert_run(seq, "n1", "n1/0", 10).await.unwrap();
+            tx.insert_run(seq, "n1", "n1/0", 10).unwrap();
         }
-        let last = tx.insert_run(3, "n1", "n1/0", 11).await.unwrap();
-        tx.purge_jobs(&[1, 3], 4).await.unwrap();
+        let last = tx.insert_run(3, "n1", "n1/0", 11).unwrap();
+        tx.purge_jobs(&[1, 3], 4).unwrap();
         tx.commit().await.unwrap();
         let loaded = store.load().await.unwrap();
         assert_eq!(loaded.jobs.iter().map(|j| j.seq).collect::<Vec<_>>(), [2]);
         assert!(store.runs_of_job(1).await.unwrap().is_empty());
         assert!(store.runs_of_job(3).await.unwrap().is_empty());
         assert_eq!(store.runs_of_job(2).await.unwrap().len(), 1);
-        let mut tx = store.begin().await.unwrap();
-        let next = tx.insert_run(2, "n1", "n1/0", 12).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        let next = tx.insert_run(2, "n1", "n1/0", 12).unwrap();
         tx.commit().await.unwrap();
         assert!(next > last, "run id {next} after {last}");
+    }
+
+    #[tokio::test]
+    async fn run_ids_are_not_reused_after_a_purge_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut store = Store::open(&path, false).await.unwrap();
+        store.insert_job(&sample_job(1)).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.insert_run(1, "n1", "n1/0", 10).unwrap();
+        let last = tx.insert_run(1, "n1", "n1/0", 11).unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.purge_jobs(&[1], 2).unwrap();
+        tx.commit().await.unwrap();
+        store.close().await;
+        // No run row is left: only SQLite's sequence remembers the ids given out.
+        let mut store = Store::open(&path, false).await.unwrap();
+        store.insert_job(&sample_job(2)).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        let next = tx.insert_run(2, "n1", "n1/0", 12).unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(next, last + 1);
+        assert_eq!(store.runs_of_job(2).await.unwrap()[0].run_id, next);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_fails_halfway_changes_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        store.insert_job(&sample_job(1)).await.unwrap();
+        let mut tx = store.begin().unwrap();
+        let taken = tx.insert_run(1, "n1", "n1/0", 10).unwrap();
+        tx.commit().await.unwrap();
+        // The queue is written, then the run's insert fails (its id is taken): the
+        // queue must go with it, and the connection must not be left in a transaction.
+        store.next_run_id = taken;
+        let mut tx = store.begin().unwrap();
+        tx.save_queue(&Queue::new("lost", 1)).unwrap();
+        tx.insert_run(1, "n1", "n1/0", 20).unwrap();
+        assert!(tx.commit().await.is_err());
+        assert!(store.load().await.unwrap().queues.is_empty());
+        let mut tx = store.begin().unwrap();
+        tx.save_queue(&Queue::new("kept", 1)).unwrap();
+        tx.commit().await.unwrap();
+        store.close().await;
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let names: Vec<String> = store
+            .load()
+            .await
+            .unwrap()
+            .queues
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
     }
 
     #[tokio::test]
@@ -778,16 +873,13 @@ pub(crate) mod tests {
         let path = dir.path().join("db");
         {
             let mut store = Store::open(&path, false).await.unwrap();
-            let mut tx = store.begin().await.unwrap();
+            let mut tx = store.begin().unwrap();
             for w in 1..=(SPEED_SAMPLES_KEPT as u64 + 3) {
-                tx.insert_speed_sample("n1", "s", w, 100).await.unwrap();
+                tx.insert_speed_sample("n1", "s", w, 100).unwrap();
             }
-            tx.insert_speed_sample("n2", "s", 7, 100).await.unwrap();
-            tx.save_fairshare(&[("ann".into(), 10.0)], 50)
-                .await
-                .unwrap();
+            tx.insert_speed_sample("n2", "s", 7, 100).unwrap();
+            tx.save_fairshare(&[("ann".into(), 10.0)], 50).unwrap();
             tx.save_fairshare(&[("ann".into(), 12.5), ("bob".into(), 1.0)], 60)
-                .await
                 .unwrap();
             tx.commit().await.unwrap();
             store.close().await;
