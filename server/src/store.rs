@@ -9,7 +9,8 @@
 //!   worker thread and a wake-up of another, paid by every qsub and every job's start and end.
 //!   With no pool to reset it, a call must not be cancelled halfway: a [`StoreTx::commit`]
 //!   dropped after SQLite's worker began its statements would leave the transaction open,
-//!   every later BEGIN would fail, and no commit would reach the disk. Every caller runs on a task nothing
+//!   the autocommitted writes after it (a qsub's) would not be durable, and the next
+//!   transaction would fail and roll them back. Every caller runs on a task nothing
 //!   cancels (`state::uncancelled`, the MOM session readers, the dispatcher, the node
 //!   monitor); only the runtime's end at shutdown drops one, and the connection, closing with
 //!   it, rolls the transaction back.
@@ -45,6 +46,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database is closed")]
     Closed,
+    #[error("the database answered for {answered} of {expected} statements")]
+    Incomplete { answered: usize, expected: usize },
     #[error("corrupt {what} record {key}: {message}")]
     Corrupt {
         what: &'static str,
@@ -294,16 +297,15 @@ impl Store {
         Ok(StoreTx {
             conn: conn.as_mut().ok_or(StoreError::Closed)?,
             next_run_id,
-            sql: String::from("BEGIN;\n"),
-            args: SqliteArguments::default(),
+            statements: Vec::new(),
+            params: Vec::new(),
         })
     }
 
     /// Stores a submitted job: one statement in SQLite's own (autocommit) transaction, so it
-    /// is committed (with `durable`, synced) when this returns. Not a [`StoreTx`]: BEGIN,
-    /// INSERT and COMMIT are three round trips to SQLite's worker thread, and each hand-off
-    /// there and back is a thread wake-up that a `qsub` waits for. The next job number is not written: [`Store::load`]
-    /// derives it from the highest stored sequence number.
+    /// is committed (with `durable`, synced) when this returns; a single statement needs no
+    /// [`StoreTx`]. The next job number is not written: [`Store::load`] derives it from the
+    /// highest stored sequence number.
     pub async fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
             .bind(job.seq as i64)
@@ -333,20 +335,56 @@ impl Store {
     }
 }
 
-/// One transaction, built in memory and sent to SQLite whole at [`StoreTx::commit`]: its
-/// statements travel as ONE multi-statement query (`BEGIN; ...; COMMIT;`, the arguments bound
-/// in order across them), one round trip to SQLite's worker thread instead of one per
-/// statement plus two for BEGIN and COMMIT. Each round trip is two thread wake-ups, and a
-/// job's start and end each commit a transaction of several statements. Nothing reaches the
-/// database before `commit`, so a transaction dropped uncommitted needs no rollback, and no
-/// statement may depend on reading the transaction's own writes (none does: memory is the
-/// state, the database its durable copy).
+/// One transaction, built in memory and sent to SQLite at [`StoreTx::commit`] as few
+/// multi-statement queries (`BEGIN; ...; COMMIT;`, the arguments bound in order across the
+/// statements): a job's start or end is one round trip to SQLite's worker thread instead of
+/// one per statement plus two for BEGIN and COMMIT, each round trip two thread wake-ups.
+///
+/// * Nothing reaches the database before `commit`, so a transaction dropped uncommitted
+///   needs no rollback, and no statement may depend on reading the transaction's own writes
+///   (none does: memory is the state, the database its durable copy).
+/// * Up to [`CACHED_STATEMENTS`] statements go as one query that sqlx prepares once and
+///   caches (the shapes of a start, an end, a qsub's neighbours recur). A bigger transaction
+///   (a `qdel all`) goes in uncached chunks of [`CHUNK_STATEMENTS`]: SQLite copies the rest
+///   of a query's text at each statement it prepares, so one huge query would cost the square
+///   of its length, and it would crowd the cache out.
+/// * sqlx-sqlite 0.8 runs multi-statement prepared queries; upstream calls that deprecated
+///   (launchbadge/sqlx#3108). Should an upgrade drop it, every transaction test fails at
+///   once, and the fallback is one query per statement inside BEGIN/COMMIT.
 pub struct StoreTx<'c> {
     conn: &'c mut SqliteConnection,
     /// The store's next run id, taken by [`StoreTx::insert_run`].
     next_run_id: &'c mut u64,
-    sql: String,
-    args: SqliteArguments<'static>,
+    /// Each statement and how many of `params` it takes, in order.
+    statements: Vec<(&'static str, usize)>,
+    params: Vec<Param>,
+}
+
+/// At most this many statements go as one cached query.
+const CACHED_STATEMENTS: usize = 8;
+
+/// A bigger transaction goes in chunks of this many statements (fewer than sqlx's 50
+/// buffered results, so SQLite's thread never waits for us mid-chunk).
+const CHUNK_STATEMENTS: usize = 32;
+
+/// A value bound to a buffered statement.
+enum Param {
+    Int(i64),
+    Real(f64),
+    Text(String),
+    OptionalText(Option<String>),
+}
+
+impl Param {
+    fn add_to(self, args: &mut SqliteArguments<'static>) -> Result<(), StoreError> {
+        match self {
+            Param::Int(v) => args.add(v),
+            Param::Real(v) => args.add(v),
+            Param::Text(v) => args.add(v),
+            Param::OptionalText(v) => args.add(v),
+        }
+        .map_err(|e| StoreError::Sql(sqlx::Error::Encode(e)))
+    }
 }
 
 fn job_json(job: &Job) -> Result<String, StoreError> {
@@ -376,34 +414,32 @@ async fn set_kv<'e>(
 }
 
 impl StoreTx<'_> {
-    /// Appends one statement; its `?`s take the values bound after it, in order.
-    fn push(&mut self, statement: &str) {
-        self.sql.push_str(statement);
-        self.sql.push_str(";\n");
+    /// Appends one statement with the values of its `?`s, in order.
+    fn push(&mut self, statement: &'static str, params: impl IntoIterator<Item = Param>) {
+        let before = self.params.len();
+        self.params.extend(params);
+        let count = self.params.len() - before;
+        debug_assert_eq!(statement.matches('?').count(), count, "{statement}");
+        self.statements.push((statement, count));
     }
 
-    fn bind<T>(&mut self, value: T) -> Result<(), StoreError>
-    where
-        T: sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + 'static,
-    {
-        self.args
-            .add(value)
-            .map_err(|e| StoreError::Sql(sqlx::Error::Encode(e)))
-    }
-
-    fn set_kv(&mut self, key: &str, value: String) -> Result<(), StoreError> {
-        self.push(SET_KV);
-        self.bind(key.to_string())?;
-        self.bind(value)
+    fn set_kv(&mut self, key: &str, value: String) {
+        self.push(SET_KV, [Param::Text(key.to_string()), Param::Text(value)]);
     }
 
     /// Rewrites an existing job's attributes (the script never changes).
     pub fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
-        self.push("UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?");
-        self.bind(job.state.letter())?;
-        self.bind(job.queue.clone())?;
-        self.bind(job_json(job)?)?;
-        self.bind(job.seq as i64)
+        let data = job_json(job)?;
+        self.push(
+            "UPDATE jobs SET state = ?, queue = ?, data = ? WHERE seq = ?",
+            [
+                Param::Text(job.state.letter().to_string()),
+                Param::Text(job.queue.clone()),
+                Param::Text(data),
+                Param::Int(job.seq as i64),
+            ],
+        );
+        Ok(())
     }
 
     /// Forgets purged jobs and their runs (else the runs table grows by a row per start
@@ -414,21 +450,27 @@ impl StoreTx<'_> {
     pub fn purge_jobs(&mut self, seqs: &[u64], next_job_number: u64) -> Result<(), StoreError> {
         let numbers: Vec<String> = seqs.iter().map(u64::to_string).collect();
         let list = format!("[{}]", numbers.join(","));
-        self.push("DELETE FROM runs WHERE job_seq IN (SELECT value FROM json_each(?))");
-        self.bind(list.clone())?;
-        self.push("DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))");
-        self.bind(list)?;
+        self.push(
+            "DELETE FROM runs WHERE job_seq IN (SELECT value FROM json_each(?))",
+            [Param::Text(list.clone())],
+        );
+        self.push(
+            "DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))",
+            [Param::Text(list)],
+        );
         self.set_next_job_number(next_job_number)
     }
 
     /// Records the next job number. Callers pass one no lower than any recorded or derived
     /// before ([`Store::load`]).
     pub fn set_next_job_number(&mut self, next: u64) -> Result<(), StoreError> {
-        self.set_kv("next_job_number", next.to_string())
+        self.set_kv("next_job_number", next.to_string());
+        Ok(())
     }
 
     pub fn set_default_queue(&mut self, queue: &str) -> Result<(), StoreError> {
-        self.set_kv("default_queue", queue.to_string())
+        self.set_kv("default_queue", queue.to_string());
+        Ok(())
     }
 
     pub fn save_server_attrs(&mut self, attrs: &ServerAttrs) -> Result<(), StoreError> {
@@ -437,7 +479,8 @@ impl StoreTx<'_> {
             key: "server_attrs".into(),
             message: e.to_string(),
         })?;
-        self.set_kv("server_attrs", json)
+        self.set_kv("server_attrs", json);
+        Ok(())
     }
 
     pub fn save_queue(&mut self, queue: &Queue) -> Result<(), StoreError> {
@@ -449,24 +492,30 @@ impl StoreTx<'_> {
         self.push(
             "INSERT INTO queues (name, data) VALUES (?, ?) \
              ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+            [Param::Text(queue.name.clone()), Param::Text(data)],
         );
-        self.bind(queue.name.clone())?;
-        self.bind(data)
+        Ok(())
     }
 
     pub fn delete_queue(&mut self, name: &str) -> Result<(), StoreError> {
-        self.push("DELETE FROM queues WHERE name = ?");
-        self.bind(name.to_string())
+        self.push(
+            "DELETE FROM queues WHERE name = ?",
+            [Param::Text(name.to_string())],
+        );
+        Ok(())
     }
 
     pub fn save_node_flags(&mut self, name: &str, flags: &NodeFlags) -> Result<(), StoreError> {
         self.push(
             "INSERT INTO nodes (name, offline, note) VALUES (?, ?, ?) \
              ON CONFLICT(name) DO UPDATE SET offline = excluded.offline, note = excluded.note",
+            [
+                Param::Text(name.to_string()),
+                Param::Int(flags.offline as i64),
+                Param::OptionalText(flags.note.clone()),
+            ],
         );
-        self.bind(name.to_string())?;
-        self.bind(flags.offline as i64)?;
-        self.bind(flags.note.clone())
+        Ok(())
     }
 
     /// Records a new run and returns its id.
@@ -482,12 +531,14 @@ impl StoreTx<'_> {
         self.push(
             "INSERT INTO runs (run_id, job_seq, mother_superior, exec_host, started_at) \
              VALUES (?, ?, ?, ?, ?)",
+            [
+                Param::Int(run_id as i64),
+                Param::Int(job_seq as i64),
+                Param::Text(mother_superior.to_string()),
+                Param::Text(exec_host.to_string()),
+                Param::Int(started_at),
+            ],
         );
-        self.bind(run_id as i64)?;
-        self.bind(job_seq as i64)?;
-        self.bind(mother_superior.to_string())?;
-        self.bind(exec_host.to_string())?;
-        self.bind(started_at)?;
         Ok(run_id)
     }
 
@@ -500,10 +551,13 @@ impl StoreTx<'_> {
     ) -> Result<(), StoreError> {
         self.push(
             "UPDATE runs SET ended_at = ?, exit_status = ? WHERE run_id = ? AND ended_at IS NULL",
+            [
+                Param::Int(ended_at),
+                Param::Int(exit_status as i64),
+                Param::Int(run_id as i64),
+            ],
         );
-        self.bind(ended_at)?;
-        self.bind(exit_status as i64)?;
-        self.bind(run_id as i64)
+        Ok(())
     }
 
     /// Records a learned-speed sample, keeping the newest [`SPEED_SAMPLES_KEPT`] per
@@ -515,22 +569,28 @@ impl StoreTx<'_> {
         walltime_secs: u64,
         ended_at: i64,
     ) -> Result<(), StoreError> {
+        let (node, shape) = (node.to_string(), shape.to_string());
         self.push(
             "INSERT INTO speed_samples (node, shape, walltime_secs, ended_at) VALUES (?, ?, ?, ?)",
+            [
+                Param::Text(node.clone()),
+                Param::Text(shape.clone()),
+                Param::Int(walltime_secs as i64),
+                Param::Int(ended_at),
+            ],
         );
-        self.bind(node.to_string())?;
-        self.bind(shape.to_string())?;
-        self.bind(walltime_secs as i64)?;
-        self.bind(ended_at)?;
         self.push(
             "DELETE FROM speed_samples WHERE node = ? AND shape = ? AND id NOT IN \
              (SELECT id FROM speed_samples WHERE node = ? AND shape = ? ORDER BY id DESC LIMIT ?)",
+            [
+                Param::Text(node.clone()),
+                Param::Text(shape.clone()),
+                Param::Text(node),
+                Param::Text(shape),
+                Param::Int(SPEED_SAMPLES_KEPT),
+            ],
         );
-        self.bind(node.to_string())?;
-        self.bind(shape.to_string())?;
-        self.bind(node.to_string())?;
-        self.bind(shape.to_string())?;
-        self.bind(SPEED_SAMPLES_KEPT)
+        Ok(())
     }
 
     /// Saves users' decayed fair-share usage as of `as_of`.
@@ -543,38 +603,88 @@ impl StoreTx<'_> {
             self.push(
                 "INSERT INTO fairshare_usage (username, usage, as_of) VALUES (?, ?, ?) \
                  ON CONFLICT(username) DO UPDATE SET usage = excluded.usage, as_of = excluded.as_of",
+                [Param::Text(user.clone()), Param::Real(*value), Param::Int(as_of)],
             );
-            self.bind(user.clone())?;
-            self.bind(*value)?;
-            self.bind(as_of)?;
         }
         Ok(())
     }
 
     /// Sends the transaction and commits it (with `durable`, synced when this returns). A
-    /// transaction with nothing in it costs nothing.
+    /// transaction with nothing in it costs nothing. On an error, what ran is rolled back.
     pub async fn commit(self) -> Result<(), StoreError> {
         let StoreTx {
             conn,
-            mut sql,
-            args,
+            statements,
+            params,
             ..
         } = self;
-        if sql == "BEGIN;\n" {
+        if statements.is_empty() {
             return Ok(());
         }
-        sql.push_str("COMMIT;");
-        if let Err(e) = sqlx::query_with(&sql, args).execute(&mut *conn).await {
-            // The statements before the one that failed stand in an open transaction; left
-            // open, every later BEGIN would fail. (If BEGIN itself failed there is nothing
-            // to roll back, and the ROLLBACK's own error says only that.)
-            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                tracing::debug!("rollback after a failed transaction: {rollback}");
+        let cached = statements.len() <= CACHED_STATEMENTS;
+        let chunk_len = if cached {
+            CACHED_STATEMENTS
+        } else {
+            CHUNK_STATEMENTS
+        };
+        let chunks = statements.len().div_ceil(chunk_len);
+        let mut params = params.into_iter();
+        for (i, chunk) in statements.chunks(chunk_len).enumerate() {
+            let (first, last) = (i == 0, i + 1 == chunks);
+            let mut sql = String::new();
+            let mut args = SqliteArguments::default();
+            if first {
+                sql.push_str("BEGIN;\n");
             }
-            return Err(e.into());
+            for (statement, count) in chunk {
+                sql.push_str(statement);
+                sql.push_str(";\n");
+                for param in params.by_ref().take(*count) {
+                    param.add_to(&mut args)?;
+                }
+            }
+            if last {
+                sql.push_str("COMMIT;");
+            }
+            let expected = chunk.len() + usize::from(first) + usize::from(last);
+            if let Err(e) = run_statements(&mut *conn, &sql, args, cached, expected).await {
+                // The statements that ran stand in an open transaction (unless BEGIN was
+                // what failed): left open, the next transaction's BEGIN would fail and the
+                // autocommitted writes in between would not be durable.
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    if !rollback.to_string().contains("no transaction is active") {
+                        tracing::error!("cannot roll back a failed transaction: {rollback}");
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
+}
+
+/// Runs one multi-statement query and checks that SQLite's thread answered for each of its
+/// `expected` statements: a worker that died midway ends the results early, which sqlx
+/// does not report as an error.
+async fn run_statements<'q>(
+    conn: &'q mut SqliteConnection,
+    sql: &'q str,
+    args: SqliteArguments<'q>,
+    cached: bool,
+    expected: usize,
+) -> Result<(), StoreError> {
+    use tokio_stream::StreamExt;
+    let query = sqlx::query_with(sql, args).persistent(cached);
+    let mut results = sqlx::Executor::execute_many(conn, query);
+    let mut answered = 0;
+    while let Some(result) = results.next().await {
+        result?;
+        answered += 1;
+    }
+    if answered != expected {
+        return Err(StoreError::Incomplete { answered, expected });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -690,7 +800,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn uncommitted_changes_are_rolled_back() {
+    async fn a_transaction_dropped_uncommitted_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
         store.insert_job(&sample_job(3)).await.unwrap();
@@ -865,6 +975,45 @@ pub(crate) mod tests {
             .map(|q| q.name)
             .collect();
         assert_eq!(names, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_large_transaction_goes_in_chunks_and_commits_or_fails_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let count = 3 * CHUNK_STATEMENTS as u64 + 5;
+        for seq in 0..count {
+            store.insert_job(&sample_job(seq)).await.unwrap();
+        }
+        let taken = {
+            let mut tx = store.begin().unwrap();
+            let taken = tx.insert_run(0, "n1", "n1/0", 10).unwrap();
+            tx.commit().await.unwrap();
+            taken
+        };
+        // Every chunk but the last runs; the last one's run insert fails (its id is taken).
+        store.next_run_id = taken;
+        let mut tx = store.begin().unwrap();
+        for seq in 0..count {
+            let mut job = sample_job(seq);
+            job.state = JobState::Completed;
+            tx.save_job(&job).unwrap();
+        }
+        tx.insert_run(0, "n1", "n1/0", 20).unwrap();
+        assert!(tx.commit().await.is_err());
+        let loaded = store.load().await.unwrap();
+        assert!(loaded.jobs.iter().all(|j| j.state == JobState::Queued));
+        // The same without the failing insert: every job is saved.
+        let mut tx = store.begin().unwrap();
+        for seq in 0..count {
+            let mut job = sample_job(seq);
+            job.state = JobState::Completed;
+            tx.save_job(&job).unwrap();
+        }
+        tx.commit().await.unwrap();
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.jobs.len() as u64, count);
+        assert!(loaded.jobs.iter().all(|j| j.state == JobState::Completed));
     }
 
     #[tokio::test]
