@@ -36,31 +36,98 @@ impl Default for Weights {
 
 /// The combined priority of `job` at `now` (higher runs first).
 pub fn value(job: &PendingJob, now: i64, w: &Weights) -> f64 {
-    let age_hours = (now - job.qtime).max(0) as f64 / 3600.0;
-    job.queue_priority as f64 * w.queue
-        + job.priority as f64 * w.priority
-        + age_hours * w.age_per_hour
-        - job.usage_share.clamp(0.0, 1.0) * w.fairshare
+    combined(
+        job.queue_priority,
+        job.priority,
+        job.qtime,
+        job.usage_share,
+        now,
+        w,
+    )
 }
+
+fn combined(
+    queue_priority: i64,
+    priority: i64,
+    qtime: i64,
+    usage_share: f64,
+    now: i64,
+    w: &Weights,
+) -> f64 {
+    let age_hours = (now - qtime).max(0) as f64 / 3600.0;
+    queue_priority as f64 * w.queue + priority as f64 * w.priority + age_hours * w.age_per_hour
+        - usage_share.clamp(0.0, 1.0) * w.fairshare
+}
+
+/// Where a job stands in line at one moment: its combined value, then submission time,
+/// then job number. Built from the job's fields, so the dispatcher can rank a deep queue
+/// before it builds a [`PendingJob`] for each job it will show the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    value: f64,
+    qtime: i64,
+    seq: u64,
+}
+
+impl Key {
+    pub fn new(
+        seq: u64,
+        (queue_priority, priority, qtime): (i64, i64, i64),
+        usage_share: f64,
+        now: i64,
+        w: &Weights,
+    ) -> Key {
+        Key {
+            value: combined(queue_priority, priority, qtime, usage_share, now, w),
+            qtime,
+            seq,
+        }
+    }
+
+    pub fn of(job: &PendingJob, now: i64, w: &Weights) -> Key {
+        Key {
+            value: value(job, now, w),
+            qtime: job.qtime,
+            seq: job.seq,
+        }
+    }
+}
+
+/// The job to consider first is the lesser.
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        other
+            .value
+            .total_cmp(&self.value)
+            .then(self.qtime.cmp(&other.qtime))
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
 
 /// Compares two jobs: the one that should be considered first is `Less`.
 pub fn compare(a: &PendingJob, b: &PendingJob, now: i64, w: &Weights) -> Ordering {
-    value(b, now, w)
-        .total_cmp(&value(a, now, w))
-        .then(a.qtime.cmp(&b.qtime))
-        .then(a.seq.cmp(&b.seq))
+    Key::of(a, now, w).cmp(&Key::of(b, now, w))
 }
 
 /// Indices into `jobs` in the order they are to be considered.
 pub fn order(jobs: &[PendingJob], now: i64, w: &Weights) -> Vec<usize> {
-    let values: Vec<f64> = jobs.iter().map(|j| value(j, now, w)).collect();
+    let keys: Vec<Key> = jobs.iter().map(|j| Key::of(j, now, w)).collect();
     let mut indices: Vec<usize> = (0..jobs.len()).collect();
-    indices.sort_by(|&a, &b| {
-        values[b]
-            .total_cmp(&values[a])
-            .then(jobs[a].qtime.cmp(&jobs[b].qtime))
-            .then(jobs[a].seq.cmp(&jobs[b].seq))
-    });
+    indices.sort_by_key(|&i| keys[i]);
     indices
 }
 
@@ -121,6 +188,45 @@ mod tests {
                 .collect();
             assert_eq!(got, *want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_key_from_the_jobs_fields_orders_as_the_scheduler_does() {
+        let w = Weights {
+            age_per_hour: 10.0,
+            fairshare: 100.0,
+            ..Weights::default()
+        };
+        let jobs: Vec<PendingJob> = [
+            (1, 0, 0, 0, 0.9),
+            (2, 0, 0, 30_000, 0.0),
+            (3, 1, -5, 20_000, 0.5),
+            (4, 0, 200, 36_000, 0.1),
+            (5, 0, 0, 30_000, 0.0),
+        ]
+        .into_iter()
+        .map(|(seq, q, p, t, share)| PendingJob {
+            usage_share: share,
+            ..pj(seq, q, p, t)
+        })
+        .collect();
+        let mut by_key: Vec<(Key, u64)> = jobs
+            .iter()
+            .map(|j| {
+                let fields = (j.queue_priority, j.priority, j.qtime);
+                (Key::new(j.seq, fields, j.usage_share, 36_000, &w), j.seq)
+            })
+            .collect();
+        by_key.sort();
+        let scheduler: Vec<u64> = order(&jobs, 36_000, &w)
+            .into_iter()
+            .map(|i| jobs[i].seq)
+            .collect();
+        assert_eq!(
+            by_key.into_iter().map(|(_, seq)| seq).collect::<Vec<_>>(),
+            scheduler
+        );
+        assert_eq!(scheduler, [3, 4, 2, 5, 1]);
     }
 
     #[test]
