@@ -1336,6 +1336,10 @@ fn act_on(
             }
             let signal =
                 parse_signal(&args.signal).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
+            // As for suspend and resume: a signal no MOM can carry is refused, not lost.
+            if !ms_connected {
+                return Err(PbsError::new(pbse::NORELYMOM, "", ""));
+            }
             if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
                 plan.messages.push((
                     ms.to_string(),

@@ -528,8 +528,19 @@ fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continu
         (code(&out), stderr(&out)),
         (201, format!("qsig: Server could not connect to MOM {id}\n"))
     );
+    // Nor can a plain signal be carried: refused alike, not lost.
+    let out = c.run("qsig", &["-s", "CONT", &id]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (201, format!("qsig: Server could not connect to MOM {id}\n"))
+    );
     assert_eq!(c.job_state(&id).as_deref(), Some("S"));
     c.restart_mom_adopting("n1");
+    // Reported in (else the SIGCONT finds no MOM to carry it, and the MOM is continued by
+    // the server's resume at its Hello instead, which the log line below would not show).
+    assert!(wait_until(T, || c
+        .node_state("n1")
+        .is_some_and(|s| !s.contains("down"))));
 
     // Its owner's SIGCONT continues it: no longer suspended, on the server or on the node.
     let out = c.run("qsig", &["-s", "CONT", &id]);
