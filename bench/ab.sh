@@ -3,11 +3,12 @@
 # clusters so that both see the same machine: this VM's speed drifts by 15% and more over an
 # afternoon, so two builds measured an hour apart cannot be compared.
 #
-#   bench/ab.sh [--rounds N] [--plain] DIR_A DIR_B
+#   bench/ab.sh [--rounds N] [--plain] [--jobs N] DIR_A DIR_B
 #     DIR_A, DIR_B: directories as build.sh fills them (target/capstan/release, or a copy
 #       under /tmp: when run as root, the jobs' user capstanbench runs the commands from it)
 #     --rounds N: drains per build (default 3); A first in odd rounds, B first in even ones
 #     --plain: the MOMs run `$source_login_batch false` (plain shells)
+#     --jobs N: drain N jobs (default 1000; more, for a deeper queue)
 #
 # Each drain is throughput.sh's `--drain-only`: on a fresh server, so its figures are not
 # those of the full run's table (whose drain follows the qsub and latency steps).
@@ -15,17 +16,19 @@
 # MOMs), and B's mean rate as a ratio of A's.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-rounds=3 plain=() dirs=()
+rounds=3 plain=() jobs=() dirs=()
+usage="usage: $0 [--rounds N] [--plain] [--jobs N] DIR_A DIR_B"
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) rounds=${2:?--rounds needs a number}; shift ;;
         --plain) plain=(--plain) ;;
-        -*) echo "usage: $0 [--rounds N] [--plain] DIR_A DIR_B" >&2; exit 2 ;;
+        --jobs) jobs=(--jobs "${2:?--jobs needs a number}"); shift ;;
+        -*) echo "$usage" >&2; exit 2 ;;
         *) dirs+=("$1") ;;
     esac
     shift
 done
-[ ${#dirs[@]} = 2 ] || { echo "usage: $0 [--rounds N] [--plain] DIR_A DIR_B" >&2; exit 2; }
+[ ${#dirs[@]} = 2 ] || { echo "$usage" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "$0: --rounds needs a positive integer" >&2; exit 2; }
 for i in 0 1; do
     # Absolute: throughput.sh puts it on PATH and then works from its own directory.
@@ -45,7 +48,7 @@ for round in $(seq 1 "$rounds"); do
     order=(0 1)
     [ $((round % 2)) = 1 ] || order=(1 0)
     for i in "${order[@]}"; do
-        line=$(CAPSTAN_BIN_DIR=${dirs[$i]} "$repo/bench/throughput.sh" --drain-only "${plain[@]}" |
+        line=$(CAPSTAN_BIN_DIR=${dirs[$i]} "$repo/bench/throughput.sh" --drain-only "${plain[@]}" "${jobs[@]}" |
             grep '^drain_s=') || { echo "$0: the drain of ${dirs[$i]} failed" >&2; exit 1; }
         label=$([ "$i" = 0 ] && echo A || echo B)
         echo "round $round $label ${dirs[$i]}: $line"

@@ -15,12 +15,13 @@
 #   and, for each drain, where the CPU went per job (pbs_server, MOMs, supervisors and
 #   shells, the whole machine) and how much of the VM's time its host stole.
 #
-#   bench/throughput.sh [--quick] [--no-reference] [--drain-only [--plain]]
+#   bench/throughput.sh [--quick] [--no-reference] [--drain-only [--plain] [--jobs N]]
 #     --quick: smaller counts, for a smoke run
 #     --drain-only: only the drain (step 3, without its floor), on the fresh server, printed
 #       as one line of `name=value` pairs: what bench/ab.sh compares builds by (not comparable
 #       with the full run's drain, which follows steps 1 and 2)
 #     --plain: with --drain-only, the MOMs run `$source_login_batch false` from the start
+#     --jobs N: with --drain-only, drain N jobs instead of 1000 (a deeper queue)
 #     --no-reference: skip the Slurm reference (bench/slurm_reference.sh, Slurm from Debian's
 #       packages on the same machine, same counts), run after Capstan's own measurements;
 #       ratios are Capstan against that same-run reference.
@@ -29,17 +30,25 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 n_qsub=1000; n_lat=30; n_drain=1000; n_qstat=5000; qstat_reps=30
-quick=() reference=1 drain_only= plain=
-for arg in "$@"; do
-    case $arg in
+quick=() reference=1 drain_only= plain= jobs=
+usage="usage: $0 [--quick] [--no-reference] [--drain-only [--plain] [--jobs N]]"
+while [ $# -gt 0 ]; do
+    case $1 in
         --quick) quick=(--quick); n_qsub=100; n_lat=5; n_drain=100; n_qstat=500; qstat_reps=5 ;;
         --no-reference) reference= ;;
         --drain-only) drain_only=1 ;;
         --plain) plain=1 ;;
-        *) echo "usage: $0 [--quick] [--no-reference] [--drain-only [--plain]]" >&2; exit 2 ;;
+        --jobs) jobs=${2:-}; shift || true ;;
+        *) echo "$usage" >&2; exit 2 ;;
     esac
+    shift
 done
 [ -z "$plain" ] || [ -n "$drain_only" ] || { echo "$0: --plain goes with --drain-only" >&2; exit 2; }
+if [ -n "$jobs" ]; then
+    [ -n "$drain_only" ] || { echo "$0: --jobs goes with --drain-only" >&2; exit 2; }
+    [[ $jobs =~ ^[1-9][0-9]{0,5}$ ]] || { echo "$0: --jobs needs a number of jobs (1-999999)" >&2; exit 2; }
+    n_drain=$jobs
+fi
 
 if [ -n "${CAPSTAN_BIN_DIR:-}" ]; then
     # Someone else's build, measured as it is; it must be complete.
