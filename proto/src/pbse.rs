@@ -34,7 +34,7 @@ pub const QUNOENB: i32 = 15023;
 /// Bad UID for job execution.
 pub const BADUSER: i32 = 15025;
 /// Bad GID for job execution.
-pub const BADGRP: i32 = 15026;
+pub const BADGRP: i32 = 15047;
 /// Queue already exists.
 pub const QUEEXIST: i32 = 15027;
 /// Cannot delete busy queue.
@@ -50,9 +50,9 @@ pub const NORERUN: i32 = 15040;
 /// Resource temporarily unavailable.
 pub const RESCUNAV: i32 = 15046;
 /// Server shutting down (qterm was accepted).
-pub const SVRDOWN: i32 = 15034;
+pub const SVRDOWN: i32 = 15062;
 /// Server could not connect to MOM (the job's node is not reachable now).
-pub const NORELYMOM: i32 = 15049;
+pub const NORELYMOM: i32 = 15072;
 /// Invalid Job Dependency.
 pub const BADDEPEND: i32 = 15056;
 /// Unknown node.
@@ -92,12 +92,12 @@ pub fn text(code: i32) -> &'static str {
         BADGRP => "Bad GID for job execution",
         QUEEXIST => "Queue already exists",
         QUEBUSY => "Cannot delete busy queue",
-        NOSUP => "Feature/function not supported",
+        NOSUP => "No support for requested service",
         UNKRESC => "Unknown resource type ",
         EXCQRESC => "Job exceeds queue resource limits",
         NORERUN => "job is not rerunnable",
         RESCUNAV => "Resource temporarily unavailable",
-        SVRDOWN => "Server shutting down",
+        SVRDOWN => "Request not allowed: Server shutting down",
         NORELYMOM => "Server could not connect to MOM",
         BADDEPEND => "Invalid Job Dependency",
         UNKNODE => "Unknown node ",

@@ -110,7 +110,7 @@ fn qmgr_creates_lists_prints_and_refuses_in_torques_words() {
         ),
         (
             "set server log_events = 255",
-            "qmgr obj= svr=default: Feature/function not supported MSG=log_events: logging is set with RUST_LOG\n"
+            "qmgr obj= svr=default: No support for requested service MSG=log_events: logging is set with RUST_LOG\n"
                 .to_string(),
         ),
     ];

@@ -526,13 +526,13 @@ fn a_suspended_job_stays_suspended_across_its_moms_restart_and_a_sigcont_continu
     let out = c.run_as_root("qsig", &["-s", "resume", &id]);
     assert_eq!(
         (code(&out), stderr(&out)),
-        (201, format!("qsig: Server could not connect to MOM {id}\n"))
+        (224, format!("qsig: Server could not connect to MOM {id}\n"))
     );
     // Nor can a plain signal be carried: refused alike, not lost.
     let out = c.run("qsig", &["-s", "CONT", &id]);
     assert_eq!(
         (code(&out), stderr(&out)),
-        (201, format!("qsig: Server could not connect to MOM {id}\n"))
+        (224, format!("qsig: Server could not connect to MOM {id}\n"))
     );
     assert_eq!(c.job_state(&id).as_deref(), Some("S"));
     c.restart_mom_adopting("n1");

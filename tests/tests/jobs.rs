@@ -105,7 +105,7 @@ fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
     );
     for list in ["group_list=nosuchgroup", "group_list=root"] {
         let out = c.run("qsub", &["-W", list, script]);
-        assert_eq!(code(&out), 178, "{list}: {}", stderr(&out));
+        assert_eq!(code(&out), 199, "{list}: {}", stderr(&out));
         assert_contains(&stderr(&out), "Bad GID for job execution");
     }
     let listed = stdout(&c.run("qstat", &[]));
