@@ -21,6 +21,8 @@ pub const PERM: i32 = 15007;
 pub const BADHOST: i32 = 15010;
 /// Internal Server Error (Torque 6's PBSE_SYSTEM number).
 pub const SYSTEM: i32 = 15012;
+/// Unknown/illegal signal name (qsig).
+pub const UNKSIG: i32 = 15015;
 /// Illegal attribute or resource value.
 pub const BADATVAL: i32 = 15016;
 /// Cannot modify attribute while job running.
@@ -83,6 +85,7 @@ pub fn text(code: i32) -> &'static str {
         PERM => "Unauthorized Request ",
         BADHOST => "Access from host not allowed, or unknown host",
         SYSTEM => "Internal Server Error",
+        UNKSIG => "Unknown/illegal signal name",
         BADATVAL => "Illegal attribute or resource value for",
         MODATRRUN => "Cannot modify attribute while job running",
         BADSTATE => "Request invalid for state of job",

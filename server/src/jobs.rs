@@ -157,7 +157,45 @@ pub fn shown_job_id(id: &str, server_name: &str) -> String {
     }
 }
 
-/// `USR1`, `SIGUSR1` or a number → signal number.
+/// The signal names Torque's MOM knows (its `sig_tbl`), without `SIG`. `suspend` and
+/// `resume` are the server's own (see [`JobOp::Signal`]).
+const SIGNAL_NAMES: &[(&str, i32)] = &[
+    ("NULL", 0),
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("IOT", libc::SIGIOT),
+    ("ABRT", libc::SIGABRT),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("BUS", libc::SIGBUS),
+    ("SEGV", libc::SIGSEGV),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("URG", libc::SIGURG),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("CONT", libc::SIGCONT),
+    ("CHLD", libc::SIGCHLD),
+    ("CLD", libc::SIGCHLD),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGPOLL),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+];
+
+/// `USR1`, `SIGUSR1` (any case; a name of Torque's table) or a number up to 64 → signal
+/// number; `None` is Torque's PBSE_UNKSIG. No name means SIGTERM (qsig without `-s`).
 pub fn parse_signal(text: &str) -> Option<i32> {
     let text = text.trim();
     if text.is_empty() {
@@ -166,15 +204,14 @@ pub fn parse_signal(text: &str) -> Option<i32> {
     if let Ok(n) = text.parse::<i32>() {
         return (0..=64).contains(&n).then_some(n);
     }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
+    let name = match text.get(..3) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("SIG") => &text[3..],
+        _ => text,
     };
-    name.parse::<nix::sys::signal::Signal>()
-        .ok()
-        .map(|s| s as i32)
+    SIGNAL_NAMES
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(name))
+        .map(|(_, number)| *number)
 }
 
 /// Recomputes Q/H/W from holds and execution time (R and C are left alone).
@@ -1334,12 +1371,13 @@ fn act_on(
                 }
                 return Ok(());
             }
-            let signal =
-                parse_signal(&args.signal).ok_or_else(|| PbsError::new(pbse::BADATVAL, "", ""))?;
             // As for suspend and resume: a signal no MOM can carry is refused, not lost.
+            // (Torque's MOM judges the name, so an unreachable one is said first.)
             if !ms_connected {
                 return Err(PbsError::new(pbse::NORELYMOM, "", ""));
             }
+            let signal =
+                parse_signal(&args.signal).ok_or_else(|| PbsError::new(pbse::UNKSIG, "", ""))?;
             if let (Some(run), Some(ms)) = (job.current_run, job.mother_superior()) {
                 plan.messages.push((
                     ms.to_string(),
@@ -2708,6 +2746,15 @@ mod tests {
         assert_eq!(parse_signal("9"), Some(9));
         assert_eq!(parse_signal(""), Some(libc::SIGTERM));
         assert_eq!(parse_signal("NOPE"), None);
+        // Torque's table: its old names too, and nothing beyond it.
+        assert_eq!(parse_signal("sigCld"), Some(libc::SIGCHLD));
+        assert_eq!(parse_signal("IOT"), Some(libc::SIGABRT));
+        assert_eq!(parse_signal("NULL"), Some(0));
+        assert_eq!(parse_signal("POLL"), Some(libc::SIGIO));
+        assert_eq!(parse_signal("STKFLT"), None);
+        assert_eq!(parse_signal("SIGPWR"), None);
+        assert_eq!(parse_signal("SIG"), None);
+        assert_eq!(parse_signal("65"), None);
     }
 
     #[test]

@@ -524,6 +524,16 @@ fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
     let out = c.run("qdel", &[&deleted]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "");
+    // A name outside Torque's signal table: refused in its words, the job untouched.
+    let out = c.run("qsig", &["-s", "SIGPWR", &signalled]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            167,
+            format!("qsig: Unknown/illegal signal name {signalled}\n")
+        )
+    );
+    assert_eq!(c.job_state(&signalled).as_deref(), Some("R"));
     let out = c.run("qsig", &["-s", "USR1", &signalled]);
     assert!(out.status.success(), "{}", stderr(&out));
     c.wait_state(&deleted, "C", T);
