@@ -6,7 +6,7 @@
 //! |---|---|
 //! | walltime limit hit (MOM killed it) | `-11` (JOB_EXEC_OVERLIMIT_WT) |
 //! | qdel while running | `271` (256 + SIGTERM), even when SIGKILL finished it |
-//! | died of a signal the MOM delivered (qsig) | `256 + signal`; SIGKILL is recorded as 271 as Torque does |
+//! | died of a signal the MOM delivered (qsig) | `256 + signal`; a qsig SIGKILL is a SIGTERM first (`271`), then, 5 s later, SIGKILL (`265`), as Torque's MOM does |
 //! | died of a signal the MOM did not deliver | `128 + signal` (the shell convention) |
 //! | shell exited | its exit code (254 when the `-S` shell could not be exec'd) |
 //! | the MOM could not start it at all | `-1` (JOB_EXEC_FAIL1) |
@@ -17,7 +17,6 @@ use capstan_proto::job_exec;
 /// Exit code of a job whose shell could not be exec'd.
 pub const EXEC_SHELL_FAILED: i32 = 254;
 
-const SIGKILL: i32 = libc::SIGKILL;
 const SIGTERM: i32 = libc::SIGTERM;
 
 /// How the job's top shell ended, as `wait` reported it.
@@ -72,13 +71,7 @@ pub fn exit_status(term: Termination, by_mom: &Interventions) -> i32 {
     }
     match term {
         Termination::Exited(code) => code,
-        Termination::Signaled(sig) if by_mom.delivered(sig) => {
-            if sig == SIGKILL {
-                256 + SIGTERM
-            } else {
-                256 + sig
-            }
-        }
+        Termination::Signaled(sig) if by_mom.delivered(sig) => 256 + sig,
         Termination::Signaled(sig) => 128 + sig,
     }
 }
@@ -132,10 +125,15 @@ mod tests {
     }
 
     #[test]
-    fn qsig_kill_is_recorded_as_term() {
+    fn qsig_kill_is_a_term_first_and_a_kill_after_the_grace() {
+        // The MOM records both: the SIGTERM it sends first, the SIGKILL it may send later.
         let mut i = none();
         i.record_signal(libc::SIGKILL);
-        assert_eq!(exit_status(Termination::Signaled(libc::SIGKILL), &i), 271);
+        i.record_signal(libc::SIGTERM);
+        assert_eq!(exit_status(Termination::Signaled(libc::SIGTERM), &i), 271);
+        assert_eq!(exit_status(Termination::Signaled(libc::SIGKILL), &i), 265);
+        // A TERM trap that cleaned up and exited: its own status.
+        assert_eq!(exit_status(Termination::Exited(3), &i), 3);
     }
 
     #[test]

@@ -80,6 +80,10 @@ use capstan_proto::job_exec;
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
 /// Torque's default kill_delay, used when the server sends 0.
 const DEFAULT_KILL_DELAY: u32 = 2;
+
+/// How long a job has after the SIGTERM that stands for a qsig SIGKILL (Torque's kill_task
+/// polls 20 times a quarter of a second).
+const SIGKILL_GRACE: Duration = Duration::from_secs(5);
 /// The message of a run its MOM died launching (it never ran).
 const RESTARTED_WHILE_STARTING: &str = "pbs_mom restarted while starting the job";
 /// How often an adopted run (no waiter) is checked for its shell.
@@ -969,6 +973,10 @@ impl Runner {
                 }
             }
         };
+        // Torque's MOM softens a qsig SIGKILL (kill_task): SIGTERM first, and the SIGKILL only
+        // if the job is still there SIGKILL_GRACE later, so a job's TERM trap gets to clean up.
+        let soften = !delete && signal == Signal::SIGKILL;
+        let signal = if soften { Signal::SIGTERM } else { signal };
         let (pgid, done, was_suspended, continue_first) = {
             let mut runs = self.runs();
             let Some(entry) = runs.get_mut(&run_id) else {
@@ -1008,6 +1016,7 @@ impl Runner {
                 entry.record.interventions.deleted = true;
             } else {
                 entry.record.interventions.record_signal(sig);
+                entry.record.interventions.record_signal(signal as i32);
             }
             // A stopped job would only see SIGTERM once continued: Torque's MOM continues
             // a suspended job it is told to end. Continued (so, or by a plain SIGCONT), it
@@ -1033,7 +1042,9 @@ impl Runner {
         // SIGSTOP did (`set_suspended`), not only its process group.
         let sweep = was_suspended && signal == Signal::SIGCONT;
         procfs::kill_session(pgid, signal, sweep);
-        if delete {
+        if soften {
+            self.rt.spawn(escalate(pgid, SIGKILL_GRACE, done));
+        } else if delete {
             let delay = if kill_delay_secs == 0 {
                 DEFAULT_KILL_DELAY
             } else {

@@ -513,6 +513,38 @@ fn procs_select_and_ncpus_jobs_get_the_slots_they_ask_for() {
 }
 
 #[test]
+fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    // A job that cleans up on SIGTERM gets to, and ends with its own status; a plain one
+    // dies of the SIGTERM: 271, as Torque records a qsig -s KILL.
+    let ready = c.work.join("trap.ready");
+    let trapping = c.qsub(
+        "trap.sh",
+        &format!(
+            "trap 'echo cleaned up; exit 3' TERM\ntouch {}\nsleep 60 &\nwait\n",
+            ready.display()
+        ),
+        &[],
+    );
+    let plain = c.qsub("plain.sh", "sleep 60\n", &[]);
+    for id in [&trapping, &plain] {
+        c.wait_state(id, "R", T);
+    }
+    let out_file = c.work.join(format!("trap.sh.o{}", Cluster::seq(&trapping)));
+    // The trap is set once the script has made its file.
+    assert!(wait_until(T, || ready.exists()));
+    for id in [&trapping, &plain] {
+        let out = c.run("qsig", &["-s", "KILL", id]);
+        assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    }
+    c.wait_state(&trapping, "C", T);
+    c.wait_state(&plain, "C", T);
+    assert_eq!(c.job_attr(&trapping, "exit_status").as_deref(), Some("3"));
+    assert_eq!(c.job_attr(&plain, "exit_status").as_deref(), Some("271"));
+    assert_contains(&c.read(out_file), "cleaned up\n");
+}
+
+#[test]
 fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=4")]);
     let deleted = c.qsub("del.sh", "sleep 60\n", &[]);
