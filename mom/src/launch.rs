@@ -389,17 +389,13 @@ pub fn prepare(
     } else {
         user.shell.clone()
     };
-    let shell = if spec.shell.is_empty() {
-        login_shell.clone()
-    } else {
-        PathBuf::from(&spec.shell)
-    };
+    let shell = shell_for(&spec.shell, node_name).unwrap_or_else(|| login_shell.clone());
     let workdir = if spec.init_work_dir.is_empty() {
         user.dir.clone()
     } else {
         PathBuf::from(&spec.init_work_dir)
     };
-    let env = build_env(spec, layout, &user, &login_shell, tmpdir.as_deref());
+    let env = build_env(spec, layout, &user, &shell, tmpdir.as_deref());
     let group = if spec.egroup.is_empty() {
         Group::from_gid(gid)
             .ok()
@@ -587,6 +583,32 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     Err(LaunchError(format!("PBS: {what}: {errno}")))
 }
 
+/// The shell of `-S path[@host][,path[@host]...]` for this node, as Torque's `set_shell`
+/// picks it: the entry naming this host, else the last one naming none; `None` (the
+/// user's login shell) when no entry applies.
+fn shell_for(list: &str, node_name: &str) -> Option<PathBuf> {
+    let mut chosen = None;
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry.split_once('@') {
+            Some((path, host)) => {
+                if host == node_name || hostname_is(host) {
+                    return Some(PathBuf::from(path));
+                }
+            }
+            None => chosen = Some(PathBuf::from(entry)),
+        }
+    }
+    chosen
+}
+
+/// Whether `name` is this machine's host name, short or full.
+fn hostname_is(name: &str) -> bool {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .is_some_and(|h| h == name || h.split('.').next() == Some(name))
+}
+
 fn out_path(streams: &Streams) -> &Path {
     match streams {
         Streams::Separate { stdout, .. } => stdout,
@@ -711,7 +733,7 @@ pub fn build_env(
     spec: &RunSpec,
     layout: &Layout,
     user: &User,
-    login_shell: &Path,
+    shell: &Path,
     tmpdir: Option<&Path>,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
@@ -733,7 +755,8 @@ pub fn build_env(
     set("HOME", user.dir.display().to_string());
     set("USER", user.name.clone());
     set("LOGNAME", user.name.clone());
-    set("SHELL", login_shell.display().to_string());
+    // The shell the job runs in (`-S`'s, else the login shell), as Torque's InitUserEnv sets it.
+    set("SHELL", shell.display().to_string());
     if !has_path {
         set("PATH", DEFAULT_PATH.into());
     }
@@ -1111,6 +1134,25 @@ mod tests {
 
     /// A plan or delivery written before `-W umask` existed (an older MOM's run record, an
     /// older MOM's supervisor input) means Torque's 077, never 0.
+    #[test]
+    fn the_shell_list_is_read_as_torques_set_shell_reads_it() {
+        assert_eq!(shell_for("", "n1"), None);
+        assert_eq!(shell_for("/bin/sh", "n1"), Some(PathBuf::from("/bin/sh")));
+        // An entry for this node wins; else the last one for any host.
+        let list = "/bin/dash,/bin/sh@n1,/bin/zsh@n2";
+        assert_eq!(shell_for(list, "n1"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(shell_for(list, "n3"), Some(PathBuf::from("/bin/dash")));
+        assert_eq!(
+            shell_for("/bin/sh@zz,/bin/dash", "n1"),
+            Some(PathBuf::from("/bin/dash"))
+        );
+        assert_eq!(
+            shell_for("/bin/a,/bin/b", "n1"),
+            Some(PathBuf::from("/bin/b"))
+        );
+        assert_eq!(shell_for("/bin/sh@zz", "n1"), None);
+    }
+
     #[test]
     fn plans_without_a_umask_mean_077() {
         let plan = ExecPlan {
