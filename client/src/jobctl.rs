@@ -307,8 +307,9 @@ pub fn outcome_for(name: &str, result: &JobActionResult, from_all: bool) -> Outc
     if err.code == pbse::UNKJOBID {
         if name == "qdel" {
             out.stderr = format!("qdel: nonexistent job id: {id}\n");
-        } else if name == "qmsg" {
-            // Torque's qmsg looks for the job elsewhere first, then reports it.
+        } else if name == "qmsg" || name == "qrerun" {
+            // Torque's qmsg looks for the job elsewhere first, then reports it; qrerun
+            // reports it (its test is `== PBSE_UNKJOBID` where qhold's is `!=`).
             out.stderr = line;
         }
         return out;
@@ -368,7 +369,10 @@ async fn execute(inv: &Invocation) -> i32 {
             if !o.stderr.is_empty() {
                 let _ = std::io::stderr().lock().write_all(o.stderr.as_bytes());
             }
-            if o.exit_code != 0 {
+            // Torque's commands exit with the LAST job's answer (each reply sets
+            // pbs_errno, 0 on success): `qhold 999 3` exits 0. qdel keeps the last
+            // failure (its 6.1.3 source was not at hand to say otherwise).
+            if o.exit_code != 0 || inv.command != Command::Qdel {
                 exit_code = o.exit_code;
             }
         }

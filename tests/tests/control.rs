@@ -36,6 +36,20 @@ fn holds_and_releases() {
     let out = c.run("qhold", &["999"]);
     assert_eq!(code(&out), 153);
     assert_eq!(stderr(&out), "");
+    // Several jobs: the exit status is the last one's answer, as Torque's.
+    let out = c.run("qhold", &["999", &queued]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    let out = c.run("qhold", &[&queued, "999"]);
+    assert_eq!((code(&out), stderr(&out)), (153, String::new()));
+    // qrerun says so (Torque's qrerun tests `== PBSE_UNKJOBID` where qhold's is `!=`).
+    let out = c.run_as_root("qrerun", &["999"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            153,
+            format!("qrerun: Unknown Job Id Error 999.{SERVER_NAME}\n")
+        )
+    );
     // qsig on a job that is not running.
     let out = c.run("qsig", &["-s", "USR1", &queued]);
     assert_eq!(code(&out), 170);

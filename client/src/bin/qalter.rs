@@ -116,9 +116,8 @@ async fn alter(ids: &[String], attrs: Vec<Attr>) -> i32 {
         for result in &results {
             let o = outcome_for("qalter", result, false);
             eprint!("{}", o.stderr);
-            if o.exit_code != 0 {
-                exit_code = o.exit_code;
-            }
+            // The last job's answer, as Torque's (see jobctl::run).
+            exit_code = o.exit_code;
         }
     }
     exit_code
