@@ -381,7 +381,7 @@ async fn execute(inv: &Invocation) -> i32 {
 }
 
 /// Torque's qrun usage (stderr, exit 1).
-pub const QRUN_USAGE: &str = "Usage: qrun [-H host] job_id ...\n";
+pub const QRUN_USAGE: &str = "Usage: qrun [-a] [-H host] job_id ...\n";
 
 /// What `qrun` was asked: the jobs, and `-H`'s hosts (empty: wherever they fit).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -619,8 +619,14 @@ async fn run_one(
     else {
         return fail(pbse::UNKJOBID, String::new());
     };
-    if job.state != JobState::Queued {
-        return fail(pbse::BADSTATE, String::new());
+    // A held or waiting job is run too (Torque's chk_job_torun refuses only jobs on their
+    // way or already running); its holds stay, for a later requeue.
+    match job.state {
+        JobState::Queued | JobState::Held | JobState::Waiting => {}
+        JobState::Running => return fail(pbse::BADSTATE, "job already running".into()),
+        JobState::Completed => {
+            return fail(pbse::BADSTATE, "invalid state for job - COMPLETE".into())
+        }
     }
     let usage = core.state.learning.fairshare.share(&job.euser);
     let Some(pending) = pending_job(job, 0, usage) else {

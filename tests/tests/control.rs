@@ -431,7 +431,7 @@ fn qrun_starts_a_job_now_where_it_fits() {
     );
     refused(
         c.run_as_root("qrun", &[&first]),
-        format!("qrun: Request invalid for state of job {first}\n"),
+        format!("qrun: Request invalid for state of job MSG=job already running {first}\n"),
     );
     refused(
         c.run_as_root("qrun", &["999"]),
@@ -440,10 +440,18 @@ fn qrun_starts_a_job_now_where_it_fits() {
     let out = c.run_as_root("qrun", &[]);
     assert_eq!(
         (code(&out), stderr(&out)),
-        (1, "Usage: qrun [-H host] job_id ...\n".into())
+        (1, "Usage: qrun [-a] [-H host] job_id ...\n".into())
     );
     assert_eq!(c.job_state(&third).as_deref(), Some("Q"));
-    for id in [&first, &second, &third] {
+    // A held job is run too, as Torque's qrun runs it (once a slot is free).
+    assert!(c.run("qhold", &[&third]).status.success());
+    assert_eq!(c.job_state(&third).as_deref(), Some("H"));
+    assert!(c.run("qdel", &[&second]).status.success());
+    c.wait_state(&second, "C", T);
+    let out = c.run_as_root("qrun", &["-a", &third]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(c.job_state(&third).as_deref(), Some("R"));
+    for id in [&first, &third] {
         let out = c.run("qdel", &[id]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
