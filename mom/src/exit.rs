@@ -126,11 +126,13 @@ mod tests {
 
     #[test]
     fn qsig_kill_is_a_term_first_and_a_kill_after_the_grace() {
-        // The MOM records both: the SIGTERM it sends first, the SIGKILL it may send later.
+        // The MOM records the SIGTERM it sends first, and the SIGKILL when it sends it.
         let mut i = none();
-        i.record_signal(libc::SIGKILL);
         i.record_signal(libc::SIGTERM);
         assert_eq!(exit_status(Termination::Signaled(libc::SIGTERM), &i), 271);
+        // Killed by something else meanwhile (the OOM killer): not the MOM's doing.
+        assert_eq!(exit_status(Termination::Signaled(libc::SIGKILL), &i), 137);
+        i.record_signal(libc::SIGKILL);
         assert_eq!(exit_status(Termination::Signaled(libc::SIGKILL), &i), 265);
         // A TERM trap that cleaned up and exited: its own status.
         assert_eq!(exit_status(Termination::Exited(3), &i), 3);

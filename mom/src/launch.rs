@@ -590,6 +590,8 @@ fn shell_for(list: &str, node_name: &str) -> Option<PathBuf> {
     let mut chosen = None;
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match entry.split_once('@') {
+            // (An entry with no path names no shell: the login shell stays.)
+            Some(("", _)) => {}
             Some((path, host)) => {
                 if host == node_name || hostname_is(host) {
                     return Some(PathBuf::from(path));
@@ -1132,8 +1134,6 @@ mod tests {
         assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
     }
 
-    /// A plan or delivery written before `-W umask` existed (an older MOM's run record, an
-    /// older MOM's supervisor input) means Torque's 077, never 0.
     #[test]
     fn the_shell_list_is_read_as_torques_set_shell_reads_it() {
         assert_eq!(shell_for("", "n1"), None);
@@ -1151,8 +1151,11 @@ mod tests {
             Some(PathBuf::from("/bin/b"))
         );
         assert_eq!(shell_for("/bin/sh@zz", "n1"), None);
+        assert_eq!(shell_for("@n1", "n1"), None);
     }
 
+    /// A plan or delivery written before `-W umask` existed (an older MOM's run record, an
+    /// older MOM's supervisor input) means Torque's 077, never 0.
     #[test]
     fn plans_without_a_umask_mean_077() {
         let plan = ExecPlan {

@@ -1015,7 +1015,7 @@ impl Runner {
             if delete {
                 entry.record.interventions.deleted = true;
             } else {
-                entry.record.interventions.record_signal(sig);
+                // (A softened SIGKILL is recorded when it is sent, if ever: see kill_after_grace.)
                 entry.record.interventions.record_signal(signal as i32);
             }
             // A stopped job would only see SIGTERM once continued: Torque's MOM continues
@@ -1043,7 +1043,19 @@ impl Runner {
         let sweep = was_suspended && signal == Signal::SIGCONT;
         procfs::kill_session(pgid, signal, sweep);
         if soften {
-            self.rt.spawn(escalate(pgid, SIGKILL_GRACE, done));
+            let runner = Arc::clone(self);
+            let mut done = done;
+            self.rt.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(SIGKILL_GRACE) => {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            runner.kill_after_grace(run_id, pgid)
+                        })
+                        .await;
+                    }
+                    _ = ended(&mut done) => {}
+                }
+            });
         } else if delete {
             let delay = if kill_delay_secs == 0 {
                 DEFAULT_KILL_DELAY
@@ -1053,6 +1065,29 @@ impl Runner {
             self.rt
                 .spawn(escalate(pgid, Duration::from_secs(delay.into()), done));
         }
+    }
+
+    /// The SIGKILL of a qsig KILL whose SIGTERM the job outlived (blocking): recorded as
+    /// delivered (on disk first) only now, so the exit status says SIGKILL (265) only when
+    /// the MOM sent one.
+    fn kill_after_grace(&self, run_id: u64, pgid: i32) {
+        {
+            let mut runs = self.runs();
+            let Some(entry) = runs.get_mut(&run_id) else {
+                return;
+            };
+            if entry.live.is_none() {
+                return;
+            }
+            entry.record.interventions.record_signal(libc::SIGKILL);
+        }
+        self.save_latest(run_id);
+        tracing::info!(
+            run = run_id,
+            pgid,
+            "job still alive after the SIGTERM's grace: SIGKILL"
+        );
+        procfs::kill_session(pgid, Signal::SIGKILL, false);
     }
 
     /// qsig -s suspend (`suspend`) or resume: the job's processes stopped (SIGSTOP) or

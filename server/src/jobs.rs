@@ -1389,9 +1389,10 @@ fn act_on(
                     },
                 ));
             }
-            // SIGCONT, and the SIGCONT the MOM sends before a SIGTERM, continue a suspended
-            // job: it is no longer suspended, and its walltime counts again (on the MOM too).
-            if job.suspended && matches!(signal, libc::SIGCONT | libc::SIGTERM) {
+            // SIGCONT, and the SIGCONT the MOM sends before a SIGTERM (a SIGKILL is a SIGTERM
+            // first there), continue a suspended job: it is no longer suspended, and its
+            // walltime counts again (on the MOM too).
+            if job.suspended && matches!(signal, libc::SIGCONT | libc::SIGTERM | libc::SIGKILL) {
                 job.suspended = false;
                 job.mtime = now;
                 plan.overlay.insert(seq, job);
@@ -2300,6 +2301,12 @@ mod tests {
         // A plain SIGCONT (the owner may send it) continues a suspended job: not suspended.
         assert_eq!(signal(0, "1", "suspend").await, None);
         assert_eq!(signal(1000, "1", "CONT").await, None);
+        // So does a SIGKILL, a SIGTERM first on the MOM, which continues the job for it
+        // (else the second suspend below would be refused as a repeat).
+        assert_eq!(signal(0, "1", "suspend").await, None);
+        assert_eq!(signal(1000, "1", "KILL").await, None);
+        assert_eq!(signal(0, "1", "suspend").await, None);
+        assert_eq!(signal(1000, "1", "KILL").await, None);
         let mut sent = Vec::new();
         while let Ok(message) = to_mom.try_recv() {
             sent.push(message);
@@ -2314,6 +2321,12 @@ mod tests {
             delete: false,
             kill_delay_secs: 0,
         };
+        let kill = ToMom::Signal {
+            run_id: 10,
+            signal: libc::SIGKILL,
+            delete: false,
+            kill_delay_secs: 0,
+        };
         assert_eq!(
             sent,
             vec![
@@ -2321,10 +2334,14 @@ mod tests {
                 suspend(false),
                 suspend(false),
                 suspend(true),
-                cont
+                cont,
+                suspend(true),
+                kill.clone(),
+                suspend(true),
+                kill
             ]
         );
-        assert!(!core.state.jobs[&1].suspended, "continued by the SIGCONT");
+        assert!(!core.state.jobs[&1].suspended, "continued by the SIGKILL");
         assert_eq!(core.state.jobs[&1].state, JobState::Running);
     }
 

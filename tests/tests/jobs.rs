@@ -514,7 +514,7 @@ fn procs_select_and_ncpus_jobs_get_the_slots_they_ask_for() {
 
 #[test]
 fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
-    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=3")]);
     // A job that cleans up on SIGTERM gets to, and ends with its own status; a plain one
     // dies of the SIGTERM: 271, as Torque records a qsig -s KILL.
     let ready = c.work.join("trap.ready");
@@ -527,13 +527,20 @@ fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
         &[],
     );
     let plain = c.qsub("plain.sh", "sleep 60\n", &[]);
-    for id in [&trapping, &plain] {
+    // One that ignores SIGTERM gets the SIGKILL 5 s later: 265.
+    let deaf_ready = c.work.join("deaf.ready");
+    let deaf = c.qsub(
+        "deaf.sh",
+        &format!("trap '' TERM\ntouch {}\nsleep 60\n", deaf_ready.display()),
+        &[],
+    );
+    for id in [&trapping, &plain, &deaf] {
         c.wait_state(id, "R", T);
     }
     let out_file = c.work.join(format!("trap.sh.o{}", Cluster::seq(&trapping)));
-    // The trap is set once the script has made its file.
-    assert!(wait_until(T, || ready.exists()));
-    for id in [&trapping, &plain] {
+    // The traps are set once the scripts have made their files.
+    assert!(wait_until(T, || ready.exists() && deaf_ready.exists()));
+    for id in [&trapping, &plain, &deaf] {
         let out = c.run("qsig", &["-s", "KILL", id]);
         assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     }
@@ -541,6 +548,8 @@ fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
     c.wait_state(&plain, "C", T);
     assert_eq!(c.job_attr(&trapping, "exit_status").as_deref(), Some("3"));
     assert_eq!(c.job_attr(&plain, "exit_status").as_deref(), Some("271"));
+    c.wait_state(&deaf, "C", T);
+    assert_eq!(c.job_attr(&deaf, "exit_status").as_deref(), Some("265"));
     assert_contains(&c.read(out_file), "cleaned up\n");
 }
 
