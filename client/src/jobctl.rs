@@ -53,7 +53,8 @@ impl Command {
     pub fn usage(self) -> &'static str {
         match self {
             Command::Qdel => {
-                "usage: qdel [{ -p | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -m, -p, and -W are mutually exclusive\n"
+                // Torque 6's text (its -c and -t are not built: `invalid option`).
+                "usage: qdel [{ -a | -c | -p | -t | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -a -c, -m, -p, -t, and -W are mutually exclusive\n"
             }
             Command::Qhold => "usage: qhold [-h hold_list] [-t array_range] job_identifier...\n",
             Command::Qrls => "usage: qrls [-h {uos}] [-t array_range] job_identifier...\n",
@@ -66,7 +67,7 @@ impl Command {
 
     fn optstring(self) -> &'static str {
         match self {
-            Command::Qdel => "m:pW:",
+            Command::Qdel => "am:pW:",
             Command::Qhold | Command::Qrls => "h:t:",
             Command::Qsig => "as:",
             Command::Qrerun => "m:f",
@@ -107,6 +108,10 @@ pub struct Invocation {
     pub message: String,
     pub message_stdout: bool,
     pub message_stderr: bool,
+    /// qdel `-m`, `-p`, `-W` (Torque's request extensions).
+    pub delete_message: String,
+    pub purge: bool,
+    pub delete_delay_secs: Option<u32>,
     pub ids: Vec<String>,
 }
 
@@ -126,6 +131,9 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                 message: String::new(),
                 message_stdout: false,
                 message_stderr: false,
+                delete_message: String::new(),
+                purge: false,
+                delete_delay_secs: None,
                 ids: ids.to_vec(),
             }),
             _ => Err(UsageError {
@@ -138,6 +146,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
     let mut preamble = String::new();
     let mut errors = 0;
     let mut extension_given = false;
+    let (mut delete_message, mut purge, mut delete_delay_secs) = (String::new(), false, None);
     let mut hold_types = String::new();
     let mut signal = String::new();
     let (mut message_stdout, mut message_stderr) = (false, false);
@@ -157,8 +166,19 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                             errors += 1;
                         }
                         extension_given = true;
+                        if command == Command::Qdel {
+                            delete_message = arg.to_string();
+                        }
                     }
                     (Command::Qdel, 'p') | (Command::Qrerun, 'f') => {
+                        if extension_given {
+                            errors += 1;
+                        }
+                        extension_given = true;
+                        purge = command == Command::Qdel;
+                    }
+                    // Asynchronous: Capstan's qdel answers once the delete is committed anyway.
+                    (Command::Qdel, 'a') => {
                         if extension_given {
                             errors += 1;
                         }
@@ -172,6 +192,8 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                             errors += 1;
                         }
                         extension_given = true;
+                        // (A delay beyond u32 is the longest one; the server caps it anyway.)
+                        delete_delay_secs = Some(arg.parse().unwrap_or(u32::MAX));
                     }
                     (Command::Qhold | Command::Qrls, 'h') => {
                         let value = arg.trim_start();
@@ -229,6 +251,9 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
         message,
         message_stdout,
         message_stderr,
+        delete_message,
+        purge,
+        delete_delay_secs,
         ids: operands,
     })
 }
@@ -257,6 +282,9 @@ pub fn requests(inv: &Invocation) -> Vec<(bool, JobActionRequest)> {
                     message: inv.message.clone(),
                     message_stdout: inv.message_stdout,
                     message_stderr: inv.message_stderr,
+                    delete_message: inv.delete_message.clone(),
+                    purge: inv.purge,
+                    delete_delay_secs: inv.delete_delay_secs,
                 },
             )),
         }
@@ -733,9 +761,15 @@ mod tests {
         assert!(parse_args(Command::Qdel, &args(&["-p", "-W", "5", "1"])).is_err());
         assert!(parse_args(Command::Qdel, &args(&["-W", "x", "1"])).is_err());
         assert!(parse_args(Command::Qdel, &args(&["-p", "1"])).is_ok());
+        assert!(parse_args(Command::Qdel, &args(&["-a", "-p", "1"])).is_err());
+        let inv = parse_args(Command::Qdel, &args(&["-W", "30", "1"])).unwrap();
+        assert_eq!((inv.delete_delay_secs, inv.purge), (Some(30), false));
+        let inv = parse_args(Command::Qdel, &args(&["-m", "maintenance", "1"])).unwrap();
+        assert_eq!(inv.delete_message, "maintenance");
+        assert!(parse_args(Command::Qdel, &args(&["-a", "1"])).is_ok());
         assert_eq!(
             Command::Qdel.usage(),
-            "usage: qdel [{ -p | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -m, -p, and -W are mutually exclusive\n"
+            "usage: qdel [{ -a | -c | -p | -t | -W delay | -m message}] [<JOBID>[<JOBID>]|'all'|'ALL']...\n       -a -c, -m, -p, -t, and -W are mutually exclusive\n"
         );
     }
 

@@ -492,6 +492,9 @@ impl Batch for BatchService {
                             message: req.message,
                             message_stdout: req.message_stdout,
                             message_stderr: req.message_stderr,
+                            delete_message: req.delete_message,
+                            purge: req.purge,
+                            delete_delay_secs: req.delete_delay_secs,
                         };
                         jobs::job_action(core, &caller, op, &req.ids, &args, now_epoch()).await
                     })

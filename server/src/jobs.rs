@@ -101,6 +101,12 @@ pub struct ActionArgs {
     pub message: String,
     pub message_stdout: bool,
     pub message_stderr: bool,
+    /// qdel `-m` (operators and managers only).
+    pub delete_message: String,
+    /// qdel `-p` (operators and managers only; the delete is an ordinary one).
+    pub purge: bool,
+    /// qdel `-W`: the kill delay for this delete.
+    pub delete_delay_secs: Option<u32>,
 }
 
 #[cfg(test)]
@@ -1006,6 +1012,28 @@ pub fn kill_signal(job: &Job) -> Option<(String, ToMom)> {
     ))
 }
 
+/// qdel `-W delay`: the SIGKILL comes that many seconds after the SIGTERM (at most
+/// [`MAX_KILL_DELAY_SECS`], as for `-K`), instead of after the job's own kill delay.
+fn with_kill_delay(message: ToMom, delay: Option<u32>) -> ToMom {
+    match (message, delay) {
+        (
+            ToMom::Signal {
+                run_id,
+                signal,
+                delete,
+                ..
+            },
+            Some(delay),
+        ) => ToMom::Signal {
+            run_id,
+            signal,
+            delete,
+            kill_delay_secs: delay.min(MAX_KILL_DELAY_SECS),
+        },
+        (message, _) => message,
+    }
+}
+
 /// What [`job_action`] asks the caller to do once the overlay is committed.
 struct Plan {
     overlay: BTreeMap<u64, Job>,
@@ -1259,6 +1287,19 @@ fn act_on(
     let mut job = current.clone();
     let privilege = state.server_attrs.privilege(caller);
     let owner = privilege >= Privilege::Operator || caller.uid == job.uid;
+    // Torque's req_deletejob: -m and -p are for operators and managers.
+    if op == JobOp::Delete && privilege < Privilege::Operator {
+        if !args.delete_message.is_empty() {
+            return Err(PbsError::new(
+                pbse::PERM,
+                "must have operator or manager privilege to use -m parameter",
+                "",
+            ));
+        }
+        if args.purge {
+            return Err(PbsError::new(pbse::PERM, "", ""));
+        }
+    }
     if op == JobOp::Rerun {
         // Torque's req_rerunjob: the job's state first, then the caller's permission (a
         // completed job is refused below, as for every request).
@@ -1295,7 +1336,10 @@ fn act_on(
         JobOp::Delete => {
             if job.state == JobState::Running {
                 if ms_connected {
-                    plan.messages.extend(delete_signal(&mut job));
+                    plan.messages
+                        .extend(delete_signal(&mut job).map(|(ms, message)| {
+                            (ms, with_kill_delay(message, args.delete_delay_secs))
+                        }));
                     job.pending = Some(PendingAction::Delete);
                     job.mtime = now;
                 } else {

@@ -631,3 +631,53 @@ fn qmsg_writes_into_a_running_jobs_output_files() {
         )
     );
 }
+
+/// qdel's request extensions as Torque's req_deletejob judges them: `-m` and `-p` are for
+/// operators and managers; `-W delay` sets this delete's SIGTERM-to-SIGKILL delay.
+#[test]
+fn qdel_message_purge_and_delay_are_judged_as_torques() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    // Deaf to SIGTERM, with a minute's kill delay of its own: only a SIGKILL ends it.
+    let ready = c.work.join("deaf.ready");
+    let deaf = c.qsub(
+        "deaf.sh",
+        &format!("trap '' TERM\ntouch {}\nsleep 120\n", ready.display()),
+        &["-K", "60"],
+    );
+    c.wait_state(&deaf, "R", T);
+    assert!(wait_until(T, || ready.exists()));
+    let out = c.run("qdel", &["-m", "maintenance", &deaf]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            159,
+            format!(
+                "qdel: Unauthorized Request  MSG=must have operator or manager privilege \
+                 to use -m parameter {deaf}\n"
+            )
+        )
+    );
+    let out = c.run("qdel", &["-p", &deaf]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (159, format!("qdel: Unauthorized Request  {deaf}\n"))
+    );
+    assert_eq!(c.job_state(&deaf).as_deref(), Some("R"));
+    // The owner's -W 1 overrides the job's 60 s: over within seconds, as a delete.
+    let started = std::time::Instant::now();
+    let out = c.run("qdel", &["-W", "1", &deaf]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    c.wait_state(&deaf, "C", T);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.job_attr(&deaf, "exit_status").as_deref(), Some("271"));
+    // A manager may use -m (the delete is an ordinary one).
+    let other = c.qsub("other.sh", "sleep 60\n", &[]);
+    c.wait_state(&other, "R", T);
+    let out = c.run_as_root("qdel", &["-m", "maintenance", &other]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    c.wait_state(&other, "C", T);
+}
