@@ -90,7 +90,9 @@ drain() {
 # The floor under such a drain on this machine: start the same jobs' shells directly (as
 # the MOM would: a login shell, `-l`, unless $source_login_batch is false), one per core at
 # a time, as many as the drain ran, no scheduler, no daemon. Prints the rate and the
-# machine's CPU ms per shell.
+# machine's CPU ms per shell. (The shell gets the script as its argument here; the MOM, as
+# Torque's, writes the script's path on the shell's stdin, and the shell runs it in a child:
+# one fork per job more than this floor counts.)
 floor() {
     local user_shell t0 t1 m0 m1
     user_shell=$(getent passwd "$(id -un)" | cut -d: -f7)

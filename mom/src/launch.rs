@@ -31,7 +31,8 @@
 //! `paths::spool`; the copy to the requested path happens after the job, as the
 //! user, in `deliver`), `chdir`, and `execve` of the job's shell (a login shell
 //! unless the MOM config says `$source_login_batch false`), once the MOM's
-//! release is read and stdin is `/dev/null`. If the
+//! release is read and stdin is the pipe holding the line the shell runs (the
+//! script's path and `-F`'s arguments, Torque's SHELL_INVOKE). If the
 //! shell cannot be exec'd the child writes Torque's message to its stderr file
 //! and exits 254, which is the job's exit status.
 //!
@@ -150,7 +151,7 @@ pub struct ExecPlan {
     /// mode 0666 they are created with, its output files'.
     #[serde(default = "default_umask")]
     pub umask: u32,
-    /// `-F`: the script's arguments, after its path on the shell's command line.
+    /// `-F`: the script's arguments, after its path on the line the shell reads.
     #[serde(default)]
     pub arguments: Vec<String>,
 }
@@ -193,8 +194,9 @@ struct ChildPlan {
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     exec_fail_msg: Vec<u8>,
-    /// `/dev/null`, the job's stdin once the release has been read.
-    null: RawFd,
+    /// The job's stdin once the release has been read: a pipe holding the command line
+    /// (see [`script_command_line`]), then end of file.
+    stdin: RawFd,
     /// Write end of the report pipe (see [`HeldShell`]; a failed step and its errno).
     report: RawFd,
     /// The supervisor's end of it, closed first thing in the child.
@@ -501,13 +503,11 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         umask,
         arguments,
     } = plan;
-    let mut argv = vec![
-        cstr(argv0(shell, *login))?,
-        cstr(script.as_os_str().as_bytes())?,
-    ];
-    for argument in arguments {
-        argv.push(cstr(argument.as_bytes())?);
-    }
+    // Torque's default (SHELL_INVOKE): the shell gets no argument; its stdin holds one
+    // line, the script's path and `-F`'s arguments, which it runs as a command, so the
+    // script's `#!` line chooses its interpreter (a Python job script runs under Python).
+    let argv = vec![cstr(argv0(shell, *login))?];
+    let command_line = script_command_line(script, arguments)?;
     let envp = env
         .iter()
         .map(|(k, v)| cstr(format!("{k}={v}").into_bytes()))
@@ -520,8 +520,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     };
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))?;
-    let null = std::fs::File::open("/dev/null")
-        .map_err(|e| LaunchError(format!("PBS: cannot open /dev/null: {e}")))?;
+    let stdin = command_pipe(&command_line)?;
     let child_plan = ChildPlan {
         identity: identity.clone(),
         umask: *umask,
@@ -533,7 +532,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         envp_ptrs: ptrs(&envp),
         _envp: envp,
         exec_fail_msg: format!("PBS: exec of shell '{}' failed\n", shell.display()).into_bytes(),
-        null: null.as_raw_fd(),
+        stdin: stdin.as_raw_fd(),
         report: report_write.as_raw_fd(),
         report_read: report_read.as_raw_fd(),
     };
@@ -548,7 +547,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         Ok(nix::unistd::ForkResult::Child) => child_setup(&child_plan),
         Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
     };
-    drop((report_write, null));
+    drop((report_write, stdin));
     let mut report = std::fs::File::from(report_read);
     // READY once the child is set up and waits for the release; on a failed
     // step, the step and its errno.
@@ -581,6 +580,50 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         _ => "cannot start job shell".to_string(),
     };
     Err(LaunchError(format!("PBS: {what}: {errno}")))
+}
+
+/// The most a command line may take: it is written into a pipe before the shell runs,
+/// so it must fit the pipe's buffer (64 KiB on Linux) with room to spare.
+const MAX_COMMAND_LINE: usize = 32 * 1024;
+
+/// The line the job's shell reads on its stdin, as Torque's MOM writes it: the script's
+/// path (quoted here, so a `PBS_HOME` with a space still works), then `-F`'s arguments as
+/// given, for the shell to split and expand.
+fn script_command_line(script: &Path, arguments: &[String]) -> Result<Vec<u8>, LaunchError> {
+    let path = script.as_os_str().as_bytes();
+    let mut line = Vec::with_capacity(path.len() + 3);
+    line.push(b'\'');
+    for &b in path {
+        if b == b'\'' {
+            line.extend_from_slice(b"'\\''");
+        } else {
+            line.push(b);
+        }
+    }
+    line.push(b'\'');
+    for argument in arguments {
+        line.push(b' ');
+        line.extend_from_slice(argument.as_bytes());
+    }
+    line.push(b'\n');
+    if line.len() > MAX_COMMAND_LINE || line[..line.len() - 1].iter().any(|&b| b == b'\n' || b == 0)
+    {
+        return Err(LaunchError(
+            "PBS: the job's arguments are too long or hold a newline".into(),
+        ));
+    }
+    Ok(line)
+}
+
+/// A pipe whose read end holds `line` and then end of file (its write end is closed).
+fn command_pipe(line: &[u8]) -> Result<std::os::fd::OwnedFd, LaunchError> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))?;
+    let mut write = std::fs::File::from(write);
+    write
+        .write_all(line)
+        .map_err(|e| LaunchError(format!("PBS: cannot write the job's command line: {e}")))?;
+    Ok(read)
 }
 
 /// The shell of `-S path[@host][,path[@host]...]` for this node, as Torque's `set_shell`
@@ -920,7 +963,7 @@ fn child_setup(plan: &ChildPlan) -> ! {
             tell(HELD_BACK);
             libc::_exit(NOT_EXECED_EXIT);
         }
-        if libc::dup2(plan.null, 0) < 0 {
+        if libc::dup2(plan.stdin, 0) < 0 {
             fail(Step::Stdin);
         }
         libc::execve(

@@ -11,8 +11,9 @@
 //! shell is reaped, `waitpid(-1, WNOHANG)` answering `ECHILD` proves that no
 //! descendant of the job is left, and nothing is scanned.
 //!
-//! Otherwise [`clear`] kills what is left: SIGKILL to every descendant of
-//! the supervisor (one `/proc` scan, following parent links), then reaps them.
+//! Otherwise [`clear`] ends what is left as Torque's MOM does: SIGTERM to every
+//! descendant of the supervisor (one `/proc` scan, following parent links), up to
+//! [`TERM_GRACE`] for them to go, then SIGKILL to the rest, and reaps them.
 //! It repeats as orphans of killed processes arrive, for at most the patience
 //! it is given: a process in uninterruptible sleep (`D`, e.g. on a dead NFS
 //! server) dies of SIGKILL only when the kernel lets it, and the job's end must
@@ -41,6 +42,10 @@ use crate::procfs::{self, Proc};
 /// How long the supervisor waits for killed leftovers to die before it
 /// reports the job's end anyway.
 pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long leftovers have after their SIGTERM before the SIGKILL (Torque's kill_task
+/// polls 20 times a quarter of a second).
+pub const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// What the supervisor found, and did, once the job's shell had exited
 /// (recorded in the exit file).
@@ -86,6 +91,17 @@ pub fn clear(patience: Duration) -> Leftovers {
     let mut old = SigSet::empty();
     if signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_err() {
         return Leftovers::Unknown;
+    }
+    // Torque's kill_task: SIGTERM first, so a script's TERM trap (the script runs in a
+    // child of the job's shell, which has exited) may clean up; SIGKILL to what is left.
+    signal_descendants_of(std::process::id() as i32, &procfs::scan(), Signal::SIGTERM);
+    let grace_end = Instant::now() + TERM_GRACE;
+    while reap_exited() == Children::Alive {
+        let left = grace_end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        wait_for_sigchld(&chld, left);
     }
     let deadline = Instant::now() + patience;
     let outcome = loop {
@@ -140,6 +156,11 @@ fn kill_descendants() {
 
 /// SIGKILL to every descendant of `root` in the process table `procs`.
 pub(crate) fn kill_descendants_of(root: i32, procs: &[Proc]) {
+    signal_descendants_of(root, procs, Signal::SIGKILL);
+}
+
+/// `sig` to every descendant of `root` in the process table `procs`.
+fn signal_descendants_of(root: i32, procs: &[Proc], sig: Signal) {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
         children.entry(p.stat.ppid).or_default().push(p.stat.pid);
@@ -148,7 +169,7 @@ pub(crate) fn kill_descendants_of(root: i32, procs: &[Proc]) {
     while let Some(parent) = todo.pop() {
         for child in children.remove(&parent).unwrap_or_default() {
             if child > 1 {
-                let _ = signal::kill(Pid::from_raw(child), Signal::SIGKILL);
+                let _ = signal::kill(Pid::from_raw(child), sig);
                 todo.push(child);
             }
         }

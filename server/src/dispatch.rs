@@ -263,7 +263,8 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         queue: job.queue.clone(),
         account: job.account.clone().unwrap_or_default(),
         umask: job.umask,
-        // Split at spaces, as Torque's MOM splits them.
+        // Split at spaces here; the MOM writes them after the script's path on the line its
+        // shell reads, which splits and expands them again, as Torque's shell does.
         arguments: job
             .job_arguments
             .iter()

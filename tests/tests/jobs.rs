@@ -382,10 +382,11 @@ fn tmpdir_gives_each_job_its_own_directory_removed_after_the_job() {
 #[test]
 fn the_job_shell_is_the_child_of_the_small_supervisor_beside_pbs_mom() {
     let c = Cluster::start(&one_node());
-    // The supervisor's name, command line and size of program text (all public in /proc).
+    // The supervisor's name, command line and size of program text (all public in /proc):
+    // the parent of the job's shell, which is the script's parent ($PPID).
     let (_, out) = c.run_job(
         "parent.sh",
-        "cat /proc/$PPID/comm\ntr '\\0' ' ' < /proc/$PPID/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$PPID/status\n",
+        "sup=$(awk '{print $4}' /proc/$PPID/stat)\ncat /proc/$sup/comm\ntr '\\0' ' ' < /proc/$sup/cmdline; echo\nawk '/^VmExe/ {print $2}' /proc/$sup/status\n",
         &[],
     );
     let lines: Vec<&str> = out.lines().collect();
@@ -515,8 +516,9 @@ fn procs_select_and_ncpus_jobs_get_the_slots_they_ask_for() {
 #[test]
 fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=3")]);
-    // A job that cleans up on SIGTERM gets to, and ends with its own status; a plain one
-    // dies of the SIGTERM: 271, as Torque records a qsig -s KILL.
+    // The script runs in a child of the job's shell (Torque's way: the shell reads the
+    // script's path on its stdin). The SIGTERM ends the shell, 271 as Torque records a qsig
+    // -s KILL, and reaches the script too: one that cleans up on SIGTERM gets to.
     let ready = c.work.join("trap.ready");
     let trapping = c.qsub(
         "trap.sh",
@@ -527,7 +529,8 @@ fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
         &[],
     );
     let plain = c.qsub("plain.sh", "sleep 60\n", &[]);
-    // One that ignores SIGTERM gets the SIGKILL 5 s later: 265.
+    // A script that ignores SIGTERM is killed once its shell has ended (the leftovers'
+    // SIGTERM, then their SIGKILL 5 s later).
     let deaf_ready = c.work.join("deaf.ready");
     let deaf = c.qsub(
         "deaf.sh",
@@ -546,10 +549,10 @@ fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
     }
     c.wait_state(&trapping, "C", T);
     c.wait_state(&plain, "C", T);
-    assert_eq!(c.job_attr(&trapping, "exit_status").as_deref(), Some("3"));
+    assert_eq!(c.job_attr(&trapping, "exit_status").as_deref(), Some("271"));
     assert_eq!(c.job_attr(&plain, "exit_status").as_deref(), Some("271"));
     c.wait_state(&deaf, "C", T);
-    assert_eq!(c.job_attr(&deaf, "exit_status").as_deref(), Some("265"));
+    assert_eq!(c.job_attr(&deaf, "exit_status").as_deref(), Some("271"));
     assert_contains(&c.read(out_file), "cleaned up\n");
 }
 
@@ -616,4 +619,18 @@ fn keep_files_writes_into_home() {
     assert!(!c.work.join(format!("keepjob.o{seq}")).exists());
     let _ = std::fs::remove_file(kept);
     let _ = std::fs::remove_file(c.user.home.join(format!("keepjob.e{seq}")));
+}
+
+/// The script reaches the job's shell as Torque's MOM hands it over, its path on the
+/// shell's stdin, so its `#!` line chooses the interpreter (an awk, Python or Perl job
+/// script runs as such), and `-F`'s arguments reach it.
+#[test]
+fn a_job_script_runs_under_its_interpreter_line() {
+    let c = Cluster::start(&one_node());
+    let (_, out) = c.run_job(
+        "awk.sh",
+        "#!/usr/bin/awk -f\nBEGIN { print \"awk ran me with\", ARGV[1], ARGV[2] }\n",
+        &["-F", "one two"],
+    );
+    assert_eq!(out, "awk ran me with one two\n");
 }
