@@ -94,7 +94,10 @@ pub fn clear(patience: Duration) -> Leftovers {
     }
     // Torque's kill_task: SIGTERM first, so a script's TERM trap (the script runs in a
     // child of the job's shell, which has exited) may clean up; SIGKILL to what is left.
-    signal_descendants_of(std::process::id() as i32, &procfs::scan(), Signal::SIGTERM);
+    // (And SIGCONT: a stopped process acts on the SIGTERM only once continued.)
+    let procs = procfs::scan();
+    signal_descendants_of(std::process::id() as i32, &procs, Signal::SIGTERM);
+    signal_descendants_of(std::process::id() as i32, &procs, Signal::SIGCONT);
     let grace_end = Instant::now() + TERM_GRACE;
     while reap_exited() == Children::Alive {
         let left = grace_end.saturating_duration_since(Instant::now());

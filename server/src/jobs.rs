@@ -120,6 +120,10 @@ impl ActionArgs {
     }
 }
 
+/// The longest `-F` the server takes, bytes: the MOM writes it, with the script's path, into
+/// a pipe the job's shell reads (see the MOM's `launch::script_command_line`).
+pub const MAX_JOB_ARGUMENTS: usize = 16 * 1024;
+
 /// The longest qmsg message the server relays, bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
@@ -679,7 +683,10 @@ fn build_job(
             }
             "job_array_request" => return Err(PbsError::new(pbse::BAD_ARRAY_REQ, "", "")),
             "umask" => umask = Some(valid_umask(v)?),
-            "job_arguments" if v.contains('\0') => return Err(bad_value("job_arguments")),
+            // The MOM hands them to the job's shell on one line, as Torque's does.
+            "job_arguments" if v.contains(['\0', '\n']) || v.len() > MAX_JOB_ARGUMENTS => {
+                return Err(bad_value("job_arguments"))
+            }
             "job_arguments" => job_arguments = Some(v.to_string()),
             "kill_delay" => kill_delay = Some(valid_kill_delay(v)?),
             "fault_tolerant" => {

@@ -103,6 +103,16 @@ fn umask_arguments_kill_delay_group_and_user_options_are_applied() {
         stderr(&out),
         "qsub: submit error (Illegal attribute or resource value for kill_delay)\n"
     );
+    // Arguments go to the job's shell on one line: a newline in them is refused.
+    let out = c.run("qsub", &["-F", "a\nb", script]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            168,
+            "qsub: submit error (Illegal attribute or resource value for job_arguments)\n"
+                .to_string()
+        )
+    );
     for list in ["group_list=nosuchgroup", "group_list=root"] {
         let out = c.run("qsub", &["-W", list, script]);
         assert_eq!(code(&out), 199, "{list}: {}", stderr(&out));
