@@ -1044,16 +1044,11 @@ impl Runner {
         procfs::kill_session(pgid, signal, sweep);
         if soften {
             let runner = Arc::clone(self);
-            let mut done = done;
             self.rt.spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(SIGKILL_GRACE) => {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            runner.kill_after_grace(run_id, pgid)
-                        })
-                        .await;
-                    }
-                    _ = ended(&mut done) => {}
+                if outlived(SIGKILL_GRACE, done).await {
+                    let _ =
+                        tokio::task::spawn_blocking(move || runner.kill_after_grace(run_id, pgid))
+                            .await;
                 }
             });
         } else if delete {
@@ -1417,13 +1412,18 @@ async fn ended(done: &mut watch::Receiver<bool>) {
 }
 
 /// SIGKILL to the group after `delay` unless the job ended first.
-async fn escalate(pgid: i32, delay: Duration, mut done: watch::Receiver<bool>) {
+async fn escalate(pgid: i32, delay: Duration, done: watch::Receiver<bool>) {
+    if outlived(delay, done).await {
+        tracing::info!(pgid, "job still alive after grace: SIGKILL");
+        procfs::kill_session(pgid, Signal::SIGKILL, false);
+    }
+}
+
+/// Whether the job is still running once `delay` has passed (false as soon as it ends).
+async fn outlived(delay: Duration, mut done: watch::Receiver<bool>) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(delay) => {
-            tracing::info!(pgid, "job still alive after grace: SIGKILL");
-            procfs::kill_session(pgid, Signal::SIGKILL, false);
-        }
-        _ = ended(&mut done) => {}
+        _ = tokio::time::sleep(delay) => true,
+        _ = ended(&mut done) => false,
     }
 }
 
