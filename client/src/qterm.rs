@@ -71,13 +71,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
 
 /// Torque's line for a refused request: `qterm: TEXT[ MSG=DETAIL]SERVER`.
 pub fn refusal_line(code: i32, detail: &str, server: &str) -> String {
-    let text = crate::format::ServerError {
-        code,
-        detail: detail.to_string(),
-        object: String::new(),
-    }
-    .full_message();
-    let mut line = format!("qterm: {text}");
+    let mut line = format!("qterm: {}", crate::format::pbse_message(code, detail));
     line.push_str(server);
     line.push('\n');
     line

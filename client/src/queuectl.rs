@@ -97,13 +97,7 @@ pub fn parse_destination(operand: &str) -> Option<(&str, &str)> {
 /// The line Torque prints when the server refuses a destination: `CMD: TEXT[ MSG=DETAIL]
 /// QUEUE[@SERVER]`.
 pub fn refusal_line(command: &str, code: i32, detail: &str, queue: &str, server: &str) -> String {
-    let text = crate::format::ServerError {
-        code,
-        detail: detail.to_string(),
-        object: String::new(),
-    }
-    .full_message();
-    let mut line = format!("{command}: {text}");
+    let mut line = format!("{command}: {}", crate::format::pbse_message(code, detail));
     line.push(' ');
     line.push_str(queue);
     if !server.is_empty() {

@@ -188,17 +188,23 @@ impl ServerError {
     /// [`ServerError::message`] with the PBSE text's trailing space kept when there is no
     /// `MSG=`, as qmgr prints it (`qmgr obj=x svr=default: Unknown node `).
     pub fn full_message(&self) -> String {
-        let text = capstan_proto::pbse::text(self.code);
-        if self.detail.is_empty() {
-            text.to_string()
-        } else {
-            format!("{text} MSG={}", self.detail)
-        }
+        pbse_message(self.code, &self.detail)
     }
 
     /// The process exit status Torque uses for this error.
     pub fn exit_code(&self) -> i32 {
         capstan_proto::pbse::exit_code(self.code)
+    }
+}
+
+/// Torque's `TEXT[ MSG=DETAIL]` for PBSE `code` (the text's trailing space kept when there
+/// is no detail): [`ServerError::full_message`] for a code and detail at hand.
+pub fn pbse_message(code: i32, detail: &str) -> String {
+    let text = capstan_proto::pbse::text(code);
+    if detail.is_empty() {
+        text.to_string()
+    } else {
+        format!("{text} MSG={detail}")
     }
 }
 
