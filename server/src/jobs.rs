@@ -386,7 +386,7 @@ pub fn cascade(
                 if child.state == JobState::Completed {
                     work.push(child.seq);
                 } else if child.pending == Some(PendingAction::Delete) {
-                    kills.extend(delete_signal(&mut child));
+                    kills.extend(delete_signal(&mut child, None));
                 }
                 overlay.insert(child.seq, child);
             }
@@ -996,17 +996,23 @@ pub async fn prepare_shutdown(
 }
 
 /// Asks the job's mother superior to end its current run the way qdel does: SIGTERM to the
-/// whole job, SIGKILL after its `-K` delay or `KILL_DELAY_SECS`. qdel and qrerun differ only
-/// in what the server does when the run's end is reported (see `PendingAction`).
-fn delete_signal(job: &mut Job) -> Option<(String, ToMom)> {
+/// whole job, SIGKILL after `delay` (qdel `-W`, at most [`MAX_KILL_DELAY_SECS`] as `-K`),
+/// else its `-K` delay or `KILL_DELAY_SECS`. qdel and qrerun differ only in what the server
+/// does when the run's end is reported (see `PendingAction`).
+fn delete_signal(job: &mut Job, delay: Option<u32>) -> Option<(String, ToMom)> {
     // The MOM continues a suspended job before the SIGTERM: it is no longer suspended.
     job.suspended = false;
-    kill_signal(job)
+    let delay = delay.map(|d| d.min(MAX_KILL_DELAY_SECS));
+    signal_to_end(job, delay.or(job.kill_delay).unwrap_or(KILL_DELAY_SECS))
 }
 
 /// The message that ends the job's current run as qdel does, to its mother superior; also
 /// resent to a MOM that reconnects before it acted on it.
 pub fn kill_signal(job: &Job) -> Option<(String, ToMom)> {
+    signal_to_end(job, job.kill_delay.unwrap_or(KILL_DELAY_SECS))
+}
+
+fn signal_to_end(job: &Job, kill_delay_secs: u32) -> Option<(String, ToMom)> {
     let (run, ms) = (job.current_run?, job.mother_superior()?);
     Some((
         ms.to_string(),
@@ -1014,31 +1020,9 @@ pub fn kill_signal(job: &Job) -> Option<(String, ToMom)> {
             run_id: run,
             signal: libc::SIGTERM,
             delete: true,
-            kill_delay_secs: job.kill_delay.unwrap_or(KILL_DELAY_SECS),
+            kill_delay_secs,
         },
     ))
-}
-
-/// qdel `-W delay`: the SIGKILL comes that many seconds after the SIGTERM (at most
-/// [`MAX_KILL_DELAY_SECS`], as for `-K`), instead of after the job's own kill delay.
-fn with_kill_delay(message: ToMom, delay: Option<u32>) -> ToMom {
-    match (message, delay) {
-        (
-            ToMom::Signal {
-                run_id,
-                signal,
-                delete,
-                ..
-            },
-            Some(delay),
-        ) => ToMom::Signal {
-            run_id,
-            signal,
-            delete,
-            kill_delay_secs: delay.min(MAX_KILL_DELAY_SECS),
-        },
-        (message, _) => message,
-    }
 }
 
 /// What [`job_action`] asks the caller to do once the overlay is committed.
@@ -1344,9 +1328,7 @@ fn act_on(
             if job.state == JobState::Running {
                 if ms_connected {
                     plan.messages
-                        .extend(delete_signal(&mut job).map(|(ms, message)| {
-                            (ms, with_kill_delay(message, args.delete_delay_secs))
-                        }));
+                        .extend(delete_signal(&mut job, args.delete_delay_secs));
                     job.pending = Some(PendingAction::Delete);
                     job.mtime = now;
                 } else {
@@ -1485,7 +1467,7 @@ fn act_on(
                 ));
             }
             if ms_connected {
-                plan.messages.extend(delete_signal(&mut job));
+                plan.messages.extend(delete_signal(&mut job, None));
                 job.pending = Some(PendingAction::Requeue);
                 job.mtime = now;
             } else {
@@ -2150,7 +2132,7 @@ mod tests {
 
     #[test]
     fn qdel_waits_the_jobs_own_kill_delay_before_sigkill() {
-        let delay = |job: &mut Job| match delete_signal(job) {
+        let delay = |job: &mut Job| match delete_signal(job, None) {
             Some((
                 node,
                 ToMom::Signal {
