@@ -1,8 +1,8 @@
 //! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
-//! thresholds, `$source_login_batch`, `$prologalarm` and `$tmpdir` change what this MOM
-//! does; every other keyword is accepted and ignored so an existing Torque config file can
+//! thresholds, `$source_login_batch`, `$prologalarm`, `$tmpdir` and the limit switches
+//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) change what this MOM does; every other keyword is accepted and ignored so an existing Torque config file can
 //! be dropped in unchanged.
 
 use std::path::Path;
@@ -25,6 +25,9 @@ pub struct MomConfig {
     pub prolog_alarm_secs: u64,
     /// Torque's `$tmpdir`: the directory in which each job gets its own `TMPDIR`.
     pub tmpdir: Option<std::path::PathBuf>,
+    /// Torque's `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`: limits this MOM does
+    /// not enforce (see `limits`; all enforced by default).
+    pub ignored: crate::limits::Ignored,
 }
 
 /// Torque's `PBS_PROLOG_TIME`, the `$prologalarm` default.
@@ -38,6 +41,7 @@ impl Default for MomConfig {
             source_login_batch: true,
             prolog_alarm_secs: DEFAULT_PROLOG_ALARM_SECS,
             tmpdir: None,
+            ignored: Default::default(),
         }
     }
 }
@@ -71,6 +75,20 @@ impl MomConfig {
             if key == "$source_login_batch" {
                 match value.and_then(parse_bool) {
                     Some(on) => cfg.source_login_batch = on,
+                    None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+                }
+                continue;
+            }
+            let switch = match key {
+                "$igncput" => Some(&mut cfg.ignored.cput),
+                "$ignmem" => Some(&mut cfg.ignored.mem),
+                "$ignvmem" => Some(&mut cfg.ignored.vmem),
+                "$ignwalltime" => Some(&mut cfg.ignored.walltime),
+                _ => None,
+            };
+            if let Some(switch) = switch {
+                match value.and_then(parse_bool) {
+                    Some(on) => *switch = on,
                     None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
                 }
                 continue;
@@ -181,6 +199,19 @@ mod tests {
         );
         assert_eq!(w.len(), 3);
         assert!(c.source_login_batch);
+    }
+
+    #[test]
+    fn limit_switches_are_torques_booleans() {
+        let (c, w) = MomConfig::parse("");
+        assert!(w.is_empty());
+        assert_eq!(c.ignored, crate::limits::Ignored::default());
+        let (c, w) = MomConfig::parse("$igncput true\n$ignmem 1\n$ignvmem yes\n$ignwalltime on\n");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.ignored.cput && c.ignored.mem && c.ignored.vmem && c.ignored.walltime);
+        let (c, w) = MomConfig::parse("$igncput maybe\n$ignwalltime false\n");
+        assert_eq!(w.len(), 1);
+        assert!(!c.ignored.cput && !c.ignored.walltime);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! | what happened | exit_status |
 //! |---|---|
 //! | walltime limit hit (MOM killed it) | `-11` (JOB_EXEC_OVERLIMIT_WT) |
+//! | `cput`/`pcput` exceeded at a sample (MOM killed it, see `limits`) | `-12` (JOB_EXEC_OVERLIMIT_CPUT) |
+//! | `vmem`/`pvmem` exceeded at a sample | `-10` (JOB_EXEC_OVERLIMIT_MEM) |
 //! | qdel while running | `271` (256 + SIGTERM), even when SIGKILL finished it |
 //! | died of a signal the MOM delivered (qsig) | `256 + signal`; a qsig SIGKILL is a SIGTERM first (`271`), then, 5 s later, SIGKILL (`265`), as Torque's MOM does |
 //! | died of a signal the MOM did not deliver | `128 + signal` (the shell convention) |
@@ -13,6 +15,8 @@
 //! | its shell was never released: its MOM died first, or could not record the start | `-3` (JOB_EXEC_RETRY: the server requeues it) |
 
 use capstan_proto::job_exec;
+
+use crate::limits::Exceeded;
 
 /// Exit code of a job whose shell could not be exec'd.
 pub const EXEC_SHELL_FAILED: i32 = 254;
@@ -45,6 +49,9 @@ pub struct Interventions {
     pub walltime: bool,
     /// qdel (SignalRun with delete).
     pub deleted: bool,
+    /// A sample found the job over one of its `-l` limits (see `limits`).
+    #[serde(default)]
+    pub over_limit: Option<Exceeded>,
     /// Bit `n` set: the MOM delivered signal `n` (qsig).
     pub delivered: u64,
 }
@@ -66,6 +73,9 @@ pub fn exit_status(term: Termination, by_mom: &Interventions) -> i32 {
     if by_mom.walltime {
         return job_exec::OVERLIMIT_WT;
     }
+    if let Some(limit) = by_mom.over_limit {
+        return limit.exit_status();
+    }
     if by_mom.deleted {
         return 256 + SIGTERM;
     }
@@ -81,6 +91,8 @@ pub fn exit_status(term: Termination, by_mom: &Interventions) -> i32 {
 pub fn exit_status_unwaited(by_mom: &Interventions) -> i32 {
     if by_mom.walltime {
         job_exec::OVERLIMIT_WT
+    } else if let Some(limit) = by_mom.over_limit {
+        limit.exit_status()
     } else if by_mom.deleted {
         256 + SIGTERM
     } else {
@@ -90,7 +102,15 @@ pub fn exit_status_unwaited(by_mom: &Interventions) -> i32 {
 
 /// The line the MOM appends to the job's stderr when it kills it for walltime.
 pub fn walltime_message(elapsed_secs: u64, limit_secs: u64) -> String {
-    format!("=>> PBS: job killed: walltime {elapsed_secs} exceeded limit {limit_secs}\n")
+    kill_notice(&format!(
+        "walltime {elapsed_secs} exceeded limit {limit_secs}"
+    ))
+}
+
+/// Torque's line in the job's stderr when its MOM kills it over a limit (`=>> PBS: job
+/// killed: cput 12 exceeded limit 10`): `reason` is what the limit check said.
+pub fn kill_notice(reason: &str) -> String {
+    format!("=>> PBS: job killed: {reason}\n")
 }
 
 #[cfg(test)]
@@ -158,6 +178,28 @@ mod tests {
         };
         assert_eq!(exit_status(Termination::Signaled(15), &i), -11);
         assert_eq!(exit_status_unwaited(&i), -11);
+    }
+
+    #[test]
+    fn a_limit_kill_is_torques_overlimit_code_whatever_ended_the_shell() {
+        let i = Interventions {
+            over_limit: Some(Exceeded::Cpu),
+            deleted: true,
+            ..none()
+        };
+        assert_eq!(exit_status(Termination::Signaled(15), &i), -12);
+        assert_eq!(exit_status(Termination::Exited(0), &i), -12);
+        assert_eq!(exit_status_unwaited(&i), -12);
+        let i = Interventions {
+            over_limit: Some(Exceeded::Memory),
+            ..none()
+        };
+        assert_eq!(exit_status(Termination::Signaled(9), &i), -10);
+        let both = Interventions {
+            walltime: true,
+            ..i
+        };
+        assert_eq!(exit_status(Termination::Signaled(15), &both), -11);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub struct RunRecord {
     /// Session id = process group id of the job's shell (0 before it runs).
     pub session_id: i32,
     pub start_time: i64,
+    /// The walltime the MOM enforces (0: none, also under `$ignwalltime`).
     pub walltime_limit_secs: u64,
     /// The file the job's stderr goes to (walltime notice), once known.
     pub stderr_target: Option<PathBuf>,
@@ -115,6 +116,13 @@ pub struct RunRecord {
     /// Torque's MOM does.
     #[serde(default)]
     pub suspended_at: Option<i64>,
+    /// The `-l` limits the MOM checks at each sample (see `limits`).
+    #[serde(default)]
+    pub limits: crate::limits::Watch,
+    /// Why a sample killed the job over a limit (`cput 12 exceeded limit 10`), for the
+    /// notice in its stderr; empty until then.
+    #[serde(default)]
+    pub limit_notice: String,
 }
 
 impl RunRecord {
@@ -145,6 +153,8 @@ impl RunRecord {
             prologue_failed: None,
             boot_id: String::new(),
             suspended_at: None,
+            limits: Default::default(),
+            limit_notice: String::new(),
         }
     }
 

@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use crate::deliver::{self, DeliveryPlan};
 use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
+use crate::limits::ProcessLimits;
 use crate::paths::{self, OutputRequest, Streams};
 use crate::pelog::{self, PelogJob};
 use crate::spawner::{Spawner, SupervisorProcess};
@@ -104,6 +105,8 @@ pub struct StartOptions {
     /// `$tmpdir`: each job gets a directory of its own in it, `DIR/JOBID` (0700, the
     /// user's), as `TMPDIR`; removed with the job's other files.
     pub tmpdir: Option<PathBuf>,
+    /// The job's `-l` limits its shell takes (see `limits`).
+    pub limits: ProcessLimits,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -154,6 +157,9 @@ pub struct ExecPlan {
     /// `-F`: the script's arguments, after its path on the line the shell reads.
     #[serde(default)]
     pub arguments: Vec<String>,
+    /// The `-l` limits set on the shell before exec (`setrlimit`, `nice`).
+    #[serde(default)]
+    pub limits: ProcessLimits,
 }
 
 /// Torque's umask for a job that gave none.
@@ -173,6 +179,7 @@ enum Step {
     Stderr = 4,
     Chdir = 5,
     Stdin = 6,
+    Limits = 7,
 }
 
 /// How the child opens its standard output and error.
@@ -186,6 +193,9 @@ enum Opens {
 struct ChildPlan {
     identity: Option<Identity>,
     umask: u32,
+    /// `setrlimit` pairs (soft = hard) and the `nice` increment, set as root.
+    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    nice: Option<i32>,
     opens: Opens,
     workdir: CString,
     shell: CString,
@@ -443,6 +453,7 @@ pub fn prepare(
         orphan_timeout_ms: 0,
         umask,
         arguments: spec.arguments.clone(),
+        limits: options.limits,
     })
 }
 
@@ -502,6 +513,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         orphan_timeout_ms: _,
         umask,
         arguments,
+        limits,
     } = plan;
     // Torque's default (SHELL_INVOKE): the shell gets no argument; its stdin holds one
     // line, the script's path and `-F`'s arguments, which it runs as a command, so the
@@ -524,6 +536,12 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
     let child_plan = ChildPlan {
         identity: identity.clone(),
         umask: *umask,
+        rlimits: limits
+            .rlimits()
+            .into_iter()
+            .map(|(limit, value)| (limit.resource(), value))
+            .collect(),
+        nice: limits.nice,
         opens,
         workdir: path_cstr(workdir)?,
         shell: path_cstr(shell)?,
@@ -577,6 +595,8 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         s if s == Step::Chdir as u8 => {
             format!("cannot change to directory {}", workdir.display())
         }
+        // Torque's words (start_exec.c), with the cause.
+        s if s == Step::Limits as u8 => "unable to set limits".to_string(),
         _ => "cannot start job shell".to_string(),
     };
     Err(LaunchError(format!("PBS: {what}: {errno}")))
@@ -905,6 +925,23 @@ fn child_setup(plan: &ChildPlan) -> ! {
         if libc::setsid() < 0 {
             fail(Step::Setsid);
         }
+        // The job's limits, while still root (a hard limit may be raised, a negative nice
+        // taken), as Torque's MOM sets them before the job becomes its user.
+        for &(resource, value) in &plan.rlimits {
+            let limit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource, &limit) < 0 {
+                fail(Step::Limits);
+            }
+        }
+        if let Some(increment) = plan.nice {
+            *libc::__errno_location() = 0;
+            if libc::nice(increment) == -1 && *libc::__errno_location() != 0 {
+                fail(Step::Limits);
+            }
+        }
         if become_user(plan.identity.as_ref(), plan.umask).is_err() {
             fail(Step::Identity);
         }
@@ -1218,6 +1255,10 @@ mod tests {
             orphan_timeout_ms: 0,
             umask: 0o022,
             arguments: vec!["a".into()],
+            limits: ProcessLimits {
+                nice: Some(3),
+                ..Default::default()
+            },
         };
         let older = |value: serde_json::Value, keys: &[&str]| {
             let mut value = value;
@@ -1228,10 +1269,11 @@ mod tests {
         };
         let json = older(
             serde_json::to_value(&plan).unwrap(),
-            &["umask", "arguments"],
+            &["umask", "arguments", "limits"],
         );
         let read: ExecPlan = serde_json::from_value(json).unwrap();
         assert_eq!((read.umask, read.arguments.len()), (0o077, 0));
+        assert_eq!(read.limits, ProcessLimits::default(), "no limits");
         let delivery = DeliveryPlan {
             umask: 0o022,
             ..DeliveryPlan::default()

@@ -4,7 +4,7 @@
 //! tested on its own:
 //!
 //! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
-//!   `$prologalarm`, `$tmpdir`).
+//!   `$prologalarm`, `$tmpdir`, `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
@@ -19,6 +19,7 @@
 //! * [`leftovers`]: what a job leaves behind, found and killed by its
 //!   supervisor (a child subreaper) instead of by a `/proc` sweep.
 //! * [`deliver`]: the output copied to its paths as the user.
+//! * [`limits`]: a job's `-l` limits: rlimits for its shell, totals checked at each sample (pure).
 //! * [`pelog`]: the site's prologue and epilogue scripts around each job.
 //! * [`runner`]: the set of runs this MOM holds: start, watch, signal, end, forget.
 //! * [`session`]: the stream to the server (dial, hello, reconnect with backoff).
@@ -31,6 +32,7 @@ pub mod job;
 pub mod launch;
 pub mod layout;
 pub mod leftovers;
+pub mod limits;
 pub mod paths;
 pub mod pelog;
 pub mod procfs;

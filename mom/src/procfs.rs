@@ -20,6 +20,8 @@ pub struct ProcStat {
     /// utime + stime + cutime + cstime, in clock ticks: the CPU this process
     /// and its already-reaped children used.
     pub cpu_ticks: u64,
+    /// utime + stime alone: the CPU this process used itself (`pcput`).
+    pub own_cpu_ticks: u64,
     /// Virtual size in bytes.
     pub vsize: u64,
     /// Resident set in pages.
@@ -56,6 +58,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         session: num(6)? as i32,
         tty_nr: num(7)? as i32,
         cpu_ticks: ticks(14) + ticks(15) + ticks(16) + ticks(17),
+        own_cpu_ticks: ticks(14) + ticks(15),
         vsize: num(23).map(|v| v.max(0) as u64).unwrap_or(0),
         rss_pages: num(24).map(|v| v.max(0) as u64).unwrap_or(0),
         start_ticks: ticks(22),
@@ -116,6 +119,11 @@ pub struct SessionTotals {
     pub cpu_ticks: u64,
     pub rss_kb: u64,
     pub vsize_kb: u64,
+    /// The whole sum in bytes, and one process's largest, and the most CPU one process
+    /// used itself (the job's `vmem`, `pvmem` and `pcput` limits).
+    pub vsize_bytes: u64,
+    pub max_process_vsize: u64,
+    pub max_process_cpu_ticks: u64,
     pub processes: usize,
 }
 
@@ -124,9 +132,12 @@ pub fn session_totals(procs: &[Proc], session: i32, page_kb: u64) -> SessionTota
     let mut t = SessionTotals::default();
     for p in procs.iter().filter(|p| p.stat.session == session) {
         t.cpu_ticks += p.stat.cpu_ticks;
+        t.max_process_cpu_ticks = t.max_process_cpu_ticks.max(p.stat.own_cpu_ticks);
         if p.stat.state != 'Z' {
             t.rss_kb += p.stat.rss_pages * page_kb;
             t.vsize_kb += p.stat.vsize / 1024;
+            t.vsize_bytes = t.vsize_bytes.saturating_add(p.stat.vsize);
+            t.max_process_vsize = t.max_process_vsize.max(p.stat.vsize);
             t.processes += 1;
         }
     }
@@ -219,6 +230,7 @@ mod tests {
         assert_eq!(s.session, 4242);
         assert_eq!(s.tty_nr, 34816);
         assert_eq!(s.cpu_ticks, 150 + 50 + 7 + 3);
+        assert_eq!(s.own_cpu_ticks, 150 + 50);
         assert_eq!(s.vsize, 10485760);
         assert_eq!(s.rss_pages, 256);
         assert_eq!(s.start_ticks, 123456);
@@ -235,6 +247,8 @@ mod tests {
         let mut a = parse_stat(STAT).expect("parse");
         let mut b = a;
         b.pid = 4243;
+        b.own_cpu_ticks = 300;
+        b.vsize = 20 << 20;
         let mut z = a;
         z.pid = 4244;
         z.state = 'Z';
@@ -249,7 +263,10 @@ mod tests {
         assert_eq!(t.processes, 2);
         assert_eq!(t.cpu_ticks, 3 * 210);
         assert_eq!(t.rss_kb, 2 * 256 * 4);
-        assert_eq!(t.vsize_kb, 2 * 10240);
+        assert_eq!(t.vsize_kb, 10240 + 20480);
+        assert_eq!(t.vsize_bytes, (10 << 20) + (20 << 20));
+        assert_eq!(t.max_process_vsize, 20 << 20);
+        assert_eq!(t.max_process_cpu_ticks, 300);
     }
 
     #[test]

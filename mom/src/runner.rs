@@ -66,6 +66,7 @@ use crate::job::{Event, Held, Phase, RunRecord, RunResult, RunSpec, Usage};
 use crate::launch;
 use crate::layout::Layout;
 use crate::leftovers;
+use crate::limits;
 use crate::paths::Delivery;
 use crate::pelog::{self, PelogJob};
 use crate::procfs::{self, Proc};
@@ -164,6 +165,8 @@ pub struct Runner {
     prolog_alarm_ms: AtomicU64,
     /// `$tmpdir`, for the runs started from now on.
     tmpdir: Mutex<Option<PathBuf>>,
+    /// `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`, for the runs started from now on.
+    ignored_limits: Mutex<limits::Ignored>,
     /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
     boot_id: String,
     /// [`Runner::keep_results_durable`] waits for a result with nothing to sync before it
@@ -211,6 +214,7 @@ impl Runner {
                 MomConfig::default().prolog_alarm_secs.saturating_mul(1000),
             ),
             tmpdir: Mutex::new(None),
+            ignored_limits: Mutex::new(MomConfig::default().ignored),
             boot_id,
             sync_idle: AtomicBool::new(false),
             result_written: tokio::sync::Notify::new(),
@@ -234,6 +238,14 @@ impl Runner {
     /// Sets `$tmpdir` for the runs started from now on.
     pub fn set_tmpdir(&self, dir: Option<PathBuf>) {
         *self.tmpdir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    /// Sets which `-l` limits the runs started from now on are spared (`$ign*`).
+    pub fn set_ignored_limits(&self, ignored: limits::Ignored) {
+        *self
+            .ignored_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = ignored;
     }
 
     /// Runs `f` with the site's prologue and epilogue scripts (`mom_priv`, see `pelog`).
@@ -616,10 +628,19 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let ignored = *self
+            .ignored_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let job_limits = job_limits(&spec, ignored);
         let mut record = RunRecord {
             boot_id: self.boot_id.clone(),
+            limits: job_limits.watch,
             ..RunRecord::starting(&spec, now_secs())
         };
+        if ignored.walltime {
+            record.walltime_limit_secs = 0;
+        }
         let conflict = {
             let mut runs = self.runs();
             if runs.contains_key(&run_id) {
@@ -647,6 +668,7 @@ impl Runner {
                 login: self.login_shells.load(Ordering::Relaxed),
                 orphan_timeout_ms,
                 tmpdir,
+                limits: job_limits.process,
             };
             launch::launch(
                 &spec,
@@ -783,8 +805,8 @@ impl Runner {
             start_time,
         });
         self.spawn_waiter(run_id, link, l.supervisor);
-        if spec.walltime_limit_secs > 0 {
-            self.spawn_walltime(run_id, l.pid, spec.walltime_limit_secs, done_rx);
+        if record.walltime_limit_secs > 0 {
+            self.spawn_walltime(run_id, l.pid, record.walltime_limit_secs, done_rx);
         }
     }
 
@@ -853,19 +875,35 @@ impl Runner {
         let by_mom = record.interventions;
         let exit_status = match waited {
             // The server requeues it if it is rerunnable, as a run it counted lost.
-            Some(w) if w.orphaned && !by_mom.deleted && !by_mom.walltime => job_exec::INITABT,
+            Some(w)
+                if w.orphaned
+                    && !by_mom.deleted
+                    && !by_mom.walltime
+                    && by_mom.over_limit.is_none() =>
+            {
+                job_exec::INITABT
+            }
             Some(w) => exit::exit_status(Termination::from_wait_status(w.status), &by_mom),
             None => exit::exit_status_unwaited(&by_mom),
         };
         let mut message = String::new();
-        if by_mom.walltime {
-            let text = exit::walltime_message(record.walltime_elapsed, record.walltime_limit_secs);
+        let notice = if by_mom.walltime {
+            Some(exit::walltime_message(
+                record.walltime_elapsed,
+                record.walltime_limit_secs,
+            ))
+        } else if by_mom.over_limit.is_some() {
+            Some(exit::kill_notice(&record.limit_notice))
+        } else {
+            None
+        };
+        if let Some(text) = notice {
             message = text.trim_start_matches("=>> PBS: ").trim_end().to_string();
             if let Some(path) = &record.stderr_target {
                 if let Err(e) = launch::append_to_user_file(path, record.uid, &text) {
                     tracing::warn!(
                         run = run_id,
-                        "cannot append walltime notice to {}: {e}",
+                        "cannot append the kill notice to {}: {e}",
                         path.display()
                     );
                 }
@@ -1240,11 +1278,15 @@ impl Runner {
         let now = now_secs();
         let mut jobs = Vec::new();
         let mut usage = Vec::new();
+        let mut over = Vec::new();
         for entry in self.runs().values_mut() {
             let Some(live) = entry.live.as_mut() else {
                 continue;
             };
             let t = procfs::session_totals(procs, live.pgid, self.page_kb);
+            if let Some(kill) = over_limit(&mut entry.record, live, &t, self.clock_ticks) {
+                over.push(kill);
+            }
             live.peak.cput_secs = live
                 .peak
                 .cput_secs
@@ -1254,6 +1296,11 @@ impl Runner {
             live.peak.walltime_secs = entry.record.walltime(now);
             jobs.push(entry.record.job_id.clone());
             usage.push((entry.record.run_id, live.peak));
+        }
+        for (run_id, pgid, done) in over {
+            self.save_latest(run_id);
+            procfs::kill_session(pgid, Signal::SIGTERM, false);
+            self.rt.spawn(escalate(pgid, WALLTIME_GRACE, done));
         }
         jobs.sort();
         jobs.dedup();
@@ -1312,6 +1359,9 @@ impl Runner {
                         return;
                     };
                     let elapsed = entry.record.walltime(now_secs());
+                    if entry.record.interventions.over_limit.is_some() {
+                        return;
+                    }
                     if entry.record.suspended_at.is_some() || elapsed <= limit {
                         continue;
                     }
@@ -1412,6 +1462,45 @@ async fn ended(done: &mut watch::Receiver<bool>) {
 }
 
 /// SIGKILL to the group after `delay` unless the job ended first.
+/// Checks a live run's sampled usage against its `-l` limits (see `limits`): the first time
+/// one is exceeded, records why (the exit status and the notice for its stderr) and returns
+/// what the caller needs to kill it once the runs lock is released: run id, process group,
+/// and the run's end.
+fn over_limit(
+    record: &mut RunRecord,
+    live: &Live,
+    t: &procfs::SessionTotals,
+    clock_ticks: u64,
+) -> Option<(u64, i32, watch::Receiver<bool>)> {
+    let by_mom = &record.interventions;
+    if record.limits.is_empty() || by_mom.over_limit.is_some() || by_mom.walltime {
+        return None;
+    }
+    let ticks = clock_ticks.max(1);
+    let used = limits::Sampled {
+        cput_secs: t.cpu_ticks / ticks,
+        max_process_cput_secs: t.max_process_cpu_ticks / ticks,
+        vmem_bytes: t.vsize_bytes,
+        max_process_vmem_bytes: t.max_process_vsize,
+    };
+    let (exceeded, reason) = record.limits.exceeded(&used)?;
+    tracing::info!(run = record.run_id, job = %record.job_id, %reason, "job over its limit: killing it");
+    record.interventions.over_limit = Some(exceeded);
+    record.limit_notice = reason;
+    Some((record.run_id, live.pgid, live.done.subscribe()))
+}
+
+/// A run's `-l` limits, read from its resource list (see `limits`): `mem` limits each
+/// process only when the job runs on this node alone, as in Torque.
+fn job_limits(spec: &RunSpec, ignored: limits::Ignored) -> limits::JobLimits {
+    let mut hosts: Vec<&str> = spec.nodefile_hosts.iter().map(String::as_str).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .map_or(0, |(soft, _)| soft);
+    limits::from_resource_list(&spec.resource_limits, hosts.len() <= 1, stack, ignored)
+}
+
 async fn escalate(pgid: i32, delay: Duration, done: watch::Receiver<bool>) {
     if outlived(delay, done).await {
         tracing::info!(pgid, "job still alive after grace: SIGKILL");

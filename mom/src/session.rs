@@ -87,6 +87,7 @@ fn apply_config(runner: &Runner, config: MomConfig) {
     runner.set_login_shells(config.source_login_batch);
     runner.set_prolog_alarm(std::time::Duration::from_secs(config.prolog_alarm_secs));
     runner.set_tmpdir(config.tmpdir.clone());
+    runner.set_ignored_limits(config.ignored);
     tracing::info!(?config, "MOM config loaded");
 }
 

@@ -13,8 +13,12 @@ pub const RETRY: i32 = -3;
 /// it when no MOM came back in time); as Torque, the server requeues it when it is
 /// rerunnable, else ends it with this status.
 pub const INITABT: i32 = -4;
+/// JOB_EXEC_OVERLIMIT_MEM: killed for exceeding its `vmem` or `pvmem`.
+pub const OVERLIMIT_MEM: i32 = -10;
 /// JOB_EXEC_OVERLIMIT_WT: killed for exceeding its walltime.
 pub const OVERLIMIT_WT: i32 = -11;
+/// JOB_EXEC_OVERLIMIT_CPUT: killed for exceeding its `cput` or `pcput`.
+pub const OVERLIMIT_CPUT: i32 = -12;
 /// JOB_EXEC_RETRY_PROLOGUE: the prologue failed (any way but exiting 1); the script never ran
 /// and, as Torque, the server requeues the job.
 pub const RETRY_PROLOGUE: i32 = -14;

@@ -566,6 +566,55 @@ fn qsig_kill_is_a_sigterm_first_as_torques_mom_sends_it() {
     assert_contains(&c.read(out_file), "cleaned up\n");
 }
 
+/// `-l` limits as Torque's MOM applies them: `pcput`, `file`, `pmem`, `vmem` and `nice` are
+/// set on the job's shell (so `ulimit` and `nice` inside the job read them); `cput` and
+/// `vmem` are job-wide totals the MOM checks as it samples the job, killing it with Torque's
+/// notice and JOB_EXEC_OVERLIMIT_CPUT (-12) or _MEM (-10); `$ignvmem` turns vmem off.
+#[test]
+fn l_limits_are_set_on_the_job_and_its_totals_enforced() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=4")]);
+    let (_, out) = c.run_job(
+        "lim.sh",
+        "ulimit -t; ulimit -f; ulimit -d; ulimit -m; ulimit -v; nice\n",
+        &["-l", "pcput=30,file=1mb,pmem=100mb,vmem=200mb,nice=5"],
+    );
+    // Seconds, then KiB (bash's units).
+    assert_eq!(out, "30\n1024\n102400\n102400\n204800\n5\n");
+    // A job asking nothing gets nothing.
+    let (_, out) = c.run_job("free.sh", "ulimit -t; ulimit -v; nice\n", &[]);
+    assert_eq!(out, "unlimited\nunlimited\n0\n");
+    // Over the file size limit: the write stops there (SIGXFSZ ends the writer).
+    let (_, out) = c.run_job(
+        "big.sh",
+        "head -c 4096 /dev/zero > big.out; wc -c < big.out\n",
+        &["-l", "file=1kb"],
+    );
+    assert_eq!(out, "1024\n");
+
+    // Over the job's CPU time: a busy loop, killed at a sample once past one second.
+    let burner = c.qsub("burn.sh", "while :; do :; done\n", &["-l", "cput=1"]);
+    // Ten sleeps of ~3 MB each (and two shells of ~4): every process under the 20 MB
+    // address-space limit, the job's total over it.
+    let sleeps = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 60 & done\nwait\n";
+    let fat = c.qsub("fat.sh", sleeps, &["-l", "vmem=20mb"]);
+    c.wait_state(&burner, "C", T);
+    c.wait_state(&fat, "C", T);
+    assert_eq!(c.job_attr(&burner, "exit_status").as_deref(), Some("-12"));
+    let err = c.read(c.work.join(format!("burn.sh.e{}", Cluster::seq(&burner))));
+    assert_contains(&err, "=>> PBS: job killed: cput ");
+    assert_contains(&err, " exceeded limit 1\n");
+    assert_eq!(c.job_attr(&fat, "exit_status").as_deref(), Some("-10"));
+    let err = c.read(c.work.join(format!("fat.sh.e{}", Cluster::seq(&fat))));
+    assert_contains(&err, "=>> PBS: job killed: vmem ");
+    assert_contains(&err, format!(" exceeded limit {}\n", 20 << 20));
+
+    // `$ignvmem`: no address-space limit for jobs started from now on.
+    let loaded = c.reconfigure_mom("n1", "$ignvmem true\n");
+    assert_contains(&loaded, "vmem: true");
+    let (_, out) = c.run_job("novm.sh", "ulimit -v\n", &["-l", "vmem=40mb"]);
+    assert_eq!(out, "unlimited\n");
+}
+
 #[test]
 fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=4")]);
