@@ -798,18 +798,36 @@ mod tests {
         );
     }
 
+    /// Writes a script this test then runs, through a `cat` child, so that this process never
+    /// holds it open for writing: other tests fork meanwhile, and a child holding an
+    /// inherited write descriptor until its exec makes the script's exec fail (ETXTBSY).
+    fn write_script(path: &Path, body: &str, mode: u32) {
+        let mut cat = Command::new("sh")
+            .args(["-c", "cat > \"$0\""])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        cat.stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write");
+        assert!(cat.wait().expect("wait").success());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     #[test]
     fn a_script_runs_with_its_arguments_and_its_code_is_returned() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         std::fs::write(&out, "").expect("out");
         let script = dir.path().join("prologue");
-        std::fs::write(
+        write_script(
             &script,
             "#!/bin/sh\necho \"$# $1 $PBS_MSHOST $(pwd)\"\nexit 3\n",
-        )
-        .expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+            0o500,
+        );
         let mut job = job();
         job.uid = nix::unistd::geteuid().as_raw();
         job.streams = Some(Streams::IntoStdout(out.clone()));
@@ -846,9 +864,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("user-ran");
         let write = |name: &str, body: String, mode: u32| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, body).expect("write");
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            write_script(&dir.path().join(name), &body, mode);
         };
         write("prologue", "#!/bin/sh\nexec sleep 60\n".into(), 0o500);
         write(
@@ -879,8 +895,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = dir.path().join("epilogue");
         // A child of its own that holds the output pipe open too: the whole session goes.
-        std::fs::write(&script, "#!/bin/sh\nsleep 60 &\nsleep 60\n").expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+        write_script(&script, "#!/bin/sh\nsleep 60 &\nsleep 60\n", 0o500);
         let owner = nix::unistd::geteuid().as_raw();
         let scripts = Scripts {
             dir: dir.path(),
