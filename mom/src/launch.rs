@@ -107,6 +107,9 @@ pub struct StartOptions {
     pub tmpdir: Option<PathBuf>,
     /// The job's `-l` limits its shell takes (see `limits`).
     pub limits: ProcessLimits,
+    /// `pbs_environment`'s variables (`None`: no such file; see
+    /// `config::load_pbs_environment`).
+    pub base_env: Option<Vec<(String, String)>>,
 }
 
 /// The identity a job's process takes (only when the MOM switches user).
@@ -407,7 +410,15 @@ pub fn prepare(
     } else {
         PathBuf::from(&spec.init_work_dir)
     };
-    let env = build_env(spec, layout, &user, &shell, tmpdir.as_deref());
+    let base_env = options.base_env.as_deref();
+    let env = build_env(
+        spec,
+        layout,
+        &user,
+        &shell,
+        tmpdir.as_deref(),
+        base_env.unwrap_or(&[]),
+    );
     let group = if spec.egroup.is_empty() {
         Group::from_gid(gid)
             .ok()
@@ -429,7 +440,10 @@ pub fn prepare(
             &env,
             &spec.resource_limits,
             node_name,
-            std::env::var("LANG").ok().as_deref(),
+            &base_env.map_or_else(
+                || pelog::default_base_environment(std::env::var("LANG").ok().as_deref()),
+                <[(String, String)]>::to_vec,
+            ),
         ),
         streams: Some(spooled.open.clone()),
         uid: user.uid.as_raw(),
@@ -800,8 +814,13 @@ pub fn build_env(
     user: &User,
     shell: &Path,
     tmpdir: Option<&Path>,
+    base: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
+    // As Torque's InitUserEnv: `pbs_environment` first, then the job's variables, then
+    // what the MOM sets; a later value replaces an earlier one in its place.
+    let mut env: Vec<(String, String)> = base.to_vec();
+    let has_path =
+        base.iter().any(|(k, _)| k == "PATH") || spec.env.iter().any(|(k, _)| k == "PATH");
     let mut set = |k: &str, v: String| {
         if let Some(e) = env.iter_mut().find(|(n, _)| n == k) {
             e.1 = v;
@@ -816,7 +835,6 @@ pub fn build_env(
         }
         set(k, v.clone());
     }
-    let has_path = spec.env.iter().any(|(k, _)| k == "PATH");
     set("HOME", user.dir.display().to_string());
     set("USER", user.name.clone());
     set("LOGNAME", user.name.clone());
@@ -1201,7 +1219,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None);
+        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None, &[]);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PBS_JOBID"), Some("4.vm"));
         assert_eq!(get("HOME"), Some(user.dir.to_str().expect("utf8 home")));
@@ -1212,6 +1230,30 @@ mod tests {
         assert_eq!(get("LD_PRELOAD"), None);
         assert!(get("BAD=NAME").is_none());
         assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
+    }
+
+    /// `pbs_environment` comes first and the job's own variables override it, as in
+    /// Torque's InitUserEnv; its PATH stands in for the MOM's default.
+    #[test]
+    fn pbs_environment_is_the_base_the_job_overrides() {
+        let layout = Layout::new("/var/spool/capstan");
+        let user = User::from_uid(Uid::current())
+            .ok()
+            .flatten()
+            .expect("current user");
+        let spec = RunSpec {
+            job_id: "4.vm".into(),
+            env: vec![("TZ".into(), "Asia/Tokyo".into())],
+            ..Default::default()
+        };
+        let base = [("LANG", "C"), ("PATH", "/site/bin:/bin"), ("TZ", "UTC")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None, &base);
+        assert_eq!(
+            &env[..3],
+            &base.map(|(k, v)| (k, if v == "UTC" { "Asia/Tokyo".into() } else { v }))
+        );
+        assert_eq!(env.iter().filter(|(n, _)| n == "PATH").count(), 1);
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Layout {
         self.mom_priv().join("config")
     }
 
+    /// Torque's `pbs_environment` (see `config::load_pbs_environment`).
+    pub fn pbs_environment(&self) -> PathBuf {
+        self.home.join("pbs_environment")
+    }
+
     pub fn jobs_dir(&self) -> PathBuf {
         self.mom_priv().join("jobs")
     }

@@ -10,7 +10,8 @@
 //! Dials the server, reports node status, runs jobs as their users and keeps
 //! their results until the server has them. SIGTERM/SIGINT stop the MOM
 //! gracefully (jobs keep running and are adopted by the next MOM process);
-//! SIGHUP rereads `DIR/mom_priv/config`.
+//! SIGHUP rereads `DIR/mom_priv/config`; `DIR/pbs_environment`, the base of every job's
+//! environment, is read once at start (as Torque's MOM reads it).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,6 +146,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let supervisor = supervisor::program();
     tracing::debug!(supervisor = %supervisor.display(), "job supervisor");
     let runner = Runner::new(layout.clone(), node_name.clone(), events_tx, supervisor);
+    // Read once, at start, as Torque's MOM reads it.
+    let env_file = layout.pbs_environment();
+    let (base_env, warnings) = capstan_mom::config::load_pbs_environment(&env_file);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(vars) = &base_env {
+        tracing::info!(file = %env_file.display(), count = vars.len(), "job environment base loaded");
+    }
+    runner.set_base_environment(base_env);
     {
         let r = runner.clone();
         tokio::task::spawn_blocking(move || r.recover())

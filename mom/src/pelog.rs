@@ -223,16 +223,28 @@ pub fn used_string(used: &Usage) -> String {
     )
 }
 
-/// The scripts' environment, as Torque's MOM gives it (observed): `PATH=/bin:/usr/bin`,
-/// the MOM's `LANG`, `PBS_MSHOST`, `PBS_NODEFILE`, `PBS_NODENUM=0`, `PBS_O_WORKDIR`,
-/// and, when the job asked for `nodes`, `PBS_RESOURCE_NODES`, `PBS_NP`, `PBS_NUM_NODES`
-/// and `PBS_NUM_PPN`; the job's `TMPDIR` when it has one (`$tmpdir`). `job_env` is the
-/// job's own environment.
+/// What the scripts' environment starts from when the MOM has no `pbs_environment` (see
+/// [`environment`]): what Torque's default file holds, `PATH=/bin:/usr/bin`, and the MOM's
+/// `LANG`.
+pub fn default_base_environment(lang: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![("PATH".to_string(), "/bin:/usr/bin".to_string())];
+    if let Some(lang) = lang {
+        env.push(("LANG".into(), lang.into()));
+    }
+    env
+}
+
+/// The scripts' environment, as Torque's MOM gives it (observed): `base`, the MOM's own
+/// environment, which is `pbs_environment`'s variables (`PATH=/bin:/usr/bin` and `LANG` in
+/// Torque's default file); then `PBS_MSHOST`, `PBS_NODEFILE`, `PBS_NODENUM=0`,
+/// `PBS_O_WORKDIR`, and, when the job asked for `nodes`, `PBS_RESOURCE_NODES`, `PBS_NP`,
+/// `PBS_NUM_NODES` and `PBS_NUM_PPN`; the job's `TMPDIR` when it has one (`$tmpdir`).
+/// `job_env` is the job's own environment.
 pub fn environment(
     job_env: &[(String, String)],
     resource_limits: &str,
     mother_superior: &str,
-    lang: Option<&str>,
+    base: &[(String, String)],
 ) -> Vec<(String, String)> {
     let job = |name: &str| {
         job_env
@@ -241,30 +253,32 @@ pub fn environment(
             .map(|(_, v)| v.clone())
     };
     let nodes = asked_resource(resource_limits, "nodes");
-    let mut env = vec![("PATH".to_string(), "/bin:/usr/bin".to_string())];
-    if let Some(lang) = lang {
-        env.push(("LANG".into(), lang.into()));
-    }
-    env.push(("PBS_MSHOST".into(), mother_superior.into()));
+    let mut env = base.to_vec();
+    // Torque's put_env_var: a name the base has is replaced in its place.
+    let mut set = |name: &str, value: String| match env.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value,
+        None => env.push((name.to_string(), value)),
+    };
+    set("PBS_MSHOST", mother_superior.into());
     if let Some(file) = job("PBS_NODEFILE") {
-        env.push(("PBS_NODEFILE".into(), file));
+        set("PBS_NODEFILE", file);
     }
-    env.push(("PBS_NODENUM".into(), "0".into()));
+    set("PBS_NODENUM", "0".into());
     if nodes.is_some() {
         for name in ["PBS_NP", "PBS_NUM_NODES", "PBS_NUM_PPN"] {
             if let Some(v) = job(name) {
-                env.push((name.into(), v));
+                set(name, v);
             }
         }
     }
     if let Some(dir) = job("PBS_O_WORKDIR") {
-        env.push(("PBS_O_WORKDIR".into(), dir));
+        set("PBS_O_WORKDIR", dir);
     }
     if let Some(nodes) = nodes {
-        env.push(("PBS_RESOURCE_NODES".into(), nodes.into()));
+        set("PBS_RESOURCE_NODES", nodes.into());
     }
     if let Some(dir) = job("TMPDIR") {
-        env.push(("TMPDIR".into(), dir));
+        set("TMPDIR", dir);
     }
     env
 }
@@ -654,7 +668,8 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let env = environment(&job_env, &job().resource_limits, "vm", Some("C.UTF-8"));
+        let base = default_base_environment(Some("C.UTF-8"));
+        let env = environment(&job_env, &job().resource_limits, "vm", &base);
         let text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             text,
@@ -673,10 +688,18 @@ mod tests {
             ]
         );
         // Without a nodes request, the node counts are not given (Torque's rule).
-        let env = environment(&job_env, "procs=3", "vm", None);
+        let env = environment(&job_env, "procs=3", "vm", &default_base_environment(None));
         assert!(env
             .iter()
             .all(|(k, _)| !k.starts_with("PBS_NUM") && k != "PBS_NP" && k != "LANG"));
+        // A site's pbs_environment is the base instead; its names are replaced in place.
+        let site = [("TZ", "UTC"), ("PBS_NODENUM", "9"), ("PATH", "/opt/bin")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = environment(&job_env, "procs=3", "vm", &site);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(&names[..4], ["TZ", "PBS_NODENUM", "PATH", "PBS_MSHOST"]);
+        assert_eq!(env[1].1, "0");
+        assert_eq!(env[2].1, "/opt/bin");
     }
 
     #[test]

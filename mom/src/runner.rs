@@ -167,6 +167,8 @@ pub struct Runner {
     tmpdir: Mutex<Option<PathBuf>>,
     /// `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`, for the runs started from now on.
     ignored_limits: Mutex<limits::Ignored>,
+    /// `pbs_environment`'s variables (read once, at start; `None`: no file).
+    base_env: Mutex<Option<Vec<(String, String)>>>,
     /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
     boot_id: String,
     /// [`Runner::keep_results_durable`] waits for a result with nothing to sync before it
@@ -215,6 +217,7 @@ impl Runner {
             ),
             tmpdir: Mutex::new(None),
             ignored_limits: Mutex::new(MomConfig::default().ignored),
+            base_env: Mutex::new(None),
             boot_id,
             sync_idle: AtomicBool::new(false),
             result_written: tokio::sync::Notify::new(),
@@ -238,6 +241,11 @@ impl Runner {
     /// Sets `$tmpdir` for the runs started from now on.
     pub fn set_tmpdir(&self, dir: Option<PathBuf>) {
         *self.tmpdir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    /// Sets `pbs_environment`'s variables, which every job's environment starts from.
+    pub fn set_base_environment(&self, vars: Option<Vec<(String, String)>>) {
+        *self.base_env.lock().unwrap_or_else(|p| p.into_inner()) = vars;
     }
 
     /// Sets which `-l` limits the runs started from now on are spared (`$ign*`).
@@ -669,6 +677,11 @@ impl Runner {
                 orphan_timeout_ms,
                 tmpdir,
                 limits: job_limits.process,
+                base_env: self
+                    .base_env
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             };
             launch::launch(
                 &spec,

@@ -341,6 +341,32 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
     assert_eq!(plain, login.trim_start_matches('-'), "still a login shell");
 }
 
+/// `DIR/pbs_environment`, read when the MOM starts, as Torque's: every job's environment
+/// starts from its variables (`NAME=value`, or a bare `NAME` for the MOM's own value), and
+/// the job's own variables override them.
+#[test]
+fn pbs_environment_is_the_base_of_every_jobs_environment() {
+    let mut c = Cluster::start(&one_node());
+    c.kill_mom("n1");
+    std::fs::write(
+        c.mom_home("n1").join("pbs_environment"),
+        "PATH=/bin:/usr/bin\n# the site's zone\nTZ=Pacific/Auckland\nCAPSTAN_SITE=lab one\nRUST_LOG\n",
+    )
+    .expect("pbs_environment");
+    c.start_mom("n1");
+    assert!(
+        wait_until(T, || c.server_log_count("MOM connected node=n1") == 2),
+        "the MOM did not come back:\n{}",
+        c.mom_log("n1")
+    );
+    // RUST_LOG: the MOM's own value (the test harness starts it with `info`).
+    let show = "echo \"$TZ|$CAPSTAN_SITE|$RUST_LOG|${MINE-}\"\n";
+    let (_, out) = c.run_job("site.sh", show, &[]);
+    assert_eq!(out.lines().last(), Some("Pacific/Auckland|lab one|info|"));
+    let (_, out) = c.run_job("mine.sh", show, &["-v", "MINE=x,TZ=UTC"]);
+    assert_eq!(out.lines().last(), Some("UTC|lab one|info|x"));
+}
+
 /// `$tmpdir DIR` in the MOM's config gives each job a directory of its own, `DIR/JOBID`
 /// (0700, the user's), as `TMPDIR`; it goes with the job's other files once the server has
 /// the job's result.
