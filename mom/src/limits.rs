@@ -174,6 +174,10 @@ impl Watch {
     }
 }
 
+/// The kernel's range of niceness.
+const NICE_MIN: i64 = -20;
+const NICE_MAX: i64 = 19;
+
 /// A job's limits: what its shell is given and what the MOM checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobLimits {
@@ -214,15 +218,24 @@ pub fn from_resource_list(
             "mem" if one_node && !ignored.mem => {
                 set_data(&mut limits, bytes(), stack_bytes, &mut vmem_floor)
             }
+            // A zero size is no limit, as Torque's `vmem_limit == 0`.
             "vmem" if !ignored.vmem => {
-                limits.watch.vmem_bytes = bytes();
-                lower(&mut limits.process.address_space_bytes, bytes());
+                let bytes = bytes().filter(|b| *b > 0);
+                limits.watch.vmem_bytes = bytes;
+                lower(&mut limits.process.address_space_bytes, bytes);
             }
             "pvmem" if !ignored.vmem => {
-                limits.watch.pvmem_bytes = bytes();
-                lower(&mut limits.process.address_space_bytes, bytes());
+                let bytes = bytes().filter(|b| *b > 0);
+                limits.watch.pvmem_bytes = bytes;
+                lower(&mut limits.process.address_space_bytes, bytes);
             }
-            "nice" => limits.process.nice = value.parse().ok(),
+            // nice(2) takes an int and clamps to the kernel's range; so does this.
+            "nice" => {
+                limits.process.nice = value
+                    .parse::<i64>()
+                    .ok()
+                    .map(|n| n.clamp(NICE_MIN, NICE_MAX) as i32)
+            }
             _ => {}
         }
     }
@@ -303,6 +316,20 @@ mod tests {
         assert_eq!(l.watch.pvmem_bytes, Some(1 << 30));
         let l = read("vmem=100mb,mem=200mb");
         assert_eq!(l.process.address_space_bytes, Some((200 << 20) + STACK));
+    }
+
+    #[test]
+    fn odd_values_are_read_as_torques_mom_reads_them() {
+        let l = read("vmem=0b,pvmem=0kb,nice=-99");
+        assert_eq!(
+            l.process.address_space_bytes, None,
+            "a zero size is no limit"
+        );
+        assert!(l.watch.is_empty());
+        assert_eq!(l.process.nice, Some(-20));
+        assert_eq!(read("nice=4000000000").process.nice, Some(19));
+        let huge = read("file=99999pb");
+        assert_eq!(huge.process.file_bytes, Some(u64::MAX));
     }
 
     #[test]

@@ -194,6 +194,11 @@ async fn serve(
             .clone()
             .keep_results_durable(Shutdown::new(notify.subscribe())),
     );
+    tokio::spawn(
+        runner
+            .clone()
+            .police_limits(Shutdown::new(notify.subscribe())),
+    );
     let session = Session::new(options, runner, events_rx, collector)?;
     let mut task = tokio::spawn(session.run(Shutdown::new(notify.subscribe())));
     tokio::select! {

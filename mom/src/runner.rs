@@ -77,8 +77,11 @@ use crate::store::Store;
 use crate::supervisor::{self, ExitRecord, Link};
 use capstan_proto::job_exec;
 
-/// Time between SIGTERM and SIGKILL when the walltime limit is hit.
+/// Time between SIGTERM and SIGKILL when the walltime limit, or another `-l` limit, is hit.
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
+/// How often the runs' `-l` limits are checked apart from the status reports (Torque's
+/// `$check_poll_time` is 45 s).
+const LIMIT_POLL: Duration = Duration::from_secs(5);
 /// Torque's default kill_delay, used when the server sends 0.
 const DEFAULT_KILL_DELAY: u32 = 2;
 
@@ -485,6 +488,16 @@ impl Runner {
                 }
             }
             self.spawn_orphan_watch(run_id, record.session_id, supervisor, done1);
+            if record.interventions.over_limit.is_some() {
+                // Found over a limit by the MOM before this one, which may have died before
+                // its SIGTERM: sent again, then the SIGKILL after the grace.
+                if session_alive(record.session_id) {
+                    procfs::kill_session(record.session_id, Signal::SIGTERM, false);
+                }
+                self.rt
+                    .spawn(escalate(record.session_id, WALLTIME_GRACE, done2));
+                continue;
+            }
             if record.walltime_limit_secs > 0 {
                 self.spawn_walltime(run_id, record.session_id, record.walltime_limit_secs, done2);
             }
@@ -1291,15 +1304,12 @@ impl Runner {
         let now = now_secs();
         let mut jobs = Vec::new();
         let mut usage = Vec::new();
-        let mut over = Vec::new();
+        self.enforce_limits(procs);
         for entry in self.runs().values_mut() {
             let Some(live) = entry.live.as_mut() else {
                 continue;
             };
             let t = procfs::session_totals(procs, live.pgid, self.page_kb);
-            if let Some(kill) = over_limit(&mut entry.record, live, &t, self.clock_ticks) {
-                over.push(kill);
-            }
             live.peak.cput_secs = live
                 .peak
                 .cput_secs
@@ -1310,15 +1320,55 @@ impl Runner {
             jobs.push(entry.record.job_id.clone());
             usage.push((entry.record.run_id, live.peak));
         }
-        for (run_id, pgid, done) in over {
-            self.save_latest(run_id);
-            procfs::kill_session(pgid, Signal::SIGTERM, false);
-            self.rt.spawn(escalate(pgid, WALLTIME_GRACE, done));
-        }
         jobs.sort();
         jobs.dedup();
         usage.sort_by_key(|(id, _)| *id);
         (jobs, usage)
+    }
+
+    /// Checks every running run against its `-l` limits (see [`over_limit`]) in one `/proc`
+    /// scan, and kills those over one: SIGTERM, then SIGKILL after the walltime grace
+    /// (blocking: writes the records).
+    fn enforce_limits(&self, procs: &[Proc]) {
+        let mut over = Vec::new();
+        for entry in self.runs().values_mut() {
+            let Some(live) = entry.live.as_ref() else {
+                continue;
+            };
+            if entry.record.limits.is_empty() {
+                continue;
+            }
+            let t = procfs::session_totals(procs, live.pgid, self.page_kb);
+            over.extend(over_limit(&mut entry.record, live, &t, self.clock_ticks));
+        }
+        for (run_id, pgid, done) in over {
+            self.save_latest(run_id);
+            if !*done.borrow() {
+                procfs::kill_session(pgid, Signal::SIGTERM, false);
+                self.rt.spawn(escalate(pgid, WALLTIME_GRACE, done));
+            }
+        }
+    }
+
+    /// Checks the runs' `-l` limits every [`LIMIT_POLL`], whether or not the server is
+    /// reachable (the status reports, which also check them, stop while it is not), as
+    /// Torque's MOM polls its jobs on its own. Scans `/proc` only when a run has limits.
+    pub async fn police_limits(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LIMIT_POLL) => {}
+                _ = shutdown.recv() => return,
+            }
+            let watched = self
+                .runs()
+                .values()
+                .any(|e| e.live.is_some() && !e.record.limits.is_empty());
+            if watched {
+                let runner = Arc::clone(&self);
+                let _ = tokio::task::spawn_blocking(move || runner.enforce_limits(&procfs::scan()))
+                    .await;
+            }
+        }
     }
 
     /// Kills the job at its walltime limit: SIGTERM, then SIGKILL after a grace. The time it
@@ -1474,7 +1524,6 @@ async fn ended(done: &mut watch::Receiver<bool>) {
     let _ = done.wait_for(|d| *d).await;
 }
 
-/// SIGKILL to the group after `delay` unless the job ended first.
 /// Checks a live run's sampled usage against its `-l` limits (see `limits`): the first time
 /// one is exceeded, records why (the exit status and the notice for its stderr) and returns
 /// what the caller needs to kill it once the runs lock is released: run id, process group,
@@ -1486,7 +1535,15 @@ fn over_limit(
     clock_ticks: u64,
 ) -> Option<(u64, i32, watch::Receiver<bool>)> {
     let by_mom = &record.interventions;
-    if record.limits.is_empty() || by_mom.over_limit.is_some() || by_mom.walltime {
+    // Torque checks running jobs only: not a suspended one, nor one being ended (qdel, a
+    // cancel, its walltime) or already over a limit.
+    if record.limits.is_empty()
+        || record.suspended_at.is_some()
+        || by_mom.over_limit.is_some()
+        || by_mom.walltime
+        || by_mom.deleted
+        || live.cancelled
+    {
         return None;
     }
     let ticks = clock_ticks.max(1);
@@ -1509,11 +1566,16 @@ fn job_limits(spec: &RunSpec, ignored: limits::Ignored) -> limits::JobLimits {
     let mut hosts: Vec<&str> = spec.nodefile_hosts.iter().map(String::as_str).collect();
     hosts.sort_unstable();
     hosts.dedup();
+    // An unlimited stack adds nothing (else it would lift every address-space limit).
     let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
-        .map_or(0, |(soft, _)| soft);
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|soft| *soft != libc::RLIM_INFINITY)
+        .unwrap_or(0);
     limits::from_resource_list(&spec.resource_limits, hosts.len() <= 1, stack, ignored)
 }
 
+/// SIGKILL to the group after `delay` unless the job ended first.
 async fn escalate(pgid: i32, delay: Duration, done: watch::Receiver<bool>) {
     if outlived(delay, done).await {
         tracing::info!(pgid, "job still alive after grace: SIGKILL");
@@ -1605,6 +1667,43 @@ fn session_alive(pgid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As Torque's poll: a run is checked only while it runs (not suspended, deleted or
+    /// cancelled), strictly over its limit, and marked once.
+    #[test]
+    fn only_a_running_job_is_checked_against_its_limits_and_marked_once() {
+        let mut record = RunRecord::for_test(7);
+        record.limits = limits::Watch {
+            cput_secs: Some(10),
+            ..Default::default()
+        };
+        let (done, _) = watch::channel(false);
+        let live = Live::new(4242, done);
+        let ticks = |secs: u64| procfs::SessionTotals {
+            cpu_ticks: secs * 100,
+            ..Default::default()
+        };
+        assert!(over_limit(&mut record.clone(), &live, &ticks(10), 100).is_none());
+        let mut suspended = record.clone();
+        suspended.suspended_at = Some(5);
+        assert!(over_limit(&mut suspended, &live, &ticks(12), 100).is_none());
+        let mut deleted = record.clone();
+        deleted.interventions.deleted = true;
+        assert!(over_limit(&mut deleted, &live, &ticks(12), 100).is_none());
+        let (done, _) = watch::channel(false);
+        let mut cancelled = Live::new(4242, done);
+        cancelled.cancelled = true;
+        assert!(over_limit(&mut record.clone(), &cancelled, &ticks(12), 100).is_none());
+
+        let (run, pgid, _) = over_limit(&mut record, &live, &ticks(12), 100).expect("over");
+        assert_eq!((run, pgid), (7, 4242));
+        assert_eq!(record.interventions.over_limit, Some(limits::Exceeded::Cpu));
+        assert_eq!(record.limit_notice, "cput 12 exceeded limit 10");
+        assert!(
+            over_limit(&mut record, &live, &ticks(20), 100).is_none(),
+            "once"
+        );
+    }
 
     /// A runner over a fresh MOM home (the directory lives as long as the first value), and
     /// the receiver of its events.

@@ -239,3 +239,25 @@ fn after_a_reboot_the_mom_reports_its_runs_lost_and_the_server_requeues_or_ends_
         c.server_log()
     );
 }
+
+/// The MOM polices a job's `-l cput` on its own: with the server gone, a job over its limit
+/// is still killed, and the server, once back, records Torque's -12.
+#[test]
+fn limits_are_enforced_while_the_server_is_away() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let pid_file = c.work.join("burner.pid");
+    let body = format!("echo $$ > {}\nwhile :; do :; done\n", pid_file.display());
+    let id = c.qsub("burn.sh", &body, &["-l", "cput=2"]);
+    c.wait_state(&id, "R", T);
+    let shell = c.shell_proc(&pid_file);
+    c.kill_server();
+    assert!(
+        wait_until(T, || !shell.exists()),
+        "the job ran on past its cput with the server gone"
+    );
+    c.start_server();
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("-12"));
+    let err = c.read(c.work.join(format!("burn.sh.e{}", Cluster::seq(&id))));
+    assert_contains(&err, " exceeded limit 2\n");
+}
