@@ -1150,6 +1150,7 @@ pub async fn alter(
     let running = current.state == JobState::Running;
     let mut job = current.clone();
     let mut resources_changed = false;
+    let mut new_depend = None;
     for attr in attrs {
         let v = attr.value.as_str();
         let fail = |mut e: PbsError| {
@@ -1219,6 +1220,18 @@ pub async fn alter(
                 job.hold_types = holds;
             }
             "Shell_Path_List" => job.shell_path = Some(v.to_string()),
+            // `qalter -W depend=...`: the job's dependencies set anew, as qsub's (a running
+            // job is past them).
+            "depend" => {
+                if running {
+                    return Err(PbsError::new(pbse::MODATRRUN, "", shown));
+                }
+                let deps = parse_depend(v, state).map_err(fail)?;
+                if deps.iter().any(|d| d.seq == seq) {
+                    return Err(PbsError::new(pbse::BADDEPEND, "", shown));
+                }
+                new_depend = Some(deps);
+            }
             _ => {
                 return Err(PbsError::new(
                     pbse::NOATTR,
@@ -1240,9 +1253,24 @@ pub async fn alter(
         })?;
         job.request = Some(request);
     }
+    if let Some(deps) = new_depend {
+        // The system hold comes and goes with the dependencies, as at submission: placed
+        // for new ones, lifted with old ones that were not yet met.
+        let held_by_old = job.hold_types.system
+            && job.start_count == 0
+            && job.depend.iter().any(|d| !d.satisfied);
+        job.depend = deps;
+        if !job.depend.is_empty() {
+            job.hold_types.system = true;
+        } else if held_by_old {
+            job.hold_types.system = false;
+        }
+    }
     job.mtime = now;
     if !running {
         settle(&mut job, now);
+        // Parents that already finished decide at once (a failed `afterok` deletes it).
+        evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
     }
     let mut tx = core.store.begin().map_err(PbsError::system)?;
     tx.save_job(&job).map_err(PbsError::system)?;

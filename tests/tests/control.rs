@@ -135,6 +135,72 @@ fn dependencies_release_or_delete_dependents() {
     );
 }
 
+/// `qalter -W depend=...` sets a queued job's dependencies anew, as qsub would have set
+/// them: a system hold until they are met, deletion at once when one never can be.
+#[test]
+fn qalter_sets_a_queued_jobs_dependencies() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
+    let parent = c.qsub("parent.sh", "true\n", &["-h"]);
+    // Held by its user, so that it waits for the qalter.
+    let child = c.qsub("child.sh", "echo child\n", &["-h"]);
+    let depend = format!("depend=afterok:{parent}");
+    let out = c.run("qalter", &["-W", &depend, &child]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        c.job_attr(&child, "depend"),
+        Some(format!("afterok:{parent}"))
+    );
+    assert!(c.run("qrls", &[&child]).status.success());
+    assert_eq!(c.job_state(&child).as_deref(), Some("H"));
+    assert_eq!(c.job_attr(&child, "Hold_Types").as_deref(), Some("s"));
+    assert!(c.run("qrls", &[&parent]).status.success());
+    c.wait_state(&parent, "C", T);
+    c.wait_state(&child, "C", T);
+    assert_eq!(c.job_attr(&child, "exit_status").as_deref(), Some("0"));
+
+    // A dependency that can no longer be met deletes the job at once.
+    let failed = c.qsub("failed.sh", "exit 3\n", &[]);
+    c.wait_state(&failed, "C", T);
+    let late = c.qsub("late.sh", "true\n", &["-h"]);
+    let out = c.run(
+        "qalter",
+        &["-W", &format!("depend=afterok:{failed}"), &late],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(c.job_state(&late).as_deref(), Some("C"));
+    assert_eq!(c.job_attr(&late, "exit_status").as_deref(), Some("271"));
+    assert_eq!(
+        c.job_attr(&late, "comment"),
+        Some(format!(
+            "Job deleted as result of dependency on job {failed}"
+        ))
+    );
+
+    // Refused, and nothing changed: an unknown parent, the job itself, bad syntax.
+    let waiting = c.qsub("waiting.sh", "true\n", &["-h"]);
+    for (value, code_expected, text) in [
+        (
+            "depend=afterok:999".to_string(),
+            208,
+            format!("qalter: Invalid Job Dependency {waiting}\n"),
+        ),
+        (
+            format!("depend=afterok:{waiting}"),
+            208,
+            format!("qalter: Invalid Job Dependency {waiting}\n"),
+        ),
+    ] {
+        let out = c.run("qalter", &["-W", &value, &waiting]);
+        assert_eq!((code(&out), stderr(&out)), (code_expected, text), "{value}");
+    }
+    let out = c.run("qalter", &["-W", "depend=sometime:1", &waiting]);
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "qalter: illegal -W dependency value");
+    assert_eq!(c.job_attr(&waiting, "depend"), None);
+    assert_eq!(c.job_attr(&waiting, "Hold_Types").as_deref(), Some("u"));
+}
+
 #[test]
 fn other_users_cannot_touch_a_job() {
     let Some(other) = other_user() else {

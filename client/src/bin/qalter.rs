@@ -1,7 +1,8 @@
 //! `qalter`: change a job's attributes (Torque-compatible).
 //!
 //! Options mean what they mean to qsub and are validated by the same code
-//! (`capstan_client::qsub::options`), except `-h`, which takes a hold list here. The server
+//! (`capstan_client::qsub::options`), except `-h`, which takes a hold list here;
+//! `-W depend=...` sets the job's dependencies anew. The server
 //! decides who may change what (owner, operators, managers) and in which state; its refusals
 //! are printed in Torque's words, `qalter: Unauthorized Request  14.vm`, and an unknown job id
 //! prints nothing and exits 153, as Torque's qalter does.
@@ -49,8 +50,8 @@ fn run(args: &[String]) -> i32 {
                 }
                 hold = Some(list);
             }
-            Item::Opt('v' | 'W' | 'u', _) => {
-                // Variable lists, dependencies and user lists are fixed at submission in Capstan.
+            Item::Opt('v' | 'u', _) => {
+                // Variable lists and user lists are fixed at submission in Capstan.
                 eprintln!("qalter: this option is not supported by Capstan");
                 return 2;
             }
