@@ -649,6 +649,31 @@ impl Batch for BatchService {
         }))
     }
 
+    async fn order_jobs(
+        &self,
+        request: Request<pb::OrderJobsRequest>,
+    ) -> Result<Response<pb::JobActionReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let result = self
+            .shared
+            .change(
+                move |core| {
+                    Box::pin(async move {
+                        jobs::order(core, &caller, &req.first, &req.second, now_epoch()).await
+                    })
+                },
+                |r| r.is_ok(),
+            )
+            .await?;
+        Ok(Response::new(pb::JobActionReply {
+            results: vec![pb::JobActionResult {
+                id: String::new(),
+                error: result.err().map(error_to_proto),
+            }],
+        }))
+    }
+
     async fn run_jobs(
         &self,
         request: Request<pb::RunJobsRequest>,

@@ -368,7 +368,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             continue;
         };
         let key = priority::Key::new(
-            job.seq,
+            (job.seq, job.rank()),
             (queue_priority, job.priority, job.qtime),
             ranking_share(&job.euser),
             now,
@@ -490,6 +490,7 @@ fn pending_job(job: &Job, queue_priority: i64, usage_share: f64) -> Option<Pendi
         queue_priority,
         priority: job.priority,
         qtime: job.qtime,
+        rank: job.rank(),
         request,
         walltime_secs: job.walltime_secs(),
         site: job.resource("site").map(str::to_string),

@@ -780,6 +780,7 @@ fn build_job(
         ctime: now,
         mtime: now,
         qtime: now,
+        queue_rank: state.next_queue_rank(seq),
         etime: None,
         depend,
         exec_host: Vec::new(),
@@ -1280,6 +1281,65 @@ pub async fn alter(
     Ok(!running)
 }
 
+/// qorder (Torque's req_orderjob): two jobs swap their places in line, their queue ranks,
+/// and their queues when they are in different ones, each checked as a qmove into the
+/// other's queue is. The caller must own both (or be an operator); neither may be running
+/// or complete.
+pub async fn order(
+    core: &mut Core,
+    caller: &Caller,
+    first: &str,
+    second: &str,
+    now: i64,
+) -> Result<(), PbsError> {
+    let state = &core.state;
+    let server = state.server_name.as_str();
+    let privilege = state.server_attrs.privilege(caller);
+    let find = |id: &str| -> Result<Job, PbsError> {
+        let job = parse_job_id(id, server)
+            .and_then(|seq| state.jobs.get(&seq))
+            .ok_or_else(|| PbsError::new(pbse::UNKJOBID, "", ""))?;
+        if privilege < Privilege::Operator && job.uid != caller.uid {
+            return Err(PbsError::new(pbse::PERM, "", ""));
+        }
+        match job.state {
+            JobState::Completed => Err(PbsError::new(
+                pbse::BADSTATE,
+                "invalid state for job - COMPLETE",
+                "",
+            )),
+            JobState::Running => Err(PbsError::new(pbse::BADSTATE, "", "")),
+            _ => Ok(job.clone()),
+        }
+    };
+    let (mut one, mut other) = (find(first)?, find(second)?);
+    if one.seq == other.seq {
+        return Ok(());
+    }
+    let ranks = (one.rank(), other.rank());
+    if one.queue != other.queue {
+        let queues = (one.queue.clone(), other.queue.clone());
+        move_job(state, &mut one, &queues.1, now)?;
+        move_job(state, &mut other, &queues.0, now)?;
+    }
+    one.queue_rank = ranks.1;
+    other.queue_rank = ranks.0;
+    one.mtime = now;
+    other.mtime = now;
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
+    tx.save_job(&one).map_err(PbsError::system)?;
+    tx.save_job(&other).map_err(PbsError::system)?;
+    tx.commit().await.map_err(PbsError::system)?;
+    info!(
+        first = %format!("{}.{server}", one.seq),
+        second = %format!("{}.{server}", other.seq),
+        by = %caller.user_at_host(),
+        "jobs reordered"
+    );
+    core.apply_jobs(vec![one, other], now);
+    Ok(())
+}
+
 pub(crate) fn send_messages(core: &Core, messages: Vec<(String, ToMom)>) {
     for (node, message) in messages {
         if let Some(n) = core.state.node(&node) {
@@ -1558,6 +1618,7 @@ fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result
     job.defaulted = defaulted;
     job.request = Some(request);
     job.qtime = now;
+    job.queue_rank = state.next_queue_rank(job.seq);
     job.mtime = now;
     Ok(())
 }

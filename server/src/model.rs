@@ -193,6 +193,11 @@ pub struct Job {
     pub ctime: i64,
     pub mtime: i64,
     pub qtime: i64,
+    /// Torque's `queue_rank`: the job's place in line among jobs of equal priority, given
+    /// in order as jobs enter a queue (submission, qmove) and swapped by qorder. 0 in jobs
+    /// stored before it existed: their number stands in (see [`Job::rank`]).
+    #[serde(default)]
+    pub queue_rank: u64,
     pub etime: Option<i64>,
     pub depend: Vec<Dependency>,
     pub output_path: String,
@@ -269,6 +274,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// Its place in line among equals (see `queue_rank`).
+    pub fn rank(&self) -> u64 {
+        if self.queue_rank == 0 {
+            self.seq
+        } else {
+            self.queue_rank
+        }
+    }
+
     /// Whether the job's nodes run nothing else: `qsub -n`, or Torque's (Moab's)
     /// `-l naccesspolicy=singlejob`.
     pub fn exclusive(&self) -> bool {

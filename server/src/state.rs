@@ -202,6 +202,8 @@ pub struct State {
     /// way: every run's start and end looks for dependents to release or delete, and must
     /// not visit every job kept to find the few that have any.
     awaiting_dependencies: BTreeSet<u64>,
+    /// The highest queue rank given so far (see [`State::next_queue_rank`]).
+    last_queue_rank: u64,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -240,7 +242,15 @@ impl State {
             pending: BTreeSet::new(),
             running: BTreeSet::new(),
             awaiting_dependencies: BTreeSet::new(),
+            last_queue_rank: 0,
         }
+    }
+
+    /// The rank of a job entering a queue now: behind every job already ranked, and for a
+    /// new job no lower than its number (which stands in for the rank of jobs stored before
+    /// ranks existed).
+    pub fn next_queue_rank(&self, seq: u64) -> u64 {
+        (self.last_queue_rank + 1).max(seq)
     }
 
     pub fn queue(&self, name: &str) -> Option<&Queue> {
@@ -335,6 +345,7 @@ impl State {
                 let host = job.exec_host.clone();
                 self.occupy(job.seq, &host, job.exclusive());
             }
+            self.last_queue_rank = self.last_queue_rank.max(job.rank());
             mark(&mut self.pending, job.seq, is_pending(&job));
             mark(&mut self.running, job.seq, is_running(&job));
             mark(

@@ -707,6 +707,7 @@ pub(crate) mod tests {
             ctime: 1,
             mtime: 1,
             qtime: 1,
+            queue_rank: 0,
             etime: Some(1),
             depend: vec![],
             output_path: "vm:/tmp/job.sh.o0".into(),

@@ -363,6 +363,80 @@ fn chrono_free_minutes_of_day() -> u32 {
     parts.next().unwrap_or(0) * 60 + parts.next().unwrap_or(0)
 }
 
+/// `qorder JOB JOB` swaps two waiting jobs' places in line (and their queues, when they
+/// are in different ones); the scheduler then starts them in the new order. Refusals are
+/// Torque's `prt_job_err` lines with no job id, and change nothing.
+#[test]
+fn qorder_swaps_two_jobs_places_in_line() {
+    let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    let order_file = c.work.join("order.txt");
+    let marker = c.work.join("go");
+    // Holds the only slot until the marker appears, so the two wait in line behind it.
+    let blocker = c.qsub(
+        "blocker.sh",
+        &format!("while [ ! -e {} ]; do sleep 0.05; done\n", marker.display()),
+        &[],
+    );
+    c.wait_state(&blocker, "R", T);
+    let note = |name: &str| format!("echo {name} >> {}\n", order_file.display());
+    let first = c.qsub("first.sh", &note("first"), &[]);
+    let second = c.qsub("second.sh", &note("second"), &[]);
+    let out = c.run("qorder", &[&first, &second]);
+    assert_eq!(
+        (code(&out), stderr(&out), stdout(&out)),
+        (0, String::new(), String::new())
+    );
+
+    // Refused, in Torque's words: a running job, an unknown one, a bad command line.
+    let out = c.run("qorder", &[&blocker, &first]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            170,
+            "qorder: Request invalid for state of job \n".to_string()
+        )
+    );
+    let out = c.run("qorder", &[&first, "999"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (153, "qorder: Unknown Job Id Error \n".to_string())
+    );
+    let out = c.run("qorder", &[&first]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            2,
+            "usage: qorder job_identifier job_identifier\n".to_string()
+        )
+    );
+    if let Some(other) = other_user() {
+        let out = c.run_as(&other, "qorder", &[&first, &second]);
+        assert_eq!(
+            (code(&out), stderr(&out)),
+            (159, "qorder: Unauthorized Request  \n".to_string())
+        );
+    }
+
+    std::fs::write(&marker, "").expect("marker");
+    c.wait_state(&first, "C", T);
+    c.wait_state(&second, "C", T);
+    assert_eq!(c.read(&order_file), "second\nfirst\n");
+
+    // Jobs in different queues swap queues too.
+    if is_root() {
+        let out = c.run_as_root("qmgr", &["-c", "create queue dq"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = c.run_as_root("qmgr", &["-c", "set queue dq enabled = true"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let in_batch = c.qsub("b.sh", "true\n", &["-h"]);
+        let in_dq = c.qsub("d.sh", "true\n", &["-h", "-q", "dq"]);
+        let out = c.run("qorder", &[&in_batch, &in_dq]);
+        assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+        assert_eq!(c.job_attr(&in_batch, "queue").as_deref(), Some("dq"));
+        assert_eq!(c.job_attr(&in_dq, "queue").as_deref(), Some("batch"));
+    }
+}
+
 /// `qmove DEST JOB...` moves jobs that have not started to another queue (its defaults fill
 /// in, `qtime` restarts); a running job, an unknown or disabled queue are refused in Torque's
 /// words and change nothing.

@@ -291,6 +291,8 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                         queue_priority: 0,
                         priority: 0,
                         qtime: jobs[j].submit,
+                        // In submission order, as the server ranks jobs entering a queue.
+                        rank: jobs[j].submit.max(0) as u64,
                         request: jobs[j].request.clone(),
                         walltime_secs: Some(jobs[j].walltime),
                         site: None,
@@ -542,6 +544,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 queue_priority: 0,
                 priority: (i % 11) as i64,
                 qtime: T0 + i as i64,
+                rank: i,
                 request,
                 walltime_secs: Some(u64::from(rng.range(1, 96)) * 900),
                 site: None,

@@ -146,8 +146,11 @@ pub struct PendingJob {
     pub queue_priority: i64,
     /// `-p` (-1024..1023).
     pub priority: i64,
-    /// Submission order tie-breaker: epoch seconds of qtime.
+    /// When it entered its queue, epoch seconds (its age, for the age weight).
     pub qtime: i64,
+    /// Its place in line among jobs of equal priority (Torque's `queue_rank`: given in
+    /// order as jobs enter a queue, swapped by qorder).
+    pub rank: u64,
     pub request: SlotRequest,
     pub walltime_secs: Option<u64>,
     /// `-l site=NAME`: that site only.
@@ -189,6 +192,7 @@ impl PendingJob {
             queue_priority: _,
             priority: _,
             qtime: _,
+            rank: _,
             usage_share: _,
             request,
             walltime_secs,
@@ -651,6 +655,7 @@ impl Pipeline {
             queue_priority: 0,
             priority: 0,
             qtime: 0,
+            rank: 0,
             request: request.clone(),
             walltime_secs: None,
             site: None,
@@ -783,6 +788,7 @@ pub(crate) mod testutil {
             queue_priority: 0,
             priority: 0,
             qtime: 1_000 + seq as i64,
+            rank: seq,
             request,
             walltime_secs: None,
             site: None,

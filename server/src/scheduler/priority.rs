@@ -4,8 +4,9 @@
 //! submission order. Capstan combines the same keys, plus age and fair share, into one value,
 //! `queue × w_queue + p × w_priority + age_hours × w_age − usage_share × w_fairshare`, each
 //! weight a server setting ([`Weights`]). The default weights (queue far above `-p`, no age,
-//! no fair share) give exactly Torque's order; ties fall back to submission time, then job
-//! number, so a pass is deterministic.
+//! no fair share) give exactly Torque's order; ties fall back to the queue rank (the order
+//! jobs entered their queues, which qorder swaps), then job number, so a pass is
+//! deterministic.
 
 use std::cmp::Ordering;
 
@@ -59,19 +60,20 @@ fn combined(
         - usage_share.clamp(0.0, 1.0) * w.fairshare
 }
 
-/// Where a job stands in line at one moment: its combined value, then submission time,
-/// then job number. Built from the job's fields, so the dispatcher can rank a deep queue
-/// before it builds a [`PendingJob`] for each job it will show the scheduler.
+/// Where a job stands in line at one moment: its combined value, then its queue rank (the
+/// order jobs entered their queues, as qorder leaves it), then job number. Built from the
+/// job's fields, so the dispatcher can rank a deep queue before it builds a [`PendingJob`]
+/// for each job it will show the scheduler.
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
     value: f64,
-    qtime: i64,
+    rank: u64,
     seq: u64,
 }
 
 impl Key {
     pub fn new(
-        seq: u64,
+        (seq, rank): (u64, u64),
         (queue_priority, priority, qtime): (i64, i64, i64),
         usage_share: f64,
         now: i64,
@@ -79,7 +81,7 @@ impl Key {
     ) -> Key {
         Key {
             value: combined(queue_priority, priority, qtime, usage_share, now, w),
-            qtime,
+            rank,
             seq,
         }
     }
@@ -87,7 +89,7 @@ impl Key {
     pub fn of(job: &PendingJob, now: i64, w: &Weights) -> Key {
         Key {
             value: value(job, now, w),
-            qtime: job.qtime,
+            rank: job.rank,
             seq: job.seq,
         }
     }
@@ -99,7 +101,7 @@ impl Ord for Key {
         other
             .value
             .total_cmp(&self.value)
-            .then(self.qtime.cmp(&other.qtime))
+            .then(self.rank.cmp(&other.rank))
             .then(self.seq.cmp(&other.seq))
     }
 }
@@ -136,13 +138,34 @@ mod tests {
     use super::super::testutil::{chunk, job, nodes_req};
     use super::*;
 
+    /// A job that entered its queue at `qtime`, ranked in that order.
     fn pj(seq: u64, queue_priority: i64, priority: i64, qtime: i64) -> PendingJob {
         PendingJob {
             queue_priority,
             priority,
             qtime,
+            rank: qtime as u64,
             ..job(seq, nodes_req(vec![chunk(1, 1)]))
         }
+    }
+
+    /// qorder swaps two jobs' ranks, not their queue times: the rank decides among equals.
+    #[test]
+    fn the_rank_not_the_queue_time_decides_among_equals() {
+        let first_in = PendingJob {
+            rank: 20,
+            ..pj(1, 0, 0, 10)
+        };
+        let second_in = PendingJob {
+            rank: 10,
+            ..pj(2, 0, 0, 20)
+        };
+        let jobs = [first_in, second_in];
+        let got: Vec<u64> = order(&jobs, 0, &Weights::default())
+            .into_iter()
+            .map(|i| jobs[i].seq)
+            .collect();
+        assert_eq!(got, [2, 1]);
     }
 
     #[test]
@@ -151,9 +174,13 @@ mod tests {
         type Case<'a> = (&'a str, &'a [(u64, i64, i64, i64)], &'a [u64]);
         let cases: &[Case<'_>] = &[
             ("empty", &[], &[]),
-            ("fifo by qtime", &[(1, 0, 0, 20), (2, 0, 0, 10)], &[2, 1]),
             (
-                "seq breaks qtime ties",
+                "fifo by queue rank",
+                &[(1, 0, 0, 20), (2, 0, 0, 10)],
+                &[2, 1],
+            ),
+            (
+                "seq breaks rank ties",
                 &[(5, 0, 0, 10), (3, 0, 0, 10)],
                 &[3, 5],
             ),
@@ -214,7 +241,8 @@ mod tests {
             .iter()
             .map(|j| {
                 let fields = (j.queue_priority, j.priority, j.qtime);
-                (Key::new(j.seq, fields, j.usage_share, 36_000, &w), j.seq)
+                let ids = (j.seq, j.rank);
+                (Key::new(ids, fields, j.usage_share, 36_000, &w), j.seq)
             })
             .collect();
         by_key.sort();
