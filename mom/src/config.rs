@@ -2,8 +2,9 @@
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
 //! thresholds, `$source_login_batch`, `$prologalarm`, `$tmpdir` and the limit switches
-//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) change what this MOM does; every other keyword is accepted and ignored so an existing Torque config file can
-//! be dropped in unchanged.
+//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) change what this MOM does; every
+//! other keyword is accepted and ignored so an existing Torque config file can be dropped
+//! in unchanged.
 
 use std::path::Path;
 
@@ -44,56 +45,6 @@ impl Default for MomConfig {
             ignored: Default::default(),
         }
     }
-}
-
-/// Torque's `pbs_environment` (`DIR/pbs_environment`, read once at start, as Torque's MOM
-/// reads it): the variables every job's environment starts from, and the whole environment
-/// of the prologue and epilogue scripts before their own variables. Torque's grammar
-/// (`setup_env`): a line starting with `#` or a space, or empty, is skipped; `NAME=value`
-/// is taken as written; a bare `NAME` takes the MOM's own value, and is skipped when the MOM
-/// has none. `None` when there is no file (then jobs start from nothing and the scripts get
-/// `PATH=/bin:/usr/bin` and the MOM's `LANG`).
-pub fn load_pbs_environment(path: &Path) -> (Option<Vec<(String, String)>>, Vec<String>) {
-    match std::fs::read_to_string(path) {
-        Ok(text) => (
-            Some(parse_pbs_environment(&text, |name| {
-                std::env::var(name).ok()
-            })),
-            Vec::new(),
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
-        Err(e) => (None, vec![format!("cannot read {}: {e}", path.display())]),
-    }
-}
-
-/// The variables of a `pbs_environment` text (see [`load_pbs_environment`]); `own` looks a
-/// bare name up in the MOM's environment. A name given twice keeps its first place and its
-/// last value, as the job's environment table does.
-pub fn parse_pbs_environment(
-    text: &str,
-    own: impl Fn(&str) -> Option<String>,
-) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') || line.starts_with(' ') {
-            continue;
-        }
-        let (name, value) = match line.split_once('=') {
-            Some((name, value)) => (name, value.to_string()),
-            None => match own(line) {
-                Some(value) => (line, value),
-                None => continue,
-            },
-        };
-        if name.is_empty() || name.contains('\0') || value.contains('\0') {
-            continue;
-        }
-        match vars.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value,
-            None => vars.push((name.to_string(), value)),
-        }
-    }
-    vars
 }
 
 /// Torque's `setbool`: the first letter decides (`t`/`y`/`1` on, `f`/`n`/`0`
@@ -262,25 +213,6 @@ mod tests {
         let (c, w) = MomConfig::parse("$igncput maybe\n$ignwalltime false\n");
         assert_eq!(w.len(), 1);
         assert!(!c.ignored.cput && !c.ignored.walltime);
-    }
-
-    #[test]
-    fn pbs_environment_is_read_as_torques_setup_env_reads_it() {
-        let text = "PATH=/bin:/usr/bin\n# a comment\n indented=skipped\n\nLANG\nUNSET\nTZ=Europe/Paris\nGREETING=a b=c \nPATH=/opt/bin\n";
-        let own = |name: &str| (name == "LANG").then(|| "C.UTF-8".to_string());
-        let vars = parse_pbs_environment(text, own);
-        let pairs: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        assert_eq!(
-            pairs,
-            vec![
-                ("PATH", "/opt/bin"),
-                ("LANG", "C.UTF-8"),
-                ("TZ", "Europe/Paris"),
-                ("GREETING", "a b=c "),
-            ]
-        );
-        let missing = Path::new("/nonexistent/pbs_environment");
-        assert_eq!(load_pbs_environment(missing), (None, Vec::new()));
     }
 
     #[test]

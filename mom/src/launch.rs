@@ -107,8 +107,7 @@ pub struct StartOptions {
     pub tmpdir: Option<PathBuf>,
     /// The job's `-l` limits its shell takes (see `limits`).
     pub limits: ProcessLimits,
-    /// `pbs_environment`'s variables (`None`: no such file; see
-    /// `config::load_pbs_environment`).
+    /// `pbs_environment`'s variables (`None`: no such file; see `pbs_environment`).
     pub base_env: Option<Vec<(String, String)>>,
 }
 
@@ -806,8 +805,9 @@ fn write_nodefile(
 }
 
 /// The job's environment, built from nothing (the MOM's own environment, e.g.
-/// LD_PRELOAD, must never leak into a job): the server's variables, then what
-/// only the MOM knows. `PATH` is the default only when the job did not bring one.
+/// LD_PRELOAD, never leaks into a job, except what the site's `pbs_environment` names):
+/// `base` (that file's variables), the server's variables, then what only the MOM knows.
+/// `PATH` is the default only when neither `base` nor the job brought one.
 pub fn build_env(
     spec: &RunSpec,
     layout: &Layout,

@@ -44,7 +44,7 @@ impl Layout {
         self.mom_priv().join("config")
     }
 
-    /// Torque's `pbs_environment` (see `config::load_pbs_environment`).
+    /// Torque's `pbs_environment` (see `pbs_environment`).
     pub fn pbs_environment(&self) -> PathBuf {
         self.home.join("pbs_environment")
     }

@@ -6,6 +6,7 @@
 //! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
 //!   `$prologalarm`, `$tmpdir`, `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
+//! * [`pbs_environment`]: `DIR/pbs_environment`, the base of every job's environment.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
 //! * [`exit`]: how a run's end becomes Torque's `exit_status` (pure).
 //! * [`procfs`] and [`status`]: reading `/proc` for node status and per-job usage.
@@ -34,6 +35,7 @@ pub mod layout;
 pub mod leftovers;
 pub mod limits;
 pub mod paths;
+pub mod pbs_environment;
 pub mod pelog;
 pub mod procfs;
 pub mod runner;

@@ -146,15 +146,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let supervisor = supervisor::program();
     tracing::debug!(supervisor = %supervisor.display(), "job supervisor");
     let runner = Runner::new(layout.clone(), node_name.clone(), events_tx, supervisor);
-    // Read once, at start, as Torque's MOM reads it.
+    // Read once, at start, as Torque's MOM reads it; an unsafe or unreadable one stops the
+    // MOM, as it stops Torque's.
     let env_file = layout.pbs_environment();
-    let (base_env, warnings) = capstan_mom::config::load_pbs_environment(&env_file);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    if let Some(vars) = &base_env {
-        tracing::info!(file = %env_file.display(), count = vars.len(), "job environment base loaded");
-    }
+    let base_env = capstan_mom::pbs_environment::load(&env_file, nix::unistd::geteuid().as_raw())?
+        .map(|(vars, warnings)| {
+            for w in warnings {
+                tracing::warn!("{}: {w}", env_file.display());
+            }
+            tracing::info!(file = %env_file.display(), count = vars.len(), "job environment base loaded");
+            vars
+        });
     runner.set_base_environment(base_env);
     {
         let r = runner.clone();

@@ -346,16 +346,19 @@ fn source_login_batch_decides_whether_the_shell_is_a_login_shell() {
 /// the job's own variables override them.
 #[test]
 fn pbs_environment_is_the_base_of_every_jobs_environment() {
+    use std::os::unix::fs::PermissionsExt;
     let mut c = Cluster::start(&one_node());
     c.kill_mom("n1");
+    let file = c.mom_home("n1").join("pbs_environment");
     std::fs::write(
-        c.mom_home("n1").join("pbs_environment"),
+        &file,
         "PATH=/bin:/usr/bin\n# the site's zone\nTZ=Pacific/Auckland\nCAPSTAN_SITE=lab one\nRUST_LOG\n",
     )
     .expect("pbs_environment");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     c.start_mom("n1");
     assert!(
-        wait_until(T, || c.server_log_count("MOM connected node=n1") == 2),
+        wait_until(T, || c.server_log_count("MOM connected node=n1") >= 2),
         "the MOM did not come back:\n{}",
         c.mom_log("n1")
     );
@@ -365,6 +368,18 @@ fn pbs_environment_is_the_base_of_every_jobs_environment() {
     assert_eq!(out.lines().last(), Some("Pacific/Auckland|lab one|info|"));
     let (_, out) = c.run_job("mine.sh", show, &["-v", "MINE=x,TZ=UTC"]);
     assert_eq!(out.lines().last(), Some("UTC|lab one|info|x"));
+
+    // Root's prologue sees it: a file others may write is refused, and the MOM does not start.
+    c.kill_mom("n1");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    c.start_mom("n1");
+    assert!(
+        wait_until(T, || c
+            .mom_log("n1")
+            .contains("pbs_environment must be a regular file owned by root")),
+        "the MOM took a world-writable pbs_environment:\n{}",
+        c.mom_log("n1")
+    );
 }
 
 /// `$tmpdir DIR` in the MOM's config gives each job a directory of its own, `DIR/JOBID`
