@@ -150,12 +150,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // MOM, as it stops Torque's.
     let env_file = layout.pbs_environment();
     let base_env = capstan_mom::pbs_environment::load(&env_file, nix::unistd::geteuid().as_raw())?
-        .map(|(vars, warnings)| {
-            for w in warnings {
+        .map(|loaded| {
+            for w in loaded.warnings {
                 tracing::warn!("{}: {w}", env_file.display());
             }
-            tracing::info!(file = %env_file.display(), count = vars.len(), "job environment base loaded");
-            vars
+            tracing::info!(file = %env_file.display(), count = loaded.vars.len(), "job environment base loaded");
+            loaded.vars
         });
     runner.set_base_environment(base_env);
     {

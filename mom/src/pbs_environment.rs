@@ -35,13 +35,19 @@ pub enum EnvironmentFileError {
     Insecure { path: PathBuf },
 }
 
+/// What the file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// In the file's order.
+    pub vars: Vec<(String, String)>,
+    /// A line for each line skipped.
+    pub warnings: Vec<String>,
+}
+
 /// The file's variables, and warnings about the lines skipped; `None` when there is no file
 /// (then jobs start from nothing and the scripts get `PATH=/bin:/usr/bin` and the MOM's
 /// `LANG`). `mom_uid` is the MOM's effective uid, which may own the file besides root.
-pub fn load(
-    path: &Path,
-    mom_uid: u32,
-) -> Result<Option<(Vec<(String, String)>, Vec<String>)>, EnvironmentFileError> {
+pub fn load(path: &Path, mom_uid: u32) -> Result<Option<Loaded>, EnvironmentFileError> {
     let unreadable = |source| EnvironmentFileError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -74,10 +80,7 @@ fn secure(is_file: bool, owner: u32, mode: u32, mom_uid: u32) -> bool {
 /// The variables of the file's bytes, and a warning for each line skipped. `own` looks a
 /// bare name up in the MOM's environment (`Some(Err(()))`: set, but not UTF-8). A name given
 /// twice keeps its first place and its last value, as the job's environment table does.
-pub fn parse(
-    bytes: &[u8],
-    own: impl Fn(&str) -> Option<Result<String, ()>>,
-) -> (Vec<(String, String)>, Vec<String>) {
+pub fn parse(bytes: &[u8], own: impl Fn(&str) -> Option<Result<String, ()>>) -> Loaded {
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut warnings = Vec::new();
     for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -109,7 +112,7 @@ pub fn parse(
             None => vars.push((name.to_string(), value)),
         }
     }
-    (vars, warnings)
+    Loaded { vars, warnings }
 }
 
 #[cfg(test)]
@@ -120,7 +123,7 @@ mod tests {
     fn read_as_torques_setup_env_reads_it() {
         let text = b"PATH=/bin:/usr/bin\r\n# a comment\n indented=skipped\n\nLANG\nUNSET\nTZ=Europe/Paris\nGREETING=a b=c \nBAD=\xff\n=novalue\nPATH=/opt/bin";
         let own = |name: &str| (name == "LANG").then(|| Ok("C.UTF-8".to_string()));
-        let (vars, warnings) = parse(text, own);
+        let Loaded { vars, warnings } = parse(text, own);
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(
             pairs,
@@ -160,7 +163,7 @@ mod tests {
         std::fs::write(&path, "TZ=UTC\n").expect("write");
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .expect("chmod");
-        let (vars, _) = load(&path, me).expect("secure").expect("a file");
+        let vars = load(&path, me).expect("secure").expect("a file").vars;
         assert_eq!(vars, [("TZ".to_string(), "UTC".to_string())]);
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .expect("chmod");
