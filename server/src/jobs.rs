@@ -8,7 +8,7 @@
 //! to memory and talk to MOMs. A failed commit leaves memory untouched and answers
 //! PBSE_SYSTEM, so nothing is acknowledged that is not durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -286,9 +286,9 @@ pub fn dep_outcome(kind: DepKind, parent: Option<&Job>) -> DepOutcome {
 
 /// Applies the job's dependency conditions against `lookup`; returns true when the job
 /// changed. A failed condition deletes the job (C, 271, Torque's comment); all conditions met
-/// lift the system hold, if it is the one dependencies placed: a job that has started was past
-/// its dependencies (or released by a manager), so a system hold on it has another reason
-/// (too many failed starts).
+/// lift the system hold, if it is the one dependencies placed (`depend_hold`; in jobs stored
+/// without it, a job that never started): a system hold of a job that has started has
+/// another reason (too many failed starts) unless `qalter -W depend` placed it.
 pub fn evaluate_deps<'a>(
     job: &mut Job,
     lookup: impl Fn(u64) -> Option<&'a Job>,
@@ -338,9 +338,10 @@ pub fn evaluate_deps<'a>(
     if changed
         && job.depend.iter().all(|d| d.satisfied)
         && job.hold_types.system
-        && job.start_count == 0
+        && (job.depend_hold || job.start_count == 0)
     {
         job.hold_types.system = false;
+        job.depend_hold = false;
         settle(job, now);
     }
     if changed {
@@ -541,6 +542,24 @@ fn may_set_holds(holds: HoldTypes, privilege: Privilege) -> bool {
         || (holds.system && privilege < Privilege::Manager))
 }
 
+/// Whether job `from`, or any job it waits on however far up, waits on `target` (or is it).
+fn waits_for(state: &State, from: u64, target: u64) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut work = vec![from];
+    while let Some(seq) = work.pop() {
+        if seq == target {
+            return true;
+        }
+        if !seen.insert(seq) {
+            continue;
+        }
+        if let Some(job) = state.jobs.get(&seq) {
+            work.extend(job.depend.iter().filter(|d| !d.satisfied).map(|d| d.seq));
+        }
+    }
+    false
+}
+
 /// Parses `afterok:14[:15],afterany:16.vm` into conditions; every target must exist.
 fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> {
     let bad = || PbsError::new(pbse::BADDEPEND, "", "");
@@ -728,7 +747,8 @@ fn build_job(
     let defaulted = apply_queue_defaults(queue, &mut resources_list);
     let request = feasible_request(state, &mut resources_list, &caller.user, &egroup)?;
 
-    if !depend.is_empty() {
+    let depend_hold = !depend.is_empty();
+    if depend_hold {
         holds.system = true;
     }
     let mut vars = crate::model::split_variable_list(&variable_list);
@@ -786,6 +806,7 @@ fn build_job(
         exec_host: Vec::new(),
         execution_time,
         hold_types: holds,
+        depend_hold,
         join_path,
         keep_files,
         mail_points,
@@ -1215,10 +1236,19 @@ pub async fn alter(
             }
             "Hold_Types" => {
                 let holds = HoldTypes::parse(v).ok_or_else(|| fail(bad_value("Hold_Types")))?;
-                if !may_set_holds(holds, privilege) {
+                // Judged on what changes: a user may not clear the system hold that
+                // dependencies placed (`-h n`) any more than set one.
+                let old = job.hold_types;
+                let changed = HoldTypes {
+                    user: old.user != holds.user,
+                    other: old.other != holds.other,
+                    system: old.system != holds.system,
+                };
+                if !may_set_holds(changed, privilege) {
                     return Err(PbsError::new(pbse::PERM, "", shown));
                 }
                 job.hold_types = holds;
+                job.depend_hold &= holds.system;
             }
             "Shell_Path_List" => job.shell_path = Some(v.to_string()),
             // `qalter -W depend=...`: the job's dependencies set anew, as qsub's (a running
@@ -1228,7 +1258,9 @@ pub async fn alter(
                     return Err(PbsError::new(pbse::MODATRRUN, "", shown));
                 }
                 let deps = parse_depend(v, state).map_err(fail)?;
-                if deps.iter().any(|d| d.seq == seq) {
+                // Neither on itself nor in a circle (a parent that waits, however far up,
+                // for this job): such jobs would wait for each other for ever.
+                if deps.iter().any(|d| waits_for(state, d.seq, seq)) {
                     return Err(PbsError::new(pbse::BADDEPEND, "", shown));
                 }
                 new_depend = Some(deps);
@@ -1255,29 +1287,34 @@ pub async fn alter(
         job.request = Some(request);
     }
     if let Some(deps) = new_depend {
-        // The system hold comes and goes with the dependencies, as at submission: placed
-        // for new ones, lifted with old ones that were not yet met.
-        let held_by_old = job.hold_types.system
-            && job.start_count == 0
-            && job.depend.iter().any(|d| !d.satisfied);
+        // The new dependencies replace the old, and place the system hold as at submission
+        // (qsub's syntax admits no empty list).
         job.depend = deps;
-        if !job.depend.is_empty() {
-            job.hold_types.system = true;
-        } else if held_by_old {
-            job.hold_types.system = false;
-        }
+        job.hold_types.system = true;
+        job.depend_hold = true;
     }
     job.mtime = now;
+    let mut overlay = BTreeMap::new();
+    let mut kills = Vec::new();
     if !running {
         settle(&mut job, now);
-        // Parents that already finished decide at once (a failed `afterok` deletes it).
+        // Parents that already finished decide at once: a failed `afterok` deletes the
+        // job, and with it those that wait on it succeeding.
         evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
+        let deleted = job.state == JobState::Completed;
+        overlay.insert(seq, job);
+        if deleted {
+            kills = cascade(state, &mut overlay, vec![seq], now);
+        }
+    } else {
+        overlay.insert(seq, job);
     }
     let mut tx = core.store.begin().map_err(PbsError::system)?;
-    tx.save_job(&job).map_err(PbsError::system)?;
+    save_overlay(&mut tx, &overlay)?;
     tx.commit().await.map_err(PbsError::system)?;
     info!(job = %shown, by = %caller.user_at_host(), "job altered");
-    core.apply_jobs(vec![job], now);
+    core.apply_jobs(overlay.into_values().collect(), now);
+    send_messages(core, kills);
     Ok(!running)
 }
 
@@ -1448,6 +1485,7 @@ fn act_on(
                 return Err(PbsError::new(pbse::BAD_STATE_TRANSITION, "", ""));
             }
             job.hold_types.remove(holds);
+            job.depend_hold &= job.hold_types.system;
             job.mtime = now;
             settle(&mut job, now);
             plan.freed_or_queued = true;
@@ -2914,6 +2952,31 @@ mod tests {
             child.comment.as_deref(),
             Some("Job deleted as result of dependency on job 14.vm")
         );
+    }
+
+    /// `qalter -W depend` on a job that has run places a hold its dependencies lift when
+    /// met; a job stored without the mark keeps a started job's system hold, as before.
+    #[test]
+    fn a_hold_dependencies_placed_is_lifted_whatever_the_starts() {
+        let mut parent = job(14, JobState::Completed);
+        parent.exit_status = Some(0);
+        for (depend_hold, lifted) in [(true, true), (false, false)] {
+            let mut child = job(15, JobState::Held);
+            child.start_count = 2;
+            child.hold_types.system = true;
+            child.depend_hold = depend_hold;
+            child.depend = vec![Dependency {
+                kind: DepKind::AfterOk,
+                seq: 14,
+                satisfied: false,
+            }];
+            assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+            assert_eq!(
+                !child.hold_types.system, lifted,
+                "depend_hold {depend_hold}"
+            );
+            assert_eq!(child.depend_hold, depend_hold && !lifted);
+        }
     }
 
     #[test]

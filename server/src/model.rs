@@ -205,6 +205,11 @@ pub struct Job {
     pub exec_host: Vec<HostSlots>,
     pub execution_time: Option<i64>,
     pub hold_types: HoldTypes,
+    /// The system hold is its dependencies' (placed at submission or by `qalter -W
+    /// depend`), lifted once they are met whatever the job's starts. Jobs stored before it
+    /// existed say false: theirs is lifted only if they never started.
+    #[serde(default)]
+    pub depend_hold: bool,
     pub join_path: String,
     pub keep_files: String,
     pub mail_points: String,

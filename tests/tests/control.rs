@@ -136,7 +136,8 @@ fn dependencies_release_or_delete_dependents() {
 }
 
 /// `qalter -W depend=...` sets a queued job's dependencies anew, as qsub would have set
-/// them: a system hold until they are met, deletion at once when one never can be.
+/// them: a system hold until they are met (which its owner may not lift), deletion at once
+/// when one never can be met, passed on to the jobs waiting on it.
 #[test]
 fn qalter_sets_a_queued_jobs_dependencies() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=2")]);
@@ -154,50 +155,87 @@ fn qalter_sets_a_queued_jobs_dependencies() {
     assert!(c.run("qrls", &[&child]).status.success());
     assert_eq!(c.job_state(&child).as_deref(), Some("H"));
     assert_eq!(c.job_attr(&child, "Hold_Types").as_deref(), Some("s"));
+    // Its owner may not lift the system hold its dependency placed.
+    let out = c.run("qalter", &["-h", "n", &child]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (159, format!("qalter: Unauthorized Request  {child}\n"))
+    );
+    assert_eq!(c.job_attr(&child, "Hold_Types").as_deref(), Some("s"));
     assert!(c.run("qrls", &[&parent]).status.success());
     c.wait_state(&parent, "C", T);
     c.wait_state(&child, "C", T);
     assert_eq!(c.job_attr(&child, "exit_status").as_deref(), Some("0"));
 
-    // A dependency that can no longer be met deletes the job at once.
+    // A dependency that can no longer be met deletes the job at once, and with it the job
+    // waiting on it succeeding.
     let failed = c.qsub("failed.sh", "exit 3\n", &[]);
     c.wait_state(&failed, "C", T);
     let late = c.qsub("late.sh", "true\n", &["-h"]);
+    let after_late = c.qsub(
+        "after.sh",
+        "true\n",
+        &["-W", &format!("depend=afterok:{late}")],
+    );
     let out = c.run(
         "qalter",
         &["-W", &format!("depend=afterok:{failed}"), &late],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(c.job_state(&late).as_deref(), Some("C"));
-    assert_eq!(c.job_attr(&late, "exit_status").as_deref(), Some("271"));
-    assert_eq!(
-        c.job_attr(&late, "comment"),
-        Some(format!(
-            "Job deleted as result of dependency on job {failed}"
-        ))
-    );
+    let deleted_for = |id: &str, parent: &str| {
+        assert_eq!(c.job_state(id).as_deref(), Some("C"), "{id}");
+        assert_eq!(
+            c.job_attr(id, "exit_status").as_deref(),
+            Some("271"),
+            "{id}"
+        );
+        assert_eq!(
+            c.job_attr(id, "comment"),
+            Some(format!(
+                "Job deleted as result of dependency on job {parent}"
+            ))
+        );
+    };
+    deleted_for(&late, &failed);
+    deleted_for(&after_late, &late);
 
-    // Refused, and nothing changed: an unknown parent, the job itself, bad syntax.
+    // Refused, and nothing changed: an unknown parent, the job itself, a circle, bad syntax,
+    // another -W attribute.
     let waiting = c.qsub("waiting.sh", "true\n", &["-h"]);
-    for (value, code_expected, text) in [
-        (
-            "depend=afterok:999".to_string(),
-            208,
-            format!("qalter: Invalid Job Dependency {waiting}\n"),
-        ),
-        (
-            format!("depend=afterok:{waiting}"),
-            208,
-            format!("qalter: Invalid Job Dependency {waiting}\n"),
-        ),
+    let behind = c.qsub(
+        "behind.sh",
+        "true\n",
+        &["-W", &format!("depend=afterany:{waiting}")],
+    );
+    let refused = format!("qalter: Invalid Job Dependency {waiting}\n");
+    for value in [
+        "depend=afterok:999".to_string(),
+        format!("depend=afterok:{waiting}"),
+        format!("depend=afterok:{behind}"),
     ] {
         let out = c.run("qalter", &["-W", &value, &waiting]);
-        assert_eq!((code(&out), stderr(&out)), (code_expected, text), "{value}");
+        assert_eq!(
+            (code(&out), stderr(&out)),
+            (208, refused.clone()),
+            "{value}"
+        );
     }
     let out = c.run("qalter", &["-W", "depend=sometime:1", &waiting]);
     assert_eq!(code(&out), 2);
     assert_contains(&stderr(&out), "qalter: illegal -W dependency value");
-    assert_eq!(c.job_attr(&waiting, "depend"), None);
+    let out = c.run("qalter", &["-W", "umask=022", &waiting]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            2,
+            "qalter: -W umask is not supported by Capstan (only -W depend=...)\n".to_string()
+        )
+    );
+    // Only the job waiting on it, as Torque shows it.
+    assert_eq!(
+        c.job_attr(&waiting, "depend"),
+        Some(format!("beforeany:{behind}"))
+    );
     assert_eq!(c.job_attr(&waiting, "Hold_Types").as_deref(), Some("u"));
 }
 

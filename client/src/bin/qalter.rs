@@ -50,6 +50,12 @@ fn run(args: &[String]) -> i32 {
                 }
                 hold = Some(list);
             }
+            Item::Opt('W', Some(arg)) if !arg.trim_start().starts_with("depend=") => {
+                // Only dependencies: the other `-W` attributes are fixed at submission.
+                let name = arg.trim_start().split('=').next().unwrap_or_default();
+                eprintln!("qalter: -W {name} is not supported by Capstan (only -W depend=...)");
+                return 2;
+            }
             Item::Opt('v' | 'u', _) => {
                 // Variable lists and user lists are fixed at submission in Capstan.
                 eprintln!("qalter: this option is not supported by Capstan");
