@@ -12,11 +12,12 @@
 //!
 //! Its variables reach the prologue and epilogue, which run as root (`LD_PRELOAD` would be
 //! root's), so, as Torque's `chk_file_sec` demands, the file must be a regular file owned
-//! by root (or by the MOM's own user) and writable by nobody else; otherwise, or if it
-//! cannot be read, the MOM does not start.
+//! by root (or by the MOM's own user) and writable by nobody else, in directories only they
+//! may change (or sticky ones, as `/tmp`); otherwise, or if it cannot be read, the MOM
+//! does not start.
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why the MOM refuses to start with its `pbs_environment`.
@@ -33,6 +34,13 @@ pub enum EnvironmentFileError {
         path.display()
     )]
     Insecure { path: PathBuf },
+    #[error(
+        "{} is in {}, which others may change: it must be owned by root (or by pbs_mom's \
+         own user) and writable by nobody else (or sticky)",
+        path.display(),
+        dir.display()
+    )]
+    InsecureDirectory { path: PathBuf, dir: PathBuf },
 }
 
 /// What the file says.
@@ -52,7 +60,13 @@ pub fn load(path: &Path, mom_uid: u32) -> Result<Option<Loaded>, EnvironmentFile
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match std::fs::File::open(path) {
+    // Non-blocking, so that a FIFO planted there cannot hang the start (it is then refused
+    // as not a regular file).
+    let mut file = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(e)),
@@ -63,6 +77,21 @@ pub fn load(path: &Path, mom_uid: u32) -> Result<Option<Loaded>, EnvironmentFile
         return Err(EnvironmentFileError::Insecure {
             path: path.to_path_buf(),
         });
+    }
+    // Every directory above it: one that others may change could swap the file.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(unreadable)?;
+    for dir in parent.ancestors() {
+        let meta = std::fs::metadata(dir).map_err(unreadable)?;
+        if !secure_dir(meta.uid(), meta.mode(), mom_uid) {
+            return Err(EnvironmentFileError::InsecureDirectory {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+            });
+        }
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(unreadable)?;
@@ -75,6 +104,12 @@ pub fn load(path: &Path, mom_uid: u32) -> Result<Option<Loaded>, EnvironmentFile
 /// MOM's user, not writable by group or others.
 fn secure(is_file: bool, owner: u32, mode: u32, mom_uid: u32) -> bool {
     is_file && (owner == 0 || owner == mom_uid) && mode & 0o022 == 0
+}
+
+/// The rule for a directory above it: owned by root or by the MOM's user, and not writable
+/// by group or others unless sticky (then others cannot rename or remove what is not theirs).
+fn secure_dir(owner: u32, mode: u32, mom_uid: u32) -> bool {
+    (owner == 0 || owner == mom_uid) && (mode & 0o022 == 0 || mode & 0o1000 != 0)
 }
 
 /// The variables of the file's bytes, and a warning for each line skipped. `own` looks a
@@ -152,6 +187,11 @@ mod tests {
         assert!(!secure(true, 0, 0o100646, mom), "writable by others");
         assert!(!secure(true, 1001, 0o100644, mom), "another user's");
         assert!(!secure(false, 0, 0o040755, mom), "a directory");
+        assert!(secure_dir(0, 0o040755, mom));
+        assert!(secure_dir(0, 0o041777, mom), "sticky, as /tmp");
+        assert!(secure_dir(mom, 0o040700, mom));
+        assert!(!secure_dir(0, 0o040777, mom), "writable by all, not sticky");
+        assert!(!secure_dir(1001, 0o040755, mom), "another user's");
     }
 
     #[test]

@@ -338,10 +338,10 @@ pub fn evaluate_deps<'a>(
     if changed
         && job.depend.iter().all(|d| d.satisfied)
         && job.hold_types.system
-        && (job.depend_hold || job.start_count == 0)
+        && job.depend_hold.unwrap_or(job.start_count == 0)
     {
         job.hold_types.system = false;
-        job.depend_hold = false;
+        job.depend_hold = Some(false);
         settle(job, now);
     }
     if changed {
@@ -806,7 +806,7 @@ fn build_job(
         exec_host: Vec::new(),
         execution_time,
         hold_types: holds,
-        depend_hold,
+        depend_hold: Some(depend_hold),
         join_path,
         keep_files,
         mail_points,
@@ -1248,7 +1248,9 @@ pub async fn alter(
                     return Err(PbsError::new(pbse::PERM, "", shown));
                 }
                 job.hold_types = holds;
-                job.depend_hold &= holds.system;
+                if !holds.system {
+                    job.depend_hold = Some(false);
+                }
             }
             "Shell_Path_List" => job.shell_path = Some(v.to_string()),
             // `qalter -W depend=...`: the job's dependencies set anew, as qsub's (a running
@@ -1288,10 +1290,13 @@ pub async fn alter(
     }
     if let Some(deps) = new_depend {
         // The new dependencies replace the old, and place the system hold as at submission
-        // (qsub's syntax admits no empty list).
+        // (qsub's syntax admits no empty list). A system hold already there for another
+        // reason (a manager's, too many failed starts) stays theirs: met dependencies do
+        // not lift it.
+        let theirs = !job.hold_types.system || job.depend_hold == Some(true);
         job.depend = deps;
         job.hold_types.system = true;
-        job.depend_hold = true;
+        job.depend_hold = Some(theirs);
     }
     job.mtime = now;
     let mut overlay = BTreeMap::new();
@@ -1339,17 +1344,20 @@ pub async fn order(
         if privilege < Privilege::Operator && job.uid != caller.uid {
             return Err(PbsError::new(pbse::PERM, "", ""));
         }
-        match job.state {
-            JobState::Completed => Err(PbsError::new(
+        if job.state == JobState::Completed {
+            return Err(PbsError::new(
                 pbse::BADSTATE,
                 "invalid state for job - COMPLETE",
                 "",
-            )),
-            JobState::Running => Err(PbsError::new(pbse::BADSTATE, "", "")),
-            _ => Ok(job.clone()),
+            ));
         }
+        Ok(job.clone())
     };
+    // As Torque's: both looked up and judged first, then whether either runs.
     let (mut one, mut other) = (find(first)?, find(second)?);
+    if one.state == JobState::Running || other.state == JobState::Running {
+        return Err(PbsError::new(pbse::BADSTATE, "", ""));
+    }
     if one.seq == other.seq {
         return Ok(());
     }
@@ -1485,7 +1493,9 @@ fn act_on(
                 return Err(PbsError::new(pbse::BAD_STATE_TRANSITION, "", ""));
             }
             job.hold_types.remove(holds);
-            job.depend_hold &= job.hold_types.system;
+            if !job.hold_types.system {
+                job.depend_hold = Some(false);
+            }
             job.mtime = now;
             settle(&mut job, now);
             plan.freed_or_queued = true;
@@ -1600,7 +1610,7 @@ fn act_on(
                 if let Some(run) = job.current_run {
                     plan.run_ends.push((run, EXIT_DELETED));
                 }
-                requeue(&mut job, now, None);
+                requeue(&mut job, state, now, None);
                 plan.freed_or_queued = true;
             }
         }
@@ -1688,8 +1698,11 @@ fn end_job(job: &mut Job, exit_status: i32, now: i64, comment: Option<String>) {
     }
 }
 
-/// A run ended but the job runs again: back to Q (or H/W), no hosts.
-fn requeue(job: &mut Job, now: i64, comment: Option<String>) {
+/// A run ended but the job runs again: back to Q (or H/W), no hosts, behind the jobs already
+/// in line (a fresh queue rank from `state`; Torque keeps the old, but then a job whose
+/// starts keep failing would go first again each time).
+fn requeue(job: &mut Job, state: &State, now: i64, comment: Option<String>) {
+    job.queue_rank = state.next_queue_rank(job.seq);
     job.state = JobState::Queued;
     job.exec_host.clear();
     job.current_run = None;
@@ -1800,7 +1813,7 @@ pub async fn runs_ended(
         }
         match job.pending {
             Some(PendingAction::Requeue) => {
-                requeue(&mut job, now, end.comment.clone());
+                requeue(&mut job, &core.state, now, end.comment.clone());
                 info!(job = %id, "job requeued");
             }
             // Lost on its node (JOB_EXEC_INITABT: killed because its MOM was gone, or its
@@ -1813,7 +1826,7 @@ pub async fn runs_ended(
                     format!("Job requeued: run lost on {node}: {}", end.message)
                 };
                 info!(job = %id, "job requeued: run lost on its node ({why})");
-                requeue(&mut job, now, Some(why));
+                requeue(&mut job, &core.state, now, Some(why));
             }
             None if never_ran => {
                 job.failed_starts += 1;
@@ -1834,7 +1847,7 @@ pub async fn runs_ended(
                 } else {
                     info!(job = %id, "job requeued: its script never ran");
                 }
-                requeue(&mut job, now, why);
+                requeue(&mut job, &core.state, now, why);
                 // Torque shows why the last start failed (-14: the prologue asked for a retry).
                 job.exit_status = Some(end.exit_status);
             }
@@ -1973,6 +1986,7 @@ pub async fn lose_jobs(
                 warn!(job = %id, node, "run lost; job requeued");
                 requeue(
                     &mut job,
+                    &core.state,
                     now,
                     Some(format!("Job requeued: node {node} went down")),
                 )
@@ -2955,12 +2969,13 @@ mod tests {
     }
 
     /// `qalter -W depend` on a job that has run places a hold its dependencies lift when
-    /// met; a job stored without the mark keeps a started job's system hold, as before.
+    /// met; a system hold that is not theirs stays, and a job stored without the mark keeps
+    /// a started job's system hold, as before.
     #[test]
     fn a_hold_dependencies_placed_is_lifted_whatever_the_starts() {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(0);
-        for (depend_hold, lifted) in [(true, true), (false, false)] {
+        for (depend_hold, lifted) in [(Some(true), true), (Some(false), false), (None, false)] {
             let mut child = job(15, JobState::Held);
             child.start_count = 2;
             child.hold_types.system = true;
@@ -2971,11 +2986,7 @@ mod tests {
                 satisfied: false,
             }];
             assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
-            assert_eq!(
-                !child.hold_types.system, lifted,
-                "depend_hold {depend_hold}"
-            );
-            assert_eq!(child.depend_hold, depend_hold && !lifted);
+            assert_eq!(!child.hold_types.system, lifted, "{depend_hold:?}");
         }
     }
 

@@ -194,8 +194,9 @@ pub struct Job {
     pub mtime: i64,
     pub qtime: i64,
     /// Torque's `queue_rank`: the job's place in line among jobs of equal priority, given
-    /// in order as jobs enter a queue (submission, qmove) and swapped by qorder. 0 in jobs
-    /// stored before it existed: their number stands in (see [`Job::rank`]).
+    /// in order as jobs enter a queue (submission, qmove, a requeue) and swapped by qorder.
+    /// 0 in jobs stored before it existed (see [`rank_unranked`]; their number stands in
+    /// until then, see [`Job::rank`]).
     #[serde(default)]
     pub queue_rank: u64,
     pub etime: Option<i64>,
@@ -205,11 +206,12 @@ pub struct Job {
     pub exec_host: Vec<HostSlots>,
     pub execution_time: Option<i64>,
     pub hold_types: HoldTypes,
-    /// The system hold is its dependencies' (placed at submission or by `qalter -W
-    /// depend`), lifted once they are met whatever the job's starts. Jobs stored before it
-    /// existed say false: theirs is lifted only if they never started.
+    /// Whether the system hold is its dependencies' (placed at submission or by `qalter -W
+    /// depend` on a job not already held by the system), lifted once they are met whatever
+    /// the job's starts. `None` in jobs stored before it existed: theirs is lifted only if
+    /// they never started.
     #[serde(default)]
-    pub depend_hold: bool,
+    pub depend_hold: Option<bool>,
     pub join_path: String,
     pub keep_files: String,
     pub mail_points: String,
@@ -276,6 +278,17 @@ pub struct Job {
     /// The script as submitted; stored in its own column, never in the JSON.
     #[serde(skip)]
     pub script: std::sync::Arc<Vec<u8>>,
+}
+
+/// Jobs stored before queue ranks existed (rank 0) get ranks in the order they were in
+/// line then, the order they entered their queues (qtime, then number), ahead of every
+/// ranked job (all came later). In memory; a job's next save keeps its rank.
+pub fn rank_unranked(jobs: &mut [Job]) {
+    let mut unranked: Vec<&mut Job> = jobs.iter_mut().filter(|j| j.queue_rank == 0).collect();
+    unranked.sort_by_key(|j| (j.qtime, j.seq));
+    for (rank, job) in (1..).zip(unranked) {
+        job.queue_rank = rank;
+    }
 }
 
 impl Job {

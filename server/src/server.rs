@@ -153,6 +153,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             job.request = resources::slot_request(&map).ok();
         }
     }
+    crate::model::rank_unranked(&mut jobs);
     state.apply_jobs(jobs);
     info!(
         jobs = state.jobs.len(),

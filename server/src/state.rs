@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -202,8 +203,9 @@ pub struct State {
     /// way: every run's start and end looks for dependents to release or delete, and must
     /// not visit every job kept to find the few that have any.
     awaiting_dependencies: BTreeSet<u64>,
-    /// The highest queue rank given so far (see [`State::next_queue_rank`]).
-    last_queue_rank: u64,
+    /// The highest queue rank given so far (see [`State::next_queue_rank`]); atomic so that
+    /// ranks handed out while a change is built (before it is applied) stay distinct.
+    last_queue_rank: AtomicU64,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -242,7 +244,7 @@ impl State {
             pending: BTreeSet::new(),
             running: BTreeSet::new(),
             awaiting_dependencies: BTreeSet::new(),
-            last_queue_rank: 0,
+            last_queue_rank: AtomicU64::new(0),
         }
     }
 
@@ -250,7 +252,14 @@ impl State {
     /// new job no lower than its number (which stands in for the rank of jobs stored before
     /// ranks existed).
     pub fn next_queue_rank(&self, seq: u64) -> u64 {
-        (self.last_queue_rank + 1).max(seq)
+        let mut next = 0;
+        let _ = self
+            .last_queue_rank
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                next = (last + 1).max(seq);
+                Some(next)
+            });
+        next
     }
 
     pub fn queue(&self, name: &str) -> Option<&Queue> {
@@ -345,7 +354,8 @@ impl State {
                 let host = job.exec_host.clone();
                 self.occupy(job.seq, &host, job.exclusive());
             }
-            self.last_queue_rank = self.last_queue_rank.max(job.rank());
+            let last = self.last_queue_rank.get_mut();
+            *last = (*last).max(job.rank());
             mark(&mut self.pending, job.seq, is_pending(&job));
             mark(&mut self.running, job.seq, is_running(&job));
             mark(

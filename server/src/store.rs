@@ -708,7 +708,7 @@ pub(crate) mod tests {
             mtime: 1,
             qtime: 1,
             queue_rank: 0,
-            depend_hold: false,
+            depend_hold: None,
             etime: Some(1),
             depend: vec![],
             output_path: "vm:/tmp/job.sh.o0".into(),

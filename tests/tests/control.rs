@@ -237,6 +237,22 @@ fn qalter_sets_a_queued_jobs_dependencies() {
         Some(format!("beforeany:{behind}"))
     );
     assert_eq!(c.job_attr(&waiting, "Hold_Types").as_deref(), Some("u"));
+
+    // A system hold that is not the dependencies' (a manager's) is not theirs to lift.
+    if is_root() {
+        let done = c.qsub("done.sh", "true\n", &[]);
+        c.wait_state(&done, "C", T);
+        let out = c.run_as_root("qhold", &["-h", "s", &waiting]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(c.run("qrls", &[&waiting]).status.success());
+        let out = c.run(
+            "qalter",
+            &["-W", &format!("depend=afterany:{done}"), &waiting],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(c.job_state(&waiting).as_deref(), Some("H"));
+        assert_eq!(c.job_attr(&waiting, "Hold_Types").as_deref(), Some("s"));
+    }
 }
 
 #[test]
@@ -425,7 +441,8 @@ fn qorder_swaps_two_jobs_places_in_line() {
         (0, String::new(), String::new())
     );
 
-    // Refused, in Torque's words: a running job, an unknown one, a bad command line.
+    // Refused, in Torque's words: a running job, an unknown one (looked for before either
+    // job's state is judged), a bad command line.
     let out = c.run("qorder", &[&blocker, &first]);
     assert_eq!(
         (code(&out), stderr(&out)),
@@ -433,6 +450,11 @@ fn qorder_swaps_two_jobs_places_in_line() {
             170,
             "qorder: Request invalid for state of job \n".to_string()
         )
+    );
+    let out = c.run("qorder", &[&blocker, "999"]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (153, "qorder: Unknown Job Id Error \n".to_string())
     );
     let out = c.run("qorder", &[&first, "999"]);
     assert_eq!(

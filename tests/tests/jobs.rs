@@ -373,12 +373,16 @@ fn pbs_environment_is_the_base_of_every_jobs_environment() {
     c.kill_mom("n1");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     c.start_mom("n1");
+    let pid = c.mom_pid("n1").expect("the MOM's pid");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
     assert!(
-        wait_until(T, || c
-            .mom_log("n1")
-            .contains("pbs_environment must be a regular file owned by root")),
+        wait_until(T, || matches!(proc_state(&proc_dir), None | Some('Z'))),
         "the MOM took a world-writable pbs_environment:\n{}",
         c.mom_log("n1")
+    );
+    assert_contains(
+        &c.mom_log("n1"),
+        "pbs_environment must be a regular file owned by root",
     );
 }
 
