@@ -112,6 +112,14 @@ struct Live {
 }
 
 impl Live {
+    /// Raises the usage peaks to what one `/proc` scan of the session saw.
+    fn record_peak(&mut self, t: &procfs::SessionTotals, clock_ticks: u64) {
+        let peak = &mut self.peak;
+        peak.cput_secs = peak.cput_secs.max(t.cpu_ticks / clock_ticks.max(1));
+        peak.mem_kb = peak.mem_kb.max(t.rss_kb);
+        peak.vmem_kb = peak.vmem_kb.max(t.vsize_kb);
+    }
+
     fn new(pgid: i32, done: watch::Sender<bool>) -> Live {
         Live {
             pgid,
@@ -1310,12 +1318,7 @@ impl Runner {
                 continue;
             };
             let t = procfs::session_totals(procs, live.pgid, self.page_kb);
-            live.peak.cput_secs = live
-                .peak
-                .cput_secs
-                .max(t.cpu_ticks / self.clock_ticks.max(1));
-            live.peak.mem_kb = live.peak.mem_kb.max(t.rss_kb);
-            live.peak.vmem_kb = live.peak.vmem_kb.max(t.vsize_kb);
+            live.record_peak(&t, self.clock_ticks);
             live.peak.walltime_secs = entry.record.walltime(now);
             jobs.push(entry.record.job_id.clone());
             usage.push((entry.record.run_id, live.peak));
@@ -1332,13 +1335,16 @@ impl Runner {
     fn enforce_limits(&self, procs: &[Proc]) {
         let mut over = Vec::new();
         for entry in self.runs().values_mut() {
-            let Some(live) = entry.live.as_ref() else {
+            let Some(live) = entry.live.as_mut() else {
                 continue;
             };
             if entry.record.limits.is_empty() {
                 continue;
             }
             let t = procfs::session_totals(procs, live.pgid, self.page_kb);
+            // What a kill is judged on is in `resources_used` too (the job's processes may
+            // die with the CPU they used unreaped by its shell).
+            live.record_peak(&t, self.clock_ticks);
             over.extend(over_limit(&mut entry.record, live, &t, self.clock_ticks));
         }
         for (run_id, pgid, done) in over {
