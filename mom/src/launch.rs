@@ -1203,13 +1203,18 @@ mod tests {
         assert_eq!(argv0(Path::new("/bin/bash"), false), b"bash");
     }
 
-    #[test]
-    fn env_starts_empty_and_mom_wins() {
-        let layout = Layout::new("/var/spool/capstan");
+    /// A MOM's layout and the user the tests run as, for `build_env`.
+    fn env_fixture() -> (Layout, User) {
         let user = User::from_uid(Uid::current())
             .ok()
             .flatten()
             .expect("current user");
+        (Layout::new("/var/spool/capstan"), user)
+    }
+
+    #[test]
+    fn env_starts_empty_and_mom_wins() {
+        let (layout, user) = env_fixture();
         let spec = RunSpec {
             job_id: "4.vm".into(),
             env: vec![
@@ -1236,11 +1241,7 @@ mod tests {
     /// Torque's InitUserEnv; its PATH stands in for the MOM's default.
     #[test]
     fn pbs_environment_is_the_base_the_job_overrides() {
-        let layout = Layout::new("/var/spool/capstan");
-        let user = User::from_uid(Uid::current())
-            .ok()
-            .flatten()
-            .expect("current user");
+        let (layout, user) = env_fixture();
         let spec = RunSpec {
             job_id: "4.vm".into(),
             env: vec![("TZ".into(), "Asia/Tokyo".into())],

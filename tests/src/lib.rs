@@ -744,6 +744,25 @@ impl Cluster {
         PathBuf::from(format!("/proc/{}", self.read(pid_file).trim()))
     }
 
+    /// Asserts that job `id`, killed over its `cput`, is charged (`resources_used.cput`) at
+    /// least the CPU its notice in `stderr_text` (`=>> PBS: job killed: cput N exceeded
+    /// limit L`) says it was judged on.
+    pub fn assert_charged_the_notices_cput(&self, id: &str, stderr_text: &str) {
+        let judged: u64 = stderr_text
+            .split("cput ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the cput in the notice");
+        let used = self
+            .job_attr(id, "resources_used.cput")
+            .expect("resources_used.cput");
+        let used_secs = used.split(':').fold(0u64, |total, part| {
+            total * 60 + part.parse::<u64>().unwrap_or(0)
+        });
+        assert!(used_secs >= judged, "charged {used}, killed at {judged} s");
+    }
+
     /// The sequence number of a job id (`12.tsrv` → `12`).
     pub fn seq(id: &str) -> &str {
         id.split('.').next().unwrap_or(id)

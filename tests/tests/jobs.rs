@@ -659,19 +659,7 @@ fn l_limits_are_set_on_the_job_and_its_totals_enforced() {
     assert_contains(&err, "=>> PBS: job killed: cput ");
     assert_contains(&err, " exceeded limit 1\n");
     // The CPU the kill was judged on is what the job is charged, at least.
-    let judged: u64 = err
-        .split("cput ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("the cput in the notice");
-    let used = c
-        .job_attr(&burner, "resources_used.cput")
-        .expect("resources_used.cput");
-    let used_secs = used.split(':').fold(0u64, |total, part| {
-        total * 60 + part.parse::<u64>().unwrap_or(0)
-    });
-    assert!(used_secs >= judged, "charged {used}, killed at {judged} s");
+    c.assert_charged_the_notices_cput(&burner, &err);
     assert_eq!(c.job_attr(&fat, "exit_status").as_deref(), Some("-10"));
     let err = c.read(c.work.join(format!("fat.sh.e{}", Cluster::seq(&fat))));
     assert_contains(&err, "=>> PBS: job killed: vmem ");

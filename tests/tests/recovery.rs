@@ -261,17 +261,5 @@ fn limits_are_enforced_while_the_server_is_away() {
     let err = c.read(c.work.join(format!("burn.sh.e{}", Cluster::seq(&id))));
     assert_contains(&err, " exceeded limit 2\n");
     // Charged at least the CPU it was judged on, though no status report sampled it.
-    let judged: u64 = err
-        .split("cput ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("the cput in the notice");
-    let used = c
-        .job_attr(&id, "resources_used.cput")
-        .expect("resources_used.cput");
-    let used_secs = used.split(':').fold(0u64, |total, part| {
-        total * 60 + part.parse::<u64>().unwrap_or(0)
-    });
-    assert!(used_secs >= judged, "charged {used}, killed at {judged} s");
+    c.assert_charged_the_notices_cput(&id, &err);
 }
