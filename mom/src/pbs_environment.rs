@@ -78,13 +78,18 @@ pub fn load(path: &Path, mom_uid: u32) -> Result<Option<Loaded>, EnvironmentFile
             path: path.to_path_buf(),
         });
     }
-    // Every directory above it: one that others may change could swap the file.
+    // Every directory above it, and above the file a symlink names: one that others may
+    // change could swap the file.
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let parent = parent.canonicalize().map_err(unreadable)?;
-    for dir in parent.ancestors() {
+    let resolved = path.canonicalize().map_err(unreadable)?;
+    let dirs = [
+        parent.canonicalize().map_err(unreadable)?,
+        resolved.parent().unwrap_or(Path::new("/")).to_path_buf(),
+    ];
+    for dir in dirs.iter().flat_map(|d| d.ancestors()) {
         let meta = std::fs::metadata(dir).map_err(unreadable)?;
         if !secure_dir(meta.uid(), meta.mode(), mom_uid) {
             return Err(EnvironmentFileError::InsecureDirectory {
@@ -209,5 +214,38 @@ mod tests {
             .expect("chmod");
         let err = load(&path, me).expect_err("world-writable");
         assert!(err.to_string().contains("writable by nobody else"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_others_may_change_or_a_fifo_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = nix::unistd::geteuid().as_raw();
+        let open_dir = dir.path().join("open");
+        std::fs::create_dir(&open_dir).expect("mkdir");
+        let path = open_dir.join("pbs_environment");
+        std::fs::write(&path, "TZ=UTC\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(load(&path, me).is_ok(), "a 0755 directory is fine");
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let refused = |p: &Path| {
+            matches!(
+                load(p, me),
+                Err(EnvironmentFileError::InsecureDirectory { .. })
+            )
+        };
+        assert!(refused(&path), "writable by all, not sticky");
+        // A link from a safe place to the file in the open directory: refused too.
+        let link = dir.path().join("pbs_environment");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        assert!(refused(&link), "through a symlink");
+        // A FIFO does not hang the start: it is not a regular file.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        assert!(matches!(
+            load(&fifo, me),
+            Err(EnvironmentFileError::Insecure { .. })
+        ));
     }
 }

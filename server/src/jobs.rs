@@ -1293,7 +1293,8 @@ pub async fn alter(
         // (qsub's syntax admits no empty list). A system hold already there for another
         // reason (a manager's, too many failed starts) stays theirs: met dependencies do
         // not lift it.
-        let theirs = !job.hold_types.system || job.depend_hold == Some(true);
+        // (A job stored before the mark: as `evaluate_deps` judges it.)
+        let theirs = !job.hold_types.system || job.depend_hold.unwrap_or(job.start_count == 0);
         job.depend = deps;
         job.hold_types.system = true;
         job.depend_hold = Some(theirs);

@@ -195,8 +195,8 @@ pub struct Job {
     pub qtime: i64,
     /// Torque's `queue_rank`: the job's place in line among jobs of equal priority, given
     /// in order as jobs enter a queue (submission, qmove, a requeue) and swapped by qorder.
-    /// 0 in jobs stored before it existed (see [`rank_unranked`]; their number stands in
-    /// until then, see [`Job::rank`]).
+    /// 0 in jobs stored before it existed, until the server's start ranks them (see
+    /// [`rank_unranked`]; their number stands in, see [`Job::rank`]).
     #[serde(default)]
     pub queue_rank: u64,
     pub etime: Option<i64>,
@@ -281,14 +281,19 @@ pub struct Job {
 }
 
 /// Jobs stored before queue ranks existed (rank 0) get ranks in the order they were in
-/// line then, the order they entered their queues (qtime, then number), ahead of every
-/// ranked job (all came later). In memory; a job's next save keeps its rank.
-pub fn rank_unranked(jobs: &mut [Job]) {
+/// line then, the order they entered their queues (qtime, then number), behind every job
+/// already ranked (at the first start with ranks, there is none). Returns the jobs ranked,
+/// for the caller to save.
+pub fn rank_unranked(jobs: &mut [Job]) -> Vec<u64> {
+    let last = jobs.iter().map(|j| j.queue_rank).max().unwrap_or(0);
     let mut unranked: Vec<&mut Job> = jobs.iter_mut().filter(|j| j.queue_rank == 0).collect();
     unranked.sort_by_key(|j| (j.qtime, j.seq));
-    for (rank, job) in (1..).zip(unranked) {
+    let mut ranked = Vec::new();
+    for (rank, job) in (last + 1..).zip(unranked) {
         job.queue_rank = rank;
+        ranked.push(job.seq);
     }
+    ranked
 }
 
 impl Job {
@@ -755,6 +760,22 @@ fn offset(n: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stored jobs without a rank are ranked by queue time then number, behind any ranked
+    /// job, and named for saving; ranked jobs keep theirs.
+    #[test]
+    fn unranked_jobs_are_ranked_in_the_order_they_entered_their_queues() {
+        let job = |seq: u64, qtime: i64, queue_rank: u64| Job {
+            qtime,
+            queue_rank,
+            ..crate::store::tests::sample_job(seq)
+        };
+        let mut jobs = vec![job(1, 50, 0), job(2, 10, 0), job(3, 10, 7), job(4, 10, 0)];
+        assert_eq!(rank_unranked(&mut jobs), [2, 4, 1]);
+        let ranks: Vec<(u64, u64)> = jobs.iter().map(|j| (j.seq, j.rank())).collect();
+        assert_eq!(ranks, [(1, 10), (2, 8), (3, 7), (4, 9)]);
+        assert!(rank_unranked(&mut jobs).is_empty(), "once");
+    }
 
     #[test]
     fn hold_letters_round_trip() {

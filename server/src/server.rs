@@ -153,7 +153,20 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             job.request = resources::slot_request(&map).ok();
         }
     }
-    crate::model::rank_unranked(&mut jobs);
+    // Jobs stored before queue ranks existed get theirs, kept at once: ranks given only in
+    // memory would be given again at the next start, beside ones qorder had saved.
+    let ranked = crate::model::rank_unranked(&mut jobs);
+    if !ranked.is_empty() {
+        let mut tx = store.begin()?;
+        for job in jobs.iter().filter(|j| ranked.contains(&j.seq)) {
+            tx.save_job(job)?;
+        }
+        tx.commit().await?;
+        info!(
+            jobs = ranked.len(),
+            "queue ranks given to jobs stored without them"
+        );
+    }
     state.apply_jobs(jobs);
     info!(
         jobs = state.jobs.len(),
