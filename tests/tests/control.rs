@@ -222,7 +222,10 @@ fn qalter_sets_a_queued_jobs_dependencies() {
     }
     let out = c.run("qalter", &["-W", "depend=sometime:1", &waiting]);
     assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "qalter: illegal -W dependency value");
+    assert_contains(&stderr(&out), "qalter: illegal -W value\nusage: qalter");
+    let out = c.run("qalter", &["-h", "un", &waiting]);
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "qalter: illegal -h value\nusage: qalter");
     let out = c.run("qalter", &["-W", "umask=022", &waiting]);
     assert_eq!(
         (code(&out), stderr(&out)),

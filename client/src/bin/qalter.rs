@@ -45,7 +45,9 @@ fn run(args: &[String]) -> i32 {
             Item::Error(msg) => return usage(Some(&format!("qalter: {msg}"))),
             Item::Opt('h', arg) => {
                 let list = arg.clone().unwrap_or_default();
-                if list.is_empty() || !list.chars().all(|c| "uosn".contains(c)) {
+                // As Torque's: letters of `uosn`, and `n` alone (`-h un` is illegal).
+                let letters_ok = !list.is_empty() && list.chars().all(|c| "uosn".contains(c));
+                if !letters_ok || (list.contains('n') && list.chars().any(|c| c != 'n')) {
                     return usage(Some("qalter: illegal -h value"));
                 }
                 hold = Some(list);
@@ -60,6 +62,12 @@ fn run(args: &[String]) -> i32 {
                 // Variable lists and user lists are fixed at submission in Capstan.
                 eprintln!("qalter: this option is not supported by Capstan");
                 return 2;
+            }
+            Item::Opt('W', Some(arg)) => {
+                // Torque's qalter says only this of a dependency list it cannot parse.
+                if opts.apply('W', arg, &ctx).is_err() {
+                    return usage(Some("qalter: illegal -W value"));
+                }
             }
             Item::Opt(letter, arg) => {
                 if let Err(e) = opts.apply(*letter, arg.as_deref().unwrap_or(""), &ctx) {
