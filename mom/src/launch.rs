@@ -851,7 +851,8 @@ pub fn build_env(
     set("PBS_NODENUM", "0".into());
     set("PBS_TASKNUM", "1".into());
     set("PBS_VNODENUM", "0".into());
-    if let Some(dir) = tmpdir {
+    // As Torque's InitUserEnv: the job's own `TMPDIR` (`-v`, `-V`) wins over `$tmpdir`'s.
+    if let Some(dir) = tmpdir.filter(|_| !spec.env.iter().any(|(k, _)| k == "TMPDIR")) {
         set("TMPDIR", dir.display().to_string());
     }
     env
@@ -1255,6 +1256,34 @@ mod tests {
             &base.map(|(k, v)| (k, if v == "UTC" { "Asia/Tokyo".into() } else { v }))
         );
         assert_eq!(env.iter().filter(|(n, _)| n == "PATH").count(), 1);
+    }
+
+    /// `$tmpdir` gives the job its `TMPDIR` unless the job brought its own.
+    #[test]
+    fn the_jobs_own_tmpdir_wins() {
+        let (layout, user) = env_fixture();
+        let scratch = Path::new("/scratch/4.vm");
+        let tmpdir_of = |env: Vec<(String, String)>| {
+            let spec = RunSpec {
+                job_id: "4.vm".into(),
+                env,
+                ..Default::default()
+            };
+            build_env(
+                &spec,
+                &layout,
+                &user,
+                Path::new("/bin/bash"),
+                Some(scratch),
+                &[],
+            )
+            .into_iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| v)
+        };
+        assert_eq!(tmpdir_of(vec![]).as_deref(), Some("/scratch/4.vm"));
+        let mine = vec![("TMPDIR".to_string(), "/home/u/tmp".to_string())];
+        assert_eq!(tmpdir_of(mine).as_deref(), Some("/home/u/tmp"));
     }
 
     #[test]
