@@ -1,10 +1,10 @@
 //! `DIR/mom_priv/config`: the subset of Torque's MOM configuration Capstan uses.
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
-//! thresholds, `$source_login_batch`, `$prologalarm`, `$tmpdir` and the limit switches
-//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) change what this MOM does; every
-//! other keyword is accepted and ignored so an existing Torque config file can be dropped
-//! in unchanged.
+//! thresholds, `$source_login_batch`, `$prologalarm`, `$tmpdir`, the limit switches
+//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) and `$check_poll_time` change what
+//! this MOM does; every other keyword is accepted and ignored so an existing Torque config
+//! file can be dropped in unchanged.
 
 use std::path::Path;
 
@@ -29,10 +29,17 @@ pub struct MomConfig {
     /// Torque's `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`: limits this MOM does
     /// not enforce (see `limits`; all enforced by default).
     pub ignored: crate::limits::Ignored,
+    /// Torque's `$check_poll_time`: how often the MOM checks its jobs' `-l` limits on its own
+    /// (seconds, > 0; besides each status report).
+    pub check_poll_secs: u64,
 }
 
 /// Torque's `PBS_PROLOG_TIME`, the `$prologalarm` default.
 pub const DEFAULT_PROLOG_ALARM_SECS: u64 = 300;
+
+/// The `$check_poll_time` default: Torque's is 45 s; a limit this MOM can see exceeded it
+/// enforces sooner.
+pub const DEFAULT_CHECK_POLL_SECS: u64 = 5;
 
 impl Default for MomConfig {
     fn default() -> MomConfig {
@@ -43,6 +50,7 @@ impl Default for MomConfig {
             prolog_alarm_secs: DEFAULT_PROLOG_ALARM_SECS,
             tmpdir: None,
             ignored: Default::default(),
+            check_poll_secs: DEFAULT_CHECK_POLL_SECS,
         }
     }
 }
@@ -104,10 +112,15 @@ impl MomConfig {
                 }
                 continue;
             }
-            if key == "$prologalarm" {
+            let seconds = match key {
+                "$prologalarm" => Some(&mut cfg.prolog_alarm_secs),
+                "$check_poll_time" => Some(&mut cfg.check_poll_secs),
+                _ => None,
+            };
+            if let Some(slot) = seconds {
                 // Torque takes only a positive number of seconds.
                 match value.map(str::parse::<u64>) {
-                    Some(Ok(secs)) if secs > 0 => cfg.prolog_alarm_secs = secs,
+                    Some(Ok(secs)) if secs > 0 => *slot = secs,
                     _ => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
                 }
                 continue;
@@ -229,6 +242,15 @@ mod tests {
         assert!(w.is_empty() && c.prolog_alarm_secs == 45, "{w:?}");
         let (c, w) = MomConfig::parse("$prologalarm 0\n$prologalarm -5\n$prologalarm soon\n");
         assert_eq!((c.prolog_alarm_secs, w.len()), (300, 3));
+    }
+
+    #[test]
+    fn check_poll_time_takes_positive_seconds() {
+        assert_eq!(MomConfig::parse("").0.check_poll_secs, 5);
+        let (c, w) = MomConfig::parse("$check_poll_time 45\n");
+        assert!(w.is_empty() && c.check_poll_secs == 45, "{w:?}");
+        let (c, w) = MomConfig::parse("$check_poll_time 0\n$check_poll_time x\n");
+        assert_eq!((c.check_poll_secs, w.len()), (5, 2));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! tested on its own:
 //!
 //! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
-//!   `$prologalarm`, `$tmpdir`, `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`).
+//!   `$prologalarm`, `$tmpdir`, `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`,
+//!   `$check_poll_time`).
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`pbs_environment`]: `DIR/pbs_environment`, the base of every job's environment.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).

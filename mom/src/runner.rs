@@ -79,9 +79,6 @@ use capstan_proto::job_exec;
 
 /// Time between SIGTERM and SIGKILL when the walltime limit, or another `-l` limit, is hit.
 const WALLTIME_GRACE: Duration = Duration::from_secs(2);
-/// How often the runs' `-l` limits are checked apart from the status reports (Torque's
-/// `$check_poll_time` is 45 s).
-const LIMIT_POLL: Duration = Duration::from_secs(5);
 /// Torque's default kill_delay, used when the server sends 0.
 const DEFAULT_KILL_DELAY: u32 = 2;
 
@@ -178,6 +175,9 @@ pub struct Runner {
     tmpdir: Mutex<Option<PathBuf>>,
     /// `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`, for the runs started from now on.
     ignored_limits: Mutex<limits::Ignored>,
+    /// `$check_poll_time`, ms: how often the runs' limits are checked apart from the status
+    /// reports (see [`Runner::police_limits`]).
+    limit_poll_ms: AtomicU64,
     /// `pbs_environment`'s variables (read once, at start; `None`: no file).
     base_env: Mutex<Option<Vec<(String, String)>>>,
     /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
@@ -228,6 +228,9 @@ impl Runner {
             ),
             tmpdir: Mutex::new(None),
             ignored_limits: Mutex::new(MomConfig::default().ignored),
+            limit_poll_ms: AtomicU64::new(
+                MomConfig::default().check_poll_secs.saturating_mul(1000),
+            ),
             base_env: Mutex::new(None),
             boot_id,
             sync_idle: AtomicBool::new(false),
@@ -257,6 +260,12 @@ impl Runner {
     /// Sets `pbs_environment`'s variables, which every job's environment starts from.
     pub fn set_base_environment(&self, vars: Option<Vec<(String, String)>>) {
         *self.base_env.lock().unwrap_or_else(|p| p.into_inner()) = vars;
+    }
+
+    /// Sets `$check_poll_time`, from the next check on.
+    pub fn set_limit_poll(&self, every: Duration) {
+        let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        self.limit_poll_ms.store(ms.max(1), Ordering::Relaxed);
     }
 
     /// Sets which `-l` limits the runs started from now on are spared (`$ign*`).
@@ -1356,13 +1365,15 @@ impl Runner {
         }
     }
 
-    /// Checks the runs' `-l` limits every [`LIMIT_POLL`], whether or not the server is
+    /// Checks the runs' `-l` limits every `$check_poll_time`, whether or not the server is
     /// reachable (the status reports, which also check them, stop while it is not), as
     /// Torque's MOM polls its jobs on its own. Scans `/proc` only when a run has limits.
     pub async fn police_limits(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(LIMIT_POLL) => {}
+                _ = tokio::time::sleep(Duration::from_millis(
+                    self.limit_poll_ms.load(Ordering::Relaxed),
+                )) => {}
                 _ = shutdown.recv() => return,
             }
             let watched = self

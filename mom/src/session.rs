@@ -88,6 +88,7 @@ fn apply_config(runner: &Runner, config: MomConfig) {
     runner.set_prolog_alarm(std::time::Duration::from_secs(config.prolog_alarm_secs));
     runner.set_tmpdir(config.tmpdir.clone());
     runner.set_ignored_limits(config.ignored);
+    runner.set_limit_poll(std::time::Duration::from_secs(config.check_poll_secs));
     tracing::info!(?config, "MOM config loaded");
 }
 

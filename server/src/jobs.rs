@@ -2157,6 +2157,35 @@ mod tests {
         r.1.as_ref().map(|e| (e.code, e.detail.clone()))
     }
 
+    /// A qmove of several jobs ranks each behind every job in line, and apart; qorder swaps
+    /// two jobs' ranks and queues, and the swap is stored.
+    #[tokio::test]
+    async fn queue_ranks_are_distinct_and_qorder_swaps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = (1..=3).map(|seq| job(seq, JobState::Queued)).collect();
+        let mut core = core_with_jobs(dir.path(), jobs).await;
+        open_queues_and_a_node(&mut core, &["batch", "dq"]);
+        let root = user(0);
+        let to_dq = ActionArgs {
+            destination: "dq".into(),
+            ..ActionArgs::default()
+        };
+        let ids = ["1".to_string(), "2".to_string()];
+        let (results, _) = job_action(&mut core, &root, JobOp::Move, &ids, &to_dq, 50).await;
+        assert!(results.iter().all(|r| r.1.is_none()), "{results:?}");
+        let rank = |core: &Core, seq: u64| core.state.jobs[&seq].rank();
+        assert_ne!(rank(&core, 1), rank(&core, 2));
+        assert!(rank(&core, 1).min(rank(&core, 2)) > rank(&core, 3));
+        let (one, three) = (rank(&core, 1), rank(&core, 3));
+        order(&mut core, &root, "1", "3", 60).await.unwrap();
+        assert_eq!((rank(&core, 1), rank(&core, 3)), (three, one));
+        assert_eq!(core.state.jobs[&1].queue, "batch");
+        assert_eq!(core.state.jobs[&3].queue, "dq");
+        let loaded = core.store.load().await.unwrap();
+        let stored = |seq: u64| loaded.jobs.iter().find(|j| j.seq == seq).unwrap().rank();
+        assert_eq!((stored(1), stored(3)), (three, one));
+    }
+
     #[tokio::test]
     async fn a_refused_submission_uses_up_its_number_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
