@@ -443,6 +443,7 @@ pub fn prepare(
                 || pelog::default_base_environment(std::env::var("LANG").ok().as_deref()),
                 <[(String, String)]>::to_vec,
             ),
+            tmpdir.as_deref(),
         ),
         streams: Some(spooled.open.clone()),
         uid: user.uid.as_raw(),

@@ -238,13 +238,15 @@ pub fn default_base_environment(lang: Option<&str>) -> Vec<(String, String)> {
 /// environment, which is `pbs_environment`'s variables (`PATH=/bin:/usr/bin` and `LANG` in
 /// Torque's default file); then `PBS_MSHOST`, `PBS_NODEFILE`, `PBS_NODENUM=0`,
 /// `PBS_O_WORKDIR`, and, when the job asked for `nodes`, `PBS_RESOURCE_NODES`, `PBS_NP`,
-/// `PBS_NUM_NODES` and `PBS_NUM_PPN`; the job's `TMPDIR` when it has one (`$tmpdir`).
-/// `job_env` is the job's own environment.
+/// `PBS_NUM_NODES` and `PBS_NUM_PPN`; `tmpdir`, the directory `$tmpdir` made for the job,
+/// when there is one (whatever `TMPDIR` the job set for itself), as `TMPDIR`. `job_env` is
+/// the job's own environment.
 pub fn environment(
     job_env: &[(String, String)],
     resource_limits: &str,
     mother_superior: &str,
     base: &[(String, String)],
+    tmpdir: Option<&Path>,
 ) -> Vec<(String, String)> {
     let job = |name: &str| {
         job_env
@@ -277,8 +279,8 @@ pub fn environment(
     if let Some(nodes) = nodes {
         set("PBS_RESOURCE_NODES", nodes.into());
     }
-    if let Some(dir) = job("TMPDIR") {
-        set("TMPDIR", dir);
+    if let Some(dir) = tmpdir {
+        set("TMPDIR", dir.display().to_string());
     }
     env
 }
@@ -669,7 +671,8 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let base = default_base_environment(Some("C.UTF-8"));
-        let env = environment(&job_env, &job().resource_limits, "vm", &base);
+        let scratch = Some(Path::new("/scratch/45.vm"));
+        let env = environment(&job_env, &job().resource_limits, "vm", &base, scratch);
         let text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             text,
@@ -688,14 +691,20 @@ mod tests {
             ]
         );
         // Without a nodes request, the node counts are not given (Torque's rule).
-        let env = environment(&job_env, "procs=3", "vm", &default_base_environment(None));
+        let env = environment(
+            &job_env,
+            "procs=3",
+            "vm",
+            &default_base_environment(None),
+            None,
+        );
         assert!(env
             .iter()
             .all(|(k, _)| !k.starts_with("PBS_NUM") && k != "PBS_NP" && k != "LANG"));
         // A site's pbs_environment is the base instead; its names are replaced in place.
         let site = [("TZ", "UTC"), ("PBS_NODENUM", "9"), ("PATH", "/opt/bin")]
             .map(|(k, v)| (k.to_string(), v.to_string()));
-        let env = environment(&job_env, "procs=3", "vm", &site);
+        let env = environment(&job_env, "procs=3", "vm", &site, None);
         let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(&names[..4], ["TZ", "PBS_NODENUM", "PATH", "PBS_MSHOST"]);
         assert_eq!(env[1].1, "0");
