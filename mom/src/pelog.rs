@@ -671,6 +671,17 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let base = default_base_environment(Some("C.UTF-8"));
+        // The job set a TMPDIR of its own; its scripts get the one `$tmpdir` made.
+        let job_env: Vec<(String, String)> = job_env
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "TMPDIR" {
+                    (k, "/home/testuser/tmp".into())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
         let scratch = Some(Path::new("/scratch/45.vm"));
         let env = environment(&job_env, &job().resource_limits, "vm", &base, scratch);
         let text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -709,6 +720,8 @@ mod tests {
         assert_eq!(&names[..4], ["TZ", "PBS_NODENUM", "PATH", "PBS_MSHOST"]);
         assert_eq!(env[1].1, "0");
         assert_eq!(env[2].1, "/opt/bin");
+        // No directory made: no TMPDIR, whatever the job set.
+        assert!(env.iter().all(|(k, _)| k != "TMPDIR"));
     }
 
     #[test]

@@ -176,8 +176,10 @@ pub struct Runner {
     /// `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`, for the runs started from now on.
     ignored_limits: Mutex<limits::Ignored>,
     /// `$check_poll_time`, ms: how often the runs' limits are checked apart from the status
-    /// reports (see [`Runner::police_limits`]).
+    /// reports (see [`Runner::police_limits`]), and the wake-up when it changes (so a new
+    /// value need not wait for the old one's sleep to end).
     limit_poll_ms: AtomicU64,
+    limit_poll_changed: tokio::sync::Notify,
     /// `pbs_environment`'s variables (read once, at start; `None`: no file).
     base_env: Mutex<Option<Vec<(String, String)>>>,
     /// This boot's id, written into every record (see [`RunRecord::boot_id`]).
@@ -231,6 +233,7 @@ impl Runner {
             limit_poll_ms: AtomicU64::new(
                 MomConfig::default().check_poll_secs.saturating_mul(1000),
             ),
+            limit_poll_changed: tokio::sync::Notify::new(),
             base_env: Mutex::new(None),
             boot_id,
             sync_idle: AtomicBool::new(false),
@@ -265,7 +268,10 @@ impl Runner {
     /// Sets `$check_poll_time`, from the next check on.
     pub fn set_limit_poll(&self, every: Duration) {
         let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
-        self.limit_poll_ms.store(ms.max(1), Ordering::Relaxed);
+        let old = self.limit_poll_ms.swap(ms.max(1000), Ordering::Relaxed);
+        if old != ms.max(1000) {
+            self.limit_poll_changed.notify_one();
+        }
     }
 
     /// Sets which `-l` limits the runs started from now on are spared (`$ign*`).
@@ -1374,6 +1380,8 @@ impl Runner {
                 _ = tokio::time::sleep(Duration::from_millis(
                     self.limit_poll_ms.load(Ordering::Relaxed),
                 )) => {}
+                // A new `$check_poll_time`: the next sleep is the new one's.
+                _ = self.limit_poll_changed.notified() => continue,
                 _ = shutdown.recv() => return,
             }
             let watched = self

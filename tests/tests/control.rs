@@ -223,6 +223,11 @@ fn qalter_sets_a_queued_jobs_dependencies() {
     let out = c.run("qalter", &["-W", "depend=sometime:1", &waiting]);
     assert_eq!(code(&out), 2);
     assert_contains(&stderr(&out), "qalter: illegal -W value\nusage: qalter");
+    for empty in ["depend=", "depend", ""] {
+        let out = c.run("qalter", &["-W", empty, &waiting]);
+        assert_eq!(code(&out), 2, "-W {empty:?}");
+        assert_contains(&stderr(&out), "qalter: illegal -W value\nusage: qalter");
+    }
     let out = c.run("qalter", &["-h", "un", &waiting]);
     assert_eq!(code(&out), 2);
     assert_contains(&stderr(&out), "qalter: illegal -h value\nusage: qalter");

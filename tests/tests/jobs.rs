@@ -666,8 +666,9 @@ fn l_limits_are_set_on_the_job_and_its_totals_enforced() {
     assert_contains(&err, format!(" exceeded limit {}\n", 20 << 20));
 
     // `$ignvmem`: no address-space limit for jobs started from now on.
-    let loaded = c.reconfigure_mom("n1", "$ignvmem true\n");
+    let loaded = c.reconfigure_mom("n1", "$ignvmem true\n$check_poll_time 45\n");
     assert_contains(&loaded, "vmem: true");
+    assert_contains(&loaded, "check_poll_secs: 45");
     let (_, out) = c.run_job("novm.sh", "ulimit -v\n", &["-l", "vmem=40mb"]);
     assert_eq!(out, "unlimited\n");
 }

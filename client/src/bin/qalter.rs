@@ -52,20 +52,28 @@ fn run(args: &[String]) -> i32 {
                 }
                 hold = Some(list);
             }
-            Item::Opt('W', Some(arg)) if !arg.trim_start().starts_with("depend=") => {
-                // Only dependencies: the other `-W` attributes are fixed at submission.
-                let name = arg.trim_start().split('=').next().unwrap_or_default();
-                eprintln!("qalter: -W {name} is not supported by Capstan (only -W depend=...)");
-                return 2;
-            }
             Item::Opt('v' | 'u', _) => {
                 // Variable lists and user lists are fixed at submission in Capstan.
                 eprintln!("qalter: this option is not supported by Capstan");
                 return 2;
             }
             Item::Opt('W', Some(arg)) => {
-                // Torque's qalter says only this of a dependency list it cannot parse.
-                if opts.apply('W', arg, &ctx).is_err() {
+                let text = arg.trim_start();
+                let keyword = text
+                    .split(|c: char| c == '=' || c.is_whitespace())
+                    .next()
+                    .unwrap_or_default();
+                if !keyword.is_empty() && keyword != "depend" {
+                    // Only dependencies: the other `-W` attributes are fixed at submission.
+                    eprintln!(
+                        "qalter: -W {keyword} is not supported by Capstan (only -W depend=...)"
+                    );
+                    return 2;
+                }
+                // Torque's qalter says only this of an empty `-W` or a dependency list it
+                // cannot parse.
+                let has_list = text.strip_prefix("depend=").is_some_and(|l| !l.is_empty());
+                if !has_list || opts.apply('W', arg, &ctx).is_err() {
                     return usage(Some("qalter: illegal -W value"));
                 }
             }
