@@ -69,6 +69,8 @@ pub const BAD_STATE_TRANSITION: i32 = 15174;
 pub const BAD_ARRAY_REQ: i32 = 15083;
 /// Time out.
 pub const TIMEOUT: i32 = 15085;
+/// Job is already in destination queue (a qmove to the job's own queue).
+pub const JOB_ALREADY_IN_QUEUE: i32 = 15127;
 /// Command syntax invalid.
 pub const SYNTAX: i32 = 15131;
 /// Server too busy.
@@ -111,6 +113,7 @@ pub fn text(code: i32) -> &'static str {
         }
         BAD_ARRAY_REQ => "Bad Job Array Request",
         TIMEOUT => "Time out",
+        JOB_ALREADY_IN_QUEUE => "Job is already in destination queue.",
         SYNTAX => "Command syntax invalid",
         SERVER_BUSY => "Pbs Server is currently too busy to service this request. Please retry this request.",
         _ => "Unknown error",

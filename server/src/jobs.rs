@@ -1643,6 +1643,9 @@ fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result
     let Some(queue) = state.queue(name) else {
         return Err(PbsError::new(pbse::UNKQUE, "", ""));
     };
+    if queue.name == job.queue {
+        return Err(PbsError::new(pbse::JOB_ALREADY_IN_QUEUE, "", ""));
+    }
     if !queue.enabled {
         return Err(PbsError::new(pbse::QUNOENB, "", ""));
     }

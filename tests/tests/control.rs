@@ -569,6 +569,12 @@ fn qmove_moves_a_waiting_job_to_another_queue() {
         175,
     );
     refused(&["dq", "999"], String::new(), 153);
+    // Its own queue (PBSE_JOB_ALREADY_IN_QUEUE, 15127).
+    refused(
+        &["dq", &held],
+        format!("qmove: Job is already in destination queue. {held}\n"),
+        23,
+    );
     refused(
         &["dq"],
         "usage: qmove destination job_identifier...\n".into(),
