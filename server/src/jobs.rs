@@ -1611,7 +1611,7 @@ fn act_on(
                 if let Some(run) = job.current_run {
                     plan.run_ends.push((run, EXIT_DELETED));
                 }
-                requeue(&mut job, state, now, None);
+                requeue(&mut job, now, None);
                 plan.freed_or_queued = true;
             }
         }
@@ -1702,11 +1702,9 @@ fn end_job(job: &mut Job, exit_status: i32, now: i64, comment: Option<String>) {
     }
 }
 
-/// A run ended but the job runs again: back to Q (or H/W), no hosts, behind the jobs already
-/// in line (a fresh queue rank from `state`; Torque keeps the old, but then a job whose
-/// starts keep failing would go first again each time).
-fn requeue(job: &mut Job, state: &State, now: i64, comment: Option<String>) {
-    job.queue_rank = state.next_queue_rank(job.seq);
+/// A run ended but the job runs again: back to Q (or H/W), no hosts. It keeps its place in
+/// line (`queue_rank`), as Torque's does.
+fn requeue(job: &mut Job, now: i64, comment: Option<String>) {
     job.state = JobState::Queued;
     job.exec_host.clear();
     job.current_run = None;
@@ -1817,7 +1815,7 @@ pub async fn runs_ended(
         }
         match job.pending {
             Some(PendingAction::Requeue) => {
-                requeue(&mut job, &core.state, now, end.comment.clone());
+                requeue(&mut job, now, end.comment.clone());
                 info!(job = %id, "job requeued");
             }
             // Lost on its node (JOB_EXEC_INITABT: killed because its MOM was gone, or its
@@ -1830,7 +1828,7 @@ pub async fn runs_ended(
                     format!("Job requeued: run lost on {node}: {}", end.message)
                 };
                 info!(job = %id, "job requeued: run lost on its node ({why})");
-                requeue(&mut job, &core.state, now, Some(why));
+                requeue(&mut job, now, Some(why));
             }
             None if never_ran => {
                 job.failed_starts += 1;
@@ -1851,7 +1849,10 @@ pub async fn runs_ended(
                 } else {
                     info!(job = %id, "job requeued: its script never ran");
                 }
-                requeue(&mut job, &core.state, now, why);
+                requeue(&mut job, now, why);
+                // Behind the jobs in line: else a job whose starts keep failing would go
+                // first again each time.
+                job.queue_rank = core.state.next_queue_rank(job.seq);
                 // Torque shows why the last start failed (-14: the prologue asked for a retry).
                 job.exit_status = Some(end.exit_status);
             }
@@ -1990,7 +1991,6 @@ pub async fn lose_jobs(
                 warn!(job = %id, node, "run lost; job requeued");
                 requeue(
                     &mut job,
-                    &core.state,
                     now,
                     Some(format!("Job requeued: node {node} went down")),
                 )
