@@ -1327,7 +1327,6 @@ impl Runner {
         let now = now_secs();
         let mut jobs = Vec::new();
         let mut usage = Vec::new();
-        self.enforce_limits(procs);
         for entry in self.runs().values_mut() {
             let Some(live) = entry.live.as_mut() else {
                 continue;
@@ -1372,8 +1371,8 @@ impl Runner {
     }
 
     /// Checks the runs' `-l` limits every `$check_poll_time`, whether or not the server is
-    /// reachable (the status reports, which also check them, stop while it is not), as
-    /// Torque's MOM polls its jobs on its own. Scans `/proc` only when a run has limits.
+    /// reachable, as Torque's MOM polls its jobs on its own: the one place limits are
+    /// enforced. Scans `/proc` only when a run has limits.
     pub async fn police_limits(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {

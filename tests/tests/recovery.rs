@@ -251,6 +251,8 @@ fn limits_are_enforced_while_the_server_is_away() {
     c.wait_state(&id, "R", T);
     let shell = c.shell_proc(&pid_file);
     c.kill_server();
+    // Not yet past its limit: what ends it below is the MOM's own check, the server gone.
+    assert!(shell.exists(), "the job ended before the server went away");
     assert!(
         wait_until(T, || !shell.exists()),
         "the job ran on past its cput with the server gone"
