@@ -338,9 +338,7 @@ pub fn parse<S: AsRef<str>>(
             'h' => {
                 let (op, text) = split_op(&value);
                 let text = text.trim_start();
-                let letters_ok = !text.is_empty() && text.chars().all(|c| "uosn".contains(c));
-                let n_alone = !text.contains('n') || text.chars().all(|c| c == 'n');
-                if letters_ok && n_alone {
+                if crate::qsub::options::valid_hold_list(text) {
                     // Hold_Types may only be selected equal or not (Torque's ATR_DFLAG_SELEQ).
                     if !matches!(op, Op::Eq | Op::Ne) {
                         refused.get_or_insert(pbse::IVALREQ);

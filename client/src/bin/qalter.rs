@@ -10,7 +10,7 @@
 use capstan_client::connect::{self, ConnectError};
 use capstan_client::getopt::{getopt, Item};
 use capstan_client::jobctl::outcome_for;
-use capstan_client::qsub::options::JobOptions;
+use capstan_client::qsub::options::{name_value, valid_hold_list, JobOptions};
 use capstan_client::qsub::request::text_attr;
 use capstan_proto::v1::{AlterRequest, Attr, JobActionResult};
 
@@ -45,9 +45,7 @@ fn run(args: &[String]) -> i32 {
             Item::Error(msg) => return usage(Some(&format!("qalter: {msg}"))),
             Item::Opt('h', arg) => {
                 let list = arg.clone().unwrap_or_default();
-                // As Torque's: letters of `uosn`, and `n` alone (`-h un` is illegal).
-                let letters_ok = !list.is_empty() && list.chars().all(|c| "uosn".contains(c));
-                if !letters_ok || (list.contains('n') && list.chars().any(|c| c != 'n')) {
+                if !valid_hold_list(&list) {
                     return usage(Some("qalter: illegal -h value"));
                 }
                 hold = Some(list);
@@ -57,26 +55,17 @@ fn run(args: &[String]) -> i32 {
                 eprintln!("qalter: this option is not supported by Capstan");
                 return 2;
             }
-            Item::Opt('W', Some(arg)) => {
-                let text = arg.trim_start();
-                let keyword = text
-                    .split(|c: char| c == '=' || c.is_whitespace())
-                    .next()
-                    .unwrap_or_default();
-                if !keyword.is_empty() && keyword != "depend" {
+            Item::Opt('W', Some(arg)) => match name_value(arg) {
+                Some((name, _)) if name != "depend" => {
                     // Only dependencies: the other `-W` attributes are fixed at submission.
-                    eprintln!(
-                        "qalter: -W {keyword} is not supported by Capstan (only -W depend=...)"
-                    );
+                    eprintln!("qalter: -W {name} is not supported by Capstan (only -W depend=...)");
                     return 2;
                 }
-                // Torque's qalter says only this of an empty `-W` or a dependency list it
-                // cannot parse.
-                let has_list = text.strip_prefix("depend=").is_some_and(|l| !l.is_empty());
-                if !has_list || opts.apply('W', arg, &ctx).is_err() {
-                    return usage(Some("qalter: illegal -W value"));
-                }
-            }
+                // Torque's qalter says only this of a `-W` with no `name=value` or a
+                // dependency list it cannot parse.
+                Some(_) if opts.apply('W', arg, &ctx).is_ok() => {}
+                _ => return usage(Some("qalter: illegal -W value")),
+            },
             Item::Opt(letter, arg) => {
                 if let Err(e) = opts.apply(*letter, arg.as_deref().unwrap_or(""), &ctx) {
                     return usage(Some(e.for_command("qalter").message()));

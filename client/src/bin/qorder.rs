@@ -38,16 +38,11 @@ async fn order(request: OrderJobsRequest) -> i32 {
     let reply = match client.order_jobs(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            return match ConnectError::from_status(&status) {
-                Some(e) => {
-                    eprintln!("{}", e.torque_message("qorder"));
-                    e.exit_code()
-                }
-                None => {
-                    eprintln!("qorder: {}", status.message());
-                    1
-                }
-            };
+            eprint!(
+                "{}",
+                connect::rpc_failure_line("qorder", &status, |m| format!("qorder: {m}\n"))
+            );
+            return ConnectError::from_status(&status).map_or(1, |e| e.exit_code());
         }
     };
     let Some(err) = reply.results.first().and_then(|r| r.error.as_ref()) else {

@@ -248,8 +248,14 @@ pub fn valid_depend(value: &str) -> bool {
         })
 }
 
+/// Torque's hold list (`qalter -h`, `qselect -h`): letters of `uosn`, and `n` only alone.
+pub fn valid_hold_list(text: &str) -> bool {
+    let letters_ok = !text.is_empty() && text.chars().all(|c| "uosn".contains(c));
+    letters_ok && (!text.contains('n') || text.chars().all(|c| c == 'n'))
+}
+
 /// Torque's `get_name_value` for `-W`: `name = value`, quotes dropped, value non-empty.
-fn name_value(text: &str) -> Option<(String, String)> {
+pub fn name_value(text: &str) -> Option<(String, String)> {
     let token: String = text.chars().filter(|c| *c != '\'' && *c != '"').collect();
     if token.is_empty() || token.starts_with('=') {
         return None;
