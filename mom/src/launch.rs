@@ -56,6 +56,7 @@ use crate::job::RunSpec;
 use crate::layout::{safe_component, Layout};
 use crate::limits::ProcessLimits;
 use crate::paths::{self, OutputRequest, Streams};
+use crate::pbs_environment::put_env_var;
 use crate::pelog::{self, PelogJob};
 use crate::spawner::{Spawner, SupervisorProcess};
 use crate::supervisor::{Link, Started};
@@ -822,13 +823,7 @@ pub fn build_env(
     let mut env: Vec<(String, String)> = base.to_vec();
     let has_path =
         base.iter().any(|(k, _)| k == "PATH") || spec.env.iter().any(|(k, _)| k == "PATH");
-    let mut set = |k: &str, v: String| {
-        if let Some(e) = env.iter_mut().find(|(n, _)| n == k) {
-            e.1 = v;
-        } else {
-            env.push((k.to_string(), v));
-        }
-    };
+    let mut set = |k: &str, v: String| put_env_var(&mut env, k, v);
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             tracing::warn!(job = %spec.job_id, "skipping invalid environment variable {k:?}");

@@ -147,12 +147,18 @@ pub fn parse(bytes: &[u8], own: impl Fn(&str) -> Option<Result<String, ()>>) -> 
             warnings.push(format!("line {}: not a variable, skipped", n + 1));
             continue;
         }
-        match vars.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value,
-            None => vars.push((name.to_string(), value)),
-        }
+        put_env_var(&mut vars, name, value);
     }
     Loaded { vars, warnings }
+}
+
+/// Torque's `put_env_var` / `bld_env_variables`: `name` set to `value`, in its place if
+/// the environment has it (the last value wins, the first place stays), else at the end.
+pub fn put_env_var(env: &mut Vec<(String, String)>, name: &str, value: String) {
+    match env.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value,
+        None => env.push((name.to_string(), value)),
+    }
 }
 
 #[cfg(test)]

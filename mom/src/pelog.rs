@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::Usage;
 use crate::launch::{self, Identity};
 use crate::paths::Streams;
+use crate::pbs_environment::put_env_var;
 use crate::procfs;
 use capstan_proto::job_exec;
 
@@ -256,11 +257,7 @@ pub fn environment(
     };
     let nodes = asked_resource(resource_limits, "nodes");
     let mut env = base.to_vec();
-    // Torque's put_env_var: a name the base has is replaced in its place.
-    let mut set = |name: &str, value: String| match env.iter_mut().find(|(n, _)| n == name) {
-        Some(slot) => slot.1 = value,
-        None => env.push((name.to_string(), value)),
-    };
+    let mut set = |name: &str, value: String| put_env_var(&mut env, name, value);
     set("PBS_MSHOST", mother_superior.into());
     if let Some(file) = job("PBS_NODEFILE") {
         set("PBS_NODEFILE", file);
