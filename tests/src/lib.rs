@@ -757,9 +757,8 @@ impl Cluster {
         let used = self
             .job_attr(id, "resources_used.cput")
             .expect("resources_used.cput");
-        let used_secs = used.split(':').fold(0u64, |total, part| {
-            total * 60 + part.parse::<u64>().unwrap_or(0)
-        });
+        let used_secs = capstan_proto::resources::parse_duration(&used)
+            .unwrap_or_else(|| panic!("resources_used.cput {used:?} is not a duration"));
         assert!(used_secs >= judged, "charged {used}, killed at {judged} s");
     }
 

@@ -722,9 +722,7 @@ fn an_operator_suspends_and_resumes_a_job_whose_walltime_stops_meanwhile() {
     let walltime = c
         .job_attr(&id, "resources_used.walltime")
         .expect("resources_used.walltime");
-    let secs = walltime.split(':').fold(0u64, |total, part| {
-        total * 60 + part.parse::<u64>().unwrap()
-    });
+    let secs = capstan_proto::resources::parse_duration(&walltime).expect("a duration");
     assert!(secs < 4, "the suspension is not counted: {walltime}");
     assert_eq!(c.read(c.default_stdout("paused.sh", &id)), "done\n");
     // A job that is not running cannot be suspended.
