@@ -338,7 +338,7 @@ pub fn evaluate_deps<'a>(
     if changed
         && job.depend.iter().all(|d| d.satisfied)
         && job.hold_types.system
-        && job.depend_hold.unwrap_or(job.start_count == 0)
+        && job.system_hold_is_dependencies()
     {
         job.hold_types.system = false;
         job.depend_hold = Some(false);
@@ -1293,8 +1293,7 @@ pub async fn alter(
         // (qsub's syntax admits no empty list). A system hold already there for another
         // reason (a manager's, too many failed starts) stays theirs: met dependencies do
         // not lift it.
-        // (A job stored before the mark: as `evaluate_deps` judges it.)
-        let theirs = !job.hold_types.system || job.depend_hold.unwrap_or(job.start_count == 0);
+        let theirs = !job.hold_types.system || job.system_hold_is_dependencies();
         job.depend = deps;
         job.hold_types.system = true;
         job.depend_hold = Some(theirs);

@@ -297,6 +297,12 @@ pub fn rank_unranked(jobs: &mut [Job]) -> Vec<u64> {
 }
 
 impl Job {
+    /// Whether its system hold, if it has one, is its dependencies' (see `depend_hold`; a
+    /// job stored before the mark: if it never started).
+    pub fn system_hold_is_dependencies(&self) -> bool {
+        self.depend_hold.unwrap_or(self.start_count == 0)
+    }
+
     /// Its place in line among equals (see `queue_rank`).
     pub fn rank(&self) -> u64 {
         if self.queue_rank == 0 {
