@@ -1238,13 +1238,7 @@ pub async fn alter(
                 let holds = HoldTypes::parse(v).ok_or_else(|| fail(bad_value("Hold_Types")))?;
                 // Judged on what changes: a user may not clear the system hold that
                 // dependencies placed (`-h n`) any more than set one.
-                let old = job.hold_types;
-                let changed = HoldTypes {
-                    user: old.user != holds.user,
-                    other: old.other != holds.other,
-                    system: old.system != holds.system,
-                };
-                if !may_set_holds(changed, privilege) {
+                if !may_set_holds(job.hold_types.differing(holds), privilege) {
                     return Err(PbsError::new(pbse::PERM, "", shown));
                 }
                 job.hold_types = holds;

@@ -78,6 +78,15 @@ impl HoldTypes {
         self.system &= !other.system;
     }
 
+    /// The holds that differ between `self` and `other` (set in one, not in the other).
+    pub fn differing(self, other: HoldTypes) -> HoldTypes {
+        HoldTypes {
+            user: self.user != other.user,
+            other: self.other != other.other,
+            system: self.system != other.system,
+        }
+    }
+
     /// Whether `self` shares at least one hold with `other`.
     pub fn intersects(self, other: HoldTypes) -> bool {
         (self.user && other.user) || (self.other && other.other) || (self.system && other.system)
@@ -788,6 +797,13 @@ mod tests {
         assert_eq!(HoldTypes::parse("n").unwrap().letters(), "n");
         assert_eq!(HoldTypes::parse("su").unwrap().letters(), "us");
         assert!(HoldTypes::parse("x").is_none());
+    }
+
+    #[test]
+    fn differing_holds_are_those_set_in_one_only() {
+        let us = HoldTypes::parse("us").unwrap();
+        assert_eq!(us.differing(HoldTypes::parse("u").unwrap()).letters(), "s");
+        assert_eq!(us.differing(us).letters(), "n");
     }
 
     #[test]
