@@ -2078,6 +2078,18 @@ mod tests {
         j
     }
 
+    /// Job `seq`, held by the system for its one unmet dependency `kind` on `parent`.
+    fn held_on(seq: u64, kind: DepKind, parent: u64) -> Job {
+        let mut child = job(seq, JobState::Held);
+        child.hold_types.system = true;
+        child.depend = vec![Dependency {
+            kind,
+            seq: parent,
+            satisfied: false,
+        }];
+        child
+    }
+
     async fn core_with_jobs(dir: &std::path::Path, jobs: Vec<Job>) -> Core {
         let mut store = crate::store::Store::open(&dir.join("db"), false)
             .await
@@ -2978,13 +2990,7 @@ mod tests {
     fn afterok_of_a_failed_job_deletes_the_dependent() {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
-        let mut child = job(16, JobState::Held);
-        child.hold_types.system = true;
-        child.depend = vec![Dependency {
-            kind: DepKind::AfterOk,
-            seq: 14,
-            satisfied: false,
-        }];
+        let mut child = held_on(16, DepKind::AfterOk, 14);
         assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
         assert_eq!(child.state, JobState::Completed);
         assert_eq!(child.exit_status, Some(271));
@@ -3002,15 +3008,9 @@ mod tests {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(0);
         for (depend_hold, lifted) in [(Some(true), true), (Some(false), false), (None, false)] {
-            let mut child = job(15, JobState::Held);
+            let mut child = held_on(15, DepKind::AfterOk, 14);
             child.start_count = 2;
-            child.hold_types.system = true;
             child.depend_hold = depend_hold;
-            child.depend = vec![Dependency {
-                kind: DepKind::AfterOk,
-                seq: 14,
-                satisfied: false,
-            }];
             assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
             assert_eq!(!child.hold_types.system, lifted, "{depend_hold:?}");
         }
@@ -3020,14 +3020,8 @@ mod tests {
     fn a_dependency_met_late_does_not_lift_a_hold_it_did_not_place() {
         let parent = job(14, JobState::Completed);
         // Released early by a manager, started, then held for its failed starts.
-        let mut child = job(18, JobState::Held);
-        child.hold_types.system = true;
+        let mut child = held_on(18, DepKind::AfterAny, 14);
         child.start_count = MAX_FAILED_STARTS;
-        child.depend = vec![Dependency {
-            kind: DepKind::AfterAny,
-            seq: 14,
-            satisfied: false,
-        }];
         assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
         assert!(child.depend[0].satisfied);
         assert_eq!(child.state, JobState::Held);
@@ -3038,13 +3032,7 @@ mod tests {
     fn afterany_releases_the_dependent() {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
-        let mut child = job(17, JobState::Held);
-        child.hold_types.system = true;
-        child.depend = vec![Dependency {
-            kind: DepKind::AfterAny,
-            seq: 14,
-            satisfied: false,
-        }];
+        let mut child = held_on(17, DepKind::AfterAny, 14);
         assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
         assert_eq!(child.state, JobState::Queued);
         assert_eq!(child.hold_types.letters(), "n");
