@@ -203,9 +203,9 @@ pub struct Job {
     pub mtime: i64,
     pub qtime: i64,
     /// Torque's `queue_rank`: the job's place in line among jobs of equal priority, given
-    /// in order as jobs enter a queue (submission, qmove, a requeue after a failed start) and swapped by qorder.
-    /// 0 in jobs stored before it existed, until the server's start ranks them (see
-    /// [`rank_unranked`]; their number stands in, see [`Job::rank`]).
+    /// in order as jobs enter a queue (submission, qmove, a requeue after a failed start)
+    /// and swapped by qorder. 0 in jobs stored before it existed, until the server's start
+    /// ranks them (see [`rank_unranked`]; their number stands in, see [`Job::rank`]).
     #[serde(default)]
     pub queue_rank: u64,
     pub etime: Option<i64>,
