@@ -67,7 +67,7 @@ impl Command {
 
     fn optstring(self) -> &'static str {
         match self {
-            Command::Qdel => "am:pW:",
+            Command::Qdel => "am:pt:W:",
             Command::Qhold | Command::Qrls => "h:t:",
             Command::Qsig => "as:",
             Command::Qrerun => "m:f",
@@ -112,6 +112,8 @@ pub struct Invocation {
     pub delete_message: String,
     pub purge: bool,
     pub delete_delay_secs: Option<u32>,
+    /// qdel/qhold/qrls `-t`: which indices of the arrays named (empty: all).
+    pub array_range: String,
     pub ids: Vec<String>,
 }
 
@@ -134,6 +136,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                 delete_message: String::new(),
                 purge: false,
                 delete_delay_secs: None,
+                array_range: String::new(),
                 ids: ids.to_vec(),
             }),
             _ => Err(UsageError {
@@ -150,6 +153,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
     let mut hold_types = String::new();
     let mut signal = String::new();
     let (mut message_stdout, mut message_stderr) = (false, false);
+    let mut array_range = String::new();
     for item in &parsed.items {
         match item {
             Item::Error(complaint) => {
@@ -204,16 +208,21 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
                         }
                         hold_types = value.to_string();
                     }
-                    (Command::Qhold | Command::Qrls, 't') => {
+                    // An array's indices; qdel's -t excludes its other extensions.
+                    (Command::Qdel | Command::Qhold | Command::Qrls, 't') => {
+                        if command == Command::Qdel {
+                            if extension_given {
+                                errors += 1;
+                            }
+                            extension_given = true;
+                        }
                         if arg.is_empty() {
                             preamble.push_str(&format!(
                                 "{name}: illegal -t value (array range cannot be zero length)\n"
                             ));
-                        } else {
-                            preamble
-                                .push_str(&format!("{name}: job arrays are not supported yet\n"));
+                            errors += 1;
                         }
-                        errors += 1;
+                        array_range = arg.to_string();
                     }
                     (Command::Qsig, 'a') => {}
                     (Command::Qsig, 's') => signal = arg.to_string(),
@@ -254,6 +263,7 @@ pub fn parse_args(command: Command, args: &[String]) -> Result<Invocation, Usage
         delete_message,
         purge,
         delete_delay_secs,
+        array_range,
         ids: operands,
     })
 }
@@ -285,6 +295,7 @@ pub fn requests(inv: &Invocation) -> Vec<(bool, JobActionRequest)> {
                     delete_message: inv.delete_message.clone(),
                     purge: inv.purge,
                     delete_delay_secs: inv.delete_delay_secs,
+                    array_range: inv.array_range.clone(),
                 },
             )),
         }

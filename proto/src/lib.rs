@@ -14,6 +14,7 @@
 //! * [`resources`]: the resource names a job may ask for, the kind of value of each, and
 //!   Torque's duration and size grammar.
 //! * [`acl`]: Torque's user, host and group ACL matching.
+//! * [`array`]: Torque's job array request (`qsub -t`).
 
 /// Generated types for package `capstan.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -22,6 +23,7 @@ pub mod v1 {
 }
 
 pub mod acl;
+pub mod array;
 pub mod daemon;
 pub mod enrolment;
 pub mod job_exec;

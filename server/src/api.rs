@@ -25,7 +25,7 @@ use crate::dispatch::{self, now_epoch};
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage::{self, NoteChange};
 use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
-use crate::state::{ChangeFailed, Shared};
+use crate::state::{ChangeFailed, Listed, Shared};
 use crate::tls;
 
 /// Largest job listing built: the commands refuse larger replies (`client/src/connect.rs`),
@@ -355,15 +355,28 @@ impl Batch for BatchService {
                 |row| attrs::write_job_attrs(job, state, &reverse, now, filter, row),
             )
         };
-        // Appends the visible jobs of one queue, or of all of them.
-        let list = |table: &mut Table, queue: Option<&str>| {
-            for job in state
-                .jobs
-                .values()
-                .filter(|j| queue.is_none_or(|q| j.queue == q))
-                .filter(visible)
-            {
+        // Appends an array: its summary row (`12[]`), then its sub-jobs; `qstat` shows the
+        // one, or with `-t` the others.
+        let push_array = |table: &mut Table, members: &[&crate::model::Job]| {
+            if let Some(summary) = crate::model::array_summary(members.iter().copied()) {
+                push(table, &summary);
+            }
+            for job in members {
                 push(table, job);
+            }
+        };
+        // Appends the visible jobs of one queue, or of all of them, in number order.
+        let list = |table: &mut Table, queue: Option<&str>| {
+            let wanted = |j: &&crate::model::Job| queue.is_none_or(|q| j.queue == q) && visible(j);
+            for listed in state.listing() {
+                match listed {
+                    Listed::Job(job) if wanted(&job) => push(table, job),
+                    Listed::Job(_) => {}
+                    Listed::Array(_, mut members) => {
+                        members.retain(wanted);
+                        push_array(table, &members);
+                    }
+                }
                 if table.byte_len() > MAX_LISTING_BYTES {
                     break;
                 }
@@ -383,6 +396,27 @@ impl Batch for BatchService {
             }
             let operand = operand.trim();
             if operand.starts_with(|c: char| c.is_ascii_digit()) {
+                if let Some(jobs::JobRef::Array(number)) = jobs::parse_job_ref(operand, &server) {
+                    let members: Vec<_> = state
+                        .jobs
+                        .range(crate::model::member_keys(number))
+                        .map(|(_, job)| job)
+                        .collect();
+                    match members.first() {
+                        Some(job) if visible(job) => push_array(&mut table, &members),
+                        Some(_) => errors.push(PbsError::new(
+                            pbse::PERM,
+                            "",
+                            jobs::shown_job_id(operand, &server),
+                        )),
+                        None => errors.push(PbsError::new(
+                            pbse::UNKJOBID,
+                            "",
+                            jobs::shown_job_id(operand, &server),
+                        )),
+                    }
+                    continue;
+                }
                 match jobs::parse_job_id(operand, &server).and_then(|s| state.jobs.get(&s)) {
                     Some(job) if visible(&job) => push(&mut table, job),
                     Some(job) => errors.push(PbsError::new(pbse::PERM, "", job.id(&server))),
@@ -495,6 +529,7 @@ impl Batch for BatchService {
                             delete_message: req.delete_message,
                             purge: req.purge,
                             delete_delay_secs: req.delete_delay_secs,
+                            array_range: req.array_range,
                         };
                         jobs::job_action(core, &caller, op, &req.ids, &args, now_epoch()).await
                     })

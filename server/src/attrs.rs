@@ -85,11 +85,11 @@ pub fn depend_string(job: &Job, reverse: &ReverseDeps, server: &str) -> String {
     let mut items: Vec<(&str, String)> = job
         .depend
         .iter()
-        .map(|d| (d.kind.name(), format!("{}.{}", d.seq, server)))
+        .map(|d| (d.kind.name(), crate::model::job_id(d.seq, server)))
         .collect();
     if let Some(children) = reverse.get(&job.seq) {
         for (kind, child) in children {
-            items.push((kind.reverse_name(), format!("{child}.{server}")));
+            items.push((kind.reverse_name(), crate::model::job_id(*child, server)));
         }
     }
     group_deps(&items)
@@ -156,7 +156,7 @@ impl AttrFilter {
 /// Every attribute [`write_job_attrs`] can emit. A filter becomes a bit mask over this table once
 /// per request, so the ~50 "is this wanted?" questions per job are bit tests, not string
 /// compares (they were a third of a 5,000-job listing's server time).
-const JOB_ATTR_NAMES: [&str; 51] = [
+const JOB_ATTR_NAMES: [&str; 53] = [
     "Job_Name",
     "Job_Owner",
     "resources_used",
@@ -194,6 +194,8 @@ const JOB_ATTR_NAMES: [&str; 51] = [
     "etime",
     "exit_status",
     "submit_args",
+    "job_array_id",
+    "job_array_request",
     "umask",
     "start_time",
     // Torque's attribute `Walltime`, resource `Remaining` (so `qstat -x` nests it).
@@ -423,6 +425,13 @@ pub fn write_job_attrs(
     }
     if let Some(args) = &job.submit_args {
         a.text(at!("submit_args"), args);
+    }
+    // A sub-job names its index; an array's summary row its request (Torque's job_clone
+    // gives sub-jobs no `job_array_request`).
+    if let Some(index) = job.array_index() {
+        a.lazy(at!("job_array_id"), || index.to_string());
+    } else if let Some(part) = &job.array {
+        a.text(at!("job_array_request"), &part.request);
     }
     // The mask's value in decimal, as Torque shows it (`-W umask=022`: 18).
     if let Some(mask) = job.umask {
@@ -656,7 +665,13 @@ pub fn node_jobs_string(node: &NodeRuntime, server: &str) -> String {
     }
     order
         .iter()
-        .map(|seq| format!("{}/{}.{}", compress_slots(&slots[seq]), seq, server))
+        .map(|seq| {
+            format!(
+                "{}/{}",
+                compress_slots(&slots[seq]),
+                crate::model::job_id(*seq, server)
+            )
+        })
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -13,7 +13,7 @@
 //! superior gets its StartRun. A crash between commit and send leaves runs recorded as R that
 //! the MOM does not hold; reconciliation treats them as lost when the MOM reconnects.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use crate::model::PbsError;
 use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
 use crate::resources;
 use crate::scheduler::access::Owner;
+use crate::scheduler::array_limit::ArraySlots;
 use crate::scheduler::priority::{self, Weights};
 use crate::scheduler::{
     self, Decision, NodeSlots, NodeView, PendingJob, Reach, RunningJob, Settings, Snapshot, Span,
@@ -245,7 +246,11 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         run_id,
         job_id: job.id(server),
         job_name: job.name.clone(),
-        job_seq: job.seq.to_string(),
+        // A sub-job's default output names are `NAME.oSEQ-INDEX`.
+        job_seq: match crate::model::member_of(job.seq) {
+            Some((array, index)) => format!("{array}-{index}"),
+            None => job.seq.to_string(),
+        },
         euser: job.euser.clone(),
         egroup: job.egroup.clone(),
         script: job.script.clone(),
@@ -380,8 +385,14 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
         in_line.select_nth_unstable_by_key(EVENT_PASS_DEPTH - 1, |(key, _, _)| *key);
         in_line.truncate(EVENT_PASS_DEPTH);
     }
+    let array_running = arrays_running(state);
     for (_, job, queue_priority) in in_line {
-        pending.extend(pending_job(job, queue_priority, usage.share(&job.euser)));
+        pending.extend(pending_job(
+            job,
+            queue_priority,
+            usage.share(&job.euser),
+            &array_running,
+        ));
     }
     // Shown as `start_priority`. The periodic pass keeps it current; a pass per event (one
     // per job end in a drain) does not rebuild it for the whole queue.
@@ -475,9 +486,34 @@ fn settings(core: &Core, now: i64, weights: Weights) -> Settings {
     }
 }
 
+/// How many sub-jobs of each array run (for slot limits): one look at the running jobs,
+/// not one per queued sub-job.
+fn arrays_running(state: &State) -> HashMap<u64, u32> {
+    let mut running = HashMap::new();
+    for job in state.running_jobs() {
+        if let Some((array, _)) = crate::model::member_of(job.seq) {
+            *running.entry(array).or_default() += 1;
+        }
+    }
+    running
+}
+
 /// What the scheduler needs to know about a queued job; `None` when its resource list no
-/// longer parses.
-fn pending_job(job: &Job, queue_priority: i64, usage_share: f64) -> Option<PendingJob> {
+/// longer parses. `array_running`: see [`arrays_running`].
+fn pending_job(
+    job: &Job,
+    queue_priority: i64,
+    usage_share: f64,
+    array_running: &HashMap<u64, u32>,
+) -> Option<PendingJob> {
+    let array_slots = match (crate::model::member_of(job.seq), &job.array) {
+        (Some((array, _)), Some(part)) => part.slot_limit.map(|limit| ArraySlots {
+            array,
+            limit,
+            running: array_running.get(&array).copied().unwrap_or(0),
+        }),
+        _ => None,
+    };
     let request = match &job.request {
         Some(r) => r.clone(),
         None => {
@@ -501,6 +537,7 @@ fn pending_job(job: &Job, queue_priority: i64, usage_share: f64) -> Option<Pendi
             group: job.egroup.clone(),
         },
         exclusive: job.exclusive(),
+        array_slots,
     })
 }
 
@@ -617,10 +654,29 @@ async fn run_one(
     if core.state.stopping {
         return fail(pbse::SVRDOWN, String::new());
     }
+    // Torque's answer to a whole array.
+    if let Some(jobs::JobRef::Array(_)) = jobs::parse_job_ref(id, &server) {
+        return fail(pbse::IVALREQ, "cannot run a job array".into());
+    }
     let Some(job) = jobs::parse_job_id(id, &server).and_then(|seq| core.state.jobs.get(&seq))
     else {
         return fail(pbse::UNKJOBID, String::new());
     };
+    // Even qrun keeps an array's slot limit (Torque's check_and_run_job_work).
+    if let (Some(limit), Some(array)) = (
+        job.array.as_ref().and_then(|a| a.slot_limit),
+        crate::model::member_of(job.seq).map(|(array, _)| array),
+    ) {
+        let running = core.state.array_running(array);
+        if running >= limit as usize {
+            return fail(
+                pbse::IVALREQ,
+                format!(
+                    "Cannot run job. Array slot limit is {limit} and there are already {running} jobs running"
+                ),
+            );
+        }
+    }
     // A held or waiting job is run too (Torque's chk_job_torun refuses only jobs on their
     // way or already running); its holds stay, for a later requeue.
     match job.state {
@@ -631,7 +687,7 @@ async fn run_one(
         }
     }
     let usage = core.state.learning.fairshare.share(&job.euser);
-    let Some(pending) = pending_job(job, 0, usage) else {
+    let Some(pending) = pending_job(job, 0, usage, &arrays_running(&core.state)) else {
         return fail(pbse::BADATVAL, String::new());
     };
     let wanted: Vec<&str> = hosts

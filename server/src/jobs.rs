@@ -15,8 +15,8 @@ use tracing::{info, warn};
 
 use crate::authz::Privilege;
 use crate::model::{
-    parse_bool, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError, PendingAction,
-    ResourcesUsed, ToMom,
+    parse_bool, ArrayPart, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError,
+    PendingAction, ResourcesUsed, ToMom,
 };
 use crate::resources::{self, ResourceError};
 use crate::scheduler;
@@ -107,6 +107,8 @@ pub struct ActionArgs {
     pub purge: bool,
     /// qdel `-W`: the kill delay for this delete.
     pub delete_delay_secs: Option<u32>,
+    /// qdel/qhold/qrls `-t`: the indices of each array named to act on (empty: all).
+    pub array_range: String,
 }
 
 #[cfg(test)]
@@ -138,31 +140,80 @@ pub const EXIT_DELETED: i32 = 271;
 /// after 20 failed attempts to run, with the comment used here.
 pub const MAX_FAILED_STARTS: u32 = 20;
 
-/// Parses `12`, `12.SERVER`, `12.SERVER.domain` into a sequence number; `None` when the id
-/// is malformed or names another server.
-pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
-    let (seq, rest) = match id.split_once('.') {
-        Some((seq, rest)) => (seq, Some(rest)),
+/// What a job id names: a job (or one sub-job of an array), or a whole array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRef {
+    /// `12`, or `12[3]` (the key of sub-job 3, see [`crate::model::member_key`]).
+    Job(u64),
+    /// `12[]`: every sub-job of array 12.
+    Array(u64),
+}
+
+/// Parses `12`, `12[3]`, `12[]`, each optionally followed by `.SERVER` or
+/// `.SERVER.domain`; `None` when the id is malformed or names another server.
+pub fn parse_job_ref(id: &str, server_name: &str) -> Option<JobRef> {
+    let (local, rest) = match id.split_once('.') {
+        Some((local, rest)) => (local, Some(rest)),
         None => (id, None),
     };
-    let seq: u64 = seq.parse().ok()?;
-    match rest {
-        None => Some(seq),
-        Some(rest) if rest == server_name => Some(seq),
-        Some(rest)
-            if rest.starts_with(&format!("{server_name}."))
-                || server_name.starts_with(&format!("{rest}.")) =>
-        {
-            Some(seq)
+    let digits = |text: &str| -> Option<u64> {
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    let job = match local.split_once('[') {
+        None => JobRef::Job(digits(local)?),
+        Some((number, index)) => {
+            let number = digits(number).filter(|n| *n <= crate::model::MAX_ARRAY_NUMBER)?;
+            match index.strip_suffix(']')? {
+                "" => JobRef::Array(number),
+                index => {
+                    let index = u32::try_from(digits(index)?).ok()?;
+                    if index > capstan_proto::array::MAX_ARRAY_INDEX {
+                        return None;
+                    }
+                    JobRef::Job(crate::model::member_key(number, index))
+                }
+            }
         }
-        Some(_) => None,
+    };
+    let ours = match rest {
+        None => true,
+        Some(rest) => {
+            rest == server_name
+                || rest.starts_with(&format!("{server_name}."))
+                || server_name.starts_with(&format!("{rest}."))
+        }
+    };
+    ours.then_some(job)
+}
+
+/// Parses an id that must name one job (`12`, `12[3]`, see [`parse_job_ref`]) into its key;
+/// `None` also for a whole array (`12[]`).
+pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
+    match parse_job_ref(id, server_name)? {
+        JobRef::Job(key) => Some(key),
+        JobRef::Array(_) => None,
     }
 }
 
-/// A job id as replies name it: `SEQ.SERVER` when it parses, else as given.
+/// The refusal of a command that takes one job when given a whole array (`12[]`): Torque's
+/// own answer depends on the array's first sub-job, so Capstan says what it does not do.
+pub fn whole_array_refused(command: &str, id: &str, server_name: &str) -> PbsError {
+    PbsError::new(
+        pbse::IVALREQ,
+        format!("{command} takes one job, not a whole job array: name a sub-job, NUMBER[INDEX]"),
+        shown_job_id(id, server_name),
+    )
+}
+
+/// A job id as replies name it: `SEQ.SERVER` (`SEQ[INDEX].SERVER`, `SEQ[].SERVER`) when it
+/// parses, else as given.
 pub fn shown_job_id(id: &str, server_name: &str) -> String {
-    match parse_job_id(id, server_name) {
-        Some(seq) => format!("{seq}.{server_name}"),
+    match parse_job_ref(id, server_name) {
+        Some(JobRef::Job(key)) => crate::model::job_id(key, server_name),
+        Some(JobRef::Array(number)) => format!("{number}[].{server_name}"),
         None => id.to_string(),
     }
 }
@@ -312,8 +363,8 @@ pub fn evaluate_deps<'a>(
             }
             DepOutcome::Failed => {
                 let why = format!(
-                    "Job deleted as result of dependency on job {}.{}",
-                    dep.seq, server_name
+                    "Job deleted as result of dependency on job {}",
+                    crate::model::job_id(dep.seq, server_name)
                 );
                 if job.state == JobState::Running {
                     // Released by hand and started: deleted as `qdel` deletes a running job
@@ -609,13 +660,20 @@ fn output_path(given: Option<&str>, host: &str, workdir: &str, default_file: &st
 }
 
 /// Builds and validates a job from a submission (no state change).
+/// A submission built and checked: the job, and for an array (`-t`) its sub-jobs' indices
+/// (the job is then their template, see [`array_members`]).
+struct Built {
+    job: Job,
+    array_indices: Option<Vec<u32>>,
+}
+
 fn build_job(
     core: &Core,
     caller: &Caller,
     seq: u64,
     input: &SubmitInput,
     now: i64,
-) -> Result<Job, PbsError> {
+) -> Result<Built, PbsError> {
     let state = &core.state;
     let server = state.server_name.as_str();
     if input.script.is_empty() {
@@ -670,6 +728,7 @@ fn build_job(
     let mut group_list = None;
     let mut user_list = None;
     let mut node_exclusive = false;
+    let mut array = None;
 
     for attr in &input.attrs {
         let v = attr.value.as_str();
@@ -700,7 +759,7 @@ fn build_job(
             "Execution_Time" => {
                 execution_time = Some(v.parse().map_err(|_| bad_value("Execution_Time"))?)
             }
-            "job_array_request" => return Err(PbsError::new(pbse::BAD_ARRAY_REQ, "", "")),
+            "job_array_request" => array = Some((v.to_string(), valid_array_request(v)?)),
             "umask" => umask = Some(valid_umask(v)?),
             // The MOM hands them to the job's shell on one line, as Torque's does.
             "job_arguments" if v.contains(['\0', '\n']) || v.len() > MAX_JOB_ARGUMENTS => {
@@ -829,6 +888,10 @@ fn build_job(
         group_list,
         user_list,
         node_exclusive,
+        array: array.as_ref().map(|(request, parsed)| ArrayPart {
+            request: request.clone(),
+            slot_limit: parsed.slot_limit,
+        }),
         failed_starts: 0,
         suspended: false,
         defaulted,
@@ -848,7 +911,51 @@ fn build_job(
     }
     // Parents that already finished decide at once.
     evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
-    Ok(job)
+    Ok(Built {
+        job,
+        array_indices: array.map(|(_, parsed)| parsed.indices),
+    })
+}
+
+/// `-t`'s value, parsed: Torque's `Bad Job Array Request` otherwise.
+fn valid_array_request(v: &str) -> Result<capstan_proto::array::ArrayRequest, PbsError> {
+    use capstan_proto::array::{parse, ArrayRequestError, MAX_ARRAY_SIZE};
+    parse(v).map_err(|e| match e {
+        ArrayRequestError::TooManyJobs => PbsError::new(
+            pbse::BAD_ARRAY_REQ,
+            format!("Requested array size too large, limit is {MAX_ARRAY_SIZE}"),
+            "",
+        ),
+        ArrayRequestError::Malformed | ArrayRequestError::IndexTooHigh => {
+            PbsError::new(pbse::BAD_ARRAY_REQ, "", "")
+        }
+    })
+}
+
+/// The sub-jobs of an array submitted as `template`, as Torque's `job_clone` makes them:
+/// each a copy keyed by its index (see [`crate::model::member_key`]), its name and output
+/// paths with `-INDEX` added, `PBS_ARRAYID` at the end of its variables, and its own place
+/// in line, in index order.
+fn array_members(template: &Job, indices: &[u32], state: &State) -> Vec<Job> {
+    indices
+        .iter()
+        .map(|&index| {
+            let mut variable_list = template.variable_list.clone();
+            if !variable_list.is_empty() {
+                variable_list.push(',');
+            }
+            variable_list.push_str(&format!("PBS_ARRAYID={index}"));
+            Job {
+                seq: crate::model::member_key(template.seq, index),
+                name: format!("{}-{index}", template.name),
+                output_path: format!("{}-{index}", template.output_path),
+                error_path: format!("{}-{index}", template.error_path),
+                variable_list,
+                queue_rank: state.next_queue_rank(template.seq),
+                ..template.clone()
+            }
+        })
+        .collect()
 }
 
 /// Fills in the queue's `resources_default` for what the job did not ask for, and returns the
@@ -940,9 +1047,28 @@ pub async fn submit(
     }
     let seq = core.state.next_job_number;
     let next = seq + 1;
-    let built = build_job(core, caller, seq, input, now);
-    let written = match &built {
-        Ok(job) => core.store.insert_job(job).await,
+    let built =
+        build_job(core, caller, seq, input, now).and_then(|built| match built.array_indices {
+            None => Ok(vec![built.job]),
+            Some(_) if seq > crate::model::MAX_ARRAY_NUMBER => Err(PbsError::new(
+                pbse::BAD_ARRAY_REQ,
+                "job numbers have outgrown job arrays",
+                "",
+            )),
+            Some(indices) => Ok(array_members(&built.job, &indices, &core.state)),
+        });
+    let written = match built.as_deref() {
+        Ok([job]) => core.store.insert_job(job).await,
+        Ok(members) => {
+            let stored = async {
+                let mut tx = core.store.begin()?;
+                for job in members {
+                    tx.insert_job(job)?;
+                }
+                tx.commit().await
+            };
+            stored.await
+        }
         // A refused submission still uses up its number.
         Err(_) => core.store.set_next_job_number(next).await,
     };
@@ -950,13 +1076,21 @@ pub async fn submit(
     // later qsub collide with the stored job, and a number skipped is harmless.
     core.state.next_job_number = next;
     written.map_err(PbsError::system)?;
-    let job = built?;
-    let id = job.id(&core.state.server_name);
-    let state = job.state;
-    info!(job = %id, user = %caller.user, state = state.letter(), "job submitted");
-    core.apply_jobs(vec![job], now);
+    let jobs = built?;
+    let id = match jobs.as_slice() {
+        [job] if job.array.is_none() => job.id(&core.state.server_name),
+        _ => format!("{seq}[].{}", core.state.server_name),
+    };
+    let state = jobs[0].state;
+    info!(job = %id, user = %caller.user, state = state.letter(), jobs = jobs.len(), "job submitted");
+    core.apply_jobs(jobs, now);
     Ok(Submitted { id, state })
 }
+
+/// What one id of a `JobAction` names: a job (which `act_on` may not find) or an array's
+/// unfinished sub-jobs (`None`: no such array); or why it is refused before any job is
+/// looked at (a bad `-t`).
+type Target = Result<Option<Vec<u64>>, PbsError>;
 
 /// One id's outcome in a `JobAction` reply.
 pub type ActionResult = (String, Option<PbsError>);
@@ -1067,7 +1201,15 @@ pub async fn job_action(
 ) -> (Vec<ActionResult>, bool) {
     let server = core.state.server_name.clone();
     let privilege = core.state.server_attrs.privilege(caller);
-    let mut targets: Vec<(String, Option<u64>)> = Vec::new();
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    // `-t`'s indices, Torque's grammar without a slot limit.
+    let range = (!args.array_range.is_empty()).then(|| {
+        capstan_proto::array::parse(&args.array_range)
+            .ok()
+            .filter(|r| r.slot_limit.is_none())
+            .map(|r| r.indices)
+            .ok_or_else(|| PbsError::new(pbse::IVALREQ, "Error in specified array range", ""))
+    });
     let mut all_taken = false;
     for id in ids {
         if op == JobOp::Delete && id == "all" {
@@ -1079,12 +1221,44 @@ pub async fn job_action(
                 if job.state != JobState::Completed
                     && (privilege >= Privilege::Operator || job.uid == caller.uid)
                 {
-                    targets.push((job.id(&server), Some(job.seq)));
+                    targets.push((job.id(&server), Ok(Some(vec![job.seq]))));
                 }
             }
             continue;
         }
-        targets.push((shown_job_id(id, &server), parse_job_id(id, &server)));
+        let shown = shown_job_id(id, &server);
+        let jobs = match (parse_job_ref(id, &server), &range) {
+            (_, Some(Err(e))) => Err(e.clone()),
+            (None, _) => Ok(None),
+            (Some(JobRef::Job(_)), Some(Ok(_))) => Err(PbsError::new(
+                pbse::IVALREQ,
+                "-t names indices of a job array: give its id as NUMBER[]",
+                "",
+            )),
+            (Some(JobRef::Job(key)), None) => Ok(Some(vec![key])),
+            (Some(JobRef::Array(number)), range) => {
+                let mut members = core
+                    .state
+                    .jobs
+                    .range(crate::model::member_keys(number))
+                    .peekable();
+                // As Torque's: sub-jobs already complete, and indices of the range that
+                // the array lacks, are passed over in silence.
+                let in_range = |job: &Job| match range {
+                    Some(Ok(indices)) => job
+                        .array_index()
+                        .is_some_and(|i| indices.binary_search(&i).is_ok()),
+                    _ => true,
+                };
+                Ok(members.peek().is_some().then(|| {
+                    members
+                        .filter(|(_, job)| job.state != JobState::Completed && in_range(job))
+                        .map(|(key, _)| *key)
+                        .collect()
+                }))
+            }
+        };
+        targets.push((shown, jobs));
     }
 
     let mut plan = Plan {
@@ -1095,15 +1269,36 @@ pub async fn job_action(
         freed_or_queued: false,
     };
     let mut results = Vec::with_capacity(targets.len());
-    for (shown, seq) in targets {
-        let outcome = match seq {
-            None => Err(PbsError::new(pbse::UNKJOBID, "", shown.clone())),
-            Some(seq) => act_on(core, caller, op, seq, args, now, &mut plan).map_err(|mut e| {
-                if e.object.is_empty() {
-                    e.object = shown.clone();
+    for (shown, jobs) in targets {
+        let outcome = match jobs {
+            Err(mut e) => {
+                e.object = shown.clone();
+                Err(e)
+            }
+            Ok(None) => Err(PbsError::new(pbse::UNKJOBID, "", shown.clone())),
+            // A job, or an array's sub-jobs: the array's answer is the first refusal when
+            // every sub-job refused (a qsig to an array none of whose jobs runs), else done.
+            Ok(Some(jobs)) => {
+                let mut first_refusal = None;
+                let mut acted = jobs.is_empty();
+                for seq in jobs {
+                    match act_on(core, caller, op, seq, args, now, &mut plan) {
+                        Ok(()) => acted = true,
+                        Err(e) => {
+                            first_refusal.get_or_insert(e);
+                        }
+                    }
                 }
-                e
-            }),
+                match first_refusal {
+                    Some(mut e) if !acted => {
+                        if e.object.is_empty() {
+                            e.object = shown.clone();
+                        }
+                        Err(e)
+                    }
+                    _ => Ok(()),
+                }
+            }
         };
         results.push((shown, outcome.err()));
     }
@@ -1155,10 +1350,12 @@ pub async fn alter(
 ) -> Result<bool, PbsError> {
     let state = &core.state;
     let server = state.server_name.as_str();
-    let Some(seq) = parse_job_id(id, server) else {
-        return Err(PbsError::new(pbse::UNKJOBID, "", id));
+    let seq = match parse_job_ref(id, server) {
+        Some(JobRef::Job(seq)) => seq,
+        Some(JobRef::Array(_)) => return Err(whole_array_refused("qalter", id, server)),
+        None => return Err(PbsError::new(pbse::UNKJOBID, "", id)),
     };
-    let shown = format!("{seq}.{server}");
+    let shown = crate::model::job_id(seq, server);
     let Some(current) = state.jobs.get(&seq) else {
         return Err(PbsError::new(pbse::UNKJOBID, "", shown));
     };
@@ -1332,6 +1529,9 @@ pub async fn order(
     let server = state.server_name.as_str();
     let privilege = state.server_attrs.privilege(caller);
     let find = |id: &str| -> Result<Job, PbsError> {
+        if let Some(JobRef::Array(_)) = parse_job_ref(id, server) {
+            return Err(whole_array_refused("qorder", id, server));
+        }
         let job = parse_job_id(id, server)
             .and_then(|seq| state.jobs.get(&seq))
             .ok_or_else(|| PbsError::new(pbse::UNKJOBID, "", ""))?;
@@ -2965,6 +3165,76 @@ mod tests {
         assert_eq!(parse_job_id("12.vm.example.com", "vm"), Some(12));
         assert_eq!(parse_job_id("12.other", "vm"), None);
         assert_eq!(parse_job_id("x.vm", "vm"), None);
+        assert_eq!(parse_job_id("+12", "vm"), None);
+    }
+
+    #[test]
+    fn array_ids_name_a_sub_job_or_the_whole_array() {
+        use crate::model::member_key;
+        assert_eq!(parse_job_id("12[3]", "vm"), Some(member_key(12, 3)));
+        assert_eq!(parse_job_id("12[3].vm", "vm"), Some(member_key(12, 3)));
+        assert_eq!(parse_job_ref("12[].vm", "vm"), Some(JobRef::Array(12)));
+        assert_eq!(parse_job_id("12[]", "vm"), None);
+        for bad in [
+            "12[",
+            "12[x]",
+            "[3]",
+            "12[3",
+            "12[-1]",
+            "12[100000]",
+            "12[3].other",
+        ] {
+            assert_eq!(parse_job_ref(bad, "vm"), None, "{bad}");
+        }
+        assert_eq!(shown_job_id("12[3]", "vm"), "12[3].vm");
+        assert_eq!(shown_job_id("12[]", "vm"), "12[].vm");
+    }
+
+    /// Torque's job_clone: `-INDEX` on the name and both paths, `PBS_ARRAYID` last in the
+    /// variables, and a place in line per sub-job, in index order.
+    #[test]
+    fn sub_jobs_are_copies_of_the_array_named_by_index() {
+        let state = State::new("vm", 0, "batch", vec![], vec![], Default::default());
+        let template = Job {
+            seq: 20,
+            name: "arr".into(),
+            output_path: "vm:/w/arr.o20".into(),
+            error_path: "vm:/w/arr.e20".into(),
+            variable_list: "PBS_O_QUEUE=batch".into(),
+            ..crate::store::tests::sample_job(20)
+        };
+        let members = array_members(&template, &[1, 7], &state);
+        let shown: Vec<(String, &str, &str, &str)> = members
+            .iter()
+            .map(|j| {
+                (
+                    j.id("vm"),
+                    j.name.as_str(),
+                    j.output_path.as_str(),
+                    j.variable_list.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "20[1].vm".to_string(),
+                    "arr-1",
+                    "vm:/w/arr.o20-1",
+                    "PBS_O_QUEUE=batch,PBS_ARRAYID=1"
+                ),
+                (
+                    "20[7].vm".to_string(),
+                    "arr-7",
+                    "vm:/w/arr.o20-7",
+                    "PBS_O_QUEUE=batch,PBS_ARRAYID=7"
+                ),
+            ]
+        );
+        assert_eq!(members[1].error_path, "vm:/w/arr.e20-7");
+        assert!(members[0].queue_rank < members[1].queue_rank);
+        assert_eq!(members[0].number(), 20);
     }
 
     #[test]

@@ -161,6 +161,74 @@ pub struct Dependency {
     pub satisfied: bool,
 }
 
+/// Sub-jobs of a job array (`qsub -t`) are keyed apart from numbered jobs: the key sets this
+/// bit and holds the array's number above [`ARRAY_INDEX_BITS`] bits of index. Why: every
+/// table, index and message names a job by one `u64`, and a sub-job has no number of its
+/// own (`20[1]` is the first sub-job of job 20, and the next job is still 21), so its key is
+/// made from the two; keys sort by array, then index.
+const ARRAY_MEMBER_KEY: u64 = 1 << 62;
+/// Bits of a sub-job's key that hold its index (Torque's indices stop at 99,999).
+const ARRAY_INDEX_BITS: u32 = 20;
+/// The highest job number an array may have: what fits above the index in a key.
+pub const MAX_ARRAY_NUMBER: u64 = (ARRAY_MEMBER_KEY >> ARRAY_INDEX_BITS) - 1;
+
+/// The key of sub-job `index` of array `array` (`array[index]`).
+pub fn member_key(array: u64, index: u32) -> u64 {
+    debug_assert!(array <= MAX_ARRAY_NUMBER && index < 1 << ARRAY_INDEX_BITS);
+    ARRAY_MEMBER_KEY | array << ARRAY_INDEX_BITS | u64::from(index)
+}
+
+/// The array and index of a sub-job's key; `None` for a numbered job.
+pub fn member_of(key: u64) -> Option<(u64, u32)> {
+    (key & ARRAY_MEMBER_KEY != 0).then(|| {
+        let array = (key & !ARRAY_MEMBER_KEY) >> ARRAY_INDEX_BITS;
+        let index = key & ((1 << ARRAY_INDEX_BITS) - 1);
+        (array, index as u32)
+    })
+}
+
+/// The keys an array's sub-jobs can have, in index order (a range of `State::jobs`).
+pub fn member_keys(array: u64) -> std::ops::RangeInclusive<u64> {
+    member_key(array, 0)..=member_key(array, (1 << ARRAY_INDEX_BITS) - 1)
+}
+
+/// Every sub-job key sorts at or after this one, every numbered job before it.
+pub const FIRST_MEMBER_KEY: u64 = ARRAY_MEMBER_KEY;
+
+/// Appends the id of the job keyed `key`: `SEQ.SERVER`, or `SEQ[INDEX].SERVER` for a
+/// sub-job. By hand: listings do this once per job, and `format!` was a visible cost.
+pub fn write_job_id(key: u64, server_name: &str, out: &mut String) {
+    let mut digits = itoa::Buffer::new();
+    match member_of(key) {
+        Some((array, index)) => {
+            out.push_str(digits.format(array));
+            out.push('[');
+            out.push_str(digits.format(index));
+            out.push(']');
+        }
+        None => out.push_str(digits.format(key)),
+    }
+    out.push('.');
+    out.push_str(server_name);
+}
+
+/// The id of the job keyed `key` (see [`write_job_id`]).
+pub fn job_id(key: u64, server_name: &str) -> String {
+    let mut id = String::with_capacity(24 + server_name.len());
+    write_job_id(key, server_name, &mut id);
+    id
+}
+
+/// What a sub-job keeps of its array's request (every sub-job holds it, so an array is its
+/// sub-jobs and nothing else: it ends when the last of them is purged, as Torque's does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayPart {
+    /// `-t` as given: the array's `job_array_request`.
+    pub request: String,
+    /// `%N`: at most N of the array's sub-jobs run at once.
+    pub slot_limit: Option<u32>,
+}
+
 /// Slots held on one node, in exec_host order (the first entry is the mother superior).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSlots {
@@ -259,6 +327,10 @@ pub struct Job {
     /// `-n`: the job's nodes run nothing else while it runs (see `State::occupy`).
     #[serde(default)]
     pub node_exclusive: bool,
+    /// Set in a job array's sub-jobs (whose `seq` is a [`member_key`]) and in the array's
+    /// summary row ([`array_summary`], whose `seq` is the array's number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayPart>,
     /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
     /// ran resets it. At [`crate::jobs::MAX_FAILED_STARTS`] the job is held instead of
     /// requeued once more.
@@ -344,19 +416,38 @@ impl Job {
             .and_then(crate::resources::parse_duration)
     }
 
-    /// The qualified id, `SEQ.SERVER`.
+    /// The qualified id: `SEQ.SERVER`, `SEQ[INDEX].SERVER` for a sub-job, `SEQ[].SERVER`
+    /// for an array's summary row.
     pub fn id(&self, server_name: &str) -> String {
-        let mut id = String::with_capacity(21 + server_name.len());
+        let mut id = String::with_capacity(24 + server_name.len());
         self.write_id(server_name, &mut id);
         id
     }
 
-    /// Appends the qualified id to `out`. By hand: listings do this once per job, and
-    /// `format!` was a visible cost.
+    /// Appends the qualified id to `out` (see [`Job::id`]).
     pub fn write_id(&self, server_name: &str, out: &mut String) {
-        out.push_str(itoa::Buffer::new().format(self.seq));
-        out.push('.');
-        out.push_str(server_name);
+        if self.is_array_summary() {
+            out.push_str(itoa::Buffer::new().format(self.seq));
+            out.push_str("[].");
+            out.push_str(server_name);
+        } else {
+            write_job_id(self.seq, server_name, out);
+        }
+    }
+
+    /// The job number users see: an array's for its sub-jobs, else `seq`.
+    pub fn number(&self) -> u64 {
+        member_of(self.seq).map_or(self.seq, |(array, _)| array)
+    }
+
+    /// A sub-job's index in its array.
+    pub fn array_index(&self) -> Option<u32> {
+        member_of(self.seq).map(|(_, index)| index)
+    }
+
+    /// Whether this is the `SEQ[]` row listings make for an array ([`array_summary`]).
+    pub fn is_array_summary(&self) -> bool {
+        self.array.is_some() && member_of(self.seq).is_none()
     }
 
     /// The node that runs the job's script, when running.
@@ -376,6 +467,58 @@ impl Job {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v)
     }
+}
+
+/// The `SEQ[]` row of an array for listings, made from its sub-jobs (in index order; `None`
+/// when none is left): the first one's attributes under the array's number, name, output
+/// paths and variables (a sub-job's are the array's with `-INDEX` and `PBS_ARRAYID` added),
+/// with none of a run's. Its state
+/// is Torque's summary (`update_array_statuses`): R while a sub-job runs, else C once every
+/// one is complete, else Q (held and waiting sub-jobs count as queued).
+pub fn array_summary<'a>(members: impl IntoIterator<Item = &'a Job>) -> Option<Job> {
+    let mut members = members.into_iter();
+    let first = members.next()?;
+    let (array, index) = member_of(first.seq)?;
+    let (mut running, mut complete) = (false, true);
+    for job in std::iter::once(first).chain(members) {
+        running |= job.state == JobState::Running;
+        complete &= job.state == JobState::Completed;
+    }
+    let unsuffixed =
+        |text: &str, suffix: &str| text.strip_suffix(suffix).unwrap_or(text).to_string();
+    let index_suffix = format!("-{index}");
+    let array_id = format!("PBS_ARRAYID={index}");
+    let variable_list = unsuffixed(&first.variable_list, &array_id);
+    Some(Job {
+        seq: array,
+        name: unsuffixed(&first.name, &index_suffix),
+        output_path: unsuffixed(&first.output_path, &index_suffix),
+        error_path: unsuffixed(&first.error_path, &index_suffix),
+        variable_list: variable_list
+            .strip_suffix(',')
+            .map_or(variable_list.clone(), str::to_string),
+        state: if running {
+            JobState::Running
+        } else if complete {
+            JobState::Completed
+        } else {
+            JobState::Queued
+        },
+        suspended: false,
+        exec_host: Vec::new(),
+        session_id: None,
+        exit_status: None,
+        comment: None,
+        start_time: None,
+        start_count: 0,
+        comp_time: None,
+        total_runtime: None,
+        resources_used: None,
+        current_run: None,
+        pending: None,
+        etime: None,
+        ..first.clone()
+    })
 }
 
 /// Splits a Torque `Variable_List` (`A=1,B=x\,y`) into pairs, honouring `\,` escapes.
@@ -775,6 +918,74 @@ fn offset(n: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sub_job_keys_hold_the_array_and_index_and_sort_after_numbered_jobs() {
+        let key = member_key(20, 3);
+        assert_eq!(member_of(key), Some((20, 3)));
+        assert_eq!(member_of(20), None);
+        assert_eq!(job_id(key, "vm"), "20[3].vm");
+        assert_eq!(job_id(20, "vm"), "20.vm");
+        assert!(key >= FIRST_MEMBER_KEY && 20 < FIRST_MEMBER_KEY);
+        assert!(member_key(20, 99_999) < member_key(21, 0));
+        assert!(member_keys(20).contains(&member_key(20, 99_999)));
+        assert!(!member_keys(20).contains(&member_key(21, 0)));
+        let top = member_key(MAX_ARRAY_NUMBER, 99_999);
+        assert_eq!(member_of(top), Some((MAX_ARRAY_NUMBER, 99_999)));
+        assert!(i64::try_from(top).is_ok(), "SQLite stores keys as i64");
+    }
+
+    /// Torque's update_array_statuses: R while any runs, C once all are, else Q (held
+    /// and waiting sub-jobs count as queued); the row has the array's id, name and paths.
+    #[test]
+    fn an_arrays_summary_row_follows_its_sub_jobs() {
+        let sub = |index: u32, state: JobState| Job {
+            seq: member_key(20, index),
+            state,
+            name: format!("arr-{index}"),
+            output_path: format!("vm:/w/arr.o20-{index}"),
+            variable_list: format!("PBS_O_QUEUE=batch,PBS_ARRAYID={index}"),
+            array: Some(ArrayPart {
+                request: "1-3".into(),
+                slot_limit: None,
+            }),
+            exit_status: (state == JobState::Completed).then_some(0),
+            ..crate::store::tests::sample_job(0)
+        };
+        let state_of = |states: &[JobState]| {
+            let jobs: Vec<Job> = states
+                .iter()
+                .enumerate()
+                .map(|(i, s)| sub(i as u32 + 1, *s))
+                .collect();
+            array_summary(&jobs).map(|j| j.state)
+        };
+        use JobState::*;
+        assert_eq!(state_of(&[Completed, Running, Held]), Some(Running));
+        assert_eq!(state_of(&[Completed, Held, Queued]), Some(Queued));
+        assert_eq!(state_of(&[Held, Held]), Some(Queued));
+        assert_eq!(state_of(&[Completed, Completed]), Some(Completed));
+        assert_eq!(state_of(&[]), None);
+
+        let jobs = [sub(1, Completed), sub(2, Running)];
+        let row = array_summary(&jobs).expect("a row");
+        assert!(row.is_array_summary());
+        assert_eq!(row.id("vm"), "20[].vm");
+        assert_eq!(
+            (
+                row.name.as_str(),
+                row.output_path.as_str(),
+                row.variable_list.as_str()
+            ),
+            ("arr", "vm:/w/arr.o20", "PBS_O_QUEUE=batch")
+        );
+        assert_eq!(
+            (row.exit_status, row.resources_used.is_none()),
+            (None, true)
+        );
+        assert_eq!(jobs[1].id("vm"), "20[2].vm");
+        assert!(!jobs[1].is_array_summary());
+    }
 
     /// Stored jobs without a rank are ranked by queue time then number, behind any ranked
     /// job, and named for saving; ranked jobs keep theirs.

@@ -375,6 +375,24 @@ impl State {
         self.jobs.remove(&seq);
     }
 
+    /// Every job as listings show them: numbered jobs and arrays in number order, an array
+    /// as its sub-jobs in index order (sub-jobs are keyed after every numbered job, see
+    /// [`crate::model::member_key`], so the two ranges are merged here).
+    pub fn listing(&self) -> Listing<'_> {
+        Listing {
+            numbered: self.jobs.range(..crate::model::FIRST_MEMBER_KEY).peekable(),
+            members: self.jobs.range(crate::model::FIRST_MEMBER_KEY..).peekable(),
+        }
+    }
+
+    /// How many of array `array`'s sub-jobs run (its slot limit counts them).
+    pub fn array_running(&self, array: u64) -> usize {
+        self.jobs
+            .range(crate::model::member_keys(array))
+            .filter(|(_, job)| job.state == JobState::Running)
+            .count()
+    }
+
     /// The jobs a scheduling pass considers, in seq order.
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         debug_assert!(
@@ -438,6 +456,44 @@ impl State {
             .filter(|j| wanted(j))
             .map(|j| j.seq)
             .eq(index.iter().copied())
+    }
+}
+
+/// One entry of [`State::listing`].
+#[derive(Debug)]
+pub enum Listed<'a> {
+    Job(&'a Job),
+    /// An array's number and its sub-jobs.
+    Array(u64, Vec<&'a Job>),
+}
+
+type JobsIn<'a> = std::iter::Peekable<std::collections::btree_map::Range<'a, u64, Job>>;
+
+/// See [`State::listing`].
+pub struct Listing<'a> {
+    numbered: JobsIn<'a>,
+    members: JobsIn<'a>,
+}
+
+impl<'a> Iterator for Listing<'a> {
+    type Item = Listed<'a>;
+
+    fn next(&mut self) -> Option<Listed<'a>> {
+        let array = self.members.peek().map(|(_, job)| job.number());
+        match (self.numbered.peek(), array) {
+            (Some((&seq, _)), Some(array)) if seq < array => {
+                self.numbered.next().map(|(_, job)| Listed::Job(job))
+            }
+            (Some(_), None) => self.numbered.next().map(|(_, job)| Listed::Job(job)),
+            (_, Some(array)) => {
+                let mut members = Vec::new();
+                while let Some((_, job)) = self.members.next_if(|(_, job)| job.number() == array) {
+                    members.push(job);
+                }
+                Some(Listed::Array(array, members))
+            }
+            (None, None) => None,
+        }
     }
 }
 
@@ -602,7 +658,34 @@ pub async fn uncancelled<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DepKind, Dependency};
+    use crate::model::{member_key, DepKind, Dependency};
+
+    /// Arrays are listed at their number among numbered jobs, with their sub-jobs in
+    /// index order, though their keys sort after every numbered job.
+    #[test]
+    fn listings_place_arrays_at_their_numbers() {
+        let mut state = State::new("vm", 0, "batch", vec![], vec![], Default::default());
+        let job = crate::store::tests::sample_job;
+        state.apply_jobs(vec![
+            job(1),
+            job(member_key(2, 5)),
+            job(member_key(2, 10)),
+            job(3),
+            job(member_key(4, 0)),
+        ]);
+        let order: Vec<String> = state
+            .listing()
+            .map(|listed| match listed {
+                Listed::Job(j) => j.seq.to_string(),
+                Listed::Array(n, members) => {
+                    let ids: Vec<String> = members.iter().map(|j| j.id("vm")).collect();
+                    format!("{n}:{}", ids.join(","))
+                }
+            })
+            .collect();
+        assert_eq!(order, ["1", "2:2[5].vm,2[10].vm", "3", "4:4[0].vm"]);
+        assert_eq!(state.array_running(2), 0);
+    }
 
     #[tokio::test]
     async fn a_change_finishes_when_its_request_is_dropped() {

@@ -236,7 +236,7 @@ impl Store {
         }
         // A job row witnesses its number; `next_job_number` itself is written only when numbers
         // are used with no row left to show it (refused submissions, purges).
-        if let Some(highest) = loaded.jobs.iter().map(|j| j.seq).max() {
+        if let Some(highest) = loaded.jobs.iter().map(Job::number).max() {
             loaded.next_job_number = Some(loaded.next_job_number.unwrap_or(0).max(highest + 1));
         }
         let nodes = sqlx::query("SELECT name, offline, note FROM nodes")
@@ -373,6 +373,7 @@ enum Param {
     Real(f64),
     Text(String),
     OptionalText(Option<String>),
+    Blob(Vec<u8>),
 }
 
 impl Param {
@@ -382,6 +383,7 @@ impl Param {
             Param::Real(v) => args.add(v),
             Param::Text(v) => args.add(v),
             Param::OptionalText(v) => args.add(v),
+            Param::Blob(v) => args.add(v),
         }
         .map_err(|e| StoreError::Sql(sqlx::Error::Encode(e)))
     }
@@ -425,6 +427,23 @@ impl StoreTx<'_> {
 
     fn set_kv(&mut self, key: &str, value: String) {
         self.push(SET_KV, [Param::Text(key.to_string()), Param::Text(value)]);
+    }
+
+    /// Stores a new job (the sub-jobs of an array are stored together, each with its copy
+    /// of the script: a sub-job outlives its siblings).
+    pub fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
+        let data = job_json(job)?;
+        self.push(
+            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)",
+            [
+                Param::Int(job.seq as i64),
+                Param::Text(job.state.letter().to_string()),
+                Param::Text(job.queue.clone()),
+                Param::Text(data),
+                Param::Blob(job.script.to_vec()),
+            ],
+        );
+        Ok(())
     }
 
     /// Rewrites an existing job's attributes (the script never changes).
@@ -738,6 +757,7 @@ pub(crate) mod tests {
             group_list: None,
             user_list: None,
             node_exclusive: false,
+            array: None,
             failed_starts: 0,
             suspended: false,
             defaulted: Vec::new(),

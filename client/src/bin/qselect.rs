@@ -62,7 +62,9 @@ async fn run(selection: &Selection) -> Result<ExitCode, String> {
         Err(malformed) => return Err(format!("qselect: {malformed}")),
     };
     let mut out = String::new();
-    for job in table.rows().filter(|job| selection.matches(job)) {
+    // Sub-jobs are listed, not their arrays' summary rows (`12[]`), as Torque's qselect.
+    let sub_jobs_and_jobs = table.rows().filter(|job| !job.name().contains("[]"));
+    for job in sub_jobs_and_jobs.filter(|job| selection.matches(job)) {
         out.push_str(job.name());
         out.push('\n');
     }

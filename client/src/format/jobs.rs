@@ -10,6 +10,7 @@ use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
 use capstan_proto::text::before_at;
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use super::{cut, left, push_padded, right, AttrView, Kind, Object};
 
@@ -32,12 +33,12 @@ pub struct Filter {
 /// Applies `filter` to `jobs` (objects, or rows of a reply's table), keeping the server's
 /// order.
 pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
-    let parents: Vec<String> = jobs
+    let parents: HashSet<String> = jobs
         .iter()
         .filter(|j| is_array_parent(j.name()))
         .map(|j| j.name().to_string())
         .collect();
-    let parents_with_shown_children: Vec<String> = jobs
+    let parents_with_shown_children: HashSet<String> = jobs
         .iter()
         .filter_map(|j| array_parent_of(j.name()))
         .collect();
@@ -47,8 +48,7 @@ pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
             // Without -t an array is one `NN[]` line: hide sub-jobs whose summary is there.
             // With -t the sub-jobs replace the summary (when the server sent them).
             if filter.expand_arrays {
-                !(is_array_parent(j.name())
-                    && parents_with_shown_children.iter().any(|p| p == j.name()))
+                !(is_array_parent(j.name()) && parents_with_shown_children.contains(j.name()))
             } else {
                 match array_parent_of(j.name()) {
                     Some(parent) => !parents.contains(&parent),

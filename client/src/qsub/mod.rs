@@ -14,8 +14,8 @@
 //! Exit statuses where Torque gives none: an empty script exits 1; an unreachable server
 //! exits with the OS error number like Torque's `exit(errno)` (111 refused, 2 no socket; 1 if
 //! none); a gRPC failure after connecting prints `qsub: submit error (Internal Server Error
-//! MSG=...)` and exits 1; `-I` and `-t` (not supported yet) exit 1, except that a malformed
-//! `-t` gets the server's `Bad Job Array Request` (235) as Torque would.
+//! MSG=...)` and exits 1; `-I` (not supported yet) exits 1; a malformed `-t` gets the
+//! server's `Bad Job Array Request` (235) before the script is sent, as Torque would.
 //!
 //! Deliberate differences from Torque 6.1.3: scripts may be UTF-8 (Torque refuses any byte
 //! outside printable ASCII); quotes in directives are removed when the line is split into
@@ -37,7 +37,7 @@ use capstan_proto::{pbse, PBS_VERSION};
 use crate::connect;
 use crate::getopt::{getopt, Item, Parsed};
 use error::QsubError;
-use options::{valid_array_request, valid_job_name, Context, JobOptions, QSUB_OPTSTRING};
+use options::{valid_job_name, Context, JobOptions, QSUB_OPTSTRING};
 
 /// Where the script comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,27 +112,29 @@ pub fn resolve_options(
     Ok(opts)
 }
 
-/// Interactive jobs and job arrays are later work; refuse them clearly rather than queue
-/// something that would behave differently from Torque.
+/// Interactive jobs are later work; refuse them clearly rather than queue something that
+/// would behave differently from Torque. A malformed array request (`-t`) is refused here
+/// with the server's answer, by the rules the server applies, before the script is sent.
 fn check_unsupported(opts: &JobOptions) -> Result<(), QsubError> {
     if opts.interactive {
         return Err(interactive_unsupported());
     }
     if let Some(request) = &opts.array_request {
-        if !valid_array_request(request) {
-            // What Torque's server answers for a malformed request.
-            return Err(error::submit_error(
-                &PbsError {
-                    code: pbse::BAD_ARRAY_REQ,
-                    detail: String::new(),
-                    object: String::new(),
-                },
-                false,
-            ));
-        }
-        return Err(QsubError::fatal(
-            "qsub: job arrays are not supported yet",
-            1,
+        use capstan_proto::array::{parse, ArrayRequestError, MAX_ARRAY_SIZE};
+        let detail = match parse(request) {
+            Ok(_) => return Ok(()),
+            Err(ArrayRequestError::TooManyJobs) => {
+                format!("Requested array size too large, limit is {MAX_ARRAY_SIZE}")
+            }
+            Err(ArrayRequestError::Malformed | ArrayRequestError::IndexTooHigh) => String::new(),
+        };
+        return Err(error::submit_error(
+            &PbsError {
+                code: pbse::BAD_ARRAY_REQ,
+                detail,
+                object: String::new(),
+            },
+            false,
         ));
     }
     Ok(())
@@ -369,13 +371,17 @@ mod tests {
         );
         assert_eq!(err.exit_code(), 235);
 
-        let cmd = getopt(&args(&["-t", "1-3", "a.sh"]), QSUB_OPTSTRING);
+        let cmd = getopt(&args(&["-t", "0-10000", "a.sh"]), QSUB_OPTSTRING);
         let err = resolve_options(&cmd, "true\n", "a.sh", &ctx()).unwrap_err();
         assert_eq!(
             err.stderr_text(),
-            "qsub: job arrays are not supported yet\n"
+            "qsub: submit error (Bad Job Array Request MSG=Requested array size too large, limit is 10000)\n"
         );
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.exit_code(), 235);
+
+        let cmd = getopt(&args(&["-t", "1-3%2", "a.sh"]), QSUB_OPTSTRING);
+        let opts = resolve_options(&cmd, "true\n", "a.sh", &ctx()).unwrap();
+        assert_eq!(opts.attr("job_array_request"), Some("1-3%2"));
 
         let cmd = getopt(&args(&["a.sh"]), QSUB_OPTSTRING);
         let err = resolve_options(&cmd, "#PBS -I\ntrue\n", "a.sh", &ctx()).unwrap_err();

@@ -273,28 +273,6 @@ pub fn name_value(text: &str) -> Option<(String, String)> {
     Some((name.to_string(), value.to_string()))
 }
 
-/// Whether a `-t` value is a well-formed array request: `N`, `N-M`, comma lists of those,
-/// optionally followed by `%SLOTS`.
-pub fn valid_array_request(value: &str) -> bool {
-    let (ranges, slots) = match value.split_once('%') {
-        Some((r, s)) => (r, Some(s)),
-        None => (value, None),
-    };
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some(s) = slots {
-        if !number(s) {
-            return false;
-        }
-    }
-    !ranges.is_empty()
-        && ranges.split(',').all(|item| match item.split_once('-') {
-            Some((a, b)) => {
-                number(a) && number(b) && a.parse::<u64>().ok() <= b.parse::<u64>().ok()
-            }
-            None => number(item),
-        })
-}
-
 /// `-v` list items: `NAME=value`, or `NAME` / `NAME=` taking the value from the environment.
 /// Commas inside quotes or after a backslash do not separate items. Unlike Torque 6.1, whose
 /// later `-v` replaces an earlier one wholesale, variables accumulate name by name, like `-l`.
@@ -511,7 +489,10 @@ impl JobOptions {
                 }
                 self.set_attr("Shell_Path_List", arg);
             }
-            't' => self.array_request = Some(arg.to_string()),
+            't' => {
+                self.array_request = Some(arg.to_string());
+                self.set_attr("job_array_request", arg);
+            }
             'T' => self.set_attr("jobtype", arg),
             'u' => {
                 if !valid_at_list(arg, false) {
@@ -582,7 +563,10 @@ impl JobOptions {
                 }
                 self.interactive = true;
             }
-            "t" => self.array_request = Some(value),
+            "t" => {
+                self.set_attr("job_array_request", &value);
+                self.array_request = Some(value);
+            }
             "umask" => {
                 let digits = value.strip_prefix('0').unwrap_or(&value);
                 if digits.len() > 3 {
@@ -873,12 +857,6 @@ mod tests {
         assert!(!valid_depend("on:x"));
         assert!(!valid_depend("bogus:1"));
         assert!(!valid_depend("afterok:"));
-        assert!(valid_array_request("1-3"));
-        assert!(valid_array_request("0-9%2"));
-        assert!(valid_array_request("1,5,7-8"));
-        assert!(!valid_array_request("abc"));
-        assert!(!valid_array_request("3-1"));
-        assert!(!valid_array_request("1-3%"));
     }
 
     #[test]

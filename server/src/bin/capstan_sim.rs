@@ -300,6 +300,7 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                         usage_share: 0.0,
                         owner: Default::default(),
                         exclusive: false,
+                        array_slots: None,
                     })
                     .collect(),
                 nodes: nodes.clone(),
@@ -552,6 +553,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 usage_share: 0.0,
                 owner: Default::default(),
                 exclusive: false,
+                array_slots: None,
             }
         })
         .collect();

@@ -30,7 +30,8 @@
 //!   `-n` job's nodes must be empty), [`lending`] (owner windows), [`backfill`]
 //!   (reservations), [`host`], [`properties`], [`memory`], [`access`] (nodes restricted to
 //!   some users or groups).
-//!   A filter sees the node as it stands in this pass ([`NodeState`]).
+//!   A filter sees the node as it stands in this pass ([`NodeState`]). Before them, a job
+//!   rule: [`array_limit`] (an array's `%N`) holds a sub-job back without looking at nodes.
 //! * **Candidate sets** ([`sites`]): a multi-node job runs inside one site whenever one site can
 //!   hold it; the [`SitePolicy`] decides what happens when none can.
 //! * **Ranking** ([`rank`]): soft [`NodeScorer`]s order the feasible nodes inside a set
@@ -56,6 +57,7 @@
 //! (`PendingJob::feasibility_key`); the compiler asks.
 
 pub mod access;
+pub mod array_limit;
 pub mod backfill;
 pub mod dedicated;
 pub mod exclusive;
@@ -162,6 +164,8 @@ pub struct PendingJob {
     pub owner: access::Owner,
     /// `qsub -n` (or `-l naccesspolicy=singlejob`): its nodes run no other job.
     pub exclusive: bool,
+    /// A sub-job of an array with a slot limit (`-t 1-9%2`): the limit and its use.
+    pub array_slots: Option<array_limit::ArraySlots>,
 }
 
 /// What a job's chance of fitting in a pass depends on: identical keys fit or fail alike.
@@ -200,6 +204,8 @@ impl PendingJob {
             span,
             owner,
             exclusive,
+            // Asked before any node is (see `array_limit`): never a node failure.
+            array_slots: _,
         } = self;
         FeasibilityKey {
             request,
@@ -566,12 +572,20 @@ impl Pipeline {
         // nowhere again: remember it and answer later identical jobs (job arrays) at once.
         let mut failed: HashMap<FeasibilityKey<'_>, String> = HashMap::new();
         let mut reserved = !self.backfill;
+        let mut array_starts = array_limit::StartsThisPass::new();
         let mut decisions = Vec::with_capacity(snapshot.jobs.len());
         for i in priority::order(&snapshot.jobs, now, &settings.weights) {
             if reach == Reach::UntilFull && cluster.is_full() {
                 break;
             }
             let job = &snapshot.jobs[i];
+            if let Some(reason) = array_limit::refusal(job, &array_starts) {
+                decisions.push(Decision::Wait {
+                    seq: job.seq,
+                    reason,
+                });
+                continue;
+            }
             let key = job.feasibility_key();
             let outcome = match failed.get(&key) {
                 Some(reason) if reserved => sites::Outcome::Wait {
@@ -601,6 +615,7 @@ impl Pipeline {
                     }));
                     let site = sites::label(&cluster, &picks);
                     let placement = cluster.commit(job, picks);
+                    array_limit::started(job, &mut array_starts);
                     decisions.push(Decision::Start {
                         seq: job.seq,
                         placement,
@@ -663,6 +678,7 @@ impl Pipeline {
             usage_share: 0.0,
             owner: owner.clone(),
             exclusive: false,
+            array_slots: None,
         };
         select::Cluster::idealised(nodes).find(self, &job).is_some()
     }
@@ -796,6 +812,7 @@ pub(crate) mod testutil {
             usage_share: 0.0,
             owner: Default::default(),
             exclusive: false,
+            array_slots: None,
         }
     }
 }
