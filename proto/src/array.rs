@@ -30,25 +30,30 @@ pub enum ArrayRequestError {
     TooManyJobs,
 }
 
-/// Parses `RANGE[,RANGE...][%SLOTS]`, each range `N` or `N-M` with `N <= M`; the slot limit
-/// is at least 1.
+/// Parses `RANGE[,RANGE...][%SLOTS]`, each range `N` or `N-M` with `N <= M`, as Torque's
+/// `translate_range_string_to_vector` reads them: a run of commas or spaces separates
+/// ranges. The slot limit is at least 1; an empty one (`1-3%`) is none, as in Torque.
 pub fn parse(text: &str) -> Result<ArrayRequest, ArrayRequestError> {
     let (ranges, slots) = match text.split_once('%') {
         Some((r, s)) => (r, Some(s)),
         None => (text, None),
     };
     let slot_limit = match slots {
+        Some("") | None => None,
         Some(s) => match number(s)? {
             0 => return Err(ArrayRequestError::Malformed),
             n => Some(n),
         },
-        None => None,
     };
-    if ranges.is_empty() {
+    let mut items = ranges
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|item| !item.is_empty())
+        .peekable();
+    if items.peek().is_none() {
         return Err(ArrayRequestError::Malformed);
     }
     let mut indices = std::collections::BTreeSet::new();
-    for item in ranges.split(',') {
+    for item in items {
         let (first, last) = match item.split_once('-') {
             Some((a, b)) => (number(a)?, number(b)?),
             None => (number(item)?, number(item)?),
@@ -101,12 +106,16 @@ mod tests {
         assert_eq!(limited.indices.len(), 10);
         assert_eq!(limited.slot_limit, Some(2));
         assert_eq!(parse("1-3").unwrap().slot_limit, None);
+        // Torque's separators are runs of commas or spaces; an empty `%` is no limit.
+        assert_eq!(indices("1,,2"), [1, 2]);
+        assert_eq!(indices(" 1 3-4 "), [1, 3, 4]);
+        assert_eq!(parse("1-3%").unwrap().slot_limit, None);
     }
 
     #[test]
     fn malformed_requests_are_refused() {
         for bad in [
-            "", "abc", "3-1", "1-3%", "%2", "1-3%0", "1,,2", "-1", "1-", "+1", " 1", "1-3%x",
+            "", "abc", "3-1", "%2", " , ", "1-3%0", "-1", "1-", "+1", "1-3x", "1-3%x", "1:3",
         ] {
             assert_eq!(parse(bad), Err(ArrayRequestError::Malformed), "{bad:?}");
         }

@@ -84,7 +84,7 @@ impl Accounting {
         if let Err(e) = self.append(&date, &text) {
             warn!(
                 dir = %self.dir.display(),
-                job = job.seq,
+                job = %job.id(server),
                 "accounting record not written: {e}"
             );
             self.open = None;

@@ -331,6 +331,7 @@ impl Batch for BatchService {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let operands = request.operands;
+        let expand_arrays = request.expand_arrays;
         let wanted = attrs::AttrFilter::new(request.attributes);
         let filter = wanted.as_ref();
         let core = self.shared.core.lock().await;
@@ -355,14 +356,15 @@ impl Batch for BatchService {
                 |row| attrs::write_job_attrs(job, state, &reverse, now, filter, row),
             )
         };
-        // Appends an array: its summary row (`12[]`), then its sub-jobs; `qstat` shows the
-        // one, or with `-t` the others.
+        // Appends an array: its sub-jobs when asked to expand arrays (`qstat -t`), else its
+        // summary row (`12[]`).
         let push_array = |table: &mut Table, members: &[&crate::model::Job]| {
-            if let Some(summary) = crate::model::array_summary(members.iter().copied()) {
+            if expand_arrays {
+                for job in members {
+                    push(table, job);
+                }
+            } else if let Some(summary) = crate::model::array_summary(members.iter().copied()) {
                 push(table, &summary);
-            }
-            for job in members {
-                push(table, job);
             }
         };
         // Appends the visible jobs of one queue, or of all of them, in number order.

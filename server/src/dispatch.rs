@@ -381,11 +381,14 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
         );
         in_line.push((key, job, queue_priority));
     }
+    let array_running = arrays_running(state);
+    if !every_job {
+        within_slot_limits(&mut in_line, &array_running);
+    }
     if !every_job && in_line.len() > EVENT_PASS_DEPTH {
         in_line.select_nth_unstable_by_key(EVENT_PASS_DEPTH - 1, |(key, _, _)| *key);
         in_line.truncate(EVENT_PASS_DEPTH);
     }
-    let array_running = arrays_running(state);
     for (_, job, queue_priority) in in_line {
         pending.extend(pending_job(
             job,
@@ -438,7 +441,8 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
                         })
                     });
                 if !valid {
-                    warn!(seq, "scheduler proposed an impossible placement; ignored");
+                    let job = crate::model::job_id(seq, &state.server_name);
+                    warn!(%job, "scheduler proposed an impossible placement; ignored");
                     continue;
                 }
                 starts.push((
@@ -484,6 +488,47 @@ fn settings(core: &Core, now: i64, weights: Weights) -> Settings {
         utc_offset_secs: utc_offset(now),
         weights,
     }
+}
+
+/// Takes out of an event pass's line the sub-jobs their array's slot limit holds back: all
+/// but the first `limit - running` of each limited array. Why: an event pass looks only at
+/// the first [`EVENT_PASS_DEPTH`] jobs, and an array of thousands at its limit would fill
+/// them and leave every other job to the safety pass. (The safety pass sees them all, and
+/// writes why they wait.)
+fn within_slot_limits(in_line: &mut Vec<(priority::Key, &Job, i64)>, running: &HashMap<u64, u32>) {
+    let mut limited: HashMap<u64, (u32, Vec<priority::Key>)> = HashMap::new();
+    for (key, job, _) in in_line.iter() {
+        let limit = job.array.as_ref().and_then(|a| a.slot_limit);
+        if let (Some((array, _)), Some(limit)) = (crate::model::member_of(job.seq), limit) {
+            limited
+                .entry(array)
+                .or_insert((limit, Vec::new()))
+                .1
+                .push(*key);
+        }
+    }
+    // Per array over its allowance, the last key admitted (`None`: none is).
+    let mut cutoffs: HashMap<u64, Option<priority::Key>> = HashMap::new();
+    for (array, (limit, mut keys)) in limited {
+        let allowance = limit.saturating_sub(running.get(&array).copied().unwrap_or(0)) as usize;
+        if keys.len() <= allowance {
+            continue;
+        }
+        let cutoff = allowance
+            .checked_sub(1)
+            .map(|last| *keys.select_nth_unstable(last).1);
+        cutoffs.insert(array, cutoff);
+    }
+    if cutoffs.is_empty() {
+        return;
+    }
+    in_line.retain(|(key, job, _)| {
+        let array = crate::model::member_of(job.seq).map(|(array, _)| array);
+        match array.and_then(|array| cutoffs.get(&array)) {
+            None => true,
+            Some(cutoff) => cutoff.is_some_and(|cutoff| *key <= cutoff),
+        }
+    });
 }
 
 /// How many sub-jobs of each array run (for slot limits): one look at the running jobs,
@@ -769,6 +814,36 @@ fn start_note(site: &str, score: f64, scores: &[(&'static str, f64)]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An event pass's line keeps, of each array at its slot limit, only the sub-jobs that
+    /// could start (the first in line), and every job of no limited array.
+    #[test]
+    fn an_event_pass_leaves_out_sub_jobs_their_slot_limit_holds_back() {
+        use crate::model::{member_key, ArrayPart};
+        let limited = |seq: u64, limit: u32| Job {
+            array: Some(ArrayPart {
+                request: String::new(),
+                slot_limit: Some(limit),
+            }),
+            ..crate::store::tests::sample_job(seq)
+        };
+        let mut jobs = vec![crate::store::tests::sample_job(1)];
+        // Array 2: limit 2, one running: one more may start. Array 3: limit 1, at it.
+        jobs.extend((1..=5).rev().map(|i| limited(member_key(2, i), 2)));
+        jobs.extend((1..=3).map(|i| limited(member_key(3, i), 1)));
+        let weights = Weights::default();
+        let mut in_line: Vec<(priority::Key, &Job, i64)> = jobs
+            .iter()
+            .map(|job| {
+                let key = priority::Key::new((job.seq, job.seq), (0, 0, 0), 0.0, 0, &weights);
+                (key, job, 0)
+            })
+            .collect();
+        let running = HashMap::from([(2, 1), (3, 1)]);
+        within_slot_limits(&mut in_line, &running);
+        let kept: Vec<u64> = in_line.iter().map(|(_, job, _)| job.seq).collect();
+        assert_eq!(kept, [1, member_key(2, 1)]);
+    }
 
     #[test]
     fn cookie_is_32_upper_hex() {

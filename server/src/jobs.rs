@@ -163,7 +163,8 @@ pub fn parse_job_ref(id: &str, server_name: &str) -> Option<JobRef> {
             .flatten()
     };
     let job = match local.split_once('[') {
-        None => JobRef::Job(digits(local)?),
+        // (A number as high as a sub-job's key is no job's.)
+        None => JobRef::Job(digits(local).filter(|n| *n < crate::model::FIRST_MEMBER_KEY)?),
         Some((number, index)) => {
             let number = digits(number).filter(|n| *n <= crate::model::MAX_ARRAY_NUMBER)?;
             match index.strip_suffix(']')? {
@@ -213,7 +214,7 @@ pub fn whole_array_refused(command: &str, id: &str, server_name: &str) -> PbsErr
 pub fn shown_job_id(id: &str, server_name: &str) -> String {
     match parse_job_ref(id, server_name) {
         Some(JobRef::Job(key)) => crate::model::job_id(key, server_name),
-        Some(JobRef::Array(number)) => format!("{number}[].{server_name}"),
+        Some(JobRef::Array(number)) => crate::model::array_id(number, server_name),
         None => id.to_string(),
     }
 }
@@ -638,6 +639,19 @@ fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> 
     Ok(deps)
 }
 
+/// The file a directory given as an output path gets: Torque's `NAME.oSEQ` (`letter` `o`
+/// or `e`), and for a sub-job its array's, `NAME.oSEQ-INDEX`, as at submission.
+fn default_output_file(job: &Job, letter: char) -> String {
+    match crate::model::member_of(job.seq) {
+        Some((array, index)) => {
+            let suffix = format!("-{index}");
+            let name = job.name.strip_suffix(&suffix).unwrap_or(&job.name);
+            format!("{name}.{letter}{array}{suffix}")
+        }
+        None => format!("{}.{letter}{}", job.name, job.seq),
+    }
+}
+
 /// `HOST:path` as stored: adds the host when missing, resolves relative paths against the
 /// working directory, and appends `NAME.oSEQ` to a directory (trailing `/`).
 fn output_path(given: Option<&str>, host: &str, workdir: &str, default_file: &str) -> String {
@@ -659,7 +673,6 @@ fn output_path(given: Option<&str>, host: &str, workdir: &str, default_file: &st
     format!("{h}:{path}")
 }
 
-/// Builds and validates a job from a submission (no state change).
 /// A submission built and checked: the job, and for an array (`-t`) its sub-jobs' indices
 /// (the job is then their template, see [`array_members`]).
 struct Built {
@@ -667,6 +680,7 @@ struct Built {
     array_indices: Option<Vec<u32>>,
 }
 
+/// Builds and validates a job from a submission (no state change).
 fn build_job(
     core: &Core,
     caller: &Caller,
@@ -1058,13 +1072,11 @@ pub async fn submit(
             Some(indices) => Ok(array_members(&built.job, &indices, &core.state)),
         });
     let written = match built.as_deref() {
-        Ok([job]) => core.store.insert_job(job).await,
+        Ok([job]) if job.array.is_none() => core.store.insert_job(job).await,
         Ok(members) => {
             let stored = async {
                 let mut tx = core.store.begin()?;
-                for job in members {
-                    tx.insert_job(job)?;
-                }
+                tx.insert_array(seq, members)?;
                 tx.commit().await
             };
             stored.await
@@ -1079,7 +1091,7 @@ pub async fn submit(
     let jobs = built?;
     let id = match jobs.as_slice() {
         [job] if job.array.is_none() => job.id(&core.state.server_name),
-        _ => format!("{seq}[].{}", core.state.server_name),
+        _ => crate::model::array_id(seq, &core.state.server_name),
     };
     let state = jobs[0].state;
     info!(job = %id, user = %caller.user, state = state.letter(), jobs = jobs.len(), "job submitted");
@@ -1250,12 +1262,21 @@ pub async fn job_action(
                         .is_some_and(|i| indices.binary_search(&i).is_ok()),
                     _ => true,
                 };
-                Ok(members.peek().is_some().then(|| {
-                    members
-                        .filter(|(_, job)| job.state != JobState::Completed && in_range(job))
-                        .map(|(key, _)| *key)
-                        .collect()
-                }))
+                match members.peek() {
+                    None => Ok(None),
+                    // Its owner is judged first, whatever `-t` picks (Torque judges the array).
+                    Some((_, first))
+                        if privilege < Privilege::Operator && first.uid != caller.uid =>
+                    {
+                        Err(PbsError::new(pbse::PERM, "", ""))
+                    }
+                    Some(_) => Ok(Some(
+                        members
+                            .filter(|(_, job)| job.state != JobState::Completed && in_range(job))
+                            .map(|(key, _)| *key)
+                            .collect(),
+                    )),
+                }
             }
         };
         targets.push((shown, jobs));
@@ -1407,17 +1428,14 @@ pub async fn alter(
                 let workdir = job
                     .variable("PBS_O_WORKDIR")
                     .unwrap_or_else(|| job.init_work_dir.clone());
-                let (letter, target) = if attr.name == "Output_Path" {
-                    ('o', &mut job.output_path)
+                let letter = if attr.name == "Output_Path" { 'o' } else { 'e' };
+                let default_file = default_output_file(&job, letter);
+                let target = if letter == 'o' {
+                    &mut job.output_path
                 } else {
-                    ('e', &mut job.error_path)
+                    &mut job.error_path
                 };
-                *target = output_path(
-                    Some(v),
-                    &job.submit_host,
-                    &workdir,
-                    &format!("{}.{letter}{seq}", job.name),
-                );
+                *target = output_path(Some(v), &job.submit_host, &workdir, &default_file);
             }
             "Join_Path" => job.join_path = valid_join_path(v).map_err(fail)?,
             "Keep_Files" => job.keep_files = valid_keep_files(v).map_err(fail)?,
@@ -1570,8 +1588,8 @@ pub async fn order(
     tx.save_job(&other).map_err(PbsError::system)?;
     tx.commit().await.map_err(PbsError::system)?;
     info!(
-        first = %format!("{}.{server}", one.seq),
-        second = %format!("{}.{server}", other.seq),
+        first = %one.id(server),
+        second = %other.id(server),
         by = %caller.user_at_host(),
         "jobs reordered"
     );
@@ -1863,7 +1881,7 @@ fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result
     job.defaulted = defaulted;
     job.request = Some(request);
     job.qtime = now;
-    job.queue_rank = state.next_queue_rank(job.seq);
+    job.queue_rank = state.next_queue_rank(job.number());
     job.mtime = now;
     Ok(())
 }
@@ -2045,7 +2063,7 @@ pub async fn runs_ended(
                 requeue(&mut job, now, why);
                 // Behind the jobs in line: else a job whose starts keep failing would go
                 // first again each time.
-                job.queue_rank = core.state.next_queue_rank(job.seq);
+                job.queue_rank = core.state.next_queue_rank(job.number());
                 // Torque shows why the last start failed (-14: the prologue asked for a retry).
                 job.exit_status = Some(end.exit_status);
             }
@@ -2242,9 +2260,26 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     if old.is_empty() {
         return Ok(0);
     }
+    // Arrays none of whose sub-jobs stays: their script goes with the last of them.
+    let mut purged_per_array: BTreeMap<u64, usize> = BTreeMap::new();
+    for (array, _) in old.iter().filter_map(|seq| crate::model::member_of(*seq)) {
+        *purged_per_array.entry(array).or_default() += 1;
+    }
+    let emptied: Vec<u64> = purged_per_array
+        .into_iter()
+        .filter(|(array, purged)| {
+            core.state
+                .jobs
+                .range(crate::model::member_keys(*array))
+                .count()
+                == *purged
+        })
+        .map(|(array, _)| array)
+        .collect();
     let mut tx = core.store.begin().map_err(PbsError::system)?;
     tx.purge_jobs(&old, core.state.next_job_number)
         .map_err(PbsError::system)?;
+    tx.forget_array_scripts(&emptied);
     tx.commit().await.map_err(PbsError::system)?;
     for seq in &old {
         core.state.remove_job(*seq);
@@ -3166,6 +3201,8 @@ mod tests {
         assert_eq!(parse_job_id("12.other", "vm"), None);
         assert_eq!(parse_job_id("x.vm", "vm"), None);
         assert_eq!(parse_job_id("+12", "vm"), None);
+        let key = crate::model::FIRST_MEMBER_KEY.to_string();
+        assert_eq!(parse_job_id(&key, "vm"), None);
     }
 
     #[test]
@@ -3233,6 +3270,9 @@ mod tests {
             ]
         );
         assert_eq!(members[1].error_path, "vm:/w/arr.e20-7");
+        // qalter's directory paths name files as submission does.
+        assert_eq!(default_output_file(&members[1], 'e'), "arr.e20-7");
+        assert_eq!(default_output_file(&template, 'o'), "arr.o20");
         assert!(members[0].queue_rank < members[1].queue_rank);
         assert_eq!(members[0].number(), 20);
     }

@@ -212,6 +212,20 @@ pub fn write_job_id(key: u64, server_name: &str, out: &mut String) {
     out.push_str(server_name);
 }
 
+/// Appends the id of array `number` as a whole: `SEQ[].SERVER`.
+pub fn write_array_id(number: u64, server_name: &str, out: &mut String) {
+    out.push_str(itoa::Buffer::new().format(number));
+    out.push_str("[].");
+    out.push_str(server_name);
+}
+
+/// The id of array `number` as a whole (see [`write_array_id`]).
+pub fn array_id(number: u64, server_name: &str) -> String {
+    let mut id = String::with_capacity(24 + server_name.len());
+    write_array_id(number, server_name, &mut id);
+    id
+}
+
 /// The id of the job keyed `key` (see [`write_job_id`]).
 pub fn job_id(key: u64, server_name: &str) -> String {
     let mut id = String::with_capacity(24 + server_name.len());
@@ -427,9 +441,7 @@ impl Job {
     /// Appends the qualified id to `out` (see [`Job::id`]).
     pub fn write_id(&self, server_name: &str, out: &mut String) {
         if self.is_array_summary() {
-            out.push_str(itoa::Buffer::new().format(self.seq));
-            out.push_str("[].");
-            out.push_str(server_name);
+            write_array_id(self.seq, server_name, out);
         } else {
             write_job_id(self.seq, server_name, out);
         }

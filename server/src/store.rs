@@ -35,7 +35,7 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, Connection, Row, Sqlite};
 
 use crate::authz::ServerAttrs;
-use crate::model::{Job, NodeFlags, Queue};
+use crate::model::{member_of, Job, NodeFlags, Queue};
 
 /// A database failure; the server logs it and answers PBSE_SYSTEM.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +221,18 @@ impl Store {
             })?;
             loaded.queues.push(queue);
         }
+        // An array's sub-jobs share its one script, in memory as on disk.
+        let array_scripts: HashMap<u64, Arc<Vec<u8>>> =
+            sqlx::query("SELECT array_number, script FROM array_scripts")
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    let number: i64 = row.try_get("array_number")?;
+                    let script: Vec<u8> = row.try_get("script")?;
+                    Ok((number as u64, Arc::new(script)))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
         let jobs: Vec<JobRow> = sqlx::query_as("SELECT seq, data, script FROM jobs ORDER BY seq")
             .fetch_all(&mut *conn)
             .await?;
@@ -231,7 +243,19 @@ impl Store {
                     key: row.seq.to_string(),
                     message: e.to_string(),
                 })?;
-            job.script = Arc::new(row.script);
+            job.script = match member_of(job.seq) {
+                Some((array, _)) => {
+                    array_scripts
+                        .get(&array)
+                        .cloned()
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: "job",
+                            key: row.seq.to_string(),
+                            message: format!("the script of array {array} is missing"),
+                        })?
+                }
+                None => Arc::new(row.script),
+            };
             loaded.jobs.push(job);
         }
         // A job row witnesses its number; `next_job_number` itself is written only when numbers
@@ -307,7 +331,7 @@ impl Store {
     /// [`StoreTx`]. The next job number is not written: [`Store::load`] derives it from the
     /// highest stored sequence number.
     pub async fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query(INSERT_JOB)
             .bind(job.seq as i64)
             .bind(job.state.letter())
             .bind(&job.queue)
@@ -389,6 +413,10 @@ impl Param {
     }
 }
 
+/// A new job's row (an array's sub-job has an empty script: see [`StoreTx::insert_array`]).
+const INSERT_JOB: &str =
+    "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)";
+
 fn job_json(job: &Job) -> Result<String, StoreError> {
     serde_json::to_string(job).map_err(|e| StoreError::Corrupt {
         what: "job",
@@ -429,21 +457,42 @@ impl StoreTx<'_> {
         self.push(SET_KV, [Param::Text(key.to_string()), Param::Text(value)]);
     }
 
-    /// Stores a new job (the sub-jobs of an array are stored together, each with its copy
-    /// of the script: a sub-job outlives its siblings).
-    pub fn insert_job(&mut self, job: &Job) -> Result<(), StoreError> {
-        let data = job_json(job)?;
+    /// Stores a new job array: its script once (`array_scripts`), then its sub-jobs, whose
+    /// rows hold none. `members` are the sub-jobs of array `number`, sharing one script.
+    pub fn insert_array(&mut self, number: u64, members: &[Job]) -> Result<(), StoreError> {
+        let script = members
+            .first()
+            .map(|j| j.script.to_vec())
+            .unwrap_or_default();
         self.push(
-            "INSERT INTO jobs (seq, state, queue, data, script) VALUES (?, ?, ?, ?, ?)",
-            [
-                Param::Int(job.seq as i64),
-                Param::Text(job.state.letter().to_string()),
-                Param::Text(job.queue.clone()),
-                Param::Text(data),
-                Param::Blob(job.script.to_vec()),
-            ],
+            "INSERT INTO array_scripts (array_number, script) VALUES (?, ?)",
+            [Param::Int(number as i64), Param::Blob(script)],
         );
+        for job in members {
+            debug_assert_eq!(member_of(job.seq).map(|(array, _)| array), Some(number));
+            let data = job_json(job)?;
+            self.push(
+                INSERT_JOB,
+                [
+                    Param::Int(job.seq as i64),
+                    Param::Text(job.state.letter().to_string()),
+                    Param::Text(job.queue.clone()),
+                    Param::Text(data),
+                    Param::Blob(Vec::new()),
+                ],
+            );
+        }
         Ok(())
+    }
+
+    /// Forgets the scripts of arrays whose last sub-jobs this transaction purges.
+    pub fn forget_array_scripts(&mut self, numbers: &[u64]) {
+        for &number in numbers {
+            self.push(
+                "DELETE FROM array_scripts WHERE array_number = ?",
+                [Param::Int(number as i64)],
+            );
+        }
     }
 
     /// Rewrites an existing job's attributes (the script never changes).
@@ -789,6 +838,44 @@ pub(crate) mod tests {
         assert_eq!(loaded.jobs.len(), 1);
         assert_eq!(loaded.jobs[0].name, "job.sh");
         assert_eq!(loaded.jobs[0].script.as_slice(), b"echo hi\n");
+    }
+
+    /// An array's script is stored once, shared by its sub-jobs when loaded, and goes with
+    /// the last of them; the array's number counts as used.
+    #[tokio::test]
+    async fn an_arrays_sub_jobs_share_one_stored_script() {
+        use crate::model::member_key;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), false).await.unwrap();
+        let members: Vec<Job> = [1, 2]
+            .map(|index| sample_job(member_key(6, index)))
+            .to_vec();
+        let mut tx = store.begin().unwrap();
+        tx.insert_array(6, &members).unwrap();
+        tx.commit().await.unwrap();
+
+        let loaded = store.load().await.unwrap();
+        assert_eq!(loaded.next_job_number, Some(7));
+        assert_eq!(loaded.jobs.len(), 2);
+        assert_eq!(loaded.jobs[0].script.as_slice(), b"echo hi\n");
+        assert!(Arc::ptr_eq(&loaded.jobs[0].script, &loaded.jobs[1].script));
+        let stored: i64 = sqlx::query_scalar("SELECT SUM(LENGTH(script)) FROM jobs")
+            .fetch_one(store.conn().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "the sub-jobs' rows hold no copy");
+
+        let mut tx = store.begin().unwrap();
+        tx.purge_jobs(&[member_key(6, 1), member_key(6, 2)], 7)
+            .unwrap();
+        tx.forget_array_scripts(&[6]);
+        tx.commit().await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM array_scripts")
+            .fetch_one(store.conn().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(store.load().await.unwrap().next_job_number, Some(7));
     }
 
     #[tokio::test]

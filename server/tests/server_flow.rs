@@ -190,6 +190,7 @@ async fn stat(c: &mut BatchClient<Channel>, id: &str) -> Vec<(String, String)> {
         .stat_jobs(pb::StatJobsRequest {
             operands: vec![id.into()],
             attributes: vec![],
+            expand_arrays: false,
         })
         .await
         .unwrap()
@@ -701,6 +702,7 @@ async fn perf_smoke() {
             .stat_jobs(pb::StatJobsRequest {
                 operands: vec![],
                 attributes: vec![],
+                expand_arrays: false,
             })
             .await
             .unwrap()
@@ -809,6 +811,7 @@ async fn a_listing_named_again_is_not_built_again() {
         .stat_jobs(pb::StatJobsRequest {
             operands,
             attributes: vec!["job_state".into()],
+            expand_arrays: false,
         })
         .await
         .unwrap()

@@ -241,11 +241,22 @@ fn a_whole_array_is_held_released_and_deleted_by_its_id() {
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     assert_eq!(c.job_state(&pick(1)).as_deref(), Some("C"));
     assert_eq!(c.job_state(&pick(3)).as_deref(), Some("H"));
+    // A directory given to qalter names the file as submission does: NAME.oSEQ-INDEX.
+    let out = c.run("qalter", &["-o", "outdir/", &pick(3)]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    let output = c.job_attr(&pick(3), "Output_Path").unwrap_or_default();
+    assert!(
+        output.ends_with(&format!("/outdir/p.sh.o{picked_number}-3")),
+        "{output}"
+    );
 
     // Another user may not touch it.
     if let Some(other) = other_user() {
         let held = c.qsub("o.sh", "true\n", &["-h", "-t", "1-2"]);
         let out = c.run_as(&other, "qrls", &[&held]);
+        assert_eq!(code(&out), 159, "{}", stderr(&out));
+        // Also when -t picks no sub-job: the array's owner is judged first.
+        let out = c.run_as(&other, "qdel", &["-t", "99", &held]);
         assert_eq!(code(&out), 159, "{}", stderr(&out));
         assert_eq!(c.job_state(&held).as_deref(), Some("Q"));
     }

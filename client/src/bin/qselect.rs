@@ -45,6 +45,8 @@ async fn run(selection: &Selection) -> Result<ExitCode, String> {
         .stat_jobs(StatJobsRequest {
             operands: selection.queue().map(String::from).into_iter().collect(),
             attributes: selection.attributes(),
+            // Sub-jobs are selected, not their arrays, as Torque's qselect does.
+            expand_arrays: true,
         })
         .await
         .map_err(|status| match ConnectError::from_status(&status) {
@@ -62,9 +64,7 @@ async fn run(selection: &Selection) -> Result<ExitCode, String> {
         Err(malformed) => return Err(format!("qselect: {malformed}")),
     };
     let mut out = String::new();
-    // Sub-jobs are listed, not their arrays' summary rows (`12[]`), as Torque's qselect.
-    let sub_jobs_and_jobs = table.rows().filter(|job| !job.name().contains("[]"));
-    for job in sub_jobs_and_jobs.filter(|job| selection.matches(job)) {
+    for job in table.rows().filter(|job| selection.matches(job)) {
         out.push_str(job.name());
         out.push('\n');
     }

@@ -339,6 +339,8 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         .stat_jobs(StatJobsRequest {
             operands: o.operands.clone(),
             attributes: wanted_attributes(o),
+            // Torque's qstat summarises arrays only without -t and -e.
+            expand_arrays: o.expand_arrays || o.exec_only,
         })
         .await
         .map_err(Failure::Rpc)?
@@ -353,7 +355,6 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         idle: o.alt.i,
         running: o.alt.r,
         exec_only: o.exec_only,
-        // Torque's qstat summarises arrays only without -t and -e.
         expand_arrays: o.expand_arrays || o.exec_only,
     };
 
