@@ -85,7 +85,7 @@ pub fn depend_string(job: &Job, reverse: &ReverseDeps, server: &str) -> String {
     let mut items: Vec<(&str, String)> = job
         .depend
         .iter()
-        .map(|d| (d.kind.name(), crate::model::job_id(d.seq, server)))
+        .map(|d| (d.kind.name(), d.parent_id(server)))
         .collect();
     if let Some(children) = reverse.get(&job.seq) {
         for (kind, child) in children {

@@ -303,6 +303,37 @@ pub enum DepOutcome {
     Failed,
 }
 
+/// Evaluates a condition on a whole array against its sub-jobs (those still kept; none
+/// left counts as done, as a purged parent does). Torque's `*array` kinds without a count:
+/// every sub-job must have started (`afterstartarray`) or ended, and the array is judged
+/// once all have ended: `afterokarray` is met if every one exited 0 and fails otherwise,
+/// `afternotokarray` the reverse, `afteranyarray` is met.
+pub fn array_dep_outcome(kind: DepKind, members: &[&Job]) -> DepOutcome {
+    let ended = |j: &&Job| j.state == JobState::Completed;
+    if kind == DepKind::AfterStartArray {
+        let started = |j: &&Job| ended(j) || j.state == JobState::Running || j.start_count > 0;
+        return if members.iter().all(started) {
+            DepOutcome::Satisfied
+        } else {
+            DepOutcome::Pending
+        };
+    }
+    if !members.iter().all(ended) {
+        return DepOutcome::Pending;
+    }
+    let succeeded = |j: &&Job| j.exit_status == Some(0);
+    let met = match kind {
+        DepKind::AfterOkArray => members.iter().all(succeeded),
+        DepKind::AfterNotOkArray => !members.iter().any(succeeded),
+        _ => true,
+    };
+    if met {
+        DepOutcome::Satisfied
+    } else {
+        DepOutcome::Failed
+    }
+}
+
 /// Evaluates one condition. A parent that no longer exists (purged) counts as done.
 pub fn dep_outcome(kind: DepKind, parent: Option<&Job>) -> DepOutcome {
     let Some(p) = parent else {
@@ -344,6 +375,7 @@ pub fn dep_outcome(kind: DepKind, parent: Option<&Job>) -> DepOutcome {
 pub fn evaluate_deps<'a>(
     job: &mut Job,
     lookup: impl Fn(u64) -> Option<&'a Job>,
+    array: impl Fn(u64) -> Vec<&'a Job>,
     now: i64,
     server_name: &str,
 ) -> bool {
@@ -356,7 +388,12 @@ pub fn evaluate_deps<'a>(
             continue;
         }
         let dep = job.depend[i];
-        match dep_outcome(dep.kind, lookup(dep.seq)) {
+        let outcome = if dep.kind.on_array() {
+            array_dep_outcome(dep.kind, &array(dep.seq))
+        } else {
+            dep_outcome(dep.kind, lookup(dep.seq))
+        };
+        match outcome {
             DepOutcome::Pending => {}
             DepOutcome::Satisfied => {
                 job.depend[i].satisfied = true;
@@ -365,7 +402,7 @@ pub fn evaluate_deps<'a>(
             DepOutcome::Failed => {
                 let why = format!(
                     "Job deleted as result of dependency on job {}",
-                    crate::model::job_id(dep.seq, server_name)
+                    dep.parent_id(server_name)
                 );
                 if job.state == JobState::Running {
                     // Released by hand and started: deleted as `qdel` deletes a running job
@@ -425,13 +462,18 @@ pub fn cascade(
                 .get(&child_seq)
                 .or_else(|| state.jobs.get(&child_seq));
             let Some(child) = child else { continue };
-            if !child.depend.iter().any(|d| d.seq == parent && !d.satisfied) {
+            if !child
+                .depend
+                .iter()
+                .any(|d| d.concerns(parent) && !d.satisfied)
+            {
                 continue;
             }
             let mut child = child.clone();
             let changed = evaluate_deps(
                 &mut child,
                 |s| overlay.get(&s).or_else(|| state.jobs.get(&s)),
+                |number| sub_jobs(state, Some(overlay), number),
                 now,
                 &state.server_name,
             );
@@ -446,6 +488,19 @@ pub fn cascade(
         }
     }
     kills
+}
+
+/// The sub-jobs of array `number` as they stand: in `overlay` when changed there.
+pub fn sub_jobs<'a>(
+    state: &'a State,
+    overlay: Option<&'a BTreeMap<u64, Job>>,
+    number: u64,
+) -> Vec<&'a Job> {
+    state
+        .jobs
+        .range(crate::model::member_keys(number))
+        .map(|(key, job)| overlay.and_then(|o| o.get(key)).unwrap_or(job))
+        .collect()
 }
 
 /// Writes every job of the overlay.
@@ -621,10 +676,17 @@ fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> 
         let kind = parts.next().and_then(DepKind::parse).ok_or_else(bad)?;
         let mut any = false;
         for target in parts {
-            let seq = parse_job_id(target, &state.server_name).ok_or_else(bad)?;
-            if !state.jobs.contains_key(&seq) {
-                return Err(bad());
-            }
+            // An `*array` kind names a whole array that has sub-jobs (Torque's count,
+            // `12[][5]`, is not built); the others one job.
+            let seq = match (kind.on_array(), parse_job_ref(target, &state.server_name)) {
+                (true, Some(JobRef::Array(number)))
+                    if !sub_jobs(state, None, number).is_empty() =>
+                {
+                    number
+                }
+                (false, Some(JobRef::Job(seq))) if state.jobs.contains_key(&seq) => seq,
+                _ => return Err(bad()),
+            };
             deps.push(Dependency {
                 kind,
                 seq,
@@ -924,7 +986,13 @@ fn build_job(
         job.etime = Some(now);
     }
     // Parents that already finished decide at once.
-    evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
+    evaluate_deps(
+        &mut job,
+        |s| state.jobs.get(&s),
+        |number| sub_jobs(state, None, number),
+        now,
+        server,
+    );
     Ok(Built {
         job,
         array_indices: array.map(|(_, parsed)| parsed.indices),
@@ -1514,7 +1582,13 @@ pub async fn alter(
         settle(&mut job, now);
         // Parents that already finished decide at once: a failed `afterok` deletes the
         // job, and with it those that wait on it succeeding.
-        evaluate_deps(&mut job, |s| state.jobs.get(&s), now, server);
+        evaluate_deps(
+            &mut job,
+            |s| state.jobs.get(&s),
+            |number| sub_jobs(state, None, number),
+            now,
+            server,
+        );
         let deleted = job.state == JobState::Completed;
         overlay.insert(seq, job);
         if deleted {
@@ -3205,6 +3279,46 @@ mod tests {
         assert_eq!(parse_job_id(&key, "vm"), None);
     }
 
+    /// The `*array` kinds judge the array once every sub-job has ended (afterstartarray:
+    /// once every one has started).
+    #[test]
+    fn array_conditions_wait_for_every_sub_job() {
+        use DepOutcome::*;
+        use JobState::*;
+        let sub = |state: JobState, exit: Option<i32>| Job {
+            state,
+            exit_status: exit,
+            start_count: u32::from(state != Queued),
+            ..crate::store::tests::sample_job(crate::model::member_key(3, 1))
+        };
+        let (ok, failed) = (sub(Completed, Some(0)), sub(Completed, Some(1)));
+        let (running, queued) = (sub(Running, None), sub(Queued, None));
+        let cases: [(DepKind, Vec<&Job>, DepOutcome); 10] = [
+            (DepKind::AfterOkArray, vec![&ok, &running], Pending),
+            (DepKind::AfterOkArray, vec![&ok, &ok], Satisfied),
+            (DepKind::AfterOkArray, vec![&ok, &failed], Failed),
+            (DepKind::AfterNotOkArray, vec![&failed, &failed], Satisfied),
+            (DepKind::AfterNotOkArray, vec![&failed, &ok], Failed),
+            (DepKind::AfterAnyArray, vec![&failed, &ok], Satisfied),
+            (DepKind::AfterAnyArray, vec![&failed, &queued], Pending),
+            (DepKind::AfterStartArray, vec![&running, &ok], Satisfied),
+            (DepKind::AfterStartArray, vec![&running, &queued], Pending),
+            // All purged: done, as a purged parent is.
+            (DepKind::AfterOkArray, vec![], Satisfied),
+        ];
+        for (kind, members, expected) in cases {
+            assert_eq!(array_dep_outcome(kind, &members), expected, "{kind:?}");
+        }
+        let dep = Dependency {
+            kind: DepKind::AfterOkArray,
+            seq: 3,
+            satisfied: false,
+        };
+        assert!(dep.concerns(crate::model::member_key(3, 9)));
+        assert!(!dep.concerns(3) && !dep.concerns(crate::model::member_key(4, 9)));
+        assert_eq!(dep.parent_id("vm"), "3[].vm");
+    }
+
     #[test]
     fn array_ids_name_a_sub_job_or_the_whole_array() {
         use crate::model::member_key;
@@ -3301,7 +3415,13 @@ mod tests {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
         let mut child = held_on(16, DepKind::AfterOk, 14);
-        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert!(evaluate_deps(
+            &mut child,
+            |_| Some(&parent),
+            |_| Vec::new(),
+            5,
+            "vm"
+        ));
         assert_eq!(child.state, JobState::Completed);
         assert_eq!(child.exit_status, Some(271));
         assert_eq!(
@@ -3321,7 +3441,13 @@ mod tests {
             let mut child = held_on(15, DepKind::AfterOk, 14);
             child.start_count = 2;
             child.depend_hold = depend_hold;
-            assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+            assert!(evaluate_deps(
+                &mut child,
+                |_| Some(&parent),
+                |_| Vec::new(),
+                5,
+                "vm"
+            ));
             assert_eq!(!child.hold_types.system, lifted, "{depend_hold:?}");
         }
     }
@@ -3332,7 +3458,13 @@ mod tests {
         // Released early by a manager, started, then held for its failed starts.
         let mut child = held_on(18, DepKind::AfterAny, 14);
         child.start_count = MAX_FAILED_STARTS;
-        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert!(evaluate_deps(
+            &mut child,
+            |_| Some(&parent),
+            |_| Vec::new(),
+            5,
+            "vm"
+        ));
         assert!(child.depend[0].satisfied);
         assert_eq!(child.state, JobState::Held);
         assert!(child.hold_types.system);
@@ -3343,7 +3475,13 @@ mod tests {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
         let mut child = held_on(17, DepKind::AfterAny, 14);
-        assert!(evaluate_deps(&mut child, |_| Some(&parent), 5, "vm"));
+        assert!(evaluate_deps(
+            &mut child,
+            |_| Some(&parent),
+            |_| Vec::new(),
+            5,
+            "vm"
+        ));
         assert_eq!(child.state, JobState::Queued);
         assert_eq!(child.hold_types.letters(), "n");
         assert_eq!(child.etime, Some(5));
@@ -3360,7 +3498,7 @@ mod tests {
             seq: 1,
             satisfied: false,
         }];
-        evaluate_deps(&mut child, |_| Some(&parent), 5, "vm");
+        evaluate_deps(&mut child, |_| Some(&parent), |_| Vec::new(), 5, "vm");
         assert_eq!(child.state, JobState::Held);
         assert_eq!(child.hold_types.letters(), "u");
     }

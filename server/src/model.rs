@@ -118,6 +118,12 @@ pub enum DepKind {
     AfterOk,
     AfterNotOk,
     AfterAny,
+    /// The `*array` kinds wait on every sub-job of an array (`afterokarray:12[]`); their
+    /// [`Dependency::seq`] is the array's number.
+    AfterStartArray,
+    AfterOkArray,
+    AfterNotOkArray,
+    AfterAnyArray,
 }
 
 impl DepKind {
@@ -127,6 +133,10 @@ impl DepKind {
             "afterok" => Some(DepKind::AfterOk),
             "afternotok" => Some(DepKind::AfterNotOk),
             "afterany" => Some(DepKind::AfterAny),
+            "afterstartarray" => Some(DepKind::AfterStartArray),
+            "afterokarray" => Some(DepKind::AfterOkArray),
+            "afternotokarray" => Some(DepKind::AfterNotOkArray),
+            "afteranyarray" => Some(DepKind::AfterAnyArray),
             _ => None,
         }
     }
@@ -137,17 +147,37 @@ impl DepKind {
             DepKind::AfterOk => "afterok",
             DepKind::AfterNotOk => "afternotok",
             DepKind::AfterAny => "afterany",
+            DepKind::AfterStartArray => "afterstartarray",
+            DepKind::AfterOkArray => "afterokarray",
+            DepKind::AfterNotOkArray => "afternotokarray",
+            DepKind::AfterAnyArray => "afteranyarray",
         }
     }
 
-    /// The name the parent job shows (`beforeok:16.vm`).
+    /// The name the parent job shows (`beforeok:16.vm`; an array's summary row shows
+    /// `beforeokarray:16.vm`).
     pub fn reverse_name(self) -> &'static str {
         match self {
             DepKind::After => "before",
             DepKind::AfterOk => "beforeok",
             DepKind::AfterNotOk => "beforenotok",
             DepKind::AfterAny => "beforeany",
+            DepKind::AfterStartArray => "beforestartarray",
+            DepKind::AfterOkArray => "beforeokarray",
+            DepKind::AfterNotOkArray => "beforenotokarray",
+            DepKind::AfterAnyArray => "beforeanyarray",
         }
+    }
+
+    /// Whether the condition is on a whole array.
+    pub fn on_array(self) -> bool {
+        matches!(
+            self,
+            DepKind::AfterStartArray
+                | DepKind::AfterOkArray
+                | DepKind::AfterNotOkArray
+                | DepKind::AfterAnyArray
+        )
     }
 }
 
@@ -159,6 +189,27 @@ pub struct Dependency {
     /// Set once the condition is met, so it is not evaluated again.
     #[serde(default)]
     pub satisfied: bool,
+}
+
+impl Dependency {
+    /// Whether a change of the job keyed `key` may decide this condition: it is the
+    /// parent, or a sub-job of the array the condition is on.
+    pub fn concerns(&self, key: u64) -> bool {
+        if self.kind.on_array() {
+            member_of(key).is_some_and(|(array, _)| array == self.seq)
+        } else {
+            self.seq == key
+        }
+    }
+
+    /// The parent's id: a job's, or for the `*array` kinds the array's (`12[].vm`).
+    pub fn parent_id(&self, server_name: &str) -> String {
+        if self.kind.on_array() {
+            array_id(self.seq, server_name)
+        } else {
+            job_id(self.seq, server_name)
+        }
+    }
 }
 
 /// Sub-jobs of a job array (`qsub -t`) are keyed apart from numbered jobs: the key sets this

@@ -137,6 +137,42 @@ fn a_slot_limit_bounds_how_many_sub_jobs_run_at_once() {
     }
     let other = c.qsub("other.sh", "true\n", &[]);
     c.wait_state(&other, "C", T);
+    // Jobs that wait on the whole array, which will succeed: `*array` conditions are met
+    // or fail once every sub-job has ended; a plain kind cannot name an array.
+    let after_ok = c.qsub(
+        "ok.sh",
+        "true\n",
+        &["-W", &format!("depend=afterokarray:{array}")],
+    );
+    let after_not_ok = c.qsub(
+        "notok.sh",
+        "true\n",
+        &["-W", &format!("depend=afternotokarray:{number}[]")],
+    );
+    assert_eq!(c.job_state(&after_ok).as_deref(), Some("H"));
+    assert_eq!(
+        c.job_attr(&after_ok, "depend"),
+        Some(format!("afterokarray:{array}"))
+    );
+    let depend = c.job_attr(&array, "depend").unwrap_or_default();
+    assert!(
+        depend.contains(&format!("beforeokarray:{after_ok}")),
+        "{depend}"
+    );
+    let out = c.submit_as(
+        &c.user,
+        &c.work,
+        "bad.sh",
+        "true\n",
+        &["-W", &format!("depend=afterok:{array}")],
+    );
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (
+            208,
+            "qsub: submit error (Invalid Job Dependency)\n".to_string()
+        )
+    );
     // Even qrun keeps the limit (Torque's words).
     if is_root() {
         let out = c.run_as_root("qrun", &[&sub(3)]);
@@ -160,6 +196,19 @@ fn a_slot_limit_bounds_how_many_sub_jobs_run_at_once() {
     for index in 1..=4 {
         assert_eq!(c.job_attr(&sub(index), "exit_status").as_deref(), Some("0"));
     }
+    c.wait_state(&after_ok, "C", T);
+    assert_eq!(c.job_attr(&after_ok, "exit_status").as_deref(), Some("0"));
+    c.wait_state(&after_not_ok, "C", T);
+    assert_eq!(
+        c.job_attr(&after_not_ok, "comment"),
+        Some(format!(
+            "Job deleted as result of dependency on job {array}"
+        ))
+    );
+    assert_eq!(
+        c.job_attr(&after_not_ok, "exit_status").as_deref(),
+        Some("271")
+    );
 }
 
 #[test]
