@@ -1429,7 +1429,10 @@ pub async fn job_action(
 /// qalter: changes attributes of a queued, held or waiting job (and the harmless ones of a
 /// running job). Only the owner, operators and managers may; a running job's resources are
 /// fixed for users (Torque answers PBSE_PERM), and its output paths for everyone
-/// (PBSE_MODATRRUN). Returns whether the scheduler should look again.
+/// (PBSE_MODATRRUN). A whole array (`12[]`) is its unfinished sub-jobs, changed in one
+/// commit (Torque's modify_whole_array): those that refuse are left as they were, and the
+/// array's answer is the first refusal only when every one refused. Returns whether the
+/// scheduler should look again.
 pub async fn alter(
     core: &mut Core,
     caller: &Caller,
@@ -1439,13 +1442,74 @@ pub async fn alter(
 ) -> Result<bool, PbsError> {
     let state = &core.state;
     let server = state.server_name.as_str();
-    let seq = match parse_job_ref(id, server) {
-        Some(JobRef::Job(seq)) => seq,
-        Some(JobRef::Array(_)) => return Err(whole_array_refused("qalter", id, server)),
+    let (targets, whole_array) = match parse_job_ref(id, server) {
+        Some(JobRef::Job(seq)) => (vec![seq], false),
+        Some(JobRef::Array(number)) => {
+            let shown = crate::model::array_id(number, server);
+            let members = sub_jobs(state, None, number);
+            let privilege = state.server_attrs.privilege(caller);
+            match members.first() {
+                None => return Err(PbsError::new(pbse::UNKJOBID, "", shown)),
+                Some(first) if privilege < Privilege::Operator && first.uid != caller.uid => {
+                    return Err(PbsError::new(pbse::PERM, "", shown))
+                }
+                Some(_) => {}
+            }
+            let unfinished: Vec<u64> = members
+                .iter()
+                .filter(|j| j.state != JobState::Completed)
+                .map(|j| j.seq)
+                .collect();
+            if unfinished.is_empty() {
+                return Err(PbsError::new(pbse::BADSTATE, "", shown));
+            }
+            (unfinished, true)
+        }
         None => return Err(PbsError::new(pbse::UNKJOBID, "", id)),
     };
+    let mut overlay = BTreeMap::new();
+    let mut kills = Vec::new();
+    let (mut may_start, mut altered, mut first_refusal) = (false, 0, None);
+    for seq in targets {
+        match alter_one(state, caller, seq, attrs, now, &mut overlay, &mut kills) {
+            Ok(starts) => {
+                may_start |= starts;
+                altered += 1;
+            }
+            Err(e) if !whole_array => return Err(e),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    if let (0, Some(mut refusal)) = (altered, first_refusal) {
+        refusal.object = shown_job_id(id, server);
+        return Err(refusal);
+    }
+    let mut tx = core.store.begin().map_err(PbsError::system)?;
+    save_overlay(&mut tx, &overlay)?;
+    tx.commit().await.map_err(PbsError::system)?;
+    info!(job = %shown_job_id(id, &core.state.server_name), by = %caller.user_at_host(), "job altered");
+    core.apply_jobs(overlay.into_values().collect(), now);
+    send_messages(core, kills);
+    Ok(may_start)
+}
+
+/// One job's qalter (see [`alter`]), into `overlay` with the dependents it deletes, and the
+/// signals to send to those already running into `kills`; nothing when it is refused.
+/// Returns whether the job may start now.
+fn alter_one(
+    state: &State,
+    caller: &Caller,
+    seq: u64,
+    attrs: &[Attr],
+    now: i64,
+    overlay: &mut BTreeMap<u64, Job>,
+    kills: &mut Vec<(String, ToMom)>,
+) -> Result<bool, PbsError> {
+    let server = state.server_name.as_str();
     let shown = crate::model::job_id(seq, server);
-    let Some(current) = state.jobs.get(&seq) else {
+    let Some(current) = overlay.get(&seq).or_else(|| state.jobs.get(&seq)) else {
         return Err(PbsError::new(pbse::UNKJOBID, "", shown));
     };
     let privilege = state.server_attrs.privilege(caller);
@@ -1576,33 +1640,25 @@ pub async fn alter(
         job.depend_hold = Some(theirs);
     }
     job.mtime = now;
-    let mut overlay = BTreeMap::new();
-    let mut kills = Vec::new();
     if !running {
         settle(&mut job, now);
         // Parents that already finished decide at once: a failed `afterok` deletes the
         // job, and with it those that wait on it succeeding.
         evaluate_deps(
             &mut job,
-            |s| state.jobs.get(&s),
-            |number| sub_jobs(state, None, number),
+            |s| overlay.get(&s).or_else(|| state.jobs.get(&s)),
+            |number| sub_jobs(state, Some(overlay), number),
             now,
             server,
         );
         let deleted = job.state == JobState::Completed;
         overlay.insert(seq, job);
         if deleted {
-            kills = cascade(state, &mut overlay, vec![seq], now);
+            kills.extend(cascade(state, overlay, vec![seq], now));
         }
     } else {
         overlay.insert(seq, job);
     }
-    let mut tx = core.store.begin().map_err(PbsError::system)?;
-    save_overlay(&mut tx, &overlay)?;
-    tx.commit().await.map_err(PbsError::system)?;
-    info!(job = %shown, by = %caller.user_at_host(), "job altered");
-    core.apply_jobs(overlay.into_values().collect(), now);
-    send_messages(core, kills);
     Ok(!running)
 }
 

@@ -234,9 +234,22 @@ fn a_whole_array_is_held_released_and_deleted_by_its_id() {
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     assert_eq!(c.job_state(&sub(2)).as_deref(), Some("H"));
 
+    // qalter of the array changes the sub-jobs that take the change: a user may not
+    // change a running job's resources, so only the held one gets the new walltime.
+    let walltime = |index| c.job_attr(&sub(index), "Resource_List.walltime");
+    let before = walltime(0);
+    let out = c.run("qalter", &["-l", "walltime=00:20:00", &array]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(walltime(2).as_deref(), Some("00:20:00"));
+    assert_eq!((walltime(0), walltime(1)), (before.clone(), before));
+    // Every one refusing is the array's answer (a value no sub-job can take).
+    let out = c.run("qalter", &["-l", "walltime=soon", &array]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(walltime(2).as_deref(), Some("00:20:00"));
+
     // Commands that take one job refuse a whole array and say why; unknown arrays and
     // indices are unknown jobs.
-    let out = c.run("qalter", &["-N", "x", &array]);
+    let out = c.run("qorder", &[&array, &sub(2)]);
     assert_ne!(code(&out), 0);
     assert!(
         stderr(&out).contains("not a whole job array"),
