@@ -399,11 +399,7 @@ impl Batch for BatchService {
             let operand = operand.trim();
             if operand.starts_with(|c: char| c.is_ascii_digit()) {
                 if let Some(jobs::JobRef::Array(number)) = jobs::parse_job_ref(operand, &server) {
-                    let members: Vec<_> = state
-                        .jobs
-                        .range(crate::model::member_keys(number))
-                        .map(|(_, job)| job)
-                        .collect();
+                    let members: Vec<_> = state.sub_jobs(number).collect();
                     match members.first() {
                         Some(job) if visible(job) => push_array(&mut table, &members),
                         Some(_) => errors.push(PbsError::new(

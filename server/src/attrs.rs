@@ -88,8 +88,16 @@ pub fn depend_string(job: &Job, reverse: &ReverseDeps, server: &str) -> String {
         .map(|d| (d.kind.name(), d.parent_id(server)))
         .collect();
     if let Some(children) = reverse.get(&job.seq) {
+        // An array waiting as a whole (its sub-jobs copied the condition) shows once, as
+        // `12[]`, not as each of thousands of sub-jobs.
+        let mut arrays_shown = std::collections::HashSet::new();
         for (kind, child) in children {
-            items.push((kind.reverse_name(), crate::model::job_id(*child, server)));
+            let id = match crate::model::member_of(*child) {
+                Some((array, _)) if !arrays_shown.insert((kind.name(), array)) => continue,
+                Some((array, _)) => crate::model::array_id(array, server),
+                None => crate::model::job_id(*child, server),
+            };
+            items.push((kind.reverse_name(), id));
         }
     }
     group_deps(&items)

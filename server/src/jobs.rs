@@ -8,7 +8,7 @@
 //! to memory and talk to MOMs. A failed commit leaves memory untouched and answers
 //! PBSE_SYSTEM, so nothing is acknowledged that is not durable.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -455,18 +455,33 @@ pub fn cascade(
     if waiting.is_empty() {
         return kills;
     }
-    let mut work = seeds;
+    // Arrays some of whose sub-jobs changed since their `*array` conditions were last
+    // judged: the first such sub-job taken from the work list has them judged, once for all
+    // (every seed's change is in the overlay already), so a qdel of 10,000 sub-jobs judges
+    // a dependent once, not 10,000 times.
+    let mut arrays_changed: HashSet<u64> = HashSet::new();
+    let mut work = Vec::with_capacity(seeds.len());
+    let push = |work: &mut Vec<u64>, seq: u64, changed: &mut HashSet<u64>| {
+        if let Some((array, _)) = crate::model::member_of(seq) {
+            changed.insert(array);
+        }
+        work.push(seq);
+    };
+    for seq in seeds {
+        push(&mut work, seq, &mut arrays_changed);
+    }
     while let Some(parent) = work.pop() {
+        let array_due =
+            crate::model::member_of(parent).is_some_and(|(array, _)| arrays_changed.remove(&array));
         for &child_seq in &waiting {
             let child = overlay
                 .get(&child_seq)
                 .or_else(|| state.jobs.get(&child_seq));
             let Some(child) = child else { continue };
-            if !child
-                .depend
-                .iter()
-                .any(|d| d.concerns(parent) && !d.satisfied)
-            {
+            let concerned = |d: &Dependency| {
+                !d.satisfied && d.concerns(parent) && (array_due || !d.kind.on_array())
+            };
+            if !child.depend.iter().any(concerned) {
                 continue;
             }
             let mut child = child.clone();
@@ -479,7 +494,7 @@ pub fn cascade(
             );
             if changed {
                 if child.state == JobState::Completed {
-                    work.push(child.seq);
+                    push(&mut work, child.seq, &mut arrays_changed);
                 } else if child.pending == Some(PendingAction::Delete) {
                     kills.extend(delete_signal(&mut child, None));
                 }
@@ -490,16 +505,16 @@ pub fn cascade(
     kills
 }
 
-/// The sub-jobs of array `number` as they stand: in `overlay` when changed there.
+/// The sub-jobs of array `number`, each as `overlay` has it when changed there (the changes
+/// not yet committed), else as kept.
 pub fn sub_jobs<'a>(
     state: &'a State,
     overlay: Option<&'a BTreeMap<u64, Job>>,
     number: u64,
 ) -> Vec<&'a Job> {
     state
-        .jobs
-        .range(crate::model::member_keys(number))
-        .map(|(key, job)| overlay.and_then(|o| o.get(key)).unwrap_or(job))
+        .sub_jobs(number)
+        .map(|job| overlay.and_then(|o| o.get(&job.seq)).unwrap_or(job))
         .collect()
 }
 
@@ -649,19 +664,30 @@ fn may_set_holds(holds: HoldTypes, privilege: Privilege) -> bool {
         || (holds.system && privilege < Privilege::Manager))
 }
 
-/// Whether job `from`, or any job it waits on however far up, waits on `target` (or is it).
-fn waits_for(state: &State, from: u64, target: u64) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut work = vec![from];
-    while let Some(seq) = work.pop() {
-        if seq == target {
-            return true;
-        }
-        if !seen.insert(seq) {
-            continue;
-        }
-        if let Some(job) = state.jobs.get(&seq) {
-            work.extend(job.depend.iter().filter(|d| !d.satisfied).map(|d| d.seq));
+/// Whether conditions `deps`, or those of any job they wait on however far up, wait on the
+/// job keyed `target` (or name it).
+fn waits_for(state: &State, deps: &[Dependency], target: u64) -> bool {
+    let (mut seen, mut seen_arrays) = (BTreeSet::new(), BTreeSet::new());
+    let mut work: Vec<Dependency> = deps.iter().filter(|d| !d.satisfied).copied().collect();
+    while let Some(dep) = work.pop() {
+        // An `*array` condition waits on every sub-job (each array walked once: its
+        // sub-jobs' own conditions are mostly the same copied ones).
+        let parents: Vec<u64> = if !dep.kind.on_array() {
+            vec![dep.seq]
+        } else if seen_arrays.insert(dep.seq) {
+            state.sub_jobs(dep.seq).map(|job| job.seq).collect()
+        } else {
+            Vec::new()
+        };
+        for seq in parents {
+            if seq == target {
+                return true;
+            }
+            if seen.insert(seq) {
+                if let Some(job) = state.jobs.get(&seq) {
+                    work.extend(job.depend.iter().filter(|d| !d.satisfied).copied());
+                }
+            }
         }
     }
     false
@@ -679,9 +705,7 @@ fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> 
             // An `*array` kind names a whole array that has sub-jobs (Torque's count,
             // `12[][5]`, is not built); the others one job.
             let seq = match (kind.on_array(), parse_job_ref(target, &state.server_name)) {
-                (true, Some(JobRef::Array(number)))
-                    if !sub_jobs(state, None, number).is_empty() =>
-                {
+                (true, Some(JobRef::Array(number))) if state.sub_jobs(number).next().is_some() => {
                     number
                 }
                 (false, Some(JobRef::Job(seq))) if state.jobs.contains_key(&seq) => seq,
@@ -1317,11 +1341,7 @@ pub async fn job_action(
             )),
             (Some(JobRef::Job(key)), None) => Ok(Some(vec![key])),
             (Some(JobRef::Array(number)), range) => {
-                let mut members = core
-                    .state
-                    .jobs
-                    .range(crate::model::member_keys(number))
-                    .peekable();
+                let mut members = core.state.sub_jobs(number).peekable();
                 // As Torque's: sub-jobs already complete, and indices of the range that
                 // the array lacks, are passed over in silence.
                 let in_range = |job: &Job| match range {
@@ -1333,15 +1353,13 @@ pub async fn job_action(
                 match members.peek() {
                     None => Ok(None),
                     // Its owner is judged first, whatever `-t` picks (Torque judges the array).
-                    Some((_, first))
-                        if privilege < Privilege::Operator && first.uid != caller.uid =>
-                    {
+                    Some(first) if privilege < Privilege::Operator && first.uid != caller.uid => {
                         Err(PbsError::new(pbse::PERM, "", ""))
                     }
                     Some(_) => Ok(Some(
                         members
-                            .filter(|(_, job)| job.state != JobState::Completed && in_range(job))
-                            .map(|(key, _)| *key)
+                            .filter(|job| job.state != JobState::Completed && in_range(job))
+                            .map(|job| job.seq)
                             .collect(),
                     )),
                 }
@@ -1603,7 +1621,7 @@ fn alter_one(
                 let deps = parse_depend(v, state).map_err(fail)?;
                 // Neither on itself nor in a circle (a parent that waits, however far up,
                 // for this job): such jobs would wait for each other for ever.
-                if deps.iter().any(|d| waits_for(state, d.seq, seq)) {
+                if waits_for(state, &deps, seq) {
                     return Err(PbsError::new(pbse::BADDEPEND, "", shown));
                 }
                 new_depend = Some(deps);
@@ -2377,6 +2395,18 @@ pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
 /// Forgets completed jobs older than `keep_completed` seconds.
 pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsError> {
     let keep = core.config.keep_completed as i64;
+    // An array an `*array` condition still waits on keeps its ended sub-jobs: the
+    // condition is judged on all of them (Torque keeps the array's counts instead).
+    let awaited_arrays: HashSet<u64> = core
+        .state
+        .jobs_awaiting_dependencies()
+        .flat_map(|j| j.depend.iter())
+        .filter(|d| d.kind.on_array() && !d.satisfied)
+        .map(|d| d.seq)
+        .collect();
+    let awaited = |j: &Job| {
+        crate::model::member_of(j.seq).is_some_and(|(array, _)| awaited_arrays.contains(&array))
+    };
     let old: Vec<u64> = core
         .state
         .jobs
@@ -2384,6 +2414,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
         .filter(|j| {
             j.state == JobState::Completed
                 && j.comp_time.unwrap_or(j.mtime).saturating_add(keep) <= now
+                && !awaited(j)
         })
         .map(|j| j.seq)
         .collect();
@@ -2397,13 +2428,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     }
     let emptied: Vec<u64> = purged_per_array
         .into_iter()
-        .filter(|(array, purged)| {
-            core.state
-                .jobs
-                .range(crate::model::member_keys(*array))
-                .count()
-                == *purged
-        })
+        .filter(|(array, purged)| core.state.sub_jobs(*array).count() == *purged)
         .map(|(array, _)| array)
         .collect();
     let mut tx = core.store.begin().map_err(PbsError::system)?;
@@ -3373,6 +3398,43 @@ mod tests {
         assert!(dep.concerns(crate::model::member_key(3, 9)));
         assert!(!dep.concerns(3) && !dep.concerns(crate::model::member_key(4, 9)));
         assert_eq!(dep.parent_id("vm"), "3[].vm");
+    }
+
+    /// A condition on an array waits on each of its sub-jobs, and on what they wait on:
+    /// qalter may not close a circle through one.
+    #[test]
+    fn circles_through_arrays_are_found() {
+        use crate::model::member_key;
+        let mut state = State::new("vm", 0, "batch", vec![], vec![], Default::default());
+        let on = |kind, seq| Dependency {
+            kind,
+            seq,
+            satisfied: false,
+        };
+        let waiting_sub_job = Job {
+            depend: vec![on(DepKind::AfterOk, 5)],
+            ..crate::store::tests::sample_job(member_key(3, 2))
+        };
+        state.apply_jobs(vec![
+            crate::store::tests::sample_job(member_key(3, 1)),
+            waiting_sub_job,
+            crate::store::tests::sample_job(5),
+        ]);
+        let on_array = [on(DepKind::AfterOkArray, 3)];
+        assert!(
+            waits_for(&state, &on_array, member_key(3, 1)),
+            "its own array"
+        );
+        assert!(
+            waits_for(&state, &on_array, 5),
+            "through a sub-job's condition"
+        );
+        assert!(!waits_for(&state, &on_array, 6));
+        assert!(!waits_for(
+            &state,
+            &[on(DepKind::AfterOk, 5)],
+            member_key(3, 1)
+        ));
     }
 
     #[test]

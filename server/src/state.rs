@@ -385,11 +385,17 @@ impl State {
         }
     }
 
+    /// The sub-jobs of array `number` still kept, in index order.
+    pub fn sub_jobs(&self, number: u64) -> impl Iterator<Item = &Job> + '_ {
+        self.jobs
+            .range(crate::model::member_keys(number))
+            .map(|(_, job)| job)
+    }
+
     /// How many of array `array`'s sub-jobs run (its slot limit counts them).
     pub fn array_running(&self, array: u64) -> usize {
-        self.jobs
-            .range(crate::model::member_keys(array))
-            .filter(|(_, job)| job.state == JobState::Running)
+        self.sub_jobs(array)
+            .filter(|job| job.state == JobState::Running)
             .count()
     }
 

@@ -323,3 +323,52 @@ fn a_whole_array_is_held_released_and_deleted_by_its_id() {
         assert_eq!(c.job_state(&held).as_deref(), Some("Q"));
     }
 }
+
+/// An `afterokarray` condition counts every sub-job, also one that failed long before the
+/// last ended: while a condition waits on an array, its ended sub-jobs outlive
+/// `keep_completed`. And a condition may not close a circle through an array.
+#[test]
+fn an_array_condition_counts_sub_jobs_that_ended_long_before() {
+    let c = Cluster::start_with(&[NodeSpec::new("n1", "np=2")], &["--keep-completed", "3"]);
+    let marker = c.work.join("go");
+    let body = format!(
+        "[ \"$PBS_ARRAYID\" = 1 ] && exit 1\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+        marker.display()
+    );
+    let array = c.qsub("g.sh", &body, &["-t", "1-2"]);
+    let (number, server) = number_and_server(&array);
+    let (failed, last) = (
+        format!("{number}[1].{server}"),
+        format!("{number}[2].{server}"),
+    );
+    let dependent = c.qsub(
+        "d.sh",
+        "true\n",
+        &["-W", &format!("depend=afterokarray:{array}")],
+    );
+    c.wait_state(&failed, "C", T);
+
+    // The last sub-job may not wait on its own array.
+    let out = c.run(
+        "qalter",
+        &["-W", &format!("depend=afterokarray:{array}"), &last],
+    );
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(c.job_attr(&last, "depend"), None);
+
+    // A job that ended after the failed sub-job is purged; the sub-job is kept.
+    let witness = c.qsub("w.sh", "true\n", &[]);
+    c.wait_state(&witness, "C", T);
+    assert!(
+        wait_until(T, || c.job_state(&witness).is_none()),
+        "the witness was never purged"
+    );
+    assert_eq!(c.job_state(&failed).as_deref(), Some("C"));
+
+    std::fs::write(&marker, "").expect("marker");
+    c.wait_state(&dependent, "C", T);
+    assert_eq!(
+        c.job_attr(&dependent, "exit_status").as_deref(),
+        Some("271")
+    );
+}
