@@ -45,16 +45,47 @@ pub fn format_exec_host(hosts: &[HostSlots]) -> String {
         .join("+")
 }
 
-/// For each job, the jobs depending on it: `(kind, dependent seq)` (for `beforeok:16.vm`).
-pub type ReverseDeps = HashMap<u64, Vec<(DepKind, u64)>>;
+/// For each job (or array, by its number), the jobs depending on it: `(kind, dependent's
+/// id)` (for `beforeok:16.vm`).
+pub type ReverseDeps = HashMap<u64, Vec<(DepKind, String)>>;
 
-/// Builds the reverse dependency index once per listing.
+/// Builds the reverse dependency index once per listing. A dependent array all of whose
+/// sub-jobs wait alike (they copied the condition at submission) is named once, `12[]`,
+/// not as each of thousands of sub-jobs.
 pub fn reverse_deps(state: &State) -> ReverseDeps {
-    let mut map: ReverseDeps = HashMap::new();
+    let server = state.server_name.as_str();
+    let mut dependents: HashMap<u64, Vec<(DepKind, u64)>> = HashMap::new();
     for job in state.jobs.values() {
         for dep in &job.depend {
-            map.entry(dep.seq).or_default().push((dep.kind, job.seq));
+            dependents
+                .entry(dep.seq)
+                .or_default()
+                .push((dep.kind, job.seq));
         }
+    }
+    let mut map = ReverseDeps::with_capacity(dependents.len());
+    for (parent, children) in dependents {
+        let mut waiting_sub_jobs: HashMap<(&str, u64), usize> = HashMap::new();
+        for (kind, child) in &children {
+            if let Some((array, _)) = crate::model::member_of(*child) {
+                *waiting_sub_jobs.entry((kind.name(), array)).or_default() += 1;
+            }
+        }
+        let whole = |kind: DepKind, array: u64| {
+            waiting_sub_jobs.get(&(kind.name(), array)).copied()
+                == Some(state.sub_jobs(array).count())
+        };
+        let mut shown = std::collections::HashSet::new();
+        let items = children
+            .iter()
+            .filter_map(|&(kind, child)| match crate::model::member_of(child) {
+                Some((array, _)) if whole(kind, array) => shown
+                    .insert((kind.name(), array))
+                    .then(|| (kind, crate::model::array_id(array, server))),
+                _ => Some((kind, crate::model::job_id(child, server))),
+            })
+            .collect();
+        map.insert(parent, items);
     }
     map
 }
@@ -88,17 +119,11 @@ pub fn depend_string(job: &Job, reverse: &ReverseDeps, server: &str) -> String {
         .map(|d| (d.kind.name(), d.parent_id(server)))
         .collect();
     if let Some(children) = reverse.get(&job.seq) {
-        // An array waiting as a whole (its sub-jobs copied the condition) shows once, as
-        // `12[]`, not as each of thousands of sub-jobs.
-        let mut arrays_shown = std::collections::HashSet::new();
-        for (kind, child) in children {
-            let id = match crate::model::member_of(*child) {
-                Some((array, _)) if !arrays_shown.insert((kind.name(), array)) => continue,
-                Some((array, _)) => crate::model::array_id(array, server),
-                None => crate::model::job_id(*child, server),
-            };
-            items.push((kind.reverse_name(), id));
-        }
+        items.extend(
+            children
+                .iter()
+                .map(|(kind, id)| (kind.reverse_name(), id.clone())),
+        );
     }
     group_deps(&items)
 }

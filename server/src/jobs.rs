@@ -199,6 +199,25 @@ pub fn parse_job_id(id: &str, server_name: &str) -> Option<u64> {
     }
 }
 
+/// The sub-jobs of array `number` a request by `caller` may act on: every one kept, once
+/// the array's owner is judged (Torque judges the array, whichever sub-jobs are picked);
+/// `None` when the array has none.
+fn array_for<'a>(
+    state: &'a State,
+    caller: &Caller,
+    number: u64,
+) -> Result<Option<Vec<&'a Job>>, PbsError> {
+    let members: Vec<&Job> = state.sub_jobs(number).collect();
+    let privilege = state.server_attrs.privilege(caller);
+    match members.first() {
+        None => Ok(None),
+        Some(first) if privilege < Privilege::Operator && first.uid != caller.uid => {
+            Err(PbsError::new(pbse::PERM, "", ""))
+        }
+        Some(_) => Ok(Some(members)),
+    }
+}
+
 /// The refusal of a command that takes one job when given a whole array (`12[]`): Torque's
 /// own answer depends on the array's first sub-job, so Capstan says what it does not do.
 pub fn whole_array_refused(command: &str, id: &str, server_name: &str) -> PbsError {
@@ -664,9 +683,9 @@ fn may_set_holds(holds: HoldTypes, privilege: Privilege) -> bool {
         || (holds.system && privilege < Privilege::Manager))
 }
 
-/// Whether conditions `deps`, or those of any job they wait on however far up, wait on the
-/// job keyed `target` (or name it).
-fn waits_for(state: &State, deps: &[Dependency], target: u64) -> bool {
+/// The jobs conditions `deps` wait on, with those these wait on, however far up: a job
+/// among them may not take `deps` (it would wait on itself).
+fn waited_on(state: &State, deps: &[Dependency]) -> BTreeSet<u64> {
     let (mut seen, mut seen_arrays) = (BTreeSet::new(), BTreeSet::new());
     let mut work: Vec<Dependency> = deps.iter().filter(|d| !d.satisfied).copied().collect();
     while let Some(dep) = work.pop() {
@@ -680,9 +699,6 @@ fn waits_for(state: &State, deps: &[Dependency], target: u64) -> bool {
             Vec::new()
         };
         for seq in parents {
-            if seq == target {
-                return true;
-            }
             if seen.insert(seq) {
                 if let Some(job) = state.jobs.get(&seq) {
                     work.extend(job.depend.iter().filter(|d| !d.satisfied).copied());
@@ -690,7 +706,7 @@ fn waits_for(state: &State, deps: &[Dependency], target: u64) -> bool {
             }
         }
     }
-    false
+    seen
 }
 
 /// Parses `afterok:14[:15],afterany:16.vm` into conditions; every target must exist.
@@ -1341,7 +1357,6 @@ pub async fn job_action(
             )),
             (Some(JobRef::Job(key)), None) => Ok(Some(vec![key])),
             (Some(JobRef::Array(number)), range) => {
-                let mut members = core.state.sub_jobs(number).peekable();
                 // As Torque's: sub-jobs already complete, and indices of the range that
                 // the array lacks, are passed over in silence.
                 let in_range = |job: &Job| match range {
@@ -1350,19 +1365,15 @@ pub async fn job_action(
                         .is_some_and(|i| indices.binary_search(&i).is_ok()),
                     _ => true,
                 };
-                match members.peek() {
-                    None => Ok(None),
-                    // Its owner is judged first, whatever `-t` picks (Torque judges the array).
-                    Some(first) if privilege < Privilege::Operator && first.uid != caller.uid => {
-                        Err(PbsError::new(pbse::PERM, "", ""))
-                    }
-                    Some(_) => Ok(Some(
+                array_for(&core.state, caller, number).map(|members| {
+                    members.map(|members| {
                         members
+                            .into_iter()
                             .filter(|job| job.state != JobState::Completed && in_range(job))
                             .map(|job| job.seq)
-                            .collect(),
-                    )),
-                }
+                            .collect()
+                    })
+                })
             }
         };
         targets.push((shown, jobs));
@@ -1464,15 +1475,11 @@ pub async fn alter(
         Some(JobRef::Job(seq)) => (vec![seq], false),
         Some(JobRef::Array(number)) => {
             let shown = crate::model::array_id(number, server);
-            let members = sub_jobs(state, None, number);
-            let privilege = state.server_attrs.privilege(caller);
-            match members.first() {
-                None => return Err(PbsError::new(pbse::UNKJOBID, "", shown)),
-                Some(first) if privilege < Privilege::Operator && first.uid != caller.uid => {
-                    return Err(PbsError::new(pbse::PERM, "", shown))
-                }
-                Some(_) => {}
-            }
+            let members = match array_for(state, caller, number) {
+                Ok(Some(members)) => members,
+                Ok(None) => return Err(PbsError::new(pbse::UNKJOBID, "", shown)),
+                Err(e) => return Err(PbsError { object: shown, ..e }),
+            };
             let unfinished: Vec<u64> = members
                 .iter()
                 .filter(|j| j.state != JobState::Completed)
@@ -1486,24 +1493,42 @@ pub async fn alter(
         None => return Err(PbsError::new(pbse::UNKJOBID, "", id)),
     };
     let mut overlay = BTreeMap::new();
-    let mut kills = Vec::new();
-    let (mut may_start, mut altered, mut first_refusal) = (false, 0, None);
+    let mut deleted = Vec::new();
+    let mut depend = None;
+    let (mut may_start, mut altered) = (false, 0);
+    // The array's answer when every sub-job refuses: a refusal of one that is not running
+    // says more (a running one refuses most changes whatever they are).
+    let mut refusals: [Option<PbsError>; 2] = [None, None];
     for seq in targets {
-        match alter_one(state, caller, seq, attrs, now, &mut overlay, &mut kills) {
+        let running = state
+            .jobs
+            .get(&seq)
+            .is_some_and(|j| j.state == JobState::Running);
+        let change = AlterChange {
+            attrs,
+            depend: &mut depend,
+            overlay: &mut overlay,
+            deleted: &mut deleted,
+        };
+        match alter_one(state, caller, seq, change, now) {
             Ok(starts) => {
                 may_start |= starts;
                 altered += 1;
             }
             Err(e) if !whole_array => return Err(e),
             Err(e) => {
-                first_refusal.get_or_insert(e);
+                refusals[usize::from(running)].get_or_insert(e);
             }
         }
     }
-    if let (0, Some(mut refusal)) = (altered, first_refusal) {
-        refusal.object = shown_job_id(id, server);
-        return Err(refusal);
+    if altered == 0 {
+        if let Some(mut refusal) = refusals.into_iter().flatten().next() {
+            refusal.object = shown_job_id(id, server);
+            return Err(refusal);
+        }
     }
+    // Those waiting on the jobs the change deleted (a failed `afterok` given), at once.
+    let kills = cascade(state, &mut overlay, deleted, now);
     let mut tx = core.store.begin().map_err(PbsError::system)?;
     save_overlay(&mut tx, &overlay)?;
     tx.commit().await.map_err(PbsError::system)?;
@@ -1513,18 +1538,36 @@ pub async fn alter(
     Ok(may_start)
 }
 
-/// One job's qalter (see [`alter`]), into `overlay` with the dependents it deletes, and the
-/// signals to send to those already running into `kills`; nothing when it is refused.
+/// `qalter -W depend`'s conditions, read once: with every job they wait on however far up
+/// (see [`waited_on`]), or why they are refused.
+type NewDepend = Result<(Vec<Dependency>, BTreeSet<u64>), PbsError>;
+
+/// What one qalter changes, and where [`alter_one`] puts what it changed.
+struct AlterChange<'c> {
+    attrs: &'c [Attr],
+    /// `-W depend`, read at the first job that takes it and kept for the others (an
+    /// array's thousands of sub-jobs).
+    depend: &'c mut Option<NewDepend>,
+    overlay: &'c mut BTreeMap<u64, Job>,
+    /// Jobs the change deleted (a failed parent), whose dependents the caller settles.
+    deleted: &'c mut Vec<u64>,
+}
+
+/// One job's qalter (see [`alter`]), into `change.overlay`; nothing when it is refused.
 /// Returns whether the job may start now.
 fn alter_one(
     state: &State,
     caller: &Caller,
     seq: u64,
-    attrs: &[Attr],
+    change: AlterChange<'_>,
     now: i64,
-    overlay: &mut BTreeMap<u64, Job>,
-    kills: &mut Vec<(String, ToMom)>,
 ) -> Result<bool, PbsError> {
+    let AlterChange {
+        attrs,
+        depend,
+        overlay,
+        deleted,
+    } = change;
     let server = state.server_name.as_str();
     let shown = crate::model::job_id(seq, server);
     let Some(current) = overlay.get(&seq).or_else(|| state.jobs.get(&seq)) else {
@@ -1618,13 +1661,20 @@ fn alter_one(
                 if running {
                     return Err(PbsError::new(pbse::MODATRRUN, "", shown));
                 }
-                let deps = parse_depend(v, state).map_err(fail)?;
+                let (deps, reached) = depend
+                    .get_or_insert_with(|| {
+                        let deps = parse_depend(v, state)?;
+                        let reached = waited_on(state, &deps);
+                        Ok((deps, reached))
+                    })
+                    .as_ref()
+                    .map_err(|e| fail(e.clone()))?;
                 // Neither on itself nor in a circle (a parent that waits, however far up,
                 // for this job): such jobs would wait for each other for ever.
-                if waits_for(state, &deps, seq) {
+                if reached.contains(&seq) {
                     return Err(PbsError::new(pbse::BADDEPEND, "", shown));
                 }
-                new_depend = Some(deps);
+                new_depend = Some(deps.clone());
             }
             _ => {
                 return Err(PbsError::new(
@@ -1669,11 +1719,10 @@ fn alter_one(
             now,
             server,
         );
-        let deleted = job.state == JobState::Completed;
-        overlay.insert(seq, job);
-        if deleted {
-            kills.extend(cascade(state, overlay, vec![seq], now));
+        if job.state == JobState::Completed {
+            deleted.push(seq);
         }
+        overlay.insert(seq, job);
     } else {
         overlay.insert(seq, job);
     }
@@ -3420,21 +3469,12 @@ mod tests {
             waiting_sub_job,
             crate::store::tests::sample_job(5),
         ]);
-        let on_array = [on(DepKind::AfterOkArray, 3)];
-        assert!(
-            waits_for(&state, &on_array, member_key(3, 1)),
-            "its own array"
-        );
-        assert!(
-            waits_for(&state, &on_array, 5),
-            "through a sub-job's condition"
-        );
-        assert!(!waits_for(&state, &on_array, 6));
-        assert!(!waits_for(
-            &state,
-            &[on(DepKind::AfterOk, 5)],
-            member_key(3, 1)
-        ));
+        let reached = waited_on(&state, &[on(DepKind::AfterOkArray, 3)]);
+        assert!(reached.contains(&member_key(3, 1)), "its own array");
+        assert!(reached.contains(&5), "through a sub-job's condition");
+        assert!(!reached.contains(&6));
+        let reached = waited_on(&state, &[on(DepKind::AfterOk, 5)]);
+        assert!(!reached.contains(&member_key(3, 1)));
     }
 
     #[test]

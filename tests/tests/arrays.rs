@@ -337,10 +337,7 @@ fn an_array_condition_counts_sub_jobs_that_ended_long_before() {
     );
     let array = c.qsub("g.sh", &body, &["-t", "1-2"]);
     let (number, server) = number_and_server(&array);
-    let (failed, last) = (
-        format!("{number}[1].{server}"),
-        format!("{number}[2].{server}"),
-    );
+    let failed = format!("{number}[1].{server}");
     let dependent = c.qsub(
         "d.sh",
         "true\n",
@@ -348,13 +345,18 @@ fn an_array_condition_counts_sub_jobs_that_ended_long_before() {
     );
     c.wait_state(&failed, "C", T);
 
-    // The last sub-job may not wait on its own array.
+    // A sub-job may not wait on its own array (held, so only the circle can refuse it).
+    let held = c.qsub("h.sh", "true\n", &["-h", "-t", "1-2"]);
+    let held_sub = format!("{}[1].{server}", number_and_server(&held).0);
     let out = c.run(
         "qalter",
-        &["-W", &format!("depend=afterokarray:{array}"), &last],
+        &["-W", &format!("depend=afterokarray:{held}"), &held_sub],
     );
-    assert_ne!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(c.job_attr(&last, "depend"), None);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (208, format!("qalter: Invalid Job Dependency {held_sub}\n"))
+    );
+    assert_eq!(c.job_attr(&held_sub, "depend"), None);
 
     // A job that ended after the failed sub-job is purged; the sub-job is kept.
     let witness = c.qsub("w.sh", "true\n", &[]);
