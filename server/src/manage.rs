@@ -83,7 +83,10 @@ const SERVER_FIXED: &[(&str, &str)] = &[
     ("poll_jobs", "MOMs push status; nothing is polled"),
     ("down_on_error", "always true in Capstan"),
     ("mom_job_sync", "always true in Capstan"),
-    ("moab_array_compatible", "job arrays are not built"),
+    (
+        "moab_array_compatible",
+        "sub-jobs over their slot limit wait queued, not held",
+    ),
     ("nppcu", "not used by Capstan"),
     ("timeout_for_job_delete", "not used by Capstan"),
     ("timeout_for_job_requeue", "not used by Capstan"),
