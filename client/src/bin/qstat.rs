@@ -355,7 +355,6 @@ async fn jobs_mode(client: &mut BatchClient<Channel>, o: &Options) -> Result<Exi
         idle: o.alt.i,
         running: o.alt.r,
         exec_only: o.exec_only,
-        expand_arrays: o.expand_arrays || o.exec_only,
     };
 
     let text = if o.alt.any() || o.xml || o.full {

@@ -10,7 +10,6 @@ use super::wrap::{attr_line, LINE_SIZE, NO_WRAP};
 use super::xml;
 use capstan_proto::text::before_at;
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use super::{cut, left, push_padded, right, AttrView, Kind, Object};
 
@@ -26,36 +25,13 @@ pub struct Filter {
     pub running: bool,
     /// `-e`: only jobs in execution queues (`queue_type = E`).
     pub exec_only: bool,
-    /// `-t`: show array sub-jobs instead of their `NN[]` summary.
-    pub expand_arrays: bool,
 }
 
 /// Applies `filter` to `jobs` (objects, or rows of a reply's table), keeping the server's
-/// order.
+/// order. (Arrays come from the server already as `-t` asked: `StatJobsRequest`'s
+/// `expand_arrays`.)
 pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
-    let parents: HashSet<String> = jobs
-        .iter()
-        .filter(|j| is_array_parent(j.name()))
-        .map(|j| j.name().to_string())
-        .collect();
-    let parents_with_shown_children: HashSet<String> = jobs
-        .iter()
-        .filter_map(|j| array_parent_of(j.name()))
-        .collect();
-
     jobs.into_iter()
-        .filter(|j| {
-            // Without -t an array is one `NN[]` line: hide sub-jobs whose summary is there.
-            // With -t the sub-jobs replace the summary (when the server sent them).
-            if filter.expand_arrays {
-                !(is_array_parent(j.name()) && parents_with_shown_children.contains(j.name()))
-            } else {
-                match array_parent_of(j.name()) {
-                    Some(parent) => !parents.contains(&parent),
-                    None => true,
-                }
-            }
-        })
         .filter(|j| {
             filter.users.is_empty() || {
                 let owner = j.get("Job_Owner").unwrap_or("");
@@ -71,21 +47,6 @@ pub fn select<J: AttrView>(jobs: Vec<J>, filter: &Filter) -> Vec<J> {
         })
         .filter(|j| !filter.exec_only || j.get("queue_type").is_none_or(|t| t.starts_with('E')))
         .collect()
-}
-
-/// `NN[].server`: an array's summary job.
-fn is_array_parent(id: &str) -> bool {
-    id.contains("[]")
-}
-
-/// `NN[IDX].server` -> `NN[].server`.
-fn array_parent_of(id: &str) -> Option<String> {
-    let open = id.find('[')?;
-    let close = open + id[open..].find(']')?;
-    if close == open + 1 {
-        return None;
-    }
-    Some(format!("{}[]{}", &id[..open], &id[close + 1..]))
 }
 
 // ---------------------------------------------------------------------------
@@ -839,28 +800,6 @@ Job ID                  Username    Queue    NDS   TSK    Memory    Time      S 
             .len(),
             7
         );
-    }
-
-    #[test]
-    fn arrays_collapse_unless_expanded() {
-        let jobs = vec![
-            job("20[].vm", vec![]),
-            job("20[1].vm", vec![]),
-            job("20[2].vm", vec![]),
-            job("21[3].vm", vec![]),
-        ];
-        let ids = |t: bool| -> Vec<String> {
-            let f = Filter {
-                expand_arrays: t,
-                ..Default::default()
-            };
-            select(jobs.clone(), &f)
-                .into_iter()
-                .map(|j| j.name)
-                .collect()
-        };
-        assert_eq!(ids(false), ["20[].vm", "21[3].vm"]);
-        assert_eq!(ids(true), ["20[1].vm", "20[2].vm", "21[3].vm"]);
     }
 
     fn full_job() -> Object {
