@@ -246,11 +246,7 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
         run_id,
         job_id: job.id(server),
         job_name: job.name.clone(),
-        // A sub-job's default output names are `NAME.oSEQ-INDEX`.
-        job_seq: match crate::model::member_of(job.seq) {
-            Some((array, index)) => format!("{array}-{index}"),
-            None => job.seq.to_string(),
-        },
+        job_seq: crate::model::file_number(job.seq),
         euser: job.euser.clone(),
         egroup: job.egroup.clone(),
         script: job.script.clone(),
@@ -707,21 +703,6 @@ async fn run_one(
     else {
         return fail(pbse::UNKJOBID, String::new());
     };
-    // Even qrun keeps an array's slot limit (Torque's check_and_run_job_work).
-    if let (Some(limit), Some(array)) = (
-        job.array.as_ref().and_then(|a| a.slot_limit),
-        crate::model::member_of(job.seq).map(|(array, _)| array),
-    ) {
-        let running = core.state.array_running(array);
-        if running >= limit as usize {
-            return fail(
-                pbse::IVALREQ,
-                format!(
-                    "Cannot run job. Array slot limit is {limit} and there are already {running} jobs running"
-                ),
-            );
-        }
-    }
     // A held or waiting job is run too (Torque's chk_job_torun refuses only jobs on their
     // way or already running); its holds stay, for a later requeue.
     match job.state {
@@ -735,6 +716,17 @@ async fn run_one(
     let Some(pending) = pending_job(job, 0, usage, &arrays_running(&core.state)) else {
         return fail(pbse::BADATVAL, String::new());
     };
+    // Even qrun keeps an array's slot limit (Torque's check_and_run_job_work).
+    if let Some(ArraySlots { limit, running, .. }) =
+        pending.array_slots.filter(|s| s.running >= s.limit)
+    {
+        return fail(
+            pbse::IVALREQ,
+            format!(
+                "Cannot run job. Array slot limit is {limit} and there are already {running} jobs running"
+            ),
+        );
+    }
     let wanted: Vec<&str> = hosts
         .split('+')
         .map(|h| h.split('/').next().unwrap_or(""))

@@ -507,7 +507,7 @@ pub fn cascade(
             let changed = evaluate_deps(
                 &mut child,
                 |s| overlay.get(&s).or_else(|| state.jobs.get(&s)),
-                |number| sub_jobs(state, Some(overlay), number),
+                |number| sub_jobs_changed(state, overlay, number),
                 now,
                 &state.server_name,
             );
@@ -526,14 +526,14 @@ pub fn cascade(
 
 /// The sub-jobs of array `number`, each as `overlay` has it when changed there (the changes
 /// not yet committed), else as kept.
-pub fn sub_jobs<'a>(
+fn sub_jobs_changed<'a>(
     state: &'a State,
-    overlay: Option<&'a BTreeMap<u64, Job>>,
+    overlay: &'a BTreeMap<u64, Job>,
     number: u64,
 ) -> Vec<&'a Job> {
     state
         .sub_jobs(number)
-        .map(|job| overlay.and_then(|o| o.get(&job.seq)).unwrap_or(job))
+        .map(|job| overlay.get(&job.seq).unwrap_or(job))
         .collect()
 }
 
@@ -744,14 +744,15 @@ fn parse_depend(text: &str, state: &State) -> Result<Vec<Dependency>, PbsError> 
 /// The file a directory given as an output path gets: Torque's `NAME.oSEQ` (`letter` `o`
 /// or `e`), and for a sub-job its array's, `NAME.oSEQ-INDEX`, as at submission.
 fn default_output_file(job: &Job, letter: char) -> String {
-    match crate::model::member_of(job.seq) {
-        Some((array, index)) => {
-            let suffix = format!("-{index}");
-            let name = job.name.strip_suffix(&suffix).unwrap_or(&job.name);
-            format!("{name}.{letter}{array}{suffix}")
-        }
-        None => format!("{}.{letter}{}", job.name, job.seq),
-    }
+    // A sub-job's name is its array's with `-INDEX`, which the number carries already.
+    let name = match job.array_index() {
+        Some(index) => job
+            .name
+            .strip_suffix(&format!("-{index}"))
+            .unwrap_or(&job.name),
+        None => &job.name,
+    };
+    format!("{name}.{letter}{}", crate::model::file_number(job.seq))
 }
 
 /// `HOST:path` as stored: adds the host when missing, resolves relative paths against the
@@ -1029,7 +1030,7 @@ fn build_job(
     evaluate_deps(
         &mut job,
         |s| state.jobs.get(&s),
-        |number| sub_jobs(state, None, number),
+        |number| state.sub_jobs(number).collect(),
         now,
         server,
     );
@@ -1715,7 +1716,7 @@ fn alter_one(
         evaluate_deps(
             &mut job,
             |s| overlay.get(&s).or_else(|| state.jobs.get(&s)),
-            |number| sub_jobs(state, Some(overlay), number),
+            |number| sub_jobs_changed(state, overlay, number),
             now,
             server,
         );
@@ -3568,18 +3569,17 @@ mod tests {
         assert_eq!(parse_signal("65"), None);
     }
 
+    /// `child`'s conditions judged at time 5 against `parent`, the only job there is.
+    fn judged_against(child: &mut Job, parent: &Job) -> bool {
+        evaluate_deps(child, |_| Some(parent), |_| Vec::new(), 5, "vm")
+    }
+
     #[test]
     fn afterok_of_a_failed_job_deletes_the_dependent() {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
         let mut child = held_on(16, DepKind::AfterOk, 14);
-        assert!(evaluate_deps(
-            &mut child,
-            |_| Some(&parent),
-            |_| Vec::new(),
-            5,
-            "vm"
-        ));
+        assert!(judged_against(&mut child, &parent));
         assert_eq!(child.state, JobState::Completed);
         assert_eq!(child.exit_status, Some(271));
         assert_eq!(
@@ -3599,13 +3599,7 @@ mod tests {
             let mut child = held_on(15, DepKind::AfterOk, 14);
             child.start_count = 2;
             child.depend_hold = depend_hold;
-            assert!(evaluate_deps(
-                &mut child,
-                |_| Some(&parent),
-                |_| Vec::new(),
-                5,
-                "vm"
-            ));
+            assert!(judged_against(&mut child, &parent));
             assert_eq!(!child.hold_types.system, lifted, "{depend_hold:?}");
         }
     }
@@ -3616,13 +3610,7 @@ mod tests {
         // Released early by a manager, started, then held for its failed starts.
         let mut child = held_on(18, DepKind::AfterAny, 14);
         child.start_count = MAX_FAILED_STARTS;
-        assert!(evaluate_deps(
-            &mut child,
-            |_| Some(&parent),
-            |_| Vec::new(),
-            5,
-            "vm"
-        ));
+        assert!(judged_against(&mut child, &parent));
         assert!(child.depend[0].satisfied);
         assert_eq!(child.state, JobState::Held);
         assert!(child.hold_types.system);
@@ -3633,13 +3621,7 @@ mod tests {
         let mut parent = job(14, JobState::Completed);
         parent.exit_status = Some(1);
         let mut child = held_on(17, DepKind::AfterAny, 14);
-        assert!(evaluate_deps(
-            &mut child,
-            |_| Some(&parent),
-            |_| Vec::new(),
-            5,
-            "vm"
-        ));
+        assert!(judged_against(&mut child, &parent));
         assert_eq!(child.state, JobState::Queued);
         assert_eq!(child.hold_types.letters(), "n");
         assert_eq!(child.etime, Some(5));
@@ -3656,7 +3638,7 @@ mod tests {
             seq: 1,
             satisfied: false,
         }];
-        evaluate_deps(&mut child, |_| Some(&parent), |_| Vec::new(), 5, "vm");
+        judged_against(&mut child, &parent);
         assert_eq!(child.state, JobState::Held);
         assert_eq!(child.hold_types.letters(), "u");
     }

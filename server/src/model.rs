@@ -277,6 +277,15 @@ pub fn array_id(number: u64, server_name: &str) -> String {
     id
 }
 
+/// The number in the default names of the job's output files (`NAME.oSEQ`): `20`, and for
+/// a sub-job `20-1` (Torque's `NAME.oSEQ-INDEX`).
+pub fn file_number(key: u64) -> String {
+    match member_of(key) {
+        Some((array, index)) => format!("{array}-{index}"),
+        None => key.to_string(),
+    }
+}
+
 /// The id of the job keyed `key` (see [`write_job_id`]).
 pub fn job_id(key: u64, server_name: &str) -> String {
     let mut id = String::with_capacity(24 + server_name.len());
