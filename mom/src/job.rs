@@ -123,6 +123,10 @@ pub struct RunRecord {
     /// notice in its stderr; empty until then.
     #[serde(default)]
     pub limit_notice: String,
+    /// An interactive run's terminal (`qsub -I`), which is its stderr: a kill notice is
+    /// written there when the MOM kills, as the terminal is gone by the time the run ends.
+    #[serde(default)]
+    pub terminal: Option<PathBuf>,
 }
 
 impl RunRecord {
@@ -138,6 +142,7 @@ impl RunRecord {
             start_time,
             walltime_limit_secs: spec.walltime_limit_secs,
             stderr_target: None,
+            terminal: None,
             phase: Phase::Starting,
             supervisor_pid: 0,
             supervisor_started: 0,
@@ -214,6 +219,19 @@ pub struct RunSpec {
     pub umask: Option<u32>,
     /// `-F`: the script's arguments.
     pub arguments: Vec<String>,
+    /// An interactive job's terminal (`qsub -I`; see `terminal`): `None` for a batch job.
+    pub terminal: Option<TerminalSpec>,
+}
+
+/// How an interactive job's terminal starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TerminalSpec {
+    /// qsub's `TERM`, for the job.
+    pub term: String,
+    pub rows: u16,
+    pub cols: u16,
+    /// `qsub -I -x`: what the shell runs (`-c`); empty: an interactive shell.
+    pub command: String,
 }
 
 /// What the runner reports to the server, through the session.
@@ -227,6 +245,12 @@ pub enum Event {
     Ended {
         run_id: u64,
         result: RunResult,
+    },
+    /// An interactive run's shell was released: its terminal's master side, for the session
+    /// to relay (see `terminal`).
+    Terminal {
+        run_id: u64,
+        master: crate::terminal::Master,
     },
 }
 

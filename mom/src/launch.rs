@@ -42,7 +42,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -93,6 +93,10 @@ pub struct Launched {
     pub pelog: PelogJob,
     /// The job's own `TMPDIR` (`$tmpdir`), if any.
     pub tmpdir: Option<PathBuf>,
+    /// An interactive run's terminal, for the session to relay once the shell is released,
+    /// and its path.
+    pub terminal: Option<OwnedFd>,
+    pub terminal_path: Option<PathBuf>,
 }
 
 /// How runs start, as the MOM's config says (read at each start: a SIGHUP changes it for
@@ -163,6 +167,13 @@ pub struct ExecPlan {
     /// The `-l` limits set on the shell before exec (`setrlimit`, `nice`).
     #[serde(default)]
     pub limits: ProcessLimits,
+    /// An interactive job's terminal (its slave's path, see `terminal`): the shell's
+    /// controlling terminal and its stdin, stdout and stderr, instead of files and a script.
+    #[serde(default)]
+    pub terminal: Option<PathBuf>,
+    /// `qsub -I -x`: the command the interactive shell runs (`SHELL -c COMMAND`).
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 /// Torque's umask for a job that gave none.
@@ -183,12 +194,15 @@ enum Step {
     Chdir = 5,
     Stdin = 6,
     Limits = 7,
+    Terminal = 8,
 }
 
 /// How the child opens its standard output and error.
 enum Opens {
     Separate(CString, CString),
     Both(CString),
+    /// An interactive job's terminal: also its stdin and controlling terminal.
+    Terminal(CString),
 }
 
 /// Everything the child needs, prepared before `fork`. The descriptors stay
@@ -208,7 +222,8 @@ struct ChildPlan {
     envp_ptrs: Vec<*const libc::c_char>,
     exec_fail_msg: Vec<u8>,
     /// The job's stdin once the release has been read: a pipe holding the command line
-    /// (see [`script_command_line`]), then end of file.
+    /// (see [`script_command_line`]), then end of file; -1 for an interactive job, whose
+    /// stdin is its terminal.
     stdin: RawFd,
     /// Write end of the report pipe (see [`HeldShell`]; a failed step and its errno).
     report: RawFd,
@@ -231,7 +246,16 @@ pub fn launch(
     let mut plan = prepare(spec, layout, node_name, options)?;
     plan.orphan_timeout_ms = options.orphan_timeout_ms;
     let made_tmpdir = plan.tmpdir.clone().filter(|_| plan.tmpdir_made);
-    let launched = start_supervisor(spec, layout, spawner, plan);
+    let launched = match &spec.terminal {
+        None => start_supervisor(spec, layout, spawner, plan, None),
+        Some(t) => match crate::terminal::open_pty(plan.uid, t.rows, t.cols) {
+            Ok(pty) => {
+                plan.terminal = Some(pty.slave_path);
+                start_supervisor(spec, layout, spawner, plan, Some(pty.master))
+            }
+            Err(e) => Err(LaunchError(format!("PBS: {e}"))),
+        },
+    };
     if let (Err(_), Some(dir)) = (&launched, made_tmpdir) {
         // Made for this launch and never used: gone again (only if still empty).
         let _ = std::fs::remove_dir(dir);
@@ -245,6 +269,7 @@ fn start_supervisor(
     layout: &Layout,
     spawner: &Spawner,
     plan: ExecPlan,
+    terminal: Option<OwnedFd>,
 ) -> Result<Launched, LaunchError> {
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
@@ -263,6 +288,8 @@ fn start_supervisor(
                 watches_mom,
                 pelog: plan.pelog,
                 tmpdir: plan.tmpdir,
+                terminal,
+                terminal_path: plan.terminal,
             })
         }
         // It says why and exits.
@@ -378,13 +405,20 @@ pub fn prepare(
         &layout.spool_dir(&spec.job_id),
         &spec.job_id,
     );
+    let interactive = spec.terminal.is_some();
     let delivery = DeliveryPlan {
         job_id: spec.job_id.clone(),
         user_name: user.name.clone(),
         uid: user.uid.as_raw(),
         identity: identity.clone(),
         dest_prefix: deliver::dest_prefix(&user.name, &spec.env),
-        files: spooled.deliveries,
+        // An interactive job writes to its terminal: no output files, nothing to copy
+        // (Torque's std_file_name names the pty for it).
+        files: if interactive {
+            Vec::new()
+        } else {
+            spooled.deliveries
+        },
         umask,
     };
 
@@ -411,7 +445,7 @@ pub fn prepare(
         PathBuf::from(&spec.init_work_dir)
     };
     let base_env = options.base_env.as_deref();
-    let env = build_env(
+    let mut env = build_env(
         spec,
         layout,
         &user,
@@ -419,6 +453,16 @@ pub fn prepare(
         tmpdir.as_deref(),
         base_env.unwrap_or(&[]),
     );
+    if let Some(terminal) = &spec.terminal {
+        // As Torque's start_interactive_session: qsub's TERM, and no ENVIRONMENT=BATCH.
+        env.retain(|(k, _)| k != "ENVIRONMENT");
+        let term = if terminal.term.is_empty() || terminal.term.contains('\0') {
+            "unknown".to_string()
+        } else {
+            terminal.term.clone()
+        };
+        put_env_var(&mut env, "TERM", term);
+    }
     let group = if spec.egroup.is_empty() {
         Group::from_gid(gid)
             .ok()
@@ -458,7 +502,8 @@ pub fn prepare(
         streams: spooled.open,
         workdir,
         shell,
-        login: options.login,
+        // Torque's `$source_login_interactive` (default on) is not `$source_login_batch`.
+        login: options.login || interactive,
         script,
         env,
         delivery,
@@ -469,6 +514,12 @@ pub fn prepare(
         umask,
         arguments: spec.arguments.clone(),
         limits: options.limits,
+        terminal: None,
+        command: spec
+            .terminal
+            .as_ref()
+            .map(|t| t.command.clone())
+            .filter(|c| !c.is_empty()),
     })
 }
 
@@ -529,25 +580,35 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         umask,
         arguments,
         limits,
+        terminal,
+        command,
     } = plan;
     // Torque's default (SHELL_INVOKE): the shell gets no argument; its stdin holds one
     // line, the script's path and `-F`'s arguments, which it runs as a command, so the
     // script's `#!` line chooses its interpreter (a Python job script runs under Python).
-    let argv = vec![cstr(argv0(shell, *login))?];
-    let command_line = script_command_line(script, arguments)?;
+    // An interactive shell reads its terminal instead; with `-x`, it runs the command.
+    let mut argv = vec![cstr(argv0(shell, *login))?];
+    if let (Some(_), Some(command)) = (terminal, command) {
+        argv.push(cstr("-c")?);
+        argv.push(cstr(command.as_bytes())?);
+    }
+    let stdin = match terminal {
+        Some(_) => None,
+        None => Some(command_pipe(&script_command_line(script, arguments)?)?),
+    };
     let envp = env
         .iter()
         .map(|(k, v)| cstr(format!("{k}={v}").into_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
-    let opens = match streams {
-        Streams::Separate { stdout, stderr } => {
+    let opens = match (terminal, streams) {
+        (Some(tty), _) => Opens::Terminal(path_cstr(tty)?),
+        (None, Streams::Separate { stdout, stderr }) => {
             Opens::Separate(path_cstr(stdout)?, path_cstr(stderr)?)
         }
-        Streams::IntoStdout(p) | Streams::IntoStderr(p) => Opens::Both(path_cstr(p)?),
+        (None, Streams::IntoStdout(p) | Streams::IntoStderr(p)) => Opens::Both(path_cstr(p)?),
     };
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| LaunchError(format!("PBS: pipe: {e}")))?;
-    let stdin = command_pipe(&command_line)?;
     let child_plan = ChildPlan {
         identity: identity.clone(),
         umask: *umask,
@@ -565,7 +626,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
         envp_ptrs: ptrs(&envp),
         _envp: envp,
         exec_fail_msg: format!("PBS: exec of shell '{}' failed\n", shell.display()).into_bytes(),
-        stdin: stdin.as_raw_fd(),
+        stdin: stdin.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
         report: report_write.as_raw_fd(),
         report_read: report_read.as_raw_fd(),
     };
@@ -600,6 +661,7 @@ pub fn spawn_job(plan: &ExecPlan) -> Result<HeldShell, LaunchError> {
             format!("cannot switch to user {user_name} (uid {uid})")
         }
         s if s == Step::Stdin as u8 => "cannot redirect stdin".to_string(),
+        s if s == Step::Terminal as u8 => "cannot open the job's terminal".to_string(),
         s if s == Step::Stdout as u8 => {
             format!("cannot open output file {}", out_path(streams).display())
         }
@@ -937,6 +999,8 @@ fn child_setup(plan: &ChildPlan) -> ! {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // An interactive job's terminal, once opened (below): its stdin after the release.
+        let mut terminal: RawFd = -1;
         if libc::setsid() < 0 {
             fail(Step::Setsid);
         }
@@ -994,6 +1058,19 @@ fn child_setup(plan: &ChildPlan) -> ! {
                 }
                 libc::close(fd);
             }
+            Opens::Terminal(tty) => {
+                // Opened by the session leader, it becomes the controlling terminal (asked
+                // for as well, in case the kernel would not do it by itself).
+                let fd = libc::open(tty.as_ptr(), libc::O_RDWR);
+                if fd < 0
+                    || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0
+                    || libc::dup2(fd, 1) < 0
+                    || libc::dup2(fd, 2) < 0
+                {
+                    fail(Step::Terminal);
+                }
+                terminal = fd;
+            }
         }
         if libc::chdir(plan.workdir.as_ptr()) < 0 {
             fail(Step::Chdir);
@@ -1015,8 +1092,12 @@ fn child_setup(plan: &ChildPlan) -> ! {
             tell(HELD_BACK);
             libc::_exit(NOT_EXECED_EXIT);
         }
-        if libc::dup2(plan.stdin, 0) < 0 {
+        let stdin = if terminal >= 0 { terminal } else { plan.stdin };
+        if libc::dup2(stdin, 0) < 0 {
             fail(Step::Stdin);
+        }
+        if terminal > 2 {
+            libc::close(terminal);
         }
         libc::execve(
             plan.shell.as_ptr(),
@@ -1327,6 +1408,8 @@ mod tests {
                 nice: Some(3),
                 ..Default::default()
             },
+            terminal: None,
+            command: None,
         };
         let older = |value: serde_json::Value, keys: &[&str]| {
             let mut value = value;

@@ -46,4 +46,5 @@ pub mod spawner;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+pub mod terminal;
 pub mod tls;

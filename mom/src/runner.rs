@@ -792,7 +792,13 @@ impl Runner {
         record.uid = l.uid;
         record.session_id = l.pid;
         record.start_time = start_time;
-        record.stderr_target = Some(l.streams.stderr_target().to_path_buf());
+        // An interactive job's stderr is its terminal (qmsg and kill notices go there).
+        record.stderr_target = Some(
+            l.terminal_path
+                .clone()
+                .unwrap_or_else(|| l.streams.stderr_target().to_path_buf()),
+        );
+        record.terminal = l.terminal_path.clone();
         record.supervisor_pid = l.supervisor.pid;
         // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
         // would end an older one).
@@ -853,6 +859,12 @@ impl Runner {
             session_id: l.pid,
             start_time,
         });
+        if let Some(master) = l.terminal {
+            self.emit(Event::Terminal {
+                run_id,
+                master: crate::terminal::Master::new(master),
+            });
+        }
         self.spawn_waiter(run_id, link, l.supervisor);
         if record.walltime_limit_secs > 0 {
             self.spawn_walltime(run_id, l.pid, record.walltime_limit_secs, done_rx);
@@ -948,7 +960,12 @@ impl Runner {
         };
         if let Some(text) = notice {
             message = text.trim_start_matches("=>> PBS: ").trim_end().to_string();
-            if let Some(path) = &record.stderr_target {
+            // A terminal was told at the kill (see `spawn_walltime`).
+            if let Some(path) = record
+                .stderr_target
+                .as_ref()
+                .filter(|_| record.terminal.is_none())
+            {
                 if let Err(e) = launch::append_to_user_file(path, record.uid, &text) {
                     tracing::warn!(
                         run = run_id,
@@ -1233,6 +1250,18 @@ impl Runner {
                 return;
             };
             let record = &entry.record;
+            // An interactive job's stdout and stderr are both its terminal.
+            if let Some(tty) = record.terminal.clone() {
+                drop(runs);
+                let line = format!("{}\n", text.trim_end_matches('\n'));
+                if let Err(e) = crate::terminal::tell(&tty, &line) {
+                    tracing::warn!(
+                        run = run_id,
+                        "cannot write the message to the job's terminal: {e}"
+                    );
+                }
+                return;
+            }
             // The stdout file is the launch's (kept for the epilogue); the stderr one is in
             // every record, also those of MOMs from before epilogues.
             let stdout_target = record
@@ -1454,8 +1483,19 @@ impl Runner {
                     }
                     entry.record.interventions.walltime = true;
                     entry.record.walltime_elapsed = elapsed;
-                    elapsed
+                    (elapsed, entry.record.terminal.clone())
                 };
+                let (elapsed, terminal) = elapsed;
+                if let Some(tty) = terminal {
+                    // Before the kill: the terminal goes with the job's shell.
+                    let text = exit::walltime_message(elapsed, limit);
+                    let told =
+                        tokio::task::spawn_blocking(move || crate::terminal::tell(&tty, &text))
+                            .await;
+                    if let Ok(Err(e)) = told {
+                        tracing::warn!(run = run_id, "cannot tell the job's terminal: {e}");
+                    }
+                }
                 let r = Arc::clone(&runner);
                 let _ = tokio::task::spawn_blocking(move || r.save_latest(run_id)).await;
                 tracing::info!(

@@ -30,7 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::config::MomConfig;
-use crate::job::{Event, Held, RunResult, RunSpec, Usage};
+use crate::job::{Event, Held, RunResult, RunSpec, TerminalSpec, Usage};
 use crate::procfs;
 use crate::runner::Runner;
 use crate::shutdown::Shutdown;
@@ -207,7 +207,16 @@ impl Session {
                     send(&tx, mom_message::Kind::Status(report)).await?;
                 }
                 Some(event) = self.events.recv() => {
-                    send(&tx, event_to_wire(event)).await?;
+                    if let Event::Terminal { run_id, master } = event {
+                        tokio::spawn(crate::terminal::relay(
+                            client.clone(),
+                            self.opts.node_name.clone(),
+                            run_id,
+                            master,
+                        ));
+                    } else if let Some(kind) = event_to_wire(event) {
+                        send(&tx, kind).await?;
+                    }
                 }
                 _ = self.hangup.recv() => {
                     let c = Arc::clone(&self.collector);
@@ -355,8 +364,10 @@ fn ended_to_wire(run_id: u64, r: RunResult) -> mom_message::Kind {
     })
 }
 
-fn event_to_wire(e: Event) -> mom_message::Kind {
-    match e {
+/// An event for the server, as it goes on the session (`None`: it does not: a terminal,
+/// which gets a stream of its own).
+fn event_to_wire(e: Event) -> Option<mom_message::Kind> {
+    Some(match e {
         Event::Started {
             run_id,
             session_id,
@@ -367,7 +378,8 @@ fn event_to_wire(e: Event) -> mom_message::Kind {
             start_time,
         }),
         Event::Ended { run_id, result } => ended_to_wire(run_id, result),
-    }
+        Event::Terminal { .. } => return None,
+    })
 }
 
 fn status_to_wire(r: NodeReport) -> NodeStatus {
@@ -421,5 +433,16 @@ fn start_from_wire(s: StartRun) -> RunSpec {
         account: s.account,
         umask: s.umask,
         arguments: s.arguments,
+        terminal: s.terminal.map(|t| {
+            let window = t.window.unwrap_or_default();
+            let fit =
+                |v: u32, default: u16| u16::try_from(v).ok().filter(|v| *v > 0).unwrap_or(default);
+            TerminalSpec {
+                term: t.term,
+                rows: fit(window.rows, 20),
+                cols: fit(window.cols, 80),
+                command: t.command,
+            }
+        }),
     }
 }

@@ -13,7 +13,8 @@ use capstan_mom::shutdown::Shutdown;
 use capstan_mom::status::Collector;
 use capstan_proto::v1::mom_session_server::{MomSession, MomSessionServer};
 use capstan_proto::v1::{
-    mom_message, server_message, AckRunEnded, Hello, MomMessage, ServerMessage, StartRun, Welcome,
+    mom_message, server_message, AckRunEnded, Hello, MomMessage, ServerMessage, StartRun,
+    TerminalFromMom, TerminalToMom, Welcome,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
@@ -41,6 +42,16 @@ impl MomSession for Fake {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = self.sessions.send((hello, tx, inbound));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    type TerminalStream = UnboundedReceiverStream<Result<TerminalToMom, Status>>;
+
+    /// No interactive job runs here.
+    async fn terminal(
+        &self,
+        _request: Request<Streaming<TerminalFromMom>>,
+    ) -> Result<Response<Self::TerminalStream>, Status> {
+        Err(Status::unimplemented("no terminals in this fake"))
     }
 }
 

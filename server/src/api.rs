@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use capstan_proto::pbse;
@@ -16,15 +17,19 @@ use capstan_proto::remote;
 use capstan_proto::text::before_at;
 use capstan_proto::v1 as pb;
 use capstan_proto::v1::batch_server::Batch;
+use tokio::sync::broadcast;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::UdsConnectInfo;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{error, info, warn};
 
 use crate::attrs;
 use crate::dispatch::{self, now_epoch};
+use crate::interactive::{ClientEnds, ToClient, ToTerminal, Window};
 use crate::jobs::{self, Caller, JobOp, SubmitInput};
 use crate::manage::{self, NoteChange};
-use crate::model::{Attr, AttrKind, PbsError, StatObject, Table};
+use crate::model::{Attr, AttrKind, Interactive, PbsError, StatObject, Table};
+use crate::shutdown::Shutdown;
 use crate::state::{ChangeFailed, Listed, Shared};
 use crate::tls;
 
@@ -39,13 +44,17 @@ pub struct BatchService {
     shared: Arc<Shared>,
     /// uid → resolved identity (user database lookups are slow next to a 2 ms submit).
     callers: Arc<Mutex<HashMap<u32, Caller>>>,
+    /// The server's stop: an interactive qsub's stream that ends with it is not its qsub
+    /// going away, and its job is not deleted for it.
+    shutdown: broadcast::Sender<()>,
 }
 
 impl BatchService {
-    pub fn new(shared: Arc<Shared>) -> BatchService {
+    pub fn new(shared: Arc<Shared>, shutdown: broadcast::Sender<()>) -> BatchService {
         BatchService {
             shared,
             callers: Arc::new(Mutex::new(HashMap::new())),
+            shutdown,
         }
     }
 
@@ -193,6 +202,96 @@ pub fn resolve_uid(uid: u32) -> Caller {
             group: uid.to_string(),
             host: crate::config::short_hostname(),
         },
+    }
+}
+
+/// How long qsub -I has to send its submission once the stream is open.
+const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+type InteractiveOut =
+    Pin<Box<dyn Stream<Item = Result<pb::InteractiveOutput, Status>> + Send + 'static>>;
+
+fn interactive_output(kind: pb::interactive_output::Kind) -> pb::InteractiveOutput {
+    pb::InteractiveOutput { kind: Some(kind) }
+}
+
+/// Carries an interactive qsub's keystrokes and window sizes towards its job's terminal, until
+/// the qsub's stream ends; then, unless the server is stopping, the job goes with it (deleted
+/// as its owner's qdel would, if it is not over yet), as Torque's goes with its terminal.
+async fn relay_keystrokes(
+    shared: Arc<Shared>,
+    caller: Caller,
+    seq: u64,
+    job_id: String,
+    input: tokio::sync::mpsc::Sender<ToTerminal>,
+    mut inbound: Streaming<pb::InteractiveInput>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let message = tokio::select! {
+            message = inbound.message() => message,
+            _ = shutdown.recv() => return,
+        };
+        let kind = match message {
+            Ok(Some(m)) => m.kind,
+            Ok(None) => break,
+            // What a qsub that exits (its job over, or killed) leaves.
+            Err(e) => {
+                tracing::debug!(job = %job_id, "interactive qsub's stream failed: {e}");
+                break;
+            }
+        };
+        let to_terminal = match kind {
+            Some(pb::interactive_input::Kind::Input(bytes)) => ToTerminal::Input(bytes),
+            Some(pb::interactive_input::Kind::Window(w)) => {
+                let window = Window::from_wire(w.rows, w.cols);
+                shared
+                    .core
+                    .lock()
+                    .await
+                    .state
+                    .terminals
+                    .resized(seq, window);
+                ToTerminal::Window(window)
+            }
+            // A second submission, or nothing: not this stream's to make.
+            _ => continue,
+        };
+        // The terminal is gone (the job ended): the rest is for no one.
+        if input.send(to_terminal).await.is_err() {
+            break;
+        }
+    }
+    drop(input);
+    let deleted = shared
+        .change(
+            move |core| {
+                Box::pin(async move {
+                    if !core.state.terminals.detach(seq) {
+                        return false;
+                    }
+                    let args = jobs::ActionArgs::default();
+                    let (results, _) = jobs::job_action(
+                        core,
+                        &caller,
+                        JobOp::Delete,
+                        std::slice::from_ref(&job_id),
+                        &args,
+                        now_epoch(),
+                    )
+                    .await;
+                    info!(job = %job_id, ?results, "interactive qsub went away: job deleted");
+                    true
+                })
+            },
+            |_| false,
+        )
+        .await;
+    if let Err(e) = deleted {
+        error!(
+            job = seq,
+            "deleting an interactive job whose qsub went away: {e}"
+        );
     }
 }
 
@@ -726,6 +825,99 @@ impl Batch for BatchService {
             )
             .await?;
         Ok(Response::new(action_reply(results)))
+    }
+
+    type InteractiveStream = InteractiveOut;
+
+    /// qsub -I (see `interactive`): the submission, then the job's terminal.
+    async fn interactive(
+        &self,
+        mut request: Request<Streaming<pb::InteractiveInput>>,
+    ) -> Result<Response<InteractiveOut>, Status> {
+        let caller = self.caller(&request).await?;
+        let first = tokio::time::timeout(SUBMIT_TIMEOUT, request.get_mut().message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no submission received"))?
+            .map_err(|e| Status::invalid_argument(format!("reading the submission: {e}")))?;
+        let Some(pb::interactive_input::Kind::Submit(submit)) = first.and_then(|m| m.kind) else {
+            return Err(Status::invalid_argument("the first message must be submit"));
+        };
+        let req = submit.request.unwrap_or_default();
+        let attrs = req.attrs.into_iter().map(attr_from_proto).collect();
+        let mut input = SubmitInput::new(attrs, req.script, req.destination, &caller);
+        input.interactive = Some(Interactive {
+            command: Some(submit.command).filter(|c| !c.is_empty()),
+        });
+        let window = submit
+            .window
+            .map_or(Window::DEFAULT, |w| Window::from_wire(w.rows, w.cols));
+        let term = submit.term;
+        let submitter = caller.clone();
+        let result =
+            self.shared
+                .change(
+                    move |core| {
+                        Box::pin(async move {
+                            let submitted =
+                                jobs::submit(core, &submitter, &input, now_epoch()).await?;
+                            let seq = jobs::parse_job_id(&submitted.id, &core.state.server_name)
+                                .ok_or_else(|| PbsError::new(pbse::SYSTEM, "no job number", ""))?;
+                            let ends = core.state.terminals.attach(seq, &term, window).ok_or_else(
+                                || PbsError::new(pbse::SYSTEM, "job already has a terminal", ""),
+                            )?;
+                            Ok((submitted, seq, ends))
+                        })
+                    },
+                    |result: &Result<(jobs::Submitted, u64, ClientEnds), PbsError>| {
+                        result.as_ref().is_ok_and(|(s, _, _)| s.may_start())
+                    },
+                )
+                .await?;
+        let (submitted, seq, ends) = match result {
+            Ok(attached) => attached,
+            Err(e) => {
+                info!(user = %caller.user, code = e.code, detail = %e.detail, "interactive submission rejected");
+                let reply = pb::SubmitReply {
+                    job_id: String::new(),
+                    error: Some(error_to_proto(e)),
+                };
+                let only = interactive_output(pb::interactive_output::Kind::Submitted(reply));
+                return Ok(Response::new(Box::pin(tokio_stream::once(Ok(only)))));
+            }
+        };
+        info!(user = %caller.user, job = %submitted.id, "interactive job submitted; its qsub is attached");
+        let inbound = request.into_inner();
+        let shutdown = Shutdown::new(self.shutdown.subscribe());
+        tokio::spawn(relay_keystrokes(
+            Arc::clone(&self.shared),
+            caller,
+            seq,
+            submitted.id.clone(),
+            ends.input,
+            inbound,
+            shutdown,
+        ));
+        let reply = pb::SubmitReply {
+            job_id: submitted.id,
+            error: None,
+        };
+        let first = interactive_output(pb::interactive_output::Kind::Submitted(reply));
+        let rest = tokio_stream::wrappers::ReceiverStream::new(ends.events).map(|event| {
+            Ok(interactive_output(match event {
+                ToClient::Ready(node) => pb::interactive_output::Kind::Ready(node),
+                ToClient::Output(bytes) => pb::interactive_output::Kind::Output(bytes),
+                ToClient::Ended {
+                    started,
+                    exit_status,
+                } => pb::interactive_output::Kind::Ended(pb::InteractiveEnd {
+                    started,
+                    exit_status,
+                }),
+            }))
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::once(Ok(first)).chain(rest),
+        )))
     }
 
     async fn terminate(

@@ -189,7 +189,7 @@ impl AttrFilter {
 /// Every attribute [`write_job_attrs`] can emit. A filter becomes a bit mask over this table once
 /// per request, so the ~50 "is this wanted?" questions per job are bit tests, not string
 /// compares (they were a third of a 5,000-job listing's server time).
-const JOB_ATTR_NAMES: [&str; 53] = [
+const JOB_ATTR_NAMES: [&str; 54] = [
     "Job_Name",
     "Job_Owner",
     "resources_used",
@@ -205,6 +205,7 @@ const JOB_ATTR_NAMES: [&str; 53] = [
     "Execution_Time",
     "group_list",
     "Hold_Types",
+    "interactive",
     "Join_Path",
     "Keep_Files",
     "Mail_Points",
@@ -412,6 +413,10 @@ pub fn write_job_attrs(
         a.text(at!("group_list"), list);
     }
     a.lazy(at!("Hold_Types"), || job.hold_types.letters());
+    if job.interactive.is_some() {
+        // Torque keeps qsub's port here and shows its clients a boolean (encode_inter).
+        a.text(at!("interactive"), "True");
+    }
     a.text(at!("Join_Path"), &job.join_path);
     a.text(at!("Keep_Files"), &job.keep_files);
     a.text(at!("Mail_Points"), &job.mail_points);

@@ -22,9 +22,10 @@ use tracing::{debug, warn};
 
 use crate::attrs::format_exec_host;
 use crate::authz::Privilege;
+use crate::interactive::{Terminals, Window};
 use crate::jobs;
 use crate::model::PbsError;
-use crate::model::{HostSlots, Job, JobState, StartRunSpec, ToMom};
+use crate::model::{HostSlots, Job, JobState, StartRunSpec, TerminalSetup, ToMom};
 use crate::resources;
 use crate::scheduler::access::Owner;
 use crate::scheduler::array_limit::ArraySlots;
@@ -225,7 +226,12 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
     env.push(("PBS_JOBID".into(), job.id(server)));
     env.push(("PBS_JOBNAME".into(), job.name.clone()));
     env.push(("PBS_QUEUE".into(), job.queue.clone()));
-    env.push(("PBS_ENVIRONMENT".into(), "PBS_BATCH".into()));
+    let environment = if job.interactive.is_some() {
+        "PBS_INTERACTIVE"
+    } else {
+        "PBS_BATCH"
+    };
+    env.push(("PBS_ENVIRONMENT".into(), environment.into()));
     env.push(("PBS_JOBCOOKIE".into(), job_cookie(job.seq, run_id)));
     env.push(("PBS_NP".into(), np.to_string()));
     env.push(("PBS_NUM_NODES".into(), job.exec_host.len().to_string()));
@@ -273,6 +279,17 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
             .filter(|arg| !arg.is_empty())
             .map(str::to_string)
             .collect(),
+        terminal: job.interactive.as_ref().map(|interactive| {
+            let (term, window) = state
+                .terminals
+                .setup(job.seq)
+                .unwrap_or_else(|| (String::new(), Window::DEFAULT));
+            TerminalSetup {
+                term,
+                window,
+                command: interactive.command.clone().unwrap_or_default(),
+            }
+        }),
     }
 }
 
@@ -391,6 +408,7 @@ async fn pass(core: &mut Core, now: i64, reach: Reach) {
             queue_priority,
             usage.share(&job.euser),
             &array_running,
+            &state.terminals,
         ));
     }
     // Shown as `start_priority`. The periodic pass keeps it current; a pass per event (one
@@ -546,6 +564,7 @@ fn pending_job(
     queue_priority: i64,
     usage_share: f64,
     array_running: &HashMap<u64, u32>,
+    terminals: &Terminals,
 ) -> Option<PendingJob> {
     let array_slots = match (crate::model::member_of(job.seq), &job.array) {
         (Some((array, _)), Some(part)) => part.slot_limit.map(|limit| ArraySlots {
@@ -579,6 +598,7 @@ fn pending_job(
         },
         exclusive: job.exclusive(),
         array_slots,
+        awaiting_terminal: job.interactive.is_some() && !terminals.is_attached(job.seq),
     })
 }
 
@@ -713,9 +733,16 @@ async fn run_one(
         }
     }
     let usage = core.state.learning.fairshare.share(&job.euser);
-    let Some(pending) = pending_job(job, 0, usage, &arrays_running(&core.state)) else {
+    let running = arrays_running(&core.state);
+    let Some(pending) = pending_job(job, 0, usage, &running, &core.state.terminals) else {
         return fail(pbse::BADATVAL, String::new());
     };
+    if pending.awaiting_terminal {
+        return fail(
+            pbse::IVALREQ,
+            "cannot run an interactive job whose qsub is not connected".into(),
+        );
+    }
     // Even qrun keeps an array's slot limit (Torque's check_and_run_job_work).
     if let Some(ArraySlots { limit, running, .. }) =
         pending.array_slots.filter(|s| s.running >= s.limit)

@@ -15,8 +15,8 @@ use tracing::{info, warn};
 
 use crate::authz::Privilege;
 use crate::model::{
-    parse_bool, ArrayPart, Attr, DepKind, Dependency, HoldTypes, Job, JobState, PbsError,
-    PendingAction, ResourcesUsed, ToMom,
+    parse_bool, ArrayPart, Attr, DepKind, Dependency, HoldTypes, Interactive, Job, JobState,
+    PbsError, PendingAction, ResourcesUsed, ToMom,
 };
 use crate::resources::{self, ResourceError};
 use crate::scheduler;
@@ -56,6 +56,8 @@ pub struct SubmitInput {
     /// have it; `None` when the submission names none. Looked up before the change: the
     /// group database may be LDAP, and nothing slow runs under the state lock.
     pub group: Option<Result<String, PbsError>>,
+    /// Set by `qsub -I`'s stream (never by a plain Submit): the job is interactive.
+    pub interactive: Option<Interactive>,
 }
 
 impl SubmitInput {
@@ -70,6 +72,7 @@ impl SubmitInput {
             script,
             destination,
             group,
+            interactive: None,
         }
     }
 }
@@ -793,7 +796,8 @@ fn build_job(
 ) -> Result<Built, PbsError> {
     let state = &core.state;
     let server = state.server_name.as_str();
-    if input.script.is_empty() {
+    // An interactive job's script may be empty: it is read for its directives, never run.
+    if input.script.is_empty() && input.interactive.is_none() {
         return Err(PbsError::new(pbse::IVALREQ, "empty job script", ""));
     }
     let queue_name = capstan_proto::text::before_at(&input.destination).to_string();
@@ -923,6 +927,18 @@ fn build_job(
     let defaulted = apply_queue_defaults(queue, &mut resources_list);
     let request = feasible_request(state, &mut resources_list, &caller.user, &egroup)?;
 
+    if input.interactive.is_some() {
+        // Torque's req_quejob: "Interactive jobs are necessarily not rerunable"; and qsub
+        // refuses `-I` with `-t` before it gets here.
+        rerunable = false;
+        if array.is_some() {
+            return Err(PbsError::new(
+                pbse::BAD_ARRAY_REQ,
+                "interactive job can not be job array",
+                "",
+            ));
+        }
+    }
     let depend_hold = !depend.is_empty();
     if depend_hold {
         holds.system = true;
@@ -1005,6 +1021,7 @@ fn build_job(
         group_list,
         user_list,
         node_exclusive,
+        interactive: input.interactive.clone(),
         array: array.as_ref().map(|(request, parsed)| ArrayPart {
             request: request.clone(),
             slot_limit: parsed.slot_limit,
@@ -2643,6 +2660,7 @@ mod tests {
             script: b"true\n".to_vec(),
             destination: "nosuchqueue".into(),
             group: None,
+            interactive: None,
         };
         let refused = submit(&mut core, &user(1000), &input, 100)
             .await
@@ -2685,6 +2703,7 @@ mod tests {
                 script: b"true\n".to_vec(),
                 destination: String::new(),
                 group: None,
+                interactive: None,
             };
             let submitted = submit(&mut core, &user(1000), &input, now).await.unwrap();
             assert_eq!(submitted.state, state, "{attrs:?}");
@@ -2712,6 +2731,7 @@ mod tests {
                 script: b"true\n".to_vec(),
                 destination: destination.into(),
                 group: None,
+                interactive: None,
             };
             let submitted = submit(&mut core, &user(1000), &input, 100).await.unwrap();
             let seq: u64 = submitted.id.split('.').next().unwrap().parse().unwrap();

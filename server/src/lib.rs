@@ -38,6 +38,7 @@ pub mod attrs;
 pub mod authz;
 pub mod config;
 pub mod dispatch;
+pub mod interactive;
 pub mod jobs;
 pub mod manage;
 pub mod model;

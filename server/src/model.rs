@@ -328,6 +328,14 @@ pub enum PendingAction {
     Requeue,
 }
 
+/// What makes a job interactive (`qsub -I`): Torque's `interactive` and `Interactive_Cmd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interactive {
+    /// `-x`: the command its shell runs (`-c`) instead of reading the terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
 /// A job and all the Torque attributes it carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -405,6 +413,9 @@ pub struct Job {
     /// summary row ([`array_summary`], whose `seq` is the array's number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<ArrayPart>,
+    /// `qsub -I`: the job's shell runs on a terminal its qsub holds (see `interactive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<Interactive>,
     /// Starts in a row whose script never ran (the MOM reported JOB_EXEC_RETRY); a run that
     /// ran resets it. At [`crate::jobs::MAX_FAILED_STARTS`] the job is held instead of
     /// requeued once more.
@@ -781,6 +792,17 @@ pub struct StartRunSpec {
     /// `-W umask=` (`None`: Torque's 077) and `-F`'s arguments.
     pub umask: Option<u32>,
     pub arguments: Vec<String>,
+    /// An interactive job's terminal (`qsub -I`): `None` for a batch job.
+    pub terminal: Option<TerminalSetup>,
+}
+
+/// How an interactive job's terminal starts: `TERM`, qsub's window, and `-x`'s command
+/// (empty: an interactive shell).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalSetup {
+    pub term: String,
+    pub window: crate::interactive::Window,
+    pub command: String,
 }
 
 /// What the server sends a MOM over its session (converted to proto in `mom_session.rs`).

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use capstan_proto::v1::mom_session_server::MomSession;
 use capstan_proto::v1::{
-    mom_message, server_message, AckRunEnded, CancelRuns, EnvVar, Hello, MessageRun, MomMessage,
-    ServerMessage, SignalKind, SignalRun, StartRun, Welcome,
+    mom_message, server_message, terminal_from_mom, terminal_to_mom, AckRunEnded, CancelRuns,
+    EnvVar, Hello, MessageRun, MomMessage, ServerMessage, SignalKind, SignalRun, StartRun,
+    TerminalFromMom, TerminalSetup, TerminalToMom, Welcome, WindowSize,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -39,6 +40,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::dispatch::now_epoch;
+use crate::interactive::{ToClient, ToTerminal};
 use crate::jobs::{self, RunEnd};
 use crate::model::{NodeStatus, ResourcesUsed, ToMom};
 use crate::shutdown::Shutdown;
@@ -66,11 +68,11 @@ impl MomService {
 /// node the nodes file does not list, and a Hello claiming any other node than the certificate.
 pub fn authenticate_node<T>(
     request: &Request<T>,
-    hello: &Hello,
+    claimed: &str,
     state: &State,
     config: &Config,
 ) -> Result<String, Status> {
-    let claimed = hello.node_name.trim();
+    let claimed = claimed.trim();
     let name = if config.insecure_plaintext_moms {
         if claimed.is_empty() {
             return Err(Status::invalid_argument("Hello names no node"));
@@ -185,6 +187,14 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
                 account: spec.account,
                 umask: spec.umask,
                 arguments: spec.arguments,
+                terminal: spec.terminal.map(|t| TerminalSetup {
+                    term: t.term,
+                    window: Some(WindowSize {
+                        rows: t.window.rows.into(),
+                        cols: t.window.cols.into(),
+                    }),
+                    command: t.command,
+                }),
             })
         }
         ToMom::Signal {
@@ -238,10 +248,64 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<ServerMessage, Status>> + Send + 'static>>;
+type TerminalOut = Pin<Box<dyn Stream<Item = Result<TerminalToMom, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl MomSession for MomService {
     type SessionStream = OutStream;
+    type TerminalStream = TerminalOut;
+
+    /// An interactive run's terminal (see `interactive`): accepted only from the node that
+    /// runs the job's shell, for a job whose qsub is attached and has no terminal yet.
+    async fn terminal(
+        &self,
+        mut request: Request<Streaming<TerminalFromMom>>,
+    ) -> Result<Response<TerminalOut>, Status> {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, request.get_mut().message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no TerminalOpen received"))?
+            .map_err(|e| Status::invalid_argument(format!("reading TerminalOpen: {e}")))?;
+        let open = match first.and_then(|m| m.kind) {
+            Some(terminal_from_mom::Kind::Open(open)) => open,
+            _ => return Err(Status::invalid_argument("the first message must be open")),
+        };
+        let (seq, node, relay) = {
+            let mut core = self.shared.core.lock().await;
+            let core = &mut *core;
+            let node = authenticate_node(&request, &open.node_name, &core.state, &core.config)
+                .inspect_err(|e| {
+                    warn!(claimed = %open.node_name, run = open.run_id, "terminal refused: {}", e.message());
+                })?;
+            let job = core.state.running_jobs().find(|j| {
+                j.current_run == Some(open.run_id)
+                    && j.interactive.is_some()
+                    && j.mother_superior() == Some(node.as_str())
+            });
+            let Some(seq) = job.map(|j| j.seq) else {
+                warn!(node = %node, run = open.run_id, "terminal refused: no interactive run of this node has that id");
+                return Err(Status::not_found(
+                    "no interactive run of this node has that id",
+                ));
+            };
+            let Some(relay) = core.state.terminals.open_relay(seq) else {
+                warn!(node = %node, run = open.run_id, "terminal refused: the job's qsub is gone or its terminal is open");
+                return Err(Status::failed_precondition(
+                    "the job's qsub is gone or its terminal is already open",
+                ));
+            };
+            (seq, node, relay)
+        };
+        info!(node = %node, run = open.run_id, "interactive terminal open");
+        let inbound = request.into_inner();
+        let shared = Arc::clone(&self.shared);
+        let shutdown = Shutdown::new(self.shutdown.subscribe());
+        let (to_mom, out) = mpsc::channel(crate::interactive::FRAMES_IN_FLIGHT);
+        tokio::spawn(relay_terminal(
+            shared, seq, node, relay, inbound, to_mom, shutdown,
+        ));
+        let out = tokio_stream::wrappers::ReceiverStream::new(out).map(Ok);
+        Ok(Response::new(Box::pin(out)))
+    }
 
     async fn session(
         &self,
@@ -261,7 +325,7 @@ impl MomSession for MomService {
             .unwrap_or_default();
         let node = {
             let core = self.shared.core.lock().await;
-            authenticate_node(&request, &hello, &core.state, &core.config).inspect_err(|e| {
+            authenticate_node(&request, &hello.node_name, &core.state, &core.config).inspect_err(|e| {
                 warn!(claimed = %hello.node_name, peer = %peer, "MOM session refused: {}", e.message());
             })?
         };
@@ -285,6 +349,70 @@ impl MomSession for MomService {
         let out = UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
         Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// Relays an interactive job's terminal between its MOM and its qsub: output up, keys and
+/// sizes down, until the MOM closes its stream (the job's shell and everything holding its
+/// terminal are gone; then this side closes too, which tells the MOM all was read), the qsub
+/// is gone, or the server stops. Then tells the qsub the job ended, if that is recorded.
+async fn relay_terminal(
+    shared: Arc<Shared>,
+    seq: u64,
+    node: String,
+    relay: crate::interactive::RelayEnds,
+    mut inbound: Streaming<TerminalFromMom>,
+    to_mom: mpsc::Sender<TerminalToMom>,
+    mut shutdown: Shutdown,
+) {
+    let crate::interactive::RelayEnds {
+        to_client,
+        mut input,
+    } = relay;
+    if to_client.send(ToClient::Ready(node.clone())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            frame = inbound.message() => match frame {
+                Ok(Some(TerminalFromMom {
+                    kind: Some(terminal_from_mom::Kind::Output(bytes)),
+                })) => {
+                    if to_client.send(ToClient::Output(bytes)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Some(_)) => {
+                    warn!(node = %node, job = seq, "unexpected message on a terminal stream; closed");
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(node = %node, job = seq, "terminal stream failed: {e}");
+                    break;
+                }
+            },
+            keys = input.recv() => match keys {
+                Some(keys) => {
+                    let kind = match keys {
+                        ToTerminal::Input(bytes) => terminal_to_mom::Kind::Input(bytes),
+                        ToTerminal::Window(w) => terminal_to_mom::Kind::Window(WindowSize {
+                            rows: w.rows.into(),
+                            cols: w.cols.into(),
+                        }),
+                    };
+                    if to_mom.send(TerminalToMom { kind: Some(kind) }).await.is_err() {
+                        break;
+                    }
+                }
+                // The qsub is gone: the MOM hangs the terminal up when this side closes.
+                None => break,
+            },
+            _ = shutdown.recv() => return,
+        }
+    }
+    drop((to_mom, to_client));
+    let end = shared.core.lock().await.state.terminals.relay_closed(seq);
+    crate::interactive::send_later(end.into_iter().collect());
 }
 
 /// Reconciles the MOM's held runs, registers the session, sends Welcome (and CancelRuns).
@@ -641,6 +769,7 @@ pub async fn close_all(shared: &Shared) {
     for n in core.state.nodes.iter_mut() {
         n.session = None;
     }
+    core.state.terminals.clear();
 }
 
 #[cfg(test)]

@@ -198,6 +198,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     )
     .with_context(|| format!("writing {}", config.server_name_file().display()))?;
     let shared = load_state(config.clone()).await?;
+    crate::interactive::delete_orphaned(&mut *shared.core.lock().await, dispatch::now_epoch())
+        .await;
     let tls_config = if config.insecure_plaintext_moms {
         if !config.mom_listen.ip().is_loopback() {
             anyhow::bail!(
@@ -244,7 +246,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Shutdown::new(notify_shutdown.subscribe()),
     ));
 
-    let batch = BatchService::new(shared.clone());
+    let batch = BatchService::new(shared.clone(), notify_shutdown.clone());
     let mut batch_shutdown = Shutdown::new(notify_shutdown.subscribe());
     let batch_server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -274,7 +276,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let incoming = tls::spawn_acceptor(tcp, tls.clone());
             // Login nodes' agents (`trqauthd`) speak Batch on this listener, asserting users;
             // `BatchService::caller` accepts that only from certificates of submit hosts.
-            let remote_batch = BatchService::new(shared.clone());
+            let remote_batch = BatchService::new(shared.clone(), notify_shutdown.clone());
             tokio::spawn(
                 mom_builder
                     .add_service(

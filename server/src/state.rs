@@ -206,6 +206,8 @@ pub struct State {
     /// The highest queue rank given so far (see [`State::next_queue_rank`]); atomic so that
     /// ranks handed out while a change is built (before it is applied) stay distinct.
     last_queue_rank: AtomicU64,
+    /// Interactive jobs' attached qsubs and their terminals (memory only; see `interactive`).
+    pub terminals: crate::interactive::Terminals,
 }
 
 /// What the scheduler learns across passes: fair-share usage and speed samples (both loaded
@@ -245,6 +247,7 @@ impl State {
             running: BTreeSet::new(),
             awaiting_dependencies: BTreeSet::new(),
             last_queue_rank: AtomicU64::new(0),
+            terminals: Default::default(),
         }
     }
 
@@ -343,12 +346,17 @@ impl State {
 
     /// Replaces jobs in memory with their committed versions, keeping slot usage in step.
     pub fn apply_jobs(&mut self, jobs: Vec<Job>) {
+        let mut to_qsubs = Vec::new();
         for job in jobs {
             if let Some(old) = self.jobs.get(&job.seq) {
                 if old.state == JobState::Running && job.state != JobState::Running {
                     let host = old.exec_host.clone();
                     self.release(job.seq, &host);
                 }
+            }
+            if job.interactive.is_some() && job.state == JobState::Completed {
+                let status = job.exit_status.unwrap_or_default();
+                to_qsubs.extend(self.terminals.job_ended(job.seq, status));
             }
             if job.state == JobState::Running {
                 let host = job.exec_host.clone();
@@ -365,6 +373,7 @@ impl State {
             );
             self.jobs.insert(job.seq, job);
         }
+        crate::interactive::send_later(to_qsubs);
     }
 
     /// Forgets a job (purged after `keep_completed`).

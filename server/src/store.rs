@@ -806,6 +806,7 @@ pub(crate) mod tests {
             group_list: None,
             user_list: None,
             node_exclusive: false,
+            interactive: None,
             array: None,
             failed_starts: 0,
             suspended: false,

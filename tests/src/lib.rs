@@ -122,6 +122,59 @@ fn ensure_user(name: &str) -> User {
     lookup_user(name).expect("user exists after useradd")
 }
 
+/// A command running on a pseudo-terminal the test holds ([`Cluster::on_terminal`]): what it
+/// wrote so far, and the keys to type into it.
+pub struct Terminal {
+    pub child: Child,
+    master: fs::File,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    /// Everything written to the terminal so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// Waits until `needle` has been written (panics with the screen if not within
+    /// `timeout`); the screen so far.
+    pub fn expect(&self, needle: &str, timeout: Duration) -> String {
+        if !wait_until(timeout, || self.text().contains(needle)) {
+            panic!(
+                "{needle:?} never appeared on the terminal:\n{}",
+                self.text()
+            );
+        }
+        self.text()
+    }
+
+    /// Types `keys`.
+    pub fn type_keys(&mut self, keys: &str) {
+        self.master
+            .write_all(keys.as_bytes())
+            .expect("type on the terminal");
+    }
+
+    /// Waits for the command to exit (panics if it does not within `timeout`).
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().expect("wait for the command");
+            status.is_some()
+        });
+        status.unwrap_or_else(|| panic!("the command did not exit:\n{}", self.text()))
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -516,6 +569,62 @@ impl Cluster {
 
     pub fn mom_log(&self, node: &str) -> String {
         fs::read_to_string(self.root.join(format!("mom-{node}.log"))).unwrap_or_default()
+    }
+
+    /// Starts `program ARGS` as the test user on a terminal of its own (a pseudo-terminal
+    /// the test holds, its controlling terminal, sized 24 × 80), as a user at a terminal
+    /// would run `qsub -I`.
+    pub fn on_terminal(&self, program: &str, args: &[&str]) -> Terminal {
+        let pty = nix::pty::openpty(
+            Some(&nix::pty::Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            }),
+            None,
+        )
+        .expect("openpty");
+        let slave = pty.slave;
+        let mut cmd = self.command(program, Some(&self.user.clone()));
+        cmd.args(args)
+            .env("TERM", "capstan-test-term")
+            .stdin(Stdio::from(slave.try_clone().expect("dup pty")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup pty")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn on a terminal");
+        drop(cmd);
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = fs::File::from(pty.master.try_clone().expect("dup pty master"));
+        let sink = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut reader = reader;
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once no process holds the terminal any more.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Terminal {
+            child,
+            master: fs::File::from(pty.master),
+            output,
+        }
     }
 
     fn command(&self, program: &str, user: Option<&User>) -> Command {

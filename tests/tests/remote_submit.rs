@@ -3,7 +3,7 @@
 //! certificate `pbs_server enroll login1` issued. Real processes, real TLS, real users
 //! (`capstantest`, `capstanother`); everything here needs root and skips, saying so, without.
 //!
-//! Shown: a user's qsub/qstat/qdel on login1 work through the agent and the job's owner is
+//! Shown: a user's qsub/qstat/qdel (and `qsub -I`'s terminal) on login1 work through the agent and the job's owner is
 //! `capstantest@login1`; before `submit_hosts` lists login1 the same qsub is refused with
 //! Torque's words and nothing is created; a forged assertion header does not change who the
 //! user is; another user's qdel through the agent is refused; the agent survives a server
@@ -199,6 +199,20 @@ fn a_login_node_submits_through_its_agent() {
     assert_eq!(site.c.job_attr(&id, "euser"), Some(user.name.clone()));
     let output = site.c.read(site.c.default_stdout("hello.sh", &id));
     assert_contains(&output, &user.name);
+
+    // An interactive job's terminal passes through the agent too (`-x`: no terminal needed).
+    let script = site.c.script(
+        "inter.sh",
+        "#!/bin/sh\necho \"interactive $PBS_ENVIRONMENT as $(id -un)\"\n",
+    );
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod inter.sh");
+    let out = site.login_run(&user, "qsub", &["-I", "-x", script.to_str().unwrap()]);
+    assert!(out.status.success(), "qsub -I on login1: {}", stderr(&out));
+    assert_contains(
+        &stdout(&out),
+        format!("interactive PBS_INTERACTIVE as {}", user.name),
+    );
+    assert_contains(&stdout(&out), " completed\n");
 
     // qstat and qdel through the agent.
     let out = site.qsub(&user, "long.sh", "sleep 300\n");

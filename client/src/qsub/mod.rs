@@ -14,8 +14,11 @@
 //! Exit statuses where Torque gives none: an empty script exits 1; an unreachable server
 //! exits with the OS error number like Torque's `exit(errno)` (111 refused, 2 no socket; 1 if
 //! none); a gRPC failure after connecting prints `qsub: submit error (Internal Server Error
-//! MSG=...)` and exits 1; `-I` (not supported yet) exits 1; a malformed `-t` gets the
-//! server's `Bad Job Array Request` (235) before the script is sent, as Torque would.
+//! MSG=...)` and exits 1; a malformed `-t` gets the server's `Bad Job Array Request` (235)
+//! before the script is sent, as Torque would.
+//!
+//! `-I` ([`interactive`]) submits the same request over a stream that then carries the job's
+//! terminal; without a script operand it reads no script (Torque's `STDIN` job of no lines).
 //!
 //! Deliberate differences from Torque 6.1.3: scripts may be UTF-8 (Torque refuses any byte
 //! outside printable ASCII); quotes in directives are removed when the line is split into
@@ -25,6 +28,7 @@
 
 pub mod error;
 pub mod exectime;
+pub mod interactive;
 pub mod options;
 pub mod request;
 pub mod script;
@@ -112,12 +116,14 @@ pub fn resolve_options(
     Ok(opts)
 }
 
-/// Interactive jobs are later work; refuse them clearly rather than queue something that
-/// would behave differently from Torque. A malformed array request (`-t`) is refused here
-/// with the server's answer, by the rules the server applies, before the script is sent.
+/// What qsub refuses before sending anything: `-I` with `-t` (Torque's words), and a
+/// malformed array request (`-t`), with the server's answer, by the rules the server applies.
 fn check_unsupported(opts: &JobOptions) -> Result<(), QsubError> {
-    if opts.interactive {
-        return Err(interactive_unsupported());
+    if opts.interactive && opts.array_request.is_some() {
+        return Err(QsubError::fatal(
+            "qsub: interactive job can not be job array.",
+            2,
+        ));
     }
     if let Some(request) = &opts.array_request {
         use capstan_proto::array::{parse, ArrayRequestError, MAX_ARRAY_SIZE};
@@ -138,10 +144,6 @@ fn check_unsupported(opts: &JobOptions) -> Result<(), QsubError> {
         ));
     }
     Ok(())
-}
-
-fn interactive_unsupported() -> QsubError {
-    QsubError::fatal("qsub: interactive jobs (-I) are not supported yet", 1)
 }
 
 /// Reads the script, Torque's way: a missing file is `cannot be loaded - REASON`.
@@ -196,18 +198,30 @@ pub fn current_context() -> Context {
     }
 }
 
+/// Whether the command line asks for an interactive job (`-I`, `-W interactive=true`): then
+/// no script is read from stdin, which is the user's terminal.
+fn asks_interactive(cmdline: &Parsed) -> bool {
+    cmdline.items.iter().any(|i| match i {
+        Item::Opt('I', _) => true,
+        Item::Opt('W', Some(w)) => w.split(',').any(|kv| kv.trim() == "interactive=true"),
+        _ => false,
+    })
+}
+
 /// Everything up to (not including) the server call.
 fn prepare(args: &[String]) -> Result<(JobOptions, capstan_proto::v1::SubmitRequest), QsubError> {
     let cmdline = getopt(args, QSUB_OPTSTRING);
-    // Torque spots -I before reading anything; do the same so `qsub -I` does not wait on stdin.
-    if cmdline.items.iter().any(|i| matches!(i, Item::Opt('I', _))) {
-        return Err(interactive_unsupported());
-    }
     let ctx = current_context();
     let source = script_source(&cmdline);
     let job_name = default_job_name(&source)?;
-    let bytes = load_script(&source)?;
-    script::check_script(&bytes, matches!(source, ScriptSource::File(_)))?;
+    let bytes = match source {
+        ScriptSource::Stdin if asks_interactive(&cmdline) => Vec::new(),
+        _ => {
+            let bytes = load_script(&source)?;
+            script::check_script(&bytes, matches!(source, ScriptSource::File(_)))?;
+            bytes
+        }
+    };
     // check_script guarantees UTF-8.
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let opts = resolve_options(&cmdline, &text, &job_name, &ctx)?;
@@ -263,7 +277,35 @@ pub fn run(args: &[String]) -> i32 {
         eprintln!("Commit: capstan-{}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
-    let outcome = prepare(args).and_then(|(opts, req)| {
+    let prepared = prepare(args).and_then(|(opts, req)| {
+        if !opts.interactive {
+            return Ok((opts, req, None));
+        }
+        // Torque's checks, in its order: -t above, then -x's script, then the terminal.
+        let operand = getopt(args, QSUB_OPTSTRING).operands.first().cloned();
+        let command = match (opts.run_command, operand) {
+            (false, _) => None,
+            (true, Some(command)) if command != "-" => Some(command),
+            (true, _) => {
+                return Err(QsubError::usage(
+                    "qsub: '-x' used without a script specified",
+                ))
+            }
+        };
+        let terminal = interactive::have_terminal();
+        if !terminal && command.is_none() {
+            return Err(interactive::no_terminal());
+        }
+        Ok((opts, req, Some((command, terminal))))
+    });
+    let outcome = match prepared {
+        Ok((_, req, Some((command, terminal)))) => {
+            return connect::exit_status_of("qsub", interactive::run(req, command, terminal));
+        }
+        Ok((opts, req, None)) => Ok((opts, req)),
+        Err(e) => Err(e),
+    };
+    let outcome = outcome.and_then(|(opts, req)| {
         let job_id = connect::block_on(submit(req))
             .map_err(|e| QsubError::fatal(format!("qsub: cannot start runtime: {e}"), 1))??;
         Ok((opts, job_id))
@@ -384,8 +426,15 @@ mod tests {
         assert_eq!(opts.attr("job_array_request"), Some("1-3%2"));
 
         let cmd = getopt(&args(&["a.sh"]), QSUB_OPTSTRING);
-        let err = resolve_options(&cmd, "#PBS -I\ntrue\n", "a.sh", &ctx()).unwrap_err();
-        assert_eq!(err.exit_code(), 1);
+        let opts = resolve_options(&cmd, "#PBS -I\ntrue\n", "a.sh", &ctx()).unwrap();
+        assert!(opts.interactive);
+        let cmd = getopt(&args(&["-I", "-t", "1-3", "a.sh"]), QSUB_OPTSTRING);
+        let err = resolve_options(&cmd, "true\n", "a.sh", &ctx()).unwrap_err();
+        assert_eq!(
+            err.stderr_text(),
+            "qsub: interactive job can not be job array.\n"
+        );
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct JobOptions {
     pub quiet: bool,
     /// `-I` (or `-W interactive=true`).
     pub interactive: bool,
+    /// `-x`: the interactive job runs the script operand as a command line, not a shell.
+    pub run_command: bool,
     /// `-t` (or `-W t=...`).
     pub array_request: Option<String>,
     proxy_user: bool,
@@ -524,6 +526,7 @@ impl JobOptions {
                         "qsub: '-x' invalid on non-interactive job",
                     ));
                 }
+                self.run_command = true;
             }
             'z' => self.quiet = true,
             other => {

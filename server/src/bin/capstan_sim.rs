@@ -301,6 +301,7 @@ fn simulate(pipeline: &Pipeline, base_nodes: &[NodeView], jobs: &[SimJob], penal
                         owner: Default::default(),
                         exclusive: false,
                         array_slots: None,
+                        awaiting_terminal: false,
                     })
                     .collect(),
                 nodes: nodes.clone(),
@@ -554,6 +555,7 @@ fn bench(n_jobs: u64, n_sites: u32) {
                 owner: Default::default(),
                 exclusive: false,
                 array_slots: None,
+                awaiting_terminal: false,
             }
         })
         .collect();

@@ -30,8 +30,9 @@
 //!   `-n` job's nodes must be empty), [`lending`] (owner windows), [`backfill`]
 //!   (reservations), [`host`], [`properties`], [`memory`], [`access`] (nodes restricted to
 //!   some users or groups).
-//!   A filter sees the node as it stands in this pass ([`NodeState`]). Before them, a job
-//!   rule: [`array_limit`] (an array's `%N`) holds a sub-job back without looking at nodes.
+//!   A filter sees the node as it stands in this pass ([`NodeState`]). Before them, job
+//!   rules: [`terminal`] (an interactive job waits for its qsub) and [`array_limit`] (an
+//!   array's `%N`) hold a job back without looking at nodes.
 //! * **Candidate sets** ([`sites`]): a multi-node job runs inside one site whenever one site can
 //!   hold it; the [`SitePolicy`] decides what happens when none can.
 //! * **Ranking** ([`rank`]): soft [`NodeScorer`]s order the feasible nodes inside a set
@@ -76,6 +77,7 @@ pub mod sites;
 pub mod slots;
 pub mod speed;
 pub mod speed_learning;
+pub mod terminal;
 pub mod window;
 
 use std::borrow::Cow;
@@ -166,6 +168,8 @@ pub struct PendingJob {
     pub exclusive: bool,
     /// A sub-job of an array with a slot limit (`-t 1-9%2`): the limit and its use.
     pub array_slots: Option<array_limit::ArraySlots>,
+    /// An interactive job (`qsub -I`) whose qsub is not attached: it may not start.
+    pub awaiting_terminal: bool,
 }
 
 /// What a job's chance of fitting in a pass depends on: identical keys fit or fail alike.
@@ -206,6 +210,7 @@ impl PendingJob {
             exclusive,
             // Asked before any node is (see `array_limit`): never a node failure.
             array_slots: _,
+            awaiting_terminal: _,
         } = self;
         FeasibilityKey {
             request,
@@ -579,7 +584,9 @@ impl Pipeline {
                 break;
             }
             let job = &snapshot.jobs[i];
-            if let Some(reason) = array_limit::refusal(job, &array_starts) {
+            let job_rule =
+                terminal::refusal(job).or_else(|| array_limit::refusal(job, &array_starts));
+            if let Some(reason) = job_rule {
                 decisions.push(Decision::Wait {
                     seq: job.seq,
                     reason,
@@ -679,6 +686,7 @@ impl Pipeline {
             owner: owner.clone(),
             exclusive: false,
             array_slots: None,
+            awaiting_terminal: false,
         };
         select::Cluster::idealised(nodes).find(self, &job).is_some()
     }
@@ -813,6 +821,7 @@ pub(crate) mod testutil {
             owner: Default::default(),
             exclusive: false,
             array_slots: None,
+            awaiting_terminal: false,
         }
     }
 }

@@ -1,0 +1,292 @@
+//! An interactive job's terminal (`qsub -I`): a pseudo-terminal the MOM makes for the run,
+//! whose slave side becomes the job shell's controlling terminal and whose master side the
+//! MOM relays to the server, which relays it to the job's qsub.
+//!
+//! Why the MOM holds the master and not the supervisor: the MOM already speaks to the server
+//! and the supervisor speaks only to the MOM, one line at a time; a terminal's bytes need a
+//! stream. The relay is one `MomSession.Terminal` stream per run, dialled over the session's
+//! connection (the MOM still opens every connection), so it is authenticated as the session.
+//!
+//! Lifetimes, as in Torque: the shell ends, every holder of the slave closes it, and a read
+//! of the master fails (EIO): the relay closes its stream, and the server tells qsub. The
+//! other way, when qsub goes away (or the server, or this MOM) the master is closed, and
+//! the kernel hangs the terminal up: the shell gets SIGHUP, as a login session does when its
+//! connection drops.
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use capstan_proto::v1::mom_session_client::MomSessionClient;
+use capstan_proto::v1::{terminal_from_mom, terminal_to_mom, TerminalFromMom, TerminalOpen};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// The most one output frame carries.
+const FRAME: usize = 16 * 1024;
+
+/// An interactive run's master side, handed from the runner to the session. Shared only to
+/// travel in [`crate::job::Event`], which is `Clone`; equal when it is the same descriptor.
+#[derive(Clone)]
+pub struct Master(Arc<OwnedFd>);
+
+impl Master {
+    pub fn new(fd: OwnedFd) -> Master {
+        Master(Arc::new(fd))
+    }
+}
+
+impl PartialEq for Master {
+    fn eq(&self, other: &Master) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Master {}
+
+impl fmt::Debug for Master {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Master(fd {})", self.0.as_raw_fd())
+    }
+}
+
+/// A pseudo-terminal made for a run: the master the MOM keeps and the slave's path, which the
+/// job's shell opens as its user.
+#[derive(Debug)]
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave_path: PathBuf,
+}
+
+/// Makes a run's terminal: owned by the job's user (`uid`), mode 0620 (the user, and `write`
+/// for the tty group, as `login` leaves a terminal), sized `rows` × `cols`. The MOM's slave
+/// descriptor is closed again: the shell opens the slave by its path, and the master read
+/// must see the end once the job's processes have closed it.
+pub fn open_pty(uid: u32, rows: u16, cols: u16) -> Result<Pty, String> {
+    let pair = nix::pty::openpty(None, None).map_err(|e| format!("cannot open a pty: {e}"))?;
+    let slave_path = nix::unistd::ttyname(pair.slave.as_fd())
+        .map_err(|e| format!("cannot name the pty: {e}"))?;
+    let tty_group = nix::unistd::Group::from_name("tty")
+        .ok()
+        .flatten()
+        .map(|g| g.gid);
+    nix::unistd::fchown(
+        pair.slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        tty_group,
+    )
+    .map_err(|e| format!("cannot give the pty to uid {uid}: {e}"))?;
+    nix::sys::stat::fchmod(
+        pair.slave.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .map_err(|e| format!("cannot set the pty's mode: {e}"))?;
+    // Never inherited: no job, supervisor or helper may hold the MOM's side.
+    fcntl(
+        pair.master.as_raw_fd(),
+        FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| format!("cannot set close-on-exec on the pty: {e}"))?;
+    set_window(&pair.master, rows, cols).map_err(|e| format!("cannot size the pty: {e}"))?;
+    Ok(Pty {
+        master: pair.master,
+        slave_path,
+    })
+}
+
+/// Writes a MOM notice (a walltime kill) to a run's terminal, by the path the MOM made it
+/// with: while the job's shell lives (the caller's moment), that path is still its terminal.
+/// Never waits on it: a terminal no one reads loses the notice instead.
+pub fn tell(tty: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut terminal = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(tty)?;
+    terminal.write_all(text.as_bytes())
+}
+
+/// Tells the terminal its size (the shell hears SIGWINCH).
+fn set_window(master: &impl AsRawFd, rows: u16, cols: u16) -> Result<(), Errno> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    Errno::result(rc).map(drop)
+}
+
+/// Relays run `run_id`'s terminal until its shell and everything holding the terminal are
+/// gone, or the server's side of the stream ends; then closes the master (see the module
+/// comment). Never fails: what goes wrong is logged, and the terminal hangs up.
+pub async fn relay(
+    mut client: MomSessionClient<Channel>,
+    node_name: String,
+    run_id: u64,
+    master: Master,
+) {
+    let Ok(master) = Arc::try_unwrap(master.0) else {
+        tracing::warn!(run = run_id, "terminal handed over twice; not relayed");
+        return;
+    };
+    if let Err(e) = fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+        tracing::warn!(run = run_id, "cannot relay the job's terminal: {e}");
+        return;
+    }
+    // SAFETY: an OwnedFd's descriptor stays open, and the same, until the AsyncFd drops it.
+    let master = match unsafe { AsyncFd::register(master) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(run = run_id, "cannot relay the job's terminal: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let open = TerminalFromMom {
+        kind: Some(terminal_from_mom::Kind::Open(TerminalOpen {
+            run_id,
+            node_name,
+        })),
+    };
+    if tx.send(open).await.is_err() {
+        return;
+    }
+    let mut inbound = match client.terminal(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(e) => {
+            tracing::warn!(
+                run = run_id,
+                "the server refused the job's terminal: {}",
+                e.message()
+            );
+            return;
+        }
+    };
+    tracing::info!(run = run_id, "relaying the job's terminal");
+    let output = async {
+        let mut buf = vec![0u8; FRAME];
+        loop {
+            let Ok(mut ready) = master.readable().await else {
+                return;
+            };
+            match ready.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(Into::into))
+            {
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => {
+                    let frame = TerminalFromMom {
+                        kind: Some(terminal_from_mom::Kind::Output(buf[..n].to_vec())),
+                    };
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                // EIO: no one holds the terminal any more (the shell is gone).
+                Ok(Err(_)) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    };
+    let input = async {
+        loop {
+            let kind = match inbound.message().await {
+                Ok(Some(m)) => m.kind,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::info!(
+                        run = run_id,
+                        "the job's terminal stream ended: {}",
+                        e.message()
+                    );
+                    return;
+                }
+            };
+            match kind {
+                Some(terminal_to_mom::Kind::Input(bytes)) => {
+                    // The terminal is gone (EIO): the output side sees it too.
+                    let _ = write_all(&master, &bytes).await;
+                }
+                Some(terminal_to_mom::Kind::Window(w)) => {
+                    let fit = |v: u32| u16::try_from(v).ok().filter(|v| *v > 0);
+                    if let (Some(rows), Some(cols)) = (fit(w.rows), fit(w.cols)) {
+                        let _ = set_window(master.get_ref(), rows, cols);
+                    }
+                }
+                None => {}
+            }
+        }
+    };
+    // Whichever side ends first ends the relay; the master closes with it.
+    let shell_gone = tokio::select! {
+        () = output => true,
+        () = input => false,
+    };
+    if !shell_gone {
+        tracing::info!(
+            run = run_id,
+            "the job's qsub went away: its terminal hangs up"
+        );
+        return;
+    }
+    // The last output may still be queued for the stream: end it and wait for the server
+    // to close its side (it has then read everything), boundedly. Dropping the call first
+    // would reset the stream and lose that output.
+    drop(tx);
+    let drained = tokio::time::timeout(DRAIN_WAIT, async {
+        while let Ok(Some(_)) = inbound.message().await {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            run = run_id,
+            "the server did not close the job's terminal stream"
+        );
+    }
+    tracing::info!(run = run_id, "the job's terminal closed");
+}
+
+/// How long a relay whose shell is gone waits for the server to take its last output.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Writes `bytes` to the terminal, waiting while its input queue is full.
+async fn write_all(master: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let mut ready = master.writable().await?;
+        match ready.try_io(|fd| nix::unistd::write(fd, bytes).map_err(Into::into)) {
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pty_is_the_users_and_sized() {
+        let me = nix::unistd::getuid().as_raw();
+        let pty = open_pty(me, 33, 101).unwrap();
+        let meta = std::fs::metadata(&pty.slave_path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.uid(), me);
+        assert_eq!(meta.mode() & 0o777, 0o620);
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one winsize to a valid pointer.
+        let rc = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+        assert_eq!(rc, 0);
+        assert_eq!((size.ws_row, size.ws_col), (33, 101));
+        let flags = fcntl(pty.master.as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        assert!(FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+    }
+}
