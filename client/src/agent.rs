@@ -174,7 +174,11 @@ pub async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, channel.clone(), server.clone()));
+                    let upstream = Upstream {
+                        shared: channel.clone(),
+                        endpoint: endpoint.clone(),
+                    };
+                    connections.spawn(serve_connection(stream, upstream, server.clone()));
                 }
                 Err(e) => {
                     warn!("accept on {} failed: {e}", socket.display());
@@ -213,7 +217,22 @@ fn peer_user(stream: &UnixStream) -> Result<(u32, String), String> {
     }
 }
 
-async fn serve_connection(stream: UnixStream, channel: Channel, server: Arc<String>) {
+/// Where a connection's requests go: the agent's one connection to the server, except an
+/// interactive job's terminal (`qsub -I`), which gets a connection of its own, made when
+/// first used and held while the command's connection lasts. Why: HTTP/2's flow control has
+/// a window per connection, and a terminal whose reader stops (a stopped qsub) would hold
+/// the shared one and stall every other user's commands behind it.
+struct Upstream {
+    shared: Channel,
+    endpoint: Endpoint,
+}
+
+/// The one `Batch` method that streams for as long as a user likes.
+const INTERACTIVE_PATH: &str = "/capstan.v1.Batch/Interactive";
+
+async fn serve_connection(stream: UnixStream, upstream: Upstream, server: Arc<String>) {
+    let Upstream { shared, endpoint } = upstream;
+    let own = std::sync::OnceLock::new();
     let identity = peer_user(&stream).and_then(|(uid, name)| {
         HeaderValue::from_str(&name)
             .map(|value| (uid, name.clone(), value))
@@ -225,7 +244,11 @@ async fn serve_connection(stream: UnixStream, channel: Channel, server: Arc<Stri
     }
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let identity = identity.clone();
-        let channel = channel.clone();
+        let channel = if request.uri().path() == INTERACTIVE_PATH {
+            own.get_or_init(|| endpoint.connect_lazy()).clone()
+        } else {
+            shared.clone()
+        };
         let server = server.clone();
         async move {
             Ok::<_, Infallible>(match identity {

@@ -135,7 +135,8 @@ impl Session {
     }
 
     /// One connection, from dial to the first error.
-    async fn serve(&mut self, welcomed: &mut bool) -> Result<(), SessionError> {
+    /// How this MOM dials the server (the session, and each interactive run's terminal).
+    fn endpoint(&self) -> Result<Endpoint, SessionError> {
         let scheme = if self.opts.tls.is_some() {
             "https"
         } else {
@@ -146,12 +147,16 @@ impl Session {
         if let Some(tls) = &self.opts.tls {
             endpoint = endpoint.tls_config(tls.clone())?;
         }
-        let endpoint = endpoint
+        Ok(endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true))
+    }
+
+    async fn serve(&mut self, welcomed: &mut bool) -> Result<(), SessionError> {
+        let endpoint = self.endpoint()?;
         let channel = endpoint.connect().await?;
         let mut client = MomSessionClient::new(channel);
 
@@ -209,7 +214,7 @@ impl Session {
                 Some(event) = self.events.recv() => {
                     if let Event::Terminal { run_id, master } = event {
                         tokio::spawn(crate::terminal::relay(
-                            client.clone(),
+                            endpoint.clone(),
                             self.opts.node_name.clone(),
                             run_id,
                             master,

@@ -4,8 +4,10 @@
 //!
 //! Why the MOM holds the master and not the supervisor: the MOM already speaks to the server
 //! and the supervisor speaks only to the MOM, one line at a time; a terminal's bytes need a
-//! stream. The relay is one `MomSession.Terminal` stream per run, dialled over the session's
-//! connection (the MOM still opens every connection), so it is authenticated as the session.
+//! stream. The relay is one `MomSession.Terminal` stream per run, on a connection of its own
+//! that the MOM dials as it dials its session (so it is authenticated as the session is).
+//! Why its own: HTTP/2's flow control has a window per connection, and a terminal whose user
+//! stops reading would hold the session's and stall its status reports and job ends.
 //!
 //! Lifetimes, as in Torque: the shell ends, every holder of the slave closes it, and a read
 //! of the master fails (EIO): the relay closes its stream, and the server tells qsub. The
@@ -14,18 +16,18 @@
 //! connection drops.
 
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use capstan_proto::v1::mom_session_client::MomSessionClient;
 use capstan_proto::v1::{terminal_from_mom, terminal_to_mom, TerminalFromMom, TerminalOpen};
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tonic::transport::Endpoint;
 
 /// The most one output frame carries.
 const FRAME: usize = 16 * 1024;
@@ -64,39 +66,48 @@ pub struct Pty {
 }
 
 /// Makes a run's terminal: owned by the job's user (`uid`), mode 0620 (the user, and `write`
-/// for the tty group, as `login` leaves a terminal), sized `rows` × `cols`. The MOM's slave
-/// descriptor is closed again: the shell opens the slave by its path, and the master read
-/// must see the end once the job's processes have closed it.
+/// for the tty group, as `login` leaves a terminal), sized `rows` × `cols`. Both sides are
+/// opened close-on-exec from the start: the MOM is multi-threaded and spawns helpers as other
+/// users (prologues, copies), none of which may inherit a user's terminal, not even for a
+/// moment. The MOM's slave descriptor is closed again: the shell opens the slave by its
+/// path, and the master read must see the end once the job's processes have closed it.
 pub fn open_pty(uid: u32, rows: u16, cols: u16) -> Result<Pty, String> {
-    let pair = nix::pty::openpty(None, None).map_err(|e| format!("cannot open a pty: {e}"))?;
-    let slave_path = nix::unistd::ttyname(pair.slave.as_fd())
-        .map_err(|e| format!("cannot name the pty: {e}"))?;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // Looked up first (the group database may be slow): nothing is open yet.
     let tty_group = nix::unistd::Group::from_name("tty")
         .ok()
         .flatten()
         .map(|g| g.gid);
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot open a pty: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("cannot grant the pty: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("cannot unlock the pty: {e}"))?;
+    let slave_path = PathBuf::from(
+        nix::pty::ptsname_r(&master).map_err(|e| format!("cannot name the pty: {e}"))?,
+    );
+    // SAFETY: the descriptor was just opened and is owned by `master` alone until here.
+    let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    let slave: OwnedFd = nix::fcntl::open(
+        &slave_path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    // SAFETY: a descriptor open(2) just returned, owned by nothing else.
+    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    .map_err(|e| format!("cannot open {}: {e}", slave_path.display()))?;
     nix::unistd::fchown(
-        pair.slave.as_raw_fd(),
+        slave.as_raw_fd(),
         Some(nix::unistd::Uid::from_raw(uid)),
         tty_group,
     )
     .map_err(|e| format!("cannot give the pty to uid {uid}: {e}"))?;
     nix::sys::stat::fchmod(
-        pair.slave.as_raw_fd(),
+        slave.as_raw_fd(),
         nix::sys::stat::Mode::from_bits_truncate(0o620),
     )
     .map_err(|e| format!("cannot set the pty's mode: {e}"))?;
-    // Never inherited: no job, supervisor or helper may hold the MOM's side.
-    fcntl(
-        pair.master.as_raw_fd(),
-        FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
-    )
-    .map_err(|e| format!("cannot set close-on-exec on the pty: {e}"))?;
-    set_window(&pair.master, rows, cols).map_err(|e| format!("cannot size the pty: {e}"))?;
-    Ok(Pty {
-        master: pair.master,
-        slave_path,
-    })
+    set_window(&master, rows, cols).map_err(|e| format!("cannot size the pty: {e}"))?;
+    Ok(Pty { master, slave_path })
 }
 
 /// Writes a MOM notice (a walltime kill) to a run's terminal, by the path the MOM made it
@@ -128,12 +139,7 @@ fn set_window(master: &impl AsRawFd, rows: u16, cols: u16) -> Result<(), Errno> 
 /// Relays run `run_id`'s terminal until its shell and everything holding the terminal are
 /// gone, or the server's side of the stream ends; then closes the master (see the module
 /// comment). Never fails: what goes wrong is logged, and the terminal hangs up.
-pub async fn relay(
-    mut client: MomSessionClient<Channel>,
-    node_name: String,
-    run_id: u64,
-    master: Master,
-) {
+pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: Master) {
     let Ok(master) = Arc::try_unwrap(master.0) else {
         tracing::warn!(run = run_id, "terminal handed over twice; not relayed");
         return;
@@ -160,6 +166,16 @@ pub async fn relay(
     if tx.send(open).await.is_err() {
         return;
     }
+    let mut client = match endpoint.connect().await {
+        Ok(channel) => MomSessionClient::new(channel),
+        Err(e) => {
+            tracing::warn!(
+                run = run_id,
+                "cannot reach the server for the job's terminal: {e}"
+            );
+            return;
+        }
+    };
     let mut inbound = match client.terminal(ReceiverStream::new(rx)).await {
         Ok(response) => response.into_inner(),
         Err(e) => {
@@ -224,8 +240,10 @@ pub async fn relay(
             }
         }
     };
-    // Whichever side ends first ends the relay; the master closes with it.
+    // Whichever side ends first ends the relay; the master closes with it. Output first: once
+    // the shell is gone, keys still arriving are for no one.
     let shell_gone = tokio::select! {
+        biased;
         () = output => true,
         () = input => false,
     };
@@ -256,11 +274,18 @@ pub async fn relay(
 /// How long a relay whose shell is gone waits for the server to take its last output.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Writes `bytes` to the terminal, waiting while its input queue is full.
+/// Writes `bytes` to the terminal, waiting while its input queue is full. Fails once the
+/// terminal has hung up (no process holds its slave): its queue will never drain then, and
+/// the poller keeps saying "writable" for good, so waiting on would spin.
 async fn write_all(master: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Result<()> {
+    let hung_up = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
     while !bytes.is_empty() {
         let mut ready = master.writable().await?;
+        if ready.ready().is_write_closed() || ready.ready().is_read_closed() {
+            return Err(hung_up());
+        }
         match ready.try_io(|fd| nix::unistd::write(fd, bytes).map_err(Into::into)) {
+            Ok(Ok(0)) => return Err(hung_up()),
             Ok(Ok(n)) => bytes = &bytes[n..],
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => continue,
@@ -287,6 +312,8 @@ mod tests {
         assert_eq!(rc, 0);
         assert_eq!((size.ws_row, size.ws_col), (33, 101));
         let flags = fcntl(pty.master.as_raw_fd(), FcntlArg::F_GETFD).unwrap();
-        assert!(FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+        assert!(
+            nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+        );
     }
 }

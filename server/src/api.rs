@@ -257,10 +257,9 @@ async fn relay_keystrokes(
             // A second submission, or nothing: not this stream's to make.
             _ => continue,
         };
-        // The terminal is gone (the job ended): the rest is for no one.
-        if input.send(to_terminal).await.is_err() {
-            break;
-        }
+        // The terminal is gone (the job is ending): the rest is for no one. The stream is
+        // read on to its end, which says whether qsub went away before the job did.
+        let _ = input.send(to_terminal).await;
     }
     drop(input);
     let deleted = shared

@@ -5,8 +5,10 @@
 //! no one and MOMs may sit behind NAT or a VPN, so qsub holds one stream to the server
 //! (`Batch.Interactive`), the MOM opens one (`MomSession.Terminal`, authenticated as its
 //! session is) once the job's shell runs on its pseudo-terminal, and the server pairs the two
-//! by the job. Each is an HTTP/2 stream of its own, with its own flow control: a terminal that
-//! stops reading slows its own job's output, never a MOM's session.
+//! by the job. Each travels on a connection of its own (qsub's; the MOM dials one per
+//! terminal, and a login node's `trqauthd` one per interactive qsub), because HTTP/2's flow
+//! control has a window per connection: a terminal that stops reading then slows its own
+//! job's output, never a MOM's session or other users' commands.
 //!
 //! Lifetimes: the job belongs to its qsub. The scheduler starts an interactive job only while
 //! its qsub is attached ([`Terminals::is_attached`], asked through
@@ -199,9 +201,10 @@ impl Terminals {
         })
     }
 
-    /// qsub's stream ended: whether the job was still its (not over), so goes with it.
+    /// qsub's stream ended: whether the job was still its (not over), so goes with it. A job
+    /// whose end is recorded (its terminal's last output still on its way) is over.
     pub fn detach(&mut self, seq: u64) -> bool {
-        self.attached.remove(&seq).is_some()
+        self.attached.remove(&seq).is_some_and(|a| a.end.is_none())
     }
 
     /// Forgets every attachment (shutdown): their streams end once their relays do.
@@ -324,6 +327,15 @@ mod tests {
             }
         );
         assert!(!t.is_attached(5));
+    }
+
+    #[test]
+    fn a_qsub_gone_after_the_end_deletes_nothing() {
+        let mut t = Terminals::default();
+        let _ends = t.attach(5, "xterm", window()).unwrap();
+        let _relay = t.open_relay(5).unwrap();
+        assert!(t.job_ended(5, 0).is_none());
+        assert!(!t.detach(5), "the job is over");
     }
 
     #[test]

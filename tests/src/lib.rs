@@ -155,6 +155,15 @@ impl Terminal {
             .expect("type on the terminal");
     }
 
+    /// Types `keys` from a thread of its own, for input larger than the terminal takes at
+    /// once (a paste); what cannot be typed (the command is gone) is dropped.
+    pub fn type_in_background(&self, keys: String) {
+        let mut master = self.master.try_clone().expect("dup the terminal");
+        std::thread::spawn(move || {
+            let _ = master.write_all(keys.as_bytes());
+        });
+    }
+
     /// Waits for the command to exit (panics if it does not within `timeout`).
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut status = None;

@@ -117,6 +117,17 @@ fn an_interactive_job_goes_with_its_qsub() {
     terminal.child.kill().expect("kill qsub");
     c.wait_state(&running, "C", T);
 
+    // Keys still arriving when the shell exits (a paste it never read) are dropped, and the
+    // session ends as usual.
+    let mut terminal = c.on_terminal("qsub", &["-I"]);
+    let pasted = waiting_for(&terminal);
+    terminal.expect("ready", T);
+    terminal.type_keys("sleep 2; exit 7\n");
+    terminal.type_in_background(format!("{}\n", "x".repeat(1023)).repeat(2048));
+    terminal.expect(&format!("qsub: job {pasted} completed"), T);
+    assert_eq!(terminal.wait(T).code(), Some(0));
+    assert_eq!(c.job_attr(&pasted, "exit_status").as_deref(), Some("7"));
+
     // Walltime is enforced, and the kill notice shown on the terminal.
     let mut terminal = c.on_terminal("qsub", &["-I", "-l", "walltime=1"]);
     let timed = waiting_for(&terminal);
