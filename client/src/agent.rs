@@ -309,6 +309,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_interactive_path_is_the_generated_one() {
+        let service = capstan_proto::v1::batch_server::SERVICE_NAME;
+        assert_eq!(INTERACTIVE_PATH, format!("/{service}/Interactive"));
+    }
+
+    #[test]
     fn server_address_gets_the_default_port() {
         let dir = std::path::PathBuf::from("/nonexistent");
         let c = AgentConfig::new(dir.clone(), Some("srv".into())).unwrap();

@@ -809,6 +809,7 @@ impl Runner {
         record.phase = Phase::Running;
         let (done, _) = watch::channel(false);
         let done_rx = done.subscribe();
+        let terminal_done = done.subscribe();
         // False when the run was cancelled and forgotten while it launched; `deleted`: a
         // qdel came meanwhile (in its prologue, say), so it is not released.
         let mut deleted = false;
@@ -862,7 +863,7 @@ impl Runner {
         if let Some(master) = l.terminal {
             self.emit(Event::Terminal {
                 run_id,
-                master: crate::terminal::Master::new(master),
+                master: crate::terminal::Master::new(master, terminal_done),
             });
         }
         self.spawn_waiter(run_id, link, l.supervisor);
@@ -1252,9 +1253,10 @@ impl Runner {
             let record = &entry.record;
             // An interactive job's stdout and stderr are both its terminal.
             if let Some(tty) = record.terminal.clone() {
+                let uid = record.uid;
                 drop(runs);
                 let line = format!("{}\n", text.trim_end_matches('\n'));
-                if let Err(e) = crate::terminal::tell(&tty, &line) {
+                if let Err(e) = crate::terminal::tell(&tty, uid, &line) {
                     tracing::warn!(
                         run = run_id,
                         "cannot write the message to the job's terminal: {e}"
@@ -1469,7 +1471,7 @@ impl Runner {
                 if !expired {
                     continue;
                 }
-                let elapsed = {
+                let (elapsed, terminal) = {
                     let mut runs = runner.runs();
                     let Some(entry) = runs.get_mut(&run_id).filter(|e| e.live.is_some()) else {
                         return;
@@ -1483,15 +1485,16 @@ impl Runner {
                     }
                     entry.record.interventions.walltime = true;
                     entry.record.walltime_elapsed = elapsed;
-                    (elapsed, entry.record.terminal.clone())
+                    let terminal = entry.record.terminal.clone();
+                    (elapsed, terminal.map(|tty| (tty, entry.record.uid)))
                 };
-                let (elapsed, terminal) = elapsed;
-                if let Some(tty) = terminal {
+                if let Some((tty, uid)) = terminal {
                     // Before the kill: the terminal goes with the job's shell.
                     let text = exit::walltime_message(elapsed, limit);
-                    let told =
-                        tokio::task::spawn_blocking(move || crate::terminal::tell(&tty, &text))
-                            .await;
+                    let told = tokio::task::spawn_blocking(move || {
+                        crate::terminal::tell(&tty, uid, &text)
+                    })
+                    .await;
                     if let Ok(Err(e)) = told {
                         tracing::warn!(run = run_id, "cannot tell the job's terminal: {e}");
                     }

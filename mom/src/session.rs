@@ -134,7 +134,6 @@ impl Session {
         tracing::info!("session closed for shutdown");
     }
 
-    /// One connection, from dial to the first error.
     /// How this MOM dials the server (the session, and each interactive run's terminal).
     fn endpoint(&self) -> Result<Endpoint, SessionError> {
         let scheme = if self.opts.tls.is_some() {
@@ -155,14 +154,26 @@ impl Session {
             .keep_alive_while_idle(true))
     }
 
+    /// One connection, from dial to the first error.
     async fn serve(&mut self, welcomed: &mut bool) -> Result<(), SessionError> {
         let endpoint = self.endpoint()?;
         let channel = endpoint.connect().await?;
         let mut client = MomSessionClient::new(channel);
 
         // Events queued while disconnected are covered by Hello and the
-        // re-sent results below; drop them rather than send them twice.
-        while self.events.try_recv().is_ok() {}
+        // re-sent results below; drop them rather than send them twice. Not a terminal:
+        // dropped, it would hang up its job's shell (its relay dials for itself).
+        while let Ok(event) = self.events.try_recv() {
+            if let Event::Terminal { run_id, master } = event {
+                let node = self.opts.node_name.clone();
+                tokio::spawn(crate::terminal::relay(
+                    endpoint.clone(),
+                    node,
+                    run_id,
+                    master,
+                ));
+            }
+        }
         let (tx, rx) = mpsc::channel::<MomMessage>(64);
         let hello = Hello {
             node_name: self.opts.node_name.clone(),
@@ -440,12 +451,11 @@ fn start_from_wire(s: StartRun) -> RunSpec {
         arguments: s.arguments,
         terminal: s.terminal.map(|t| {
             let window = t.window.unwrap_or_default();
-            let fit =
-                |v: u32, default: u16| u16::try_from(v).ok().filter(|v| *v > 0).unwrap_or(default);
+            let (rows, cols) = capstan_proto::window::from_wire(window.rows, window.cols);
             TerminalSpec {
                 term: t.term,
-                rows: fit(window.rows, 20),
-                cols: fit(window.cols, 80),
+                rows,
+                cols,
                 command: t.command,
             }
         }),

@@ -25,27 +25,35 @@ use capstan_proto::v1::{terminal_from_mom, terminal_to_mom, TerminalFromMom, Ter
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 /// The most one output frame carries.
 const FRAME: usize = 16 * 1024;
 
-/// An interactive run's master side, handed from the runner to the session. Shared only to
+/// An interactive run's master side, handed from the runner to the session, with the run's
+/// end (set once its supervisor reported the shell's end): then the relay takes what is left
+/// to read and closes, even if an escaped process still holds the terminal. Shared only to
 /// travel in [`crate::job::Event`], which is `Clone`; equal when it is the same descriptor.
 #[derive(Clone)]
-pub struct Master(Arc<OwnedFd>);
+pub struct Master {
+    fd: Arc<OwnedFd>,
+    ended: watch::Receiver<bool>,
+}
 
 impl Master {
-    pub fn new(fd: OwnedFd) -> Master {
-        Master(Arc::new(fd))
+    pub fn new(fd: OwnedFd, ended: watch::Receiver<bool>) -> Master {
+        Master {
+            fd: Arc::new(fd),
+            ended,
+        }
     }
 }
 
 impl PartialEq for Master {
     fn eq(&self, other: &Master) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.fd, &other.fd)
     }
 }
 
@@ -53,7 +61,7 @@ impl Eq for Master {}
 
 impl fmt::Debug for Master {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Master(fd {})", self.0.as_raw_fd())
+        write!(f, "Master(fd {})", self.fd.as_raw_fd())
     }
 }
 
@@ -113,13 +121,22 @@ pub fn open_pty(uid: u32, rows: u16, cols: u16) -> Result<Pty, String> {
 /// Writes a MOM notice (a walltime kill) to a run's terminal, by the path the MOM made it
 /// with: while the job's shell lives (the caller's moment), that path is still its terminal.
 /// Never waits on it: a terminal no one reads loses the notice instead.
-pub fn tell(tty: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub fn tell(tty: &std::path::Path, uid: u32, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     let mut terminal = std::fs::OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(tty)?;
+    // Still the job user's terminal: once the job has let go of it, its number may already
+    // be another user's, whom root must not write to.
+    let meta = terminal.metadata()?;
+    if !meta.file_type().is_char_device() || meta.uid() != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "no longer the job's terminal",
+        ));
+    }
     terminal.write_all(text.as_bytes())
 }
 
@@ -140,7 +157,8 @@ fn set_window(master: &impl AsRawFd, rows: u16, cols: u16) -> Result<(), Errno> 
 /// gone, or the server's side of the stream ends; then closes the master (see the module
 /// comment). Never fails: what goes wrong is logged, and the terminal hangs up.
 pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: Master) {
-    let Ok(master) = Arc::try_unwrap(master.0) else {
+    let Master { fd, mut ended } = master;
+    let Ok(master) = Arc::try_unwrap(fd) else {
         tracing::warn!(run = run_id, "terminal handed over twice; not relayed");
         return;
     };
@@ -166,14 +184,28 @@ pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: M
     if tx.send(open).await.is_err() {
         return;
     }
-    let mut client = match endpoint.connect().await {
-        Ok(channel) => MomSessionClient::new(channel),
-        Err(e) => {
-            tracing::warn!(
-                run = run_id,
-                "cannot reach the server for the job's terminal: {e}"
-            );
-            return;
+    // Dialled again for a while (the server may be restarting, or the link down for a
+    // moment) before the terminal is given up and its shell hung up.
+    let mut wait = CONNECT_BACKOFF_START;
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    let mut client = loop {
+        match endpoint.connect().await {
+            Ok(channel) => break MomSessionClient::new(channel),
+            Err(e) if tokio::time::Instant::now() + wait < deadline => {
+                tracing::info!(
+                    run = run_id,
+                    "cannot reach the server for the job's terminal: {e}; again in {wait:?}"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(CONNECT_BACKOFF_MAX);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    run = run_id,
+                    "cannot reach the server for the job's terminal: {e}; it hangs up"
+                );
+                return;
+            }
         }
     };
     let mut inbound = match client.terminal(ReceiverStream::new(rx)).await {
@@ -190,18 +222,30 @@ pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: M
     tracing::info!(run = run_id, "relaying the job's terminal");
     let output = async {
         let mut buf = vec![0u8; FRAME];
+        let frame = |bytes: &[u8]| TerminalFromMom {
+            kind: Some(terminal_from_mom::Kind::Output(bytes.to_vec())),
+        };
         loop {
-            let Ok(mut ready) = master.readable().await else {
-                return;
+            let mut ready = tokio::select! {
+                ready = master.readable() => match ready {
+                    Ok(ready) => ready,
+                    Err(_) => return,
+                },
+                // The run is over: what is left, without waiting for more.
+                () = run_over(&mut ended) => {
+                    while let Ok(n @ 1..) = nix::unistd::read(master.as_raw_fd(), &mut buf) {
+                        if tx.send(frame(&buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
             };
             match ready.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(Into::into))
             {
                 Ok(Ok(0)) => return,
                 Ok(Ok(n)) => {
-                    let frame = TerminalFromMom {
-                        kind: Some(terminal_from_mom::Kind::Output(buf[..n].to_vec())),
-                    };
-                    if tx.send(frame).await.is_err() {
+                    if tx.send(frame(&buf[..n])).await.is_err() {
                         return;
                     }
                 }
@@ -231,10 +275,8 @@ pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: M
                     let _ = write_all(&master, &bytes).await;
                 }
                 Some(terminal_to_mom::Kind::Window(w)) => {
-                    let fit = |v: u32| u16::try_from(v).ok().filter(|v| *v > 0);
-                    if let (Some(rows), Some(cols)) = (fit(w.rows), fit(w.cols)) {
-                        let _ = set_window(master.get_ref(), rows, cols);
-                    }
+                    let (rows, cols) = capstan_proto::window::from_wire(w.rows, w.cols);
+                    let _ = set_window(master.get_ref(), rows, cols);
                 }
                 None => {}
             }
@@ -271,8 +313,18 @@ pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: M
     tracing::info!(run = run_id, "the job's terminal closed");
 }
 
+/// How long, and how often, a relay tries to reach the server before its terminal hangs up.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const CONNECT_BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(100);
+const CONNECT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a relay whose shell is gone waits for the server to take its last output.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves once the run is over (or its runner gone).
+async fn run_over(ended: &mut watch::Receiver<bool>) {
+    let _ = ended.wait_for(|over| *over).await;
+}
 
 /// Writes `bytes` to the terminal, waiting while its input queue is full. Fails once the
 /// terminal has hung up (no process holds its slave): its queue will never drain then, and

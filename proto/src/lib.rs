@@ -32,6 +32,7 @@ pub mod remote;
 pub mod resources;
 pub mod shutdown;
 pub mod text;
+pub mod window;
 
 /// Torque's version string, as `qstat --version` and `pbsnodes` report it.
 pub const PBS_VERSION: &str = "6.1.3.h5";

@@ -245,13 +245,16 @@ async fn relay_keystrokes(
             Some(pb::interactive_input::Kind::Input(bytes)) => ToTerminal::Input(bytes),
             Some(pb::interactive_input::Kind::Window(w)) => {
                 let window = Window::from_wire(w.rows, w.cols);
-                shared
+                let open = shared
                     .core
                     .lock()
                     .await
                     .state
                     .terminals
                     .resized(seq, window);
+                if !open {
+                    continue;
+                }
                 ToTerminal::Window(window)
             }
             // A second submission, or nothing: not this stream's to make.
@@ -269,17 +272,8 @@ async fn relay_keystrokes(
                     if !core.state.terminals.detach(seq) {
                         return false;
                     }
-                    let args = jobs::ActionArgs::default();
-                    let (results, _) = jobs::job_action(
-                        core,
-                        &caller,
-                        JobOp::Delete,
-                        std::slice::from_ref(&job_id),
-                        &args,
-                        now_epoch(),
-                    )
-                    .await;
-                    info!(job = %job_id, ?results, "interactive qsub went away: job deleted");
+                    let why = "its qsub went away";
+                    crate::interactive::delete_as(core, &caller, &job_id, now_epoch(), why).await;
                     true
                 })
             },

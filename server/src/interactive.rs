@@ -40,16 +40,15 @@ pub struct Window {
 
 impl Window {
     /// Torque's size for a qsub without a terminal (`-x`).
-    pub const DEFAULT: Window = Window { rows: 20, cols: 80 };
+    pub const DEFAULT: Window = Window {
+        rows: capstan_proto::window::DEFAULT_ROWS,
+        cols: capstan_proto::window::DEFAULT_COLS,
+    };
 
-    /// A size as a peer sent it; nonsense (0, or beyond a u16) gives the default's part.
+    /// A size as a peer sent it (see `capstan_proto::window`).
     pub fn from_wire(rows: u32, cols: u32) -> Window {
-        let fit =
-            |v: u32, default: u16| u16::try_from(v).ok().filter(|v| *v > 0).unwrap_or(default);
-        Window {
-            rows: fit(rows, Window::DEFAULT.rows),
-            cols: fit(cols, Window::DEFAULT.cols),
-        }
+        let (rows, cols) = capstan_proto::window::from_wire(rows, cols);
+        Window { rows, cols }
     }
 }
 
@@ -90,6 +89,9 @@ pub struct ClientEnds {
 pub struct RelayEnds {
     pub to_client: mpsc::Sender<ToClient>,
     pub input: mpsc::Receiver<ToTerminal>,
+    /// qsub's window now, for the MOM first (sizes sent before the terminal opened are
+    /// only remembered, see [`Terminals::resized`]).
+    pub window: Window,
 }
 
 #[derive(Debug)]
@@ -145,15 +147,30 @@ impl Terminals {
         self.attached.get(&seq).map(|a| (a.term.clone(), a.window))
     }
 
-    /// qsub's terminal was resized: remembered for a start still to come.
-    pub fn resized(&mut self, seq: u64, window: Window) {
-        if let Some(a) = self.attached.get_mut(&seq) {
-            a.window = window;
+    /// qsub's terminal was resized: remembered for the terminal's start; whether a terminal
+    /// is open, to be told too. (Sizes are not queued before then: a qsub resized over and
+    /// over while its job waits would fill the queue and no longer be heard going away.)
+    pub fn resized(&mut self, seq: u64, window: Window) -> bool {
+        match self.attached.get_mut(&seq) {
+            Some(a) => {
+                a.window = window;
+                a.relay_open
+            }
+            None => false,
         }
     }
 
-    /// The MOM opened job `seq`'s terminal: the relay's ends, and [`ToClient::Ready`] to
-    /// send first. `None` if no qsub is attached or a terminal is already open.
+    /// Job `seq` started running: from now on its qsub hears `completed`, not
+    /// `apparently deleted`, however it ends.
+    pub fn started(&mut self, seq: u64) {
+        if let Some(a) = self.attached.get_mut(&seq) {
+            a.started = true;
+        }
+    }
+
+    /// The MOM opened job `seq`'s terminal: the relay's ends (the caller sends
+    /// [`ToClient::Ready`] first). `None` if no qsub is attached or a terminal is already
+    /// open.
     pub fn open_relay(&mut self, seq: u64) -> Option<RelayEnds> {
         let a = self.attached.get_mut(&seq)?;
         let input = a.input.take()?;
@@ -162,6 +179,7 @@ impl Terminals {
         Some(RelayEnds {
             to_client: a.to_client.clone(),
             input,
+            window: a.window,
         })
     }
 
@@ -171,15 +189,7 @@ impl Terminals {
         let a = self.attached.get_mut(&seq)?;
         a.relay_open = false;
         let exit_status = a.end?;
-        self.finish(seq).map(|(tx, started)| {
-            (
-                tx,
-                ToClient::Ended {
-                    started,
-                    exit_status,
-                },
-            )
-        })
+        self.finish(seq, exit_status)
     }
 
     /// Job `seq`'s end was recorded: what to tell its qsub now, unless its terminal's last
@@ -190,15 +200,7 @@ impl Terminals {
             a.end = Some(exit_status);
             return None;
         }
-        self.finish(seq).map(|(tx, started)| {
-            (
-                tx,
-                ToClient::Ended {
-                    started,
-                    exit_status,
-                },
-            )
-        })
+        self.finish(seq, exit_status)
     }
 
     /// qsub's stream ended: whether the job was still its (not over), so goes with it. A job
@@ -212,8 +214,15 @@ impl Terminals {
         self.attached.clear();
     }
 
-    fn finish(&mut self, seq: u64) -> Option<(mpsc::Sender<ToClient>, bool)> {
-        self.attached.remove(&seq).map(|a| (a.to_client, a.started))
+    /// Forgets job `seq`'s attachment: the `ended` its qsub is to hear.
+    fn finish(&mut self, seq: u64, exit_status: i32) -> Option<PendingSend> {
+        self.attached.remove(&seq).map(|a| {
+            let ended = ToClient::Ended {
+                started: a.started,
+                exit_status,
+            };
+            (a.to_client, ended)
+        })
     }
 }
 
@@ -248,18 +257,36 @@ pub async fn delete_orphaned(core: &mut crate::state::Core, now: i64) {
         })
         .collect();
     for (id, owner) in orphaned {
-        let args = crate::jobs::ActionArgs::default();
-        let (results, _) = crate::jobs::job_action(
+        delete_as(
             core,
             &owner,
-            crate::jobs::JobOp::Delete,
-            std::slice::from_ref(&id),
-            &args,
+            &id,
             now,
+            "its qsub went away with the last server",
         )
         .await;
-        tracing::info!(job = %id, ?results, "interactive job deleted: its qsub went away with the last server");
     }
+}
+
+/// Deletes interactive job `id` as `owner`'s qdel would (its qsub went away: `why`).
+pub async fn delete_as(
+    core: &mut crate::state::Core,
+    owner: &crate::jobs::Caller,
+    id: &str,
+    now: i64,
+    why: &str,
+) {
+    let args = crate::jobs::ActionArgs::default();
+    let (results, _) = crate::jobs::job_action(
+        core,
+        owner,
+        crate::jobs::JobOp::Delete,
+        &[id.to_string()],
+        &args,
+        now,
+    )
+    .await;
+    tracing::info!(job = %id, ?results, "interactive job deleted: {why}");
 }
 
 /// Makes the sends [`Terminals`] handed back, in order, off the caller's lock.
@@ -284,6 +311,22 @@ mod tests {
             rows: 40,
             cols: 100,
         }
+    }
+
+    #[test]
+    fn a_started_job_that_never_opened_its_terminal_ended_started() {
+        let mut t = Terminals::default();
+        let _ends = t.attach(5, "xterm", window()).unwrap();
+        assert!(!t.resized(5, window()), "no terminal to tell yet");
+        t.started(5);
+        let (_, event) = t.job_ended(5, -1).unwrap();
+        assert_eq!(
+            event,
+            ToClient::Ended {
+                started: true,
+                exit_status: -1
+            }
+        );
     }
 
     #[test]
@@ -356,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_kept_for_the_start_and_nonsense_is_the_default() {
+    fn sizes_are_kept_for_the_start() {
         let mut t = Terminals::default();
         let _ends = t.attach(9, "xterm", window()).unwrap();
         t.resized(

@@ -1655,7 +1655,16 @@ fn alter_one(
             "Account_Name" => job.account = Some(valid_account(v)?),
             "Priority" => job.priority = valid_priority(v).map_err(fail)?,
             "Rerunable" => {
-                job.rerunable = parse_bool(v).ok_or_else(|| fail(bad_value("Rerunable")))?
+                let rerunable = parse_bool(v).ok_or_else(|| fail(bad_value("Rerunable")))?;
+                // Its terminal goes with its run: a second run would have no one at it.
+                if rerunable && job.interactive.is_some() {
+                    return Err(fail(PbsError::new(
+                        pbse::BADATVAL,
+                        "an interactive job is not rerunable",
+                        "",
+                    )));
+                }
+                job.rerunable = rerunable;
             }
             "Execution_Time" => {
                 job.execution_time = Some(v.parse().map_err(|_| fail(bad_value("Execution_Time")))?)

@@ -355,6 +355,10 @@ impl MomSession for MomService {
 /// sizes down, until the MOM closes its stream (the job's shell and everything holding its
 /// terminal are gone; then this side closes too, which tells the MOM all was read), the qsub
 /// is gone, or the server stops. Then tells the qsub the job ended, if that is recorded.
+///
+/// The two directions are pumped independently: a paste that fills the way down must not
+/// stop the output that qsub must read before it can send more (a cycle that would stall
+/// the session for good).
 async fn relay_terminal(
     shared: Arc<Shared>,
     seq: u64,
@@ -367,48 +371,65 @@ async fn relay_terminal(
     let crate::interactive::RelayEnds {
         to_client,
         mut input,
+        window,
     } = relay;
     if to_client.send(ToClient::Ready(node.clone())).await.is_err() {
         return;
     }
-    loop {
-        tokio::select! {
-            frame = inbound.message() => match frame {
+    let up = async {
+        loop {
+            match inbound.message().await {
                 Ok(Some(TerminalFromMom {
                     kind: Some(terminal_from_mom::Kind::Output(bytes)),
                 })) => {
                     if to_client.send(ToClient::Output(bytes)).await.is_err() {
-                        break;
+                        return;
                     }
                 }
                 Ok(Some(_)) => {
                     warn!(node = %node, job = seq, "unexpected message on a terminal stream; closed");
-                    break;
+                    return;
                 }
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(e) => {
                     warn!(node = %node, job = seq, "terminal stream failed: {e}");
-                    break;
+                    return;
                 }
-            },
-            keys = input.recv() => match keys {
-                Some(keys) => {
-                    let kind = match keys {
-                        ToTerminal::Input(bytes) => terminal_to_mom::Kind::Input(bytes),
-                        ToTerminal::Window(w) => terminal_to_mom::Kind::Window(WindowSize {
-                            rows: w.rows.into(),
-                            cols: w.cols.into(),
-                        }),
-                    };
-                    if to_mom.send(TerminalToMom { kind: Some(kind) }).await.is_err() {
-                        break;
-                    }
-                }
-                // The qsub is gone: the MOM hangs the terminal up when this side closes.
-                None => break,
-            },
-            _ = shutdown.recv() => return,
+            }
         }
+    };
+    let down = async {
+        // The size qsub's window has now: it may have changed since the job's StartRun.
+        let mut next = Some(ToTerminal::Window(window));
+        loop {
+            let keys = match next.take() {
+                Some(keys) => keys,
+                // The qsub is gone: the MOM hangs the terminal up when this side closes.
+                None => match input.recv().await {
+                    Some(keys) => keys,
+                    None => return,
+                },
+            };
+            let kind = match keys {
+                ToTerminal::Input(bytes) => terminal_to_mom::Kind::Input(bytes),
+                ToTerminal::Window(w) => terminal_to_mom::Kind::Window(WindowSize {
+                    rows: w.rows.into(),
+                    cols: w.cols.into(),
+                }),
+            };
+            if to_mom
+                .send(TerminalToMom { kind: Some(kind) })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+        _ = shutdown.recv() => return,
     }
     drop((to_mom, to_client));
     let end = shared.core.lock().await.state.terminals.relay_closed(seq);

@@ -354,9 +354,15 @@ impl State {
                     self.release(job.seq, &host);
                 }
             }
-            if job.interactive.is_some() && job.state == JobState::Completed {
-                let status = job.exit_status.unwrap_or_default();
-                to_qsubs.extend(self.terminals.job_ended(job.seq, status));
+            if job.interactive.is_some() {
+                match job.state {
+                    JobState::Running => self.terminals.started(job.seq),
+                    JobState::Completed => {
+                        let status = job.exit_status.unwrap_or_default();
+                        to_qsubs.extend(self.terminals.job_ended(job.seq, status));
+                    }
+                    _ => {}
+                }
             }
             if job.state == JobState::Running {
                 let host = job.exec_host.clone();

@@ -584,17 +584,35 @@ impl Cluster {
     /// the test holds, its controlling terminal, sized 24 × 80), as a user at a terminal
     /// would run `qsub -I`.
     pub fn on_terminal(&self, program: &str, args: &[&str]) -> Terminal {
-        let pty = nix::pty::openpty(
-            Some(&nix::pty::Winsize {
-                ws_row: 24,
-                ws_col: 80,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            }),
-            None,
+        // Close-on-exec from the start: the other tests' children must not inherit it.
+        use nix::fcntl::OFlag;
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .expect("posix_openpt");
+        nix::pty::grantpt(&master).expect("grantpt");
+        nix::pty::unlockpt(&master).expect("unlockpt");
+        let slave_path = nix::pty::ptsname_r(&master).expect("ptsname");
+        // SAFETY: the descriptor was just opened and is owned by `master` alone until here.
+        let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+        let slave = nix::fcntl::open(
+            slave_path.as_str(),
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
         )
-        .expect("openpty");
-        let slave = pty.slave;
+        .expect("open the pty's slave");
+        // SAFETY: a descriptor open(2) just returned, owned by nothing else.
+        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+        assert_eq!(
+            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
+            0
+        );
         let mut cmd = self.command(program, Some(&self.user.clone()));
         cmd.args(args)
             .env("TERM", "capstan-test-term")
@@ -613,7 +631,7 @@ impl Cluster {
         let child = cmd.spawn().expect("spawn on a terminal");
         drop(cmd);
         let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let reader = fs::File::from(pty.master.try_clone().expect("dup pty master"));
+        let reader = fs::File::from(master.try_clone().expect("dup pty master"));
         let sink = std::sync::Arc::clone(&output);
         std::thread::spawn(move || {
             use std::io::Read;
@@ -631,7 +649,7 @@ impl Cluster {
         });
         Terminal {
             child,
-            master: fs::File::from(pty.master),
+            master: fs::File::from(master),
             output,
         }
     }

@@ -90,6 +90,16 @@ fn an_interactive_job_goes_with_its_qsub() {
     assert_eq!(terminal.wait(T).code(), Some(0));
     assert_eq!(c.job_state(&held).as_deref(), Some("C"));
 
+    // Its terminal goes with its run: it may not be made rerunnable.
+    let mut terminal = c.on_terminal("qsub", &["-I", "-h"]);
+    let kept = waiting_for(&terminal);
+    let out = c.run("qalter", &["-r", "y", &kept]);
+    assert_ne!(code(&out), 0, "qalter -r y of an interactive job must be refused");
+    assert_contains(&stderr(&out), "an interactive job is not rerunable");
+    assert_eq!(c.job_attr(&kept, "Rerunable").as_deref(), Some("False"));
+    terminal.child.kill().expect("kill qsub");
+    c.wait_state(&kept, "C", T);
+
     // Deleted by someone else while it waits: Torque's "apparently deleted", status 1.
     let mut terminal = c.on_terminal("qsub", &["-I", "-h"]);
     let deleted = waiting_for(&terminal);
@@ -127,6 +137,19 @@ fn an_interactive_job_goes_with_its_qsub() {
     terminal.expect(&format!("qsub: job {pasted} completed"), T);
     assert_eq!(terminal.wait(T).code(), Some(0));
     assert_eq!(c.job_attr(&pasted, "exit_status").as_deref(), Some("7"));
+
+    // A paste larger than every buffer on the way, echoed back as it is typed: keys and
+    // output move at once, neither waits for the other.
+    let mut terminal = c.on_terminal("qsub", &["-I"]);
+    let echoed = waiting_for(&terminal);
+    terminal.expect("ready", T);
+    terminal.type_keys("cat > /dev/null; echo cat-done\n");
+    let line = format!("{}\n", "p".repeat(1023));
+    terminal.type_in_background(line.repeat(4096) + "\x04");
+    terminal.expect("cat-done", Duration::from_secs(60));
+    terminal.type_keys("exit\n");
+    terminal.expect(&format!("qsub: job {echoed} completed"), T);
+    assert_eq!(terminal.wait(T).code(), Some(0));
 
     // Walltime is enforced, and the kill notice shown on the terminal.
     let mut terminal = c.on_terminal("qsub", &["-I", "-l", "walltime=1"]);

@@ -206,7 +206,9 @@ async fn session(
     say(&format!("qsub: waiting for job {job_id} to start\n"));
 
     let (lines_tx, mut lines) = mpsc::channel(4);
-    let (keys_tx, mut keys) = mpsc::channel::<Vec<u8>>(64);
+    let (keys_tx, keys) = mpsc::channel::<Vec<u8>>(64);
+    // Until the job runs; then a task of its own carries them (see below).
+    let mut keys = Some(keys);
     let signals = || -> Result<_, QsubError> {
         let cannot =
             |e: std::io::Error| QsubError::fatal(format!("qsub: cannot catch signals: {e}"), 1);
@@ -243,6 +245,20 @@ async fn session(
                             read_stdin(lines_tx.clone(), keys_tx.clone());
                             reading = true;
                         }
+                        // Keys go up on their own: a paste waiting for room must not stop
+                        // this loop reading the output, which the server must be rid of
+                        // before it takes more keys.
+                        if let Some(mut keys) = keys.take() {
+                            let tx = tx.clone();
+                            tokio::spawn(async move {
+                                while let Some(bytes) = keys.recv().await {
+                                    let kind = interactive_input::Kind::Input(bytes);
+                                    if tx.send(input(kind)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                        }
                     }
                     Some(interactive_output::Kind::Output(bytes)) => {
                         let mut out = std::io::stdout().lock();
@@ -270,15 +286,10 @@ async fn session(
                     }
                 }
             }
-            Some(bytes) = keys.recv(), if started => {
-                if tx.send(input(interactive_input::Kind::Input(bytes))).await.is_err() {
-                    drop(raw.take());
-                    return Err(QsubError::fatal("qsub: lost contact with the server", 1));
-                }
-            }
             _ = resized.recv() => {
+                // Never waited for: a size that finds no room is followed by the next one.
                 if let Some(w) = window_of(std::io::stdin().as_fd()) {
-                    let _ = tx.send(input(interactive_input::Kind::Window(w))).await;
+                    let _ = tx.try_send(input(interactive_input::Kind::Window(w)));
                 }
             }
             _ = suspend.recv(), if !started => {
@@ -307,7 +318,9 @@ async fn session(
                     return Ok(0);
                 }
                 // Keys typed while waiting went to the question, not to the job.
-                while keys.try_recv().is_ok() {}
+                if let Some(keys) = keys.as_mut() {
+                    while keys.try_recv().is_ok() {}
+                }
             }
         }
     }
