@@ -94,7 +94,11 @@ fn an_interactive_job_goes_with_its_qsub() {
     let mut terminal = c.on_terminal("qsub", &["-I", "-h"]);
     let kept = waiting_for(&terminal);
     let out = c.run("qalter", &["-r", "y", &kept]);
-    assert_ne!(code(&out), 0, "qalter -r y of an interactive job must be refused");
+    assert_ne!(
+        code(&out),
+        0,
+        "qalter -r y of an interactive job must be refused"
+    );
     assert_contains(&stderr(&out), "an interactive job is not rerunable");
     assert_eq!(c.job_attr(&kept, "Rerunable").as_deref(), Some("False"));
     terminal.child.kill().expect("kill qsub");
