@@ -149,6 +149,21 @@ for _ in $(seq 1 "$n_lat"); do
 done
 lat_ms=$(printf '%s\n' "${lats[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
+# 2b. An interactive job's round trip on an idle cluster: `qsub -I -x` of a script that
+# prints a line, from the call to its return (submission, the job started on a pseudo-terminal,
+# its line relayed back through the server, its end).
+printf '#!/bin/sh\necho interactive-ok\n' >inter.sh
+chmod 755 inter.sh
+its=()
+for _ in $(seq 1 "$n_lat"); do
+    a=$(now_us)
+    out=$(qsub -I -x "$PWD/inter.sh" </dev/null)
+    b=$(now_us)
+    [[ $out == *interactive-ok* ]] || { echo "measure.sh: qsub -I -x printed: $out" >&2; exit 1; }
+    its+=("$((b - a))")
+done
+inter_ms=$(printf '%s\n' "${its[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
+
 # 3. Drain, with the MOMs' default login shells, and its floor.
 read -r drain_s drain_rate drain_cpu server_cpu moms_cpu reaped_cpu drain_steal < <(drain)
 read -r floor_rate floor_cpu < <(floor -l)
@@ -163,5 +178,5 @@ for _ in $(seq 1 "$qstat_reps"); do
 done
 qstat_ms=$(printf '%s\n' "${qts[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
-echo "qsub_ms=$qsub_ms lat_ms=$lat_ms drain_s=$drain_s drain_rate=$drain_rate floor_rate=$floor_rate known=$known qstat_ms=$qstat_ms" \
+echo "qsub_ms=$qsub_ms lat_ms=$lat_ms inter_ms=$inter_ms drain_s=$drain_s drain_rate=$drain_rate floor_rate=$floor_rate known=$known qstat_ms=$qstat_ms" \
     "drain_cpu=$drain_cpu server_cpu=$server_cpu moms_cpu=$moms_cpu reaped_cpu=$reaped_cpu drain_steal=$drain_steal floor_cpu=$floor_cpu"

@@ -7,13 +7,15 @@
 # Measures (counts as in throughput.sh):
 #   1. sequential submit: N `sbatch -H` one after another, ms per call
 #   2. submit -> running: on an idle cluster, from `sbatch` returning to the job's first line
-#      (which writes ${EPOCHREALTIME/./}), median in ms
+#      (which writes ${EPOCHREALTIME/./}), median in ms; and the interactive round trip:
+#      `srun` of a script that prints a line, from the call to its return, median in ms
 #   3. drain: N trivial held jobs released at once with one `scontrol release`, jobs/s until
 #      none is pending, configuring, running or completing
 #   4. status listing: `squeue -t all` (all known jobs, completed ones included, as qstat
 #      lists them) with n_qstat jobs known, median in ms
-# and prints, as its last lines, one human line and then exactly these four:
-#   slurm_qsub_ms=.. slurm_latency_ms=.. slurm_drain_jobs_per_s=.. slurm_qstat_ms=..
+# and prints, as its last lines, one human line and then exactly these five:
+#   slurm_qsub_ms=.. slurm_latency_ms=.. slurm_interactive_ms=.. slurm_drain_jobs_per_s=..
+#   slurm_qstat_ms=..  (slurm_interactive_ms is `-` when this Slurm cannot launch steps)
 #
 # The cluster, all in a temporary directory of its own (removed on exit):
 #   - a private munged (own key from mungekey, own socket/pid/log/seed files), never the
@@ -327,6 +329,26 @@ for _ in $(seq 1 "$n_lat"); do
 done
 lat_ms=$(printf '%s\n' "${lats[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
 
+# 2b. Interactive round trip: `srun` of a script that prints a line, from the call to its
+# return (allocation, step launch, the line back to srun, the end): what `qsub -I -x` is
+# measured against. Not every Slurm set-up launches steps; then the row says so.
+printf '#!/bin/sh\necho interactive-ok\n' >inter.sh
+chmod 755 inter.sh
+its=()
+interactive_ms=-
+for _ in $(seq 1 "$n_lat"); do
+    a=$(now_us)
+    out=$(timeout 60 srun -N1 -n1 "$PWD/inter.sh" </dev/null 2>>srun.err) || break
+    b=$(now_us)
+    [[ $out == *interactive-ok* ]] || break
+    its+=("$((b - a))")
+done
+if [ "${#its[@]}" = "$n_lat" ]; then
+    interactive_ms=$(printf '%s\n' "${its[@]}" | median | awk '{printf "%.1f", $1 / 1000}')
+else
+    echo "slurm_reference: srun failed; no interactive reference: $(tail -n 3 srun.err 2>/dev/null)" >&2
+fi
+
 # 3. Drain: held trivial jobs, released all at once, until none is left unfinished.
 ids=()
 for _ in $(seq 1 "$n_drain"); do
@@ -363,8 +385,9 @@ phase=finished
 version=$(sbatch --version | awk '{print $2}')
 where=$([ "${SLURM_REF_NETNS:-0}" != 0 ] && echo "private net namespace, lo only" || echo "loopback")
 sched=${SLURM_REF_SCHEDULER_PARAMETERS:+, SchedulerParameters=$SLURM_REF_SCHEDULER_PARAMETERS}
-echo "Slurm $version reference on $(nproc) cores ($where; 4 slurmd x CPUs=2$sched): sbatch ${qsub_ms} ms/call (n=$n_qsub), sbatch->running ${lat_ms} ms (median of $n_lat), drain $n_drain jobs ${drain_rate} jobs/s (${drain_s} s), squeue -t all with $known jobs ${qstat_ms} ms (median of $qstat_reps)"
+echo "Slurm $version reference on $(nproc) cores ($where; 4 slurmd x CPUs=2$sched): sbatch ${qsub_ms} ms/call (n=$n_qsub), sbatch->running ${lat_ms} ms (median of $n_lat), srun round trip ${interactive_ms} ms (median of $n_lat), drain $n_drain jobs ${drain_rate} jobs/s (${drain_s} s), squeue -t all with $known jobs ${qstat_ms} ms (median of $qstat_reps)"
 echo "slurm_qsub_ms=$qsub_ms"
 echo "slurm_latency_ms=$lat_ms"
+echo "slurm_interactive_ms=$interactive_ms"
 echo "slurm_drain_jobs_per_s=$drain_rate"
 echo "slurm_qstat_ms=$qstat_ms"

@@ -5,7 +5,9 @@
 #
 # Measures:
 #   1. sequential qsub: N held jobs submitted one after another (each durable on return)
-#   2. qsub -> running: on an idle cluster, from qsub returning to the job's first line
+#   2. qsub -> running: on an idle cluster, from qsub returning to the job's first line; and
+#      an interactive job's round trip (`qsub -I -x` of a script printing a line, against
+#      Slurm's `srun` of it)
 #   3. drain: 1000 trivial jobs released at once, until the last is complete; and, as the
 #      reference for it, the rate at which this machine can merely start those jobs' login
 #      shells (Torque runs each job through one) with no scheduler at all. Then, after the
@@ -146,7 +148,7 @@ eval "$results"
 cd "$repo"
 cleanup
 trap - EXIT
-slurm_qsub_ms=- slurm_latency_ms=- slurm_drain_jobs_per_s=- slurm_qstat_ms=-
+slurm_qsub_ms=- slurm_latency_ms=- slurm_interactive_ms=- slurm_drain_jobs_per_s=- slurm_qstat_ms=-
 ref_note="reference skipped (--no-reference)"
 if [ -n "$reference" ]; then
     if ref=$("$repo/bench/slurm_reference.sh" "${quick[@]}" 2>"/tmp/capstan-slurm-ref.$$.log"); then
@@ -171,6 +173,7 @@ commands linked $commands_linked
 |---|---|---|---|---|
 | sequential qsub, ms per call (n=$n_qsub) | $qsub_ms | $slurm_qsub_ms | $(ratio "$qsub_ms" "$slurm_qsub_ms" 0) faster | <= 2 |
 | qsub returned -> job running, ms (median of $n_lat) | $lat_ms | $slurm_latency_ms | $(ratio "$lat_ms" "$slurm_latency_ms" 0) faster | <= 20 |
+| interactive round trip, \`qsub -I -x\` vs \`srun\`, ms (median of $n_lat) | $inter_ms | $slurm_interactive_ms | $(ratio "$inter_ms" "$slurm_interactive_ms" 0) faster | - |
 | drain $n_drain trivial jobs, jobs/s | $drain_rate ($drain_s s) | $slurm_drain_jobs_per_s | $(ratio "$drain_rate" "$slurm_drain_jobs_per_s" 1) the rate | >= 500 |
 | qstat with $known jobs, ms (median of $qstat_reps) | $qstat_ms | $slurm_qstat_ms | $(ratio "$qstat_ms" "$slurm_qstat_ms" 0) faster | <= 15 |
 | floor: the same $n_drain jobs' login shells, no scheduler, jobs/s | $floor_rate | - | Capstan's drain: $(share "$drain_rate" "$floor_rate") of it | - |
