@@ -246,12 +246,6 @@ pub enum Event {
         run_id: u64,
         result: RunResult,
     },
-    /// An interactive run's shell was released: its terminal's master side, for the session
-    /// to relay (see `terminal`).
-    Terminal {
-        run_id: u64,
-        master: crate::terminal::Master,
-    },
 }
 
 /// A run this MOM holds, for Hello.

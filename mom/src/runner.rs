@@ -49,6 +49,7 @@
 //! to survive a MOM restart.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -188,6 +189,8 @@ pub struct Runner {
     /// (`sync_idle`): the next result written wakes it (`result_written`).
     sync_idle: AtomicBool,
     result_written: tokio::sync::Notify,
+    /// Where interactive runs' terminals dial (set by the session when it connects).
+    terminal_endpoint: Mutex<Option<tonic::transport::Endpoint>>,
 }
 
 /// How long a supervisor whose MOM is gone lets the job run before killing it: a margin
@@ -238,7 +241,16 @@ impl Runner {
             boot_id,
             sync_idle: AtomicBool::new(false),
             result_written: tokio::sync::Notify::new(),
+            terminal_endpoint: Mutex::new(None),
         })
+    }
+
+    /// How interactive runs' terminals dial the server: as the session does (see `session`).
+    pub fn set_terminal_endpoint(&self, endpoint: tonic::transport::Endpoint) {
+        *self
+            .terminal_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
     }
 
     /// The server's lost grace (Welcome): runs started from now on are killed by their
@@ -851,6 +863,12 @@ impl Runner {
             }
             return;
         }
+        // An interactive job's terminal is open at the server before its shell runs, as
+        // Torque's MOM reaches qsub first: its qsub hears `ready` before any output, and a
+        // shell that is over at once still has its output relayed, not lost to the race.
+        if let Some(master) = l.terminal {
+            self.open_terminal(run_id, master, terminal_done);
+        }
         tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
         if let Err(e) = link.go() {
             tracing::warn!(run = run_id, job = %spec.job_id, "supervisor gone before the release: {e}");
@@ -860,16 +878,35 @@ impl Runner {
             session_id: l.pid,
             start_time,
         });
-        if let Some(master) = l.terminal {
-            self.emit(Event::Terminal {
-                run_id,
-                master: crate::terminal::Master::new(master, terminal_done),
-            });
-        }
         self.spawn_waiter(run_id, link, l.supervisor);
         if record.walltime_limit_secs > 0 {
             self.spawn_walltime(run_id, l.pid, record.walltime_limit_secs, done_rx);
         }
+    }
+
+    /// Starts the relay of run `run_id`'s terminal (see `terminal`) and waits until the
+    /// server has accepted it, or the relay gave up (then the shell runs on a terminal that
+    /// is hung up, and ends at once). Blocking: called where the run is released.
+    fn open_terminal(&self, run_id: u64, master: OwnedFd, ended: watch::Receiver<bool>) {
+        let endpoint = self
+            .terminal_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(endpoint) = endpoint else {
+            tracing::warn!(
+                run = run_id,
+                "no server to relay the job's terminal to; it hangs up"
+            );
+            return;
+        };
+        let (opened, open) = std::sync::mpsc::sync_channel(1);
+        let node = self.node_name.clone();
+        self.rt.spawn(crate::terminal::relay(
+            endpoint, node, run_id, master, ended, opened,
+        ));
+        // The relay's own patience bounds this; a relay that ended sends nothing.
+        let _ = open.recv();
     }
 
     /// The released run's waiter, on a blocking thread: holds the pipes to its supervisor

@@ -160,20 +160,11 @@ impl Session {
         let channel = endpoint.connect().await?;
         let mut client = MomSessionClient::new(channel);
 
+        // Interactive runs' terminals dial as the session does (see `terminal`).
+        self.runner.set_terminal_endpoint(endpoint.clone());
         // Events queued while disconnected are covered by Hello and the
-        // re-sent results below; drop them rather than send them twice. Not a terminal:
-        // dropped, it would hang up its job's shell (its relay dials for itself).
-        while let Ok(event) = self.events.try_recv() {
-            if let Event::Terminal { run_id, master } = event {
-                let node = self.opts.node_name.clone();
-                tokio::spawn(crate::terminal::relay(
-                    endpoint.clone(),
-                    node,
-                    run_id,
-                    master,
-                ));
-            }
-        }
+        // re-sent results below; drop them rather than send them twice.
+        while self.events.try_recv().is_ok() {}
         let (tx, rx) = mpsc::channel::<MomMessage>(64);
         let hello = Hello {
             node_name: self.opts.node_name.clone(),
@@ -223,16 +214,7 @@ impl Session {
                     send(&tx, mom_message::Kind::Status(report)).await?;
                 }
                 Some(event) = self.events.recv() => {
-                    if let Event::Terminal { run_id, master } = event {
-                        tokio::spawn(crate::terminal::relay(
-                            endpoint.clone(),
-                            self.opts.node_name.clone(),
-                            run_id,
-                            master,
-                        ));
-                    } else if let Some(kind) = event_to_wire(event) {
-                        send(&tx, kind).await?;
-                    }
+                    send(&tx, event_to_wire(event)).await?;
                 }
                 _ = self.hangup.recv() => {
                     let c = Arc::clone(&self.collector);
@@ -380,10 +362,8 @@ fn ended_to_wire(run_id: u64, r: RunResult) -> mom_message::Kind {
     })
 }
 
-/// An event for the server, as it goes on the session (`None`: it does not: a terminal,
-/// which gets a stream of its own).
-fn event_to_wire(e: Event) -> Option<mom_message::Kind> {
-    Some(match e {
+fn event_to_wire(e: Event) -> mom_message::Kind {
+    match e {
         Event::Started {
             run_id,
             session_id,
@@ -394,8 +374,7 @@ fn event_to_wire(e: Event) -> Option<mom_message::Kind> {
             start_time,
         }),
         Event::Ended { run_id, result } => ended_to_wire(run_id, result),
-        Event::Terminal { .. } => return None,
-    })
+    }
 }
 
 fn status_to_wire(r: NodeReport) -> NodeStatus {

@@ -9,16 +9,17 @@
 //! Why its own: HTTP/2's flow control has a window per connection, and a terminal whose user
 //! stops reading would hold the session's and stall its status reports and job ends.
 //!
-//! Lifetimes, as in Torque: the shell ends, every holder of the slave closes it, and a read
-//! of the master fails (EIO): the relay closes its stream, and the server tells qsub. The
+//! Lifetimes, as in Torque: the relay's stream is open at the server (paired with the job's
+//! qsub) before the runner lets the shell run, as Torque's MOM reaches qsub first. The shell
+//! ends, every holder of the slave closes it, and a read of the master fails (EIO), or the
+//! run is over by its supervisor's word: the relay closes its stream, and the server tells
+//! qsub. The
 //! other way, when qsub goes away (or the server, or this MOM) the master is closed, and
 //! the kernel hangs the terminal up: the shell gets SIGHUP, as a login session does when its
 //! connection drops.
 
-use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use capstan_proto::v1::mom_session_client::MomSessionClient;
 use capstan_proto::v1::{terminal_from_mom, terminal_to_mom, TerminalFromMom, TerminalOpen};
@@ -31,39 +32,6 @@ use tonic::transport::Endpoint;
 
 /// The most one output frame carries.
 const FRAME: usize = 16 * 1024;
-
-/// An interactive run's master side, handed from the runner to the session, with the run's
-/// end (set once its supervisor reported the shell's end): then the relay takes what is left
-/// to read and closes, even if an escaped process still holds the terminal. Shared only to
-/// travel in [`crate::job::Event`], which is `Clone`; equal when it is the same descriptor.
-#[derive(Clone)]
-pub struct Master {
-    fd: Arc<OwnedFd>,
-    ended: watch::Receiver<bool>,
-}
-
-impl Master {
-    pub fn new(fd: OwnedFd, ended: watch::Receiver<bool>) -> Master {
-        Master {
-            fd: Arc::new(fd),
-            ended,
-        }
-    }
-}
-
-impl PartialEq for Master {
-    fn eq(&self, other: &Master) -> bool {
-        Arc::ptr_eq(&self.fd, &other.fd)
-    }
-}
-
-impl Eq for Master {}
-
-impl fmt::Debug for Master {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Master(fd {})", self.fd.as_raw_fd())
-    }
-}
 
 /// A pseudo-terminal made for a run: the master the MOM keeps and the slave's path, which the
 /// job's shell opens as its user.
@@ -154,14 +122,18 @@ fn set_window(master: &impl AsRawFd, rows: u16, cols: u16) -> Result<(), Errno> 
 }
 
 /// Relays run `run_id`'s terminal until its shell and everything holding the terminal are
-/// gone, or the server's side of the stream ends; then closes the master (see the module
-/// comment). Never fails: what goes wrong is logged, and the terminal hangs up.
-pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: Master) {
-    let Master { fd, mut ended } = master;
-    let Ok(master) = Arc::try_unwrap(fd) else {
-        tracing::warn!(run = run_id, "terminal handed over twice; not relayed");
-        return;
-    };
+/// gone (EIO, or `ended`: the run is over, whatever still holds it), or the server's side of
+/// the stream ends; then closes the master (see the module comment). Says on `opened` when
+/// the server has accepted the stream, before which the runner holds the shell back. Never
+/// fails: what goes wrong is logged, and the terminal hangs up.
+pub async fn relay(
+    endpoint: Endpoint,
+    node_name: String,
+    run_id: u64,
+    master: OwnedFd,
+    mut ended: watch::Receiver<bool>,
+    opened: std::sync::mpsc::SyncSender<()>,
+) {
     if let Err(e) = fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
         tracing::warn!(run = run_id, "cannot relay the job's terminal: {e}");
         return;
@@ -209,7 +181,11 @@ pub async fn relay(endpoint: Endpoint, node_name: String, run_id: u64, master: M
         }
     };
     let mut inbound = match client.terminal(ReceiverStream::new(rx)).await {
-        Ok(response) => response.into_inner(),
+        Ok(response) => {
+            // The server paired it with the job's qsub: the shell may run.
+            let _ = opened.send(());
+            response.into_inner()
+        }
         Err(e) => {
             tracing::warn!(
                 run = run_id,

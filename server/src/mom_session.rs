@@ -247,6 +247,18 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
 /// How long a new session may take to introduce itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The first message of a MOM's stream, which must come within [`HELLO_TIMEOUT`] (`what`
+/// names it in the refusal).
+async fn first_message<T>(
+    request: &mut Request<Streaming<T>>,
+    what: &str,
+) -> Result<Option<T>, Status> {
+    tokio::time::timeout(HELLO_TIMEOUT, request.get_mut().message())
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("no {what} received")))?
+        .map_err(|e| Status::invalid_argument(format!("reading {what}: {e}")))
+}
+
 type OutStream = Pin<Box<dyn Stream<Item = Result<ServerMessage, Status>> + Send + 'static>>;
 type TerminalOut = Pin<Box<dyn Stream<Item = Result<TerminalToMom, Status>> + Send + 'static>>;
 
@@ -261,10 +273,7 @@ impl MomSession for MomService {
         &self,
         mut request: Request<Streaming<TerminalFromMom>>,
     ) -> Result<Response<TerminalOut>, Status> {
-        let first = tokio::time::timeout(HELLO_TIMEOUT, request.get_mut().message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no TerminalOpen received"))?
-            .map_err(|e| Status::invalid_argument(format!("reading TerminalOpen: {e}")))?;
+        let first = first_message(&mut request, "TerminalOpen").await?;
         let open = match first.and_then(|m| m.kind) {
             Some(terminal_from_mom::Kind::Open(open)) => open,
             _ => return Err(Status::invalid_argument("the first message must be open")),
@@ -311,10 +320,7 @@ impl MomSession for MomService {
         &self,
         mut request: Request<Streaming<MomMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        let first = tokio::time::timeout(HELLO_TIMEOUT, request.get_mut().message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no Hello received"))?
-            .map_err(|e| Status::invalid_argument(format!("reading Hello: {e}")))?;
+        let first = first_message(&mut request, "Hello").await?;
         let hello = match first.and_then(|m| m.kind) {
             Some(mom_message::Kind::Hello(h)) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),

@@ -820,3 +820,174 @@ async fn a_listing_named_again_is_not_built_again() {
     assert_eq!(reply.table.unwrap().name_ends.len(), 3);
     server.stop().await;
 }
+
+/// A scripted MOM's `Terminal` stream for run `run_id`, claiming to be `node` over `node`'s
+/// certificate: its sender and, if the server accepted it, the server's side.
+async fn open_terminal(
+    server: &Running,
+    node: &str,
+    run_id: u64,
+) -> (
+    mpsc::Sender<pb::TerminalFromMom>,
+    Result<tonic::Streaming<pb::TerminalToMom>, tonic::Status>,
+) {
+    let mut c = MomSessionClient::new(tls_channel(server, node).await);
+    let (tx, rx) = mpsc::channel(16);
+    let open = pb::terminal_from_mom::Kind::Open(pb::TerminalOpen {
+        run_id,
+        node_name: node.into(),
+    });
+    tx.send(pb::TerminalFromMom { kind: Some(open) })
+        .await
+        .unwrap();
+    let answer = c
+        .terminal(ReceiverStream::new(rx))
+        .await
+        .map(|r| r.into_inner());
+    (tx, answer)
+}
+
+async fn next_output(
+    stream: &mut tonic::Streaming<pb::InteractiveOutput>,
+) -> pb::interactive_output::Kind {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("timed out waiting for the server")
+        .unwrap()
+        .expect("stream open")
+        .kind
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_terminal_pairs_its_qsub_with_its_own_mom_only() {
+    let dir = setup("n1 np=1\nn2 np=1\n");
+    let server = launch(dir.path()).await;
+    let mut c = client(&server.socket).await;
+    let mut n1 = Mom::connect(&server, "n1", vec![]).await.unwrap();
+    let _n2 = Mom::connect(&server, "n2", vec![]).await.unwrap();
+
+    // qsub -I: the submission first, on the stream that then carries the terminal.
+    let (keys, rx) = mpsc::channel(16);
+    let submit = pb::InteractiveSubmit {
+        request: Some(pb::SubmitRequest {
+            attrs: vec![text("Job_Name", "STDIN"), res("nodes", "1")],
+            script: Vec::new(),
+            destination: String::new(),
+        }),
+        term: "xterm-test".into(),
+        window: Some(pb::WindowSize {
+            rows: 30,
+            cols: 100,
+        }),
+        command: String::new(),
+    };
+    let input = |kind| pb::InteractiveInput { kind: Some(kind) };
+    keys.send(input(pb::interactive_input::Kind::Submit(submit)))
+        .await
+        .unwrap();
+    let mut qsub = c
+        .interactive(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    match next_output(&mut qsub).await {
+        pb::interactive_output::Kind::Submitted(reply) => {
+            assert_eq!(reply.job_id, "0.vm", "{:?}", reply.error)
+        }
+        other => panic!("expected submitted, got {other:?}"),
+    }
+    let start = match n1.next().await {
+        pb::server_message::Kind::Start(s) => s,
+        other => panic!("expected StartRun, got {other:?}"),
+    };
+    let terminal = start.terminal.clone().expect("an interactive StartRun");
+    assert_eq!(terminal.term, "xterm-test");
+    assert_eq!(
+        terminal.window,
+        Some(pb::WindowSize {
+            rows: 30,
+            cols: 100
+        })
+    );
+    let env = |name: &str| {
+        start
+            .env
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.clone())
+    };
+    assert_eq!(env("PBS_ENVIRONMENT").as_deref(), Some("PBS_INTERACTIVE"));
+    let attrs = stat(&mut c, "0.vm").await;
+    assert_eq!(get(&attrs, "interactive"), Some("True"));
+    assert_eq!(get(&attrs, "Rerunable"), Some("False"));
+
+    // Another node cannot open the job's terminal, whatever it claims.
+    let (_, refused) = open_terminal(&server, "n2", start.run_id).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::NotFound);
+
+    // The mother superior can, once; qsub hears `ready`, and the size comes first.
+    let (output, accepted) = open_terminal(&server, "n1", start.run_id).await;
+    let mut to_mom = accepted.expect("the mother superior's terminal");
+    match next_output(&mut qsub).await {
+        pb::interactive_output::Kind::Ready(node) => assert_eq!(node, "n1"),
+        other => panic!("expected ready, got {other:?}"),
+    }
+    let (_, again) = open_terminal(&server, "n1", start.run_id).await;
+    assert_eq!(again.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    let next_down = |m: Option<pb::TerminalToMom>| m.and_then(|m| m.kind).expect("a message");
+    match next_down(to_mom.message().await.unwrap()) {
+        pb::terminal_to_mom::Kind::Window(w) => assert_eq!((w.rows, w.cols), (30, 100)),
+        other => panic!("expected the window first, got {other:?}"),
+    }
+
+    // Keys down, output up.
+    keys.send(input(pb::interactive_input::Kind::Input(b"ls\r".to_vec())))
+        .await
+        .unwrap();
+    match next_down(to_mom.message().await.unwrap()) {
+        pb::terminal_to_mom::Kind::Input(bytes) => assert_eq!(bytes, b"ls\r"),
+        other => panic!("expected keys, got {other:?}"),
+    }
+    let out = pb::terminal_from_mom::Kind::Output(b"file\r\n".to_vec());
+    output
+        .send(pb::TerminalFromMom { kind: Some(out) })
+        .await
+        .unwrap();
+    match next_output(&mut qsub).await {
+        pb::interactive_output::Kind::Output(bytes) => assert_eq!(bytes, b"file\r\n"),
+        other => panic!("expected output, got {other:?}"),
+    }
+
+    // The end is recorded before the terminal closes: qsub hears it only after the last
+    // output, once the terminal has closed.
+    n1.send(pb::mom_message::Kind::Ended(pb::RunEnded {
+        run_id: start.run_id,
+        exit_status: 3,
+        ..Default::default()
+    }))
+    .await;
+    assert!(matches!(
+        n1.next().await,
+        pb::server_message::Kind::AckEnded(_)
+    ));
+    let last = pb::terminal_from_mom::Kind::Output(b"logout\r\n".to_vec());
+    output
+        .send(pb::TerminalFromMom { kind: Some(last) })
+        .await
+        .unwrap();
+    drop(output);
+    match next_output(&mut qsub).await {
+        pb::interactive_output::Kind::Output(bytes) => assert_eq!(bytes, b"logout\r\n"),
+        other => panic!("expected the last output, got {other:?}"),
+    }
+    match next_output(&mut qsub).await {
+        pb::interactive_output::Kind::Ended(end) => {
+            assert!(end.started);
+            assert_eq!(end.exit_status, 3);
+        }
+        other => panic!("expected ended, got {other:?}"),
+    }
+    assert_eq!(get(&stat(&mut c, "0.vm").await, "exit_status"), Some("3"));
+    server.stop().await;
+}

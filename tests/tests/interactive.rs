@@ -147,10 +147,11 @@ fn an_interactive_job_goes_with_its_qsub() {
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let echoed = waiting_for(&terminal);
     terminal.expect("ready", T);
-    terminal.type_keys("cat > /dev/null; echo cat-done\n");
+    // (What is expected is what the shell prints, not the typed line it echoes.)
+    terminal.type_keys("cat > /dev/null; echo cat-$((1 + 1))-done\n");
     let line = format!("{}\n", "p".repeat(1023));
     terminal.type_in_background(line.repeat(4096) + "\x04");
-    terminal.expect("cat-done", Duration::from_secs(60));
+    terminal.expect("cat-2-done", Duration::from_secs(60));
     terminal.type_keys("exit\n");
     terminal.expect(&format!("qsub: job {echoed} completed"), T);
     assert_eq!(terminal.wait(T).code(), Some(0));
