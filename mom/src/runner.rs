@@ -762,10 +762,13 @@ impl Runner {
         // script is not even looked for here (its path is the user's, maybe on a slow mount).
         let prologues = pelog::names_own_prologue(&l.pelog)
             || self.with_scripts(|scripts| scripts.any_site_prologue());
-        if prologues {
+        // So is an interactive run: its release waits for its terminal to be paired at the
+        // server (see `open_terminal`), a network round trip the session must not wait on.
+        if prologues || l.terminal.is_some() {
             let runner = Arc::clone(self);
-            self.rt
-                .spawn_blocking(move || runner.release(&spec, record, l, orphan_timeout_ms, true));
+            self.rt.spawn_blocking(move || {
+                runner.release(&spec, record, l, orphan_timeout_ms, prologues)
+            });
         } else {
             self.release(&spec, record, l, orphan_timeout_ms, false);
         }
