@@ -15,9 +15,10 @@
 //!
 //! A start has two halves: [`Runner::start`] launches (spool, node file, `TMPDIR`,
 //! the supervisor and its held shell); `release` runs the site's and the job's
-//! prologues (see `pelog`; on a blocking thread of its own when there may be any), then
-//! records the run as running and releases the shell, unless a prologue failed or a qdel or
-//! cancel came meanwhile. At the end, `finish` runs the epilogues (at most once, marked on
+//! prologues (see `pelog`; on a blocking thread of its own when there may be any, or when
+//! the run is interactive), then records the run as running, has an interactive run's
+//! terminal paired at the server (`open_terminal`), and releases the shell, unless a
+//! prologue failed or a qdel or cancel came meanwhile. At the end, `finish` runs the epilogues (at most once, marked on
 //! disk first) before the output is copied.
 //!
 //! Each running job has:
@@ -888,8 +889,10 @@ impl Runner {
     }
 
     /// Starts the relay of run `run_id`'s terminal (see `terminal`) and waits until the
-    /// server has accepted it, or the relay gave up (then the shell runs on a terminal that
-    /// is hung up, and ends at once). Blocking: called where the run is released.
+    /// server has paired it with the job's qsub, or the relay gave up (its master closed,
+    /// the held shell, whose controlling terminal it is, gets SIGHUP and dies before it
+    /// execs: the run ends as killed). Blocking, and bounded by the relay's patience: called
+    /// where the run is released, on a thread of its own.
     fn open_terminal(&self, run_id: u64, master: OwnedFd, ended: watch::Receiver<bool>) {
         let endpoint = self
             .terminal_endpoint
@@ -905,11 +908,19 @@ impl Runner {
         };
         let (opened, open) = std::sync::mpsc::sync_channel(1);
         let node = self.node_name.clone();
-        self.rt.spawn(crate::terminal::relay(
+        let relay = self.rt.spawn(crate::terminal::relay(
             endpoint, node, run_id, master, ended, opened,
         ));
-        // The relay's own patience bounds this; a relay that ended sends nothing.
-        let _ = open.recv();
+        // The relay's patience bounds this (a relay that gave up sends nothing); the margin
+        // is a backstop for a relay stuck past it, which is then stopped.
+        let backstop = crate::terminal::PAIRING_PATIENCE + Duration::from_secs(5);
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = open.recv_timeout(backstop) {
+            tracing::warn!(
+                run = run_id,
+                "the job's terminal relay is stuck; it hangs up"
+            );
+            relay.abort();
+        }
     }
 
     /// The released run's waiter, on a blocking thread: holds the pipes to its supervisor

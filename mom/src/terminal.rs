@@ -157,40 +157,43 @@ pub async fn relay(
         return;
     }
     // Dialled again for a while (the server may be restarting, or the link down for a
-    // moment) before the terminal is given up and its shell hung up.
-    let mut wait = CONNECT_BACKOFF_START;
-    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
-    let mut client = loop {
-        match endpoint.connect().await {
-            Ok(channel) => break MomSessionClient::new(channel),
-            Err(e) if tokio::time::Instant::now() + wait < deadline => {
-                tracing::info!(
-                    run = run_id,
-                    "cannot reach the server for the job's terminal: {e}; again in {wait:?}"
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(CONNECT_BACKOFF_MAX);
+    // moment); the whole pairing, a TLS handshake or an answer that never comes included, is
+    // bounded, after which the terminal is given up and the held shell hung up.
+    let pairing = async {
+        let mut wait = CONNECT_BACKOFF_START;
+        let mut client = loop {
+            match endpoint.connect().await {
+                Ok(channel) => break MomSessionClient::new(channel),
+                Err(e) => {
+                    tracing::info!(
+                        run = run_id,
+                        "cannot reach the server for the job's terminal: {e}; again in {wait:?}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(CONNECT_BACKOFF_MAX);
+                }
             }
-            Err(e) => {
-                tracing::warn!(
-                    run = run_id,
-                    "cannot reach the server for the job's terminal: {e}; it hangs up"
-                );
-                return;
-            }
-        }
+        };
+        client.terminal(ReceiverStream::new(rx)).await
     };
-    let mut inbound = match client.terminal(ReceiverStream::new(rx)).await {
-        Ok(response) => {
+    let mut inbound = match tokio::time::timeout(PAIRING_PATIENCE, pairing).await {
+        Ok(Ok(response)) => {
             // The server paired it with the job's qsub: the shell may run.
             let _ = opened.send(());
             response.into_inner()
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(
                 run = run_id,
                 "the server refused the job's terminal: {}",
                 e.message()
+            );
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                run = run_id,
+                "the job's terminal was not paired within {PAIRING_PATIENCE:?}; it hangs up"
             );
             return;
         }
@@ -289,8 +292,9 @@ pub async fn relay(
     tracing::info!(run = run_id, "the job's terminal closed");
 }
 
-/// How long, and how often, a relay tries to reach the server before its terminal hangs up.
-const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a relay may take to reach the server and have its terminal paired with the
+/// job's qsub before the terminal hangs up (and how often it dials meanwhile).
+pub const PAIRING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 const CONNECT_BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(100);
 const CONNECT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
