@@ -17,12 +17,30 @@ fn waiting_for(terminal: &Terminal) -> String {
     after.split(' ').next().expect("a job id").to_string()
 }
 
+/// Waits for `ready`, then for the shell's prompt (`$ ` ends bash's, whatever the profile
+/// makes of it): keys typed earlier would reach the terminal before the shell reads it.
+fn at_prompt(terminal: &Terminal) {
+    terminal.expect("ready\r\n\r\n", T);
+    assert!(
+        wait_until(T, || {
+            let screen = terminal.text();
+            screen
+                .split("ready\r\n\r\n")
+                .nth(1)
+                .is_some_and(|shell| shell.contains("$ "))
+        }),
+        "no prompt:\n{}",
+        terminal.text()
+    );
+}
+
 #[test]
 fn an_interactive_job_runs_a_login_shell_on_the_users_terminal() {
     let c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let id = waiting_for(&terminal);
     terminal.expect(&format!("qsub: job {id} ready\r\n\r\n"), T);
+    at_prompt(&terminal);
 
     // The job is running, interactive, not rerunnable, and named as Torque names it.
     assert_eq!(c.job_state(&id).as_deref(), Some("R"));
@@ -125,7 +143,7 @@ fn an_interactive_job_goes_with_its_qsub() {
     // Running, its qsub killed: the job's terminal hangs up and the job ends.
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let running = waiting_for(&terminal);
-    terminal.expect("ready", T);
+    at_prompt(&terminal);
     terminal.type_keys("sleep 600\n");
     c.wait_state(&running, "R", T);
     terminal.child.kill().expect("kill qsub");
@@ -135,7 +153,7 @@ fn an_interactive_job_goes_with_its_qsub() {
     // session ends as usual.
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let pasted = waiting_for(&terminal);
-    terminal.expect("ready", T);
+    at_prompt(&terminal);
     terminal.type_keys("sleep 2; exit 7\n");
     terminal.type_in_background(format!("{}\n", "x".repeat(1023)).repeat(2048));
     terminal.expect(&format!("qsub: job {pasted} completed"), T);
@@ -146,7 +164,7 @@ fn an_interactive_job_goes_with_its_qsub() {
     // output move at once, neither waits for the other.
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let echoed = waiting_for(&terminal);
-    terminal.expect("ready", T);
+    at_prompt(&terminal);
     // (What is expected is what the shell prints, not the typed line it echoes.)
     terminal.type_keys("cat > /dev/null; echo cat-$((1 + 1))-done\n");
     let line = format!("{}\n", "p".repeat(1023));
@@ -159,7 +177,7 @@ fn an_interactive_job_goes_with_its_qsub() {
     // Walltime is enforced, and the kill notice shown on the terminal.
     let mut terminal = c.on_terminal("qsub", &["-I", "-l", "walltime=1"]);
     let timed = waiting_for(&terminal);
-    terminal.expect("ready", T);
+    at_prompt(&terminal);
     terminal.type_keys("sleep 600\n");
     terminal.expect("=>> PBS: job killed: walltime", T);
     terminal.expect(&format!("qsub: job {timed} completed"), T);
