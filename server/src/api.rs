@@ -227,6 +227,10 @@ async fn relay_keystrokes(
     mut inbound: Streaming<pb::InteractiveInput>,
     mut shutdown: Shutdown,
 ) {
+    // Whether the job's terminal is open: until then nothing reads the queue towards it, so
+    // nothing is queued (qsub sends no keys before `ready`; a client that did would fill the
+    // queue, and its going away would go unheard).
+    let mut open = false;
     loop {
         let message = tokio::select! {
             message = inbound.message() => message,
@@ -242,16 +246,20 @@ async fn relay_keystrokes(
             }
         };
         let to_terminal = match kind {
-            Some(pb::interactive_input::Kind::Input(bytes)) => ToTerminal::Input(bytes),
+            Some(pb::interactive_input::Kind::Input(bytes)) => {
+                if !open {
+                    open = shared.core.lock().await.state.terminals.is_open(seq);
+                }
+                if !open {
+                    continue;
+                }
+                ToTerminal::Input(bytes)
+            }
             Some(pb::interactive_input::Kind::Window(w)) => {
                 let window = Window::from_wire(w.rows, w.cols);
-                let open = shared
-                    .core
-                    .lock()
-                    .await
-                    .state
-                    .terminals
-                    .resized(seq, window);
+                let core = &mut shared.core.lock().await;
+                // Remembered for the terminal's start; sent only once it is open.
+                open = core.state.terminals.resized(seq, window);
                 if !open {
                     continue;
                 }
@@ -853,8 +861,7 @@ impl Batch for BatchService {
                         Box::pin(async move {
                             let submitted =
                                 jobs::submit(core, &submitter, &input, now_epoch()).await?;
-                            let seq = jobs::parse_job_id(&submitted.id, &core.state.server_name)
-                                .ok_or_else(|| PbsError::new(pbse::SYSTEM, "no job number", ""))?;
+                            let seq = submitted.seq;
                             let ends = core.state.terminals.attach(seq, &term, window).ok_or_else(
                                 || PbsError::new(pbse::SYSTEM, "job already has a terminal", ""),
                             )?;

@@ -71,9 +71,13 @@ pub fn reverse_deps(state: &State) -> ReverseDeps {
                 *waiting_sub_jobs.entry((kind.name(), array)).or_default() += 1;
             }
         }
+        // Each array's size counted once, not once per waiting sub-job.
+        let sizes: HashMap<u64, usize> = waiting_sub_jobs
+            .keys()
+            .map(|&(_, array)| (array, state.sub_jobs(array).count()))
+            .collect();
         let whole = |kind: DepKind, array: u64| {
-            waiting_sub_jobs.get(&(kind.name(), array)).copied()
-                == Some(state.sub_jobs(array).count())
+            waiting_sub_jobs.get(&(kind.name(), array)) == sizes.get(&array)
         };
         let mut shown = std::collections::HashSet::new();
         let items = children

@@ -4,8 +4,8 @@
 //! needs a path from every worker, at either site, to every login node. Here the server dials
 //! no one and MOMs may sit behind NAT or a VPN, so qsub holds one stream to the server
 //! (`Batch.Interactive`), the MOM opens one (`MomSession.Terminal`, authenticated as its
-//! session is) once the job's shell runs on its pseudo-terminal, and the server pairs the two
-//! by the job. Each travels on a connection of its own (qsub's; the MOM dials one per
+//! session is) for the job's pseudo-terminal before it lets the shell run, and the server
+//! pairs the two by the job. Each travels on a connection of its own (qsub's; the MOM dials one per
 //! terminal, and a login node's `trqauthd` one per interactive qsub), because HTTP/2's flow
 //! control has a window per connection: a terminal that stops reading then slows its own
 //! job's output, never a MOM's session or other users' commands.
@@ -160,6 +160,11 @@ impl Terminals {
         }
     }
 
+    /// Whether job `seq`'s terminal is open (its keys have someone to read them).
+    pub fn is_open(&self, seq: u64) -> bool {
+        self.attached.get(&seq).is_some_and(|a| a.relay_open)
+    }
+
     /// Job `seq` started running: from now on its qsub hears `completed`, not
     /// `apparently deleted`, however it ends.
     pub fn started(&mut self, seq: u64) {
@@ -243,18 +248,7 @@ pub async fn delete_orphaned(core: &mut crate::state::Core, now: i64) {
                 JobState::Queued | JobState::Held | JobState::Waiting
             )
         })
-        .map(|j| {
-            let owner = crate::jobs::Caller {
-                uid: j.uid,
-                user: j.euser.clone(),
-                group: j.egroup.clone(),
-                host: j
-                    .owner
-                    .split_once('@')
-                    .map_or(server.clone(), |(_, h)| h.to_string()),
-            };
-            (j.id(&server), owner)
-        })
+        .map(|j| (j.id(&server), crate::jobs::Caller::owner_of(j)))
         .collect();
     for (id, owner) in orphaned {
         delete_as(

@@ -44,6 +44,20 @@ impl Caller {
     pub fn user_at_host(&self) -> String {
         format!("{}@{}", self.user, self.host)
     }
+
+    /// `job`'s owner as a caller: who a queue's ACLs judge it as, and who deletes it when
+    /// the server acts for its owner.
+    pub fn owner_of(job: &Job) -> Caller {
+        Caller {
+            uid: job.uid,
+            user: job.euser.clone(),
+            group: job.egroup.clone(),
+            host: job
+                .owner
+                .split_once('@')
+                .map_or_else(String::new, |(_, host)| host.to_string()),
+        }
+    }
 }
 
 /// A submission, already converted from proto.
@@ -1164,6 +1178,8 @@ fn feasible_request(
 #[derive(Debug)]
 pub struct Submitted {
     pub id: String,
+    /// The job's number (an array's, for `qsub -t`).
+    pub seq: u64,
     pub state: JobState,
 }
 
@@ -1222,7 +1238,7 @@ pub async fn submit(
     let state = jobs[0].state;
     info!(job = %id, user = %caller.user, state = state.letter(), jobs = jobs.len(), "job submitted");
     core.apply_jobs(jobs, now);
-    Ok(Submitted { id, state })
+    Ok(Submitted { id, seq, state })
 }
 
 /// What one id of a `JobAction` names: a job (which `act_on` may not find) or an array's
@@ -2084,16 +2100,7 @@ fn move_job(state: &State, job: &mut Job, destination: &str, now: i64) -> Result
     if !queue.enabled {
         return Err(PbsError::new(pbse::QUNOENB, "", ""));
     }
-    let owner = Caller {
-        uid: job.uid,
-        user: job.euser.clone(),
-        group: job.egroup.clone(),
-        host: job
-            .owner
-            .split_once('@')
-            .map_or_else(String::new, |(_, host)| host.to_string()),
-    };
-    crate::authz::check_queue_acls(queue, &owner)?;
+    crate::authz::check_queue_acls(queue, &Caller::owner_of(job))?;
     // What the old queue's defaults filled in goes; the new queue's fill in (Torque's
     // svr_dequejob / svr_enquejob).
     let mut resources = job.resources.clone();
