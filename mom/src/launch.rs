@@ -42,7 +42,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -93,10 +93,9 @@ pub struct Launched {
     pub pelog: PelogJob,
     /// The job's own `TMPDIR` (`$tmpdir`), if any.
     pub tmpdir: Option<PathBuf>,
-    /// An interactive run's terminal, for the session to relay once the shell is released,
-    /// and its path.
-    pub terminal: Option<OwnedFd>,
-    pub terminal_path: Option<PathBuf>,
+    /// An interactive run's terminal, which the runner has paired at the server before it
+    /// releases the shell (see `terminal`).
+    pub terminal: Option<crate::terminal::Pty>,
 }
 
 /// How runs start, as the MOM's config says (read at each start: a SIGHUP changes it for
@@ -246,16 +245,16 @@ pub fn launch(
     let mut plan = prepare(spec, layout, node_name, options)?;
     plan.orphan_timeout_ms = options.orphan_timeout_ms;
     let made_tmpdir = plan.tmpdir.clone().filter(|_| plan.tmpdir_made);
-    let launched = match &spec.terminal {
-        None => start_supervisor(spec, layout, spawner, plan, None),
-        Some(t) => match crate::terminal::open_pty(plan.uid, t.rows, t.cols) {
-            Ok(pty) => {
-                plan.terminal = Some(pty.slave_path);
-                start_supervisor(spec, layout, spawner, plan, Some(pty.master))
-            }
-            Err(e) => Err(LaunchError(format!("PBS: {e}"))),
-        },
-    };
+    let terminal = spec
+        .terminal
+        .as_ref()
+        .map(|t| crate::terminal::open_pty(plan.uid, t.rows, t.cols))
+        .transpose()
+        .map_err(|e| LaunchError(format!("PBS: {e}")));
+    let launched = terminal.and_then(|terminal| {
+        plan.terminal = terminal.as_ref().map(|pty| pty.slave_path.clone());
+        start_supervisor(spec, layout, spawner, plan, terminal)
+    });
     if let (Err(_), Some(dir)) = (&launched, made_tmpdir) {
         // Made for this launch and never used: gone again (only if still empty).
         let _ = std::fs::remove_dir(dir);
@@ -269,7 +268,7 @@ fn start_supervisor(
     layout: &Layout,
     spawner: &Spawner,
     plan: ExecPlan,
-    terminal: Option<OwnedFd>,
+    terminal: Option<crate::terminal::Pty>,
 ) -> Result<Launched, LaunchError> {
     let json = serde_json::to_vec(&plan)
         .map_err(|e| LaunchError(format!("PBS: cannot encode job plan: {e}")))?;
@@ -289,7 +288,6 @@ fn start_supervisor(
                 pelog: plan.pelog,
                 tmpdir: plan.tmpdir,
                 terminal,
-                terminal_path: plan.terminal,
             })
         }
         // It says why and exits.

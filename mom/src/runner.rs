@@ -808,13 +808,13 @@ impl Runner {
         record.uid = l.uid;
         record.session_id = l.pid;
         record.start_time = start_time;
-        // An interactive job's stderr is its terminal (qmsg and kill notices go there).
-        record.stderr_target = Some(
-            l.terminal_path
-                .clone()
-                .unwrap_or_else(|| l.streams.stderr_target().to_path_buf()),
-        );
-        record.terminal = l.terminal_path.clone();
+        // An interactive job's stdout and stderr are its terminal (`record.terminal`), which
+        // qmsg and kill notices are written to instead of a file.
+        record.terminal = l.terminal.as_ref().map(|pty| pty.slave_path.clone());
+        record.stderr_target = record
+            .terminal
+            .is_none()
+            .then(|| l.streams.stderr_target().to_path_buf());
         record.supervisor_pid = l.supervisor.pid;
         // Only a supervisor that said it watches its MOM is told of an adoption (SIGUSR1
         // would end an older one).
@@ -870,8 +870,8 @@ impl Runner {
         // An interactive job's terminal is open at the server before its shell runs, as
         // Torque's MOM reaches qsub first: its qsub hears `ready` before any output, and a
         // shell that is over at once still has its output relayed, not lost to the race.
-        if let Some(master) = l.terminal {
-            self.open_terminal(run_id, master, terminal_done);
+        if let Some(pty) = l.terminal {
+            self.open_terminal(run_id, pty.master, terminal_done);
         }
         tracing::info!(run = run_id, job = %spec.job_id, user = %spec.euser, session = l.pid, "job started");
         if let Err(e) = link.go() {
@@ -908,19 +908,12 @@ impl Runner {
         };
         let (opened, open) = std::sync::mpsc::sync_channel(1);
         let node = self.node_name.clone();
-        let relay = self.rt.spawn(crate::terminal::relay(
+        self.rt.spawn(crate::terminal::relay(
             endpoint, node, run_id, master, ended, opened,
         ));
-        // The relay's patience bounds this (a relay that gave up sends nothing); the margin
-        // is a backstop for a relay stuck past it, which is then stopped.
-        let backstop = crate::terminal::PAIRING_PATIENCE + Duration::from_secs(5);
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = open.recv_timeout(backstop) {
-            tracing::warn!(
-                run = run_id,
-                "the job's terminal relay is stuck; it hangs up"
-            );
-            relay.abort();
-        }
+        // Bounded by the relay's patience for the pairing (`terminal::PAIRING_PATIENCE`); a
+        // relay that gave up drops its sender, which ends the wait at once.
+        let _ = open.recv();
     }
 
     /// The released run's waiter, on a blocking thread: holds the pipes to its supervisor
@@ -1012,12 +1005,8 @@ impl Runner {
         };
         if let Some(text) = notice {
             message = text.trim_start_matches("=>> PBS: ").trim_end().to_string();
-            // A terminal was told at the kill (see `spawn_walltime`).
-            if let Some(path) = record
-                .stderr_target
-                .as_ref()
-                .filter(|_| record.terminal.is_none())
-            {
+            // A terminal has none: it was told at the kill (see `spawn_walltime`).
+            if let Some(path) = &record.stderr_target {
                 if let Err(e) = launch::append_to_user_file(path, record.uid, &text) {
                     tracing::warn!(
                         run = run_id,
@@ -1295,6 +1284,12 @@ impl Runner {
     /// qmsg: `text` and a newline into the running job's stdout and/or stderr file (once if
     /// they are one file), appended as Torque's MOM writes it, to a file still the user's.
     pub fn message(&self, run_id: u64, text: &str, stdout: bool, stderr: bool) {
+        // A newline after it, unless it ends with one (Torque's MOM).
+        let line = if text.ends_with('\n') {
+            text.to_string()
+        } else {
+            format!("{text}\n")
+        };
         let (uid, files) = {
             let runs = self.runs();
             let Some(entry) = runs.get(&run_id).filter(|e| e.live.is_some()) else {
@@ -1306,7 +1301,6 @@ impl Runner {
             if let Some(tty) = record.terminal.clone() {
                 let uid = record.uid;
                 drop(runs);
-                let line = format!("{}\n", text.trim_end_matches('\n'));
                 if let Err(e) = crate::terminal::tell(&tty, uid, &line) {
                     tracing::warn!(
                         run = run_id,
@@ -1336,12 +1330,6 @@ impl Runner {
                 }
             }
             (record.uid, files)
-        };
-        // A newline after it, unless it ends with one (Torque's MOM).
-        let line = if text.ends_with('\n') {
-            text.to_string()
-        } else {
-            format!("{text}\n")
         };
         for file in files {
             if let Err(e) = launch::append_to_user_file(&file, uid, &line) {

@@ -36,8 +36,9 @@ use crate::runner::Runner;
 use crate::shutdown::Shutdown;
 use crate::status::{Collector, NodeReport};
 
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How a lost connection is dialled again (the session's, and an interactive terminal's).
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -160,7 +160,7 @@ pub async fn relay(
     // moment); the whole pairing, a TLS handshake or an answer that never comes included, is
     // bounded, after which the terminal is given up and the held shell hung up.
     let pairing = async {
-        let mut wait = CONNECT_BACKOFF_START;
+        let mut wait = crate::session::BACKOFF_START;
         let mut client = loop {
             match endpoint.connect().await {
                 Ok(channel) => break MomSessionClient::new(channel),
@@ -170,7 +170,7 @@ pub async fn relay(
                         "cannot reach the server for the job's terminal: {e}; again in {wait:?}"
                     );
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(CONNECT_BACKOFF_MAX);
+                    wait = (wait * 2).min(crate::session::BACKOFF_MAX);
                 }
             }
         };
@@ -293,10 +293,8 @@ pub async fn relay(
 }
 
 /// How long a relay may take to reach the server and have its terminal paired with the
-/// job's qsub before the terminal hangs up (and how often it dials meanwhile).
+/// job's qsub before the terminal hangs up.
 pub const PAIRING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
-const CONNECT_BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(100);
-const CONNECT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a relay whose shell is gone waits for the server to take its last output.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -338,6 +336,9 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.uid(), me);
         assert_eq!(meta.mode() & 0o777, 0o620);
+        if let Ok(Some(tty)) = nix::unistd::Group::from_name("tty") {
+            assert_eq!(meta.gid(), tty.gid.as_raw());
+        }
         let mut size: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ writes one winsize to a valid pointer.
         let rc = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
