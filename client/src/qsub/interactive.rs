@@ -21,14 +21,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::error::{self, QsubError};
+use super::error::QsubError;
 use crate::connect;
 
 /// How long Torque's qsub waits for an answer to its Ctrl-C question before deleting the job.
 const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
 /// Torque's size for a session without a terminal (`-x`).
-const DEFAULT_WINDOW: WindowSize = WindowSize { rows: 20, cols: 80 };
+const DEFAULT_WINDOW: WindowSize = WindowSize {
+    rows: capstan_proto::window::DEFAULT_ROWS as u32,
+    cols: capstan_proto::window::DEFAULT_COLS as u32,
+};
 
 /// Whether stdin and stdout are both terminals (else `-I` needs `-x`).
 pub fn have_terminal() -> bool {
@@ -190,12 +193,7 @@ async fn session(
         .map_err(lost)?
         .into_inner();
     let job_id = match outputs.message().await.map_err(lost)?.and_then(|m| m.kind) {
-        Some(interactive_output::Kind::Submitted(reply)) => {
-            if let Some(err) = reply.error.filter(|e| e.code != 0) {
-                return Err(error::submit_error(&err, nix::unistd::getuid().is_root()));
-            }
-            reply.job_id
-        }
+        Some(interactive_output::Kind::Submitted(reply)) => super::submitted_job_id(reply)?,
         _ => {
             return Err(QsubError::fatal(
                 "qsub: the server did not answer the submission",
@@ -286,6 +284,9 @@ async fn session(
                     }
                 }
             }
+            // Keys typed while it waits (the reader runs once Ctrl-C was asked about) are for
+            // no one: dropped, so they cannot fill the queue and stall the next answer.
+            Some(_) = async { keys.as_mut()?.recv().await }, if !started => {}
             _ = resized.recv() => {
                 // Never waited for: a size that finds no room is followed by the next one.
                 if let Some(w) = window_of(std::io::stdin().as_fd()) {

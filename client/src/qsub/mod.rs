@@ -252,12 +252,17 @@ async fn submit(req: capstan_proto::v1::SubmitRequest) -> Result<String, QsubErr
             )
         })?
         .into_inner();
-    if let Some(err) = reply.error.filter(|e| e.code != 0) {
-        return Err(error::submit_error(&err, nix::unistd::getuid().is_root()));
-    }
     // qsub exits right after submitting: dropping the client (its channel and the buffer
     // behind it) would only spend time the exit spends anyway.
     std::mem::forget(client);
+    submitted_job_id(reply)
+}
+
+/// The id a submission's answer gives, or the refusal in Torque's words (also `qsub -I`'s).
+pub(crate) fn submitted_job_id(reply: capstan_proto::v1::SubmitReply) -> Result<String, QsubError> {
+    if let Some(err) = reply.error.filter(|e| e.code != 0) {
+        return Err(error::submit_error(&err, nix::unistd::getuid().is_root()));
+    }
     if reply.job_id.is_empty() {
         return Err(QsubError::fatal(
             format!(
