@@ -157,7 +157,8 @@ chmod 755 inter.sh
 its=()
 for _ in $(seq 1 "$n_lat"); do
     a=$(now_us)
-    out=$(qsub -I -x "$PWD/inter.sh" </dev/null)
+    out=$(timeout 60 qsub -I -x "$PWD/inter.sh" </dev/null) ||
+        { echo "measure.sh: qsub -I -x failed: $out" >&2; exit 1; }
     b=$(now_us)
     [[ $out == *interactive-ok* ]] || { echo "measure.sh: qsub -I -x printed: $out" >&2; exit 1; }
     its+=("$((b - a))")

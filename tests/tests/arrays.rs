@@ -185,6 +185,7 @@ fn a_slot_limit_bounds_how_many_sub_jobs_run_at_once() {
             stderr(&out)
         );
         let out = c.run_as_root("qrun", &[&array]);
+        assert_ne!(code(&out), 0, "qrun of a whole array must fail");
         assert!(
             stderr(&out).contains("cannot run a job array"),
             "{}",
@@ -320,7 +321,12 @@ fn a_whole_array_is_held_released_and_deleted_by_its_id() {
         // Also when -t picks no sub-job: the array's owner is judged first.
         let out = c.run_as(&other, "qdel", &["-t", "99", &held]);
         assert_eq!(code(&out), 159, "{}", stderr(&out));
-        assert_eq!(c.job_state(&held).as_deref(), Some("Q"));
+        // (The summary shows Q held or not: its sub-jobs say whether the qrls went through.)
+        let (number, server) = number_and_server(&held);
+        for index in [1, 2] {
+            let sub = format!("{number}[{index}].{server}");
+            assert_eq!(c.job_state(&sub).as_deref(), Some("H"), "{sub}");
+        }
     }
 }
 

@@ -74,8 +74,18 @@ fn an_interactive_job_runs_a_login_shell_on_the_users_terminal() {
     assert_eq!(c.job_attr(&id, "exit_status").as_deref(), Some("3"));
     // Its output went to the terminal: no output files.
     let seq = Cluster::seq(&id);
-    assert!(!c.work.join(format!("STDIN.o{seq}")).exists());
-    assert!(!c.work.join(format!("STDIN.e{seq}")).exists());
+    for dir in [&c.work, &user.home] {
+        assert!(
+            !dir.join(format!("STDIN.o{seq}")).exists(),
+            "{}",
+            dir.display()
+        );
+        assert!(
+            !dir.join(format!("STDIN.e{seq}")).exists(),
+            "{}",
+            dir.display()
+        );
+    }
 }
 
 #[test]
@@ -91,11 +101,9 @@ fn an_interactive_job_goes_with_its_qsub() {
     terminal.expect(question, T);
     terminal.type_keys("n\n");
     terminal.expect(&format!("{question}n\r\n"), T);
-    assert_eq!(c.job_state(&kept).as_deref(), Some("H"));
-    assert!(
-        terminal.child.try_wait().expect("qsub").is_none(),
-        "qsub went on waiting"
-    );
+    // qsub went on waiting: released, the job starts on its terminal.
+    assert_eq!(code(&c.run("qrls", &[&kept])), 0);
+    terminal.expect(&format!("qsub: job {kept} ready"), T);
     drop(terminal);
     c.wait_state(&kept, "C", T);
 
@@ -144,8 +152,8 @@ fn an_interactive_job_goes_with_its_qsub() {
     let mut terminal = c.on_terminal("qsub", &["-I"]);
     let running = waiting_for(&terminal);
     at_prompt(&terminal);
-    terminal.type_keys("sleep 600\n");
-    c.wait_state(&running, "R", T);
+    terminal.type_keys("echo busy-$((2 + 2)); sleep 600\n");
+    terminal.expect("busy-4", T);
     terminal.child.kill().expect("kill qsub");
     c.wait_state(&running, "C", T);
 
