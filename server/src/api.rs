@@ -205,9 +205,6 @@ pub fn resolve_uid(uid: u32) -> Caller {
     }
 }
 
-/// How long qsub -I has to send its submission once the stream is open.
-const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 type InteractiveOut =
     Pin<Box<dyn Stream<Item = Result<pb::InteractiveOutput, Status>> + Send + 'static>>;
 
@@ -836,10 +833,7 @@ impl Batch for BatchService {
         mut request: Request<Streaming<pb::InteractiveInput>>,
     ) -> Result<Response<InteractiveOut>, Status> {
         let caller = self.caller(&request).await?;
-        let first = tokio::time::timeout(SUBMIT_TIMEOUT, request.get_mut().message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no submission received"))?
-            .map_err(|e| Status::invalid_argument(format!("reading the submission: {e}")))?;
+        let first = crate::mom_session::first_message(&mut request, "submission").await?;
         let Some(pb::interactive_input::Kind::Submit(submit)) = first.and_then(|m| m.kind) else {
             return Err(Status::invalid_argument("the first message must be submit"));
         };

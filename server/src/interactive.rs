@@ -103,7 +103,6 @@ struct Attachment {
     input: Option<mpsc::Receiver<ToTerminal>>,
     /// The MOM's terminal stream is open: `ended` waits for it to close.
     relay_open: bool,
-    started: bool,
     /// The job's end, recorded while the relay was still open.
     end: Option<i32>,
 }
@@ -130,7 +129,6 @@ impl Terminals {
                 to_client,
                 input: Some(input_rx),
                 relay_open: false,
-                started: false,
                 end: None,
             },
         );
@@ -165,14 +163,6 @@ impl Terminals {
         self.attached.get(&seq).is_some_and(|a| a.relay_open)
     }
 
-    /// Job `seq` started running: from now on its qsub hears `completed`, not
-    /// `apparently deleted`, however it ends.
-    pub fn started(&mut self, seq: u64) {
-        if let Some(a) = self.attached.get_mut(&seq) {
-            a.started = true;
-        }
-    }
-
     /// The MOM opened job `seq`'s terminal: the relay's ends (the caller sends
     /// [`ToClient::Ready`] first). `None` if no qsub is attached or a terminal is already
     /// open.
@@ -180,7 +170,6 @@ impl Terminals {
         let a = self.attached.get_mut(&seq)?;
         let input = a.input.take()?;
         a.relay_open = true;
-        a.started = true;
         Some(RelayEnds {
             to_client: a.to_client.clone(),
             input,
@@ -194,18 +183,20 @@ impl Terminals {
         let a = self.attached.get_mut(&seq)?;
         a.relay_open = false;
         let exit_status = a.end?;
-        self.finish(seq, exit_status)
+        // Its terminal was open: it ran.
+        self.finish(seq, exit_status, true)
     }
 
-    /// Job `seq`'s end was recorded: what to tell its qsub now, unless its terminal's last
-    /// output is still on its way (then [`Terminals::relay_closed`] tells it).
-    pub fn job_ended(&mut self, seq: u64, exit_status: i32) -> Option<PendingSend> {
+    /// Job `seq`'s end was recorded (`started`: it ever ran): what to tell its qsub now,
+    /// unless its terminal's last output is still on its way (then
+    /// [`Terminals::relay_closed`] tells it).
+    pub fn job_ended(&mut self, seq: u64, exit_status: i32, started: bool) -> Option<PendingSend> {
         let a = self.attached.get_mut(&seq)?;
         if a.relay_open {
             a.end = Some(exit_status);
             return None;
         }
-        self.finish(seq, exit_status)
+        self.finish(seq, exit_status, started)
     }
 
     /// qsub's stream ended: whether the job was still its (not over), so goes with it. A job
@@ -220,10 +211,10 @@ impl Terminals {
     }
 
     /// Forgets job `seq`'s attachment: the `ended` its qsub is to hear.
-    fn finish(&mut self, seq: u64, exit_status: i32) -> Option<PendingSend> {
+    fn finish(&mut self, seq: u64, exit_status: i32, started: bool) -> Option<PendingSend> {
         self.attached.remove(&seq).map(|a| {
             let ended = ToClient::Ended {
-                started: a.started,
+                started,
                 exit_status,
             };
             (a.to_client, ended)
@@ -312,8 +303,7 @@ mod tests {
         let mut t = Terminals::default();
         let _ends = t.attach(5, "xterm", window()).unwrap();
         assert!(!t.resized(5, window()), "no terminal to tell yet");
-        t.started(5);
-        let (_, event) = t.job_ended(5, -1).unwrap();
+        let (_, event) = t.job_ended(5, -1, true).unwrap();
         assert_eq!(
             event,
             ToClient::Ended {
@@ -329,7 +319,7 @@ mod tests {
         let _ends = t.attach(5, "xterm", window()).unwrap();
         assert!(t.is_attached(5));
         assert!(t.attach(5, "xterm", window()).is_none(), "one qsub per job");
-        let (_, event) = t.job_ended(5, 271).unwrap();
+        let (_, event) = t.job_ended(5, 271, false).unwrap();
         assert_eq!(
             event,
             ToClient::Ended {
@@ -352,7 +342,7 @@ mod tests {
         assert!(t.open_relay(5).is_none(), "one terminal per job");
         drop(relay);
         assert!(
-            t.job_ended(5, 0).is_none(),
+            t.job_ended(5, 0, true).is_none(),
             "its output may still be on the way"
         );
         let (_, event) = t.relay_closed(5).unwrap();
@@ -371,7 +361,7 @@ mod tests {
         let mut t = Terminals::default();
         let _ends = t.attach(5, "xterm", window()).unwrap();
         let _relay = t.open_relay(5).unwrap();
-        assert!(t.job_ended(5, 0).is_none());
+        assert!(t.job_ended(5, 0, true).is_none());
         assert!(!t.detach(5), "the job is over");
     }
 
@@ -382,7 +372,7 @@ mod tests {
         let _relay = t.open_relay(5).unwrap();
         assert!(t.relay_closed(5).is_none());
         assert!(t.is_attached(5));
-        let (_, event) = t.job_ended(5, 3).unwrap();
+        let (_, event) = t.job_ended(5, 3, true).unwrap();
         assert_eq!(
             event,
             ToClient::Ended {

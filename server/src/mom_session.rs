@@ -189,10 +189,7 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
                 arguments: spec.arguments,
                 terminal: spec.terminal.map(|t| TerminalSetup {
                     term: t.term,
-                    window: Some(WindowSize {
-                        rows: t.window.rows.into(),
-                        cols: t.window.cols.into(),
-                    }),
+                    window: Some(window_to_proto(t.window)),
                     command: t.command,
                 }),
             })
@@ -244,12 +241,20 @@ pub fn to_proto(message: ToMom) -> ServerMessage {
     ServerMessage { kind: Some(kind) }
 }
 
-/// How long a new session may take to introduce itself.
+/// How long a new stream (a MOM's session or terminal, qsub -I's) may take to introduce
+/// itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The first message of a MOM's stream, which must come within [`HELLO_TIMEOUT`] (`what`
-/// names it in the refusal).
-async fn first_message<T>(
+fn window_to_proto(w: crate::interactive::Window) -> WindowSize {
+    WindowSize {
+        rows: w.rows.into(),
+        cols: w.cols.into(),
+    }
+}
+
+/// The first message of a peer's stream, which must come within [`HELLO_TIMEOUT`] (`what`
+/// names it in the refusal): a MOM's Hello or TerminalOpen, qsub -I's submission.
+pub(crate) async fn first_message<T>(
     request: &mut Request<Streaming<T>>,
     what: &str,
 ) -> Result<Option<T>, Status> {
@@ -405,23 +410,12 @@ async fn relay_terminal(
         }
     };
     let down = async {
-        // The size qsub's window has now: it may have changed since the job's StartRun.
-        let mut next = Some(ToTerminal::Window(window));
+        // The size qsub's window has now first: it may have changed since the job's StartRun.
+        let mut keys = ToTerminal::Window(window);
         loop {
-            let keys = match next.take() {
-                Some(keys) => keys,
-                // The qsub is gone: the MOM hangs the terminal up when this side closes.
-                None => match input.recv().await {
-                    Some(keys) => keys,
-                    None => return,
-                },
-            };
             let kind = match keys {
                 ToTerminal::Input(bytes) => terminal_to_mom::Kind::Input(bytes),
-                ToTerminal::Window(w) => terminal_to_mom::Kind::Window(WindowSize {
-                    rows: w.rows.into(),
-                    cols: w.cols.into(),
-                }),
+                ToTerminal::Window(w) => terminal_to_mom::Kind::Window(window_to_proto(w)),
             };
             if to_mom
                 .send(TerminalToMom { kind: Some(kind) })
@@ -430,6 +424,11 @@ async fn relay_terminal(
             {
                 return;
             }
+            // The qsub is gone: the MOM hangs the terminal up when this side closes.
+            let Some(next) = input.recv().await else {
+                return;
+            };
+            keys = next;
         }
     };
     tokio::select! {

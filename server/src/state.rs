@@ -354,15 +354,10 @@ impl State {
                     self.release(job.seq, &host);
                 }
             }
-            if job.interactive.is_some() {
-                match job.state {
-                    JobState::Running => self.terminals.started(job.seq),
-                    JobState::Completed => {
-                        let status = job.exit_status.unwrap_or_default();
-                        to_qsubs.extend(self.terminals.job_ended(job.seq, status));
-                    }
-                    _ => {}
-                }
+            if job.interactive.is_some() && job.state == JobState::Completed {
+                let status = job.exit_status.unwrap_or_default();
+                let started = job.start_count > 0;
+                to_qsubs.extend(self.terminals.job_ended(job.seq, status, started));
             }
             if job.state == JobState::Running {
                 let host = job.exec_host.clone();
