@@ -150,6 +150,20 @@ impl Mom {
     async fn send(&self, kind: pb::mom_message::Kind) {
         self.tx.send(msg(kind)).await.unwrap();
     }
+
+    /// Reports run `run_id` ended with `exit_status` and expects the server to acknowledge it.
+    async fn end(&mut self, run_id: u64, exit_status: i32) {
+        self.send(pb::mom_message::Kind::Ended(pb::RunEnded {
+            run_id,
+            exit_status,
+            ..Default::default()
+        }))
+        .await;
+        match self.next().await {
+            pb::server_message::Kind::AckEnded(a) => assert_eq!(a.run_ids, vec![run_id]),
+            other => panic!("expected AckRunEnded, got {other:?}"),
+        }
+    }
 }
 
 fn msg(kind: pb::mom_message::Kind) -> pb::MomMessage {
@@ -322,16 +336,7 @@ async fn job_runs_to_completion_and_survives_restart() {
         other => panic!("expected AckRunEnded, got {other:?}"),
     }
     // A repeat is acknowledged and ignored.
-    mom.send(pb::mom_message::Kind::Ended(pb::RunEnded {
-        run_id: start.run_id,
-        exit_status: 99,
-        ..Default::default()
-    }))
-    .await;
-    assert!(matches!(
-        mom.next().await,
-        pb::server_message::Kind::AckEnded(_)
-    ));
+    mom.end(start.run_id, 99).await;
     let attrs = stat(&mut c, "0.vm").await;
     assert_eq!(get(&attrs, "job_state"), Some("C"));
     assert_eq!(get(&attrs, "exit_status"), Some("3"));
@@ -750,16 +755,7 @@ async fn perf_drain() {
         pb::server_message::Kind::Start(s) => {
             eprintln!("submit → StartRun: {:?}", t.elapsed());
             assert_eq!(s.job_id, r.job_id);
-            mom.send(pb::mom_message::Kind::Ended(pb::RunEnded {
-                run_id: s.run_id,
-                exit_status: 0,
-                ..Default::default()
-            }))
-            .await;
-            assert!(matches!(
-                mom.next().await,
-                pb::server_message::Kind::AckEnded(_)
-            ));
+            mom.end(s.run_id, 0).await;
         }
         other => panic!("expected StartRun, got {other:?}"),
     }
@@ -961,16 +957,7 @@ async fn an_interactive_terminal_pairs_its_qsub_with_its_own_mom_only() {
 
     // The end is recorded before the terminal closes: qsub hears it only after the last
     // output, once the terminal has closed.
-    n1.send(pb::mom_message::Kind::Ended(pb::RunEnded {
-        run_id: start.run_id,
-        exit_status: 3,
-        ..Default::default()
-    }))
-    .await;
-    assert!(matches!(
-        n1.next().await,
-        pb::server_message::Kind::AckEnded(_)
-    ));
+    n1.end(start.run_id, 3).await;
     let last = pb::terminal_from_mom::Kind::Output(b"logout\r\n".to_vec());
     output
         .send(pb::TerminalFromMom { kind: Some(last) })

@@ -112,13 +112,13 @@ pub fn resolve_options(
     if cmdline.operands.len() > 1 {
         return Err(QsubError::usage("index issues"));
     }
-    check_unsupported(&opts)?;
+    check_refused(&opts)?;
     Ok(opts)
 }
 
 /// What qsub refuses before sending anything: `-I` with `-t` (Torque's words), and a
 /// malformed array request (`-t`), with the server's answer, by the rules the server applies.
-fn check_unsupported(opts: &JobOptions) -> Result<(), QsubError> {
+fn check_refused(opts: &JobOptions) -> Result<(), QsubError> {
     if opts.interactive && opts.array_request.is_some() {
         return Err(QsubError::fatal(
             "qsub: interactive job can not be job array.",
