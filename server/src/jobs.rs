@@ -1341,6 +1341,8 @@ struct Plan {
     seeds: Vec<u64>,
     messages: Vec<(String, ToMom)>,
     run_ends: Vec<(u64, i32)>,
+    /// `qdel -p`: jobs forgotten once their end is committed.
+    purged: Vec<u64>,
     freed_or_queued: bool,
 }
 
@@ -1418,6 +1420,7 @@ pub async fn job_action(
         seeds: Vec::new(),
         messages: Vec::new(),
         run_ends: Vec::new(),
+        purged: Vec::new(),
         freed_or_queued: false,
     };
     let mut results = Vec::with_capacity(targets.len());
@@ -1461,12 +1464,20 @@ pub async fn job_action(
     }
     let seeds = std::mem::take(&mut plan.seeds);
     let kills = cascade(&core.state, &mut plan.overlay, seeds, now);
+    // A job named twice (`qdel -p 4 4`) is purged once.
+    plan.purged.sort_unstable();
+    plan.purged.dedup();
     plan.messages.extend(kills);
     let committed = async {
         let mut tx = core.store.begin().map_err(PbsError::system)?;
         save_overlay(&mut tx, &plan.overlay)?;
         for (run, status) in &plan.run_ends {
             tx.end_run(*run, now, *status).map_err(PbsError::system)?;
+        }
+        if !plan.purged.is_empty() {
+            tx.purge_jobs(&plan.purged, core.state.next_job_number)
+                .map_err(PbsError::system)?;
+            tx.forget_array_scripts(&emptied_arrays(&core.state, &plan.purged));
         }
         tx.commit().await.map_err(PbsError::system)
     }
@@ -1485,6 +1496,10 @@ pub async fn job_action(
         now,
         requestor.as_deref(),
     );
+    for seq in &plan.purged {
+        info!(job = %crate::model::job_id(*seq, &server), "purging job without checking MOM");
+        core.state.remove_job(*seq);
+    }
     send_messages(core, plan.messages);
     (results, plan.freed_or_queued)
 }
@@ -1896,6 +1911,10 @@ fn act_on(
     }
     if !owner {
         return Err(PbsError::new(pbse::PERM, "", ""));
+    }
+    if op == JobOp::Delete && args.purge {
+        purge(state, job, now, plan);
+        return Ok(());
     }
     if job.state == JobState::Completed && op != JobOp::Signal {
         return Err(PbsError::new(
@@ -2475,6 +2494,50 @@ pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
         .collect()
 }
 
+/// `qdel -p`, Torque's forced_jobpurge: the job is ended as deleted (exit status 271) and
+/// forgotten at once, in whatever state, a completed one too, without waiting for its MOM:
+/// the way out for a job whose node will not answer. Unlike Torque's, which leaves an
+/// orphan to the MOM, a mother superior still connected is told to kill the run (SIGKILL,
+/// no epilogue wait) and forget it; its slots are free either way. The accounting log
+/// still gets the job's `E` (or, not started, `D`) record, which Torque's purge skips: a
+/// run's usage is not lost to the site's accounting.
+fn purge(state: &State, mut job: Job, now: i64, plan: &mut Plan) {
+    if job.state != JobState::Completed {
+        if let Some(run) = job.current_run {
+            plan.run_ends.push((run, EXIT_DELETED));
+            if let Some(ms) = job
+                .mother_superior()
+                .filter(|n| state.node(n).is_some_and(|n| n.is_up()))
+            {
+                plan.messages
+                    .push((ms.to_string(), ToMom::Cancel(vec![run])));
+            }
+        }
+        end_job(&mut job, EXIT_DELETED, now, None);
+        plan.seeds.push(job.seq);
+        plan.freed_or_queued = true;
+    }
+    plan.purged.push(job.seq);
+    plan.overlay.insert(job.seq, job);
+}
+
+/// The arrays none of whose sub-jobs stays once `forgotten` go: their script goes with the
+/// last of them.
+fn emptied_arrays(state: &State, forgotten: &[u64]) -> Vec<u64> {
+    let mut per_array: BTreeMap<u64, usize> = BTreeMap::new();
+    for (array, _) in forgotten
+        .iter()
+        .filter_map(|seq| crate::model::member_of(*seq))
+    {
+        *per_array.entry(array).or_default() += 1;
+    }
+    per_array
+        .into_iter()
+        .filter(|(array, n)| state.sub_jobs(*array).count() == *n)
+        .map(|(array, _)| array)
+        .collect()
+}
+
 /// Forgets completed jobs older than `keep_completed` seconds.
 pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsError> {
     let keep = core.config.keep_completed as i64;
@@ -2504,16 +2567,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
     if old.is_empty() {
         return Ok(0);
     }
-    // Arrays none of whose sub-jobs stays: their script goes with the last of them.
-    let mut purged_per_array: BTreeMap<u64, usize> = BTreeMap::new();
-    for (array, _) in old.iter().filter_map(|seq| crate::model::member_of(*seq)) {
-        *purged_per_array.entry(array).or_default() += 1;
-    }
-    let emptied: Vec<u64> = purged_per_array
-        .into_iter()
-        .filter(|(array, purged)| core.state.sub_jobs(*array).count() == *purged)
-        .map(|(array, _)| array)
-        .collect();
+    let emptied = emptied_arrays(&core.state, &old);
     let mut tx = core.store.begin().map_err(PbsError::system)?;
     tx.purge_jobs(&old, core.state.next_job_number)
         .map_err(PbsError::system)?;

@@ -844,6 +844,61 @@ fn qmsg_writes_into_a_running_jobs_output_files() {
     );
 }
 
+/// `qdel -p` (a manager's) purges as Torque's forced_jobpurge: the job is gone at once, in
+/// any state, a completed one too, and a running one's slots are free without waiting for
+/// its MOM; Capstan's MOM, still connected, is told to kill what ran.
+#[test]
+fn qdel_p_purges_a_job_at_once_in_any_state() {
+    let mut c = Cluster::start(&[NodeSpec::new("n1", "np=1")]);
+    // Deaf to SIGTERM with a minute's kill delay: an ordinary qdel would take a minute.
+    let pid_file = c.work.join("deaf.pid");
+    let deaf = c.qsub(
+        "deaf.sh",
+        &format!(
+            "trap '' TERM\necho $$ > {}\nsleep 120\n",
+            pid_file.display()
+        ),
+        &["-K", "60"],
+    );
+    c.wait_state(&deaf, "R", T);
+    assert!(wait_until(T, || c.read_opt(&pid_file).ends_with('\n')));
+    let shell: u32 = c.read(&pid_file).trim().parse().expect("pid");
+    let behind = c.qsub("behind.sh", "true\n", &[]);
+    let held = c.qsub("held.sh", "true\n", &["-h"]);
+    let out = c.run_as_root("qdel", &["-p", &deaf, &held]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    for id in [&deaf, &held] {
+        let out = c.run("qstat", &[id.as_str()]);
+        assert_eq!(
+            (code(&out), stderr(&out)),
+            (153, format!("qstat: Unknown Job Id Error {id}\n"))
+        );
+    }
+    // The slot was freed by the purge itself, and the MOM killed the run.
+    c.wait_state(&behind, "C", T);
+    assert!(
+        wait_until(T, || !std::path::Path::new(&format!("/proc/{shell}"))
+            .exists()),
+        "the purged job's shell {shell} still runs"
+    );
+    assert_contains(&c.server_log(), "purging job without checking MOM");
+    // A completed job goes before keep_completed; a user may not purge.
+    let out = c.run("qdel", &["-p", &behind]);
+    assert_eq!(
+        (code(&out), stderr(&out)),
+        (159, format!("qdel: Unauthorized Request  {behind}\n"))
+    );
+    let out = c.run_as_root("qdel", &["-p", &behind]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(code(&c.run("qstat", &[&behind])), 153);
+    // Gone for good: not back after a restart.
+    c.kill_server();
+    c.start_server();
+    for id in [&deaf, &held, &behind] {
+        assert_eq!(code(&c.run("qstat", &[id.as_str()])), 153, "{id}");
+    }
+}
+
 /// qdel's request extensions as Torque's req_deletejob judges them: `-m` and `-p` are for
 /// operators and managers; `-W delay` sets this delete's SIGTERM-to-SIGKILL delay.
 #[test]
