@@ -446,6 +446,7 @@ pub fn prepare(
     let mut env = build_env(
         spec,
         layout,
+        node_name,
         &user,
         &shell,
         tmpdir.as_deref(),
@@ -873,6 +874,7 @@ fn write_nodefile(
 pub fn build_env(
     spec: &RunSpec,
     layout: &Layout,
+    node_name: &str,
     user: &User,
     shell: &Path,
     tmpdir: Option<&Path>,
@@ -900,6 +902,9 @@ pub fn build_env(
         set("PATH", DEFAULT_PATH.into());
     }
     set("ENVIRONMENT", "BATCH".into());
+    // Torque's InitUserEnv sets the MOM's own name (`mom_host`, which `$mom_host` or `-H`
+    // may set), over any the job brought: here the node name the MOM serves.
+    set("HOSTNAME", node_name.into());
     set("PBS_NODEFILE", layout.nodefile_env(&spec.job_id, ""));
     set("PBS_GPUFILE", layout.nodefile_env(&spec.job_id, "gpu"));
     set("PBS_MICFILE", layout.nodefile_env(&spec.job_id, "mic"));
@@ -1022,14 +1027,15 @@ fn child_setup(plan: &ChildPlan) -> ! {
         if become_user(plan.identity.as_ref(), plan.umask).is_err() {
             fail(Step::Identity);
         }
-        // O_APPEND, as Torque opens them: the prologue's output, appended while the shell
-        // is held, stays ahead of the job's own (see `pelog`).
+        // O_APPEND and never truncated, as Torque's open_std_file opens them: the prologue's
+        // output, appended while the shell is held, stays ahead of the job's own (see
+        // `pelog`), and a kept (`-k`) file already in the home directory (an earlier run's)
+        // is added to.
         let open = |p: &CString| {
             libc::open(
                 p.as_ptr(),
                 libc::O_WRONLY
                     | libc::O_CREAT
-                    | libc::O_TRUNC
                     | libc::O_APPEND
                     | libc::O_NOFOLLOW
                     | libc::O_CLOEXEC,
@@ -1296,11 +1302,20 @@ mod tests {
             env: vec![
                 ("PBS_JOBID".into(), "4.vm".into()),
                 ("HOME".into(), "/elsewhere".into()),
+                ("HOSTNAME".into(), "submithost".into()),
                 ("BAD=NAME".into(), "x".into()),
             ],
             ..Default::default()
         };
-        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None, &[]);
+        let env = build_env(
+            &spec,
+            &layout,
+            "n1",
+            &user,
+            Path::new("/bin/bash"),
+            None,
+            &[],
+        );
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PBS_JOBID"), Some("4.vm"));
         assert_eq!(get("HOME"), Some(user.dir.to_str().expect("utf8 home")));
@@ -1308,6 +1323,7 @@ mod tests {
         assert_eq!(get("PBS_NODEFILE"), Some("/var/spool/capstan/aux//4.vm"));
         assert_eq!(get("PBS_MICFILE"), Some("/var/spool/capstan/aux//4.vmmic"));
         assert_eq!(get("ENVIRONMENT"), Some("BATCH"));
+        assert_eq!(get("HOSTNAME"), Some("n1"));
         assert_eq!(get("LD_PRELOAD"), None);
         assert!(get("BAD=NAME").is_none());
         assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
@@ -1325,7 +1341,15 @@ mod tests {
         };
         let base = [("LANG", "C"), ("PATH", "/site/bin:/bin"), ("TZ", "UTC")]
             .map(|(k, v)| (k.to_string(), v.to_string()));
-        let env = build_env(&spec, &layout, &user, Path::new("/bin/bash"), None, &base);
+        let env = build_env(
+            &spec,
+            &layout,
+            "n1",
+            &user,
+            Path::new("/bin/bash"),
+            None,
+            &base,
+        );
         assert_eq!(
             &env[..3],
             &base.map(|(k, v)| (k, if v == "UTC" { "Asia/Tokyo".into() } else { v }))
@@ -1347,6 +1371,7 @@ mod tests {
             build_env(
                 &spec,
                 &layout,
+                "n1",
                 &user,
                 Path::new("/bin/bash"),
                 Some(scratch),

@@ -215,7 +215,16 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
     let server = state.server_name.as_str();
     let vars = job.variables();
     let np: usize = job.exec_host.iter().map(|h| h.slots.len()).sum();
-    let ppn = job.exec_host.first().map(|h| h.slots.len()).unwrap_or(1);
+    // As Torque's MOM: from the `nodes` request (1 and 1 for `procs` or none, or for one it
+    // cannot read). PBS Pro's `select`, which Torque lacks, counts what was placed.
+    let (num_nodes, ppn) = match (job.resource("nodes"), job.resource("select")) {
+        (Some(nodes), _) => crate::resources::num_nodes_ppn(nodes).unwrap_or((1, 1)),
+        (None, Some(_)) => (
+            job.exec_host.len() as u64,
+            job.exec_host.first().map_or(1, |h| h.slots.len() as u64),
+        ),
+        (None, None) => (1, 1),
+    };
     let walltime = job.walltime_secs();
     let init_dir = vars
         .iter()
@@ -234,7 +243,7 @@ pub fn start_spec(job: &Job, run_id: u64, state: &State, allow_root: bool) -> St
     env.push(("PBS_ENVIRONMENT".into(), environment.into()));
     env.push(("PBS_JOBCOOKIE".into(), job_cookie(job.seq, run_id)));
     env.push(("PBS_NP".into(), np.to_string()));
-    env.push(("PBS_NUM_NODES".into(), job.exec_host.len().to_string()));
+    env.push(("PBS_NUM_NODES".into(), num_nodes.to_string()));
     env.push(("PBS_NUM_PPN".into(), ppn.to_string()));
     if let Some(w) = walltime {
         env.push(("PBS_WALLTIME".into(), w.to_string()));
@@ -921,7 +930,10 @@ mod tests {
         let mut job = crate::store::tests::sample_job(45);
         job.name = "pelog".into();
         job.variable_list = "PBS_O_QUEUE=batch,PBS_O_WORKDIR=/home/u,PBS_O_INITDIR=/tmp".into();
-        job.resources = vec![("walltime".into(), "00:02:00".into())];
+        job.resources = vec![
+            ("nodes".into(), "2:ppn=2".into()),
+            ("walltime".into(), "00:02:00".into()),
+        ];
         job.exec_host = vec![
             HostSlots {
                 node: "a".into(),
@@ -953,6 +965,32 @@ mod tests {
         assert_eq!(get("PBS_NUM_PPN").as_deref(), Some("2"));
         assert_eq!(get("PBS_VERSION").as_deref(), Some("TORQUE-6.1.3.h5"));
         assert_eq!(get("PBS_ENVIRONMENT").as_deref(), Some("PBS_BATCH"));
+        // Not from the placement: Torque's MOM reads the request, 1 and 1 without `nodes`;
+        // PBS Pro's select (not Torque's) counts what was placed.
+        let mut counts = |resources: &[(&str, &str)]| {
+            job.resources = resources
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            let spec = start_spec(&job, 7, &state, false);
+            let get = |n: &str| {
+                spec.env
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            (get("PBS_NP"), get("PBS_NUM_NODES"), get("PBS_NUM_PPN"))
+        };
+        let all = |np: &str, nodes: &str, ppn: &str| {
+            (
+                Some(np.to_string()),
+                Some(nodes.to_string()),
+                Some(ppn.to_string()),
+            )
+        };
+        assert_eq!(counts(&[("nodes", "1:ppn=2+a")]), all("4", "2", "2"));
+        assert_eq!(counts(&[("procs", "4")]), all("4", "1", "1"));
+        assert_eq!(counts(&[("select", "2:ncpus=2")]), all("4", "2", "2"));
     }
 
     #[test]

@@ -260,6 +260,36 @@ fn parse_node_chunk(text: &str) -> Result<Chunk, ResourceError> {
     Ok(chunk)
 }
 
+/// `PBS_NUM_NODES` and `PBS_NUM_PPN` as Torque's MOM reads them from a `nodes` request
+/// (get_num_nodes_ppn): each `+` part counts its leading number, or one for a host name;
+/// the ppn is the first `ppn=` anywhere in the request, else 1. `nodes=2:ppn=2+1:ppn=1` is
+/// 3 nodes of 2. None for a part that is neither, or a count past `i64`.
+pub fn num_nodes_ppn(nodes: &str) -> Option<(u64, u64)> {
+    let leading = |text: &str| -> Option<u64> {
+        let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        text[..digits]
+            .parse()
+            .ok()
+            .filter(|n| *n <= i64::MAX as u64)
+    };
+    let mut count: u64 = 0;
+    for part in nodes.split('+') {
+        let in_part = if part.starts_with(|c: char| c.is_ascii_digit()) {
+            leading(part)?
+        } else if part.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            1
+        } else {
+            return None;
+        };
+        count = count.checked_add(in_part)?;
+    }
+    let ppn = match nodes.find("ppn=") {
+        Some(at) => leading(&nodes[at + 4..])?,
+        None => 1,
+    };
+    Some((count, ppn))
+}
+
 /// PBS Pro select: `[N:]res=val[:res=val...]` chunks joined by `+`. Understood resources:
 /// `ncpus` (slots per node), `mem` (memory per node), `host`; counts such as `mpiprocs`,
 /// `ompthreads`, `ngpus` and sizes such as `vmem` are checked and otherwise ignored;
@@ -325,6 +355,29 @@ fn valid_place(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Torque's own cases for get_num_nodes_ppn (src/resmom/test/start_exec).
+    #[test]
+    fn nodes_and_ppn_are_counted_as_torques_mom_counts_them() {
+        use super::num_nodes_ppn;
+        for (nodes, expected) in [
+            ("a", Some((1, 1))),
+            ("20:ppn=10", Some((20, 10))),
+            ("myhost:ppn=24", Some((1, 24))),
+            ("myhost:ppn=24+myhost2+myhost3", Some((3, 24))),
+            ("myhost:ppn=24+100+200", Some((301, 24))),
+            ("500:ppn=48+100+200+myhost", Some((801, 48))),
+            ("500:ppn=29+myhost1+100+200+myhost2", Some((802, 29))),
+            ("2:ppn=2+1:ppn=1", Some((3, 2))),
+            ("2:bigmem:ppn=1", Some((2, 1))),
+            ("!:ppn=10", None),
+            ("20:ppn=10+*", None),
+            ("9223372036854775808", None),
+            ("1:ppn=9223372036854775808", None),
+        ] {
+            assert_eq!(num_nodes_ppn(nodes), expected, "{nodes}");
+        }
+    }
+
     use super::*;
 
     fn unknown(name: &str) -> Result<String, ResourceError> {

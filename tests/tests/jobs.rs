@@ -272,7 +272,7 @@ fn job_environment_and_nodefile_follow_torque() {
     let id = c.qsub(
         "env.sh",
         "#PBS -l nodes=1:ppn=2,walltime=00:02:00\n#PBS -N envjob\nenv | sort\necho UMASK=$(umask)\necho NODEFILE_BEGIN\ncat $PBS_NODEFILE\necho NODEFILE_END\n",
-        &["-v", "FOO=bar,BAZ=qux"],
+        &["-v", "FOO=bar,BAZ=qux,HOSTNAME=submithost"],
     );
     c.wait_state(&id, "C", T);
     let out = c.read(c.default_stdout("envjob", &id));
@@ -288,6 +288,8 @@ fn job_environment_and_nodefile_follow_torque() {
     assert_eq!(var("PBS_NP").as_deref(), Some("2"));
     assert_eq!(var("PBS_NUM_NODES").as_deref(), Some("1"));
     assert_eq!(var("PBS_NUM_PPN").as_deref(), Some("2"));
+    // The MOM's name, over the one the job brought (Torque's InitUserEnv).
+    assert_eq!(var("HOSTNAME").as_deref(), Some("n1"));
     assert_eq!(var("PBS_WALLTIME").as_deref(), Some("120"));
     assert_eq!(var("PBS_NODENUM").as_deref(), Some("0"));
     assert_eq!(var("PBS_O_WORKDIR"), Some(c.work.display().to_string()));
@@ -475,7 +477,8 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     let c = Cluster::start(&two_site_nodes());
     let first = c.qsub(
         "mpi.sh",
-        "cat $PBS_NODEFILE > nodes.$PBS_JOBID\nsleep 30\n",
+        "echo $PBS_NUM_NODES $PBS_NUM_PPN $PBS_NP $HOSTNAME > env.$PBS_JOBID\n\
+         cat $PBS_NODEFILE > nodes.$PBS_JOBID\nsleep 30\n",
         &["-l", "nodes=2:ppn=2", "-d", &c.work.display().to_string()],
     );
     c.wait_state(&first, "R", T);
@@ -497,6 +500,11 @@ fn multi_node_jobs_hold_slots_on_every_node() {
     assert!(wait_until(T, || c.read_opt(&nodefile_path).lines().count() == 4));
     let mother = hosts[0].split('/').next().unwrap();
     let sister = hosts[1].split('/').next().unwrap();
+    // Torque's counts from the request, and the mother superior's own name.
+    assert_eq!(
+        c.read(c.work.join(format!("env.{first}"))),
+        format!("2 2 4 {mother}\n")
+    );
     let lines: Vec<String> = c
         .read(&nodefile_path)
         .lines()
@@ -727,11 +735,20 @@ fn qdel_qsig_and_walltime_end_jobs_with_torque_exit_statuses() {
 #[test]
 fn keep_files_writes_into_home() {
     let c = Cluster::start(&one_node());
-    let id = c.qsub("keep.sh", "echo kept\n", &["-k", "oe", "-N", "keepjob"]);
-    c.wait_state(&id, "C", T);
+    let id = c.qsub(
+        "keep.sh",
+        "echo kept\n",
+        &["-k", "oe", "-N", "keepjob", "-h"],
+    );
     let seq = Cluster::seq(&id);
     let kept = c.user.home.join(format!("keepjob.o{seq}"));
-    assert_eq!(c.read(&kept), "kept\n");
+    // A file already there (an earlier run's, say) is appended to, as Torque's MOM opens
+    // it, not truncated.
+    std::fs::write(&kept, "earlier\n").expect("kept file");
+    std::os::unix::fs::chown(&kept, Some(c.user.uid), Some(c.user.gid)).expect("chown");
+    assert!(c.run("qrls", &[&id]).status.success());
+    c.wait_state(&id, "C", T);
+    assert_eq!(c.read(&kept), "earlier\nkept\n");
     assert!(c.user.home.join(format!("keepjob.e{seq}")).exists());
     assert!(!c.work.join(format!("keepjob.o{seq}")).exists());
     let _ = std::fs::remove_file(kept);
