@@ -184,6 +184,75 @@ impl Drop for Terminal {
     }
 }
 
+/// How long one command may run before its test calls it hung.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `command` to its end, `input` on its stdin (none: at EOF at once, as
+/// `Command::output` gives it), and returns its output. A command still running after
+/// [`COMMAND_LIMIT`] is killed and fails its test there, rather than hanging the whole run
+/// until CI's limit.
+pub fn output_within(command: Command, input: Option<&[u8]>) -> Output {
+    output_bounded(command, input, COMMAND_LIMIT)
+}
+
+fn output_bounded(mut command: Command, input: Option<&[u8]>, limit: Duration) -> Output {
+    use std::io::Read;
+    use std::sync::mpsc;
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    // Written from a thread of its own: a command may answer before it reads all its input.
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+    }
+    // Each stream is read to its end (the command's exit, for a command that leaves no
+    // process behind) on a thread that reports when done, so the wait needs no polling.
+    let (done, finished) = mpsc::channel::<(bool, Vec<u8>)>();
+    let readers: [(bool, Box<dyn Read + Send>); 2] = [
+        (true, Box::new(child.stdout.take().expect("stdout"))),
+        (false, Box::new(child.stderr.take().expect("stderr"))),
+    ];
+    for (is_stdout, mut stream) in readers {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            let _ = done.send((is_stdout, bytes));
+        });
+    }
+    let deadline = Instant::now() + limit;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match finished.recv_timeout(left) {
+            Ok((true, bytes)) => stdout = bytes,
+            Ok((false, bytes)) => stderr = bytes,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{command:?} still running after {limit:?}: killed");
+            }
+        }
+    }
+    let status = child.wait().expect("wait for the command");
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -678,37 +747,23 @@ impl Cluster {
 
     /// Runs a command as `user`.
     pub fn run_as(&self, user: &User, program: &str, args: &[&str]) -> Output {
-        self.command(program, Some(user))
-            .args(args)
-            .output()
-            .expect("run command")
+        let mut command = self.command(program, Some(user));
+        command.args(args);
+        output_within(command, None)
     }
 
     /// Runs a command as root (the operator); only meaningful when the tests run as root.
     pub fn run_as_root(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program, None)
-            .args(args)
-            .output()
-            .expect("run command")
+        let mut command = self.command(program, None);
+        command.args(args);
+        output_within(command, None)
     }
 
     /// Runs a command as the test user with `input` on stdin.
     pub fn run_with_input(&self, program: &str, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .command(program, Some(&self.user.clone()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn command");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        child.wait_with_output().expect("wait command")
+        let mut command = self.command(program, Some(&self.user.clone()));
+        command.args(args);
+        output_within(command, Some(input))
     }
 
     /// Writes a script into the work directory, owned by the test user.
@@ -1104,5 +1159,29 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_gets_its_input_and_gives_its_output() {
+        let mut cat = Command::new("sh");
+        cat.args(["-c", "cat; echo err >&2; exit 3"]);
+        let out = output_bounded(cat, Some(b"in\n"), Duration::from_secs(30));
+        assert_eq!(
+            (out.status.code(), out.stdout, out.stderr),
+            (Some(3), b"in\n".to_vec(), b"err\n".to_vec())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "still running after")]
+    fn a_hung_command_fails_its_test() {
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        output_bounded(sleep, None, Duration::from_millis(200));
     }
 }

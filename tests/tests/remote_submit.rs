@@ -101,15 +101,14 @@ impl LoginSite {
     /// A command run on login1 (in its namespace, `PBS_HOME` = the login node's home) as
     /// `user`, from the work directory.
     fn login_run(&self, user: &User, program: &str, args: &[&str]) -> Output {
-        self.ns
-            .command(bin_dir().join(program), Some(user))
+        let mut command = self.ns.command(bin_dir().join(program), Some(user));
+        command
             .args(args)
             .env("PBS_HOME", &self.agent.home)
             .env_remove("CAPSTAN_SOCKET")
             .env_remove("PBS_DEFAULT")
-            .current_dir(&self.c.work)
-            .output()
-            .expect("run a command on the login node")
+            .current_dir(&self.c.work);
+        output_within(command, None)
     }
 
     fn qsub(&self, user: &User, name: &str, body: &str) -> Output {
