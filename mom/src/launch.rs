@@ -1294,9 +1294,20 @@ mod tests {
         (Layout::new("/var/spool/capstan"), user)
     }
 
+    /// `build_env` of `spec` on node `n1`, for the tests' user with bash.
+    fn env_of(
+        spec: &RunSpec,
+        tmpdir: Option<&Path>,
+        base: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let (layout, user) = env_fixture();
+        let bash = Path::new("/bin/bash");
+        build_env(spec, &layout, "n1", &user, bash, tmpdir, base)
+    }
+
     #[test]
     fn env_starts_empty_and_mom_wins() {
-        let (layout, user) = env_fixture();
+        let (_, user) = env_fixture();
         let spec = RunSpec {
             job_id: "4.vm".into(),
             env: vec![
@@ -1307,15 +1318,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let env = build_env(
-            &spec,
-            &layout,
-            "n1",
-            &user,
-            Path::new("/bin/bash"),
-            None,
-            &[],
-        );
+        let env = env_of(&spec, None, &[]);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PBS_JOBID"), Some("4.vm"));
         assert_eq!(get("HOME"), Some(user.dir.to_str().expect("utf8 home")));
@@ -1333,7 +1336,6 @@ mod tests {
     /// Torque's InitUserEnv; its PATH stands in for the MOM's default.
     #[test]
     fn pbs_environment_is_the_base_the_job_overrides() {
-        let (layout, user) = env_fixture();
         let spec = RunSpec {
             job_id: "4.vm".into(),
             env: vec![("TZ".into(), "Asia/Tokyo".into())],
@@ -1341,15 +1343,7 @@ mod tests {
         };
         let base = [("LANG", "C"), ("PATH", "/site/bin:/bin"), ("TZ", "UTC")]
             .map(|(k, v)| (k.to_string(), v.to_string()));
-        let env = build_env(
-            &spec,
-            &layout,
-            "n1",
-            &user,
-            Path::new("/bin/bash"),
-            None,
-            &base,
-        );
+        let env = env_of(&spec, None, &base);
         assert_eq!(
             &env[..3],
             &base.map(|(k, v)| (k, if v == "UTC" { "Asia/Tokyo".into() } else { v }))
@@ -1360,7 +1354,6 @@ mod tests {
     /// `$tmpdir` gives the job its `TMPDIR` unless the job brought its own.
     #[test]
     fn the_jobs_own_tmpdir_wins() {
-        let (layout, user) = env_fixture();
         let scratch = Path::new("/scratch/4.vm");
         let tmpdir_of = |env: Vec<(String, String)>| {
             let spec = RunSpec {
@@ -1368,18 +1361,10 @@ mod tests {
                 env,
                 ..Default::default()
             };
-            build_env(
-                &spec,
-                &layout,
-                "n1",
-                &user,
-                Path::new("/bin/bash"),
-                Some(scratch),
-                &[],
-            )
-            .into_iter()
-            .find(|(k, _)| k == "TMPDIR")
-            .map(|(_, v)| v)
+            env_of(&spec, Some(scratch), &[])
+                .into_iter()
+                .find(|(k, _)| k == "TMPDIR")
+                .map(|(_, v)| v)
         };
         assert_eq!(tmpdir_of(vec![]).as_deref(), Some("/scratch/4.vm"));
         let mine = vec![("TMPDIR".to_string(), "/home/u/tmp".to_string())];
