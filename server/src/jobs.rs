@@ -120,7 +120,8 @@ pub struct ActionArgs {
     pub message_stderr: bool,
     /// qdel `-m` (operators and managers only).
     pub delete_message: String,
-    /// qdel `-p` (operators and managers only; the delete is an ordinary one).
+    /// qdel `-p` (operators and managers only): purge (see [`purge`]); an ordinary delete
+    /// for a whole array, as in Torque.
     pub purge: bool,
     /// qdel `-W`: the kill delay for this delete.
     pub delete_delay_secs: Option<u32>,
@@ -1357,7 +1358,8 @@ pub async fn job_action(
 ) -> (Vec<ActionResult>, bool) {
     let server = core.state.server_name.clone();
     let privilege = core.state.server_attrs.privilege(caller);
-    let mut targets: Vec<(String, Target)> = Vec::new();
+    // Each id as shown, its jobs, and whether it named a whole array.
+    let mut targets: Vec<(String, Target, bool)> = Vec::new();
     // `-t`'s indices, Torque's grammar without a slot limit.
     let range = (!args.array_range.is_empty()).then(|| {
         capstan_proto::array::parse(&args.array_range)
@@ -1377,13 +1379,15 @@ pub async fn job_action(
                 if job.state != JobState::Completed
                     && (privilege >= Privilege::Operator || job.uid == caller.uid)
                 {
-                    targets.push((job.id(&server), Ok(Some(vec![job.seq]))));
+                    targets.push((job.id(&server), Ok(Some(vec![job.seq])), false));
                 }
             }
             continue;
         }
         let shown = shown_job_id(id, &server);
-        let jobs = match (parse_job_ref(id, &server), &range) {
+        let job_ref = parse_job_ref(id, &server);
+        let whole_array = matches!(job_ref, Some(JobRef::Array(_)));
+        let jobs = match (job_ref, &range) {
             (_, Some(Err(e))) => Err(e.clone()),
             (None, _) => Ok(None),
             (Some(JobRef::Job(_)), Some(Ok(_))) => Err(PbsError::new(
@@ -1412,7 +1416,7 @@ pub async fn job_action(
                 })
             }
         };
-        targets.push((shown, jobs));
+        targets.push((shown, jobs, whole_array));
     }
 
     let mut plan = Plan {
@@ -1424,7 +1428,14 @@ pub async fn job_action(
         freed_or_queued: false,
     };
     let mut results = Vec::with_capacity(targets.len());
-    for (shown, jobs) in targets {
+    // Torque's req_deletearray ignores qdel's purge: `-p N[]` deletes the array as usual
+    // (its sub-jobs, `N[3]`, are purged one by one as jobs).
+    let unpurged = ActionArgs {
+        purge: false,
+        ..args.clone()
+    };
+    for (shown, jobs, whole_array) in targets {
+        let args = if whole_array { &unpurged } else { args };
         let outcome = match jobs {
             Err(mut e) => {
                 e.object = shown.clone();
@@ -1468,11 +1479,19 @@ pub async fn job_action(
     plan.purged.sort_unstable();
     plan.purged.dedup();
     plan.messages.extend(kills);
+    // Runs ended here (a purge, or a delete whose MOM is out of reach): fair share charged
+    // up to now, while they still count as running, as `runs_ended` does.
+    let usage = (!plan.run_ends.is_empty()).then(|| core.state.fairshare_at(now));
     let committed = async {
         let mut tx = core.store.begin().map_err(PbsError::system)?;
         save_overlay(&mut tx, &plan.overlay)?;
         for (run, status) in &plan.run_ends {
             tx.end_run(*run, now, *status).map_err(PbsError::system)?;
+        }
+        if let Some(usage) = &usage {
+            let (rows, as_of) = usage.saved();
+            tx.save_fairshare(&rows, as_of.unwrap_or(now))
+                .map_err(PbsError::system)?;
         }
         if !plan.purged.is_empty() {
             tx.purge_jobs(&plan.purged, core.state.next_job_number)
@@ -1496,6 +1515,9 @@ pub async fn job_action(
         now,
         requestor.as_deref(),
     );
+    if let Some(usage) = usage {
+        core.state.learning.fairshare = usage;
+    }
     for seq in &plan.purged {
         info!(job = %crate::model::job_id(*seq, &server), "purging job without checking MOM");
         core.state.remove_job(*seq);
@@ -2497,10 +2519,12 @@ pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
 /// `qdel -p`, Torque's forced_jobpurge: the job is ended as deleted (exit status 271) and
 /// forgotten at once, in whatever state, a completed one too, without waiting for its MOM:
 /// the way out for a job whose node will not answer. Unlike Torque's, which leaves an
-/// orphan to the MOM, a mother superior still connected is told to kill the run (SIGKILL,
-/// no epilogue wait) and forget it; its slots are free either way. The accounting log
-/// still gets the job's `E` (or, not started, `D`) record, which Torque's purge skips: a
-/// run's usage is not lost to the site's accounting.
+/// orphan to the MOM, a mother superior still connected is sent CancelRuns (it kills the
+/// run with SIGKILL and forgets it; the server waits for nothing); its slots are free
+/// either way. The accounting log still gets the job's `E` (or, not started, `D`) record,
+/// which Torque's purge skips: a run's usage is not lost to the site's accounting. A
+/// sub-job an `*array` condition waits on is ended but kept until the condition is judged
+/// (see [`awaited_sub_jobs`]).
 fn purge(state: &State, mut job: Job, now: i64, plan: &mut Plan) {
     if job.state != JobState::Completed {
         if let Some(run) = job.current_run {
@@ -2517,8 +2541,25 @@ fn purge(state: &State, mut job: Job, now: i64, plan: &mut Plan) {
         plan.seeds.push(job.seq);
         plan.freed_or_queued = true;
     }
-    plan.purged.push(job.seq);
+    if !awaited_sub_jobs(state)(&job) {
+        plan.purged.push(job.seq);
+    }
     plan.overlay.insert(job.seq, job);
+}
+
+/// Whether a job is a sub-job of an array an `*array` condition still waits on. Such ended
+/// sub-jobs are kept, whatever purges: the condition is judged on all of them (Torque keeps
+/// the array's counts instead), and forgetting a failed one would let `afterokarray` pass.
+fn awaited_sub_jobs(state: &State) -> impl Fn(&Job) -> bool {
+    let awaited_arrays: HashSet<u64> = state
+        .jobs_awaiting_dependencies()
+        .flat_map(|j| j.depend.iter())
+        .filter(|d| d.kind.on_array() && !d.satisfied)
+        .map(|d| d.seq)
+        .collect();
+    move |j: &Job| {
+        crate::model::member_of(j.seq).is_some_and(|(array, _)| awaited_arrays.contains(&array))
+    }
 }
 
 /// The arrays none of whose sub-jobs stays once `forgotten` go: their script goes with the
@@ -2541,18 +2582,7 @@ fn emptied_arrays(state: &State, forgotten: &[u64]) -> Vec<u64> {
 /// Forgets completed jobs older than `keep_completed` seconds.
 pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsError> {
     let keep = core.config.keep_completed as i64;
-    // An array an `*array` condition still waits on keeps its ended sub-jobs: the
-    // condition is judged on all of them (Torque keeps the array's counts instead).
-    let awaited_arrays: HashSet<u64> = core
-        .state
-        .jobs_awaiting_dependencies()
-        .flat_map(|j| j.depend.iter())
-        .filter(|d| d.kind.on_array() && !d.satisfied)
-        .map(|d| d.seq)
-        .collect();
-    let awaited = |j: &Job| {
-        crate::model::member_of(j.seq).is_some_and(|(array, _)| awaited_arrays.contains(&array))
-    };
+    let awaited = awaited_sub_jobs(&core.state);
     let old: Vec<u64> = core
         .state
         .jobs

@@ -377,7 +377,7 @@ impl State {
         crate::interactive::send_later(to_qsubs);
     }
 
-    /// Forgets a job (purged after `keep_completed`).
+    /// Forgets a job (purged after `keep_completed`, or by `qdel -p`).
     pub fn remove_job(&mut self, seq: u64) {
         self.pending.remove(&seq);
         self.running.remove(&seq);

@@ -372,6 +372,11 @@ fn an_array_condition_counts_sub_jobs_that_ended_long_before() {
         "the witness was never purged"
     );
     assert_eq!(c.job_state(&failed).as_deref(), Some("C"));
+    // Nor does a manager's qdel -p forget it while the condition waits (the array would
+    // then look all successful).
+    let out = c.run_as_root("qdel", &["-p", &failed]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(c.job_state(&failed).as_deref(), Some("C"));
 
     std::fs::write(&marker, "").expect("marker");
     c.wait_state(&dependent, "C", T);

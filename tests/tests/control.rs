@@ -891,6 +891,20 @@ fn qdel_p_purges_a_job_at_once_in_any_state() {
     let out = c.run_as_root("qdel", &["-p", &behind]);
     assert_eq!((code(&out), stderr(&out)), (0, String::new()));
     assert_eq!(code(&c.run("qstat", &[&behind])), 153);
+    // A whole array is deleted as usual (Torque's req_deletearray ignores -p), one
+    // sub-job purged.
+    let array = c.qsub("arr.sh", "true\n", &["-h", "-t", "1-2"]);
+    let (number, server) = array.split_once("[]").expect("array id");
+    let (first, second) = (
+        format!("{number}[1]{server}"),
+        format!("{number}[2]{server}"),
+    );
+    let out = c.run_as_root("qdel", &["-p", &first]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(code(&c.run("qstat", &[&first])), 153);
+    let out = c.run_as_root("qdel", &["-p", &array]);
+    assert_eq!((code(&out), stderr(&out)), (0, String::new()));
+    assert_eq!(c.job_state(&second).as_deref(), Some("C"));
     // Gone for good: not back after a restart.
     c.kill_server();
     c.start_server();
