@@ -191,11 +191,11 @@ pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 /// `Command::output` gives it), and returns its output. A command still running after
 /// [`COMMAND_LIMIT`] is killed and fails its test there, rather than hanging the whole run
 /// until CI's limit.
-pub fn output_within(command: Command, input: Option<&[u8]>) -> Output {
+pub fn output_within(command: &mut Command, input: Option<&[u8]>) -> Output {
     output_bounded(command, input, COMMAND_LIMIT)
 }
 
-fn output_bounded(mut command: Command, input: Option<&[u8]>, limit: Duration) -> Output {
+fn output_bounded(command: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
     use std::io::Read;
     use std::sync::mpsc;
     command
@@ -462,22 +462,24 @@ impl Cluster {
         static BUNDLES: AtomicU32 = AtomicU32::new(0);
         let n = BUNDLES.fetch_add(1, Ordering::Relaxed);
         let bundle = self.root.join(format!("{node}-{n}.bundle"));
-        let out = Command::new(bin("pbs_server"))
-            .arg("--home")
-            .arg(server_home)
-            .args(["--server-name", SERVER_NAME, "enroll", node, "--out"])
-            .arg(&bundle)
-            .args(extra)
-            .output()
-            .expect("run pbs_server enroll");
+        let out = output_within(
+            Command::new(bin("pbs_server"))
+                .arg("--home")
+                .arg(server_home)
+                .args(["--server-name", SERVER_NAME, "enroll", node, "--out"])
+                .arg(&bundle)
+                .args(extra),
+            None,
+        );
         assert!(out.status.success(), "enroll {node}: {}", stderr(&out));
-        let out = Command::new(bin(installer))
-            .arg("--home")
-            .arg(home)
-            .arg("install-cert")
-            .arg(&bundle)
-            .output()
-            .expect("run install-cert");
+        let out = output_within(
+            Command::new(bin(installer))
+                .arg("--home")
+                .arg(home)
+                .arg("install-cert")
+                .arg(&bundle),
+            None,
+        );
         assert!(
             out.status.success(),
             "install-cert {node}: {}",
@@ -747,23 +749,18 @@ impl Cluster {
 
     /// Runs a command as `user`.
     pub fn run_as(&self, user: &User, program: &str, args: &[&str]) -> Output {
-        let mut command = self.command(program, Some(user));
-        command.args(args);
-        output_within(command, None)
+        output_within(self.command(program, Some(user)).args(args), None)
     }
 
     /// Runs a command as root (the operator); only meaningful when the tests run as root.
     pub fn run_as_root(&self, program: &str, args: &[&str]) -> Output {
-        let mut command = self.command(program, None);
-        command.args(args);
-        output_within(command, None)
+        output_within(self.command(program, None).args(args), None)
     }
 
     /// Runs a command as the test user with `input` on stdin.
     pub fn run_with_input(&self, program: &str, args: &[&str], input: &[u8]) -> Output {
-        let mut command = self.command(program, Some(&self.user.clone()));
-        command.args(args);
-        output_within(command, Some(input))
+        let user = self.user.clone();
+        output_within(self.command(program, Some(&user)).args(args), Some(input))
     }
 
     /// Writes a script into the work directory, owned by the test user.
@@ -1170,7 +1167,7 @@ mod tests {
     fn a_command_gets_its_input_and_gives_its_output() {
         let mut cat = Command::new("sh");
         cat.args(["-c", "cat; echo err >&2; exit 3"]);
-        let out = output_bounded(cat, Some(b"in\n"), Duration::from_secs(30));
+        let out = output_bounded(&mut cat, Some(b"in\n"), Duration::from_secs(30));
         assert_eq!(
             (out.status.code(), out.stdout, out.stderr),
             (Some(3), b"in\n".to_vec(), b"err\n".to_vec())
@@ -1182,6 +1179,6 @@ mod tests {
     fn a_hung_command_fails_its_test() {
         let mut sleep = Command::new("sleep");
         sleep.arg("30");
-        output_bounded(sleep, None, Duration::from_millis(200));
+        output_bounded(&mut sleep, None, Duration::from_millis(200));
     }
 }

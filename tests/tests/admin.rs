@@ -35,11 +35,11 @@ fn root_and_other() -> Option<User> {
 
 /// `qmgr < FILE`, as root: directives from standard input.
 fn qmgr_reading(c: &Cluster, file: &std::path::Path) -> Output {
-    std::process::Command::new(bin_dir().join("qmgr"))
-        .env("PBS_HOME", &c.home)
-        .stdin(std::fs::File::open(file).unwrap())
-        .output()
-        .unwrap()
+    let directives = std::fs::read(file).expect("read the directives");
+    output_within(
+        std::process::Command::new(bin_dir().join("qmgr")).env("PBS_HOME", &c.home),
+        Some(&directives),
+    )
 }
 
 fn qmgr_ok(c: &Cluster, command: &str) {

@@ -101,14 +101,16 @@ impl LoginSite {
     /// A command run on login1 (in its namespace, `PBS_HOME` = the login node's home) as
     /// `user`, from the work directory.
     fn login_run(&self, user: &User, program: &str, args: &[&str]) -> Output {
-        let mut command = self.ns.command(bin_dir().join(program), Some(user));
-        command
-            .args(args)
-            .env("PBS_HOME", &self.agent.home)
-            .env_remove("CAPSTAN_SOCKET")
-            .env_remove("PBS_DEFAULT")
-            .current_dir(&self.c.work);
-        output_within(command, None)
+        output_within(
+            self.ns
+                .command(bin_dir().join(program), Some(user))
+                .args(args)
+                .env("PBS_HOME", &self.agent.home)
+                .env_remove("CAPSTAN_SOCKET")
+                .env_remove("PBS_DEFAULT")
+                .current_dir(&self.c.work),
+            None,
+        )
     }
 
     fn qsub(&self, user: &User, name: &str, body: &str) -> Output {
@@ -136,15 +138,16 @@ impl LoginSite {
         }
         let script = self.c.script("forged.sh", "id -un\n");
         let cert_dir = cert_dir.map_or("-".into(), |d| d.to_string_lossy().to_string());
-        self.ns
-            .command(forge(), user)
-            .args(["tls", &self.c.mom_addr(), SERVER_NAME])
-            .arg(&ca)
-            .arg(cert_dir)
-            .arg(asserted)
-            .arg(script)
-            .output()
-            .expect("run capstan-forge")
+        output_within(
+            self.ns
+                .command(forge(), user)
+                .args(["tls", &self.c.mom_addr(), SERVER_NAME])
+                .arg(&ca)
+                .arg(cert_dir)
+                .arg(asserted)
+                .arg(script),
+            None,
+        )
     }
 
     /// Jobs the server holds, as root on the server host.
@@ -240,14 +243,14 @@ fn a_login_node_submits_through_its_agent() {
 
     // A forged assertion header (and forged owner fields) through the agent change nothing.
     site.c.script("forged.sh", "id -un\n");
-    let out = site
-        .ns
-        .command(forge(), Some(&user))
-        .arg(site.agent.home.join("trqauthd.sock"))
-        .arg(site.c.work.join("forged.sh"))
-        .current_dir(&site.c.work)
-        .output()
-        .expect("run capstan-forge");
+    let out = output_within(
+        site.ns
+            .command(forge(), Some(&user))
+            .arg(site.agent.home.join("trqauthd.sock"))
+            .arg(site.c.work.join("forged.sh"))
+            .current_dir(&site.c.work),
+        None,
+    );
     assert!(out.status.success(), "forge: {}", stderr(&out));
     let forged = stdout(&out).trim().to_string();
     assert_eq!(
@@ -305,12 +308,12 @@ fn login_node_secrets_and_impostors_are_refused() {
     let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&tls), 0o700);
     assert_eq!(mode(&tls.join("node.key")), 0o600);
-    let out = site
-        .ns
-        .command("/bin/cat", Some(&user))
-        .arg(tls.join("node.key"))
-        .output()
-        .expect("run cat");
+    let out = output_within(
+        site.ns
+            .command("/bin/cat", Some(&user))
+            .arg(tls.join("node.key")),
+        None,
+    );
     assert!(!out.status.success(), "the user read the agent's key");
     let out = site.login_run(&user, "trqauthd", &["--home", "/tmp/nowhere"]);
     assert!(!out.status.success());
@@ -394,11 +397,12 @@ fn the_plaintext_listener_serves_no_commands() {
         &[],
     );
     let script = c.script("forged.sh", "id -un\n");
-    let out = Command::new(forge())
-        .args(["plain", &c.mom_addr(), "root"])
-        .arg(script)
-        .output()
-        .expect("run capstan-forge");
+    let out = output_within(
+        Command::new(forge())
+            .args(["plain", &c.mom_addr(), "root"])
+            .arg(script),
+        None,
+    );
     assert!(
         !out.status.success(),
         "plain TCP took a command: {}",

@@ -96,12 +96,13 @@ fn mom_without_a_certificate_is_refused() {
 
     // pbs_mom will not start unenrolled (and says how to enrol)...
     let home = impostor_home(&c, "nocert");
-    let out = Command::new(bin_dir().join("pbs_mom"))
-        .arg("--home")
-        .arg(&home)
-        .args(["--server", &c.mom_addr(), "--node-name", "n2"])
-        .output()
-        .expect("run pbs_mom");
+    let out = output_within(
+        Command::new(bin_dir().join("pbs_mom"))
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", &c.mom_addr(), "--node-name", "n2"]),
+        None,
+    );
     assert!(!out.status.success());
     assert_contains(&stderr(&out), "not enrolled");
 
@@ -120,13 +121,13 @@ fn mom_without_a_certificate_is_refused() {
 
     // A TLS client that presents no certificate (openssl, where installed).
     if Command::new("openssl").arg("version").output().is_ok() {
-        let _ = Command::new("openssl")
-            .args(["s_client", "-tls1_3", "-connect", &c.mom_addr()])
-            .args(["-servername", SERVER_NAME, "-alpn", "h2", "-CAfile"])
-            .arg(c.home.join("server_priv/ca/ca.crt"))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run openssl");
+        let _ = output_within(
+            Command::new("openssl")
+                .args(["s_client", "-tls1_3", "-connect", &c.mom_addr()])
+                .args(["-servername", SERVER_NAME, "-alpn", "h2", "-CAfile"])
+                .arg(c.home.join("server_priv/ca/ca.crt")),
+            None,
+        );
         assert!(
             wait_until(T, || c.server_log_count("peer sent no certificates") >= 1),
             "server log:\n{}",
@@ -275,7 +276,7 @@ fn forged_owner_attributes_are_ignored() {
         use std::os::unix::process::CommandExt;
         cmd.uid(c.user.uid).gid(c.user.gid);
     }
-    let out = cmd.output().expect("run capstan-forge");
+    let out = output_within(&mut cmd, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_string();
     let owner = c.job_attr(&id, "Job_Owner").unwrap_or_default();
@@ -295,12 +296,13 @@ fn forged_owner_attributes_are_ignored() {
 fn plaintext_is_explicit_loud_and_loopback_only() {
     // Refused outright on a non-loopback listener.
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(bin_dir().join("pbs_server"))
-        .arg("--home")
-        .arg(dir.path())
-        .args(["--insecure-plaintext-moms", "--mom-listen", "0.0.0.0:1"])
-        .output()
-        .expect("run pbs_server");
+    let out = output_within(
+        Command::new(bin_dir().join("pbs_server"))
+            .arg("--home")
+            .arg(dir.path())
+            .args(["--insecure-plaintext-moms", "--mom-listen", "0.0.0.0:1"]),
+        None,
+    );
     assert!(!out.status.success());
     assert_contains(&stderr(&out), "must be a loopback address");
 
