@@ -606,16 +606,40 @@ impl Cluster {
 
     /// `kill -9` one MOM, start another, and wait until it has adopted the node's running jobs.
     pub fn restart_mom_adopting(&mut self, node: &str) {
+        self.restart_mom_after(node, Cluster::kill_mom);
+    }
+
+    /// Stops one MOM with `stop`, starts another, and waits until it has adopted the node's
+    /// running jobs.
+    pub fn restart_mom_after(&mut self, node: &str, stop: fn(&mut Cluster, &str)) {
         // The log is appended to across restarts: count this MOM's adoption lines only.
         let adoptions = |c: &Cluster| c.mom_log(node).matches("adopting running job").count();
         let before = adoptions(self);
-        self.kill_mom(node);
+        stop(self, node);
         self.start_mom(node);
         assert!(
             wait_until(Duration::from_secs(30), || adoptions(self) > before),
             "the new MOM did not adopt the job:\n{}",
             self.mom_log(node)
         );
+    }
+
+    /// SIGTERM to one MOM alone, as `systemctl stop` sends it under the shipped unit
+    /// (`KillMode=process`), and waits for it to exit.
+    pub fn stop_mom(&mut self, node: &str) {
+        let Some(pos) = self.moms.iter().position(|(n, _)| n == node) else {
+            return;
+        };
+        self.signal_mom(node, nix::sys::signal::Signal::SIGTERM);
+        let (_, mut child) = self.moms.remove(pos);
+        let exited = wait_until(Duration::from_secs(30), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the MOM of {node} did not exit on SIGTERM");
+        }
     }
 
     /// `kill -9` one MOM.

@@ -41,6 +41,20 @@ fn server_restart_keeps_queued_and_running_jobs() {
 
 #[test]
 fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
+    // kill -9: the job's supervisor, in a session of its own, keeps the job running.
+    adopted_across(Cluster::kill_mom);
+}
+
+/// `systemctl restart pbs_mom` under the shipped unit: SIGTERM to the MOM alone
+/// (`KillMode=process`). It stops without touching its jobs, and the next MOM adopts them.
+#[test]
+fn a_mom_stopped_by_sigterm_leaves_its_job_to_the_next_one() {
+    adopted_across(Cluster::stop_mom);
+}
+
+/// A job running across a MOM restart (the old one stopped by `stop`): adopted, it ends
+/// normally and its output is delivered.
+fn adopted_across(stop: fn(&mut Cluster, &str)) {
     // Runs of a node down for two status intervals (4 s) are lost, and a supervisor whose
     // MOM is gone kills its job a second before that (at 3 s) unless a new MOM adopts it.
     let mut c = Cluster::start_with(&[NodeSpec::new("n1", "np=1")], &["--status-interval", "2"]);
@@ -61,8 +75,7 @@ fn a_restarted_mom_adopts_its_running_job_and_delivers_its_output() {
         wait_until(T, || c.job_attr(&id, "session_id").is_some()),
         "the MOM did not report the start"
     );
-    // kill -9: the job's supervisor, in a session of its own, keeps the job running.
-    c.restart_mom_adopting("n1");
+    c.restart_mom_after("n1", stop);
     // Past the supervisor's deadline: adopted, the job is not killed.
     std::thread::sleep(Duration::from_secs(4));
     std::fs::write(&marker, "").unwrap();
