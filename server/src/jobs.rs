@@ -1475,9 +1475,13 @@ pub async fn job_action(
     }
     let seeds = std::mem::take(&mut plan.seeds);
     let kills = cascade(&core.state, &mut plan.overlay, seeds, now);
-    // A job named twice (`qdel -p 4 4`) is purged once.
+    // A job named twice (`qdel -p 4 4`) is purged once; an awaited sub-job not yet.
     plan.purged.sort_unstable();
     plan.purged.dedup();
+    if !plan.purged.is_empty() {
+        let awaited = awaited_sub_jobs(&core.state);
+        plan.purged.retain(|seq| !awaited(*seq));
+    }
     plan.messages.extend(kills);
     // Runs ended here (a purge, or a delete whose MOM is out of reach): fair share charged
     // up to now, while they still count as running, as `runs_ended` does.
@@ -2541,24 +2545,23 @@ fn purge(state: &State, mut job: Job, now: i64, plan: &mut Plan) {
         plan.seeds.push(job.seq);
         plan.freed_or_queued = true;
     }
-    if !awaited_sub_jobs(state)(&job) {
-        plan.purged.push(job.seq);
-    }
+    plan.purged.push(job.seq);
     plan.overlay.insert(job.seq, job);
 }
 
-/// Whether a job is a sub-job of an array an `*array` condition still waits on. Such ended
-/// sub-jobs are kept, whatever purges: the condition is judged on all of them (Torque keeps
-/// the array's counts instead), and forgetting a failed one would let `afterokarray` pass.
-fn awaited_sub_jobs(state: &State) -> impl Fn(&Job) -> bool {
+/// Whether a job (by number) is a sub-job of an array an `*array` condition still waits on.
+/// Such ended sub-jobs are kept, whatever purges: the condition is judged on all of them
+/// (Torque keeps the array's counts instead), and forgetting a failed one would let
+/// `afterokarray` pass.
+fn awaited_sub_jobs(state: &State) -> impl Fn(u64) -> bool {
     let awaited_arrays: HashSet<u64> = state
         .jobs_awaiting_dependencies()
         .flat_map(|j| j.depend.iter())
         .filter(|d| d.kind.on_array() && !d.satisfied)
         .map(|d| d.seq)
         .collect();
-    move |j: &Job| {
-        crate::model::member_of(j.seq).is_some_and(|(array, _)| awaited_arrays.contains(&array))
+    move |seq| {
+        crate::model::member_of(seq).is_some_and(|(array, _)| awaited_arrays.contains(&array))
     }
 }
 
@@ -2590,7 +2593,7 @@ pub async fn purge_completed(core: &mut Core, now: i64) -> Result<usize, PbsErro
         .filter(|j| {
             j.state == JobState::Completed
                 && j.comp_time.unwrap_or(j.mtime).saturating_add(keep) <= now
-                && !awaited(j)
+                && !awaited(j.seq)
         })
         .map(|j| j.seq)
         .collect();
