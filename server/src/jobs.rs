@@ -1938,8 +1938,12 @@ fn act_on(
     if !owner {
         return Err(PbsError::new(pbse::PERM, "", ""));
     }
+    let ms_connected = job
+        .mother_superior()
+        .and_then(|n| state.node(n))
+        .is_some_and(|n| n.is_up());
     if op == JobOp::Delete && args.purge {
-        purge(state, job, now, plan);
+        purge(job, ms_connected, now, plan);
         return Ok(());
     }
     if job.state == JobState::Completed && op != JobOp::Signal {
@@ -1949,10 +1953,6 @@ fn act_on(
             "",
         ));
     }
-    let ms_connected = job
-        .mother_superior()
-        .and_then(|n| state.node(n))
-        .is_some_and(|n| n.is_up());
     match op {
         JobOp::Delete => {
             if job.state == JobState::Running {
@@ -2529,14 +2529,11 @@ pub fn jobs_on_node(state: &State, node: &str) -> Vec<u64> {
 /// which Torque's purge skips: a run's usage is not lost to the site's accounting. A
 /// sub-job an `*array` condition waits on is ended but kept until the condition is judged
 /// (see [`awaited_sub_jobs`]).
-fn purge(state: &State, mut job: Job, now: i64, plan: &mut Plan) {
+fn purge(mut job: Job, ms_connected: bool, now: i64, plan: &mut Plan) {
     if job.state != JobState::Completed {
         if let Some(run) = job.current_run {
             plan.run_ends.push((run, EXIT_DELETED));
-            if let Some(ms) = job
-                .mother_superior()
-                .filter(|n| state.node(n).is_some_and(|n| n.is_up()))
-            {
+            if let Some(ms) = job.mother_superior().filter(|_| ms_connected) {
                 plan.messages
                     .push((ms.to_string(), ToMom::Cancel(vec![run])));
             }
