@@ -7,6 +7,16 @@ use capstan_tests::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// What qsub -I asks on Ctrl-C while its job waits (Torque's words).
+const CTRL_C_QUESTION: &str = "Do you wish to terminate the job and exit (y|[n])? ";
+
+/// Ctrl-C to a waiting qsub -I, and `answer` once it has asked.
+fn answer_ctrl_c(terminal: &mut Terminal, answer: &str) {
+    terminal.type_keys("\x03");
+    terminal.expect(CTRL_C_QUESTION, T);
+    terminal.type_keys(&format!("{answer}\n"));
+}
+
 /// The id in `qsub: waiting for job ID to start`, once it is on the screen.
 fn waiting_for(terminal: &Terminal) -> String {
     let screen = terminal.expect(" to start", T);
@@ -94,13 +104,10 @@ fn an_interactive_job_goes_with_its_qsub() {
 
     // Ctrl-C while it waits: Torque's question; "n" keeps waiting (and qsub gone, the job
     // goes too), "y" deletes the job.
-    let question = "Do you wish to terminate the job and exit (y|[n])? ";
     let mut terminal = c.on_terminal("qsub", &["-I", "-h"]);
     let kept = waiting_for(&terminal);
-    terminal.type_keys("\x03");
-    terminal.expect(question, T);
-    terminal.type_keys("n\n");
-    terminal.expect(&format!("{question}n\r\n"), T);
+    answer_ctrl_c(&mut terminal, "n");
+    terminal.expect(&format!("{CTRL_C_QUESTION}n\r\n"), T);
     // qsub went on waiting: released, the job starts on its terminal.
     assert_eq!(code(&c.run("qrls", &[&kept])), 0);
     terminal.expect(&format!("qsub: job {kept} ready"), T);
@@ -109,9 +116,7 @@ fn an_interactive_job_goes_with_its_qsub() {
 
     let mut terminal = c.on_terminal("qsub", &["-I", "-h"]);
     let held = waiting_for(&terminal);
-    terminal.type_keys("\x03");
-    terminal.expect(question, T);
-    terminal.type_keys("y\n");
+    answer_ctrl_c(&mut terminal, "y");
     terminal.expect(&format!("Job {held} is being deleted"), T);
     assert_eq!(terminal.wait(T).code(), Some(0));
     assert_eq!(c.job_state(&held).as_deref(), Some("C"));
