@@ -134,25 +134,32 @@ pub fn line(event: Event<'_>, job: &Job, server: &str, when: &str) -> String {
             if let Some(status) = job.exit_status {
                 fields.push_str(&format!(" Exit_status={status}"));
             }
-            let mut used = job.resources_used.unwrap_or_default();
-            // No report from the MOM (its node was lost): what the server saw elapse.
-            if used.walltime_secs == 0 {
-                if let (Some(start), Some(end)) = (job.start_time, job.comp_time) {
-                    used.walltime_secs = end.saturating_sub(start).max(0) as u64;
-                }
+            for (name, value) in resources_used(job) {
+                fields.push_str(&format!(" resources_used.{name}={value}"));
             }
-            fields.push_str(&format!(
-                " resources_used.cput={} resources_used.energy_used=0 resources_used.mem={}kb \
-                 resources_used.vmem={}kb resources_used.walltime={}",
-                format_duration(used.cput_secs),
-                used.mem_kb,
-                used.vmem_kb,
-                format_duration(used.walltime_secs)
-            ));
             fields
         }
     };
     format!("{when};{};{};{fields}\n", event.letter(), job.id(server))
+}
+
+/// A finished run's `resources_used` values in the order Torque's MOM reports them (its
+/// obit), which the end record and the end mail list.
+pub fn resources_used(job: &Job) -> [(&'static str, String); 5] {
+    let mut used = job.resources_used.unwrap_or_default();
+    // No report from the MOM (its node was lost): what the server saw elapse.
+    if used.walltime_secs == 0 {
+        if let (Some(start), Some(end)) = (job.start_time, job.comp_time) {
+            used.walltime_secs = end.saturating_sub(start).max(0) as u64;
+        }
+    }
+    [
+        ("cput", format_duration(used.cput_secs)),
+        ("energy_used", "0".to_string()),
+        ("mem", format!("{}kb", used.mem_kb)),
+        ("vmem", format!("{}kb", used.vmem_kb)),
+        ("walltime", format_duration(used.walltime_secs)),
+    ]
 }
 
 /// A value as a record may carry it: one field of one line.

@@ -625,10 +625,23 @@ pub fn server_attrs(state: &State, keep_completed: u64) -> StatObject {
     if !state.default_queue.is_empty() {
         a.push(Attr::text("default_queue", &state.default_queue));
     }
+    let mail = &security.mail;
     a.extend([
         Attr::text("log_events", "2047"),
-        Attr::text("mail_from", "adm"),
+        Attr::text("mail_from", mail.from()),
     ]);
+    for (attr, value) in [
+        ("mail_domain", &mail.domain),
+        ("mail_subject_fmt", &mail.subject_fmt),
+        ("mail_body_fmt", &mail.body_fmt),
+    ] {
+        if let Some(value) = value {
+            a.push(Attr::text(attr, value));
+        }
+    }
+    if mail.no_mail_force {
+        a.push(Attr::text("no_mail_force", "True"));
+    }
     a.extend(resources_assigned(state, None));
     a.extend([
         Attr::text("node_check_rate", "150"),

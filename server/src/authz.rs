@@ -42,6 +42,8 @@ pub struct ServerAttrs {
     pub query_other_jobs: bool,
     /// `scheduling`: whether the scheduler starts jobs.
     pub scheduling: bool,
+    /// `mail_from`, `mail_domain`, `mail_subject_fmt`, `mail_body_fmt`, `no_mail_force`.
+    pub mail: crate::mail::MailSettings,
 }
 
 impl Default for ServerAttrs {
@@ -52,6 +54,7 @@ impl Default for ServerAttrs {
             submit_hosts: Vec::new(),
             query_other_jobs: false,
             scheduling: true,
+            mail: Default::default(),
         }
     }
 }

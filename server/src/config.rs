@@ -35,7 +35,12 @@ pub struct Config {
     pub priority_weight_fairshare: f64,
     /// Seconds for fair-share usage to halve.
     pub fairshare_half_life: u64,
+    /// The program job mail goes through (`--sendmail`).
+    pub sendmail: PathBuf,
 }
+
+/// Where Debian's mail systems (exim, postfix, msmtp-mta, ...) put sendmail.
+pub const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
 
 impl Config {
     /// A configuration with Capstan's defaults for `home`.
@@ -54,6 +59,7 @@ impl Config {
             priority_weight_age: 0.0,
             priority_weight_fairshare: 0.0,
             fairshare_half_life: 7 * 86_400,
+            sendmail: PathBuf::from(DEFAULT_SENDMAIL),
         }
     }
 

@@ -1513,12 +1513,12 @@ pub async fn job_action(
         }
         return (results, false);
     }
-    let requestor = (op == JobOp::Delete).then(|| caller.user_at_host());
-    core.apply_jobs_by(
-        plan.overlay.into_values().collect(),
-        now,
-        requestor.as_deref(),
-    );
+    let deletion = (op == JobOp::Delete).then(|| crate::mail::Deletion {
+        requestor: caller.user_at_host(),
+        uid: caller.uid,
+        message: args.delete_message.clone(),
+    });
+    core.apply_jobs_by(plan.overlay.into_values().collect(), now, deletion.as_ref());
     if let Some(usage) = usage {
         core.state.learning.fairshare = usage;
     }
@@ -2242,8 +2242,16 @@ pub struct RunEnd {
     pub end_time: i64,
     pub session_id: i32,
     pub message: String,
-    /// The job's comment from now on (output the MOM could not deliver).
-    pub comment: Option<String>,
+    /// Torque's "Unable to copy file ..." texts for output the MOM could not deliver: the
+    /// job's comment from now on, and mailed to its owner.
+    pub copy_errors: Vec<String>,
+}
+
+impl RunEnd {
+    /// The comment the copy errors leave on the job (one line), if any.
+    fn comment(&self) -> Option<String> {
+        (!self.copy_errors.is_empty()).then(|| self.copy_errors.join(" ").replace('\n', " "))
+    }
 }
 
 /// Commits the ends of a batch of runs (C or requeue) and resolves their dependents, in one
@@ -2265,6 +2273,7 @@ pub async fn runs_ended(
     let mut seeds = Vec::new();
     let mut run_ends = Vec::new();
     let mut samples = Vec::new();
+    let mut undelivered = Vec::new();
     for end in ends {
         // Unknown, lost or already finished runs: every path that ends a run also closes
         // its run record, so there is nothing to write.
@@ -2302,7 +2311,7 @@ pub async fn runs_ended(
         }
         match job.pending {
             Some(PendingAction::Requeue) => {
-                requeue(&mut job, now, end.comment.clone());
+                requeue(&mut job, now, end.comment());
                 info!(job = %id, "job requeued");
             }
             // Lost on its node (JOB_EXEC_INITABT: killed because its MOM was gone, or its
@@ -2357,7 +2366,7 @@ pub async fn runs_ended(
                     }
                     _ => end.exit_status,
                 };
-                end_job(&mut job, exit_status, end_time, end.comment.clone());
+                end_job(&mut job, exit_status, end_time, end.comment());
                 job.mtime = now;
                 info!(job = %id, exit_status, "job completed");
             }
@@ -2366,6 +2375,12 @@ pub async fn runs_ended(
             info!(job = %id, "{}", end.message);
         }
         run_ends.push((end.run_id, end_time, end.exit_status));
+        if !end.copy_errors.is_empty() {
+            undelivered.push((
+                job.seq,
+                crate::mail::undelivered(&id, node, &end.copy_errors),
+            ));
+        }
         seeds.push(job.seq);
         overlay.insert(job.seq, job);
     }
@@ -2390,6 +2405,11 @@ pub async fn runs_ended(
     }
     tx.commit().await.map_err(PbsError::system)?;
     core.apply_jobs(overlay.into_values().collect(), now);
+    for (seq, notice) in &undelivered {
+        if let Some(job) = core.state.jobs.get(seq) {
+            core.mail(notice, job);
+        }
+    }
     send_messages(core, kills);
     core.state.learning.fairshare = usage;
     if !samples.is_empty() {
@@ -2669,6 +2689,7 @@ mod tests {
             state,
             store,
             accounting: crate::accounting::Accounting::new(config.accounting_dir()),
+            mailer: crate::mail::Mailer::default(),
             config: std::sync::Arc::new(config),
         }
     }

@@ -15,6 +15,7 @@
 //!   results) and the node watchdog.
 //! * [`jobs`]: the job lifecycle rules.
 //! * [`accounting`]: Torque's accounting log (`Q`/`S`/`E`/`R`/`D`/`A` records).
+//! * [`mail`]: job mail (`qsub -m abe`): which changes call for it, the message, sendmail.
 //! * [`manage`]: qmgr's create/delete/set/unset on the server, queues and nodes, and
 //!   pbsnodes' node changes (`-o`, `-c`, `-r`, `-N`).
 //! * [`authz`]: managers/operators, `submit_hosts`, `query_other_jobs` and Torque's ACL matching.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod dispatch;
 pub mod interactive;
 pub mod jobs;
+pub mod mail;
 pub mod manage;
 pub mod model;
 pub mod mom_session;

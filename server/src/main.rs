@@ -46,6 +46,10 @@ struct Args {
     /// Seconds for fair-share usage to halve.
     #[arg(long, default_value_t = 7 * 86_400)]
     fairshare_half_life: u64,
+    /// The program job mail is handed to (`-f FROM ADDRESS...`, the message on its
+    /// standard input), as Torque's SENDMAIL_CMD.
+    #[arg(long, default_value = capstan_server::config::DEFAULT_SENDMAIL)]
+    sendmail: PathBuf,
     /// Log filter (overridden by RUST_LOG).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -131,6 +135,7 @@ async fn daemon_main(args: Args) -> anyhow::Result<()> {
     config.allow_root_jobs = args.allow_root_jobs;
     config.status_interval = Duration::from_secs(args.status_interval.max(1));
     config.keep_completed = args.keep_completed;
+    config.sendmail = args.sendmail;
     if !(args.site_span_penalty.is_finite() && args.site_span_penalty >= 1.0) {
         anyhow::bail!("--site-span-penalty must be a number >= 1.0");
     }

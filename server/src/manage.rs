@@ -9,7 +9,7 @@
 //! nodes file first and then commits the node's flags, putting the file back if that fails.
 //!
 //! Capstan names every attribute Torque shows. Attributes Capstan does not implement as
-//! settable (`log_events`, `mail_from`, `acl_hosts` on the server, ...) are refused with
+//! settable (`log_events`, `acl_hosts` on the server, ...) are refused with
 //! PBSE_NOSUP and a reason, never silently accepted. Nodes live in `server_priv/nodes`: qmgr's
 //! `create node`, `set node` and `delete node` rewrite that file (durably, line by line; see
 //! `nodes_file`) and then change memory, so the cluster grows without a server restart.
@@ -70,10 +70,6 @@ const SERVER_FIXED: &[(&str, &str)] = &[
     ),
     ("keep_completed", "set with pbs_server --keep-completed"),
     ("log_events", "logging is set with RUST_LOG"),
-    (
-        "mail_from",
-        "Capstan records mail options but sends no mail",
-    ),
     (
         "node_check_rate",
         "node liveness follows pbs_server --status-interval",
@@ -551,6 +547,25 @@ fn apply_server_attr(
             attrs.query_other_jobs = bool_value(command, attr, false)?;
         }
         "scheduling" => attrs.scheduling = bool_value(command, attr, true)?,
+        // Managers only: the server runs sendmail as root with these.
+        "mail_from" | "mail_domain" | "mail_subject_fmt" | "mail_body_fmt" => {
+            manager_only(privilege)?;
+            let mail = &mut attrs.mail;
+            let setting = match name {
+                "mail_from" => &mut mail.from,
+                "mail_domain" => &mut mail.domain,
+                "mail_subject_fmt" => &mut mail.subject_fmt,
+                _ => &mut mail.body_fmt,
+            };
+            *setting = match command {
+                Command::Unset => None,
+                _ => Some(mail_value(name, &attr.value)?),
+            };
+        }
+        "no_mail_force" => {
+            manager_only(privilege)?;
+            attrs.mail.no_mail_force = bool_value(command, attr, false)?;
+        }
         "default_queue" => {
             manager_only(privilege)?;
             if command == Command::Unset {
@@ -892,6 +907,20 @@ fn apply_list(list: &mut Vec<String>, command: Command, attr: &ManageAttr) -> Re
 
 /// Torque's boolean spellings (`True`, `true`, `t`, `1`, `y`, ... and their negatives); `unset`
 /// restores `default`.
+/// A mail attribute's value: not empty, no control characters; the sender and the domain,
+/// which become sendmail's arguments and addresses, one word not starting with `-`.
+fn mail_value(name: &str, value: &str) -> Result<String, PbsError> {
+    let value = value.trim();
+    let one_word = matches!(name, "mail_from" | "mail_domain");
+    let bad = value.is_empty()
+        || value.chars().any(char::is_control)
+        || (one_word && (value.starts_with('-') || value.chars().any(char::is_whitespace)));
+    if bad {
+        return Err(PbsError::new(pbse::BADATVAL, "", ""));
+    }
+    Ok(value.to_string())
+}
+
 fn bool_value(command: Command, attr: &ManageAttr, default: bool) -> Result<bool, PbsError> {
     if command == Command::Unset {
         return Ok(default);

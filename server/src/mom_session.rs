@@ -689,9 +689,7 @@ async fn handle_batch(
                     end_time: ended.end_time,
                     session_id: ended.session_id,
                     message: ended.message,
-                    // Torque mails these; a Capstan user reads them in the job's comment.
-                    comment: (!ended.copy_errors.is_empty())
-                        .then(|| ended.copy_errors.join(" ").replace('\n', " ")),
+                    copy_errors: ended.copy_errors,
                 });
                 continue;
             }

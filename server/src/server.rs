@@ -33,6 +33,7 @@ use crate::api::BatchService;
 use crate::authz::ServerAttrs;
 use crate::config::Config;
 use crate::dispatch::{self, now_epoch};
+use crate::mail::{self, Mailer};
 use crate::model::{JobState, NodeFlags, Queue};
 use crate::mom_session::{self, MomService};
 use crate::nodes_file;
@@ -51,7 +52,8 @@ pub const DEFAULT_QUEUE: &str = "batch";
 
 /// Builds the shared state from the nodes file and the database (creating the default
 /// queue on first start).
-pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
+/// Job mail goes to `mailer`.
+pub async fn load_state(config: Arc<Config>, mailer: Mailer) -> anyhow::Result<Arc<Shared>> {
     std::fs::create_dir_all(config.server_priv())
         .with_context(|| format!("creating {}", config.server_priv().display()))?;
     let defs = nodes_file::load(&config.nodes_file())?;
@@ -179,6 +181,7 @@ pub async fn load_state(config: Arc<Config>) -> anyhow::Result<Arc<Shared>> {
             state,
             store,
             accounting: Accounting::new(config.accounting_dir()),
+            mailer,
             config: config.clone(),
         }),
         config,
@@ -197,7 +200,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         format!("{}\n", config.server_name),
     )
     .with_context(|| format!("writing {}", config.server_name_file().display()))?;
-    let shared = load_state(config.clone()).await?;
+    let (mailer, postman) = mail::channel(config.sendmail.clone());
+    let shared = load_state(config.clone(), mailer).await?;
     crate::interactive::delete_orphaned(&mut *shared.core.lock().await, dispatch::now_epoch())
         .await;
     let tls_config = if config.insecure_plaintext_moms {
@@ -245,6 +249,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         shared.clone(),
         Shutdown::new(notify_shutdown.subscribe()),
     ));
+    let postman = tokio::spawn(postman.run(Shutdown::new(notify_shutdown.subscribe())));
 
     let batch = BatchService::new(shared.clone(), notify_shutdown.clone());
     let mut batch_shutdown = Shutdown::new(notify_shutdown.subscribe());
@@ -312,6 +317,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .is_err()
     {
         warn!("the scheduler did not stop within 5 s; stopping anyway");
+    }
+    // Mail already queued goes out, within a bound: a stuck mail system never holds up a
+    // stop (what is left is dropped with this warning; mail is a courtesy).
+    if tokio::time::timeout(Duration::from_secs(5), postman)
+        .await
+        .is_err()
+    {
+        warn!("mail still waiting for sendmail after 5 s is not sent");
     }
     shared.core.lock().await.store.close().await;
     // The command listener no longer accepts; its path goes before qterm is answered, so

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use crate::accounting::{self, Accounting};
 use crate::config::Config;
+use crate::mail::{self, Deletion, Mailer, Notice};
 use crate::model::{HostSlots, Job, JobState, NodeDef, NodeFlags, NodeStatus, Queue, ToMom};
 use crate::scheduler::fairshare::Usage;
 use crate::scheduler::speed_learning::Samples;
@@ -590,25 +591,41 @@ pub struct Core {
     pub config: Arc<Config>,
     /// Torque's accounting log (`server_priv/accounting/`).
     pub accounting: Accounting,
+    /// Job mail, handed to the postman (see `mail`).
+    pub mailer: Mailer,
 }
 
 impl Core {
-    /// Replaces jobs in memory with their committed versions ([`State::apply_jobs`]) and
-    /// writes the accounting records their changes call for (`now`: when they happened).
+    /// Replaces jobs in memory with their committed versions ([`State::apply_jobs`]),
+    /// writes the accounting records their changes call for (`now`: when they happened) and
+    /// sends the mail they call for.
     pub fn apply_jobs(&mut self, jobs: Vec<Job>, now: i64) {
         self.apply_jobs_by(jobs, now, None);
     }
 
-    /// [`Core::apply_jobs`] for a qdel by `requestor` (`user@host`), which its records name.
-    pub fn apply_jobs_by(&mut self, jobs: Vec<Job>, now: i64, requestor: Option<&str>) {
+    /// [`Core::apply_jobs`] for a qdel (`deletion`), whose records name who asked.
+    pub fn apply_jobs_by(&mut self, jobs: Vec<Job>, now: i64, deletion: Option<&Deletion>) {
+        let requestor = deletion.map(|d| d.requestor.as_str());
         for job in &jobs {
             let old = self.state.jobs.get(&job.seq);
-            for event in accounting::transitions(old, job, requestor) {
+            let events = accounting::transitions(old, job, requestor);
+            for event in &events {
                 self.accounting
-                    .record(event, job, &self.state.server_name, now);
+                    .record(*event, job, &self.state.server_name, now);
+            }
+            for notice in mail::notices(&events, old, job, deletion) {
+                self.mail(&notice, job);
             }
         }
         self.state.apply_jobs(jobs);
+    }
+
+    /// Sends `notice` about `job` if the job and the server's settings want it sent.
+    pub fn mail(&self, notice: &Notice, job: &Job) {
+        let settings = &self.state.server_attrs.mail;
+        if let Some(mail) = mail::compose(notice, job, settings, &self.state.server_name) {
+            self.mailer.send(mail);
+        }
     }
 }
 

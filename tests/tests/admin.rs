@@ -493,6 +493,8 @@ fn qmgr_creates_changes_and_deletes_nodes_without_a_restart() {
     assert_contains(&shown, "     note = new disk\n");
     let printed = stdout(&c.run_as_root("qmgr", &["-c", "print node n2"]));
     assert_contains(&printed, "set node n2 site = b\n");
+    // Quoted, as it was typed, so that it reads back as one value.
+    assert_contains(&printed, "set node n2 note = \"new disk\"\n");
     assert_contains(
         &printed,
         "set node n2 properties = bigmem\nset node n2 properties += ssd\n",

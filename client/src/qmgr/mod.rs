@@ -99,12 +99,16 @@ pub const SERVER_ATTRS: &[&str] = &[
     "job_stat_rate",
     "keep_completed",
     "log_events",
+    "mail_body_fmt",
+    "mail_domain",
     "mail_from",
+    "mail_subject_fmt",
     "managers",
     "moab_array_compatible",
     "mom_job_sync",
     "net_counter",
     "next_job_number",
+    "no_mail_force",
     "node_check_rate",
     "note_append_on_error",
     "nppcu",
@@ -510,6 +514,9 @@ fn set_lines(prefix: &str, o: &Object, skip: &[&str]) -> String {
                 let op = if i == 0 { "=" } else { "+=" };
                 out.push_str(&format!("{prefix} {name} {op} {entry}\n"));
             }
+        } else if a.value.contains(char::is_whitespace) {
+            // Quoted, so the line reads back as one value (`mail_subject_fmt`, a note).
+            out.push_str(&format!("{prefix} {name} = \"{}\"\n", a.value));
         } else {
             out.push_str(&format!("{prefix} {name} = {}\n", a.value));
         }
