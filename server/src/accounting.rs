@@ -219,6 +219,14 @@ pub fn transitions<'r>(old: Option<&Job>, new: &Job, requestor: Option<&'r str>)
     if old.queue != new.queue {
         events.push(Event::Queued);
     }
+    // qdel of a running job: recorded when asked, before its E (at once when the run was
+    // ended without waiting for its MOM: a purge, or a MOM out of reach).
+    if let Some(requestor) = requestor {
+        let asked = deleting(new) || new.state == JobState::Completed;
+        if running(old) && !deleting(old) && asked {
+            events.push(Event::Deleted { requestor });
+        }
+    }
     match (running(old), new.state) {
         (false, JobState::Running) => events.push(Event::Started),
         (true, JobState::Completed) => events.push(Event::Ended),
@@ -230,12 +238,6 @@ pub fn transitions<'r>(old: Option<&Job>, new: &Job, requestor: Option<&'r str>)
             })
         }
         _ => {}
-    }
-    // qdel of a running job: recorded when asked (its E follows when the run ends).
-    if let Some(requestor) = requestor {
-        if running(old) && !deleting(old) && deleting(new) {
-            events.push(Event::Deleted { requestor });
-        }
     }
     events
 }
@@ -355,6 +357,9 @@ mod tests {
         assert_eq!(qdel(&running, &deleting), [deleted]);
         assert_eq!(qdel(&deleting, &deleting), []);
         assert_eq!(change(Some(&deleting), &done), [Event::Ended]);
+        // Ended at once by the qdel (a purge, or its MOM out of reach): D, then E.
+        assert_eq!(qdel(&running, &done), [deleted, Event::Ended]);
+        assert_eq!(qdel(&deleting, &done), [Event::Ended]);
         // qmove: queued again, into its new queue.
         let mut moved = queued.clone();
         moved.queue = "lab".into();

@@ -687,6 +687,12 @@ fn valid_mail_points(v: &str) -> Result<String, PbsError> {
     Ok(v.to_string())
 }
 
+/// `Mail_Users`: addresses the server may hand sendmail (see `mail::addresses`).
+fn valid_mail_users(v: &str) -> Result<String, PbsError> {
+    crate::mail::addresses(v).ok_or_else(|| bad_value("Mail_Users"))?;
+    Ok(v.to_string())
+}
+
 /// `Priority`: -1024 to 1023.
 fn valid_priority(v: &str) -> Result<i64, PbsError> {
     v.parse()
@@ -882,7 +888,7 @@ fn build_job(
             "Hold_Types" => holds = HoldTypes::parse(v).ok_or_else(|| bad_value("Hold_Types"))?,
             "submit_args" => submit_args = Some(v.to_string()),
             "Account_Name" => account = Some(valid_account(v)?),
-            "Mail_Users" => mail_users = Some(v.to_string()),
+            "Mail_Users" => mail_users = Some(valid_mail_users(v)?),
             "Shell_Path_List" => shell_path = Some(v.to_string()),
             "init_work_dir" => init_work_dir = Some(v.to_string()),
             "submit_host" => submit_host = Some(v.to_string()),
@@ -1474,6 +1480,9 @@ pub async fn job_action(
         return (results, false);
     }
     let seeds = std::mem::take(&mut plan.seeds);
+    // The jobs the request named: its dependents that the cascade ends were not deleted by
+    // the requestor but aborted by their dependency, and are recorded and mailed so.
+    let asked: HashSet<u64> = plan.overlay.keys().copied().collect();
     let kills = cascade(&core.state, &mut plan.overlay, seeds, now);
     // A job named twice (`qdel -p 4 4`) is purged once; an awaited sub-job not yet.
     plan.purged.sort_unstable();
@@ -1518,7 +1527,12 @@ pub async fn job_action(
         uid: caller.uid,
         message: args.delete_message.clone(),
     });
-    core.apply_jobs_by(plan.overlay.into_values().collect(), now, deletion.as_ref());
+    let (named, cascaded): (Vec<Job>, Vec<Job>) = plan
+        .overlay
+        .into_values()
+        .partition(|job| asked.contains(&job.seq));
+    core.apply_jobs_by(named, now, deletion.as_ref());
+    core.apply_jobs(cascaded, now);
     if let Some(usage) = usage {
         core.state.learning.fairshare = usage;
     }
@@ -1708,7 +1722,7 @@ fn alter_one(
             "Join_Path" => job.join_path = valid_join_path(v).map_err(fail)?,
             "Keep_Files" => job.keep_files = valid_keep_files(v).map_err(fail)?,
             "Mail_Points" => job.mail_points = valid_mail_points(v).map_err(fail)?,
-            "Mail_Users" => job.mail_users = Some(v.to_string()),
+            "Mail_Users" => job.mail_users = Some(valid_mail_users(v).map_err(fail)?),
             "Account_Name" => job.account = Some(valid_account(v)?),
             "Priority" => job.priority = valid_priority(v).map_err(fail)?,
             "Rerunable" => {
@@ -2404,12 +2418,13 @@ pub async fn runs_ended(
             .map_err(PbsError::system)?;
     }
     tx.commit().await.map_err(PbsError::system)?;
-    core.apply_jobs(overlay.into_values().collect(), now);
+    // As Torque's: the output's fate (its stage-out) is told before the end mail.
     for (seq, notice) in &undelivered {
-        if let Some(job) = core.state.jobs.get(seq) {
+        if let Some(job) = overlay.get(seq) {
             core.mail(notice, job);
         }
     }
+    core.apply_jobs(overlay.into_values().collect(), now);
     send_messages(core, kills);
     core.state.learning.fairshare = usage;
     if !samples.is_empty() {
@@ -2741,6 +2756,40 @@ mod tests {
 
     fn code(r: &ActionResult) -> Option<(i32, String)> {
         r.1.as_ref().map(|e| (e.code, e.detail.clone()))
+    }
+
+    /// The accounting records written so far, every day's file.
+    fn accounting_records(core: &Core) -> String {
+        let Ok(files) = std::fs::read_dir(core.config.accounting_dir()) else {
+            return String::new();
+        };
+        files
+            .filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+            .collect()
+    }
+
+    /// The qdel's requestor deleted the job it named; the dependent the cascade ends was
+    /// aborted by its dependency (`A`, and the dependency mail, not the qdel's).
+    #[tokio::test]
+    async fn a_qdel_records_its_cascade_as_aborted_by_the_dependency() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = vec![job(14, JobState::Queued), held_on(16, DepKind::AfterOk, 14)];
+        let mut core = core_with_jobs(dir.path(), jobs).await;
+        let results = act(
+            &mut core,
+            &user(0),
+            JobOp::Delete,
+            "14",
+            &ActionArgs::default(),
+            150,
+        )
+        .await;
+        assert_eq!(code(&results[0]), None);
+        assert_eq!(core.state.jobs[&16].state, JobState::Completed);
+        let records = accounting_records(&core);
+        assert!(records.contains(";D;14.vm;requestor=root@h\n"), "{records}");
+        assert!(records.contains(";A;16.vm;queue=batch\n"), "{records}");
+        assert!(!records.contains(";D;16.vm;"), "{records}");
     }
 
     /// A qmove of several jobs ranks each behind every job in line, and apart; qorder swaps

@@ -33,7 +33,6 @@ use tracing::{debug, info, warn};
 use crate::accounting::{self, Event};
 use crate::attrs::format_exec_host;
 use crate::model::{Job, PendingAction};
-use crate::shutdown::Shutdown;
 use capstan_proto::job_exec;
 
 /// Torque's `PBS_DEFAULT_MAIL`: the sender when `mail_from` is not set.
@@ -287,16 +286,10 @@ pub fn compose(
             None => job.owner.clone(),
         },
     };
-    let recipients: Vec<String> = to
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(String::from)
-        .collect();
-    if recipients.is_empty() || !recipients.iter().all(|a| safe_address(a)) {
-        warn!(job = %job.id(server_name), to = %to, "not sending '{letter}' mail: not an address sendmail may be given");
+    let Some(recipients) = addresses(&to) else {
+        warn!(job = %job.id(server_name), to = %to.escape_debug(), "not sending '{letter}' mail: not an address sendmail may be given");
         return None;
-    }
+    };
     let fields = Fields {
         job,
         server_name,
@@ -316,18 +309,30 @@ pub fn compose(
         job_id: job.id(server_name),
         point: letter,
         from: settings.from().to_string(),
-        recipients,
+        // From the checked addresses, never the raw list: nothing the user wrote can end
+        // the header.
         message: format!(
             "To: {}\nSubject: {subject}\nPrecedence: bulk\n\n{body}",
-            to.trim()
+            recipients.join(",")
         ),
+        recipients,
     })
 }
 
-/// An address that sendmail cannot take for an option and that cannot break the `To:`
-/// header.
-fn safe_address(address: &str) -> bool {
-    !address.starts_with('-') && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+/// The addresses of a comma-separated list (`Mail_Users`), or `None` unless every one is
+/// an address sendmail cannot take for an option and that cannot break the `To:` header
+/// (spaces around the commas are allowed).
+pub fn addresses(list: &str) -> Option<Vec<String>> {
+    if list.chars().any(char::is_control) {
+        return None;
+    }
+    let addresses: Vec<String> = list.split(',').map(|a| a.trim().to_string()).collect();
+    let safe = |a: &String| {
+        !a.is_empty()
+            && !a.starts_with('-')
+            && !a.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    addresses.iter().all(safe).then_some(addresses)
 }
 
 /// Torque's default body: id, name, where it ran, what happened, the details, and for the
@@ -448,19 +453,10 @@ pub fn channel(sendmail: PathBuf) -> (Mailer, Postman) {
 }
 
 impl Postman {
-    /// Sends until shutdown, then sends what was already queued (the server bounds how
-    /// long it waits for that).
-    pub async fn run(mut self, mut shutdown: Shutdown) {
-        loop {
-            tokio::select! {
-                mail = self.inbox.recv() => match mail {
-                    Some(mail) => self.deliver(mail).await,
-                    None => return,
-                },
-                _ = shutdown.recv() => break,
-            }
-        }
-        while let Ok(mail) = self.inbox.try_recv() {
+    /// Sends until the [`Mailer`] is dropped and everything queued is sent: at shutdown the
+    /// server drops it once nothing more can change a job (and bounds the wait).
+    pub async fn run(mut self) {
+        while let Some(mail) = self.inbox.recv().await {
             self.deliver(mail).await;
         }
     }
@@ -739,7 +735,15 @@ mod tests {
             .message
             .starts_with("To: ann@lab.example,bob@lab.example\n"));
         // Never an option for sendmail (run as root), never a second header.
-        for bad in ["-oQ/tmp", "ann@lab.example,-C/etc/x", "a b", "ann\nBcc: x"] {
+        for bad in [
+            "-oQ/tmp",
+            "ann@lab.example,-C/etc/x",
+            "a b",
+            "ann\nBcc: x",
+            "a@x,\nFrom:ceo@corp",
+            "a@x,\n\nbody",
+            "a@x,,b@y",
+        ] {
             job.mail_users = Some(bad.into());
             assert!(compose(&forced, &job, &domain, "vm").is_none(), "{bad}");
         }

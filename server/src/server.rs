@@ -249,7 +249,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         shared.clone(),
         Shutdown::new(notify_shutdown.subscribe()),
     ));
-    let postman = tokio::spawn(postman.run(Shutdown::new(notify_shutdown.subscribe())));
+    let postman = tokio::spawn(postman.run());
 
     let batch = BatchService::new(shared.clone(), notify_shutdown.clone());
     let mut batch_shutdown = Shutdown::new(notify_shutdown.subscribe());
@@ -318,15 +318,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     {
         warn!("the scheduler did not stop within 5 s; stopping anyway");
     }
-    // Mail already queued goes out, within a bound: a stuck mail system never holds up a
-    // stop (what is left is dropped with this warning; mail is a courtesy).
-    if tokio::time::timeout(Duration::from_secs(5), postman)
-        .await
-        .is_err()
     {
-        warn!("mail still waiting for sendmail after 5 s is not sent");
+        let mut core = shared.core.lock().await;
+        core.store.close().await;
+        // Nothing changes a job from here on: the postman sends what is queued and stops.
+        drop(std::mem::take(&mut core.mailer));
     }
-    shared.core.lock().await.store.close().await;
     // The command listener no longer accepts; its path goes before qterm is answered, so
     // that it cannot be a next server's socket by the time this one gets to it.
     let _ = std::fs::remove_file(&socket);
@@ -346,6 +343,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .is_err()
     {
         warn!("listeners did not stop within 5 s; exiting anyway");
+    }
+    // Within a bound: a stuck mail system never holds up a stop (what is left is dropped
+    // with this warning; mail is a courtesy).
+    if tokio::time::timeout(Duration::from_secs(5), postman)
+        .await
+        .is_err()
+    {
+        warn!("mail still waiting for sendmail after 5 s is not sent");
     }
     info!("pbs_server stopped");
     Ok(())

@@ -415,6 +415,13 @@ impl Cluster {
                     .into_iter()
                     .flatten(),
             )
+            // Job mail goes nowhere, unless the test keeps it: never to the host's MTA.
+            .args(
+                (!self.server_args.iter().any(|a| a == "--sendmail"))
+                    .then_some(["--sendmail", "/bin/true"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.server_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

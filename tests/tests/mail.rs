@@ -12,7 +12,8 @@ use capstan_tests::*;
 const T: Duration = Duration::from_secs(30);
 
 /// A stand-in sendmail: each message, its arguments first (`ARGS: ...`), in a file of its
-/// own under `box`, renamed into place once whole; refuses `fail@lab.example`.
+/// own under `box`, numbered in the order sendmail ran (the server runs one at a time) and
+/// renamed into place once whole; refuses `fail@lab.example`.
 fn fake_sendmail(root: &Path) -> (PathBuf, PathBuf) {
     let mailbox = root.join("mailbox");
     std::fs::create_dir_all(&mailbox).unwrap();
@@ -22,7 +23,8 @@ fn fake_sendmail(root: &Path) -> (PathBuf, PathBuf) {
         format!(
             "#!/bin/sh\n\
              case \" $* \" in *' fail@lab.example '*) exit 75;; esac\n\
-             f=$(mktemp {box}/msg.XXXXXX) || exit 1\n\
+             n=$(cat {box}/count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {box}/count\n\
+             f={box}/$(printf %06d $n)\n\
              {{ echo \"ARGS: $*\"; cat; }} > \"$f\" && mv \"$f\" \"$f.mail\"\n",
             box = mailbox.display()
         ),
@@ -32,22 +34,17 @@ fn fake_sendmail(root: &Path) -> (PathBuf, PathBuf) {
     (program, mailbox)
 }
 
-/// Every message delivered so far, in the order sendmail was run (the postman sends one at
-/// a time, so the files' modification order is that order).
+/// Every message delivered so far, in the order sendmail was run.
 fn messages(mailbox: &Path) -> Vec<String> {
-    let mut files: Vec<(std::time::SystemTime, String, PathBuf)> = std::fs::read_dir(mailbox)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(mailbox)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "mail"))
-        .map(|p| {
-            let modified = p.metadata().unwrap().modified().unwrap();
-            (modified, p.display().to_string(), p)
-        })
         .collect();
     files.sort();
     files
         .into_iter()
-        .map(|(_, _, p)| std::fs::read_to_string(p).unwrap())
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
 }
 
@@ -114,6 +111,16 @@ fn jobs_mail_their_owners_as_torque_does() {
         end.ends_with(&format!("\nError_Path: {err}\nOutput_Path: {out}\n")),
         "{end}"
     );
+
+    // What sendmail could take for an option, or a header, is refused at submission.
+    for bad in ["-oQ/tmp", "ann@lab.example,\nBcc: eve@lab.example"] {
+        let out = c.submit_as(&c.user, &c.work, "bad.sh", "true\n", &["-M", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Mail_Users"),
+            "{bad:?}: {err}"
+        );
+    }
 
     // Torque's default Mail_Points is `a`: no begin mail; a walltime kill is an abort, sent
     // to the owner at the host it submitted from.
