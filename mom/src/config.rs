@@ -2,11 +2,14 @@
 //!
 //! Torque's file has one `$keyword value` per line (reference 11.2). The load
 //! thresholds, `$source_login_batch`, `$prologalarm`, `$tmpdir`, the limit switches
-//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`) and `$check_poll_time` change what
-//! this MOM does; every other keyword is accepted and ignored so an existing Torque config
+//! (`$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`), `$check_poll_time` and the node
+//! health check (`$node_check_script`, `$node_check_interval`, `$status_update_time`)
+//! change what this MOM does; every other keyword is accepted and ignored so an existing Torque config
 //! file can be dropped in unchanged.
 
 use std::path::Path;
+
+use crate::health::{self, NodeCheck};
 
 /// What the config file sets: the load thresholds that turn the node `busy`
 /// (Torque reference 9.3) and how batch jobs' shells start.
@@ -32,7 +35,16 @@ pub struct MomConfig {
     /// Torque's `$check_poll_time`: how often the MOM checks its jobs' `-l` limits on its own
     /// (seconds, > 0; besides each status report).
     pub check_poll_secs: u64,
+    /// Torque's `$node_check_script` and `$node_check_interval` (see `health`).
+    pub node_check: Option<NodeCheck>,
+    /// Torque's `$status_update_time` (seconds, > 0): the period the health check's
+    /// interval counts in. Capstan's MOMs report status at the server's pace; this keeps a
+    /// Torque health check as often as it ran under Torque.
+    pub status_update_secs: u64,
 }
+
+/// Torque's `$status_update_time` default.
+pub const DEFAULT_STATUS_UPDATE_SECS: u64 = 45;
 
 /// Torque's `PBS_PROLOG_TIME`, the `$prologalarm` default.
 pub const DEFAULT_PROLOG_ALARM_SECS: u64 = 300;
@@ -51,6 +63,8 @@ impl Default for MomConfig {
             tmpdir: None,
             ignored: Default::default(),
             check_poll_secs: DEFAULT_CHECK_POLL_SECS,
+            node_check: None,
+            status_update_secs: DEFAULT_STATUS_UPDATE_SECS,
         }
     }
 }
@@ -73,6 +87,8 @@ impl MomConfig {
     pub fn parse(text: &str) -> (MomConfig, Vec<String>) {
         let mut cfg = MomConfig::default();
         let mut warnings = Vec::new();
+        let mut script_path: Option<std::path::PathBuf> = None;
+        let mut interval = None;
         for (n, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -112,9 +128,27 @@ impl MomConfig {
                 }
                 continue;
             }
+            if key == "$node_check_script" {
+                match value {
+                    Some(script) if script.starts_with('/') => script_path = Some(script.into()),
+                    _ => warnings.push(format!(
+                        "line {}: {key} needs an absolute path: {raw:?}",
+                        n + 1
+                    )),
+                }
+                continue;
+            }
+            if key == "$node_check_interval" {
+                match value.and_then(health::parse_interval) {
+                    Some(parsed) => interval = Some(parsed),
+                    None => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
+                }
+                continue;
+            }
             let seconds = match key {
                 "$prologalarm" => Some(&mut cfg.prolog_alarm_secs),
                 "$check_poll_time" => Some(&mut cfg.check_poll_secs),
+                "$status_update_time" => Some(&mut cfg.status_update_secs),
                 _ => None,
             };
             if let Some(slot) = seconds {
@@ -135,6 +169,16 @@ impl MomConfig {
                 _ => warnings.push(format!("line {}: bad value for {key}: {raw:?}", n + 1)),
             }
         }
+        // The interval alone does nothing, as in Torque.
+        cfg.node_check = script_path.map(|script| {
+            let (every, on_job_start, on_job_end) = interval.unwrap_or((1, false, false));
+            NodeCheck {
+                script,
+                every,
+                on_job_start,
+                on_job_end,
+            }
+        });
         // Torque: setting only one of the two sets the other to the same value.
         match (cfg.max_load, cfg.ideal_load) {
             (Some(m), None) => cfg.ideal_load = Some(m),
@@ -187,6 +231,56 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.max_load, Some(0.5));
         assert_eq!(c.ideal_load, Some(0.3));
+    }
+
+    #[test]
+    fn the_health_check_takes_a_script_and_an_interval() {
+        let (c, w) = MomConfig::parse(
+            "$node_check_script /usr/local/sbin/healthy
+",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.node_check,
+            Some(NodeCheck {
+                script: "/usr/local/sbin/healthy".into(),
+                every: 1,
+                on_job_start: false,
+                on_job_end: false,
+            })
+        );
+        assert_eq!(c.status_update_secs, 45);
+        let (c, w) = MomConfig::parse(
+            "$node_check_interval 4,jobstart
+$node_check_script /h
+$status_update_time 30
+",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let check = c.node_check.unwrap();
+        assert_eq!(
+            (check.every, check.on_job_start, check.on_job_end),
+            (4, true, false)
+        );
+        assert_eq!(c.status_update_secs, 30);
+        let (c, w) = MomConfig::parse(
+            "$node_check_script healthy
+$node_check_interval sometimes
+$status_update_time 0
+",
+        );
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!((c.node_check, c.status_update_secs), (None, 45));
+        // The interval alone asks for nothing.
+        assert_eq!(
+            MomConfig::parse(
+                "$node_check_interval 1
+"
+            )
+            .0
+            .node_check,
+            None
+        );
     }
 
     #[test]

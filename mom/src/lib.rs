@@ -5,7 +5,9 @@
 //!
 //! * [`config`]: `mom_priv/config` (`$max_load`, `$ideal_load`, `$source_login_batch`,
 //!   `$prologalarm`, `$tmpdir`, `$igncput`, `$ignmem`, `$ignvmem`, `$ignwalltime`,
-//!   `$check_poll_time`).
+//!   `$check_poll_time`, the health check's `$node_check_script`, `$node_check_interval` and
+//!   `$status_update_time`).
+//! * [`health`]: Torque's node health check: its verdict (pure) and running it, bounded.
 //! * [`layout`]: where the MOM keeps things under its home directory.
 //! * [`pbs_environment`]: `DIR/pbs_environment`, the base of every job's environment.
 //! * [`paths`]: where a job's stdout/stderr go (pure; Torque's Keep_Files/Join_Path rules).
@@ -30,6 +32,7 @@
 pub mod config;
 pub mod deliver;
 pub mod exit;
+pub mod health;
 pub mod job;
 pub mod launch;
 pub mod layout;

@@ -596,6 +596,27 @@ impl Runner {
         self.emit(Event::Ended { run_id, result });
     }
 
+    /// Turns a StartRun away before anything of it runs (the node's health check failed):
+    /// recorded and reported JOB_EXEC_RETRY (-3), for the server to requeue the job. A
+    /// repeated StartRun is ignored, as by [`Runner::start`].
+    pub fn refuse(&self, spec: &RunSpec, why: &str) {
+        let run_id = spec.run_id;
+        {
+            let mut runs = self.runs();
+            if runs.contains_key(&run_id) {
+                return;
+            }
+            let record = RunRecord {
+                boot_id: self.boot_id.clone(),
+                ..RunRecord::starting(spec, now_secs())
+            };
+            runs.insert(run_id, Entry::new(record, None));
+        }
+        self.save_latest(run_id);
+        tracing::warn!(run = run_id, job = %spec.job_id, "job turned away: {why}");
+        self.end(run_id, unstarted(job_exec::RETRY, why));
+    }
+
     /// Syncs the records of the results that have waited `waited` or longer for the
     /// server's acknowledgement (blocking; see `store`).
     pub fn sync_results(&self, waited: Duration) {

@@ -16,8 +16,9 @@
 //!
 //! Wire types are converted to the MOM's own types here and nowhere else.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use capstan_proto::v1::{
     mom_message, mom_session_client::MomSessionClient, server_message, HeldRun, Hello, MomMessage,
@@ -30,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::config::MomConfig;
+use crate::health::{self, CheckError, Health, NodeCheck};
 use crate::job::{Event, Held, RunResult, RunSpec, TerminalSpec, Usage};
 use crate::procfs;
 use crate::runner::Runner;
@@ -77,6 +79,63 @@ pub struct Session {
     /// qmsg lines being written, at most [`MESSAGES_IN_FLIGHT`]: each write has a blocking
     /// thread of its own, and a home on a hung mount must not use up the pool.
     messages: Arc<tokio::sync::Semaphore>,
+    /// The node health check: one at a time, its verdict arriving on `verdicts`.
+    checks: HealthChecks,
+}
+
+/// When the node health check runs (see `health`), and what waits for it.
+struct HealthChecks {
+    verdicts_tx: mpsc::Sender<Result<Health, CheckError>>,
+    verdicts: mpsc::Receiver<Result<Health, CheckError>>,
+    in_flight: bool,
+    /// When the last periodic check started.
+    last_periodic: Option<Instant>,
+    /// With `jobstart`: the server's messages from the first StartRun on, in order, until
+    /// a verdict says whether the node takes the job (later messages may be about it).
+    held_back: VecDeque<ServerMessage>,
+}
+
+impl HealthChecks {
+    fn new() -> HealthChecks {
+        let (verdicts_tx, verdicts) = mpsc::channel(1);
+        HealthChecks {
+            verdicts_tx,
+            verdicts,
+            in_flight: false,
+            last_periodic: None,
+            held_back: VecDeque::new(),
+        }
+    }
+
+    /// Starts a check of `script` unless one is running; its verdict comes on `verdicts`.
+    fn start(&mut self, script: &std::path::Path) {
+        if self.in_flight {
+            return;
+        }
+        self.in_flight = true;
+        let (script, tx) = (script.to_path_buf(), self.verdicts_tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(health::check(&script).await).await;
+        });
+    }
+
+    /// Starts a periodic check if one is due (every `every` × `period`). A node its check
+    /// took down is checked every period until it passes, even with an interval of 0
+    /// (`jobstart` or `jobend` only): no job comes to a down node to check it again.
+    fn start_if_due(&mut self, check: &NodeCheck, period: Duration, down: bool) {
+        let every = match (check.every, down) {
+            (0, false) => return,
+            (0, true) => 1,
+            (every, _) => every,
+        };
+        let due = self
+            .last_periodic
+            .is_none_or(|at| at.elapsed() >= period * every);
+        if due && !self.in_flight {
+            self.last_periodic = Some(Instant::now());
+            self.start(&check.script);
+        }
+    }
 }
 
 /// How many qmsg lines may be being written at once; more are dropped (and logged).
@@ -108,6 +167,7 @@ impl Session {
             collector: Arc::new(Mutex::new(collector)),
             hangup: signal(SignalKind::hangup())?,
             messages: Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT)),
+            checks: HealthChecks::new(),
         })
     }
 
@@ -204,18 +264,39 @@ impl Session {
         let period = Duration::from_secs(welcome.status_interval_secs.max(1).into());
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Messages held back for a health check when the last connection ended: the
+        // server resends what it still wants (a StartRun never acted on is no run here).
+        self.checks.held_back.clear();
         loop {
             tokio::select! {
                 msg = inbound.message() => match msg? {
-                    Some(m) => self.handle(m).await,
+                    Some(m) => self.receive(m).await,
                     None => return Err(SessionError::Closed),
                 },
                 _ = tick.tick() => {
+                    if let Some(check) = self.node_check() {
+                        let down = self.collector.lock().unwrap_or_else(|p| p.into_inner()).health().down;
+                        self.checks.start_if_due(&check, self.status_update_period(), down);
+                    }
                     let report = self.report().await;
                     send(&tx, mom_message::Kind::Status(report)).await?;
                 }
+                Some(verdict) = self.checks.verdicts.recv() => {
+                    self.checks.in_flight = false;
+                    if self.take_verdict(verdict) {
+                        // Before anything held back is acted on: a node turning a job away
+                        // is down in the server's eyes before the job is requeued.
+                        let report = self.report().await;
+                        send(&tx, mom_message::Kind::Status(report)).await?;
+                    }
+                    self.release_held_back().await;
+                }
                 Some(event) = self.events.recv() => {
+                    let ended = matches!(event, Event::Ended { .. });
                     send(&tx, event_to_wire(event)).await?;
+                    if let Some(check) = self.node_check().filter(|c| ended && c.on_job_end) {
+                        self.checks.start(&check.script);
+                    }
                 }
                 _ = self.hangup.recv() => {
                     let c = Arc::clone(&self.collector);
@@ -224,9 +305,110 @@ impl Session {
                     })
                     .await;
                     if let Ok(config) = reloaded {
+                        // A new or changed health check runs at the next tick; with none,
+                        // the last verdict no longer stands.
+                        self.checks.last_periodic = None;
+                        if config.node_check.is_none() {
+                            self.take_verdict(Ok(Health::default()));
+                        }
                         apply_config(&self.runner, config);
                     }
                 }
+            }
+        }
+    }
+
+    /// The health check the config asks for, if any.
+    fn node_check(&self) -> Option<NodeCheck> {
+        self.collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config()
+            .node_check
+    }
+
+    /// `$status_update_time`: what the health check's interval counts.
+    fn status_update_period(&self) -> Duration {
+        let secs = self
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config()
+            .status_update_secs;
+        Duration::from_secs(secs.max(1))
+    }
+
+    /// Takes a check's verdict (logging what changed, in Torque's words); true when it
+    /// changes what the node reports.
+    fn take_verdict(&self, verdict: Result<Health, CheckError>) -> bool {
+        let health = match verdict {
+            Ok(health) => health,
+            // Torque leaves the node as it is when its check cannot run.
+            Err(e) => {
+                tracing::warn!("node health check: {e}");
+                return false;
+            }
+        };
+        let mut collector = self.collector.lock().unwrap_or_else(|p| p.into_inner());
+        let was_down = collector.health().down;
+        match (&health.message, health.down) {
+            (Some(message), true) if !was_down => tracing::warn!(
+                "Setting node to down. The node health script output the following message: {message}"
+            ),
+            (_, false) if was_down => {
+                tracing::info!("node health check passed: the node takes jobs again")
+            }
+            _ => {}
+        }
+        collector.set_health(health)
+    }
+
+    /// Acts on a message from the server, unless it must wait for a health check: with
+    /// `jobstart`, a StartRun waits for a fresh verdict, and every message after it waits
+    /// behind it, so none is acted on out of order.
+    async fn receive(&mut self, msg: ServerMessage) {
+        let is_start = matches!(msg.kind, Some(server_message::Kind::Start(_)));
+        let check = self.node_check().filter(|c| c.on_job_start);
+        match check {
+            Some(check) if is_start || !self.checks.held_back.is_empty() => {
+                if is_start {
+                    self.checks.start(&check.script);
+                }
+                self.checks.held_back.push_back(msg);
+            }
+            _ => self.handle(msg).await,
+        }
+    }
+
+    /// Acts on the messages held back for a verdict, in order: a StartRun is turned away
+    /// while the node is down (a StartRun that came while a periodic check ran takes that
+    /// check's verdict).
+    async fn release_held_back(&mut self) {
+        let down = {
+            let collector = self.collector.lock().unwrap_or_else(|p| p.into_inner());
+            let health = collector.health();
+            health.down.then(|| {
+                format!(
+                    "node health check failed: {}",
+                    health.message.as_deref().unwrap_or("ERROR")
+                )
+            })
+        };
+        while let Some(msg) = self.checks.held_back.pop_front() {
+            match (&msg.kind, &down) {
+                (Some(server_message::Kind::Start(s)), Some(why)) => {
+                    let (runner, spec, why) = (
+                        Arc::clone(&self.runner),
+                        start_from_wire(s.clone()),
+                        why.clone(),
+                    );
+                    if let Err(e) =
+                        tokio::task::spawn_blocking(move || runner.refuse(&spec, &why)).await
+                    {
+                        tracing::error!("runner task failed: {e}");
+                    }
+                }
+                _ => self.handle(msg).await,
             }
         }
     }
@@ -392,6 +574,7 @@ fn status_to_wire(r: NodeReport) -> NodeStatus {
         loadave: r.loadave,
         netload: r.netload,
         state: r.state,
+        message: r.message.unwrap_or_default(),
         jobs: r.jobs,
         rectime: r.rectime,
         usage: r

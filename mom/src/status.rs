@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::MomConfig;
+use crate::health::Health;
 use crate::job::Usage;
 use crate::procfs::Proc;
 
@@ -132,8 +133,10 @@ pub struct NodeReport {
     pub ncpus: u32,
     pub loadave: f64,
     pub netload: u64,
-    /// `free` or `busy`.
+    /// `free`, `busy`, or `down` (the health check failed).
     pub state: String,
+    /// The health check's message (`ERROR ...`, `EVENT: ...`), if any.
+    pub message: Option<String>,
     pub jobs: Vec<String>,
     pub rectime: i64,
     pub usage: Vec<(u64, Usage)>,
@@ -146,6 +149,8 @@ pub struct Collector {
     config_path: PathBuf,
     config: MomConfig,
     busy: bool,
+    /// What the last health check said (healthy until one says otherwise).
+    health: Health,
 }
 
 impl Collector {
@@ -154,6 +159,7 @@ impl Collector {
             config_path,
             config: MomConfig::default(),
             busy: false,
+            health: Health::default(),
         };
         c.reload();
         c
@@ -167,6 +173,16 @@ impl Collector {
         }
         self.config = config.clone();
         config
+    }
+
+    /// Takes a health check's verdict; true when it changes what the node reports.
+    pub fn set_health(&mut self, health: Health) -> bool {
+        std::mem::replace(&mut self.health, health.clone()) != health
+    }
+
+    /// What the last health check said.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The config as last loaded.
@@ -206,7 +222,15 @@ impl Collector {
             ncpus: ncpus(),
             loadave,
             netload,
-            state: if self.busy { "busy" } else { "free" }.into(),
+            state: if self.health.down {
+                "down"
+            } else if self.busy {
+                "busy"
+            } else {
+                "free"
+            }
+            .into(),
+            message: self.health.message.clone(),
             jobs,
             rectime: now,
             usage,

@@ -686,7 +686,7 @@ pub fn status_string(status: &NodeStatus) -> String {
             .join(" ")
     };
     format!(
-        "opsys={},uname={},sessions={},nsessions={},nusers={},idletime={},totmem={}kb,availmem={}kb,physmem={}kb,ncpus={},loadave={:.2},gres=,netload={},state={},varattr= ,cpuclock=Fixed,version={},rectime={},jobs={}",
+        "opsys={},uname={},sessions={},nsessions={},nusers={},idletime={},totmem={}kb,availmem={}kb,physmem={}kb,ncpus={},loadave={:.2},{}gres=,netload={},state={},varattr= ,cpuclock=Fixed,version={},rectime={},jobs={}",
         status.opsys,
         status.uname,
         sessions,
@@ -698,6 +698,11 @@ pub fn status_string(status: &NodeStatus) -> String {
         status.physmem_kb,
         status.ncpus,
         status.loadave,
+        status
+            .message
+            .as_deref()
+            .map(|m| format!("message={m},"))
+            .unwrap_or_default(),
         status.netload,
         if status.state.is_empty() { "free" } else { &status.state },
         capstan_proto::PBS_VERSION,
@@ -1214,6 +1219,16 @@ mod tests {
             ..NodeStatus::default()
         });
         assert_eq!(n.state_string(), "job-exclusive,busy");
+        assert!(!n.available());
+        // A failed health check: connected, but down and taking nothing.
+        n.slots = vec![None, None];
+        n.status = Some(NodeStatus {
+            state: "down".into(),
+            message: Some("ERROR: no scratch".into()),
+            ..NodeStatus::default()
+        });
+        assert_eq!(n.state_string(), "down");
+        assert!(n.is_up() && !n.available());
     }
 
     #[test]
@@ -1231,6 +1246,7 @@ mod tests {
             loadave: 3.44,
             netload: 9,
             state: "free".into(),
+            message: None,
             jobs: vec![],
             rectime: 1795277301,
         };
@@ -1238,5 +1254,13 @@ mod tests {
             status_string(&status),
             "opsys=linux,uname=Linux vm,sessions=2274,nsessions=1,nusers=1,idletime=5,totmem=100kb,availmem=50kb,physmem=100kb,ncpus=2,loadave=3.44,gres=,netload=9,state=free,varattr= ,cpuclock=Fixed,version=6.1.3.h5,rectime=1795277301,jobs="
         );
+        // A health check's message comes after the load, as in Torque's MOM.
+        let checked = NodeStatus {
+            state: "down".into(),
+            message: Some("ERROR: no scratch".into()),
+            ..status
+        };
+        assert!(status_string(&checked)
+            .contains(",loadave=3.44,message=ERROR: no scratch,gres=,netload=9,state=down,"));
     }
 }

@@ -719,7 +719,10 @@ pub struct NodeStatus {
     pub ncpus: u32,
     pub loadave: f64,
     pub netload: u64,
+    /// `free`, `busy`, or `down` (the MOM's health check failed).
     pub state: String,
+    /// The health check's message (`ERROR ...`, `EVENT: ...`), shown as `message=`.
+    pub message: Option<String>,
     pub jobs: Vec<String>,
     pub rectime: i64,
 }

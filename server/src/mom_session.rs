@@ -131,6 +131,8 @@ fn status_from_proto(s: capstan_proto::v1::NodeStatus) -> NodeStatus {
         },
         netload: s.netload,
         state: printable(s.state),
+        // One field of the status string: no comma may start another.
+        message: Some(printable(s.message).replace(',', ";")).filter(|m| !m.is_empty()),
         jobs: s.jobs.into_iter().map(printable).collect(),
         rectime: s.rectime,
     }
@@ -708,9 +710,10 @@ async fn handle_batch(
                     .filter_map(|u| used_from_proto(u.used).map(|used| (u.run_id, used)))
                     .collect();
                 let status = status_from_proto(status);
-                let was_busy = n.is_busy();
+                let was_available = n.available();
                 n.status = Some(status);
-                let changed = was_busy != n.is_busy();
+                // Busy or unhealthy, or neither any more: placement may change.
+                let changed = was_available != n.available();
                 jobs::record_usage(core, node, &usage);
                 if changed {
                     shared.wake_scheduler();

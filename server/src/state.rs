@@ -84,9 +84,15 @@ impl NodeRuntime {
         self.status.as_ref().is_some_and(|s| s.state == "busy")
     }
 
+    /// Its MOM's health check failed (Torque's MOM reports itself down): connected, its
+    /// jobs run on, but it takes no new ones.
+    pub fn is_unhealthy(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.state == "down")
+    }
+
     /// May take new work.
     pub fn available(&self) -> bool {
-        self.is_up() && !self.flags.offline && !self.is_busy()
+        self.is_up() && !self.flags.offline && !self.is_busy() && !self.is_unhealthy()
     }
 
     pub fn used_slots(&self) -> usize {
@@ -108,7 +114,7 @@ impl NodeRuntime {
     /// Torque's `state` string: `down`, `offline`, `job-exclusive`, `busy`, `free`, comma-joined.
     pub fn state_string(&self) -> String {
         let mut parts: Vec<&str> = Vec::new();
-        if !self.is_up() {
+        if !self.is_up() || self.is_unhealthy() {
             parts.push("down");
         }
         if self.flags.offline {
