@@ -85,19 +85,23 @@ pub enum CheckError {
 
 /// Runs `script` (no arguments, standard input empty, standard error discarded) and judges
 /// its output. A script that cannot be run gives no verdict (Torque leaves the node up and
-/// logs it); one that outlives [`CHECK_LIMIT`] is killed and marks the node down.
+/// logs it); one that outlives [`CHECK_LIMIT`] (or leaves a process holding its output
+/// open that long) is killed with everything it started, and marks the node down.
 pub async fn check(script: &Path) -> Result<Health, CheckError> {
     let shown = script.display().to_string();
     let mut child = tokio::process::Command::new(script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // A group of its own, so that what it started can be killed with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| CheckError::Spawn {
             script: shown.clone(),
             source,
         })?;
+    let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
     let Some(stdout) = child.stdout.take() else {
         return Ok(Health::default());
     };
@@ -115,7 +119,12 @@ pub async fn check(script: &Path) -> Result<Health, CheckError> {
         let _ = child.wait().await;
         Ok(output)
     };
-    match tokio::time::timeout(CHECK_LIMIT, run).await {
+    let outcome = tokio::time::timeout(CHECK_LIMIT, run).await;
+    if let (Err(_), Some(group)) = (&outcome, group) {
+        // Its children too (a `df` stuck on a dead mount, anything it put in the background).
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+    match outcome {
         Ok(output) => Ok(judge(&String::from_utf8_lossy(&output?))),
         Err(_) => Ok(Health {
             down: true,
@@ -128,17 +137,19 @@ pub async fn check(script: &Path) -> Result<Health, CheckError> {
 }
 
 /// Parses `$node_check_interval`'s value: a number of periods and/or `jobstart`, `jobend`,
-/// comma-separated (Torque's `setnodecheckinterval`). `None` when a part is neither.
+/// comma-separated (Torque's `setnodecheckinterval`, whose `strtol` makes a value without a
+/// number 0: checks only around jobs). `None` when a part is none of these.
 pub fn parse_interval(value: &str) -> Option<(u32, bool, bool)> {
-    let (mut every, mut start, mut end) = (None, false, false);
+    let (mut every, mut start, mut end) = (0, false, false);
     for part in value.split(',').map(str::trim) {
         match part {
+            "" => {}
             "jobstart" => start = true,
             "jobend" => end = true,
-            n => every = Some(n.parse::<u32>().ok()?),
+            n => every = n.parse::<u32>().ok()?,
         }
     }
-    Some((every.unwrap_or(1), start, end))
+    Some((every, start, end))
 }
 
 #[cfg(test)]
@@ -177,9 +188,11 @@ mod tests {
     #[test]
     fn the_interval_takes_a_count_and_the_job_points() {
         assert_eq!(parse_interval("5"), Some((5, false, false)));
-        assert_eq!(parse_interval("jobstart"), Some((1, true, false)));
+        // As Torque's strtol: no number is 0, around jobs only.
+        assert_eq!(parse_interval("jobstart"), Some((0, true, false)));
         assert_eq!(parse_interval("2,jobstart,jobend"), Some((2, true, true)));
         assert_eq!(parse_interval("0,jobend"), Some((0, false, true)));
+        assert_eq!(parse_interval("1,,jobstart"), Some((1, true, false)));
         assert_eq!(parse_interval("often"), None);
         assert_eq!(parse_interval("-1"), None);
     }

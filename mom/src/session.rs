@@ -83,11 +83,19 @@ pub struct Session {
     checks: HealthChecks,
 }
 
+/// A check's verdict, with the generation of the config it ran under.
+type Verdict = (u64, Result<Health, CheckError>);
+
 /// When the node health check runs (see `health`), and what waits for it.
 struct HealthChecks {
-    verdicts_tx: mpsc::Sender<Result<Health, CheckError>>,
-    verdicts: mpsc::Receiver<Result<Health, CheckError>>,
+    verdicts_tx: mpsc::Sender<Verdict>,
+    verdicts: mpsc::Receiver<Verdict>,
+    /// Bumped by each config reload: a verdict of an older generation is ignored (the check
+    /// it came from may be one the administrator just removed).
+    generation: u64,
     in_flight: bool,
+    /// Whether a check has given a verdict since the MOM started.
+    judged: bool,
     /// When the last periodic check started.
     last_periodic: Option<Instant>,
     /// With `jobstart`: the server's messages from the first StartRun on, in order, until
@@ -101,7 +109,9 @@ impl HealthChecks {
         HealthChecks {
             verdicts_tx,
             verdicts,
+            generation: 0,
             in_flight: false,
+            judged: false,
             last_periodic: None,
             held_back: VecDeque::new(),
         }
@@ -114,9 +124,17 @@ impl HealthChecks {
         }
         self.in_flight = true;
         let (script, tx) = (script.to_path_buf(), self.verdicts_tx.clone());
+        let generation = self.generation;
         tokio::spawn(async move {
-            let _ = tx.send(health::check(&script).await).await;
+            let _ = tx.send((generation, health::check(&script).await)).await;
         });
+    }
+
+    /// A config reload: checks running now give no verdict, and a new one may start.
+    fn forget_running(&mut self) {
+        self.generation += 1;
+        self.in_flight = false;
+        self.last_periodic = None;
     }
 
     /// Starts a periodic check if one is due (every `every` × `period`). A node its check
@@ -128,9 +146,12 @@ impl HealthChecks {
             (0, true) => 1,
             (every, _) => every,
         };
-        let due = self
-            .last_periodic
-            .is_none_or(|at| at.elapsed() >= period * every);
+        // An absurd period (`$status_update_time` near u64::MAX) is never due.
+        let due = match (self.last_periodic, period.checked_mul(every)) {
+            (None, _) => true,
+            (Some(at), Some(wait)) => at.elapsed() >= wait,
+            (Some(_), None) => false,
+        };
         if due && !self.in_flight {
             self.last_periodic = Some(Instant::now());
             self.start(&check.script);
@@ -223,6 +244,7 @@ impl Session {
 
         // Interactive runs' terminals dial as the session does (see `terminal`).
         self.runner.set_terminal_endpoint(endpoint.clone());
+        self.turn_away_held_back().await;
         // Events queued while disconnected are covered by Hello and the
         // re-sent results below; drop them rather than send them twice.
         while self.events.try_recv().is_ok() {}
@@ -264,9 +286,10 @@ impl Session {
         let period = Duration::from_secs(welcome.status_interval_secs.max(1).into());
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Messages held back for a health check when the last connection ended: the
-        // server resends what it still wants (a StartRun never acted on is no run here).
-        self.checks.held_back.clear();
+        // Whether this connection has reported status yet: with a health check, the first
+        // report waits (a status period at most) for the MOM's first verdict, and the
+        // server offers the node no job before its first report.
+        let (mut reported, mut waited) = (false, false);
         loop {
             tokio::select! {
                 msg = inbound.message() => match msg? {
@@ -274,20 +297,33 @@ impl Session {
                     None => return Err(SessionError::Closed),
                 },
                 _ = tick.tick() => {
-                    if let Some(check) = self.node_check() {
+                    let check = self.node_check();
+                    if let Some(check) = &check {
                         let down = self.collector.lock().unwrap_or_else(|p| p.into_inner()).health().down;
-                        self.checks.start_if_due(&check, self.status_update_period(), down);
+                        self.checks.start_if_due(check, self.status_update_period(), down);
                     }
-                    let report = self.report().await;
-                    send(&tx, mom_message::Kind::Status(report)).await?;
+                    let first_verdict_due = check.is_some() && !self.checks.judged;
+                    if reported || waited || !first_verdict_due {
+                        let report = self.report().await;
+                        send(&tx, mom_message::Kind::Status(report)).await?;
+                        reported = true;
+                    } else {
+                        // The next tick reports whatever the check has said by then.
+                        waited = true;
+                    }
                 }
-                Some(verdict) = self.checks.verdicts.recv() => {
+                Some((generation, verdict)) = self.checks.verdicts.recv() => {
+                    if generation != self.checks.generation {
+                        continue;
+                    }
                     self.checks.in_flight = false;
-                    if self.take_verdict(verdict) {
+                    self.checks.judged = true;
+                    if self.take_verdict(verdict) || !reported {
                         // Before anything held back is acted on: a node turning a job away
                         // is down in the server's eyes before the job is requeued.
                         let report = self.report().await;
                         send(&tx, mom_message::Kind::Status(report)).await?;
+                        reported = true;
                     }
                     self.release_held_back().await;
                 }
@@ -307,11 +343,20 @@ impl Session {
                     if let Ok(config) = reloaded {
                         // A new or changed health check runs at the next tick; with none,
                         // the last verdict no longer stands.
-                        self.checks.last_periodic = None;
+                        self.checks.forget_running();
                         if config.node_check.is_none() {
                             self.take_verdict(Ok(Health::default()));
                         }
+                        // What waited for a verdict: a fresh check under the new config, or,
+                        // with no `jobstart` any more, acted on now.
+                        let jobstart = config.node_check.as_ref().filter(|c| c.on_job_start).cloned();
                         apply_config(&self.runner, config);
+                        if !self.checks.held_back.is_empty() {
+                            match jobstart {
+                                Some(check) => self.checks.start(&check.script),
+                                None => self.release_held_back().await,
+                            }
+                        }
                     }
                 }
             }
@@ -364,19 +409,39 @@ impl Session {
     }
 
     /// Acts on a message from the server, unless it must wait for a health check: with
-    /// `jobstart`, a StartRun waits for a fresh verdict, and every message after it waits
-    /// behind it, so none is acted on out of order.
+    /// `jobstart`, a StartRun waits for the next verdict (of the check it starts, or of the
+    /// one already running), and every message after it waits behind it, so none is acted
+    /// on out of order.
     async fn receive(&mut self, msg: ServerMessage) {
+        if !self.checks.held_back.is_empty() {
+            self.checks.held_back.push_back(msg);
+            return;
+        }
         let is_start = matches!(msg.kind, Some(server_message::Kind::Start(_)));
-        let check = self.node_check().filter(|c| c.on_job_start);
-        match check {
-            Some(check) if is_start || !self.checks.held_back.is_empty() => {
-                if is_start {
-                    self.checks.start(&check.script);
-                }
+        match self.node_check().filter(|c| c.on_job_start && is_start) {
+            Some(check) => {
+                self.checks.start(&check.script);
                 self.checks.held_back.push_back(msg);
             }
-            _ => self.handle(msg).await,
+            None => self.handle(msg).await,
+        }
+    }
+
+    /// The connection ended while messages waited for a verdict: each StartRun among them is
+    /// turned away (JOB_EXEC_RETRY, reported with the runs in the next Hello, so the server
+    /// requeues the job whatever its `-r`), the rest dropped (the server's view of the runs
+    /// at the next Hello replaces them).
+    async fn turn_away_held_back(&mut self) {
+        for msg in std::mem::take(&mut self.checks.held_back) {
+            if let Some(server_message::Kind::Start(s)) = msg.kind {
+                let (runner, spec) = (Arc::clone(&self.runner), start_from_wire(s));
+                let why =
+                    "the connection to the server was lost before the node health check's verdict";
+                if let Err(e) = tokio::task::spawn_blocking(move || runner.refuse(&spec, why)).await
+                {
+                    tracing::error!("runner task failed: {e}");
+                }
+            }
         }
     }
 

@@ -558,6 +558,9 @@ async fn register(
         n.session = Some(SessionHandle { id: session_id, tx });
         n.last_seen = Instant::now();
         n.down_since = None;
+        // Reported afresh: the node takes no job before this session's first status (which
+        // waits for the MOM's first health check verdict).
+        n.status = None;
     }
     shared.wake_scheduler();
     session_id

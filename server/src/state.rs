@@ -90,9 +90,14 @@ impl NodeRuntime {
         self.status.as_ref().is_some_and(|s| s.state == "down")
     }
 
-    /// May take new work.
+    /// May take new work: connected, reported (see `mom_session::register`), and neither
+    /// offline, busy nor unhealthy.
     pub fn available(&self) -> bool {
-        self.is_up() && !self.flags.offline && !self.is_busy() && !self.is_unhealthy()
+        self.is_up()
+            && self.status.is_some()
+            && !self.flags.offline
+            && !self.is_busy()
+            && !self.is_unhealthy()
     }
 
     pub fn used_slots(&self) -> usize {

@@ -134,6 +134,12 @@ impl Mom {
             pb::server_message::Kind::Welcome(w) => assert_eq!(w.server_name, "vm"),
             other => panic!("expected Welcome, got {other:?}"),
         }
+        // As a MOM does: the server offers a node work once it has reported.
+        mom.send(pb::mom_message::Kind::Status(pb::NodeStatus {
+            state: "free".into(),
+            ..Default::default()
+        }))
+        .await;
         Ok(mom)
     }
 
