@@ -341,21 +341,24 @@ impl Session {
                     })
                     .await;
                     if let Ok(config) = reloaded {
-                        // A new or changed health check runs at the next tick; with none,
+                        // Checks running now give no verdict; with no check any more,
                         // the last verdict no longer stands.
                         self.checks.forget_running();
                         if config.node_check.is_none() {
                             self.take_verdict(Ok(Health::default()));
                         }
-                        // What waited for a verdict: a fresh check under the new config, or,
-                        // with no `jobstart` any more, acted on now.
-                        let jobstart = config.node_check.as_ref().filter(|c| c.on_job_start).cloned();
+                        // A new or changed check runs now (its period counts from here); what
+                        // waited for a verdict waits for its verdict, or, with no `jobstart`
+                        // any more, is acted on now.
+                        let check = config.node_check.clone();
+                        let jobstart = check.as_ref().is_some_and(|c| c.on_job_start);
                         apply_config(&self.runner, config);
-                        if !self.checks.held_back.is_empty() {
-                            match jobstart {
-                                Some(check) => self.checks.start(&check.script),
-                                None => self.release_held_back().await,
-                            }
+                        if let Some(check) = &check {
+                            self.checks.last_periodic = Some(Instant::now());
+                            self.checks.start(&check.script);
+                        }
+                        if !self.checks.held_back.is_empty() && !jobstart {
+                            self.release_held_back().await;
                         }
                     }
                 }
