@@ -63,6 +63,18 @@ pub struct User {
     pub home: PathBuf,
 }
 
+/// The server host's short name: the host part of `managers = root@HOST` and `Job_Owner`.
+pub fn host() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .into_string()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

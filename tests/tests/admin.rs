@@ -12,18 +12,6 @@ use capstan_tests::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// The server host's short name: the host part of `managers = root@HOST` and `Job_Owner`.
-fn host() -> String {
-    nix::unistd::gethostname()
-        .unwrap()
-        .into_string()
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// Needs root and the second user; prints why a test is skipped.
 fn root_and_other() -> Option<User> {
     let other = other_user();

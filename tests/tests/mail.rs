@@ -59,17 +59,6 @@ fn wait_messages(c: &Cluster, mailbox: &Path, n: usize) -> Vec<String> {
     messages(mailbox)
 }
 
-fn host() -> String {
-    nix::unistd::gethostname()
-        .unwrap()
-        .into_string()
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn jobs_mail_their_owners_as_torque_does() {
     let root = tempfile::tempdir().unwrap();
