@@ -235,10 +235,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("removing {}", socket.display())),
     }
+    // Bound and listening under a name of its own, then renamed into place: bind() makes
+    // the file before listen(), and a command (or a waiting script) that connected in
+    // between would be refused.
+    let binding = socket.with_extension(format!("sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&binding);
     let uds =
-        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
-        .with_context(|| format!("chmod {}", socket.display()))?;
+        UnixListener::bind(&binding).with_context(|| format!("binding {}", binding.display()))?;
+    std::fs::set_permissions(&binding, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("chmod {}", binding.display()))?;
+    std::fs::rename(&binding, &socket)
+        .with_context(|| format!("renaming {} to {}", binding.display(), socket.display()))?;
 
     let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let dispatcher = tokio::spawn(dispatch::run(
