@@ -330,7 +330,8 @@ impl Session {
                 Some(event) = self.events.recv() => {
                     let ended = matches!(event, Event::Ended { .. });
                     send(&tx, event_to_wire(event)).await?;
-                    if let Some(check) = self.node_check().filter(|c| ended && c.on_job_end) {
+                    // The config is read at a run's end only, not at every event.
+                    if let Some(check) = ended.then(|| self.node_check()).flatten().filter(|c| c.on_job_end) {
                         self.checks.start(&check.script);
                     }
                 }
@@ -420,13 +421,26 @@ impl Session {
             self.checks.held_back.push_back(msg);
             return;
         }
+        // The config is read for StartRuns only: every other message goes straight on.
         let is_start = matches!(msg.kind, Some(server_message::Kind::Start(_)));
-        match self.node_check().filter(|c| c.on_job_start && is_start) {
+        match is_start
+            .then(|| self.node_check())
+            .flatten()
+            .filter(|c| c.on_job_start)
+        {
             Some(check) => {
                 self.checks.start(&check.script);
                 self.checks.held_back.push_back(msg);
             }
             None => self.handle(msg).await,
+        }
+    }
+
+    /// Turns away a StartRun that waited for a verdict (see [`Runner::refuse`]).
+    async fn refuse(&self, start: StartRun, why: String) {
+        let (runner, spec) = (Arc::clone(&self.runner), start_from_wire(start));
+        if let Err(e) = tokio::task::spawn_blocking(move || runner.refuse(&spec, &why)).await {
+            tracing::error!("runner task failed: {e}");
         }
     }
 
@@ -437,13 +451,9 @@ impl Session {
     async fn turn_away_held_back(&mut self) {
         for msg in std::mem::take(&mut self.checks.held_back) {
             if let Some(server_message::Kind::Start(s)) = msg.kind {
-                let (runner, spec) = (Arc::clone(&self.runner), start_from_wire(s));
                 let why =
                     "the connection to the server was lost before the node health check's verdict";
-                if let Err(e) = tokio::task::spawn_blocking(move || runner.refuse(&spec, why)).await
-                {
-                    tracing::error!("runner task failed: {e}");
-                }
+                self.refuse(s, why.to_string()).await;
             }
         }
     }
@@ -463,20 +473,11 @@ impl Session {
             })
         };
         while let Some(msg) = self.checks.held_back.pop_front() {
-            match (&msg.kind, &down) {
+            match (msg.kind, &down) {
                 (Some(server_message::Kind::Start(s)), Some(why)) => {
-                    let (runner, spec, why) = (
-                        Arc::clone(&self.runner),
-                        start_from_wire(s.clone()),
-                        why.clone(),
-                    );
-                    if let Err(e) =
-                        tokio::task::spawn_blocking(move || runner.refuse(&spec, &why)).await
-                    {
-                        tracing::error!("runner task failed: {e}");
-                    }
+                    self.refuse(s, why.clone()).await
                 }
-                _ => self.handle(msg).await,
+                (kind, _) => self.handle(ServerMessage { kind }).await,
             }
         }
     }
